@@ -1,0 +1,109 @@
+//! What goes into a write and comes out of a read.
+
+use crate::Error;
+use bytes::Bytes;
+use futures_core::Stream;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use crate::Version;
+
+/// A stream of bytes read from a storage. Errors carry the storage's [`Error`].
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, Error>> + Send + 'static>>;
+
+/// The body of a write. It can be opened more than once, so a write can be retried
+/// from the start without the caller keeping the whole file in memory.
+#[derive(Clone)]
+pub enum Body {
+    /// Bytes held in memory (small files: vault.json, lock files, probes).
+    Bytes(Bytes),
+    /// A local file, streamed from disk; it must not change while the write runs.
+    File {
+        /// Where the file is.
+        path: PathBuf,
+        /// Its length in bytes, taken when the body was made.
+        len: u64,
+    },
+}
+
+impl Body {
+    /// A body from a local file; reads its length now.
+    pub async fn from_file(path: impl Into<PathBuf>) -> Result<Body, Error> {
+        let path = path.into();
+        let len = tokio::fs::metadata(&path)
+            .await
+            .map_err(|e| Error::from_io(e, &path.display().to_string()))?
+            .len();
+        Ok(Body::File { path, len })
+    }
+
+    /// The number of bytes the body holds.
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Bytes(b) => b.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+
+    /// True when the body holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Opens the body for reading from its first byte.
+    pub async fn open(
+        &self,
+    ) -> Result<Pin<Box<dyn tokio::io::AsyncRead + Send + Sync + 'static>>, Error> {
+        match self {
+            Body::Bytes(b) => Ok(Box::pin(std::io::Cursor::new(b.clone()))),
+            Body::File { path, .. } => {
+                let f = tokio::fs::File::open(path)
+                    .await
+                    .map_err(|e| Error::from_io(e, &path.display().to_string()))?;
+                Ok(Box::pin(f))
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Bytes(b) => write!(f, "Body::Bytes({} bytes)", b.len()),
+            Body::File { path, len } => write!(f, "Body::File({}, {len} bytes)", path.display()),
+        }
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(b: Bytes) -> Self {
+        Body::Bytes(b)
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(b: Vec<u8>) -> Self {
+        Body::Bytes(Bytes::from(b))
+    }
+}
+
+/// An open read: the version of what is being read, when the storage tells it in the
+/// same response, and the bytes.
+pub struct Download {
+    /// The version of the bytes in `stream`, if the storage reports it with the read
+    /// (an ETag header, a Dropbox rev). `None` means: unknown, `stat` separately.
+    pub version: Option<Version>,
+    /// The size announced by the storage, if any.
+    pub size: Option<u64>,
+    /// The content.
+    pub stream: ByteStream,
+}
+
+impl std::fmt::Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download")
+            .field("version", &self.version)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}

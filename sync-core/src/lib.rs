@@ -1,0 +1,35 @@
+//! # syncfabric-core: the storage contract
+//!
+//! Every place a vault can be synced through — a folder, a WebDAV server, a cloud
+//! drive, a peer on the Wi-Fi — is a [`Storage`]: a dumb drive rooted at one folder
+//! of one account. The sync engine only ever talks to `dyn Storage`; it never knows
+//! which service is behind it. Nothing in this crate knows about vaults.
+//!
+//! The contract is small and exact:
+//!
+//! * paths are [`RemotePath`]s, normalised once here (no `..`, no empty segments);
+//! * every file has a strong [`Version`] that changes on every write;
+//! * writes and deletes take a [`Precondition`]; a provider that cannot honour one
+//!   returns [`Error::Unsupported`] instead of silently ignoring it, because a dropped
+//!   condition is a lost update;
+//! * failures are one [`Error`] enum whose variants the engine acts on
+//!   ([`Error::is_retryable`]).
+//!
+//! ```
+//! use syncfabric_core::{RemotePath, Precondition};
+//! let p = RemotePath::parse("vaults/primary/vault.enpassdb").unwrap();
+//! assert_eq!(p.file_name(), Some("vault.enpassdb"));
+//! assert!(RemotePath::parse("../escape").is_err());
+//! let _ = Precondition::IfAbsent;
+//! ```
+#![deny(missing_docs)]
+
+mod body;
+mod error;
+mod path;
+mod storage;
+
+pub use body::{Body, ByteStream, Download};
+pub use error::{Error, Result};
+pub use path::RemotePath;
+pub use storage::{Capabilities, ChangeFeed, Entry, EntryKind, Precondition, Storage, Version};
