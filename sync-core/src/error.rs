@@ -127,16 +127,30 @@ impl Error {
     pub fn from_io(e: std::io::Error, path: &str) -> Error {
         use std::io::ErrorKind as K;
         match e.kind() {
-            K::NotFound => Error::NotFound { path: path.to_string() },
-            K::AlreadyExists => Error::AlreadyExists { path: path.to_string() },
-            K::PermissionDenied => Error::Forbidden { message: format!("{path}: {e}") },
-            K::StorageFull | K::QuotaExceeded => Error::QuotaExceeded { message: format!("{path}: {e}") },
-            _ => Error::Io { path: path.to_string(), source: e },
+            K::NotFound => Error::NotFound {
+                path: path.to_string(),
+            },
+            K::AlreadyExists => Error::AlreadyExists {
+                path: path.to_string(),
+            },
+            K::PermissionDenied => Error::Forbidden {
+                message: format!("{path}: {e}"),
+            },
+            K::StorageFull | K::QuotaExceeded => Error::QuotaExceeded {
+                message: format!("{path}: {e}"),
+            },
+            _ => Error::Io {
+                path: path.to_string(),
+                source: e,
+            },
         }
     }
 
     /// A transient error with a message and no cause.
     pub fn transient(message: impl Into<String>) -> Error {
-        Error::Transient { message: message.into(), source: None }
+        Error::Transient {
+            message: message.into(),
+            source: None,
+        }
     }
 }

@@ -28,8 +28,12 @@ mod body;
 mod error;
 mod path;
 mod storage;
+#[cfg(test)]
+mod test_store;
+pub mod watch;
 
 pub use body::{Body, ByteStream, Download};
 pub use error::{Error, Result};
 pub use path::RemotePath;
 pub use storage::{Capabilities, ChangeFeed, Entry, EntryKind, Precondition, Storage, Version};
+pub use watch::{Change, ChangeStream};

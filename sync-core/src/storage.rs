@@ -146,4 +146,23 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 
     /// Creates folder `path` and its parents; succeeds if it already exists.
     async fn create_dir(&self, path: &RemotePath) -> Result<()>;
+
+    /// Starts watching the direct children of folder `dir` and returns the feed of
+    /// their changes (see [`crate::watch`] for the delivery guarantees: at least once,
+    /// [`Change::Rescan`](crate::watch::Change::Rescan) when events may have been lost).
+    /// Watching is set up before this returns, so a change made after it returns is
+    /// reported; dropping the stream stops watching.
+    ///
+    /// Providers with a native feed (and `Capabilities::change_feed ==
+    /// ChangeFeed::Native`) override this. The default returns
+    /// [`Error::Unsupported`](crate::Error::Unsupported); callers then poll with
+    /// [`crate::watch::poll`], or call [`crate::watch::watch_or_poll`] which does both.
+    async fn watch(&self, dir: &RemotePath) -> Result<crate::watch::ChangeStream> {
+        Err(crate::Error::Unsupported {
+            message: format!(
+                "{}: no native change feed for {dir}; poll instead",
+                self.describe()
+            ),
+        })
+    }
 }
