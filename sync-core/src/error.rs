@@ -146,6 +146,52 @@ impl Error {
         }
     }
 
+    /// Maps an HTTP status to the closest kind, for HTTP providers (core itself has no
+    /// HTTP stack). `retry_after` is the parsed `Retry-After` header, if any (see
+    /// [`crate::retry::parse_retry_after`]). `message` must hold no secret.
+    ///
+    /// 401 → `Unauthorized`; 403 → `Forbidden`; 404 and 410 → `NotFound`;
+    /// 412 → `PreconditionFailed` (a provider that sent `If-None-Match: *` for an
+    /// `IfAbsent` write maps it to `AlreadyExists` itself); 413 (body too large) →
+    /// `InvalidInput`; 507 → `QuotaExceeded`; 429 → `RateLimited`; 503 with a
+    /// `Retry-After` → `RateLimited` (the service asked for that wait); 408, 425, 500,
+    /// 502, 503, 504 and any other 5xx → `Transient`; any other 4xx → `InvalidInput`;
+    /// anything else (1xx/2xx/3xx where an error was expected) → `Corrupt`.
+    pub fn from_http_status(
+        status: u16,
+        path: &str,
+        retry_after: Option<Duration>,
+        message: &str,
+    ) -> Error {
+        let message = format!("{path}: HTTP {status} {message}");
+        match status {
+            401 => Error::Unauthorized { message },
+            403 => Error::Forbidden { message },
+            404 | 410 => Error::NotFound {
+                path: path.to_string(),
+            },
+            412 => Error::PreconditionFailed {
+                path: path.to_string(),
+            },
+            413 => Error::InvalidInput { message },
+            507 => Error::QuotaExceeded { message },
+            429 => Error::RateLimited {
+                retry_after,
+                message,
+            },
+            503 if retry_after.is_some() => Error::RateLimited {
+                retry_after,
+                message,
+            },
+            408 | 425 | 500..=599 => Error::Transient {
+                message,
+                source: None,
+            },
+            400..=499 => Error::InvalidInput { message },
+            _ => Error::Corrupt { message },
+        }
+    }
+
     /// A transient error with a message and no cause.
     pub fn transient(message: impl Into<String>) -> Error {
         Error::Transient {

@@ -27,6 +27,7 @@
 mod body;
 mod error;
 mod path;
+pub mod retry;
 mod storage;
 #[cfg(test)]
 mod test_store;
