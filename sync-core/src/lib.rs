@@ -27,6 +27,7 @@
 mod body;
 mod error;
 mod path;
+pub mod probe;
 pub mod retry;
 mod storage;
 #[cfg(test)]

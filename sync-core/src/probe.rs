@@ -1,0 +1,470 @@
+//! The honesty probe: test a provider's precondition claims on this connection.
+//!
+//! Some servers accept a conditional write they do not check (nginx and `rclone serve`
+//! ignore `If-Match` on PUT; Apache mod_dav hands out weak ETags for about a second).
+//! A dropped precondition is a lost update, so at connect time the engine runs
+//! [`probe`] in a scratch folder and trusts only what it confirmed:
+//!
+//! 1. write a probe file twice, same size, back to back: the version must change
+//!    (else versions are not strong and `IfMatch` cannot protect anything);
+//! 2. write it with a made-up `IfMatch` version, and with the *previous* real version:
+//!    both must fail with `PreconditionFailed` (or `Unsupported`);
+//! 3. write it with `IfAbsent`: must fail with `AlreadyExists` (or `Unsupported`);
+//! 4. the content must still be the second write's; a write with the *current*
+//!    version and an `IfAbsent` write of a fresh file must succeed;
+//! 5. delete it with a stale `IfMatch`: must fail with `PreconditionFailed`
+//!    (or `Unsupported`);
+//! 6. clean up every probe file, whatever happened.
+//!
+//! Each claim that failed is switched off in [`ProbeReport::effective`]; wrap the
+//! storage in [`ProbedStorage`] so the rest of the program sees only those. A claim is
+//! only ever downgraded, never upgraded.
+//!
+//! ```
+//! # async fn demo(storage: &dyn syncfabric_core::Storage) -> syncfabric_core::Result<()> {
+//! use syncfabric_core::{probe::probe, RemotePath};
+//! let report = probe(storage, &RemotePath::parse(".syncfabric")?).await?;
+//! if !report.effective.has_truthful_cas() {
+//!     // use the lease lock (syncfabric_core::lock) around every commit
+//! }
+//! # Ok(()) }
+//! ```
+
+use crate::{Body, Capabilities, Entry, Error, Precondition, RemotePath, Result, Storage, Version};
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+/// What the probe saw for one kind of precondition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Wrong conditions were refused with the right error, right ones accepted.
+    Honoured,
+    /// The provider answered `Unsupported` (honest, but no help).
+    Unsupported,
+    /// A wrong condition was accepted: the storage ignores it (a lie).
+    Ignored,
+    /// Something else was wrong (a correct condition refused, the wrong error kind,
+    /// content changed by a refused write); the text says what.
+    Broken(String),
+    /// Not tested (an earlier step made the test meaningless).
+    Untested,
+}
+
+impl Verdict {
+    fn usable(&self) -> bool {
+        matches!(self, Verdict::Honoured)
+    }
+}
+
+/// The outcome of [`probe`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeReport {
+    /// What the provider claimed.
+    pub claimed: Capabilities,
+    /// The claims confirmed on this connection: `claimed` with `if_match`, `if_absent`,
+    /// `conditional_delete` and `read_after_write` switched off where the probe failed.
+    pub effective: Capabilities,
+    /// Two same-size writes in a row got different versions.
+    pub strong_versions: bool,
+    /// `IfMatch` on write.
+    pub if_match: Verdict,
+    /// `IfAbsent` on write.
+    pub if_absent: Verdict,
+    /// `IfMatch` on delete.
+    pub conditional_delete: Verdict,
+    /// A read right after a write returned the new bytes.
+    pub read_after_write: bool,
+}
+
+impl ProbeReport {
+    /// True when nothing the provider claimed had to be switched off, and it accepted
+    /// no wrong precondition (even one it did not claim to support: silently dropping
+    /// a precondition breaks the contract either way).
+    pub fn is_truthful(&self) -> bool {
+        self.claimed == self.effective
+            && ![&self.if_match, &self.if_absent, &self.conditional_delete]
+                .contains(&&Verdict::Ignored)
+    }
+
+    /// One line per finding, for logs and the CLI.
+    pub fn summary(&self) -> String {
+        format!(
+            "strong versions: {}; if-match: {:?}; if-absent: {:?}; conditional delete: {:?}; read-after-write: {}; truthful: {}",
+            self.strong_versions,
+            self.if_match,
+            self.if_absent,
+            self.conditional_delete,
+            self.read_after_write,
+            self.is_truthful()
+        )
+    }
+}
+
+async fn read_all(storage: &dyn Storage, path: &RemotePath) -> Result<Bytes> {
+    let mut dl = storage.read(path).await?;
+    let mut out = Vec::new();
+    while let Some(chunk) = dl.stream.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out.into())
+}
+
+fn version_of(e: &Entry, path: &RemotePath) -> Result<Version> {
+    e.version.clone().ok_or_else(|| Error::Corrupt {
+        message: format!("{path}: a file write returned no version"),
+    })
+}
+
+/// How a write with a deliberately wrong precondition went.
+fn judge_refusal(r: Result<Entry>, expected: fn(&Error) -> bool, what: &str) -> Result<Verdict> {
+    match r {
+        Ok(_) => Ok(Verdict::Ignored),
+        Err(Error::Unsupported { .. }) => Ok(Verdict::Unsupported),
+        Err(e) if expected(&e) => Ok(Verdict::Honoured),
+        Err(e) if e.is_retryable() || matches!(e, Error::Unauthorized { .. }) => Err(e),
+        Err(e) => Ok(Verdict::Broken(format!(
+            "{what} failed with the wrong kind: {e}"
+        ))),
+    }
+}
+
+/// Runs the honesty probe in folder `dir` (created if needed) of `storage`; see the
+/// [module docs](self) for the steps. Every probe file is named
+/// `.syncfabric-probe-<random>` and deleted before returning, also on error.
+///
+/// Returns an error only when the probe could not run (the storage failed with a
+/// retryable error, `Unauthorized`, or refused a plain write); a storage that lies is a
+/// successful probe with a report saying so.
+pub async fn probe(storage: &dyn Storage, dir: &RemotePath) -> Result<ProbeReport> {
+    let tag = format!("{:016x}", fastrand::u64(..));
+    let main = dir.join(&format!(".syncfabric-probe-{tag}"))?;
+    let fresh = dir.join(&format!(".syncfabric-probe-{tag}-new"))?;
+    let res = run_probe(storage, &main, &fresh, &tag).await;
+    for p in [&main, &fresh] {
+        match storage.delete(p, Precondition::None).await {
+            Ok(()) | Err(Error::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(path = %p, error = %e, "could not remove a probe file"),
+        }
+    }
+    res
+}
+
+async fn run_probe(
+    storage: &dyn Storage,
+    main: &RemotePath,
+    fresh: &RemotePath,
+    tag: &str,
+) -> Result<ProbeReport> {
+    let claimed = storage.capabilities();
+    let text = |n: u8| Bytes::from(format!("syncfabric honesty probe {tag} #{n}\n"));
+    let body = |n: u8| Body::Bytes(text(n));
+
+    let first = storage.write(main, body(1), Precondition::None).await?;
+    let v1 = version_of(&first, main)?;
+    let second = storage.write(main, body(2), Precondition::None).await?;
+    let v2 = version_of(&second, main)?;
+    let strong_versions = v1 != v2;
+    let read_after_write = read_all(storage, main).await? == text(2);
+    // What the file should hold: the last write that was accepted.
+    let mut expected = text(2);
+
+    // IfMatch with a made-up version, then with the previous real one.
+    let bogus = Version::new(format!("syncfabric-probe-wrong-{tag}"));
+    let is_pf = |e: &Error| matches!(e, Error::PreconditionFailed { .. });
+    let mut if_match = judge_refusal(
+        storage
+            .write(main, body(3), Precondition::IfMatch(bogus))
+            .await,
+        is_pf,
+        "IfMatch with a made-up version",
+    )?;
+    if if_match == Verdict::Ignored {
+        expected = text(3);
+    }
+    if if_match == Verdict::Honoured && strong_versions {
+        if_match = judge_refusal(
+            storage
+                .write(main, body(4), Precondition::IfMatch(v1.clone()))
+                .await,
+            is_pf,
+            "IfMatch with the previous version",
+        )?;
+        if if_match == Verdict::Ignored {
+            expected = text(4);
+        }
+    } else if !strong_versions && if_match == Verdict::Honoured {
+        if_match = Verdict::Broken("two writes in a row got the same version".into());
+    }
+    let after_if_match = read_all(storage, main).await?;
+    if after_if_match != expected && if_match != Verdict::Ignored {
+        if_match = Verdict::Broken("a refused IfMatch write changed the content".into());
+        expected = after_if_match;
+    }
+
+    let is_ae = |e: &Error| matches!(e, Error::AlreadyExists { .. });
+    let mut if_absent = judge_refusal(
+        storage.write(main, body(5), Precondition::IfAbsent).await,
+        is_ae,
+        "IfAbsent on an existing file",
+    )?;
+    if if_absent == Verdict::Ignored {
+        expected = text(5);
+    }
+    if read_all(storage, main).await? != expected && if_absent != Verdict::Ignored {
+        if_absent = Verdict::Broken("a refused IfAbsent write changed the content".into());
+    }
+
+    // Correct conditions must be accepted.
+    let mut current = storage
+        .stat(main)
+        .await?
+        .and_then(|e| e.version)
+        .unwrap_or(v2);
+    if if_match == Verdict::Honoured {
+        match storage
+            .write(main, body(6), Precondition::IfMatch(current.clone()))
+            .await
+        {
+            Ok(e) => current = version_of(&e, main)?,
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) => {
+                if_match =
+                    Verdict::Broken(format!("IfMatch with the current version was refused: {e}"))
+            }
+        }
+    }
+    if if_absent == Verdict::Honoured {
+        match storage.write(fresh, body(7), Precondition::IfAbsent).await {
+            Ok(_) => {}
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) => {
+                if_absent = Verdict::Broken(format!("IfAbsent on a new file was refused: {e}"))
+            }
+        }
+    }
+
+    // Delete with a stale version.
+    let conditional_delete = if strong_versions {
+        match storage.delete(main, Precondition::IfMatch(v1)).await {
+            Ok(()) => match storage.stat(main).await? {
+                None => Verdict::Ignored,
+                Some(_) => Verdict::Broken("a refused delete reported success".into()),
+            },
+            Err(Error::Unsupported { .. }) => Verdict::Unsupported,
+            Err(Error::PreconditionFailed { .. }) => match storage.stat(main).await? {
+                Some(e) if e.version.as_ref() == Some(&current) => Verdict::Honoured,
+                _ => Verdict::Broken("a refused delete changed the file".into()),
+            },
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) => Verdict::Broken(format!(
+                "a stale conditional delete failed with the wrong kind: {e}"
+            )),
+        }
+    } else {
+        Verdict::Untested
+    };
+
+    let mut effective = claimed.clone();
+    effective.if_match &= if_match.usable();
+    effective.if_absent &= if_absent.usable();
+    effective.conditional_delete &= conditional_delete.usable();
+    effective.read_after_write &= read_after_write;
+    let report = ProbeReport {
+        claimed,
+        effective,
+        strong_versions,
+        if_match,
+        if_absent,
+        conditional_delete,
+        read_after_write,
+    };
+    if report.is_truthful() {
+        tracing::debug!(storage = %storage.describe(), "honesty probe: {}", report.summary());
+    } else {
+        tracing::warn!(storage = %storage.describe(), "honesty probe downgraded claims: {}", report.summary());
+    }
+    Ok(report)
+}
+
+/// A storage seen through the capabilities the probe confirmed.
+///
+/// [`Storage::capabilities`] returns `effective`; a write or delete with a
+/// precondition whose capability is off returns [`Error::Unsupported`] without reaching
+/// the inner storage (the contract: a precondition that cannot be honoured is refused,
+/// never silently dropped). Everything else passes through.
+#[derive(Debug, Clone)]
+pub struct ProbedStorage<S> {
+    inner: S,
+    effective: Capabilities,
+}
+
+impl<S: Storage> ProbedStorage<S> {
+    /// Wraps `inner` with the capabilities of a probe report (`report.effective`).
+    pub fn new(inner: S, effective: Capabilities) -> Self {
+        ProbedStorage { inner, effective }
+    }
+
+    /// Probes `inner` in `dir` and wraps it with the outcome.
+    pub async fn connect(inner: S, dir: &RemotePath) -> Result<(Self, ProbeReport)> {
+        let report = probe(&inner, dir).await?;
+        Ok((ProbedStorage::new(inner, report.effective.clone()), report))
+    }
+
+    /// The wrapped storage.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn refuse(&self, what: &str, path: &RemotePath) -> Error {
+        Error::Unsupported {
+            message: format!(
+                "{}: {what} is not honoured by this server ({path}); use the lease lock",
+                self.inner.describe()
+            ),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: Storage> Storage for ProbedStorage<S> {
+    fn capabilities(&self) -> Capabilities {
+        self.effective.clone()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn stat(&self, path: &RemotePath) -> Result<Option<Entry>> {
+        self.inner.stat(path).await
+    }
+    async fn list(&self, dir: &RemotePath) -> Result<Vec<Entry>> {
+        self.inner.list(dir).await
+    }
+    async fn read(&self, path: &RemotePath) -> Result<crate::Download> {
+        self.inner.read(path).await
+    }
+    async fn write(&self, path: &RemotePath, body: Body, pre: Precondition) -> Result<Entry> {
+        match pre {
+            Precondition::IfMatch(_) if !self.effective.if_match => {
+                Err(self.refuse("IfMatch", path))
+            }
+            Precondition::IfAbsent if !self.effective.if_absent => {
+                Err(self.refuse("IfAbsent", path))
+            }
+            _ => self.inner.write(path, body, pre).await,
+        }
+    }
+    async fn delete(&self, path: &RemotePath, pre: Precondition) -> Result<()> {
+        match pre {
+            Precondition::None => self.inner.delete(path, pre).await,
+            _ if !self.effective.conditional_delete => {
+                Err(self.refuse("a conditional delete", path))
+            }
+            _ => self.inner.delete(path, pre).await,
+        }
+    }
+    async fn create_dir(&self, path: &RemotePath) -> Result<()> {
+        self.inner.create_dir(path).await
+    }
+    async fn watch(&self, dir: &RemotePath) -> Result<crate::watch::ChangeStream> {
+        self.inner.watch(dir).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_store::MemStore;
+
+    fn dir() -> RemotePath {
+        RemotePath::parse("scratch").unwrap()
+    }
+
+    #[tokio::test]
+    async fn truthful_store_is_reported_truthful() {
+        let s = MemStore::new();
+        let r = probe(&s, &dir()).await.unwrap();
+        assert!(r.is_truthful(), "{}", r.summary());
+        assert_eq!(r.if_match, Verdict::Honoured);
+        assert_eq!(r.if_absent, Verdict::Honoured);
+        assert_eq!(r.conditional_delete, Verdict::Honoured);
+        assert!(r.strong_versions && r.read_after_write);
+        assert_eq!(r.effective, s.capabilities());
+        // Cleaned up.
+        assert!(s.files.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn lying_store_is_downgraded() {
+        let s = MemStore::lying();
+        let r = probe(&s, &dir()).await.unwrap();
+        assert!(!r.is_truthful());
+        assert_eq!(r.if_match, Verdict::Ignored);
+        assert_eq!(r.if_absent, Verdict::Ignored);
+        assert_eq!(r.conditional_delete, Verdict::Ignored);
+        assert!(!r.effective.if_match && !r.effective.if_absent && !r.effective.conditional_delete);
+        assert!(!r.effective.has_truthful_cas());
+        assert!(s.files.lock().unwrap().is_empty());
+
+        let (wrapped, _) = ProbedStorage::connect(MemStore::lying(), &dir())
+            .await
+            .unwrap();
+        assert!(!wrapped.capabilities().if_match);
+        let p = RemotePath::parse("f").unwrap();
+        let r = wrapped
+            .write(&p, Body::from(Vec::new()), Precondition::IfAbsent)
+            .await;
+        assert!(matches!(r, Err(Error::Unsupported { .. })));
+        wrapped
+            .write(&p, Body::from(Vec::new()), Precondition::None)
+            .await
+            .unwrap();
+    }
+
+    /// Honours IfAbsent but ignores IfMatch (like nginx's PUT).
+    #[derive(Debug)]
+    struct IgnoresIfMatch(MemStore);
+    #[async_trait::async_trait]
+    impl Storage for IgnoresIfMatch {
+        fn capabilities(&self) -> Capabilities {
+            self.0.capabilities()
+        }
+        fn describe(&self) -> String {
+            "ignores if-match".into()
+        }
+        async fn stat(&self, p: &RemotePath) -> Result<Option<Entry>> {
+            self.0.stat(p).await
+        }
+        async fn list(&self, p: &RemotePath) -> Result<Vec<Entry>> {
+            self.0.list(p).await
+        }
+        async fn read(&self, p: &RemotePath) -> Result<crate::Download> {
+            self.0.read(p).await
+        }
+        async fn write(&self, p: &RemotePath, b: Body, pre: Precondition) -> Result<Entry> {
+            let pre = if matches!(pre, Precondition::IfMatch(_)) {
+                Precondition::None
+            } else {
+                pre
+            };
+            self.0.write(p, b, pre).await
+        }
+        async fn delete(&self, p: &RemotePath, pre: Precondition) -> Result<()> {
+            self.0.delete(p, pre).await
+        }
+        async fn create_dir(&self, p: &RemotePath) -> Result<()> {
+            self.0.create_dir(p).await
+        }
+    }
+
+    #[tokio::test]
+    async fn ignoring_only_if_match_downgrades_only_if_match() {
+        let s = IgnoresIfMatch(MemStore::new());
+        let r = probe(&s, &dir()).await.unwrap();
+        assert_eq!(r.if_match, Verdict::Ignored);
+        assert!(!r.effective.if_match);
+        assert_eq!(r.if_absent, Verdict::Honoured);
+        assert!(r.effective.if_absent);
+        assert!(!r.is_truthful());
+        assert!(s.0.files.lock().unwrap().is_empty());
+    }
+}
