@@ -1,6 +1,230 @@
 //! # syncfabric-merge
 //!
-//! Pure three-way merge of decrypted Enpass vault snapshots.
+//! A pure three-way merge of decrypted Enpass vault snapshots ([`Snapshot`]): given the
+//! snapshot of the last successful sync (the *base*, optional), the local one and the
+//! remote one, [`merge`] returns the merged snapshot, the rows each side must write,
+//! the conflicts and a readable report. No I/O, no clock, no randomness: the same
+//! inputs always give the same output, and swapping local and remote gives the same
+//! merged content.
 //!
-//! (Skeleton: the implementation lands with its issue.)
+//! ```
+//! use syncfabric_merge::merge;
+//! # use syncfabric_vault::Snapshot;
+//! # fn load() -> (Snapshot, Snapshot, Snapshot) { Default::default() }
+//! let (base, local, remote) = load(); // last synced, this device, downloaded
+//! let out = merge(Some(&base), &local, &remote)?;
+//! // write out.to_local (rows to upsert) into the local vault, in one transaction;
+//! if out.remote_needs_upload() { /* upload out.merged as the new remote database */ }
+//! println!("{}", out.report); // titles, labels, column names: no secret values
+//! let next_base = out.merged; // keep it as the base of the next sync
+//! # let _ = next_base;
+//! # Ok::<(), syncfabric_merge::MergeError>(())
+//! ```
+//!
+//! ## Rules
+//!
+//! Every table present on any side is merged, known or not, by the same rules; rows are
+//! matched by the table's key columns (`item.uuid`, `itemfield(item_uuid,
+//! item_field_uid)`, `folder_items(folder_uuid, item_uuid)`, ...). For one key:
+//!
+//! 1. **Missing is unchanged.** A row missing on a side but present in base counts as
+//!    unchanged on that side (never as a delete). A row only one side has is added to
+//!    the other. Nothing is ever removed: deletes are tombstones (`deleted = 1`).
+//! 2. **One-side changes win**, whatever the clocks say: if a side's row equals base,
+//!    the other side's row is taken (a device whose clock is behind still wins when
+//!    only it changed). Clock columns are then raised to the other side's (see 5).
+//! 3. **Both sides changed the row** (or there is no base and they differ): the row is
+//!    merged *column group by column group*, three-way. A group changed on one side
+//!    only is taken from that side; a group both sides changed to the same value is
+//!    kept; a group both changed differently is a conflict, won by the side whose row
+//!    `updated_at` is later. Equal `updated_at`: the greater group content wins (in
+//!    the SQLite value order), which is deterministic and symmetric, never arrival.
+//!    So an item renamed on one device and trashed on the other keeps both changes;
+//!    whole-row last-writer-wins would silently drop one of them.
+//!    Groups: every column is its own group except those that describe one value
+//!    together: `value, hash, initial, strength, algo_version, pwned_check_time` (a
+//!    field's value and what is derived from it: a hash never pairs with another
+//!    side's value) and, in tables with a `data` column, `data, password, size, mime,
+//!    type, internal` (an attachment or icon payload).
+//! 4. **No lost field value.** In a table with both `value` and `history` columns
+//!    (`itemfield`), the losing non-empty value of a conflict is added to the field's
+//!    history as `{"updated_at": <loser's value_updated_at>, "value": ...}`, and when
+//!    both sides changed the history the result is the union of both, deduplicated and
+//!    sorted by `(updated_at, value)`. This applies to every field, `historical` or
+//!    not. (A history that is not a JSON list cannot be merged: it is then treated as a
+//!    plain column and the conflict says the losing value could not be kept.)
+//! 5. **Clocks only move forward.** Columns named `updated_at` or `*_updated_at` take
+//!    the maximum of both sides, so the merged row is never older than either side and
+//!    propagates to the other devices.
+//! 6. **Delete vs edit.** When one side set `deleted` (0 → non-zero) and the other
+//!    side edited the row, the edit revives the row only if its `updated_at` is
+//!    strictly later than the delete's; otherwise the tombstone wins (the edit's other
+//!    columns are still merged into the tombstone, so nothing is lost). A stale device
+//!    (whose row equals base) therefore never undoes a delete, by rule 2. An undelete
+//!    on one side only wins by rule 3.
+//! 7. **No base** (first sync of two copies): the same rules with every differing
+//!    group a conflict, decided by `updated_at`.
+//!
+//! Rules are per row; the merge does not couple tables (reviving an item does not
+//! revive `folder_items` rows the delete tombstoned on the other side).
+//! Tables whose column lists differ between sides are merged over the union of
+//! columns; a side lacking a column reads it as NULL. Tables are matched by name and
+//! must have the same key columns on every side ([`MergeError::KeyMismatch`]).
+//!
+//! Cost: one lockstep walk over the three sorted row maps, linear in the number of
+//! rows; rows are cloned into the merged snapshot and into the change sets.
 #![deny(missing_docs)]
+
+mod engine;
+mod history;
+mod plan;
+mod report;
+mod row;
+
+pub use history::history_values;
+pub use report::{MergeReport, TableSummary};
+pub use syncfabric_vault::{Row, RowKey, Snapshot, Table, Value};
+
+/// One side of a merge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Side {
+    /// This device's vault.
+    Local,
+    /// The copy downloaded from the storage.
+    Remote,
+}
+
+impl Side {
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Local => Side::Remote,
+            Side::Remote => Side::Local,
+        }
+    }
+}
+
+/// Which side won the conflicting columns of a row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Winner {
+    /// Local's `updated_at` was later: local's values were taken for every conflicting
+    /// column group.
+    Local,
+    /// Remote's `updated_at` was later: remote's values were taken.
+    Remote,
+    /// Equal `updated_at` (or the table has none): for each conflicting column group,
+    /// the side with the greater content (SQLite value order) won.
+    Tie,
+}
+
+/// How a delete on one side met an edit on the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deletion {
+    /// The edit was strictly later than the delete: the row is live.
+    Revived {
+        /// The side that had deleted the row.
+        deleted_by: Side,
+    },
+    /// The edit was not later: the row stays deleted (its other columns still merged).
+    StayedDeleted {
+        /// The side that deleted the row.
+        deleted_by: Side,
+    },
+}
+
+/// A row both sides changed in a way that needed a rule to settle.
+///
+/// `Debug` shows the key's values only as sizes (see [`Value`]); no field values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conflict {
+    /// The table.
+    pub table: String,
+    /// The row's key.
+    pub key: RowKey,
+    /// Columns both sides changed to different values (empty if only the delete rule
+    /// applied).
+    pub columns: Vec<String>,
+    /// Which side won `columns`.
+    pub winner: Winner,
+    /// Set when a delete met an edit.
+    pub deletion: Option<Deletion>,
+    /// For a field value conflict: `Some(true)` if the losing value was added to the
+    /// field's history, `Some(false)` if it could not be (unparseable history); `None`
+    /// when no field value lost (or the loser was empty).
+    pub loser_in_history: Option<bool>,
+}
+
+/// The result of [`merge`].
+#[derive(Clone, Debug)]
+pub struct MergeOutcome {
+    /// The merged content: every table and row of any side, merged. Keep it as the base
+    /// of the next sync once it is committed.
+    pub merged: Snapshot,
+    /// A partial snapshot: the rows of `merged` that the local side lacks or holds
+    /// differently (upsert each whole row), in `merged`'s columns. A table also appears
+    /// (possibly without rows) when the local side lacks it or has other columns.
+    pub to_local: Snapshot,
+    /// The same for the remote side: non-empty means the remote must be rewritten.
+    pub to_remote: Snapshot,
+    /// The rows where both sides changed and a rule decided, in table and key order.
+    pub conflicts: Vec<Conflict>,
+    /// What happened, for people (no secret values).
+    pub report: MergeReport,
+}
+
+impl MergeOutcome {
+    /// Whether the local vault must be written (`to_local` is not empty).
+    pub fn local_needs_apply(&self) -> bool {
+        !self.to_local.tables.is_empty()
+    }
+
+    /// Whether the remote database must be uploaded (`to_remote` is not empty).
+    pub fn remote_needs_upload(&self) -> bool {
+        !self.to_remote.tables.is_empty()
+    }
+}
+
+/// Why snapshots cannot be merged. Messages name tables and columns, never values.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MergeError {
+    /// The sides disagree on a table's key columns.
+    #[error("table {table}: the key columns differ between the snapshots")]
+    KeyMismatch {
+        /// The table.
+        table: String,
+    },
+    /// A key column is not among the table's columns.
+    #[error("table {table}: key column {column} is not a column of the table")]
+    MissingKeyColumn {
+        /// The table.
+        table: String,
+        /// The key column.
+        column: String,
+    },
+    /// A row's length differs from the table's columns, or a key's from the key columns.
+    #[error("table {table}: a row does not match the table's columns")]
+    MalformedRow {
+        /// The table.
+        table: String,
+    },
+    /// A table could not be planned (internal: no side has it).
+    #[error("table {table}: no snapshot holds it")]
+    MalformedTable {
+        /// The table.
+        table: String,
+    },
+}
+
+/// Merges `local` and `remote` against `base` (the snapshot both last agreed on;
+/// `None` for a first, two-way sync). See the crate docs for the rules.
+///
+/// Pure and deterministic; `merge(b, l, r).merged == merge(b, r, l).merged`;
+/// `merge(x, x, x).merged == x`. Errors only on malformed input ([`MergeError`]).
+pub fn merge(
+    base: Option<&Snapshot>,
+    local: &Snapshot,
+    remote: &Snapshot,
+) -> Result<MergeOutcome, MergeError> {
+    engine::merge(base, local, remote)
+}

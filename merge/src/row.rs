@@ -1,0 +1,296 @@
+//! The merge of one row that changed on both sides (or that both sides hold without a
+//! base): column group by column group.
+
+use std::cmp::Ordering;
+
+use syncfabric_vault::{Row, Value};
+
+use crate::history::{self, Entry};
+use crate::plan::{GroupKind, TablePlan};
+use crate::{Deletion, Side, Winner};
+
+/// What was contested in a row, in merged-column positions.
+#[derive(Debug)]
+pub(crate) struct RowConflict {
+    pub columns: Vec<usize>,
+    pub winner: Winner,
+    pub deletion: Option<Deletion>,
+    pub loser_in_history: Option<bool>,
+}
+
+fn is_deleted(v: &Value) -> bool {
+    v.as_i64().is_some_and(|x| x != 0)
+}
+
+fn cols_eq(a: &Row, b: &Row, cols: &[usize]) -> bool {
+    cols.iter().all(|&c| a.0.get(c) == b.0.get(c))
+}
+
+fn cols_cmp(a: &Row, b: &Row, cols: &[usize]) -> Ordering {
+    for &c in cols {
+        let o = a.0.get(c).cmp(&b.0.get(c));
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
+}
+
+/// Whether any clock column of `other` is later than `row`'s.
+pub(crate) fn clocks_behind(plan: &TablePlan, row: &Row, other: &Row) -> bool {
+    plan.groups
+        .iter()
+        .filter(|g| g.kind == GroupKind::Clock)
+        .flat_map(|g| g.cols.iter())
+        .any(|&c| other.0.get(c) > row.0.get(c))
+}
+
+/// Raises every clock column of `row` to at least `other`'s.
+pub(crate) fn raise_clocks(plan: &TablePlan, row: &mut Row, other: &Row) {
+    for g in plan.groups.iter().filter(|g| g.kind == GroupKind::Clock) {
+        for &c in &g.cols {
+            if let (Some(o), Some(slot)) = (other.0.get(c), row.0.get_mut(c)) {
+                if *o > *slot {
+                    *slot = o.clone();
+                }
+            }
+        }
+    }
+}
+
+/// Merges a row both sides changed (three-way with `base`, two-way without).
+pub(crate) fn merge_row(
+    plan: &TablePlan,
+    base: Option<&Row>,
+    l: &Row,
+    r: &Row,
+) -> (Row, Option<RowConflict>) {
+    let clock_ord = match plan.clock {
+        Some(c) => l.0.get(c).cmp(&r.0.get(c)),
+        None => Ordering::Equal,
+    };
+    let winner = match clock_ord {
+        Ordering::Greater => Winner::Local,
+        Ordering::Less => Winner::Remote,
+        Ordering::Equal => Winner::Tie,
+    };
+    let mut out = l.clone();
+    let mut conflict_cols = Vec::new();
+    let mut deletion = None;
+    let mut loser: Option<&Row> = None;
+    let mut history_group = None;
+
+    for g in &plan.groups {
+        match g.kind {
+            GroupKind::Clock => raise_clocks_cols(&mut out, r, &g.cols),
+            GroupKind::History => history_group = Some(g),
+            GroupKind::Deleted => {
+                for &c in &g.cols {
+                    let (v, d) = merge_deleted(base, l, r, c, clock_ord);
+                    if let Some(v) = v {
+                        out.0[c] = v;
+                    }
+                    if d.is_some() {
+                        deletion = d;
+                    }
+                }
+            }
+            GroupKind::Plain | GroupKind::FieldValue => {
+                if cols_eq(l, r, &g.cols) {
+                    continue;
+                }
+                let take_remote = match base {
+                    Some(b) if cols_eq(b, l, &g.cols) => true,
+                    Some(b) if cols_eq(b, r, &g.cols) => false,
+                    _ => {
+                        conflict_cols.extend_from_slice(&g.cols);
+                        let remote_wins = match clock_ord {
+                            Ordering::Less => true,
+                            Ordering::Greater => false,
+                            Ordering::Equal => cols_cmp(r, l, &g.cols) == Ordering::Greater,
+                        };
+                        if g.kind == GroupKind::FieldValue {
+                            loser = Some(if remote_wins { l } else { r });
+                        }
+                        remote_wins
+                    }
+                };
+                if take_remote {
+                    for &c in &g.cols {
+                        out.0[c] = r.0[c].clone();
+                    }
+                }
+            }
+        }
+    }
+
+    let mut loser_in_history = None;
+    if let (Some(g), Some(field)) = (history_group, plan.field) {
+        let hc = field.history;
+        let hb = base.map(|b| &b.0[hc]);
+        let (hl, hr) = (&l.0[hc], &r.0[hc]);
+        let loser_entry = loser.and_then(|row| match &row.0[field.value] {
+            Value::Text(t) if !t.is_empty() => {
+                let at = field
+                    .value_time
+                    .and_then(|i| row.0[i].as_i64())
+                    .unwrap_or(0);
+                Some(Entry::new(at, t))
+            }
+            _ => None,
+        });
+        // Which history the three-way rule picks, or None when both sides changed it.
+        let picked: Option<&Value> = if hl == hr {
+            Some(hl)
+        } else if hb == Some(hl) {
+            Some(hr)
+        } else if hb == Some(hr) {
+            Some(hl)
+        } else {
+            None
+        };
+        let entries = match picked {
+            Some(p) if loser_entry.is_none() => {
+                out.0[hc] = p.clone();
+                None
+            }
+            Some(p) => history::parse(p),
+            None => match (history::parse(hl), history::parse(hr)) {
+                (Some(a), Some(b)) => Some(history::union(a, &b)),
+                _ => None,
+            },
+        };
+        match entries {
+            Some(mut e) => {
+                if let Some(le) = loser_entry {
+                    e = history::union(e, &[le]);
+                    loser_in_history = Some(true);
+                }
+                let mut candidates = vec![hl, hr];
+                candidates.extend(hb);
+                out.0[hc] = history::render(&e, &candidates);
+            }
+            None if picked.is_none() || loser_entry.is_some() => {
+                // A history that is not a JSON array: merge it as a plain column and
+                // say that the losing value could not be kept.
+                if loser_entry.is_some() {
+                    loser_in_history = Some(false);
+                }
+                match picked {
+                    Some(p) => out.0[hc] = p.clone(),
+                    None => {
+                        conflict_cols.extend_from_slice(&g.cols);
+                        let remote_wins = match clock_ord {
+                            Ordering::Less => true,
+                            Ordering::Greater => false,
+                            Ordering::Equal => hr > hl,
+                        };
+                        out.0[hc] = if remote_wins { hr.clone() } else { hl.clone() };
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+
+    let conflict = if conflict_cols.is_empty() && deletion.is_none() {
+        None
+    } else {
+        conflict_cols.sort_unstable();
+        Some(RowConflict {
+            columns: conflict_cols,
+            winner,
+            deletion,
+            loser_in_history,
+        })
+    };
+    (out, conflict)
+}
+
+fn raise_clocks_cols(out: &mut Row, other: &Row, cols: &[usize]) {
+    for &c in cols {
+        if other.0[c] > out.0[c] {
+            out.0[c] = other.0[c].clone();
+        }
+    }
+}
+
+/// The `deleted` column of a row both sides changed: the new value (None: keep local's)
+/// and, when a delete met an edit, how that was decided.
+fn merge_deleted(
+    base: Option<&Row>,
+    l: &Row,
+    r: &Row,
+    c: usize,
+    clock_ord: Ordering,
+) -> (Option<Value>, Option<Deletion>) {
+    let (vl, vr) = (&l.0[c], &r.0[c]);
+    if vl == vr {
+        return (None, None);
+    }
+    let vb = base.map(|b| &b.0[c]);
+    // Only one side changed the flag.
+    let changed_only = if vb == Some(vl) {
+        Some(Side::Remote)
+    } else if vb == Some(vr) {
+        Some(Side::Local)
+    } else {
+        None
+    };
+    let (dl, dr) = (is_deleted(vl), is_deleted(vr));
+    let pick = |side: Side| match side {
+        Side::Local => Some(vl.clone()),
+        Side::Remote => Some(vr.clone()),
+    };
+    match changed_only {
+        // An undelete (or another non-delete change) on one side only: that side wins.
+        Some(side)
+            if !(match side {
+                Side::Local => dl,
+                Side::Remote => dr,
+            }) || dl == dr =>
+        {
+            (pick(side), None)
+        }
+        // A delete on one side, an edit on the other.
+        Some(deleter) => resolve_delete_vs_edit(deleter, clock_ord, vl, vr),
+        None if dl != dr => {
+            let deleter = if dl { Side::Local } else { Side::Remote };
+            resolve_delete_vs_edit(deleter, clock_ord, vl, vr)
+        }
+        // Both changed to different non-matching values of the same liveness.
+        None => (Some(if vr > vl { vr.clone() } else { vl.clone() }), None),
+    }
+}
+
+/// The edit revives the row only if it is strictly later than the delete.
+fn resolve_delete_vs_edit(
+    deleter: Side,
+    clock_ord: Ordering,
+    vl: &Value,
+    vr: &Value,
+) -> (Option<Value>, Option<Deletion>) {
+    let editor_later = match deleter {
+        Side::Local => clock_ord == Ordering::Less,
+        Side::Remote => clock_ord == Ordering::Greater,
+    };
+    let (deleted_v, live_v) = match deleter {
+        Side::Local => (vl, vr),
+        Side::Remote => (vr, vl),
+    };
+    if editor_later {
+        (
+            Some(live_v.clone()),
+            Some(Deletion::Revived {
+                deleted_by: deleter,
+            }),
+        )
+    } else {
+        (
+            Some(deleted_v.clone()),
+            Some(Deletion::StayedDeleted {
+                deleted_by: deleter,
+            }),
+        )
+    }
+}
