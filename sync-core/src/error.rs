@@ -87,6 +87,14 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
+    /// Another client holds the lease lock at `path` (see [`crate::lock`]) and did not
+    /// let go within the wait allowed, or our own lease was lost to another client.
+    /// Not retryable at once: the lock already waited; sync again later.
+    #[error("locked: {path} is held by another client")]
+    Locked {
+        /// The lock file.
+        path: String,
+    },
     /// A local I/O failure that fits none of the kinds above.
     #[error("i/o error on {path}: {source}")]
     Io {

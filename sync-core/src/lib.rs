@@ -26,6 +26,7 @@
 
 mod body;
 mod error;
+pub mod lock;
 mod path;
 pub mod probe;
 pub mod retry;

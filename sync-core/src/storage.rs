@@ -166,3 +166,37 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         })
     }
 }
+
+/// Forwards every method, so an `Arc<dyn Storage>` (or `Arc<MyStorage>`) can be wrapped
+/// by [`RetryingStorage`](crate::retry::RetryingStorage),
+/// [`ProbedStorage`](crate::probe::ProbedStorage) and the like.
+#[async_trait::async_trait]
+impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    async fn stat(&self, path: &RemotePath) -> Result<Option<Entry>> {
+        (**self).stat(path).await
+    }
+    async fn list(&self, dir: &RemotePath) -> Result<Vec<Entry>> {
+        (**self).list(dir).await
+    }
+    async fn read(&self, path: &RemotePath) -> Result<Download> {
+        (**self).read(path).await
+    }
+    async fn write(&self, path: &RemotePath, body: Body, pre: Precondition) -> Result<Entry> {
+        (**self).write(path, body, pre).await
+    }
+    async fn delete(&self, path: &RemotePath, pre: Precondition) -> Result<()> {
+        (**self).delete(path, pre).await
+    }
+    async fn create_dir(&self, path: &RemotePath) -> Result<()> {
+        (**self).create_dir(path).await
+    }
+    async fn watch(&self, dir: &RemotePath) -> Result<crate::watch::ChangeStream> {
+        (**self).watch(dir).await
+    }
+}

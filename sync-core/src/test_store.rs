@@ -16,7 +16,7 @@ use tokio::io::AsyncReadExt;
 #[derive(Debug, Default)]
 pub(crate) struct MemStore {
     pub files: Mutex<BTreeMap<RemotePath, (Bytes, Version, SystemTime)>>,
-    counter: AtomicU64,
+    pub counter: AtomicU64,
     /// When true, every precondition is accepted (a lying server).
     pub lie: bool,
     /// When true, modification times come from a "server" clock.

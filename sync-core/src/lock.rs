@@ -1,0 +1,751 @@
+//! The lease lock, for storages whose conditional writes cannot be trusted.
+//!
+//! When the [honesty probe](crate::probe) finds that a storage does not honour both
+//! `IfMatch` and `IfAbsent`, the engine serialises its commits with a lease lock: a
+//! small file `<dir>/.lock` that names its holder and how long the lease lasts.
+//!
+//! * **Acquire.** Where `IfAbsent` is honest, the lock is created with `IfAbsent`:
+//!   exactly one client wins. Elsewhere the client checks that no live lock exists,
+//!   writes its own, pauses ([`LeaseOptions::settle`]), and reads the lock back: it
+//!   holds the lease only if the file still names it.
+//! * **Expiry.** A lock whose holder stopped refreshing it is expired, judged without
+//!   trusting any device clock: by the storage's own clock where
+//!   [`Capabilities::server_clock`](crate::Capabilities::server_clock) says
+//!   `Entry::modified` comes from the server (the lock's modification time plus its
+//!   lease length is compared with the server's "now", learnt by writing a tiny clock
+//!   file), and in any case when the lock's version has not changed for one lease
+//!   length as measured by this process's monotonic clock. An expired lock is taken
+//!   over with `IfMatch` on its version where that is honest, else deleted and
+//!   acquired afresh.
+//! * **Refresh.** While held, a background task rewrites the lock every
+//!   [`LeaseOptions::refresh_every`] (with `IfMatch` where honest, else after reading
+//!   back that it still names us). If a refresh finds the lock taken, or no refresh
+//!   succeeds for a whole lease, the lease is marked lost.
+//! * **Use.** Call [`LeaseGuard::check`] right before the commit point (the database
+//!   upload); it fails with [`Error::Locked`] if the lease was lost.
+//! * **Release.** [`LeaseGuard::release`] stops refreshing and deletes the lock if it
+//!   still names us. A dropped guard stops refreshing; its lock then expires.
+//!
+//! ## Residual risk
+//!
+//! A lease lock on a storage without atomic conditional writes is a mitigation, not a
+//! guarantee:
+//!
+//! * Without honest `IfAbsent`, two clients can both believe they hold the lock if one
+//!   writes its lock *after* the other has already read back (i.e. its check→write gap
+//!   is longer than the other's `settle` pause). `settle` must exceed the slowest
+//!   client's stat→write latency; the race test in the conformance suite measures it.
+//! * Without honest conditional delete, taking over an expired lock (delete, then
+//!   create) can delete a lock another client has just created.
+//! * A holder that stalls for longer than a lease (suspended laptop) without noticing
+//!   can commit after its lease expired and someone else took over; [`LeaseGuard::check`]
+//!   right before the commit narrows this to the length of one write.
+//! * Expiry by server clock relies on the storage stamping `modified` itself; without
+//!   it, a waiter needs to see the lock unchanged for a full lease, so a crashed
+//!   holder blocks others for up to one lease length.
+//!
+//! ```no_run
+//! # async fn demo(storage: std::sync::Arc<dyn syncfabric_core::Storage>) -> syncfabric_core::Result<()> {
+//! use syncfabric_core::{lock::{LeaseLock, LeaseOptions}, RemotePath};
+//! let dir = RemotePath::parse("0b7c4a1e-vault")?;
+//! let guard = LeaseLock::acquire(storage, &dir, LeaseOptions::default()).await?;
+//! // ... read, merge, then right before the commit:
+//! guard.check().await?;
+//! // ... write the database ...
+//! guard.release().await?;
+//! # Ok(()) }
+//! ```
+
+use crate::{Body, Capabilities, Entry, Error, Precondition, RemotePath, Result, Storage, Version};
+use futures_util::StreamExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
+
+/// The name of the lock file inside the locked folder.
+pub const LOCK_FILE: &str = ".lock";
+
+/// How a [`LeaseLock`] behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseOptions {
+    /// How long a lease lasts without a refresh (written into the lock).
+    pub ttl: Duration,
+    /// How often the holder rewrites the lock (should be well under `ttl`).
+    pub refresh_every: Duration,
+    /// The pause between writing the lock and reading it back, on storages without an
+    /// honest `IfAbsent`. Must exceed the slowest client's stat→write latency.
+    pub settle: Duration,
+    /// How long [`LeaseLock::acquire`] waits for another holder before failing with
+    /// [`Error::Locked`].
+    pub acquire_timeout: Duration,
+    /// The wait between two looks at a lock held by someone else (plus jitter of up
+    /// to the same again).
+    pub poll_interval: Duration,
+    /// A human label written into the lock (e.g. the device name), for diagnostics.
+    /// No secret; newlines are replaced.
+    pub label: String,
+}
+
+impl Default for LeaseOptions {
+    fn default() -> Self {
+        LeaseOptions {
+            ttl: Duration::from_secs(60),
+            refresh_every: Duration::from_secs(20),
+            settle: Duration::from_secs(2),
+            acquire_timeout: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(1),
+            label: String::new(),
+        }
+    }
+}
+
+/// The parsed content of a lock file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockInfo {
+    /// The holder's random id (new for every acquisition).
+    pub holder: String,
+    /// The holder's label.
+    pub label: String,
+    /// The lease length the holder promised to refresh within.
+    pub ttl: Duration,
+}
+
+impl LockInfo {
+    /// The lock file's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let label: String = self
+            .label
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        format!(
+            "syncfabric-lease 1\nholder {}\nlabel {}\nttl_ms {}\n",
+            self.holder,
+            label,
+            self.ttl.as_millis()
+        )
+        .into_bytes()
+    }
+
+    /// Parses a lock file; `None` if it is not one (then it is treated as a lock with
+    /// an unknown holder and the reader's own `ttl`).
+    pub fn decode(bytes: &[u8]) -> Option<LockInfo> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut lines = text.lines();
+        if lines.next()? != "syncfabric-lease 1" {
+            return None;
+        }
+        let (mut holder, mut label, mut ttl) = (None, String::new(), None);
+        for line in lines {
+            let (k, v) = line.split_once(' ').unwrap_or((line, ""));
+            match k {
+                "holder" if !v.is_empty() => holder = Some(v.to_string()),
+                "label" => label = v.to_string(),
+                "ttl_ms" => ttl = v.parse::<u64>().ok().map(Duration::from_millis),
+                _ => {}
+            }
+        }
+        Some(LockInfo {
+            holder: holder?,
+            label,
+            ttl: ttl?,
+        })
+    }
+}
+
+/// The lease lock of one folder. See the [module docs](self).
+#[derive(Debug)]
+pub struct LeaseLock;
+
+/// Mutable state shared by the guard and its refresh task.
+#[derive(Debug)]
+struct Held {
+    /// The lock's version as we last wrote it.
+    version: Option<Version>,
+    /// Set once released; the refresh task stops.
+    stopped: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    storage: Arc<dyn Storage>,
+    path: RemotePath,
+    info: LockInfo,
+    caps: Capabilities,
+    held: tokio::sync::Mutex<Held>,
+    lost: AtomicBool,
+}
+
+/// A held lease. Keep it while working; [`release`](LeaseGuard::release) it at the end.
+/// Dropping it stops the refresh (the lock then expires after one lease).
+#[derive(Debug)]
+pub struct LeaseGuard {
+    shared: Arc<Shared>,
+    refresher: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        self.refresher.abort();
+    }
+}
+
+async fn read_all(
+    storage: &dyn Storage,
+    path: &RemotePath,
+) -> Result<Option<(Vec<u8>, Option<Version>)>> {
+    let mut dl = match storage.read(path).await {
+        Ok(d) => d,
+        Err(Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    while let Some(chunk) = dl.stream.next().await {
+        out.extend_from_slice(&chunk?);
+        if out.len() > 64 * 1024 {
+            return Err(Error::Corrupt {
+                message: format!("{path}: lock file larger than 64 KiB"),
+            });
+        }
+    }
+    Ok(Some((out, dl.version)))
+}
+
+/// The server's "now", learnt by writing a tiny file and reading its modification time.
+async fn server_now(
+    storage: &dyn Storage,
+    dir: &RemotePath,
+    holder: &str,
+) -> Result<Option<SystemTime>> {
+    let p = dir.join(&format!("{LOCK_FILE}.clock-{holder}"))?;
+    let e = storage
+        .write(&p, Body::from(Vec::new()), Precondition::None)
+        .await?;
+    if let Err(err) = storage.delete(&p, Precondition::None).await {
+        tracing::debug!(path = %p, error = %err, "could not remove the clock file");
+    }
+    Ok(e.modified)
+}
+
+fn jitter(d: Duration) -> Duration {
+    d + d.mul_f64(fastrand::f64())
+}
+
+impl LeaseLock {
+    /// The lock file of folder `dir`.
+    pub fn path(dir: &RemotePath) -> Result<RemotePath> {
+        dir.join(LOCK_FILE)
+    }
+
+    /// Acquires the lease of folder `dir`, waiting up to `opts.acquire_timeout` for a
+    /// live holder to release it or let it expire; then [`Error::Locked`]. Which
+    /// protocol is used follows `storage.capabilities()`, so pass a storage whose
+    /// capabilities the honesty probe confirmed (a [`crate::probe::ProbedStorage`]).
+    /// Starts the refresh task (needs a tokio runtime).
+    pub async fn acquire(
+        storage: Arc<dyn Storage>,
+        dir: &RemotePath,
+        opts: LeaseOptions,
+    ) -> Result<LeaseGuard> {
+        let path = LeaseLock::path(dir)?;
+        let caps = storage.capabilities();
+        let info = LockInfo {
+            holder: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+            label: opts.label.clone(),
+            ttl: opts.ttl,
+        };
+        let deadline = Instant::now() + opts.acquire_timeout;
+        // The version of a foreign lock and when we first saw it (monotonic clock).
+        let mut seen: Option<(Option<Version>, Instant)> = None;
+        loop {
+            if let Some(version) =
+                Self::try_once(storage.as_ref(), dir, &path, &info, &caps, &opts, &mut seen).await?
+            {
+                let shared = Arc::new(Shared {
+                    storage,
+                    path,
+                    info,
+                    caps,
+                    held: tokio::sync::Mutex::new(Held {
+                        version: Some(version),
+                        stopped: false,
+                    }),
+                    lost: AtomicBool::new(false),
+                });
+                let refresher =
+                    tokio::spawn(refresh_loop(shared.clone(), opts.refresh_every, opts.ttl));
+                return Ok(LeaseGuard { shared, refresher });
+            }
+            let wait = jitter(opts.poll_interval);
+            if Instant::now() + wait > deadline {
+                return Err(Error::Locked {
+                    path: path.to_string(),
+                });
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One attempt: `Some(version)` when we now hold the lock.
+    async fn try_once(
+        storage: &dyn Storage,
+        dir: &RemotePath,
+        path: &RemotePath,
+        info: &LockInfo,
+        caps: &Capabilities,
+        opts: &LeaseOptions,
+        seen: &mut Option<(Option<Version>, Instant)>,
+    ) -> Result<Option<Version>> {
+        let body = || Body::from(info.encode());
+        if caps.if_absent {
+            match storage.write(path, body(), Precondition::IfAbsent).await {
+                Ok(e) => return Ok(Some(e.version.unwrap_or_else(|| Version::new("")))),
+                Err(Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Someone's lock may be there: is it live?
+        let existing = storage.stat(path).await?;
+        if let Some(entry) = &existing {
+            if !Self::expired(storage, dir, entry, info, caps, opts, seen).await? {
+                return Ok(None);
+            }
+            tracing::info!(lock = %path, "taking over an expired lease");
+            // Take over the expired lock.
+            if caps.if_match {
+                if let Some(v) = &entry.version {
+                    return match storage
+                        .write(path, body(), Precondition::IfMatch(v.clone()))
+                        .await
+                    {
+                        Ok(e) => Ok(Some(e.version.unwrap_or_else(|| Version::new("")))),
+                        Err(Error::PreconditionFailed { .. } | Error::NotFound { .. }) => Ok(None),
+                        Err(e) => Err(e),
+                    };
+                }
+            }
+            let pre = match (&entry.version, caps.conditional_delete) {
+                (Some(v), true) => Precondition::IfMatch(v.clone()),
+                _ => Precondition::None,
+            };
+            match storage.delete(path, pre).await {
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(Error::PreconditionFailed { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            *seen = None;
+            if caps.if_absent {
+                return match storage.write(path, body(), Precondition::IfAbsent).await {
+                    Ok(e) => Ok(Some(e.version.unwrap_or_else(|| Version::new("")))),
+                    Err(Error::AlreadyExists { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                };
+            }
+        } else if caps.if_absent {
+            // It vanished between our IfAbsent and the stat: try again at once.
+            return Box::pin(Self::try_once(storage, dir, path, info, caps, opts, seen)).await;
+        }
+        // No honest IfAbsent: write, pause, read back.
+        storage.write(path, body(), Precondition::None).await?;
+        tokio::time::sleep(opts.settle).await;
+        match read_all(storage, path).await? {
+            Some((bytes, version))
+                if LockInfo::decode(&bytes).is_some_and(|i| i.holder == info.holder) =>
+            {
+                let version = match version {
+                    Some(v) => v,
+                    None => storage
+                        .stat(path)
+                        .await?
+                        .and_then(|e| e.version)
+                        .unwrap_or_else(|| Version::new("")),
+                };
+                Ok(Some(version))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether the foreign lock `entry` is expired.
+    async fn expired(
+        storage: &dyn Storage,
+        dir: &RemotePath,
+        entry: &Entry,
+        info: &LockInfo,
+        caps: &Capabilities,
+        opts: &LeaseOptions,
+        seen: &mut Option<(Option<Version>, Instant)>,
+    ) -> Result<bool> {
+        let ttl = match read_all(storage, &entry.path).await? {
+            Some((bytes, _)) => LockInfo::decode(&bytes).map_or(opts.ttl, |i| i.ttl),
+            None => return Ok(true),
+        };
+        // By the server's clock.
+        if caps.server_clock {
+            if let Some(modified) = entry.modified {
+                if let Some(now) = server_now(storage, dir, &info.holder).await? {
+                    if modified + ttl < now {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        // By watching it stay unchanged for a whole lease.
+        let now = Instant::now();
+        match seen {
+            Some((v, since)) if *v == entry.version => Ok(now.duration_since(*since) >= ttl),
+            _ => {
+                *seen = Some((entry.version.clone(), now));
+                Ok(false)
+            }
+        }
+    }
+}
+
+async fn refresh_loop(shared: Arc<Shared>, every: Duration, ttl: Duration) {
+    let mut last_ok = Instant::now();
+    loop {
+        tokio::time::sleep(every).await;
+        let mut held = shared.held.lock().await;
+        if held.stopped || shared.lost.load(Ordering::SeqCst) {
+            return;
+        }
+        match refresh_once(&shared, &held).await {
+            Ok(Some(v)) => {
+                held.version = Some(v);
+                last_ok = Instant::now();
+            }
+            Ok(None) => {
+                tracing::warn!(lock = %shared.path, "lease lost: the lock was taken by another client");
+                shared.lost.store(true, Ordering::SeqCst);
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(lock = %shared.path, error = %e, "lease refresh failed");
+                if last_ok.elapsed() >= ttl {
+                    tracing::warn!(lock = %shared.path, "lease lost: no refresh succeeded for a whole lease");
+                    shared.lost.store(true, Ordering::SeqCst);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Rewrites the lock; `Ok(None)` if it is no longer ours.
+async fn refresh_once(shared: &Shared, held: &Held) -> Result<Option<Version>> {
+    let storage = shared.storage.as_ref();
+    let body = Body::from(shared.info.encode());
+    if shared.caps.if_match {
+        if let Some(v) = &held.version {
+            return match storage
+                .write(&shared.path, body, Precondition::IfMatch(v.clone()))
+                .await
+            {
+                Ok(e) => Ok(Some(e.version.unwrap_or_else(|| Version::new("")))),
+                Err(Error::PreconditionFailed { .. }) => Ok(None),
+                Err(e) => Err(e),
+            };
+        }
+    }
+    if !still_ours(shared).await? {
+        return Ok(None);
+    }
+    let e = storage
+        .write(&shared.path, body, Precondition::None)
+        .await?;
+    Ok(Some(e.version.unwrap_or_else(|| Version::new(""))))
+}
+
+async fn still_ours(shared: &Shared) -> Result<bool> {
+    Ok(
+        match read_all(shared.storage.as_ref(), &shared.path).await? {
+            Some((bytes, _)) => {
+                LockInfo::decode(&bytes).is_some_and(|i| i.holder == shared.info.holder)
+            }
+            None => false,
+        },
+    )
+}
+
+impl LeaseGuard {
+    /// This holder's id, as written in the lock.
+    pub fn holder(&self) -> &str {
+        &self.shared.info.holder
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &RemotePath {
+        &self.shared.path
+    }
+
+    /// False once a refresh found the lock taken or failed for a whole lease.
+    pub fn is_held(&self) -> bool {
+        !self.shared.lost.load(Ordering::SeqCst)
+    }
+
+    /// Confirms, by reading the lock back, that we still hold the lease: call right
+    /// before the commit point. [`Error::Locked`] if it was lost or names someone else.
+    pub async fn check(&self) -> Result<()> {
+        let _held = self.shared.held.lock().await;
+        if self.shared.lost.load(Ordering::SeqCst) || !still_ours(&self.shared).await? {
+            self.shared.lost.store(true, Ordering::SeqCst);
+            return Err(Error::Locked {
+                path: self.shared.path.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Stops refreshing and deletes the lock if it still names us (with `IfMatch` on
+    /// our last version where conditional deletes are honest). A lock that is already
+    /// someone else's is left alone and `Ok(())` returned: our lease is over either way.
+    pub async fn release(self) -> Result<()> {
+        let shared = self.shared.clone();
+        let mut held = shared.held.lock().await;
+        held.stopped = true;
+        self.refresher.abort();
+        let storage = shared.storage.as_ref();
+        if shared.caps.conditional_delete {
+            if let Some(v) = &held.version {
+                return match storage
+                    .delete(&shared.path, Precondition::IfMatch(v.clone()))
+                    .await
+                {
+                    Ok(())
+                    | Err(Error::PreconditionFailed { .. })
+                    | Err(Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                };
+            }
+        }
+        if still_ours(&shared).await? {
+            storage.delete(&shared.path, Precondition::None).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_store::MemStore;
+    use std::sync::atomic::AtomicU64;
+
+    fn dir() -> RemotePath {
+        RemotePath::parse("vault").unwrap()
+    }
+
+    fn opts() -> LeaseOptions {
+        LeaseOptions {
+            label: "test".into(),
+            ..Default::default()
+        }
+    }
+
+    async fn contents(s: &dyn Storage, p: &RemotePath) -> Option<Vec<u8>> {
+        read_all(s, p).await.unwrap().map(|(b, _)| b)
+    }
+
+    #[test]
+    fn lock_info_round_trips_and_rejects_garbage() {
+        let i = LockInfo {
+            holder: "abc".into(),
+            label: "my\nlaptop".into(),
+            ttl: Duration::from_secs(60),
+        };
+        let d = LockInfo::decode(&i.encode()).unwrap();
+        assert_eq!(d.holder, "abc");
+        assert_eq!(d.label, "my laptop");
+        assert_eq!(d.ttl, Duration::from_secs(60));
+        assert!(LockInfo::decode(b"hello").is_none());
+        assert!(LockInfo::decode(b"syncfabric-lease 1\nttl_ms 5\n").is_none());
+        assert!(LockInfo::decode(&[0xff, 0xfe]).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn second_holder_waits_for_release() {
+        let s: Arc<dyn Storage> = Arc::new(MemStore::new());
+        let a = LeaseLock::acquire(s.clone(), &dir(), opts()).await.unwrap();
+        let lock = LeaseLock::path(&dir()).unwrap();
+        let info = LockInfo::decode(&contents(s.as_ref(), &lock).await.unwrap()).unwrap();
+        assert_eq!(info.holder, a.holder());
+        let s2 = s.clone();
+        let b = tokio::spawn(async move { LeaseLock::acquire(s2, &dir(), opts()).await });
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(!b.is_finished());
+        a.check().await.unwrap();
+        a.release().await.unwrap();
+        let b = b.await.unwrap().unwrap();
+        let info = LockInfo::decode(&contents(s.as_ref(), &lock).await.unwrap()).unwrap();
+        assert_eq!(info.holder, b.holder());
+        b.release().await.unwrap();
+        assert!(s.stat(&lock).await.unwrap().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refresh_keeps_a_long_lease_alive() {
+        let s: Arc<dyn Storage> = Arc::new(MemStore::new());
+        let a = LeaseLock::acquire(s.clone(), &dir(), opts()).await.unwrap();
+        let short = LeaseOptions {
+            acquire_timeout: Duration::from_secs(300),
+            ..opts()
+        };
+        // Five lease lengths later, the lock is still held (refreshed), so B gives up.
+        let r = LeaseLock::acquire(s.clone(), &dir(), short).await;
+        assert!(matches!(r, Err(Error::Locked { .. })), "{r:?}");
+        assert!(a.is_held());
+        a.check().await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn crashed_holder_expires_after_one_lease() {
+        let s: Arc<dyn Storage> = Arc::new(MemStore::new());
+        let a = LeaseLock::acquire(s.clone(), &dir(), opts()).await.unwrap();
+        drop(a); // crashed: no more refreshes, lock left behind
+        let start = Instant::now();
+        let b = LeaseLock::acquire(s.clone(), &dir(), opts()).await.unwrap();
+        assert!(Instant::now() - start >= Duration::from_secs(60));
+        b.check().await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn server_clock_expires_an_old_lock_at_once() {
+        let m = MemStore {
+            server_clock: true,
+            ..MemStore::new()
+        };
+        let lock = LeaseLock::path(&dir()).unwrap();
+        let old = LockInfo {
+            holder: "gone".into(),
+            label: String::new(),
+            ttl: Duration::from_secs(60),
+        };
+        m.files.lock().unwrap().insert(
+            lock.clone(),
+            (
+                old.encode().into(),
+                Version::new("old"),
+                SystemTime::now() - Duration::from_secs(3600),
+            ),
+        );
+        let s: Arc<dyn Storage> = Arc::new(m);
+        let start = Instant::now();
+        let b = LeaseLock::acquire(s.clone(), &dir(), opts()).await.unwrap();
+        assert!(Instant::now() - start < Duration::from_secs(60));
+        b.check().await.unwrap();
+        // The clock file was cleaned up.
+        let names: Vec<_> = s
+            .list(&dir())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(names, vec![lock]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_lock_is_not_expired_by_server_clock() {
+        let m = MemStore {
+            server_clock: true,
+            ..MemStore::new()
+        };
+        let s: Arc<dyn Storage> = Arc::new(m);
+        let _a = LeaseLock::acquire(s.clone(), &dir(), opts()).await.unwrap();
+        let quick = LeaseOptions {
+            acquire_timeout: Duration::from_secs(10),
+            ..opts()
+        };
+        assert!(matches!(
+            LeaseLock::acquire(s.clone(), &dir(), quick).await,
+            Err(Error::Locked { .. })
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stolen_lease_is_noticed() {
+        let s: Arc<dyn Storage> = Arc::new(MemStore::new());
+        let a = LeaseLock::acquire(s.clone(), &dir(), opts()).await.unwrap();
+        let lock = LeaseLock::path(&dir()).unwrap();
+        let thief = LockInfo {
+            holder: "thief".into(),
+            label: String::new(),
+            ttl: Duration::from_secs(60),
+        };
+        s.write(&lock, Body::from(thief.encode()), Precondition::None)
+            .await
+            .unwrap();
+        assert!(matches!(a.check().await, Err(Error::Locked { .. })));
+        assert!(!a.is_held());
+        a.release().await.unwrap();
+        // The thief's lock is left alone.
+        assert_eq!(contents(s.as_ref(), &lock).await.unwrap(), thief.encode());
+    }
+
+    /// N tasks × M increments under the lock, on a store that lies about every
+    /// precondition (so the write/pause/read-back protocol is used).
+    async fn counter_race(store: MemStore, caps_override: Option<Capabilities>) -> u64 {
+        let inner: Arc<dyn Storage> = Arc::new(store);
+        let s: Arc<dyn Storage> = match caps_override {
+            Some(c) => Arc::new(crate::probe::ProbedStorage::new(inner, c)),
+            None => inner,
+        };
+        let counter = dir().join("counter").unwrap();
+        let ops = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let s = s.clone();
+            let counter = counter.clone();
+            let ops = ops.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..5 {
+                    let o = LeaseOptions {
+                        poll_interval: Duration::from_millis(200),
+                        ..opts()
+                    };
+                    let g = LeaseLock::acquire(s.clone(), &dir(), o).await.unwrap();
+                    let n: u64 = match contents(s.as_ref(), &counter).await {
+                        Some(b) => String::from_utf8(b).unwrap().parse().unwrap(),
+                        None => 0,
+                    };
+                    // Yield so the others get to contend.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    g.check().await.unwrap();
+                    s.write(
+                        &counter,
+                        Body::from((n + 1).to_string().into_bytes()),
+                        Precondition::None,
+                    )
+                    .await
+                    .unwrap();
+                    ops.fetch_add(1, Ordering::SeqCst);
+                    g.release().await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let b = contents(s.as_ref(), &counter).await.unwrap();
+        String::from_utf8(b).unwrap().parse().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn race_through_the_lock_with_honest_cas() {
+        assert_eq!(counter_race(MemStore::new(), None).await, 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn race_through_the_lock_on_a_lying_store() {
+        let caps = MemStore::lying().capabilities();
+        let downgraded = Capabilities {
+            if_match: false,
+            if_absent: false,
+            conditional_delete: false,
+            ..caps
+        };
+        assert_eq!(counter_race(MemStore::lying(), Some(downgraded)).await, 20);
+    }
+}
