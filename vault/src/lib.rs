@@ -1,8 +1,20 @@
 //! # syncfabric-vault: Enpass 6 vaults
-//!
-//! (Work in progress: the snapshot model is here; the reader/writer lands next.)
 #![deny(missing_docs)]
 
+mod crypto;
+mod db;
+pub mod error;
+mod fieldcrypt;
+mod fsutil;
+pub mod item;
+pub mod meta;
+pub mod secret;
 pub mod snapshot;
+mod vault;
 
+pub use error::{Error, Result};
+pub use item::{field_type, Field, Folder, HistoryEntry, Item, NewItem};
+pub use meta::{VaultMeta, DEFAULT_KDF_ITER};
+pub use secret::{Keyfile, Password, Secret, VaultKey};
 pub use snapshot::{Row, RowKey, Snapshot, Table, Value};
+pub use vault::{CreateOptions, Vault, VAULT_DB, VAULT_JSON};

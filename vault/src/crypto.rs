@@ -1,0 +1,151 @@
+//! Thin wrappers over OpenSSL (the library SQLCipher already links): PBKDF2, AES-GCM
+//! for field values, SHA-1 for field hashes, the CSPRNG, and the AES-CBC page-1 probe
+//! that tells a wrong key from a damaged file.
+
+use openssl::hash::MessageDigest;
+use openssl::symm::{Cipher, Crypter, Mode};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+fn ossl(what: &str) -> impl Fn(openssl::error::ErrorStack) -> Error + '_ {
+    move |e| Error::Unsupported(format!("OpenSSL {what} failed: {e}"))
+}
+
+/// PBKDF2-HMAC-SHA512.
+pub(crate) fn pbkdf2_sha512(secret: &[u8], salt: &[u8], iter: u32, out: &mut [u8]) -> Result<()> {
+    openssl::pkcs5::pbkdf2_hmac(secret, salt, iter as usize, MessageDigest::sha512(), out)
+        .map_err(ossl("PBKDF2"))
+}
+
+/// Fills `buf` from OpenSSL's CSPRNG (seeded by the OS).
+pub(crate) fn random_bytes(buf: &mut [u8]) -> Result<()> {
+    openssl::rand::rand_bytes(buf).map_err(ossl("RAND_bytes"))
+}
+
+/// A fresh item key: 32-byte AES key ‖ 12-byte GCM nonce.
+pub(crate) fn new_item_key() -> Result<Zeroizing<[u8; 44]>> {
+    let mut k = Zeroizing::new([0u8; 44]);
+    random_bytes(&mut k[..])?;
+    Ok(k)
+}
+
+/// A random (version 4) UUID in lower-case hyphenated form.
+pub(crate) fn new_uuid() -> Result<String> {
+    let mut b = [0u8; 16];
+    random_bytes(&mut b)?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    Ok(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+}
+
+/// The 16 raw bytes of a uuid (dashes removed, hex-decoded): the AAD of field values.
+pub(crate) fn uuid_bytes(uuid: &str) -> Option<[u8; 16]> {
+    let compact: String = uuid.chars().filter(|c| *c != '-').collect();
+    let mut out = [0u8; 16];
+    hex::decode_to_slice(compact, &mut out).ok()?;
+    Some(out)
+}
+
+/// Lower-case hex SHA-1 of `data`.
+pub(crate) fn sha1_hex(data: &[u8]) -> String {
+    use openssl::sha::sha1;
+    hex::encode(sha1(data))
+}
+
+/// AES-256-GCM encrypt: returns ciphertext ‖ 16-byte tag.
+pub(crate) fn gcm_encrypt(item_key: &[u8; 44], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+    let mut tag = [0u8; 16];
+    let mut ct = openssl::symm::encrypt_aead(
+        Cipher::aes_256_gcm(),
+        &item_key[..32],
+        Some(&item_key[32..]),
+        aad,
+        plaintext,
+        &mut tag,
+    )
+    .map_err(ossl("AES-GCM encrypt"))?;
+    ct.extend_from_slice(&tag);
+    Ok(ct)
+}
+
+/// AES-256-GCM decrypt of ciphertext ‖ tag; `None` when the tag does not verify.
+pub(crate) fn gcm_decrypt(item_key: &[u8; 44], aad: &[u8], data: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    if data.len() < 16 {
+        return None;
+    }
+    let (ct, tag) = data.split_at(data.len() - 16);
+    openssl::symm::decrypt_aead(
+        Cipher::aes_256_gcm(),
+        &item_key[..32],
+        Some(&item_key[32..]),
+        aad,
+        ct,
+        tag,
+    )
+    .ok()
+    .map(Zeroizing::new)
+}
+
+/// SQLCipher 3 page layout constants (cipher_compatibility = 3).
+pub(crate) const PAGE_SIZE: usize = 1024;
+const RESERVE: usize = 48; // 16-byte IV + 20-byte HMAC-SHA1, rounded up to the AES block
+
+/// Decrypts page 1 with `key` *without* checking its HMAC and tells whether the result
+/// looks like a SQLite header for SQLCipher 3 (page size 1024, 48 reserved bytes).
+///
+/// When SQLCipher refuses page 1, this tells "wrong key" (garbage) from "right key,
+/// damaged page" (header intact, HMAC broken).
+pub(crate) fn page1_header_plausible(page1: &[u8], key: &[u8; 32]) -> bool {
+    if page1.len() < PAGE_SIZE {
+        return false;
+    }
+    let iv = &page1[PAGE_SIZE - RESERVE..PAGE_SIZE - RESERVE + 16];
+    // Only the first AES block after the salt is needed: header bytes 16..32.
+    let ct = &page1[16..32];
+    let Ok(mut c) = Crypter::new(Cipher::aes_256_cbc(), Mode::Decrypt, key, Some(iv)) else {
+        return false;
+    };
+    c.pad(false);
+    let mut out = [0u8; 32];
+    let Ok(n) = c.update(ct, &mut out) else { return false };
+    if n < 16 {
+        return false;
+    }
+    // Header offsets 16.. : page size (BE u16) = 1024, write/read version 1 or 2,
+    // reserved bytes = 48, payload fractions 64/32/32.
+    out[0] == 0x04
+        && out[1] == 0x00
+        && matches!(out[2], 1 | 2)
+        && matches!(out[3], 1 | 2)
+        && out[4] == RESERVE as u8
+        && out[5] == 64
+        && out[6] == 32
+        && out[7] == 32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcm_round_trip_and_tamper() {
+        let k = new_item_key().unwrap();
+        let ct = gcm_encrypt(&k, b"aad", b"hello").unwrap();
+        assert_eq!(&gcm_decrypt(&k, b"aad", &ct).unwrap()[..], b"hello");
+        assert!(gcm_decrypt(&k, b"aae", &ct).is_none());
+        let mut bad = ct.clone();
+        bad[0] ^= 1;
+        assert!(gcm_decrypt(&k, b"aad", &bad).is_none());
+    }
+
+    #[test]
+    fn uuid_shape() {
+        let u = new_uuid().unwrap();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert!(uuid_bytes(&u).is_some());
+        assert!(uuid_bytes("not-a-uuid").is_none());
+    }
+}

@@ -1,0 +1,195 @@
+//! `vault.json`: the plaintext metadata beside the database.
+
+use std::path::Path;
+
+use serde_json::{Map, Value as Json};
+
+use crate::error::{Error, Result};
+
+/// The content of `vault.json`, every key kept (unknown ones too).
+///
+/// Enpass writes it pretty-printed with sorted keys and a 4-space indent; so does
+/// [`VaultMeta::to_json_string`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct VaultMeta {
+    map: Map<String, Json>,
+}
+
+/// The `kdf_iter` Enpass uses for new vaults and password changes.
+pub const DEFAULT_KDF_ITER: u32 = 320_000;
+
+impl VaultMeta {
+    /// Parses `vault.json` content. Errors: [`Error::Corrupt`] when it is not a JSON
+    /// object. (Whether the vault is supported is checked by [`VaultMeta::check_supported`].)
+    pub fn parse(bytes: &[u8]) -> Result<VaultMeta> {
+        if bytes.len() > 1024 * 1024 {
+            return Err(Error::Corrupt("vault.json is larger than 1 MiB".into()));
+        }
+        match serde_json::from_slice::<Json>(bytes) {
+            Ok(Json::Object(map)) => Ok(VaultMeta { map }),
+            Ok(_) => Err(Error::Corrupt("vault.json is not a JSON object".into())),
+            Err(e) => Err(Error::Corrupt(format!("vault.json: {e}"))),
+        }
+    }
+
+    /// Reads and parses `path`.
+    pub fn read(path: &Path) -> Result<VaultMeta> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        VaultMeta::parse(&bytes)
+    }
+
+    /// Metadata for a new vault, with the keys Enpass writes.
+    pub(crate) fn new_vault(uuid: &str, name: &str, device: &str, kdf_iter: u32, have_keyfile: bool, now: i64) -> VaultMeta {
+        let mut m = Map::new();
+        let s = |v: &str| Json::String(v.to_owned());
+        m.insert("creating_device".into(), s(device));
+        m.insert("encryption_algo".into(), s("aes-256-cbc"));
+        m.insert("have_keyfile".into(), Json::from(have_keyfile as i64));
+        m.insert("kdf_algo".into(), s("pbkdf2"));
+        m.insert("kdf_iter".into(), Json::from(kdf_iter));
+        m.insert("last_modified_device".into(), s(device));
+        m.insert("last_modified_time".into(), Json::from(now));
+        m.insert("last_password_changed_time".into(), Json::from(now));
+        m.insert("last_password_changing_device".into(), s(device));
+        m.insert("vault_att_count".into(), Json::from(0));
+        m.insert("vault_icon".into(), s("vault/v2"));
+        m.insert("vault_items_count".into(), Json::from(0));
+        m.insert("vault_name".into(), s(name));
+        m.insert("vault_uuid".into(), s(uuid));
+        m.insert("version".into(), Json::from(6));
+        VaultMeta { map: m }
+    }
+
+    /// Refuses what this crate cannot open: `kdf_algo` other than `pbkdf2`,
+    /// `encryption_algo` other than `aes-256-cbc`, `version` other than 6, a missing
+    /// or out-of-range `kdf_iter`. Errors: [`Error::Unsupported`].
+    pub fn check_supported(&self) -> Result<()> {
+        match self.str("kdf_algo") {
+            Some("pbkdf2") => {}
+            other => return Err(Error::Unsupported(format!("kdf_algo {other:?} (only \"pbkdf2\")"))),
+        }
+        match self.str("encryption_algo") {
+            Some("aes-256-cbc") | None => {}
+            Some(other) => {
+                return Err(Error::Unsupported(format!("encryption_algo {other:?} (only \"aes-256-cbc\")")))
+            }
+        }
+        match self.int("version") {
+            Some(6) | None => {}
+            Some(v) => return Err(Error::Unsupported(format!("vault version {v} (only 6)"))),
+        }
+        self.kdf_iter().map(|_| ())
+    }
+
+    /// `kdf_iter` (1 ..= 100,000,000). Errors: [`Error::Unsupported`].
+    pub fn kdf_iter(&self) -> Result<u32> {
+        match self.int("kdf_iter") {
+            Some(n) if (1..=100_000_000).contains(&n) => Ok(n as u32),
+            other => Err(Error::Unsupported(format!("kdf_iter {other:?}"))),
+        }
+    }
+
+    /// `have_keyfile == 1`.
+    pub fn have_keyfile(&self) -> bool {
+        self.int("have_keyfile") == Some(1)
+    }
+
+    /// `vault_uuid` (`"primary"` for the primary vault of old installs).
+    pub fn vault_uuid(&self) -> Option<&str> {
+        self.str("vault_uuid")
+    }
+
+    /// `vault_name`.
+    pub fn vault_name(&self) -> Option<&str> {
+        self.str("vault_name")
+    }
+
+    /// A string value.
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.map.get(key).and_then(Json::as_str)
+    }
+
+    /// An integer value (integral JSON numbers only).
+    pub fn int(&self, key: &str) -> Option<i64> {
+        let v = self.map.get(key)?;
+        v.as_i64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+    }
+
+    /// Every key and value, in file order.
+    pub fn map(&self) -> &Map<String, Json> {
+        &self.map
+    }
+
+    /// Sets `key` (kept or added; all other keys untouched).
+    pub fn set(&mut self, key: &str, value: impl Into<Json>) {
+        self.map.insert(key.to_owned(), value.into());
+    }
+
+    /// Pretty JSON with recursively sorted keys, 4-space indent and a final newline,
+    /// as Enpass writes it.
+    pub fn to_json_string(&self) -> String {
+        use serde::Serialize;
+        let sorted = sort_json(&Json::Object(self.map.clone()));
+        let mut buf = Vec::new();
+        let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+        // Serialising a `Value` into a Vec cannot fail.
+        let _ = sorted.serialize(&mut ser);
+        let mut s = String::from_utf8(buf).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// Writes [`VaultMeta::to_json_string`] to `path` atomically (temp file, fsync,
+    /// rename).
+    pub fn write_atomic(&self, path: &Path) -> Result<()> {
+        crate::fsutil::write_atomic(path, self.to_json_string().as_bytes())
+    }
+}
+
+fn sort_json(v: &Json) -> Json {
+    match v {
+        Json::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let mut out = Map::new();
+            for k in keys {
+                out.insert(k.clone(), sort_json(&m[k]));
+            }
+            Json::Object(out)
+        }
+        Json::Array(a) => Json::Array(a.iter().map(sort_json).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_kept_and_sorted() {
+        let m = VaultMeta::parse(br#"{"zeta": {"b":1,"a":2}, "kdf_algo":"pbkdf2","kdf_iter":5,"version":6}"#).unwrap();
+        m.check_supported().unwrap();
+        let s = m.to_json_string();
+        assert_eq!(
+            s,
+            "{\n    \"kdf_algo\": \"pbkdf2\",\n    \"kdf_iter\": 5,\n    \"version\": 6,\n    \"zeta\": {\n        \"a\": 2,\n        \"b\": 1\n    }\n}\n"
+        );
+    }
+
+    #[test]
+    fn unsupported() {
+        for j in [
+            r#"{"kdf_algo":"argon2","kdf_iter":5}"#,
+            r#"{"kdf_algo":"pbkdf2","kdf_iter":0}"#,
+            r#"{"kdf_algo":"pbkdf2"}"#,
+            r#"{"kdf_algo":"pbkdf2","kdf_iter":5,"version":7}"#,
+            r#"{"kdf_algo":"pbkdf2","kdf_iter":5,"encryption_algo":"chacha"}"#,
+        ] {
+            assert!(matches!(VaultMeta::parse(j.as_bytes()).unwrap().check_supported(), Err(Error::Unsupported(_))), "{j}");
+        }
+        assert!(matches!(VaultMeta::parse(b"[1]"), Err(Error::Corrupt(_))));
+        assert!(matches!(VaultMeta::parse(b"{"), Err(Error::Corrupt(_))));
+    }
+}
