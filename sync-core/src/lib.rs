@@ -24,11 +24,13 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod auth;
 mod body;
 mod error;
 pub mod lock;
 mod path;
 pub mod probe;
+pub mod registry;
 pub mod retry;
 mod storage;
 #[cfg(test)]
