@@ -1,0 +1,486 @@
+//! Snapshot export and apply: the bridge between the encrypted database and the
+//! decrypted [`Snapshot`] model used by the merge and sync engines.
+//!
+//! ## Row identity per table
+//! Every table of the database is exported except SQLite's own (`sqlite_*`). A table's
+//! identity columns ([`Table::key_columns`]) are chosen by this rule, first match wins:
+//! 1. the smallest `UNIQUE` constraint/index not involving the surrogate `ID` column
+//!    (`item.uuid`, `itemfield(item_uuid, item_field_uid)`, `folder.uuid`,
+//!    `folder_items(folder_uuid, item_uuid)`, `attachment.uuid`, `custom_icon.uuid`,
+//!    `template.uuid`, `share_info.uuid`, `password_history.uuid`,
+//!    `vault_info.vault_uuid`, `versions.verison_key`, `preferences(vault, key)`);
+//! 2. a column named `uuid` (`category.uuid`);
+//! 3. the declared primary key (`Identity.ID`, a one-row table);
+//! 4. all columns (the row's content is its identity).
+//!
+//! The surrogate `ID INTEGER PRIMARY KEY AUTOINCREMENT` column is device-local (two
+//! devices number rows differently), so it is left out of the snapshot unless it *is*
+//! the identity (rule 3); rows inserted by [`Vault::apply`] get a fresh `ID`.
+//! `item.key` is left out as well (see the snapshot module docs).
+//! If several rows of one table share an identity, the first one (rowid order) is kept.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, ToSql};
+
+use crate::db;
+use crate::error::{Error, Result};
+use crate::fieldcrypt::{self, ItemKey};
+use crate::item::field_type;
+use crate::secret::VaultKey;
+use crate::snapshot::{Row, RowKey, Snapshot, Table, Value};
+use crate::vault::{rekey_item, Vault};
+
+impl ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Integer(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Value::Real(r) => ToSqlOutput::Borrowed(ValueRef::Real(*r)),
+            Value::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+            Value::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+        })
+    }
+}
+
+fn value_of(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(r) => Value::Real(r),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+/// `"name"` with embedded quotes doubled.
+pub(crate) fn q(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// How one database table maps to a snapshot table.
+#[derive(Debug, Clone)]
+pub(crate) struct TableInfo {
+    pub name: String,
+    /// Snapshot columns (db columns minus the surrogate ID and `item.key`).
+    pub columns: Vec<String>,
+    pub key_columns: Vec<String>,
+}
+
+pub(crate) fn table_infos(conn: &Connection) -> Result<Vec<TableInfo>> {
+    let names: Vec<String> = {
+        let mut st = conn.prepare("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")?;
+        let it = st.query_map([], |r| r.get::<_, String>(0))?;
+        it.collect::<rusqlite::Result<_>>()?
+    };
+    let mut out = Vec::new();
+    for name in names {
+        // (name, type, pk)
+        let cols: Vec<(String, String, i64)> = {
+            let mut st = conn.prepare(&format!("PRAGMA table_info({})", q(&name)))?;
+            let it = st.query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?.unwrap_or_default(), r.get::<_, i64>(5)?)))?;
+            it.collect::<rusqlite::Result<_>>()?
+        };
+        let pk: Vec<&(String, String, i64)> = {
+            let mut p: Vec<_> = cols.iter().filter(|c| c.2 > 0).collect();
+            p.sort_by_key(|c| c.2);
+            p
+        };
+        let surrogate: Option<String> = match pk.as_slice() {
+            [c] if c.0.eq_ignore_ascii_case("id") && c.1.eq_ignore_ascii_case("integer") => Some(c.0.clone()),
+            _ => None,
+        };
+        let uniques: Vec<Vec<String>> = {
+            let idx: Vec<(String, i64, String)> = {
+                let mut st = conn.prepare(&format!("PRAGMA index_list({})", q(&name)))?;
+                let it = st.query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?)))?;
+                it.collect::<rusqlite::Result<_>>()?
+            };
+            let mut u = Vec::new();
+            for (iname, unique, origin) in idx {
+                if unique != 1 || origin == "pk" {
+                    continue;
+                }
+                let mut st = conn.prepare(&format!("PRAGMA index_info({})", q(&iname)))?;
+                let c: Vec<Option<String>> = st.query_map([], |r| r.get::<_, Option<String>>(2))?.collect::<rusqlite::Result<_>>()?;
+                // Expression indexes have NULL column names: unusable as identity.
+                if c.iter().any(Option::is_none) {
+                    continue;
+                }
+                let c: Vec<String> = c.into_iter().flatten().collect();
+                if surrogate.as_ref().is_some_and(|s| c.iter().any(|x| x == s)) {
+                    continue;
+                }
+                u.push(c);
+            }
+            u.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+            u
+        };
+        let all: Vec<String> = cols.iter().map(|c| c.0.clone()).collect();
+        let key_columns: Vec<String> = if let Some(u) = uniques.first() {
+            u.clone()
+        } else if let Some(c) = all.iter().find(|c| *c == "uuid") {
+            vec![c.clone()]
+        } else if !pk.is_empty() {
+            pk.iter().map(|c| c.0.clone()).collect()
+        } else {
+            all.clone()
+        };
+        let columns: Vec<String> = all
+            .into_iter()
+            .filter(|c| !(surrogate.as_ref() == Some(c) && !key_columns.contains(c)))
+            .filter(|c| !(name == "item" && c == "key"))
+            .collect();
+        let key_columns = if key_columns.iter().all(|k| columns.contains(k)) { key_columns } else { columns.clone() };
+        out.push(TableInfo { name, columns, key_columns });
+    }
+    Ok(out)
+}
+
+fn item_keys(conn: &Connection) -> Result<HashMap<String, ItemKey>> {
+    let mut m = HashMap::new();
+    let has_item: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='item'", [], |r| r.get(0))?;
+    if has_item == 0 {
+        return Ok(m);
+    }
+    let mut st = conn.prepare("SELECT uuid, key FROM item")?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let uuid = crate::vault::text_at(r, 0)?;
+        let blob = match r.get_ref(1)? {
+            ValueRef::Blob(b) => Some(b),
+            _ => None,
+        };
+        if let Some(k) = fieldcrypt::item_key_from_blob(blob) {
+            m.insert(uuid, k);
+        }
+    }
+    Ok(m)
+}
+
+/// Exports the decrypted snapshot of the database behind `conn`.
+pub(crate) fn export(conn: &Connection) -> Result<Snapshot> {
+    let infos = table_infos(conn)?;
+    let keys = item_keys(conn)?;
+    let mut snap = Snapshot::default();
+    for info in infos {
+        let mut table = Table::new(info.columns.clone(), info.key_columns.clone());
+        let key_ix: Vec<usize> = info.key_columns.iter().filter_map(|k| table.column_index(k)).collect();
+        let is_field = info.name == "itemfield";
+        let (ix_uuid, ix_type, ix_value, ix_hist) = (
+            table.column_index("item_uuid"),
+            table.column_index("type"),
+            table.column_index("value"),
+            table.column_index("history"),
+        );
+        let sql = format!(
+            "SELECT {} FROM {}",
+            info.columns.iter().map(|c| q(c)).collect::<Vec<_>>().join(","),
+            q(&info.name)
+        );
+        let mut st = conn.prepare(&sql)?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let mut vals: Vec<Value> = (0..info.columns.len()).map(|i| r.get_ref(i).map(value_of)).collect::<rusqlite::Result<_>>()?;
+            if is_field {
+                decrypt_field_row(&mut vals, &keys, ix_uuid, ix_type, ix_value, ix_hist)?;
+            }
+            let k = RowKey(key_ix.iter().map(|&i| vals[i].clone()).collect());
+            table.rows.entry(k).or_insert(Row(vals));
+        }
+        snap.tables.insert(info.name, table);
+    }
+    Ok(snap)
+}
+
+fn decrypt_field_row(
+    vals: &mut [Value],
+    keys: &HashMap<String, ItemKey>,
+    ix_uuid: Option<usize>,
+    ix_type: Option<usize>,
+    ix_value: Option<usize>,
+    ix_hist: Option<usize>,
+) -> Result<()> {
+    let Some(uuid) = ix_uuid.and_then(|i| vals[i].as_str().map(str::to_owned)) else { return Ok(()) };
+    let key = keys.get(&uuid);
+    let encrypted = ix_type.and_then(|i| vals[i].as_str()).is_some_and(field_type::is_encrypted);
+    if let (true, Some(i)) = (encrypted, ix_value) {
+        if let Value::Text(t) = &vals[i] {
+            let pt = fieldcrypt::decrypt_value(key, &uuid, t)?;
+            vals[i] = Value::Text(pt.to_string());
+        }
+    }
+    if let Some(i) = ix_hist {
+        if let Value::Text(t) = &vals[i] {
+            let pt = fieldcrypt::decrypt_history(key, &uuid, t)?;
+            vals[i] = Value::Text(pt.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// What [`Vault::apply`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Rows inserted, by table.
+    pub inserted: BTreeMap<String, usize>,
+    /// Rows updated (some column differed), by table.
+    pub updated: BTreeMap<String, usize>,
+    /// Items that got a fresh item key (every item with any changed `item` or
+    /// `itemfield` row).
+    pub rekeyed_items: usize,
+    /// Tables the snapshot had and the database lacked (created).
+    pub created_tables: Vec<String>,
+    /// Columns the snapshot had and the database lacked (added), as `(table, column)`.
+    pub added_columns: Vec<(String, String)>,
+    /// Rows present in the database but absent from the snapshot: left untouched
+    /// (apply never deletes).
+    pub untouched_rows: usize,
+}
+
+impl ApplyReport {
+    /// Inserted + updated rows.
+    pub fn changed_rows(&self) -> usize {
+        self.inserted.values().sum::<usize>() + self.updated.values().sum::<usize>()
+    }
+
+    /// Nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.changed_rows() == 0 && self.created_tables.is_empty() && self.added_columns.is_empty()
+    }
+}
+
+impl Vault {
+    /// The decrypted snapshot of the vault database (see [`crate::snapshot`] and the
+    /// table identities in [`crate::snapio`]), read in one read transaction.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let tx = self.conn.unchecked_transaction()?;
+        let s = export(&tx)?;
+        tx.finish()?;
+        Ok(s)
+    }
+
+    /// Writes the difference between `snap` and the database, in ONE transaction:
+    /// rows of `snap` that are new are inserted, rows whose values differ are updated
+    /// (only the snapshot's columns are written; others keep their values), rows absent
+    /// from `snap` are left alone (never deleted). Tables and columns the snapshot has
+    /// and the database lacks are created. Every item with any changed `item` or
+    /// `itemfield` row gets a fresh item key, and all its password values and histories
+    /// are (re-)encrypted with it. Timestamps are written as they are in `snap` (the
+    /// merge decided them); `vault.json` gets `last_modified_*` and counts when anything
+    /// changed.
+    ///
+    /// Errors: [`Error::InvalidInput`] for a malformed snapshot (row/column count
+    /// mismatch, key columns not among the columns, `itemfield` rows of an item that
+    /// exists neither in the snapshot nor in the database); nothing is written then.
+    pub fn apply(&mut self, snap: &Snapshot) -> Result<ApplyReport> {
+        let mut report = ApplyReport::default();
+        let tx = self.conn.transaction()?;
+        // 1. Schema: tables and columns the snapshot brings.
+        let existing: BTreeMap<String, TableInfo> = table_infos(&tx)?.into_iter().map(|t| (t.name.clone(), t)).collect();
+        for (name, t) in &snap.tables {
+            if name.starts_with("sqlite_") {
+                return Err(Error::InvalidInput(format!("table {name} is SQLite's own")));
+            }
+            if t.key_columns.is_empty() || !t.key_columns.iter().all(|k| t.columns.contains(k)) {
+                return Err(Error::InvalidInput(format!("table {name}: key columns must be among its columns")));
+            }
+            if let Some((_, r)) = t.rows.iter().find(|(_, r)| r.0.len() != t.columns.len()) {
+                return Err(Error::InvalidInput(format!("table {name}: a row has {} values for {} columns", r.0.len(), t.columns.len())));
+            }
+            match existing.get(name) {
+                None => {
+                    let cols = t.columns.iter().map(|c| q(c)).collect::<Vec<_>>().join(",");
+                    let keys = t.key_columns.iter().map(|c| q(c)).collect::<Vec<_>>().join(",");
+                    tx.execute_batch(&format!("CREATE TABLE {}({cols}, UNIQUE({keys}))", q(name)))?;
+                    report.created_tables.push(name.clone());
+                }
+                Some(info) => {
+                    let mut st = tx.prepare(&format!("PRAGMA table_info({})", q(name)))?;
+                    let have: BTreeSet<String> = st.query_map([], |r| r.get::<_, String>(1))?.collect::<rusqlite::Result<_>>()?;
+                    drop(st);
+                    for c in &t.columns {
+                        if !have.contains(c) && !(name == "item" && c == "key") {
+                            tx.execute_batch(&format!("ALTER TABLE {} ADD COLUMN {}", q(name), q(c)))?;
+                            report.added_columns.push((name.clone(), c.clone()));
+                        }
+                    }
+                    let _ = info;
+                }
+            }
+        }
+        // 2. Current content, decrypted, with the (possibly extended) schema.
+        let current = export(&tx)?;
+        // 3. Diff.
+        let mut changes: Vec<(&str, &Table, &RowKey, &Row, bool)> = Vec::new(); // (table, t, key, row, is_insert)
+        for (name, t) in &snap.tables {
+            let cur = current.tables.get(name);
+            let cur_ix: Vec<Option<usize>> = t.columns.iter().map(|c| cur.and_then(|ct| ct.column_index(c))).collect();
+            // Snapshot keys re-expressed in the current table's key order, if both agree on the key.
+            for (k, row) in &t.rows {
+                let cur_row = cur.and_then(|ct| find_row(ct, t, k, row));
+                match cur_row {
+                    None => changes.push((name, t, k, row, true)),
+                    Some(cr) => {
+                        let differs = row.0.iter().zip(&cur_ix).any(|(v, ci)| match ci {
+                            Some(i) => cr.0.get(*i) != Some(v),
+                            None => *v != Value::Null,
+                        });
+                        if differs {
+                            changes.push((name, t, k, row, false));
+                        }
+                    }
+                }
+            }
+            if let Some(ct) = cur {
+                report.untouched_rows += ct.rows.keys().filter(|ck| !row_in_snapshot(ct, ck, t)).count();
+            }
+        }
+        for (name, ct) in &current.tables {
+            if !snap.tables.contains_key(name) {
+                report.untouched_rows += ct.rows.len();
+            }
+        }
+        if changes.is_empty() && report.created_tables.is_empty() && report.added_columns.is_empty() {
+            tx.finish()?;
+            return Ok(report);
+        }
+        // 4. Items to re-key.
+        let mut rekey: BTreeSet<String> = BTreeSet::new();
+        for (name, t, _, row, _) in &changes {
+            let col = match *name {
+                "item" => "uuid",
+                "itemfield" => "item_uuid",
+                _ => continue,
+            };
+            if let Some(Value::Text(u)) = t.get(row, col) {
+                rekey.insert(u.clone());
+            }
+        }
+        let snap_items: BTreeSet<String> = snap
+            .tables
+            .get("item")
+            .map(|t| t.rows.values().filter_map(|r| t.get(r, "uuid").and_then(Value::as_str).map(str::to_owned)).collect())
+            .unwrap_or_default();
+        let mut new_keys: HashMap<String, ItemKey> = HashMap::new();
+        for uuid in &rekey {
+            let in_db: i64 = tx.query_row("SELECT count(*) FROM item WHERE uuid=?1", [uuid], |r| r.get(0)).unwrap_or(0);
+            if in_db == 0 && !snap_items.contains(uuid) {
+                return Err(Error::InvalidInput(format!("itemfield rows for item {uuid}, which exists nowhere")));
+            }
+            let old = crate::vault::load_item_key(&tx, uuid)?;
+            let k = rekey_item(&tx, uuid, old.as_ref())?;
+            new_keys.insert(uuid.clone(), k);
+        }
+        // 5. Write the changed rows.
+        for (name, t, k, row, is_insert) in &changes {
+            let mut vals: Vec<Value> = row.0.clone();
+            if *name == "itemfield" {
+                encrypt_field_row(t, &mut vals, &new_keys)?;
+            }
+            let cols: Vec<(usize, &String)> = t.columns.iter().enumerate().filter(|(_, c)| !(*name == "item" && *c == "key")).collect();
+            let set = cols.iter().map(|(_, c)| format!("{}=?", q(c))).collect::<Vec<_>>().join(",");
+            let where_ = t.key_columns.iter().map(|c| format!("{} IS ?", q(c))).collect::<Vec<_>>().join(" AND ");
+            let mut params: Vec<&dyn ToSql> = cols.iter().map(|(i, _)| &vals[*i] as &dyn ToSql).collect();
+            for kv in &k.0 {
+                params.push(kv as &dyn ToSql);
+            }
+            let n = if *is_insert {
+                0
+            } else {
+                tx.execute(&format!("UPDATE {} SET {set} WHERE {where_}", q(name)), params.as_slice())?
+            };
+            if n == 0 {
+                let names = cols.iter().map(|(_, c)| q(c)).collect::<Vec<_>>().join(",");
+                let marks = vec!["?"; cols.len()].join(",");
+                let p: Vec<&dyn ToSql> = cols.iter().map(|(i, _)| &vals[*i] as &dyn ToSql).collect();
+                tx.execute(&format!("INSERT INTO {}({names}) VALUES({marks})", q(name)), p.as_slice())?;
+                *report.inserted.entry(name.to_string()).or_default() += 1;
+            } else {
+                *report.updated.entry(name.to_string()).or_default() += 1;
+            }
+        }
+        for (uuid, k) in &new_keys {
+            tx.execute("UPDATE item SET key=?2 WHERE uuid=?1", rusqlite::params![uuid, &k[..]])?;
+        }
+        report.rekeyed_items = new_keys.len();
+        tx.commit()?;
+        self.touch_meta()?;
+        Ok(report)
+    }
+}
+
+/// The current row with the same identity as snapshot row `k` of `t` (compared by
+/// column name, so a different column order or key choice still matches).
+fn find_row<'a>(cur: &'a Table, t: &Table, k: &RowKey, row: &Row) -> Option<&'a Row> {
+    if cur.key_columns == t.key_columns {
+        return cur.rows.get(k);
+    }
+    let ck: Option<Vec<Value>> = cur.key_columns.iter().map(|c| t.get(row, c).cloned()).collect();
+    cur.rows.get(&RowKey(ck?))
+}
+
+fn row_in_snapshot(cur: &Table, ck: &RowKey, t: &Table) -> bool {
+    if cur.key_columns == t.key_columns {
+        return t.rows.contains_key(ck);
+    }
+    let Some(cr) = cur.rows.get(ck) else { return false };
+    let sk: Option<Vec<Value>> = t.key_columns.iter().map(|c| cur.get(cr, c).cloned()).collect();
+    sk.is_some_and(|sk| t.rows.contains_key(&RowKey(sk)))
+}
+
+fn encrypt_field_row(t: &Table, vals: &mut [Value], keys: &HashMap<String, ItemKey>) -> Result<()> {
+    let Some(uuid) = t.column_index("item_uuid").and_then(|i| vals[i].as_str().map(str::to_owned)) else { return Ok(()) };
+    let Some(key) = keys.get(&uuid) else {
+        return Err(Error::InvalidInput(format!("itemfield of item {uuid}: no item key")));
+    };
+    let encrypted = t.column_index("type").and_then(|i| vals[i].as_str()).is_some_and(field_type::is_encrypted);
+    if let (true, Some(i)) = (encrypted, t.column_index("value")) {
+        if let Value::Text(pt) = &vals[i] {
+            vals[i] = Value::Text(fieldcrypt::encrypt_value(key, &uuid, pt)?);
+        }
+    }
+    if let Some(i) = t.column_index("history") {
+        if let Value::Text(pt) = &vals[i] {
+            vals[i] = Value::Text(fieldcrypt::encrypt_history(key, &uuid, pt)?);
+        }
+    }
+    Ok(())
+}
+
+/// Verifies a database file with `key` without keeping it open: the file's salt must
+/// be the key's ([`Error::KeyChanged`] otherwise), then the key must unlock it
+/// ([`Error::WrongKey`]), then every page's HMAC (`PRAGMA cipher_integrity_check`) and
+/// `PRAGMA integrity_check` must pass ([`Error::Corrupt`]). Opens read-only: writes
+/// nothing.
+pub fn verify_database_file(path: impl AsRef<Path>, key: &VaultKey) -> Result<()> {
+    let path = path.as_ref();
+    let conn = open_verified(path, key)?;
+    drop(conn);
+    Ok(())
+}
+
+fn open_verified(path: &Path, key: &VaultKey) -> Result<Connection> {
+    if db::file_salt(path)? != key.salt() {
+        return Err(Error::KeyChanged);
+    }
+    let conn = db::open_keyed(path, key, true)?;
+    db::verify(&conn, path, true)?;
+    Ok(conn)
+}
+
+/// [`verify_database_file`], then the decrypted snapshot of that file (e.g. a remote
+/// copy downloaded to a temp file). Opens read-only: writes nothing.
+pub fn read_snapshot_file(db_path: impl AsRef<Path>, key: &VaultKey) -> Result<Snapshot> {
+    let path = db_path.as_ref();
+    let conn = open_verified(path, key)?;
+    let tx = conn.unchecked_transaction()?;
+    let s = export(&tx).map_err(|e| match e {
+        Error::Database(e) => db::corrupt_or_db(path, e),
+        other => other,
+    })?;
+    tx.finish()?;
+    Ok(s)
+}
