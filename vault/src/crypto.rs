@@ -149,3 +149,16 @@ mod tests {
         assert!(uuid_bytes("not-a-uuid").is_none());
     }
 }
+
+#[cfg(test)]
+mod probe_tests {
+    #[test]
+    fn page1_probe_on_real_vault() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/enpass-2020/vault.enpassdb");
+        let Ok(bytes) = std::fs::read(&p) else { return };
+        let mut key = [0u8; 32];
+        hex::decode_to_slice("fee57a6b3e0514915621bd51b022807b85dc325e3f4be3542300d13657c06b0d", &mut key).unwrap();
+        assert!(super::page1_header_plausible(&bytes[..1024], &key));
+        assert!(!super::page1_header_plausible(&bytes[..1024], &[1u8; 32]));
+    }
+}

@@ -65,11 +65,24 @@ pub(crate) fn open_keyed(path: &Path, key: &VaultKey, read_only: bool) -> Result
 /// Sets a key (a full `PRAGMA key = ...;` statement or the value for a new file) and
 /// the SQLCipher 3 compatibility settings on a fresh connection.
 pub(crate) fn apply_key(conn: &Connection, pragma_key_stmt: &str) -> Result<()> {
+    set_process_defaults(conn);
     // SQLCipher would log HMAC failures to stderr; errors reach the caller as values.
     let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE;");
     conn.execute_batch(pragma_key_stmt)?;
     conn.execute_batch("PRAGMA cipher_compatibility = 3;")?;
     Ok(())
+}
+
+/// Makes SQLCipher 3 settings the process-wide default, once, before the first key is
+/// set. `PRAGMA cipher_compatibility = 3` after `PRAGMA key` fixes the codec settings
+/// but a *new* file would still get SQLCipher 4's reserve (80 bytes) in its header;
+/// Enpass files have 48. Every SQLCipher file this crate touches is SQLCipher 3, so the
+/// default is right for all of them (documented in the crate docs).
+fn set_process_defaults(conn: &Connection) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = conn.execute_batch("PRAGMA cipher_default_compatibility = 3;");
+    });
 }
 
 /// Opens (creating) a new SQLCipher 3 file whose salt is the key's salt.

@@ -729,6 +729,9 @@ pub(crate) fn export_with_key(conn: &Connection, dest: &Path, key: &VaultKey) ->
     let dest_str = dest
         .to_str()
         .ok_or_else(|| Error::InvalidInput(format!("path {} is not UTF-8", dest.display())))?;
+    // The main connection was opened without SQLITE_OPEN_CREATE: ATTACH cannot create
+    // the file, so create it empty (an empty file is a valid new database).
+    std::fs::OpenOptions::new().write(true).create_new(true).open(dest).map_err(|e| Error::io(dest, e))?;
     let k = key.pragma_key_with_salt();
     let mut attach = Zeroizing::new(String::from("ATTACH DATABASE ?1 AS rekey KEY \""));
     attach.push_str(&k);

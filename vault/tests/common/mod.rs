@@ -64,3 +64,15 @@ pub fn sqlcipher_cli(db: &Path, raw_key_hex: &str, sql: &str) -> String {
     assert!(out.status.success(), "sqlcipher failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// The "reserved bytes per page" field of a SQLCipher 3 file's header, decrypted
+/// independently (AES-256-CBC, IV at 1024-48): Enpass files have 48.
+pub fn header_reserve(db: &[u8], raw_key: &[u8]) -> u8 {
+    use openssl::symm::{Cipher, Crypter, Mode};
+    let mut c = Crypter::new(Cipher::aes_256_cbc(), Mode::Decrypt, raw_key, Some(&db[1024 - 48..1024 - 32])).unwrap();
+    c.pad(false);
+    let mut out = [0u8; 64];
+    c.update(&db[16..48], &mut out).unwrap();
+    assert_eq!(&out[..2], &[4, 0], "page size 1024");
+    out[4]
+}
