@@ -1,6 +1,7 @@
 //! # syncfabric-vault: Enpass 6 vaults
 #![deny(missing_docs)]
 
+pub mod attach;
 mod crypto;
 mod db;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod snapio;
 pub mod snapshot;
 mod vault;
 
+pub use attach::{Attachment, AttachmentReader, CHUNK_SIZE, INLINE_MAX};
 pub use error::{Error, Result};
 pub use item::{field_type, Field, Folder, HistoryEntry, Item, NewItem};
 pub use meta::{VaultMeta, DEFAULT_KDF_ITER};

@@ -617,7 +617,7 @@ impl Vault {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    fn require_live(&self, table: &str, uuid: &str) -> Result<()> {
+    pub(crate) fn require_live(&self, table: &str, uuid: &str) -> Result<()> {
         let sql = format!("SELECT count(*) FROM {table} WHERE uuid=?1 AND ifnull(deleted,0)=0");
         let n: i64 = self.conn.query_row(&sql, [uuid], |r| r.get(0))?;
         if n == 0 {
