@@ -21,7 +21,7 @@
 //! The double is synchronous and deterministic: a sync pass runs when a test calls
 //! [`DesktopDouble::sync_once`], or every tick on a thread started with
 //! [`DesktopDouble::spawn`]. It syncs regular files of the whole replica tree, except
-//! names starting with `.syncfabric-` (like a client configured to ignore them; real
+//! the provider's temp and lock files (like a client configured to ignore them; real
 //! clients may sync them, which is harmless).
 
 use crate::version::hash_reader;
@@ -202,7 +202,7 @@ impl DesktopDouble {
             let Some(name) = ent.file_name().to_str().map(str::to_string) else {
                 continue;
             };
-            if name.starts_with(crate::RESERVED_PREFIX) {
+            if crate::is_internal_name(&name) {
                 continue;
             }
             let rel = if prefix.is_empty() {

@@ -10,17 +10,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-/// Every name this crate creates starts with this prefix; listings never show such
-/// names and writes to them are refused.
-pub const RESERVED_PREFIX: &str = ".syncfabric-";
-/// Prefix of temporary files (a write in progress, or one whose writer died).
+/// Prefix of temporary files (a write in progress, or one whose writer died). Such
+/// names never appear in listings, and writes to them are refused.
 pub const TEMP_PREFIX: &str = ".syncfabric-tmp-";
-/// Name of the lock file in each folder written to.
+/// Name of the lock file in each folder written to. Never listed; writes refused.
 pub const LOCK_NAME: &str = ".syncfabric-lock";
 
-/// True for names the provider uses internally (temp and lock files).
+/// True for names the provider uses internally: temp files and the lock file. (Other
+/// `.syncfabric-*` names, such as the core honesty probe's, are ordinary files.)
 pub fn is_internal_name(name: &str) -> bool {
-    name.starts_with(RESERVED_PREFIX)
+    name.starts_with(TEMP_PREFIX) || name == LOCK_NAME
 }
 
 /// An exclusive lock on the folder's lock file, held until dropped.

@@ -23,8 +23,9 @@
 //! * **Atomic writes.** A write goes to a hidden temp file in the same folder
 //!   (`.syncfabric-tmp-<random>`), is fsynced, renamed over the target, and the folder
 //!   is fsynced. A reader sees the old bytes or the new ones, never a mix; a writer
-//!   killed at any point leaves the previous version current. Names starting with
-//!   `.syncfabric-` never appear in listings, and writes to them are refused; temp
+//!   killed at any point leaves the previous version current. Temp files and the
+//!   folder's `.syncfabric-lock` never appear in listings, and writes to them are
+//!   refused ([`is_internal_name`]); temp
 //!   files of dead writers are deleted by [`FolderStorage::sweep_temp_files`] and
 //!   automatically by later writes into the same folder (when 15 minutes old).
 //! * **Strong versions.** [`Version`](syncfabric_core::Version) is `sha256:<hex>` of
@@ -64,11 +65,12 @@ pub mod conflict;
 pub mod desktop_double;
 mod fsops;
 pub mod icloud;
+pub mod registry;
 pub mod version;
 mod watch;
 
 pub use conflict::{conflict_copies, conflict_style, ConflictCopy, ConflictStyle};
-pub use fsops::{LOCK_NAME, RESERVED_PREFIX, TEMP_PREFIX};
+pub use fsops::{is_internal_name, LOCK_NAME, TEMP_PREFIX};
 pub use icloud::{not_downloaded, NotDownloaded};
 
 use bytes::{Bytes, BytesMut};
@@ -304,7 +306,7 @@ impl FolderStorage {
         }
         if path.segments().any(fsops::is_internal_name) {
             return Err(Error::InvalidInput {
-                message: format!("{path}: names starting with {RESERVED_PREFIX} are reserved"),
+                message: format!("{path}: {TEMP_PREFIX}* and {LOCK_NAME} are reserved names"),
             });
         }
         Ok(())
@@ -830,7 +832,7 @@ impl Storage for FolderStorage {
     async fn create_dir(&self, path: &RemotePath) -> Result<()> {
         if path.segments().any(fsops::is_internal_name) {
             return Err(Error::InvalidInput {
-                message: format!("{path}: names starting with {RESERVED_PREFIX} are reserved"),
+                message: format!("{path}: {TEMP_PREFIX}* and {LOCK_NAME} are reserved names"),
             });
         }
         let local = self.local_path(path);

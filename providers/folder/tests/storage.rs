@@ -288,7 +288,7 @@ async fn folders_root_and_reserved_names() {
     for bad in [
         ".syncfabric-lock",
         ".syncfabric-tmp-1234",
-        "d/.syncfabric-x/y",
+        "d/.syncfabric-lock/y",
     ] {
         assert!(
             matches!(
@@ -298,6 +298,23 @@ async fn folders_root_and_reserved_names() {
             "{bad}"
         );
     }
+    // Other dot-names, like the core honesty probe's, are ordinary files.
+    s.write(
+        &p(".syncfabric-probe-1"),
+        body(b"x"),
+        Precondition::IfAbsent,
+    )
+    .await
+    .unwrap();
+    assert!(s
+        .list(&RemotePath::root())
+        .await
+        .unwrap()
+        .iter()
+        .any(|e| e.path == p(".syncfabric-probe-1")));
+    s.delete(&p(".syncfabric-probe-1"), Precondition::None)
+        .await
+        .unwrap();
     // Reading a folder is refused; deleting an empty folder works, a full one does not.
     assert!(matches!(
         s.read(&p("a")).await,
