@@ -28,7 +28,7 @@
 //!   refused ([`is_internal_name`]); temp
 //!   files of dead writers are deleted by [`FolderStorage::sweep_temp_files`] and
 //!   automatically by later writes into the same folder (when 15 minutes old).
-//! * **Strong versions.** [`Version`](syncfabric_core::Version) is `sha256:<hex>` of
+//! * **Strong versions.** [`Version`] is `sha256:<hex>` of
 //!   the content (see [`version`] for why, and for the cache that avoids rehashing).
 //!   It changes whenever the bytes change, even by another program, in the same
 //!   millisecond, at the same size.
@@ -56,7 +56,7 @@
 //!   followed (the provider opens exact paths only) and can be listed with
 //!   [`conflict::conflict_copies`].
 //!
-//! The `test-double` feature adds [`desktop_double`], a folder that behaves like a
+//! The `test-double` feature adds the `desktop_double` module, a folder that behaves like a
 //! desktop sync client (late delivery, replace-by-rename, conflict copies), for tests.
 #![deny(missing_docs)]
 
