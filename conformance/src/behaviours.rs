@@ -479,11 +479,15 @@ pub async fn cas_race(
     let counter = p(dir, "counter")?;
     let mut handles = Vec::new();
     let mut via_lock = false;
+    // All clients start together, so they really contend.
+    let start = Arc::new(tokio::sync::Barrier::new(clients));
     for c in 0..clients {
         let s = new_client().await?;
         via_lock |= !s.capabilities().has_truthful_cas();
-        let (counter, dir, lease) = (counter.clone(), dir.clone(), lease.clone());
+        let (counter, dir, lease, start) =
+            (counter.clone(), dir.clone(), lease.clone(), start.clone());
         handles.push(tokio::spawn(async move {
+            start.wait().await;
             for _ in 0..increments {
                 if s.capabilities().has_truthful_cas() {
                     increment_cas(s.as_ref(), &counter).await?;
@@ -519,6 +523,12 @@ pub async fn cas_race(
     Ok(Outcome::Passed)
 }
 
+/// A short random pause between a read and the write that depends on it, so the other
+/// clients interleave as they would over a network.
+async fn think() {
+    tokio::time::sleep(Duration::from_micros(fastrand::u64(0..=2000))).await;
+}
+
 fn parse_count(b: &[u8]) -> Result<u64, Failure> {
     String::from_utf8_lossy(b)
         .trim()
@@ -527,7 +537,7 @@ fn parse_count(b: &[u8]) -> Result<u64, Failure> {
 }
 
 async fn increment_cas(s: &dyn Storage, counter: &RemotePath) -> Result<(), Failure> {
-    for _ in 0..100_000 {
+    for _ in 0..1000 {
         let (n, pre) = match read_all(s, counter).await {
             Ok((b, Some(v))) => (parse_count(&b)?, Precondition::IfMatch(v)),
             Ok((b, None)) => {
@@ -543,8 +553,7 @@ async fn increment_cas(s: &dyn Storage, counter: &RemotePath) -> Result<(), Fail
             Err(Error::NotFound { .. }) => (0, Precondition::IfAbsent),
             Err(e) => return Err(e.into()),
         };
-        // Give the other clients a chance to interleave, as a network would.
-        tokio::task::yield_now().await;
+        think().await;
         match s
             .write(counter, Body::from((n + 1).to_string().into_bytes()), pre)
             .await
@@ -559,7 +568,7 @@ async fn increment_cas(s: &dyn Storage, counter: &RemotePath) -> Result<(), Fail
         }
     }
     Err(Failure::new(
-        "an increment did not get through in 100000 attempts",
+        "an increment did not get through in 1000 attempts",
     ))
 }
 
@@ -575,7 +584,7 @@ async fn increment_locked(
         Err(Error::NotFound { .. }) => 0,
         Err(e) => return Err(e.into()),
     };
-    tokio::task::yield_now().await;
+    think().await;
     guard.check().await?;
     s.write(
         counter,

@@ -3,9 +3,13 @@
 
 use std::sync::Arc;
 use syncfabric_conformance::doubles::IgnorePreconditions;
-use syncfabric_conformance::{conformance_tests, run_all, Harness, MemoryStorage, Outcome, SuiteConfig};
+use syncfabric_conformance::{
+    conformance_tests, run_all, Harness, MemoryStorage, Outcome, SuiteConfig,
+};
 use syncfabric_core::probe::ProbedStorage;
-use syncfabric_core::{Body, Capabilities, Download, Entry, Precondition, RemotePath, Result, Storage, Version};
+use syncfabric_core::{
+    Body, Capabilities, Download, Entry, Precondition, RemotePath, Result, Storage, Version,
+};
 
 fn scratch() -> RemotePath {
     RemotePath::parse("suite/scratch").unwrap()
@@ -66,13 +70,20 @@ async fn a_store_that_ignores_preconditions_fails_the_relevant_checks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_liar_behind_the_honesty_probe_passes_through_the_lease_lock() {
     let inner = MemoryStorage::new();
-    let (probed, report) = ProbedStorage::connect(IgnorePreconditions(inner.clone()), &RemotePath::parse("probe").unwrap())
-        .await
-        .unwrap();
+    let (probed, report) = ProbedStorage::connect(
+        IgnorePreconditions(inner.clone()),
+        &RemotePath::parse("probe").unwrap(),
+    )
+    .await
+    .unwrap();
     assert!(!report.is_truthful());
     let effective = report.effective.clone();
     assert!(!effective.has_truthful_cas());
-    let config = SuiteConfig { race_clients: 3, race_increments: 4, ..Default::default() };
+    let config = SuiteConfig {
+        race_clients: 3,
+        race_increments: 4,
+        ..Default::default()
+    };
     let h = Harness::new(Arc::new(probed), scratch())
         .with_config(config)
         .with_clients(move || {
@@ -84,8 +95,17 @@ async fn the_same_liar_behind_the_honesty_probe_passes_through_the_lease_lock() 
     report.assert_passed();
     assert_eq!(report.get("cas_race"), Some(&Ok(Outcome::Passed)));
     // The precondition checks are skipped: the probed storage refuses them honestly.
-    for n in ["if_absent_twice", "if_match_stale", "if_match_missing", "delete_stale_if_match"] {
-        assert!(matches!(report.get(n), Some(Ok(Outcome::Skipped(_)))), "{n}: {:?}", report.get(n));
+    for n in [
+        "if_absent_twice",
+        "if_match_stale",
+        "if_match_missing",
+        "delete_stale_if_match",
+    ] {
+        assert!(
+            matches!(report.get(n), Some(Ok(Outcome::Skipped(_)))),
+            "{n}: {:?}",
+            report.get(n)
+        );
     }
 }
 
@@ -142,7 +162,11 @@ async fn truncating_writes_and_weak_versions_are_caught() {
     let report = run_all(&h).await;
     println!("{report}");
     let failed: Vec<&str> = report.failures().iter().map(|(n, _)| *n).collect();
-    for n in ["versions_change_on_every_write", "failed_write_keeps_previous", "honesty_probe"] {
+    for n in [
+        "versions_change_on_every_write",
+        "failed_write_keeps_previous",
+        "honesty_probe",
+    ] {
         assert!(failed.contains(&n), "{n} did not fail: {report}");
     }
     assert_eq!(report.get("round_trips"), Some(&Ok(Outcome::Passed)));
