@@ -198,7 +198,8 @@ impl Vault {
         let mut first = Zeroizing::new(vec![0u8; INLINE_MAX + 1]);
         let n = read_full(content, &mut first).map_err(|e| Error::io(name, e))?;
         first.truncate(n);
-        let (size, password, data, file): (u64, Option<Zeroizing<[u8; 32]>>, Option<Zeroizing<Vec<u8>>>, Option<PathBuf>) =
+        type Stored = (u64, Option<Zeroizing<[u8; 32]>>, Option<Zeroizing<Vec<u8>>>, Option<PathBuf>);
+        let (size, password, data, file): Stored =
             if n <= INLINE_MAX {
                 (n as u64, None, Some(first), None)
             } else {
@@ -237,7 +238,8 @@ impl Vault {
     /// such attachment, or its file is missing), [`Error::WrongKey`]/[`Error::Corrupt`]
     /// for a file that does not open with its key.
     pub fn open_attachment(&self, uuid: &str) -> Result<AttachmentReader> {
-        let row: Option<(Option<Vec<u8>>, Option<Vec<u8>>)> = self
+        type KeyAndData = (Option<Vec<u8>>, Option<Vec<u8>>);
+        let row: Option<KeyAndData> = self
             .conn
             .query_row("SELECT password, data FROM attachment WHERE uuid=?1", [uuid], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;

@@ -130,7 +130,7 @@ pub(crate) fn table_infos(conn: &Connection) -> Result<Vec<TableInfo>> {
         };
         let columns: Vec<String> = all
             .into_iter()
-            .filter(|c| !(surrogate.as_ref() == Some(c) && !key_columns.contains(c)))
+            .filter(|c| surrogate.as_ref() != Some(c) || key_columns.contains(c))
             .filter(|c| !(name == "item" && c == "key"))
             .collect();
         let key_columns = if key_columns.iter().all(|k| columns.contains(k)) { key_columns } else { columns.clone() };
@@ -302,7 +302,7 @@ impl Vault {
                     let have: BTreeSet<String> = st.query_map([], |r| r.get::<_, String>(1))?.collect::<rusqlite::Result<_>>()?;
                     drop(st);
                     for c in &t.columns {
-                        if !have.contains(c) && !(name == "item" && c == "key") {
+                        if !(have.contains(c) || name == "item" && c == "key") {
                             tx.execute_batch(&format!("ALTER TABLE {} ADD COLUMN {}", q(name), q(c)))?;
                             report.added_columns.push((name.clone(), c.clone()));
                         }

@@ -317,45 +317,22 @@ impl Vault {
     ///
     /// Errors: [`Error::InvalidInput`] for duplicate field uids.
     pub fn add_item(&mut self, new: NewItem) -> Result<Item> {
-        let uuid = crypto::new_uuid()?;
+        let uuid = self.add_items(vec![new])?.pop().unwrap_or_default();
+        self.get_item(&uuid)?.ok_or(Error::NotFound(uuid))
+    }
+
+    /// Adds many items in ONE transaction (an import); returns their new uuids in order.
+    /// Each item is made as by [`Vault::add_item`]; if any is invalid, none is added.
+    pub fn add_items(&mut self, items: Vec<NewItem>) -> Result<Vec<String>> {
         let now = now();
-        let mut fields = new.fields;
-        let mut next_uid = fields.iter().map(|f| f.uid).max().unwrap_or(0).max(0) + 1;
-        let mut seen = std::collections::HashSet::new();
-        for (i, f) in fields.iter_mut().enumerate() {
-            if f.uid == 0 {
-                f.uid = next_uid;
-                next_uid += 1;
-            }
-            if !seen.insert(f.uid) {
-                return Err(Error::InvalidInput(format!("duplicate field uid {}", f.uid)));
-            }
-            if f.order == 0 {
-                f.order = i as i64 + 1;
-            }
-            f.updated_at = now;
-            f.value_updated_at = now;
-        }
-        let category = if new.category.is_empty() { "login".to_owned() } else { new.category };
-        let template = if new.template.is_empty() { format!("{category}.default") } else { new.template };
-        let icon = if new.icon.is_empty() {
-            format!(r#"{{"fav":"","image":{{"file":"misc/{}"}},"type":1,"uuid":""}}"#, category.replace(['"', '\\'], ""))
-        } else {
-            new.icon
-        };
-        let key = crypto::new_item_key()?;
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO item(uuid,created_at,meta_updated_at,field_updated_at,title,subtitle,note,icon,favorite,trashed,archived,deleted,auto_submit,form_data,category,template,wearable,usage_count,last_used,key,extra,updated_at) \
-             VALUES(?1,?2,?2,?2,?3,?4,?5,?6,?7,0,0,0,1,'',?8,?9,0,0,0,?10,'',?2)",
-            params![uuid, now, new.title, new.subtitle, new.note.expose(), icon, new.favorite as i64, category, template, &key[..]],
-        )?;
-        for f in &fields {
-            write_field(&tx, &uuid, &key, f)?;
+        let mut uuids = Vec::with_capacity(items.len());
+        for new in items {
+            uuids.push(insert_new_item(&tx, new, now)?);
         }
         tx.commit()?;
         self.touch_meta()?;
-        self.get_item(&uuid)?.ok_or_else(|| Error::NotFound(uuid))
+        Ok(uuids)
     }
 
     /// Writes the changes in `item` (compared with the stored item of the same uuid):
@@ -703,6 +680,45 @@ impl Vault {
         }
         fsutil::rename_durable(&tmp, dest)
     }
+}
+
+/// Inserts one new item (fresh uuid and item key) and its fields.
+fn insert_new_item(tx: &Transaction<'_>, new: NewItem, now: i64) -> Result<String> {
+    let uuid = crypto::new_uuid()?;
+    let mut fields = new.fields;
+    let mut next_uid = fields.iter().map(|f| f.uid).max().unwrap_or(0).max(0) + 1;
+    let mut seen = std::collections::HashSet::new();
+    for (i, f) in fields.iter_mut().enumerate() {
+        if f.uid == 0 {
+            f.uid = next_uid;
+            next_uid += 1;
+        }
+        if !seen.insert(f.uid) {
+            return Err(Error::InvalidInput(format!("duplicate field uid {}", f.uid)));
+        }
+        if f.order == 0 {
+            f.order = i as i64 + 1;
+        }
+        f.updated_at = now;
+        f.value_updated_at = now;
+    }
+    let category = if new.category.is_empty() { "login".to_owned() } else { new.category };
+    let template = if new.template.is_empty() { format!("{category}.default") } else { new.template };
+    let icon = if new.icon.is_empty() {
+        format!(r#"{{"fav":"","image":{{"file":"misc/{}"}},"type":1,"uuid":""}}"#, category.replace(['"', '\\'], ""))
+    } else {
+        new.icon
+    };
+    let key = crypto::new_item_key()?;
+    tx.execute(
+        "INSERT INTO item(uuid,created_at,meta_updated_at,field_updated_at,title,subtitle,note,icon,favorite,trashed,archived,deleted,auto_submit,form_data,category,template,wearable,usage_count,last_used,key,extra,updated_at) \
+         VALUES(?1,?2,?2,?2,?3,?4,?5,?6,?7,0,0,0,1,'',?8,?9,0,0,0,?10,'',?2)",
+        params![uuid, now, new.title, new.subtitle, new.note.expose(), icon, new.favorite as i64, category, template, &key[..]],
+    )?;
+    for f in &fields {
+        write_field(tx, &uuid, &key, f)?;
+    }
+    Ok(uuid)
 }
 
 /// Creates the Enpass schema and the rows a fresh Enpass vault carries.
