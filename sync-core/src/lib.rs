@@ -39,6 +39,9 @@ pub mod watch;
 
 pub use body::{Body, ByteStream, Download};
 pub use error::{Error, Result};
+/// The `Stream` trait of [`ByteStream`] and [`ChangeStream`] (from `futures-core`), so
+/// providers can name it without another dependency.
+pub use futures_core::Stream;
 pub use path::RemotePath;
 pub use storage::{Capabilities, ChangeFeed, Entry, EntryKind, Precondition, Storage, Version};
 pub use watch::{Change, ChangeStream};
