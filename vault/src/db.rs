@@ -68,7 +68,9 @@ pub(crate) fn apply_key(conn: &Connection, pragma_key_stmt: &str) -> Result<()> 
     set_process_defaults(conn);
     // SQLCipher would log HMAC failures to stderr; errors reach the caller as values.
     let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE;");
-    conn.execute_batch(pragma_key_stmt)?;
+    // SQLite's message for a failed statement may quote it: never let it carry the key.
+    conn.execute_batch(pragma_key_stmt)
+        .map_err(|_| Error::Unsupported("SQLCipher rejected the key statement".into()))?;
     conn.execute_batch("PRAGMA cipher_compatibility = 3;")?;
     Ok(())
 }

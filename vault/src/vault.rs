@@ -752,7 +752,9 @@ pub(crate) fn export_with_key(conn: &Connection, dest: &Path, key: &VaultKey) ->
     let mut attach = Zeroizing::new(String::from("ATTACH DATABASE ?1 AS rekey KEY \""));
     attach.push_str(&k);
     attach.push('"');
-    conn.execute(&attach, [dest_str])?;
+    // SQLite's message for a failed statement may quote it: never let it carry the key.
+    conn.execute(&attach, [dest_str])
+        .map_err(|e| Error::Unsupported(format!("cannot attach the re-key target: {}", e.sqlite_error_code().map(|c| format!("{c:?}")).unwrap_or_default())))?;
     let res = (|| -> Result<()> {
         conn.execute_batch("PRAGMA rekey.cipher_compatibility = 3;")?;
         conn.query_row("SELECT sqlcipher_export('rekey')", [], |_| Ok(()))?;

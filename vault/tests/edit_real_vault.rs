@@ -148,3 +148,21 @@ fn read_snapshot_file_rejects_other_salt() {
     assert!(matches!(syncfabric_vault::verify_database_file(v.db_path(), &wrong), Err(Error::WrongKey)));
     let _: Snapshot = v.snapshot().unwrap();
 }
+
+#[test]
+fn copy_database_to_gives_a_consistent_verified_copy() {
+    let (td, dir) = copy_real_vault();
+    let mut v = Vault::open(&dir, &Secret::new(REAL_PASSWORD), None).unwrap();
+    v.add_item(NewItem::login("copied", "u", Secret::new("p"), "")).unwrap();
+    let dest = td.path().join("copy.enpassdb");
+    v.copy_database_to(&dest).unwrap();
+    syncfabric_vault::verify_database_file(&dest, v.key()).unwrap();
+    assert_eq!(syncfabric_vault::read_snapshot_file(&dest, v.key()).unwrap(), v.snapshot().unwrap());
+    assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(v.db_path()).unwrap());
+    // A damaged copy fails verification with Corrupt, not a panic.
+    let mut bytes = std::fs::read(&dest).unwrap();
+    let n = bytes.len();
+    bytes[n - 500] ^= 0xff;
+    std::fs::write(&dest, &bytes).unwrap();
+    assert!(matches!(syncfabric_vault::verify_database_file(&dest, v.key()), Err(Error::Corrupt(_))));
+}
