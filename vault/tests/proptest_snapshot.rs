@@ -117,3 +117,25 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// The parsers of bytes from disk or network never panic, and errors carry no input.
+    #[test]
+    fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300), s in "\\PC{0,120}") {
+        for input in [&bytes[..], s.as_bytes()] {
+            match syncfabric_vault::Keyfile::parse(input) {
+                Ok(_) => {}
+                Err(e) => prop_assert!(matches!(e, syncfabric_vault::Error::BadKeyfile(_))),
+            }
+            if let Ok(m) = syncfabric_vault::VaultMeta::parse(input) {
+                let _ = m.check_supported();
+                let _ = m.kdf_iter();
+                let _ = m.to_json_string();
+            }
+        }
+        let wrapped = format!("<?xml version=\"1.0\"?><keyfile><key>{s}</key></keyfile>");
+        let _ = syncfabric_vault::Keyfile::parse(wrapped.as_bytes());
+    }
+}
