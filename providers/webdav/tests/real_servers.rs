@@ -1,0 +1,174 @@
+//! The conformance suite, the honesty probe and provider-specific checks against real
+//! WebDAV servers started on 127.0.0.1 (see `servers/mod.rs`).
+//!
+//! `cargo test -p syncfabric-webdav --test real_servers`; set
+//! `SYNCFABRIC_REQUIRE_SERVERS=1` to make a missing server a failure.
+
+mod servers;
+
+use servers::{Kind, Server, PASS, USER};
+use std::sync::Arc;
+use syncfabric_conformance::{run_all, Harness};
+use syncfabric_core::probe::{probe, Verdict};
+use syncfabric_core::{Body, Error, Precondition, RemotePath, Storage};
+use syncfabric_webdav::{Profile, Secret, WebDavConfig, WebDavStorage};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn expected_profile(kind: Kind) -> Profile {
+    match kind {
+        Kind::Apache => Profile::Apache,
+        Kind::Nginx => Profile::Nginx,
+        Kind::Lighttpd => Profile::Lighttpd,
+        Kind::Rclone => Profile::Rclone,
+        Kind::Sabre => Profile::SabreDav,
+    }
+}
+
+fn config(url: &str) -> WebDavConfig {
+    WebDavConfig::new(url).with_credentials(USER, Secret::new(PASS))
+}
+
+async fn connect(url: &str) -> WebDavStorage {
+    WebDavStorage::connect(config(url)).await.expect("connect")
+}
+
+fn conformance(kind: Kind) {
+    let Some(server) = Server::start(kind) else { return };
+    rt().block_on(async {
+        let url = server.scratch("suite");
+        let s = connect(&url).await;
+        assert_eq!(s.profile(), expected_profile(kind), "profile probed for {}", kind.name());
+        let url2 = url.clone();
+        let h = Harness::new(Arc::new(s), RemotePath::parse("conformance").unwrap()).with_clients(move || {
+            let url = url2.clone();
+            async move { Ok(Arc::new(connect(&url).await) as Arc<dyn Storage>) }
+        });
+        let report = run_all(&h).await;
+        println!("{report}");
+        if !report.all_passed() {
+            panic!("conformance on {} failed:\n{report}\n{}", kind.name(), server.logs());
+        }
+    });
+}
+
+/// The honesty probe run on a `Generic` profile (every condition claimed and sent as
+/// headers, nothing checked by the client) must find out what the server really does.
+fn probe_verdict(kind: Kind) -> Option<(Verdict, Verdict, Verdict)> {
+    let server = Server::start(kind)?;
+    Some(rt().block_on(async {
+        let url = server.scratch("probe");
+        let s = WebDavStorage::connect(config(&url).with_profile(Profile::Generic)).await.unwrap();
+        let r = probe(&s, &RemotePath::parse("p").unwrap()).await.expect("probe ran");
+        println!("{}: {}", kind.name(), r.summary());
+        // And the probe on the provider as it really connects (probed profile) finds
+        // every claim true.
+        let honest = connect(&url).await;
+        let r2 = probe(&honest, &RemotePath::parse("p2").unwrap()).await.expect("probe ran");
+        assert!(r2.is_truthful(), "{}: probed profile lies: {}", kind.name(), r2.summary());
+        (r.if_match, r.if_absent, r.conditional_delete)
+    }))
+}
+
+macro_rules! per_server {
+    ($($m:ident => $kind:expr),* $(,)?) => {
+        $(mod $m {
+            use super::*;
+            #[test]
+            fn conformance_suite() {
+                conformance($kind);
+            }
+            #[test]
+            fn basics() {
+                basics_on($kind);
+            }
+        })*
+    };
+}
+
+per_server! {
+    apache => Kind::Apache,
+    nginx => Kind::Nginx,
+    lighttpd => Kind::Lighttpd,
+    rclone => Kind::Rclone,
+    sabredav => Kind::Sabre,
+}
+
+#[test]
+fn honesty_probe_verdicts_match_reality() {
+    // If-Match on PUT is enforced by Apache and SabreDAV, ignored by nginx and rclone.
+    if let Some((m, _, d)) = probe_verdict(Kind::Apache) {
+        assert_eq!(m, Verdict::Honoured, "apache If-Match");
+        assert_eq!(d, Verdict::Honoured, "apache conditional delete");
+    }
+    if let Some((m, a, _)) = probe_verdict(Kind::Nginx) {
+        assert_eq!(m, Verdict::Ignored, "nginx If-Match");
+        assert_eq!(a, Verdict::Ignored, "nginx If-None-Match");
+    }
+    if let Some((m, _, _)) = probe_verdict(Kind::Rclone) {
+        assert_eq!(m, Verdict::Ignored, "rclone If-Match");
+    }
+    if let Some((m, a, d)) = probe_verdict(Kind::Sabre) {
+        assert_eq!((m, a, d), (Verdict::Honoured, Verdict::Honoured, Verdict::Honoured), "sabredav");
+    }
+    if let Some(v) = probe_verdict(Kind::Lighttpd) {
+        println!("lighttpd verdicts with the Generic profile: {v:?}");
+    }
+}
+
+/// Provider-level checks that the suite does not cover.
+fn basics_on(kind: Kind) {
+    let Some(server) = Server::start(kind) else { return };
+    rt().block_on(async {
+        let url = server.scratch("basics");
+        let s = connect(&url).await;
+        // Wrong password: Unauthorized, and the password is not in the message.
+        let bad = WebDavStorage::connect(WebDavConfig::new(&url).with_credentials(USER, Secret::new("wrong-pw-123")))
+            .await
+            .unwrap_err();
+        assert!(matches!(bad, Error::Unauthorized { .. }), "{}: {bad:?}", kind.name());
+        assert!(!bad.to_string().contains("wrong-pw-123"));
+
+        // A file written through the provider is on the server's disk, byte for byte,
+        // under the encoded name.
+        let p = RemotePath::parse("dir one/ä file #1.bin").unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let e = s.write(&p, Body::from(data.clone()), Precondition::IfAbsent).await.unwrap();
+        assert_eq!(e.size, data.len() as u64);
+        let on_disk = std::fs::read(server.data.join("basics/dir one/ä file #1.bin")).unwrap();
+        assert_eq!(on_disk, data);
+        // stat agrees with write's version.
+        let st = s.stat(&p).await.unwrap().unwrap();
+        assert_eq!(st.version, e.version, "{}: write and stat versions", kind.name());
+        // Range read.
+        let d = s.read_from(&p, 1000).await.unwrap();
+        let mut got = Vec::new();
+        let mut stream = d.stream;
+        while let Some(c) = futures_util::StreamExt::next(&mut stream).await {
+            got.extend_from_slice(&c.unwrap());
+        }
+        assert_eq!(got, data[1000..]);
+        // A file body streamed from disk.
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(tmp.path(), &data[..12345]).unwrap();
+        let body = Body::from_file(tmp.path()).await.unwrap();
+        let v = e.version.clone().unwrap();
+        let e2 = s.write(&p, body, Precondition::IfMatch(v.clone())).await.unwrap();
+        assert_ne!(e2.version, Some(v.clone()));
+        assert_eq!(std::fs::read(server.data.join("basics/dir one/ä file #1.bin")).unwrap(), &data[..12345]);
+        // Stale IfMatch refused (the provider checks by content hash or the server by ETag).
+        let r = s.write(&p, Body::from(b"x".to_vec()), Precondition::IfMatch(v)).await;
+        assert!(matches!(r, Err(Error::PreconditionFailed { .. })), "{}: {r:?}", kind.name());
+        // Listing.
+        let l = s.list(&RemotePath::parse("dir one").unwrap()).await.unwrap();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].path, p);
+        // No stray temporary files.
+        let names: Vec<_> = std::fs::read_dir(server.data.join("basics/dir one")).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names.len(), 1, "{}: {names:?}", kind.name());
+        let desc = s.describe();
+        assert!(!desc.contains(PASS));
+    });
+}

@@ -1,0 +1,326 @@
+//! Real WebDAV servers for the tests: each started on 127.0.0.1 at a free port with a
+//! scratch folder and basic auth, in its own process group, killed on drop.
+//!
+//! A missing server binary makes `start` return `None` with a loud message, or panic
+//! when `SYNCFABRIC_REQUIRE_SERVERS=1` (CI).
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const USER: &str = "syncuser";
+pub const PASS: &str = "s3cret-Pass";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Apache,
+    Nginx,
+    Lighttpd,
+    Rclone,
+    Sabre,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [Kind::Apache, Kind::Nginx, Kind::Lighttpd, Kind::Rclone, Kind::Sabre];
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Apache => "apache",
+            Kind::Nginx => "nginx",
+            Kind::Lighttpd => "lighttpd",
+            Kind::Rclone => "rclone",
+            Kind::Sabre => "sabredav",
+        }
+    }
+    fn binary(self) -> &'static str {
+        match self {
+            Kind::Apache => "/usr/sbin/apache2",
+            Kind::Nginx => "/usr/sbin/nginx",
+            Kind::Lighttpd => "/usr/sbin/lighttpd",
+            Kind::Rclone => "rclone",
+            Kind::Sabre => "php",
+        }
+    }
+    /// Extra files that must exist (modules).
+    fn needs(self) -> &'static [&'static str] {
+        match self {
+            Kind::Apache => &["/usr/lib/apache2/modules/mod_dav_fs.so"],
+            Kind::Nginx => &["/usr/lib/nginx/modules/ngx_http_dav_ext_module.so"],
+            Kind::Lighttpd => &["/usr/lib/lighttpd/mod_webdav.so"],
+            Kind::Rclone => &[],
+            Kind::Sabre => &["/usr/share/php/Sabre/autoload.php"],
+        }
+    }
+}
+
+pub struct Server {
+    pub kind: Kind,
+    child: Child,
+    dir: tempfile::TempDir,
+    pub port: u16,
+    /// Root URL of the served scratch folder, ending in '/'.
+    pub url: String,
+    /// The folder the server serves.
+    pub data: PathBuf,
+}
+
+fn which(bin: &str) -> bool {
+    if bin.starts_with('/') {
+        return Path::new(bin).exists();
+    }
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).exists()))
+        .unwrap_or(false)
+}
+
+pub fn require_servers() -> bool {
+    std::env::var("SYNCFABRIC_REQUIRE_SERVERS").is_ok_and(|v| v == "1")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+fn www_data_ids() -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    for line in passwd.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() > 3 && f[0] == "www-data" {
+            return Some((f[2].parse().ok()?, f[3].parse().ok()?));
+        }
+    }
+    None
+}
+
+fn chown_tree(p: &Path, uid: u32, gid: u32) {
+    let _ = std::os::unix::fs::chown(p, Some(uid), Some(gid));
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            chown_tree(&e.path(), uid, gid);
+        }
+    }
+}
+
+fn sha_htpasswd() -> String {
+    let digest = openssl::sha::sha1(PASS.as_bytes());
+    format!("{USER}:{{SHA}}{}\n", openssl::base64::encode_block(&digest))
+}
+
+impl Server {
+    /// Starts `kind`; `None` (after a loud message) if its binary is missing and
+    /// servers are not required.
+    pub fn start(kind: Kind) -> Option<Server> {
+        let missing: Vec<&str> = std::iter::once(kind.binary()).chain(kind.needs().iter().copied()).filter(|b| !which(b)).collect();
+        if !missing.is_empty() {
+            let msg = format!(
+                "!!!!! WebDAV server {} not installed (missing {missing:?}); install apache2 nginx libnginx-mod-http-dav-ext lighttpd lighttpd-mod-webdav rclone php-cli php-sabre-dav",
+                kind.name()
+            );
+            if require_servers() {
+                panic!("{msg} (SYNCFABRIC_REQUIRE_SERVERS=1)");
+            }
+            eprintln!("{msg}: SKIPPING");
+            return None;
+        }
+        let dir = tempfile::Builder::new().prefix(&format!("syncfabric-{}-", kind.name())).tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("data dir");
+        let port = free_port();
+        let d = dir.path().display().to_string();
+        let mut cmd;
+        match kind {
+            Kind::Apache => {
+                std::fs::create_dir(dir.path().join("lock")).unwrap();
+                std::fs::write(dir.path().join("htpasswd"), sha_htpasswd()).unwrap();
+                let m = "/usr/lib/apache2/modules";
+                let conf = format!(
+                    r#"ServerRoot "{d}"
+ServerName 127.0.0.1
+Listen 127.0.0.1:{port}
+PidFile {d}/httpd.pid
+ErrorLog {d}/error.log
+LogLevel warn
+LoadModule mpm_prefork_module {m}/mod_mpm_prefork.so
+LoadModule authz_core_module {m}/mod_authz_core.so
+LoadModule authn_core_module {m}/mod_authn_core.so
+LoadModule authn_file_module {m}/mod_authn_file.so
+LoadModule auth_basic_module {m}/mod_auth_basic.so
+LoadModule authz_user_module {m}/mod_authz_user.so
+LoadModule dav_module {m}/mod_dav.so
+LoadModule dav_fs_module {m}/mod_dav_fs.so
+User www-data
+Group www-data
+DocumentRoot "{d}/data"
+DavLockDB "{d}/lock/DavLock"
+<Directory "{d}/data">
+  Dav On
+  AuthType Basic
+  AuthName "dav"
+  AuthBasicProvider file
+  AuthUserFile "{d}/htpasswd"
+  Require valid-user
+</Directory>
+"#
+                );
+                std::fs::write(dir.path().join("httpd.conf"), conf).unwrap();
+                if let Some((uid, gid)) = www_data_ids() {
+                    if unsafe { libc::geteuid() } == 0 {
+                        chown_tree(&data, uid, gid);
+                        chown_tree(&dir.path().join("lock"), uid, gid);
+                    }
+                }
+                cmd = Command::new(kind.binary());
+                cmd.args(["-X", "-f"]).arg(dir.path().join("httpd.conf"));
+            }
+            Kind::Nginx => {
+                std::fs::write(dir.path().join("htpasswd"), sha_htpasswd()).unwrap();
+                for t in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+                    std::fs::create_dir(dir.path().join(t)).unwrap();
+                }
+                let conf = format!(
+                    r#"daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+load_module /usr/lib/nginx/modules/ngx_http_dav_ext_module.so;
+events {{ worker_connections 128; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    root {d}/data;
+    client_max_body_size 0;
+    location / {{
+      dav_methods PUT DELETE MKCOL COPY MOVE;
+      dav_ext_methods PROPFIND OPTIONS;
+      create_full_put_path on;
+      dav_access user:rw group:rw all:r;
+      auth_basic "dav";
+      auth_basic_user_file {d}/htpasswd;
+    }}
+  }}
+}}
+"#
+                );
+                std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+                cmd = Command::new(kind.binary());
+                cmd.arg("-p").arg(dir.path()).arg("-e").arg(dir.path().join("error.log")).arg("-c").arg(dir.path().join("nginx.conf"));
+            }
+            Kind::Lighttpd => {
+                std::fs::write(dir.path().join("users"), format!("{USER}:{PASS}\n")).unwrap();
+                std::fs::create_dir(dir.path().join("upload")).unwrap();
+                let conf = format!(
+                    r#"server.document-root = "{d}/data"
+server.bind = "127.0.0.1"
+server.port = {port}
+server.errorlog = "{d}/error.log"
+server.upload-dirs = ( "{d}/upload" )
+server.modules = ( "mod_auth", "mod_authn_file", "mod_webdav" )
+webdav.activate = "enable"
+webdav.is-readonly = "disable"
+auth.backend = "plain"
+auth.backend.plain.userfile = "{d}/users"
+auth.require = ( "" => ( "method" => "basic", "realm" => "dav", "require" => "valid-user" ) )
+"#
+                );
+                std::fs::write(dir.path().join("lighttpd.conf"), conf).unwrap();
+                cmd = Command::new(kind.binary());
+                cmd.arg("-D").arg("-f").arg(dir.path().join("lighttpd.conf"));
+            }
+            Kind::Rclone => {
+                cmd = Command::new(kind.binary());
+                cmd.env("RCLONE_CONFIG", dir.path().join("rclone.conf"))
+                    .args(["serve", "webdav", "--addr", &format!("127.0.0.1:{port}"), "--user", USER, "--pass", PASS])
+                    .arg(&data);
+            }
+            Kind::Sabre => {
+                std::fs::create_dir(dir.path().join("locks")).unwrap();
+                let php = format!(
+                    r#"<?php
+require_once '/usr/share/php/Sabre/autoload.php';
+class SfAuth extends \Sabre\DAV\Auth\Backend\AbstractBasic {{
+    protected function validateUserPass($u, $p) {{ return $u === '{USER}' && $p === '{PASS}'; }}
+}}
+$server = new \Sabre\DAV\Server(new \Sabre\DAV\FSExt\Directory('{d}/data'));
+$server->setBaseUri('/');
+$server->addPlugin(new \Sabre\DAV\Auth\Plugin(new SfAuth(), 'dav'));
+$server->addPlugin(new \Sabre\DAV\Locks\Plugin(new \Sabre\DAV\Locks\Backend\File('{d}/locks/locks')));
+$server->exec();
+"#
+                );
+                std::fs::write(dir.path().join("server.php"), php).unwrap();
+                cmd = Command::new(kind.binary());
+                cmd.args(["-d", "error_reporting=E_ALL & ~E_DEPRECATED", "-d", "display_errors=stderr", "-S", &format!("127.0.0.1:{port}")])
+                    .arg(dir.path().join("server.php"))
+                    .current_dir(dir.path());
+            }
+        }
+        let log = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
+        let log2 = log.try_clone().unwrap();
+        cmd.stdin(Stdio::null()).stdout(Stdio::from(log)).stderr(Stdio::from(log2)).process_group(0);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", kind.name()));
+        let mut server = Server { kind, child, url: format!("http://127.0.0.1:{port}/"), port, data, dir };
+        server.wait_ready();
+        Some(server)
+    }
+
+    fn wait_ready(&mut self) {
+        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("{} exited at start ({status}): {}", self.kind.name(), self.logs());
+            }
+            if Instant::now() > deadline {
+                panic!("{} did not start listening: {}", self.kind.name(), self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's logs (for failure messages).
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for f in ["stdout.log", "error.log"] {
+            if let Ok(t) = std::fs::read_to_string(self.dir.path().join(f)) {
+                s.push_str(&format!("--- {f}\n{}\n", t.chars().rev().take(4000).collect::<String>().chars().rev().collect::<String>()));
+            }
+        }
+        s
+    }
+
+    /// A fresh empty sub-folder of the served root (created on disk), and its URL.
+    pub fn scratch(&self, name: &str) -> String {
+        let p = self.data.join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        if self.kind == Kind::Apache && unsafe { libc::geteuid() } == 0 {
+            if let Some((uid, gid)) = www_data_ids() {
+                chown_tree(&p, uid, gid);
+            }
+        }
+        format!("{}{}/", self.url, name)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pid = self.child.id() as i32;
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
