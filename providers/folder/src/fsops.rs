@@ -76,8 +76,9 @@ fn temp_name() -> String {
     s
 }
 
-/// A temp file being written in folder `dir`, locked (exclusively) for as long as this
-/// value lives so that [`sweep_stale_temps`] can tell a live writer from a dead one.
+/// A temp file being written in folder `dir`, locked (exclusively, on Unix) for as long
+/// as this value lives so that [`sweep_stale_temps`] can tell a live writer from a dead
+/// one.
 /// Dropping it without [`TempFile::disarm`] deletes the file.
 #[derive(Debug)]
 pub struct TempFile {
@@ -103,6 +104,9 @@ impl TempFile {
                 Ok(f) => {
                     let writer = f.try_clone()?;
                     // Fresh file nobody else knows the name of: this cannot block.
+                    // (Unix only: flock is advisory there. On Windows a lock would
+                    // stop our own writes through `writer`, so the sweep relies on age.)
+                    #[cfg(unix)]
                     if let Err(e) = fs4::FileExt::try_lock(&f) {
                         let _ = std::fs::remove_file(&path);
                         return Err(e.into());

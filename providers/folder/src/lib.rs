@@ -56,6 +56,23 @@
 //!   followed (the provider opens exact paths only) and can be listed with
 //!   [`conflict::conflict_copies`].
 //!
+//! ## Semantics where the trait leaves room
+//!
+//! * `delete` of an empty folder removes it; of a non-empty folder is
+//!   [`Error::InvalidInput`]. `delete` with `IfAbsent` succeeds when nothing is there
+//!   and is [`Error::AlreadyExists`] otherwise.
+//! * Writing over a folder, or below a file, is [`Error::InvalidInput`]; reading a
+//!   folder is [`Error::InvalidInput`]; `stat` below a file is `Ok(None)`.
+//! * Symbolic links inside the folder are followed (the person owns the folder); the
+//!   provider itself never creates one, and a write replaces a link, not its target.
+//! * Names that are not UTF-8, or not valid [`RemotePath`] segments (a backslash on
+//!   Unix), are skipped by `list` with a warning.
+//! * `list` and `stat` hash files to give their versions; see [`version`] for the
+//!   cost and the cache. With [`FolderOptions::network_share`] (cache off) every `stat`
+//!   of a file reads it whole over the network.
+//! * Windows builds, untested here: the lock file uses `LockFileEx`; temp files are
+//!   not locked, so the automatic sweep relies on their age alone.
+//!
 //! The `test-double` feature adds the `desktop_double` module, a folder that behaves like a
 //! desktop sync client (late delivery, replace-by-rename, conflict copies), for tests.
 #![deny(missing_docs)]
