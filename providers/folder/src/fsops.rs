@@ -36,16 +36,34 @@ pub struct DirLock {
 }
 
 impl DirLock {
-    /// Blocks until the lock of folder `dir` is held.
-    pub fn acquire(dir: &Path) -> io::Result<DirLock> {
+    /// Waits until the lock of folder `dir` is held, at most `timeout`; then fails with
+    /// `io::ErrorKind::TimedOut` (a live process holds it, e.g. one stuck on a dead
+    /// network share). Polls with `try_lock`, backing off from 1 ms to 50 ms.
+    pub fn acquire(dir: &Path, timeout: Duration) -> io::Result<DirLock> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(dir.join(LOCK_NAME))?;
-        fs4::FileExt::lock(&file)?;
-        Ok(DirLock { file })
+        let deadline = std::time::Instant::now() + timeout;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match fs4::FileExt::try_lock(&file) {
+                Ok(()) => return Ok(DirLock { file }),
+                Err(fs4::TryLockError::WouldBlock) => {}
+                Err(fs4::TryLockError::Error(e)) => return Err(e),
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the folder's lock is held by another writer",
+                ));
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
     }
 }
 
@@ -261,13 +279,15 @@ mod tests {
     #[test]
     fn dir_lock_excludes_a_second_handle_in_the_same_process() {
         let dir = tempfile::tempdir().unwrap();
-        let l = DirLock::acquire(dir.path()).unwrap();
+        let l = DirLock::acquire(dir.path(), Duration::from_secs(5)).unwrap();
         let f = File::options()
             .read(true)
             .write(true)
             .open(dir.path().join(LOCK_NAME))
             .unwrap();
         assert!(fs4::FileExt::try_lock(&f).is_err());
+        let e = DirLock::acquire(dir.path(), Duration::from_millis(20)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         drop(l);
         assert!(fs4::FileExt::try_lock(&f).is_ok());
     }

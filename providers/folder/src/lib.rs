@@ -128,6 +128,12 @@ pub struct FolderOptions {
     /// Treat `.name.icloud` files as iCloud placeholders of `name` (see [`icloud`]).
     /// Default `true` (such names do not occur outside iCloud Drive).
     pub icloud_placeholders: bool,
+    /// How long a write or delete waits for the folder's lock before failing with
+    /// [`Error::Transient`] (retryable). A lock is only held for the short
+    /// check-and-rename step, and the kernel releases it when its holder dies, so
+    /// waiting this long means a live holder is stuck (e.g. on a dead network share).
+    /// Default 30 s.
+    pub lock_timeout: Duration,
 }
 
 impl Default for FolderOptions {
@@ -137,6 +143,7 @@ impl Default for FolderOptions {
             poll_interval: None,
             debounce: Duration::from_millis(100),
             icloud_placeholders: true,
+            lock_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -426,7 +433,7 @@ impl FolderStorage {
         pre: &Precondition,
     ) -> Result<()> {
         let parent = local.parent().unwrap_or(&self.inner.root);
-        let _lock = fsops::DirLock::acquire(parent).map_err(|e| io_err(e, path))?;
+        let _lock = self.lock_dir(parent, path)?;
         if let Some(e) = self.placeholder_error(path, local) {
             if std::fs::symlink_metadata(local).is_err() {
                 return Err(e);
@@ -506,7 +513,7 @@ impl FolderStorage {
                 _ => Ok(()),
             };
         }
-        let _lock = fsops::DirLock::acquire(parent).map_err(|e| io_err(e, path))?;
+        let _lock = self.lock_dir(parent, path)?;
         let meta = std::fs::symlink_metadata(local);
         if meta.is_err() {
             if let Some(e) = self.placeholder_error(path, local) {
@@ -561,6 +568,24 @@ impl FolderStorage {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err(e, path)),
         }
+    }
+
+    /// Takes the lock of local folder `dir` for an operation on `path`, waiting at most
+    /// [`FolderOptions::lock_timeout`].
+    fn lock_dir(&self, dir: &Path, path: &RemotePath) -> Result<fsops::DirLock> {
+        fsops::DirLock::acquire(dir, self.inner.options.lock_timeout).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                Error::Transient {
+                    message: format!(
+                        "{path}: the folder is locked by another writer for more than {:?}",
+                        self.inner.options.lock_timeout
+                    ),
+                    source: Some(Box::new(e)),
+                }
+            } else {
+                io_err(e, path)
+            }
+        })
     }
 
     /// Sweeps folder `dir` (local path) for stale temps if it was not swept lately.

@@ -7,15 +7,21 @@
 //! it exists at that moment, `Removed` if not (entries are `None`: stat to learn the
 //! version). A write by this crate shows up as its final rename; its temp and lock
 //! files are never reported. A placeholder `.name.icloud` appearing reports `name` as
-//! changed. A notify overflow, or the watched folder itself being moved or deleted,
-//! yields [`Change::Rescan`].
+//! changed. A notify overflow (or more than 4096 raw events waiting because the
+//! consumer is slow), or the watched folder itself being moved or deleted, yields
+//! [`Change::Rescan`].
 
 use crate::{fsops, icloud, FolderStorage};
 use notify::event::{AccessKind, EventKind};
 use notify::{RecursiveMode, Watcher};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Raw events buffered between the OS watcher and the debouncer.
+const RAW_QUEUE: usize = 4096;
 use syncfabric_core::watch::{Change, ChangeStream};
 use syncfabric_core::{Error, RemotePath, Result};
 use tokio::sync::mpsc;
@@ -116,9 +122,15 @@ pub(crate) async fn watch(store: FolderStorage, dir: RemotePath) -> Result<Chang
             message: format!("{dir} is not a folder"),
         });
     }
-    let (raw_tx, raw_rx) = mpsc::unbounded_channel::<notify::Result<notify::Event>>();
+    // Bounded: a stalled consumer must not make memory grow. Events that do not fit
+    // are dropped and turned into one Rescan.
+    let (raw_tx, raw_rx) = mpsc::channel::<notify::Result<notify::Event>>(RAW_QUEUE);
+    let overflow = Arc::new(AtomicBool::new(false));
+    let ov = Arc::clone(&overflow);
     let handler = move |res: notify::Result<notify::Event>| {
-        let _ = raw_tx.send(res);
+        if let Err(mpsc::error::TrySendError::Full(_)) = raw_tx.try_send(res) {
+            ov.store(true, Ordering::Relaxed);
+        }
     };
     let mut watcher: Box<dyn Watcher + Send> = match store.inner.options.poll_interval {
         Some(interval) => Box::new(
@@ -141,6 +153,7 @@ pub(crate) async fn watch(store: FolderStorage, dir: RemotePath) -> Result<Chang
     tokio::spawn(pump(
         watcher,
         raw_rx,
+        overflow,
         tx,
         dir,
         local,
@@ -152,9 +165,11 @@ pub(crate) async fn watch(store: FolderStorage, dir: RemotePath) -> Result<Chang
 
 /// Collects raw events, debounces them, and sends changes until the consumer drops
 /// the stream (then the watcher is dropped with this task).
+#[allow(clippy::too_many_arguments)]
 async fn pump(
     watcher: Box<dyn Watcher + Send>,
-    mut raw: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+    mut raw: mpsc::Receiver<notify::Result<notify::Event>>,
+    overflow: Arc<AtomicBool>,
     tx: mpsc::Sender<Result<Change>>,
     dir: RemotePath,
     local: PathBuf,
@@ -182,6 +197,9 @@ async fn pump(
                 Ok(Some(ev)) => pending.add(ev, &local, &dir, placeholders),
                 Ok(None) | Err(_) => break,
             }
+        }
+        if overflow.swap(false, Ordering::Relaxed) {
+            pending.rescan = true;
         }
         if pending.is_empty() {
             continue;

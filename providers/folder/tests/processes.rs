@@ -109,6 +109,20 @@ fn child_entry() {
                 let r = s.write(&p("v/victim"), body, Precondition::None).await;
                 println!("\nRESULT {r:?}");
             }
+            // Holds the folder's lock until killed.
+            "hold-lock" => {
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(root.join(syncfabric_folder::LOCK_NAME))
+                    .unwrap();
+                fs4::FileExt::lock(&f).unwrap();
+                println!("\nLOCKED");
+                std::io::stdout().flush().unwrap();
+                std::thread::sleep(Duration::from_secs(600));
+            }
             other => panic!("unknown role {other}"),
         }
     });
@@ -289,4 +303,74 @@ async fn a_writer_killed_mid_write_leaves_the_previous_version() {
         1
     );
     assert!(!temp.exists());
+}
+
+#[tokio::test]
+async fn the_lock_excludes_other_processes_and_dies_with_its_holder() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let s = FolderStorage::new(dir.path()).unwrap();
+    let v = s
+        .write(
+            &p("f"),
+            Body::Bytes(Bytes::from_static(b"one")),
+            Precondition::None,
+        )
+        .await
+        .unwrap();
+    let mut c = child("hold-lock", dir.path(), &[]).spawn().unwrap();
+    let mut out = std::io::BufReader::new(c.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim() != "LOCKED" {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the child died before locking"
+        );
+    }
+    // A writer with a short patience gives up with a retryable error.
+    let impatient = FolderStorage::with_options(
+        dir.path(),
+        syncfabric_folder::FolderOptions {
+            lock_timeout: Duration::from_millis(100),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let e = impatient
+        .write(
+            &p("f"),
+            Body::Bytes(Bytes::from_static(b"two")),
+            Precondition::None,
+        )
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    // A patient writer waits while the other process holds the lock...
+    let s2 = s.clone();
+    let version = v.version.clone().unwrap();
+    let w = tokio::spawn(async move {
+        s2.write(
+            &p("f"),
+            Body::Bytes(Bytes::from_static(b"three")),
+            Precondition::IfMatch(version),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !w.is_finished(),
+        "the write went through while another process held the lock"
+    );
+    assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"one");
+    // ...and goes through once the holder is killed (the kernel drops its lock).
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(30), w)
+        .await
+        .expect("still blocked")
+        .unwrap()
+        .unwrap();
+    assert_ne!(e.version, v.version);
+    assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"three");
 }
