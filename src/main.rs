@@ -1,5 +1,24 @@
-//! The `syncfabric` command-line tool.
+//! The `syncfabric` command-line tool: create and edit Enpass vaults, and sync them
+//! through storage you own. Run `syncfabric --help`, or `syncfabric <command> --help`.
+
+mod cli;
+
+use clap::Parser;
 
 fn main() {
-    println!("syncfabric {}", env!("CARGO_PKG_VERSION"));
+    let args = cli::Cli::parse();
+    cli::init_logging(args.verbose);
+    let json = args.json;
+    let code = match cli::run(args) {
+        Ok(()) => 0,
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({ "error": e.to_string() }));
+            } else {
+                eprintln!("error: {e}");
+            }
+            1
+        }
+    };
+    std::process::exit(code);
 }

@@ -1,0 +1,287 @@
+//! Argument parsing and command dispatch.
+
+mod config;
+mod items;
+mod sync;
+
+use clap::{Parser, Subcommand};
+use config::Config;
+use std::io::BufRead;
+use std::path::PathBuf;
+use syncfabric::vault::{Keyfile, Secret, Vault};
+
+/// A CLI failure: one line that says what went wrong and what to do.
+pub type CliResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "syncfabric",
+    version,
+    about = "Keep an Enpass 6 vault in sync through storage you own.",
+    long_about = "Keep an Enpass 6 vault in sync through storage you own.\n\n\
+The master password is read from $SYNCFABRIC_PASSWORD, from the first line of standard \
+input with --password-stdin, or from an interactive prompt; never from an argument.\n\n\
+Example:\n  syncfabric --vault ~/Enpass/primary vault create --name Personal\n  \
+syncfabric --vault ~/Enpass/primary item add --title Bank --username me --generate 20\n  \
+syncfabric --vault ~/Enpass/primary remote add nas folder:///mnt/nas/Enpass\n  \
+syncfabric --vault ~/Enpass/primary sync"
+)]
+pub struct Cli {
+    /// The vault folder (holds vault.json and vault.enpassdb). Default: the config's default_vault.
+    #[arg(long, global = true, env = "SYNCFABRIC_VAULT")]
+    vault: Option<PathBuf>,
+    /// The vault's keyfile, if it has one.
+    #[arg(long, global = true, env = "SYNCFABRIC_KEYFILE")]
+    keyfile: Option<PathBuf>,
+    /// Read the master password from the first line of standard input.
+    #[arg(long, global = true)]
+    password_stdin: bool,
+    /// The config file (default: $XDG_CONFIG_HOME/syncfabric/config.toml).
+    #[arg(long, global = true, env = "SYNCFABRIC_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output (-v, -vv). Secrets are never logged.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a vault, show it, change its master password.
+    #[command(subcommand)]
+    Vault(VaultCmd),
+    /// Add, list, show, edit, trash and delete items.
+    #[command(subcommand)]
+    Item(items::ItemCmd),
+    /// Make keyfiles.
+    #[command(subcommand)]
+    Keyfile(KeyfileCmd),
+    /// Add, list and remove the remotes a vault syncs with.
+    #[command(subcommand)]
+    Remote(sync::RemoteCmd),
+    /// Sync the vault with its remotes (all, or the one named).
+    ///
+    /// Example: syncfabric sync nas --dry-run
+    Sync(sync::SyncArgs),
+    /// Show the sync state of the vault's remotes.
+    Status,
+    /// Make a local copy of a vault from a remote ("restore from cloud").
+    ///
+    /// Example: syncfabric --vault ~/Enpass/primary restore folder:///mnt/nas/Enpass --uuid <vault-uuid>
+    Restore(sync::RestoreArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum VaultCmd {
+    /// Create a new, empty vault in --vault DIR (320,000 PBKDF2 rounds).
+    ///
+    /// Example: SYNCFABRIC_PASSWORD=... syncfabric --vault ./v vault create --name Personal
+    Create {
+        /// The vault's display name.
+        #[arg(long, default_value = "Primary")]
+        name: String,
+        /// Key-derivation rounds (PBKDF2-HMAC-SHA512).
+        #[arg(long, default_value_t = syncfabric::vault::DEFAULT_KDF_ITER)]
+        kdf_iter: u32,
+    },
+    /// Show the vault's metadata and item counts.
+    Info,
+    /// Change the master password (new one from $SYNCFABRIC_NEW_PASSWORD or a prompt)
+    /// and optionally the keyfile.
+    Passwd {
+        /// Use this keyfile from now on.
+        #[arg(long, conflicts_with = "remove_keyfile")]
+        new_keyfile: Option<PathBuf>,
+        /// Stop using a keyfile.
+        #[arg(long)]
+        remove_keyfile: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyfileCmd {
+    /// Write a new keyfile (32 random bytes, Enpass XML) to FILE; refuses to overwrite.
+    New {
+        /// Where to write it.
+        file: PathBuf,
+    },
+}
+
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SYNCFABRIC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Everything a command needs from the global options.
+pub struct Ctx {
+    pub json: bool,
+    vault: Option<PathBuf>,
+    keyfile: Option<PathBuf>,
+    password_stdin: bool,
+    pub config_path: PathBuf,
+    pub config: Config,
+    stdin_lines: Option<std::io::Lines<std::io::StdinLock<'static>>>,
+}
+
+impl Ctx {
+    pub fn vault_dir(&self) -> CliResult<PathBuf> {
+        self.vault
+            .clone()
+            .or_else(|| self.config.default_vault.clone())
+            .ok_or_else(|| "no vault given: pass --vault DIR (or set SYNCFABRIC_VAULT, or default_vault in the config)".into())
+    }
+
+    fn next_stdin_line(&mut self) -> CliResult<Option<String>> {
+        let lines = self.stdin_lines.get_or_insert_with(|| std::io::stdin().lock().lines());
+        Ok(lines.next().transpose()?)
+    }
+
+    /// Reads a secret: from `env`, from stdin when --password-stdin, else a prompt.
+    pub fn secret(&mut self, env: &str, prompt: &str) -> CliResult<Secret> {
+        if let Ok(v) = std::env::var(env) {
+            return Ok(Secret::new(v));
+        }
+        if self.password_stdin {
+            return match self.next_stdin_line()? {
+                Some(l) => Ok(Secret::new(l.trim_end_matches(['\r', '\n']).to_string())),
+                None => Err(format!("--password-stdin: standard input ended before the {prompt}").into()),
+            };
+        }
+        Ok(Secret::new(rpassword::prompt_password(format!("{prompt}: "))?))
+    }
+
+    pub fn keyfile(&self) -> CliResult<Option<Keyfile>> {
+        Ok(match &self.keyfile {
+            Some(p) => Some(Keyfile::from_path(p)?),
+            None => None,
+        })
+    }
+
+    pub fn open_vault(&mut self) -> CliResult<Vault> {
+        let dir = self.vault_dir()?;
+        if !dir.join("vault.json").exists() {
+            return Err(format!("no vault at {} (create one with `syncfabric vault create`)", dir.display()).into());
+        }
+        let pw = self.secret("SYNCFABRIC_PASSWORD", "Master password")?;
+        let kf = self.keyfile()?;
+        let mut v = Vault::open(&dir, &pw, kf.as_ref())?;
+        if let Some(name) = &self.config.device_name {
+            v.set_device_name(name.clone());
+        }
+        Ok(v)
+    }
+
+    pub fn print_json(&self, v: &serde_json::Value) {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    }
+}
+
+pub fn run(cli: Cli) -> CliResult {
+    let config_path = cli.config.clone().unwrap_or_else(config::default_path);
+    let config = Config::load(&config_path)?;
+    let mut ctx = Ctx {
+        json: cli.json,
+        vault: cli.vault,
+        keyfile: cli.keyfile,
+        password_stdin: cli.password_stdin,
+        config_path,
+        config,
+        stdin_lines: None,
+    };
+    match cli.command {
+        Command::Vault(c) => vault_cmd(&mut ctx, c),
+        Command::Item(c) => items::run(&mut ctx, c),
+        Command::Keyfile(KeyfileCmd::New { file }) => {
+            let k = Keyfile::generate()?;
+            k.write_new(&file)?;
+            if ctx.json {
+                ctx.print_json(&serde_json::json!({ "keyfile": file }));
+            } else {
+                println!("wrote a new keyfile to {} — keep a copy somewhere safe: without it the vault cannot be opened", file.display());
+            }
+            Ok(())
+        }
+        Command::Remote(c) => sync::remote_cmd(&mut ctx, c),
+        Command::Sync(a) => sync::sync_cmd(&mut ctx, a),
+        Command::Status => sync::status_cmd(&mut ctx),
+        Command::Restore(a) => sync::restore_cmd(&mut ctx, a),
+    }
+}
+
+fn vault_cmd(ctx: &mut Ctx, cmd: VaultCmd) -> CliResult {
+    match cmd {
+        VaultCmd::Create { name, kdf_iter } => {
+            let dir = ctx.vault_dir()?;
+            let pw = ctx.secret("SYNCFABRIC_PASSWORD", "New master password")?;
+            if pw.is_empty() {
+                return Err("the master password must not be empty".into());
+            }
+            let kf = ctx.keyfile()?;
+            let mut opts = syncfabric::vault::CreateOptions { name, kdf_iter, ..Default::default() };
+            opts.keyfile = kf;
+            if let Some(d) = &ctx.config.device_name {
+                opts.device_name = Some(d.clone());
+            }
+            let v = Vault::create(&dir, &pw, &opts)?;
+            info(ctx, &v)
+        }
+        VaultCmd::Info => {
+            let v = ctx.open_vault()?;
+            info(ctx, &v)
+        }
+        VaultCmd::Passwd { new_keyfile, remove_keyfile } => {
+            let mut v = ctx.open_vault()?;
+            let new_pw = ctx.secret("SYNCFABRIC_NEW_PASSWORD", "New master password")?;
+            if new_pw.is_empty() {
+                return Err("the master password must not be empty".into());
+            }
+            let kf = match (&new_keyfile, remove_keyfile) {
+                (Some(p), _) => Some(Keyfile::from_path(p)?),
+                (None, true) => None,
+                (None, false) => ctx.keyfile()?,
+            };
+            v.change_password(&new_pw, kf.as_ref(), None)?;
+            if ctx.json {
+                ctx.print_json(&serde_json::json!({ "changed": true }));
+            } else {
+                println!("master password changed; other devices must unlock with the new one before they sync again");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn info(ctx: &Ctx, v: &Vault) -> CliResult {
+    let items = v.items()?;
+    let live = items.iter().filter(|i| i.is_live()).count();
+    let trashed = items.iter().filter(|i| i.trashed && !i.deleted).count();
+    let m = v.meta();
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({
+            "path": v.dir(),
+            "vault_uuid": m.vault_uuid(),
+            "vault_name": m.vault_name(),
+            "kdf_iter": m.int("kdf_iter"),
+            "have_keyfile": m.have_keyfile(),
+            "items": live,
+            "trashed": trashed,
+        }));
+    } else {
+        println!("vault   {} ({})", m.vault_name().unwrap_or("?"), m.vault_uuid().unwrap_or("?"));
+        println!("path    {}", v.dir().display());
+        println!("kdf     pbkdf2-sha512, {} rounds{}", m.int("kdf_iter").unwrap_or(0), if m.have_keyfile() { ", keyfile" } else { "" });
+        println!("items   {live} live, {trashed} in trash");
+    }
+    Ok(())
+}

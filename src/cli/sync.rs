@@ -1,0 +1,215 @@
+//! `syncfabric remote|sync|status|restore`
+
+use super::config::{canonical, RemoteConfig};
+use super::{CliResult, Ctx};
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+use syncfabric::engine::{restore_from_remote, sync_vault, StateDir, SyncOptions};
+
+#[derive(Subcommand, Debug)]
+pub enum RemoteCmd {
+    /// Add a remote for the vault.
+    ///
+    /// Example: syncfabric remote add nas folder:///mnt/nas/Enpass
+    Add {
+        /// A short name for it.
+        name: String,
+        /// Where: folder:///path, icloud:
+        url: String,
+    },
+    /// List the vault's remotes.
+    List,
+    /// Forget a remote (its local sync state is removed; the remote is untouched).
+    Rm {
+        /// The remote's name.
+        name: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    /// Sync only with this remote.
+    remote: Option<String>,
+    /// Show what the merge would do; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Allow a merge that deletes more than half of the vault's items.
+    #[arg(long)]
+    allow_mass_delete: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The remote URL to restore from.
+    url: String,
+    /// The vault's uuid (the remote's folder name); default: the only vault there.
+    #[arg(long)]
+    uuid: Option<String>,
+    /// Also add the URL as a remote of the restored vault, with this name.
+    #[arg(long, default_value = "origin")]
+    name: String,
+}
+
+fn runtime() -> CliResult<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+pub fn state_dir(vault: &Path, remote: &str) -> CliResult<StateDir> {
+    Ok(StateDir::open(vault.join(".syncfabric").join(remote))?)
+}
+
+pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
+    let vault = canonical(&ctx.vault_dir()?);
+    match cmd {
+        RemoteCmd::Add { name, url } => {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err("a remote name uses letters, digits, '-' and '_'".into());
+            }
+            syncfabric::remote::open(&url)?;
+            if ctx.config.remotes_of(&vault).iter().any(|r| r.name == name) {
+                return Err(format!("remote {name:?} exists already (remove it first)").into());
+            }
+            ctx.config.remotes.push(RemoteConfig { name: name.clone(), vault: vault.clone(), url });
+            ctx.config.save(&ctx.config_path)?;
+            if ctx.json {
+                ctx.print_json(&serde_json::json!({ "added": name }));
+            } else {
+                println!("added remote {name}; run `syncfabric sync` to sync");
+            }
+        }
+        RemoteCmd::List => {
+            let rs = ctx.config.remotes_of(&vault);
+            if ctx.json {
+                ctx.print_json(&serde_json::json!(rs.iter().map(|r| serde_json::json!({"name": r.name, "url": r.url})).collect::<Vec<_>>()));
+            } else {
+                for r in rs {
+                    println!("{:<12} {}", r.name, r.url);
+                }
+            }
+        }
+        RemoteCmd::Rm { name } => {
+            let before = ctx.config.remotes.len();
+            ctx.config.remotes.retain(|r| !(r.name == name && canonical(&r.vault) == vault));
+            if ctx.config.remotes.len() == before {
+                return Err(format!("no remote {name:?} for this vault").into());
+            }
+            ctx.config.save(&ctx.config_path)?;
+            let _ = std::fs::remove_dir_all(vault.join(".syncfabric").join(&name));
+            if ctx.json {
+                ctx.print_json(&serde_json::json!({ "removed": name }));
+            } else {
+                println!("removed remote {name}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
+    let mut vault = ctx.open_vault()?;
+    let dir = canonical(vault.dir());
+    let remotes: Vec<RemoteConfig> = ctx
+        .config
+        .remotes_of(&dir)
+        .into_iter()
+        .filter(|r| args.remote.as_ref().is_none_or(|n| &r.name == n))
+        .cloned()
+        .collect();
+    if remotes.is_empty() {
+        return Err("no remote to sync with: add one with `syncfabric remote add NAME URL`".into());
+    }
+    let opts = SyncOptions { dry_run: args.dry_run, allow_mass_delete: args.allow_mass_delete, ..Default::default() };
+    let rt = runtime()?;
+    let mut out = Vec::new();
+    for r in remotes {
+        let storage = syncfabric::remote::open(&r.url)?;
+        let state = state_dir(&dir, &r.name)?;
+        let report = rt.block_on(sync_vault(&mut vault, storage.as_ref(), &state, &opts))?;
+        if ctx.json {
+            out.push(serde_json::json!({
+                "remote": r.name,
+                "outcome": format!("{:?}", report.outcome),
+                "downloaded_db": report.downloaded_db,
+                "uploaded_db": report.uploaded_db,
+                "conflicts": report.conflicts,
+                "attempts": report.attempts,
+                "report": report.merge_report,
+            }));
+        } else {
+            println!("{}: {:?}{}", r.name, report.outcome, if report.conflicts > 0 { format!(", {} conflicts resolved", report.conflicts) } else { String::new() });
+            if args.dry_run {
+                if let Some(m) = &report.merge_report {
+                    println!("{m}");
+                }
+            }
+        }
+    }
+    if ctx.json {
+        ctx.print_json(&serde_json::Value::Array(out));
+    }
+    Ok(())
+}
+
+pub fn status_cmd(ctx: &mut Ctx) -> CliResult {
+    let dir = canonical(&ctx.vault_dir()?);
+    let mut out = Vec::new();
+    for r in ctx.config.remotes_of(&dir) {
+        let st = state_dir(&dir, &r.name)?.load()?;
+        out.push(serde_json::json!({
+            "remote": r.name, "url": r.url,
+            "last_sync": st.last_sync, "remote_version": st.remote_version,
+            "journal": st.journal.len(),
+        }));
+        if !ctx.json {
+            let when = st.last_sync.map(|t| format!("last sync at unix {t}")).unwrap_or_else(|| "never synced".into());
+            println!("{:<12} {}  ({when})", r.name, r.url);
+        }
+    }
+    if ctx.json {
+        ctx.print_json(&serde_json::Value::Array(out));
+    }
+    Ok(())
+}
+
+pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
+    let dest: PathBuf = ctx.vault_dir()?;
+    if dest.join("vault.json").exists() {
+        return Err(format!("{} already holds a vault; restore into an empty folder", dest.display()).into());
+    }
+    let storage = syncfabric::remote::open(&args.url)?;
+    let rt = runtime()?;
+    let uuid = match args.uuid {
+        Some(u) => u,
+        None => {
+            let entries = rt.block_on(storage.list(&syncfabric::core::RemotePath::root()))?;
+            let mut vaults = Vec::new();
+            for e in entries.iter().filter(|e| e.kind == syncfabric::core::EntryKind::Dir) {
+                let db = e.path.join("vault.enpassdb")?;
+                if rt.block_on(storage.stat(&db))?.is_some() {
+                    vaults.push(e.path.as_str().to_string());
+                }
+            }
+            match vaults.len() {
+                1 => vaults.remove(0),
+                0 => return Err(format!("no vault found at {}", args.url).into()),
+                _ => return Err(format!("several vaults at {}: pick one with --uuid ({})", args.url, vaults.join(", ")).into()),
+            }
+        }
+    };
+    let pw = ctx.secret("SYNCFABRIC_PASSWORD", "Master password")?;
+    let kf = ctx.keyfile()?;
+    std::fs::create_dir_all(&dest)?;
+    let state = state_dir(&dest, &args.name)?;
+    let vault = rt.block_on(restore_from_remote(storage.as_ref(), &uuid, &dest, &state, &pw, kf.as_ref()))?;
+    let vdir = canonical(vault.dir());
+    if !ctx.config.remotes_of(&vdir).iter().any(|r| r.name == args.name) {
+        ctx.config.remotes.push(RemoteConfig { name: args.name.clone(), vault: vdir, url: args.url.clone() });
+        ctx.config.save(&ctx.config_path)?;
+    }
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({ "restored": uuid, "path": dest }));
+    } else {
+        println!("restored vault {uuid} into {} (remote {})", dest.display(), args.name);
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! Errors of a sync, each with what the person should do next.
+
+/// Why a sync did not complete. Nothing secret is ever put in a message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The storage failed (network, permissions, quota, ...).
+    #[error("storage: {0}")]
+    Storage(#[from] syncfabric_core::Error),
+    /// The local or the remote vault could not be read or written.
+    #[error("vault: {0}")]
+    Vault(#[from] syncfabric_vault::Error),
+    /// The merge could not be computed.
+    #[error("merge: {0}")]
+    Merge(#[from] syncfabric_merge::MergeError),
+    /// The remote database failed verification: it was not merged and not overwritten.
+    #[error("the remote vault is corrupt or was tampered with ({0}); local vault untouched. Restore a good copy with `syncfabric restore`")]
+    RemoteCorrupt(String),
+    /// The remote copy belongs to another vault.
+    #[error("the remote folder holds another vault ({0}); check the remote's URL")]
+    OtherVault(String),
+    /// The remote copy was re-keyed (master password or keyfile changed elsewhere).
+    #[error("the master password or keyfile of the remote copy differs from this device's; unlock this vault with the new one, or restore the remote from this device with `syncfabric restore --from-local`")]
+    KeyChanged,
+    /// The merge would delete more of the vault than the guard allows.
+    #[error("refusing to sync: the merge would delete {deleted} of {live} live items (more than the guard allows); check with `syncfabric sync --dry-run`, then rerun with `--allow-mass-delete` if that is really intended")]
+    MassDelete {
+        /// Items the merge would delete or trash.
+        deleted: usize,
+        /// Items live before the merge.
+        live: usize,
+    },
+    /// Another device kept winning the race to commit; try again later.
+    #[error("another device kept committing first ({attempts} attempts); try again")]
+    TooManyRaces {
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// The local sync state could not be read or written.
+    #[error("local sync state: {0}")]
+    State(#[from] std::io::Error),
+}

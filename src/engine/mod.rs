@@ -1,0 +1,16 @@
+//! The sync engine: one sync of one vault against one [`Storage`].
+//!
+//! See `ARCHITECTURE.md` for the protocol. In short: a no-change sync is one `stat`;
+//! otherwise the remote database is downloaded to a temp file, verified, merged
+//! three-way with the last committed base, applied locally in one transaction, and
+//! the result is committed with a conditional write of the database.
+
+mod counting;
+mod error;
+pub mod state;
+mod sync;
+
+pub use counting::{CountingStorage, Counters};
+pub use error::SyncError;
+pub use state::{StateDir, SyncState};
+pub use sync::{remote_layout, restore_from_remote, sync_vault, SyncOptions, SyncOutcome, SyncReport};

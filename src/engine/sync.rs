@@ -1,0 +1,514 @@
+//! One sync of one vault: the protocol of `ARCHITECTURE.md`, step by step.
+
+use super::state::{StateDir, SyncState};
+use super::SyncError;
+use futures_util::StreamExt;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use syncfabric_core::{Body, Error as StorageError, Precondition, RemotePath, Storage};
+use syncfabric_merge::{merge, MergeOutcome};
+use syncfabric_vault::{Snapshot, Value, Vault};
+use tokio::io::AsyncWriteExt;
+
+/// How one sync behaves.
+#[derive(Clone, Debug)]
+pub struct SyncOptions {
+    /// Compute and report the merge, change nothing locally or remotely.
+    pub dry_run: bool,
+    /// Let a merge that deletes many items through (the mass-delete guard is off).
+    pub allow_mass_delete: bool,
+    /// The guard trips when a merge removes more than this share of the live items...
+    pub mass_delete_share: f64,
+    /// ...and more than this many items.
+    pub mass_delete_min: usize,
+    /// How many times to start over after losing the race to commit.
+    pub max_attempts: u32,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            dry_run: false,
+            allow_mass_delete: false,
+            mass_delete_share: 0.5,
+            mass_delete_min: 5,
+            max_attempts: 10,
+        }
+    }
+}
+
+/// What a sync did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// Nothing changed on either side.
+    UpToDate,
+    /// Remote changes were applied locally; nothing had to be uploaded.
+    Pulled,
+    /// Local changes (merged with any remote ones) were committed to the remote.
+    Pushed,
+    /// `dry_run`: the report says what would happen.
+    DryRun,
+}
+
+/// The result of one sync.
+#[derive(Clone, Debug)]
+pub struct SyncReport {
+    /// What happened.
+    pub outcome: SyncOutcome,
+    /// Attempts made (more than one after losing a race).
+    pub attempts: u32,
+    /// Whether the remote database was downloaded.
+    pub downloaded_db: bool,
+    /// Whether a new remote database was committed.
+    pub uploaded_db: bool,
+    /// Attachment files downloaded / uploaded / deleted remotely.
+    pub attachments: (usize, usize, usize),
+    /// Conflicts resolved by the merge.
+    pub conflicts: usize,
+    /// The merge report, readable by a person, without secrets.
+    pub merge_report: Option<String>,
+    /// The remote database version after the sync.
+    pub remote_version: Option<String>,
+}
+
+/// Where a vault lives on the remote: `(<uuid>/, <uuid>/vault.enpassdb, <uuid>/vault.json)`.
+pub fn remote_layout(vault_uuid: &str) -> Result<(RemotePath, RemotePath, RemotePath), SyncError> {
+    let dir = RemotePath::parse(vault_uuid)?;
+    if dir.is_root() || dir.segments().count() != 1 {
+        return Err(SyncError::Storage(StorageError::InvalidInput {
+            message: "a vault uuid must be one path segment".into(),
+        }));
+    }
+    let db = dir.join("vault.enpassdb")?;
+    let json = dir.join("vault.json")?;
+    Ok((dir, db, json))
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// SHA-256 of a file, hex.
+pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = openssl::sha::Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finish()))
+}
+
+/// Streams `path` of `storage` into the local file `dest` (created or truncated);
+/// returns the version the storage reported with the read, if any.
+async fn download(
+    storage: &dyn Storage,
+    path: &RemotePath,
+    dest: &Path,
+) -> Result<Option<syncfabric_core::Version>, SyncError> {
+    let mut d = storage.read(path).await?;
+    let mut f = tokio::fs::File::create(dest).await?;
+    let mut got = 0u64;
+    while let Some(chunk) = d.stream.next().await {
+        let chunk = chunk?;
+        got += chunk.len() as u64;
+        f.write_all(&chunk).await?;
+    }
+    if let Some(size) = d.size {
+        if size != got {
+            return Err(SyncError::Storage(StorageError::Corrupt {
+                message: format!("{path}: announced {size} bytes, got {got}"),
+            }));
+        }
+    }
+    f.sync_all().await?;
+    Ok(d.version)
+}
+
+/// Live items (not deleted, not trashed) of a snapshot, by uuid.
+fn live_items(s: &Snapshot) -> BTreeSet<Value> {
+    let Some(t) = s.table("item") else { return BTreeSet::new() };
+    let (Some(ui), di, ti) = (t.column_index("uuid"), t.column_index("deleted"), t.column_index("trashed")) else {
+        return BTreeSet::new();
+    };
+    let flag = |row: &syncfabric_vault::Row, i: Option<usize>| {
+        i.and_then(|i| row.0.get(i)).and_then(|v| v.as_i64()).unwrap_or(0) != 0
+    };
+    t.rows
+        .values()
+        .filter(|r| !flag(r, di) && !flag(r, ti))
+        .filter_map(|r| r.0.get(ui).cloned())
+        .collect()
+}
+
+/// Attachment uuids whose content lives in `<uuid>.enpassattach` files, split into
+/// (live, deleted).
+fn attachment_files(s: &Snapshot) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut live = BTreeSet::new();
+    let mut dead = BTreeSet::new();
+    let Some(t) = s.table("attachment") else { return (live, dead) };
+    for row in t.rows.values() {
+        let Some(uuid) = t.get(row, "uuid").and_then(|v| v.as_str()) else { continue };
+        // The vault keeps an attachment's content in its own file exactly when the row
+        // carries that file's key (`password`); inline ones have none.
+        let external = match t.get(row, "password") {
+            Some(Value::Blob(b)) => !b.is_empty(),
+            Some(Value::Text(s)) => !s.is_empty(),
+            _ => false,
+        };
+        if !external {
+            continue;
+        }
+        if t.get(row, "deleted").and_then(|v| v.as_i64()).unwrap_or(0) != 0 {
+            dead.insert(uuid.to_string());
+        } else {
+            live.insert(uuid.to_string());
+        }
+    }
+    (live, dead)
+}
+
+fn attachment_file_name(uuid: &str) -> String {
+    format!("{uuid}.enpassattach")
+}
+
+/// Refuses a merge that removes too many live items from either side.
+fn mass_delete_guard(opts: &SyncOptions, before: &Snapshot, merged: &Snapshot) -> Result<(), SyncError> {
+    if opts.allow_mass_delete {
+        return Ok(());
+    }
+    let was = live_items(before);
+    let now = live_items(merged);
+    let gone = was.difference(&now).count();
+    if gone > opts.mass_delete_min && (gone as f64) > opts.mass_delete_share * was.len() as f64 {
+        return Err(SyncError::MassDelete { deleted: gone, live: was.len() });
+    }
+    Ok(())
+}
+
+/// Maps a failure to read a downloaded remote database to what the person must know.
+fn remote_read_error(e: syncfabric_vault::Error) -> SyncError {
+    use syncfabric_vault::Error as V;
+    match e {
+        V::WrongKey | V::KeyChanged => SyncError::KeyChanged,
+        V::Corrupt(m) => SyncError::RemoteCorrupt(m),
+        other => SyncError::Vault(other),
+    }
+}
+
+/// Checks the remote `vault.json` (if present) against the local vault: same uuid,
+/// same key derivation. A remote that lies is refused before anything is merged.
+async fn check_remote_meta(
+    vault: &Vault,
+    storage: &dyn Storage,
+    json_path: &RemotePath,
+    scratch: &Path,
+) -> Result<(), SyncError> {
+    match download(storage, json_path, scratch).await {
+        Ok(_) => {}
+        Err(SyncError::Storage(StorageError::NotFound { .. })) => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let bytes = tokio::fs::read(scratch).await?;
+    let _ = tokio::fs::remove_file(scratch).await;
+    let remote = syncfabric_vault::meta::VaultMeta::parse(&bytes)
+        .map_err(|e| SyncError::RemoteCorrupt(format!("remote vault.json: {e}")))?;
+    let local = vault.meta();
+    if remote.vault_uuid() != local.vault_uuid() {
+        return Err(SyncError::OtherVault(format!(
+            "remote vault.json names vault {:?}, this vault is {:?}",
+            remote.vault_uuid().unwrap_or("?"),
+            local.vault_uuid().unwrap_or("?")
+        )));
+    }
+    let same_kdf = remote.str("kdf_algo") == local.str("kdf_algo")
+        && remote.int("kdf_iter") == local.int("kdf_iter")
+        && remote.have_keyfile() == local.have_keyfile();
+    if !same_kdf {
+        return Err(SyncError::KeyChanged);
+    }
+    Ok(())
+}
+
+/// Syncs `vault` with its copy on `storage` (under `<vault_uuid>/`), keeping local
+/// sync state in `state`.
+///
+/// Errors leave the local vault as it was before the failing step: a remote that fails
+/// verification is never merged, and the local vault changes only through one
+/// transaction. A lost race (`PreconditionFailed` on commit) starts over, up to
+/// `opts.max_attempts` times.
+pub async fn sync_vault(
+    vault: &mut Vault,
+    storage: &dyn Storage,
+    state: &StateDir,
+    opts: &SyncOptions,
+) -> Result<SyncReport, SyncError> {
+    let uuid = vault
+        .meta()
+        .vault_uuid()
+        .ok_or_else(|| SyncError::Vault(syncfabric_vault::Error::Unsupported("vault.json has no vault_uuid".into())))?
+        .to_string();
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        match sync_once(vault, storage, state, opts, &uuid, attempts).await {
+            Err(SyncError::Storage(StorageError::PreconditionFailed { .. }))
+            | Err(SyncError::Storage(StorageError::AlreadyExists { .. }))
+                if attempts < opts.max_attempts =>
+            {
+                // Another device committed between our read and our write: start over.
+                let jitter = (std::process::id() as u64 * 7919 + attempts as u64 * 104_729) % 100;
+                let wait = Duration::from_millis((50u64 << attempts.min(6)) + jitter);
+                tracing::debug!(attempt = attempts, ?wait, "lost the commit race; starting over");
+                tokio::time::sleep(wait).await;
+            }
+            Err(SyncError::Storage(StorageError::PreconditionFailed { .. }))
+            | Err(SyncError::Storage(StorageError::AlreadyExists { .. })) => {
+                return Err(SyncError::TooManyRaces { attempts })
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn sync_once(
+    vault: &mut Vault,
+    storage: &dyn Storage,
+    state: &StateDir,
+    opts: &SyncOptions,
+    uuid: &str,
+    attempts: u32,
+) -> Result<SyncReport, SyncError> {
+    let (dir, db_path, json_path) = remote_layout(uuid)?;
+    let mut st = state.load()?;
+    if !st.vault_uuid.is_empty() && st.vault_uuid != uuid {
+        return Err(SyncError::OtherVault(format!(
+            "local sync state belongs to vault {:?}",
+            st.vault_uuid
+        )));
+    }
+    let mut report = SyncReport {
+        outcome: SyncOutcome::UpToDate,
+        attempts,
+        downloaded_db: false,
+        uploaded_db: false,
+        attachments: (0, 0, 0),
+        conflicts: 0,
+        merge_report: None,
+        remote_version: st.remote_version.clone(),
+    };
+
+    // 1. The fast path: one stat.
+    let remote_entry = storage.stat(&db_path).await?;
+    let local_hash = sha256_file(&vault.db_path())?;
+    let local_changed = st.local_db_sha256.as_deref() != Some(local_hash.as_str());
+    let remote_version = remote_entry.as_ref().and_then(|e| e.version.clone());
+    let remote_unchanged = remote_version.is_some()
+        && remote_version.as_ref().map(|v| v.as_str()) == st.remote_version.as_deref();
+    if remote_unchanged && !local_changed {
+        return Ok(report);
+    }
+
+    // 2. The base, and the remote as a snapshot (downloaded only when it changed).
+    let base_file = state.base_db();
+    let base = if base_file.exists() && st.remote_version.is_some() {
+        match syncfabric_vault::read_snapshot_file(&base_file, vault.key()) {
+            Ok(s) => Some(s),
+            // A base under another key (the password changed locally) is useless but
+            // harmless: merge two-way.
+            Err(e) => {
+                tracing::warn!("local base unreadable ({e}); merging without a base");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let download_tmp = state.temp_path("download");
+    let (remote, remote_version, downloaded): (Option<Snapshot>, Option<syncfabric_core::Version>, bool) =
+        match (&remote_entry, remote_unchanged, &base) {
+            (None, _, _) => (None, None, false),
+            (Some(_), true, Some(b)) => (Some(b.clone()), remote_version.clone(), false),
+            (Some(_), _, _) => {
+                check_remote_meta(vault, storage, &json_path, &state.temp_path("json")).await?;
+                let v = download(storage, &db_path, &download_tmp).await?;
+                report.downloaded_db = true;
+                let snap = syncfabric_vault::read_snapshot_file(&download_tmp, vault.key())
+                    .map_err(remote_read_error)?;
+                (Some(snap), v.or(remote_version.clone()), true)
+            }
+        };
+    if remote_entry.is_some() && remote_version.is_none() {
+        return Err(SyncError::Storage(StorageError::Unsupported {
+            message: format!("{} gives no version for {db_path}", storage.describe()),
+        }));
+    }
+
+    // 3. Merge.
+    let local = vault.snapshot()?;
+    let empty = Snapshot::default();
+    let outcome: MergeOutcome = merge(base.as_ref(), &local, remote.as_ref().unwrap_or(&empty))?;
+    report.conflicts = outcome.conflicts.len();
+    let rendered = outcome.report.to_string();
+    report.merge_report = Some(rendered);
+    mass_delete_guard(opts, &local, &outcome.merged)?;
+    if let Some(r) = &remote {
+        mass_delete_guard(opts, r, &outcome.merged)?;
+    }
+    if opts.dry_run {
+        let _ = tokio::fs::remove_file(&download_tmp).await;
+        report.outcome = SyncOutcome::DryRun;
+        return Ok(report);
+    }
+
+    // Attachment files the merged vault needs locally come first, so the applied
+    // database never references a file that is not there.
+    let (merged_live, merged_dead) = attachment_files(&outcome.merged);
+    for a in &merged_live {
+        let local_file = vault.dir().join(attachment_file_name(a));
+        if !local_file.exists() && remote.is_some() {
+            let tmp = state.temp_path("attachment");
+            download(storage, &dir.join(&attachment_file_name(a))?, &tmp).await?;
+            tokio::fs::rename(&tmp, &local_file).await?;
+            report.attachments.0 += 1;
+        }
+    }
+    if outcome.local_needs_apply() {
+        vault.apply(&outcome.to_local)?;
+    }
+
+    let needs_upload = remote.is_none() || outcome.remote_needs_upload();
+    let committed_version;
+    if needs_upload {
+        // 4. Attachments the remote lacks (immutable by uuid: IfAbsent), then the db.
+        if remote.is_none() {
+            storage.create_dir(&dir).await?;
+        }
+        let remote_has: BTreeSet<String> = match storage.list(&dir).await {
+            Ok(entries) => entries.iter().filter_map(|e| e.path.file_name().map(str::to_string)).collect(),
+            Err(StorageError::NotFound { .. }) => BTreeSet::new(),
+            Err(e) => return Err(e.into()),
+        };
+        for a in &merged_live {
+            let name = attachment_file_name(a);
+            if remote_has.contains(&name) {
+                continue;
+            }
+            let local_file = vault.dir().join(&name);
+            match storage
+                .write(&dir.join(&name)?, Body::from_file(&local_file).await?, Precondition::IfAbsent)
+                .await
+            {
+                Ok(_) | Err(StorageError::AlreadyExists { .. }) => report.attachments.1 += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let commit_file = state.temp_path("commit");
+        vault.copy_database_to(&commit_file)?;
+        let pre = match &remote_version {
+            Some(v) => Precondition::IfMatch(v.clone()),
+            None => Precondition::IfAbsent,
+        };
+        let written = storage.write(&db_path, Body::from_file(&commit_file).await?, pre).await;
+        let entry = match written {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&commit_file).await;
+                let _ = tokio::fs::remove_file(&download_tmp).await;
+                return Err(e.into());
+            }
+        };
+        // The commit point has passed.
+        let version = entry.version.ok_or_else(|| {
+            SyncError::Storage(StorageError::Corrupt { message: format!("no version after writing {db_path}") })
+        })?;
+        report.uploaded_db = true;
+        let meta_bytes = tokio::fs::read(vault.dir().join("vault.json")).await?;
+        storage.write(&json_path, Body::from(meta_bytes), Precondition::None).await?;
+        state.record_commit(&mut st, &commit_file, version.as_str(), now_unix())?;
+        let _ = tokio::fs::remove_file(&commit_file).await;
+        committed_version = version;
+        report.outcome = SyncOutcome::Pushed;
+
+        // 5. Garbage: files of attachments whose rows are tombstones, after the commit.
+        for a in merged_dead.difference(&merged_live) {
+            let name = attachment_file_name(a);
+            if remote_has.contains(&name) {
+                storage.delete(&dir.join(&name)?, Precondition::None).await?;
+                report.attachments.2 += 1;
+            }
+        }
+    } else {
+        committed_version = remote_version.clone().ok_or_else(|| {
+            SyncError::Storage(StorageError::Corrupt { message: "remote has no version".into() })
+        })?;
+        if downloaded {
+            state.record_commit(&mut st, &download_tmp, committed_version.as_str(), now_unix())?;
+        }
+        report.outcome = if outcome.local_needs_apply() { SyncOutcome::Pulled } else { SyncOutcome::UpToDate };
+    }
+    let _ = tokio::fs::remove_file(&download_tmp).await;
+
+    st.vault_uuid = uuid.to_string();
+    st.remote_version = Some(committed_version.as_str().to_string());
+    st.local_db_sha256 = Some(sha256_file(&vault.db_path())?);
+    st.last_sync = Some(now_unix());
+    state.save(&st)?;
+    report.remote_version = st.remote_version.clone();
+    Ok(report)
+}
+
+/// "Restore from cloud": makes a new local copy of the vault `vault_uuid` from
+/// `storage` in the empty folder `dest`, and the sync state that goes with it, so
+/// the next sync is a fast path. The copy is verified (opened with the password and
+/// keyfile) before it is kept.
+pub async fn restore_from_remote(
+    storage: &dyn Storage,
+    vault_uuid: &str,
+    dest: &Path,
+    state: &StateDir,
+    password: &syncfabric_vault::Secret,
+    keyfile: Option<&syncfabric_vault::Keyfile>,
+) -> Result<Vault, SyncError> {
+    let (dir, db_path, json_path) = remote_layout(vault_uuid)?;
+    std::fs::create_dir_all(dest)?;
+    let staging: PathBuf = dest.join(".syncfabric-restore");
+    std::fs::create_dir_all(&staging)?;
+    download(storage, &json_path, &staging.join("vault.json")).await?;
+    let version = download(storage, &db_path, &staging.join("vault.enpassdb")).await?;
+    let version = match version {
+        Some(v) => v,
+        None => storage
+            .stat(&db_path)
+            .await?
+            .and_then(|e| e.version)
+            .ok_or_else(|| SyncError::Storage(StorageError::NotFound { path: db_path.to_string() }))?,
+    };
+    // Verify before anything is moved into place.
+    let probe = Vault::open(&staging, password, keyfile)?;
+    let (live, _) = attachment_files(&probe.snapshot()?);
+    drop(probe);
+    for a in &live {
+        let name = attachment_file_name(a);
+        download(storage, &dir.join(&name)?, &staging.join(&name)).await?;
+    }
+    for entry in std::fs::read_dir(&staging)? {
+        let entry = entry?;
+        std::fs::rename(entry.path(), dest.join(entry.file_name()))?;
+    }
+    std::fs::remove_dir(&staging)?;
+    let vault = Vault::open(dest, password, keyfile)?;
+    let mut st = SyncState { vault_uuid: vault_uuid.to_string(), ..Default::default() };
+    state.record_commit(&mut st, &vault.db_path(), version.as_str(), now_unix())?;
+    st.remote_version = Some(version.as_str().to_string());
+    st.local_db_sha256 = Some(sha256_file(&vault.db_path())?);
+    st.last_sync = Some(now_unix());
+    state.save(&st)?;
+    Ok(vault)
+}

@@ -1,0 +1,251 @@
+//! End-to-end: devices with their own local vaults sync through a real folder.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use syncfabric::core::Storage;
+use syncfabric::engine::{
+    restore_from_remote, sync_vault, CountingStorage, StateDir, SyncError, SyncOptions, SyncOutcome,
+};
+use syncfabric::folder::FolderStorage;
+use syncfabric::vault::{CreateOptions, NewItem, Secret, Vault};
+
+const PW: &str = "correct horse battery staple";
+
+struct Device {
+    vault: Vault,
+    state: StateDir,
+}
+
+impl Device {
+    async fn sync(&mut self, storage: &dyn Storage) -> Result<syncfabric::engine::SyncReport, SyncError> {
+        sync_vault(&mut self.vault, storage, &self.state, &SyncOptions::default()).await
+    }
+    fn titles(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .vault
+            .items()
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.is_live())
+            .map(|i| {
+                let pw = i.field("password").map(|f| f.value.expose().to_string()).unwrap_or_default();
+                (i.title.clone(), pw)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn new_vault(dir: &Path) -> Vault {
+    let opts = CreateOptions { kdf_iter: 1000, name: "Test".into(), ..Default::default() };
+    Vault::create(dir, &Secret::new(PW), &opts).unwrap()
+}
+
+async fn first_device(root: &Path) -> Device {
+    let vault = new_vault(&root.join("a"));
+    let state = StateDir::open(root.join("a-state")).unwrap();
+    Device { vault, state }
+}
+
+async fn clone_device(root: &Path, name: &str, storage: &dyn Storage, uuid: &str) -> Device {
+    let dir: PathBuf = root.join(name);
+    let state = StateDir::open(root.join(format!("{name}-state"))).unwrap();
+    let vault = restore_from_remote(storage, uuid, &dir, &state, &Secret::new(PW), None).await.unwrap();
+    Device { vault, state }
+}
+
+fn remote(root: &Path) -> Arc<dyn Storage> {
+    std::fs::create_dir_all(root.join("remote")).unwrap();
+    Arc::new(FolderStorage::new(root.join("remote")).unwrap())
+}
+
+fn uuid_of(d: &Device) -> String {
+    d.vault.meta().vault_uuid().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn two_devices_converge_and_keep_both_edits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = remote(tmp.path());
+    let mut a = first_device(tmp.path()).await;
+    a.vault.add_item(NewItem::login("Bank", "me", Secret::new("b-1"), "https://bank.example")).unwrap();
+    assert_eq!(a.sync(storage.as_ref()).await.unwrap().outcome, SyncOutcome::Pushed);
+    let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
+    assert_eq!(b.titles(), a.titles());
+
+    // Both edit different items while apart.
+    a.vault.add_item(NewItem::login("Mail", "me", Secret::new("m-1"), "")).unwrap();
+    let mut bank = b.vault.items().unwrap().into_iter().find(|i| i.title == "Bank").unwrap();
+    bank.field_mut("password").unwrap().value = Secret::new("b-2");
+    b.vault.update_item(&bank).unwrap();
+
+    a.sync(storage.as_ref()).await.unwrap();
+    b.sync(storage.as_ref()).await.unwrap();
+    a.sync(storage.as_ref()).await.unwrap();
+    assert_eq!(a.titles(), b.titles());
+    assert_eq!(
+        a.titles(),
+        vec![("Bank".to_string(), "b-2".to_string()), ("Mail".to_string(), "m-1".to_string())]
+    );
+    // Quiet now: both are up to date.
+    assert_eq!(a.sync(storage.as_ref()).await.unwrap().outcome, SyncOutcome::UpToDate);
+    assert_eq!(b.sync(storage.as_ref()).await.unwrap().outcome, SyncOutcome::UpToDate);
+}
+
+#[tokio::test]
+async fn no_change_sync_is_one_request_and_one_edit_moves_one_db_each_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inner = remote(tmp.path());
+    let counting = CountingStorage::new(inner.clone());
+    let counters = counting.counters();
+    let mut a = first_device(tmp.path()).await;
+    for i in 0..20 {
+        a.vault.add_item(NewItem::login(&format!("item {i}"), "u", Secret::new("p"), "")).unwrap();
+    }
+    a.sync(&counting).await.unwrap();
+    let mut b = clone_device(tmp.path(), "b", inner.as_ref(), &uuid_of(&a)).await;
+
+    counters.reset();
+    assert_eq!(a.sync(&counting).await.unwrap().outcome, SyncOutcome::UpToDate);
+    assert_eq!(counters.requests(), 1, "a no-change sync is exactly one stat");
+    assert_eq!(counters.bytes_read.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // One edit on A: A uploads one database and downloads nothing.
+    let mut it = a.vault.items().unwrap().into_iter().find(|i| i.title == "item 3").unwrap();
+    it.title = "item three".into();
+    a.vault.update_item(&it).unwrap();
+    counters.reset();
+    assert_eq!(a.sync(&counting).await.unwrap().outcome, SyncOutcome::Pushed);
+    let written = counters.written_paths.lock().unwrap().clone();
+    let db_writes = written.iter().filter(|p| p.ends_with("vault.enpassdb")).count();
+    assert_eq!(db_writes, 1, "written: {written:?}");
+    assert!(counters.read_paths.lock().unwrap().iter().all(|p| !p.ends_with("vault.enpassdb")));
+
+    // B downloads exactly that database and uploads nothing.
+    counters.reset();
+    assert_eq!(b.sync(&counting).await.unwrap().outcome, SyncOutcome::Pulled);
+    let reads = counters.read_paths.lock().unwrap().clone();
+    assert_eq!(reads.iter().filter(|p| p.ends_with("vault.enpassdb")).count(), 1, "reads: {reads:?}");
+    assert_eq!(counters.writes.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(a.titles(), b.titles());
+}
+
+#[tokio::test]
+async fn concurrent_syncs_lose_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = remote(tmp.path());
+    let mut a = first_device(tmp.path()).await;
+    a.sync(storage.as_ref()).await.unwrap();
+    let uuid = uuid_of(&a);
+    let mut devices = vec![a];
+    for n in 1..4 {
+        devices.push(clone_device(tmp.path(), &format!("d{n}"), storage.as_ref(), &uuid).await);
+    }
+    for round in 0..3 {
+        // All devices edit, then sync at the same moment (interleaved on one thread:
+        // a vault is not Sync, the storage I/O runs concurrently underneath).
+        let syncs = devices.iter_mut().enumerate().map(|(n, d)| {
+            let storage = storage.clone();
+            async move {
+                d.vault.add_item(NewItem::login(&format!("d{n} r{round}"), "u", Secret::new("p"), "")).unwrap();
+                d.sync(storage.as_ref()).await.unwrap();
+            }
+        });
+        futures_util::future::join_all(syncs).await;
+    }
+    // Sync until quiet.
+    for _ in 0..2 {
+        for d in devices.iter_mut() {
+            d.sync(storage.as_ref()).await.unwrap();
+        }
+    }
+    let expected = devices[0].titles();
+    assert_eq!(expected.len(), 4 * 3, "every item made on every device survives: {expected:?}");
+    for d in &devices {
+        assert_eq!(d.titles(), expected);
+    }
+}
+
+#[tokio::test]
+async fn tampered_remote_is_refused_and_local_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = remote(tmp.path());
+    let mut a = first_device(tmp.path()).await;
+    a.vault.add_item(NewItem::login("Bank", "me", Secret::new("p"), "")).unwrap();
+    a.sync(storage.as_ref()).await.unwrap();
+    let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
+    a.vault.add_item(NewItem::login("Other", "me", Secret::new("p"), "")).unwrap();
+    a.sync(storage.as_ref()).await.unwrap();
+
+    let db = tmp.path().join("remote").join(uuid_of(&a)).join("vault.enpassdb");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&db, &bytes).unwrap();
+    let before = std::fs::read(b.vault.db_path()).unwrap();
+    let err = b.sync(storage.as_ref()).await.unwrap_err();
+    assert!(matches!(err, SyncError::RemoteCorrupt(_)), "{err:?}");
+    assert_eq!(std::fs::read(b.vault.db_path()).unwrap(), before, "local vault untouched");
+    assert_eq!(std::fs::read(&db).unwrap(), bytes, "remote not overwritten");
+}
+
+#[tokio::test]
+async fn remote_vault_json_that_lies_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = remote(tmp.path());
+    let mut a = first_device(tmp.path()).await;
+    a.sync(storage.as_ref()).await.unwrap();
+    let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
+    a.vault.add_item(NewItem::login("New", "me", Secret::new("p"), "")).unwrap();
+    a.sync(storage.as_ref()).await.unwrap();
+    let json = tmp.path().join("remote").join(uuid_of(&a)).join("vault.json");
+    let text = std::fs::read_to_string(&json).unwrap();
+    std::fs::write(&json, text.replace(&uuid_of(&a), "00000000-0000-0000-0000-000000000000")).unwrap();
+    let before = std::fs::read(b.vault.db_path()).unwrap();
+    let err = b.sync(storage.as_ref()).await.unwrap_err();
+    assert!(matches!(err, SyncError::OtherVault(_)), "{err:?}");
+    assert_eq!(std::fs::read(b.vault.db_path()).unwrap(), before);
+
+    std::fs::write(&json, text.replace("\"kdf_iter\": 1000", "\"kdf_iter\": 5")).unwrap();
+    let err = b.sync(storage.as_ref()).await.unwrap_err();
+    assert!(matches!(err, SyncError::KeyChanged), "{err:?}");
+    assert_eq!(std::fs::read(b.vault.db_path()).unwrap(), before);
+}
+
+#[tokio::test]
+async fn mass_delete_guard_stops_a_wiping_push() {
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = remote(tmp.path());
+    let mut a = first_device(tmp.path()).await;
+    for i in 0..10 {
+        a.vault.add_item(NewItem::login(&format!("i{i}"), "u", Secret::new("p"), "")).unwrap();
+    }
+    a.sync(storage.as_ref()).await.unwrap();
+    for it in a.vault.items().unwrap() {
+        a.vault.delete_item(&it.uuid).unwrap();
+    }
+    let err = a.sync(storage.as_ref()).await.unwrap_err();
+    assert!(matches!(err, SyncError::MassDelete { deleted: 10, live: 10 }), "{err:?}");
+    let opts = SyncOptions { allow_mass_delete: true, ..Default::default() };
+    let r = sync_vault(&mut a.vault, storage.as_ref(), &a.state, &opts).await.unwrap();
+    assert_eq!(r.outcome, SyncOutcome::Pushed);
+}
+
+#[tokio::test]
+async fn dry_run_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = remote(tmp.path());
+    let mut a = first_device(tmp.path()).await;
+    a.sync(storage.as_ref()).await.unwrap();
+    let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
+    a.vault.add_item(NewItem::login("Fresh", "me", Secret::new("p"), "")).unwrap();
+    a.sync(storage.as_ref()).await.unwrap();
+    let before = std::fs::read(b.vault.db_path()).unwrap();
+    let opts = SyncOptions { dry_run: true, ..Default::default() };
+    let r = sync_vault(&mut b.vault, storage.as_ref(), &b.state, &opts).await.unwrap();
+    assert_eq!(r.outcome, SyncOutcome::DryRun);
+    assert!(r.merge_report.is_some());
+    assert_eq!(std::fs::read(b.vault.db_path()).unwrap(), before);
+    assert_eq!(b.sync(storage.as_ref()).await.unwrap().outcome, SyncOutcome::Pulled);
+}
