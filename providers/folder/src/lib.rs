@@ -27,7 +27,9 @@
 //!   folder's `.syncfabric-lock` never appear in listings, and writes to them are
 //!   refused ([`is_internal_name`]); temp
 //!   files of dead writers are deleted by [`FolderStorage::sweep_temp_files`] and
-//!   automatically by later writes into the same folder (when 15 minutes old).
+//!   automatically by later writes into the same folder (once
+//!   [`FolderOptions::stale_temp_age`] old, 15 minutes by default; at most once per
+//!   folder every 10 minutes per storage).
 //! * **Strong versions.** [`Version`] is `sha256:<hex>` of
 //!   the content (see [`version`] for why, and for the cache that avoids rehashing).
 //!   It changes whenever the bytes change, even by another program, in the same
@@ -105,7 +107,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Size of the chunks a read yields and a write copies.
 pub const CHUNK_SIZE: usize = 256 * 1024;
 
-/// Age at which a temp file whose writer is gone is deleted by the automatic sweep.
+/// Default age at which a temp file whose writer is gone is deleted by the automatic
+/// sweep ([`FolderOptions::stale_temp_age`]).
 pub const STALE_TEMP_AGE: Duration = Duration::from_secs(15 * 60);
 
 /// How often (at most) one folder is swept automatically.
@@ -134,6 +137,10 @@ pub struct FolderOptions {
     /// waiting this long means a live holder is stuck (e.g. on a dead network share).
     /// Default 30 s.
     pub lock_timeout: Duration,
+    /// Temp files whose writer is gone are deleted by later writes into their folder
+    /// once they are this old (the check that the writer is gone comes first, on Unix
+    /// by its lock). Default [`STALE_TEMP_AGE`].
+    pub stale_temp_age: Duration,
 }
 
 impl Default for FolderOptions {
@@ -144,6 +151,7 @@ impl Default for FolderOptions {
             debounce: Duration::from_millis(100),
             icloud_placeholders: true,
             lock_timeout: Duration::from_secs(30),
+            stale_temp_age: STALE_TEMP_AGE,
         }
     }
 }
@@ -609,7 +617,7 @@ impl FolderStorage {
             }
         };
         if due {
-            if let Ok(n) = fsops::sweep_stale_temps(dir, STALE_TEMP_AGE) {
+            if let Ok(n) = fsops::sweep_stale_temps(dir, self.inner.options.stale_temp_age) {
                 if n > 0 {
                     tracing::info!(dir = %dir.display(), removed = n, "removed temp files of dead writers");
                 }
@@ -627,6 +635,44 @@ impl FolderStorage {
                 .await
                 .map_err(join_err)?
         }
+    }
+}
+
+/// The state of one streaming read.
+struct ReadState {
+    file: tokio::fs::File,
+    shown: String,
+    /// Size and mtime when the read was opened (and its version computed).
+    size: u64,
+    modified: Option<std::time::SystemTime>,
+    total: u64,
+    done: bool,
+}
+
+impl ReadState {
+    /// At the end of the stream: the bytes read must be the version announced. Our own
+    /// writers replace files by rename, so an open handle never changes; another
+    /// program rewriting the file in place during the read is caught here (size or
+    /// mtime changed) and reported as a retryable error instead of a torn download.
+    async fn check_unchanged(&self) -> Result<()> {
+        let meta = self
+            .file
+            .metadata()
+            .await
+            .map_err(|e| Error::from_io(e, &self.shown))?;
+        if self.total != self.size
+            || meta.len() != self.size
+            || meta.modified().ok() != self.modified
+        {
+            return Err(Error::Transient {
+                message: format!(
+                    "{}: changed in place while it was read; read it again",
+                    self.shown
+                ),
+                source: None,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -712,7 +758,7 @@ impl Storage for FolderStorage {
 
     async fn read(&self, path: &RemotePath) -> Result<Download> {
         let p = path.clone();
-        let (file, version, size) = self
+        let (file, version, size, modified) = self
             .blocking(move |me| {
                 let local = me.local_path(&p);
                 if p.segments().any(fsops::is_internal_name) {
@@ -750,37 +796,48 @@ impl Storage for FolderStorage {
                     .version_of(&local, &f)
                     .map_err(|e| io_err(e, &p))?;
                 f.rewind().map_err(|e| io_err(e, &p))?;
-                Ok((f, v, meta.len()))
+                Ok((f, v, meta.len(), meta.modified().ok()))
             })
             .await?;
         let file = tokio::fs::File::from_std(file);
-        let shown = path.as_str().to_string();
-        let stream = futures_util::stream::try_unfold(
-            (file, shown, false),
-            |(mut file, shown, done)| async move {
-                if done {
-                    return Ok(None);
+        let state = ReadState {
+            file,
+            shown: path.as_str().to_string(),
+            size,
+            modified,
+            total: 0,
+            done: false,
+        };
+        let stream = futures_util::stream::try_unfold(state, |mut st| async move {
+            if st.done {
+                return Ok(None);
+            }
+            let mut buf = BytesMut::zeroed(CHUNK_SIZE);
+            let mut filled = 0;
+            let mut eof = false;
+            while filled < CHUNK_SIZE {
+                let n = st
+                    .file
+                    .read(&mut buf[filled..])
+                    .await
+                    .map_err(|e| Error::from_io(e, &st.shown))?;
+                if n == 0 {
+                    eof = true;
+                    break;
                 }
-                let mut buf = BytesMut::zeroed(CHUNK_SIZE);
-                let mut filled = 0;
-                while filled < CHUNK_SIZE {
-                    let n = file
-                        .read(&mut buf[filled..])
-                        .await
-                        .map_err(|e| Error::from_io(e, &shown))?;
-                    if n == 0 {
-                        break;
-                    }
-                    filled += n;
-                }
-                if filled == 0 {
-                    return Ok(None);
-                }
-                buf.truncate(filled);
-                let last = filled < CHUNK_SIZE;
-                Ok(Some((Bytes::from(buf), (file, shown, last))))
-            },
-        );
+                filled += n;
+            }
+            st.total += filled as u64;
+            if eof {
+                st.check_unchanged().await?;
+                st.done = true;
+            }
+            if filled == 0 {
+                return Ok(None);
+            }
+            buf.truncate(filled);
+            Ok(Some((Bytes::from(buf), st)))
+        });
         Ok(Download {
             version: Some(version),
             size: Some(size),

@@ -296,13 +296,28 @@ async fn a_writer_killed_mid_write_leaves_the_previous_version() {
         .await
         .unwrap();
     assert_ne!(after.version, now.version);
-    // Its writer is dead, so its lock is free: the sweep removes it (the automatic
-    // sweep would too, once it is STALE_TEMP_AGE old).
-    assert_eq!(
-        s.sweep_temp_files(&p("v"), Duration::ZERO).await.unwrap(),
-        1
-    );
-    assert!(!temp.exists());
+    // Not swept yet: the automatic sweep waits until a stray temp is old.
+    assert!(temp.exists());
+    // Its writer is dead, so its lock is free: a later write into the folder by a
+    // storage whose stale age is zero removes it by itself.
+    let eager = FolderStorage::with_options(
+        &root,
+        syncfabric_folder::FolderOptions {
+            stale_temp_age: Duration::ZERO,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    eager
+        .write(
+            &p("v/other"),
+            Body::Bytes(Bytes::from_static(b"x")),
+            Precondition::None,
+        )
+        .await
+        .unwrap();
+    assert!(!temp.exists(), "the stray temp file was not cleaned up");
+    assert_eq!(read_all(&s, &p("v/victim")).await.1, b"next");
 }
 
 #[tokio::test]

@@ -649,3 +649,34 @@ async fn capabilities_and_description() {
     .unwrap();
     assert!(polled.describe().contains("polled"));
 }
+
+#[tokio::test]
+async fn a_read_torn_by_an_in_place_rewrite_is_an_error_not_silent() {
+    let (d, s) = store();
+    let path = p("f");
+    let first = vec![1u8; 2 * syncfabric_folder::CHUNK_SIZE + 10];
+    s.write(&path, Body::from(first), Precondition::None)
+        .await
+        .unwrap();
+    let dl = s.read(&path).await.unwrap();
+    let mut st = dl.stream;
+    let chunk = st.next().await.unwrap().unwrap();
+    assert_eq!(chunk.len(), syncfabric_folder::CHUNK_SIZE);
+    // Another program rewrites the same inode in place, with another length.
+    std::fs::write(
+        d.path().join("f"),
+        vec![2u8; 3 * syncfabric_folder::CHUNK_SIZE],
+    )
+    .unwrap();
+    let mut last = None;
+    while let Some(item) = st.next().await {
+        last = Some(item);
+        if last.as_ref().is_some_and(|r| r.is_err()) {
+            break;
+        }
+    }
+    let err = last
+        .expect("stream yielded nothing more")
+        .expect_err("a torn read must end in an error");
+    assert!(err.is_retryable(), "{err}");
+}
