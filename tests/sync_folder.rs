@@ -17,7 +17,7 @@ struct Device {
 }
 
 impl Device {
-    async fn sync(&mut self, storage: &dyn Storage) -> Result<syncfabric::engine::SyncReport, SyncError> {
+    async fn sync(&mut self, storage: &Arc<dyn Storage>) -> Result<syncfabric::engine::SyncReport, SyncError> {
         sync_vault(&mut self.vault, storage, &self.state, &SyncOptions::default()).await
     }
     fn titles(&self) -> Vec<(String, String)> {
@@ -70,7 +70,7 @@ async fn two_devices_converge_and_keep_both_edits() {
     let storage = remote(tmp.path());
     let mut a = first_device(tmp.path()).await;
     a.vault.add_item(NewItem::login("Bank", "me", Secret::new("b-1"), "https://bank.example")).unwrap();
-    assert_eq!(a.sync(storage.as_ref()).await.unwrap().outcome, SyncOutcome::Pushed);
+    assert_eq!(a.sync(&storage).await.unwrap().outcome, SyncOutcome::Pushed);
     let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
     assert_eq!(b.titles(), a.titles());
 
@@ -80,25 +80,26 @@ async fn two_devices_converge_and_keep_both_edits() {
     bank.field_mut("password").unwrap().value = Secret::new("b-2");
     b.vault.update_item(&bank).unwrap();
 
-    a.sync(storage.as_ref()).await.unwrap();
-    b.sync(storage.as_ref()).await.unwrap();
-    a.sync(storage.as_ref()).await.unwrap();
+    a.sync(&storage).await.unwrap();
+    b.sync(&storage).await.unwrap();
+    a.sync(&storage).await.unwrap();
     assert_eq!(a.titles(), b.titles());
     assert_eq!(
         a.titles(),
         vec![("Bank".to_string(), "b-2".to_string()), ("Mail".to_string(), "m-1".to_string())]
     );
     // Quiet now: both are up to date.
-    assert_eq!(a.sync(storage.as_ref()).await.unwrap().outcome, SyncOutcome::UpToDate);
-    assert_eq!(b.sync(storage.as_ref()).await.unwrap().outcome, SyncOutcome::UpToDate);
+    assert_eq!(a.sync(&storage).await.unwrap().outcome, SyncOutcome::UpToDate);
+    assert_eq!(b.sync(&storage).await.unwrap().outcome, SyncOutcome::UpToDate);
 }
 
 #[tokio::test]
 async fn no_change_sync_is_one_request_and_one_edit_moves_one_db_each_way() {
     let tmp = tempfile::tempdir().unwrap();
     let inner = remote(tmp.path());
-    let counting = CountingStorage::new(inner.clone());
-    let counters = counting.counters();
+    let counting_inner = CountingStorage::new(inner.clone());
+    let counters = counting_inner.counters();
+    let counting: Arc<dyn Storage> = Arc::new(counting_inner);
     let mut a = first_device(tmp.path()).await;
     for i in 0..20 {
         a.vault.add_item(NewItem::login(&format!("item {i}"), "u", Secret::new("p"), "")).unwrap();
@@ -136,7 +137,7 @@ async fn concurrent_syncs_lose_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let storage = remote(tmp.path());
     let mut a = first_device(tmp.path()).await;
-    a.sync(storage.as_ref()).await.unwrap();
+    a.sync(&storage).await.unwrap();
     let uuid = uuid_of(&a);
     let mut devices = vec![a];
     for n in 1..4 {
@@ -149,7 +150,7 @@ async fn concurrent_syncs_lose_nothing() {
             let storage = storage.clone();
             async move {
                 d.vault.add_item(NewItem::login(&format!("d{n} r{round}"), "u", Secret::new("p"), "")).unwrap();
-                d.sync(storage.as_ref()).await.unwrap();
+                d.sync(&storage).await.unwrap();
             }
         });
         futures_util::future::join_all(syncs).await;
@@ -157,7 +158,7 @@ async fn concurrent_syncs_lose_nothing() {
     // Sync until quiet.
     for _ in 0..2 {
         for d in devices.iter_mut() {
-            d.sync(storage.as_ref()).await.unwrap();
+            d.sync(&storage).await.unwrap();
         }
     }
     let expected = devices[0].titles();
@@ -173,10 +174,10 @@ async fn tampered_remote_is_refused_and_local_untouched() {
     let storage = remote(tmp.path());
     let mut a = first_device(tmp.path()).await;
     a.vault.add_item(NewItem::login("Bank", "me", Secret::new("p"), "")).unwrap();
-    a.sync(storage.as_ref()).await.unwrap();
+    a.sync(&storage).await.unwrap();
     let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
     a.vault.add_item(NewItem::login("Other", "me", Secret::new("p"), "")).unwrap();
-    a.sync(storage.as_ref()).await.unwrap();
+    a.sync(&storage).await.unwrap();
 
     let db = tmp.path().join("remote").join(uuid_of(&a)).join("vault.enpassdb");
     let mut bytes = std::fs::read(&db).unwrap();
@@ -184,7 +185,7 @@ async fn tampered_remote_is_refused_and_local_untouched() {
     bytes[at] ^= 0x40;
     std::fs::write(&db, &bytes).unwrap();
     let before = std::fs::read(b.vault.db_path()).unwrap();
-    let err = b.sync(storage.as_ref()).await.unwrap_err();
+    let err = b.sync(&storage).await.unwrap_err();
     assert!(matches!(err, SyncError::RemoteCorrupt(_)), "{err:?}");
     assert_eq!(std::fs::read(b.vault.db_path()).unwrap(), before, "local vault untouched");
     assert_eq!(std::fs::read(&db).unwrap(), bytes, "remote not overwritten");
@@ -195,20 +196,20 @@ async fn remote_vault_json_that_lies_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let storage = remote(tmp.path());
     let mut a = first_device(tmp.path()).await;
-    a.sync(storage.as_ref()).await.unwrap();
+    a.sync(&storage).await.unwrap();
     let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
     a.vault.add_item(NewItem::login("New", "me", Secret::new("p"), "")).unwrap();
-    a.sync(storage.as_ref()).await.unwrap();
+    a.sync(&storage).await.unwrap();
     let json = tmp.path().join("remote").join(uuid_of(&a)).join("vault.json");
     let text = std::fs::read_to_string(&json).unwrap();
     std::fs::write(&json, text.replace(&uuid_of(&a), "00000000-0000-0000-0000-000000000000")).unwrap();
     let before = std::fs::read(b.vault.db_path()).unwrap();
-    let err = b.sync(storage.as_ref()).await.unwrap_err();
+    let err = b.sync(&storage).await.unwrap_err();
     assert!(matches!(err, SyncError::OtherVault(_)), "{err:?}");
     assert_eq!(std::fs::read(b.vault.db_path()).unwrap(), before);
 
     std::fs::write(&json, text.replace("\"kdf_iter\": 1000", "\"kdf_iter\": 5")).unwrap();
-    let err = b.sync(storage.as_ref()).await.unwrap_err();
+    let err = b.sync(&storage).await.unwrap_err();
     assert!(matches!(err, SyncError::KeyChanged), "{err:?}");
     assert_eq!(std::fs::read(b.vault.db_path()).unwrap(), before);
 }
@@ -221,14 +222,14 @@ async fn mass_delete_guard_stops_a_wiping_push() {
     for i in 0..10 {
         a.vault.add_item(NewItem::login(&format!("i{i}"), "u", Secret::new("p"), "")).unwrap();
     }
-    a.sync(storage.as_ref()).await.unwrap();
+    a.sync(&storage).await.unwrap();
     for it in a.vault.items().unwrap() {
         a.vault.delete_item(&it.uuid).unwrap();
     }
-    let err = a.sync(storage.as_ref()).await.unwrap_err();
+    let err = a.sync(&storage).await.unwrap_err();
     assert!(matches!(err, SyncError::MassDelete { deleted: 10, live: 10 }), "{err:?}");
     let opts = SyncOptions { allow_mass_delete: true, ..Default::default() };
-    let r = sync_vault(&mut a.vault, storage.as_ref(), &a.state, &opts).await.unwrap();
+    let r = sync_vault(&mut a.vault, &storage, &a.state, &opts).await.unwrap();
     assert_eq!(r.outcome, SyncOutcome::Pushed);
 }
 
@@ -237,15 +238,118 @@ async fn dry_run_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let storage = remote(tmp.path());
     let mut a = first_device(tmp.path()).await;
-    a.sync(storage.as_ref()).await.unwrap();
+    a.sync(&storage).await.unwrap();
     let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
     a.vault.add_item(NewItem::login("Fresh", "me", Secret::new("p"), "")).unwrap();
-    a.sync(storage.as_ref()).await.unwrap();
+    a.sync(&storage).await.unwrap();
     let before = std::fs::read(b.vault.db_path()).unwrap();
     let opts = SyncOptions { dry_run: true, ..Default::default() };
-    let r = sync_vault(&mut b.vault, storage.as_ref(), &b.state, &opts).await.unwrap();
+    let r = sync_vault(&mut b.vault, &storage, &b.state, &opts).await.unwrap();
     assert_eq!(r.outcome, SyncOutcome::DryRun);
     assert!(r.merge_report.is_some());
     assert_eq!(std::fs::read(b.vault.db_path()).unwrap(), before);
-    assert_eq!(b.sync(storage.as_ref()).await.unwrap().outcome, SyncOutcome::Pulled);
+    assert_eq!(b.sync(&storage).await.unwrap().outcome, SyncOutcome::Pulled);
+}
+
+/// A storage whose conditional writes are not truthful (as nginx or `rclone serve`):
+/// the engine must fall back to the lease lock and still lose nothing.
+#[tokio::test]
+async fn lease_lock_fallback_loses_nothing_without_truthful_cas() {
+    use syncfabric::core::probe::ProbedStorage;
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = remote(tmp.path());
+    let mut caps = folder.capabilities();
+    caps.if_match = false;
+    caps.if_absent = false;
+    let storage: Arc<dyn Storage> = Arc::new(ProbedStorage::new(folder.clone(), caps));
+    let mut opts = SyncOptions::default();
+    opts.lease.settle = std::time::Duration::from_millis(50);
+    opts.lease.poll_interval = std::time::Duration::from_millis(20);
+
+    let mut a = first_device(tmp.path()).await;
+    sync_vault(&mut a.vault, &storage, &a.state, &opts).await.unwrap();
+    let uuid = uuid_of(&a);
+    let mut devices = vec![a];
+    for n in 1..3 {
+        devices.push(clone_device(tmp.path(), &format!("d{n}"), folder.as_ref(), &uuid).await);
+    }
+    for round in 0..2 {
+        let syncs = devices.iter_mut().enumerate().map(|(n, d)| {
+            let storage = storage.clone();
+            let opts = opts.clone();
+            async move {
+                d.vault.add_item(NewItem::login(&format!("d{n} r{round}"), "u", Secret::new("p"), "")).unwrap();
+                sync_vault(&mut d.vault, &storage, &d.state, &opts).await.unwrap();
+            }
+        });
+        futures_util::future::join_all(syncs).await;
+    }
+    for _ in 0..2 {
+        for d in devices.iter_mut() {
+            sync_vault(&mut d.vault, &storage, &d.state, &opts).await.unwrap();
+        }
+    }
+    let expected = devices[0].titles();
+    assert_eq!(expected.len(), 3 * 2, "{expected:?}");
+    for d in &devices {
+        assert_eq!(d.titles(), expected);
+    }
+    // The lock is released: no lease file is left behind.
+    let left = folder.list(&syncfabric::core::RemotePath::parse(&uuid).unwrap()).await.unwrap();
+    assert!(left.iter().all(|e| e.path.file_name() != Some(".lock")), "{left:?}");
+}
+
+/// Everything a full sync prints or logs at the most verbose level, and every error
+/// and report, is free of the master password, item passwords and the raw key.
+#[tokio::test]
+async fn no_secret_in_logs_reports_or_errors() {
+    use std::io::Write;
+    #[derive(Clone, Default)]
+    struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _g = tracing::subscriber::set_default(subscriber);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = remote(tmp.path());
+    let mut a = first_device(tmp.path()).await;
+    let item_pw = "item-secret-Zq81";
+    a.vault.add_item(NewItem::login("Bank", "me", Secret::new(item_pw), "")).unwrap();
+    let r1 = a.sync(&storage).await.unwrap();
+    let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
+    let mut it = b.vault.items().unwrap().into_iter().find(|i| i.title == "Bank").unwrap();
+    it.field_mut("password").unwrap().value = Secret::new("second-secret-Yw02");
+    b.vault.update_item(&it).unwrap();
+    let mut it = a.vault.items().unwrap().into_iter().find(|i| i.title == "Bank").unwrap();
+    it.field_mut("password").unwrap().value = Secret::new("third-secret-Xv33");
+    a.vault.update_item(&it).unwrap();
+    let r2 = b.sync(&storage).await.unwrap();
+    let r3 = a.sync(&storage).await.unwrap();
+    let mut text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    for r in [&r1, &r2, &r3] {
+        text.push_str(&format!("{r:?}\n{}\n", r.merge_report.clone().unwrap_or_default()));
+    }
+    text.push_str(&format!("{:?} {:?} {:?}", a.vault, a.vault.key(), a.vault.snapshot().unwrap()));
+    // An error path too: a wrong password.
+    let err = Vault::open(a.vault.dir(), &Secret::new("wrong password"), None).unwrap_err();
+    text.push_str(&format!("{err:?} {err}"));
+    assert!(r3.conflicts > 0, "the test must exercise a conflict: {r3:?}");
+    let raw_key = hex::encode(a.vault.key().expose_raw());
+    for secret in [PW, item_pw, "second-secret-Yw02", "third-secret-Xv33", raw_key.as_str(), "wrong password"] {
+        assert!(!text.contains(secret), "secret {secret:?} leaked into output");
+    }
+    assert!(text.len() > 200, "the capture must have seen the sync: {} bytes", text.len());
 }

@@ -124,7 +124,7 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
     for r in remotes {
         let storage = syncfabric::remote::open(&r.url)?;
         let state = state_dir(&dir, &r.name)?;
-        let report = rt.block_on(sync_vault(&mut vault, storage.as_ref(), &state, &opts))?;
+        let report = rt.block_on(sync_vault(&mut vault, &storage, &state, &opts))?;
         if ctx.json {
             out.push(serde_json::json!({
                 "remote": r.name,

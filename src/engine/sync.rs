@@ -5,7 +5,9 @@ use super::SyncError;
 use futures_util::StreamExt;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use syncfabric_core::lock::{LeaseGuard, LeaseLock, LeaseOptions};
 use syncfabric_core::{Body, Error as StorageError, Precondition, RemotePath, Storage};
 use syncfabric_merge::{merge, MergeOutcome};
 use syncfabric_vault::{Snapshot, Value, Vault};
@@ -24,6 +26,8 @@ pub struct SyncOptions {
     pub mass_delete_min: usize,
     /// How many times to start over after losing the race to commit.
     pub max_attempts: u32,
+    /// The lease lock used on storages whose conditional writes are not truthful.
+    pub lease: LeaseOptions,
 }
 
 impl Default for SyncOptions {
@@ -34,6 +38,7 @@ impl Default for SyncOptions {
             mass_delete_share: 0.5,
             mass_delete_min: 5,
             max_attempts: 10,
+            lease: LeaseOptions { label: "syncfabric".into(), ..LeaseOptions::default() },
         }
     }
 }
@@ -239,13 +244,18 @@ async fn check_remote_meta(
 /// Syncs `vault` with its copy on `storage` (under `<vault_uuid>/`), keeping local
 /// sync state in `state`.
 ///
+/// On a storage whose capabilities do not include truthful `IfMatch`/`IfAbsent`
+/// (pass a [`syncfabric_core::probe::ProbedStorage`] so the claim was tested), the
+/// slow path runs under the lease lock `<vault_uuid>/.lock` and the commit is checked
+/// against the lease right before it is written.
+///
 /// Errors leave the local vault as it was before the failing step: a remote that fails
 /// verification is never merged, and the local vault changes only through one
 /// transaction. A lost race (`PreconditionFailed` on commit) starts over, up to
 /// `opts.max_attempts` times.
 pub async fn sync_vault(
     vault: &mut Vault,
-    storage: &dyn Storage,
+    storage: &Arc<dyn Storage>,
     state: &StateDir,
     opts: &SyncOptions,
 ) -> Result<SyncReport, SyncError> {
@@ -279,21 +289,21 @@ pub async fn sync_vault(
 
 async fn sync_once(
     vault: &mut Vault,
-    storage: &dyn Storage,
+    storage: &Arc<dyn Storage>,
     state: &StateDir,
     opts: &SyncOptions,
     uuid: &str,
     attempts: u32,
 ) -> Result<SyncReport, SyncError> {
-    let (dir, db_path, json_path) = remote_layout(uuid)?;
-    let mut st = state.load()?;
+    let (dir, db_path, _) = remote_layout(uuid)?;
+    let st = state.load()?;
     if !st.vault_uuid.is_empty() && st.vault_uuid != uuid {
         return Err(SyncError::OtherVault(format!(
             "local sync state belongs to vault {:?}",
             st.vault_uuid
         )));
     }
-    let mut report = SyncReport {
+    let report = SyncReport {
         outcome: SyncOutcome::UpToDate,
         attempts,
         downloaded_db: false,
@@ -308,6 +318,43 @@ async fn sync_once(
     let remote_entry = storage.stat(&db_path).await?;
     let local_hash = sha256_file(&vault.db_path())?;
     let local_changed = st.local_db_sha256.as_deref() != Some(local_hash.as_str());
+    let remote_version = remote_entry.as_ref().and_then(|e| e.version.clone());
+    let remote_unchanged = remote_version.is_some()
+        && remote_version.as_ref().map(|v| v.as_str()) == st.remote_version.as_deref();
+    if remote_unchanged && !local_changed {
+        return Ok(report);
+    }
+    let caps = storage.capabilities();
+    let guard = if caps.has_truthful_cas() || opts.dry_run {
+        None
+    } else {
+        Some(LeaseLock::acquire(storage.clone(), &dir, opts.lease.clone()).await?)
+    };
+    let result = sync_slow(vault, storage.as_ref(), state, opts, uuid, guard.as_ref(), st, report, remote_entry, local_changed).await;
+    if let Some(g) = guard {
+        if let Err(e) = g.release().await {
+            tracing::warn!("could not release the lease lock: {e}");
+        }
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn sync_slow(
+    vault: &mut Vault,
+    storage: &dyn Storage,
+    state: &StateDir,
+    opts: &SyncOptions,
+    uuid: &str,
+    guard: Option<&LeaseGuard>,
+    mut st: SyncState,
+    mut report: SyncReport,
+    remote_entry: Option<syncfabric_core::Entry>,
+    local_changed: bool,
+) -> Result<SyncReport, SyncError> {
+    let (dir, db_path, json_path) = remote_layout(uuid)?;
+    // Under a lease, look again: the first stat was taken before we held it.
+    let remote_entry = if guard.is_some() { storage.stat(&db_path).await? } else { remote_entry };
     let remote_version = remote_entry.as_ref().and_then(|e| e.version.clone());
     let remote_unchanged = remote_version.is_some()
         && remote_version.as_ref().map(|v| v.as_str()) == st.remote_version.as_deref();
@@ -411,9 +458,20 @@ async fn sync_once(
         }
         let commit_file = state.temp_path("commit");
         vault.copy_database_to(&commit_file)?;
-        let pre = match &remote_version {
-            Some(v) => Precondition::IfMatch(v.clone()),
-            None => Precondition::IfAbsent,
+        let caps = storage.capabilities();
+        let pre = match (&remote_version, guard) {
+            // Without truthful CAS the lease is the only protection: re-check that we
+            // still hold it and that nobody committed meanwhile, then write.
+            (v, Some(g)) if !(caps.if_match && caps.if_absent) => {
+                g.check().await?;
+                let now = storage.stat(&db_path).await?.and_then(|e| e.version);
+                if now != *v {
+                    return Err(StorageError::PreconditionFailed { path: db_path.to_string() }.into());
+                }
+                Precondition::None
+            }
+            (Some(v), _) => Precondition::IfMatch(v.clone()),
+            (None, _) => Precondition::IfAbsent,
         };
         let written = storage.write(&db_path, Body::from_file(&commit_file).await?, pre).await;
         let entry = match written {
