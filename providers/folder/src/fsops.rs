@@ -28,8 +28,10 @@ pub fn is_internal_name(name: &str) -> bool {
 /// exclude each other too; emulated with POSIX byte-range locks on NFS since Linux
 /// 2.6.12, so it also excludes other NFS clients), `LockFileEx` on Windows. The lock is
 /// released by the kernel when the process dies, so a killed writer never leaves a
-/// folder locked. The lock file itself is never deleted (deleting it would let two
-/// processes hold locks on two different files).
+/// folder locked. The lock file is deleted only together with its (empty) folder, by a
+/// holder of the lock; every acquirer checks after locking that the file it locked is
+/// still the one at the path, and starts again if not, so two processes never hold
+/// locks on two different files.
 #[derive(Debug)]
 pub struct DirLock {
     file: File,
@@ -40,31 +42,63 @@ impl DirLock {
     /// `io::ErrorKind::TimedOut` (a live process holds it, e.g. one stuck on a dead
     /// network share). Polls with `try_lock`, backing off from 1 ms to 50 ms.
     pub fn acquire(dir: &Path, timeout: Duration) -> io::Result<DirLock> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join(LOCK_NAME))?;
+        let lock_path = dir.join(LOCK_NAME);
         let deadline = std::time::Instant::now() + timeout;
         let mut pause = Duration::from_millis(1);
         loop {
-            match fs4::FileExt::try_lock(&file) {
-                Ok(()) => return Ok(DirLock { file }),
-                Err(fs4::TryLockError::WouldBlock) => {}
-                Err(fs4::TryLockError::Error(e)) => return Err(e),
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock_path)?;
+            loop {
+                match fs4::FileExt::try_lock(&file) {
+                    Ok(()) => {
+                        // The lock file may have been deleted (with its empty folder)
+                        // while we waited: a lock on an unlinked file excludes nobody.
+                        if still_linked(&file, &lock_path) {
+                            return Ok(DirLock { file });
+                        }
+                        let _ = fs4::FileExt::unlock(&file);
+                        break;
+                    }
+                    Err(fs4::TryLockError::WouldBlock) => {}
+                    Err(fs4::TryLockError::Error(e)) => return Err(e),
+                }
+                let now = std::time::Instant::now();
+                if now >= deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the folder's lock is held by another writer",
+                    ));
+                }
+                std::thread::sleep(pause.min(deadline - now));
+                pause = (pause * 2).min(Duration::from_millis(50));
             }
-            let now = std::time::Instant::now();
-            if now >= deadline {
+            if std::time::Instant::now() >= deadline {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    "the folder's lock is held by another writer",
+                    "the folder's lock file kept being replaced",
                 ));
             }
-            std::thread::sleep(pause.min(deadline - now));
-            pause = (pause * 2).min(Duration::from_millis(50));
         }
     }
+}
+
+/// Whether the open `file` is still the one named `path` (same device and inode).
+#[cfg(unix)]
+fn still_linked(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn still_linked(_file: &File, path: &Path) -> bool {
+    path.exists()
 }
 
 impl Drop for DirLock {
@@ -190,7 +224,9 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Deletes temp files in `dir` whose writer is gone (their lock can be taken) and
 /// whose modification time is at least `older_than` ago. Returns how many were deleted.
-/// A temp file whose lock is held belongs to a live writer and is never touched.
+/// A temp file whose lock is held belongs to a live writer and is never touched. A
+/// writer creates its temp file and then locks it, so `older_than` must leave it that
+/// moment: zero is only safe when no writer can be starting in `dir`.
 pub fn sweep_stale_temps(dir: &Path, older_than: Duration) -> io::Result<usize> {
     let mut removed = 0;
     let rd = match std::fs::read_dir(dir) {
@@ -274,6 +310,33 @@ mod tests {
         assert_eq!(sweep_stale_temps(dir.path(), Duration::ZERO).unwrap(), 1);
         assert!(!p.exists());
         assert!(dir.path().join("keep").exists());
+    }
+
+    #[test]
+    fn a_lock_on_a_deleted_lock_file_is_not_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DirLock::acquire(dir.path(), Duration::from_secs(5)).unwrap();
+        let d = dir.path().to_path_buf();
+        let waiter =
+            std::thread::spawn(move || DirLock::acquire(&d, Duration::from_secs(20)).unwrap());
+        // Let the waiter open the current lock file and start waiting on it.
+        std::thread::sleep(Duration::from_millis(200));
+        // The holder deletes the lock file (as a folder delete does), then lets go.
+        std::fs::remove_file(dir.path().join(LOCK_NAME)).unwrap();
+        drop(first);
+        let second = waiter.join().unwrap();
+        // The waiter must now hold the lock file that is at the path, not the deleted one.
+        let f = File::options()
+            .read(true)
+            .write(true)
+            .open(dir.path().join(LOCK_NAME))
+            .expect("the waiter made a new lock file");
+        assert!(
+            fs4::FileExt::try_lock(&f).is_err(),
+            "the waiter holds an unlinked file"
+        );
+        drop(second);
+        assert!(fs4::FileExt::try_lock(&f).is_ok());
     }
 
     #[test]

@@ -509,8 +509,8 @@ impl FolderStorage {
                 message: "cannot delete the root folder".into(),
             });
         };
-        if std::fs::symlink_metadata(parent).is_err() {
-            // The folder is gone, so is the file.
+        if !std::fs::metadata(parent).is_ok_and(|m| m.is_dir()) {
+            // The folder is gone (or is a file), so is the file.
             if let Some(e) = self.placeholder_error(path, local) {
                 return Err(e);
             }
@@ -521,7 +521,19 @@ impl FolderStorage {
                 _ => Ok(()),
             };
         }
-        let _lock = self.lock_dir(parent, path)?;
+        let _lock = match self.lock_dir(parent, path) {
+            Ok(l) => l,
+            // The folder was deleted meanwhile: so was the file.
+            Err(Error::NotFound { .. }) => {
+                return match pre {
+                    Precondition::IfMatch(_) => Err(Error::PreconditionFailed {
+                        path: path.as_str().to_string(),
+                    }),
+                    _ => Ok(()),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         let meta = std::fs::symlink_metadata(local);
         if meta.is_err() {
             if let Some(e) = self.placeholder_error(path, local) {
@@ -540,15 +552,7 @@ impl FolderStorage {
                         path: path.as_str().to_string(),
                     });
                 }
-                return match std::fs::remove_dir(local) {
-                    Ok(()) => fsops::sync_dir(parent).map_err(|e| io_err(e, path)),
-                    Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
-                        Err(Error::InvalidInput {
-                            message: format!("{path}: folder is not empty"),
-                        })
-                    }
-                    Err(e) => Err(io_err(e, path)),
-                };
+                return self.remove_folder(path, local, parent);
             }
         }
         match pre {
@@ -594,6 +598,43 @@ impl FolderStorage {
                 io_err(e, path)
             }
         })
+    }
+
+    /// Removes the empty folder `local` (called under its parent's lock). "Empty" as
+    /// listed: the folder's own lock file and temp files of dead writers (older than a
+    /// minute) do not count and are removed with it; a temp file of a live or recent
+    /// writer does count (a write may be in progress), as does any other entry.
+    fn remove_folder(&self, path: &RemotePath, local: &Path, parent: &Path) -> Result<()> {
+        let not_empty = || Error::InvalidInput {
+            message: format!("{path}: folder is not empty"),
+        };
+        // Writers commit into `local` under its own lock: hold it while we look.
+        let lock = self.lock_dir(local, path)?;
+        // A temp file younger than this may belong to a writer that has created it but
+        // not locked it yet: it counts as a write in progress.
+        fsops::sweep_stale_temps(local, Duration::from_secs(60)).map_err(|e| io_err(e, path))?;
+        let rd = std::fs::read_dir(local).map_err(|e| io_err(e, path))?;
+        for ent in rd {
+            let ent = ent.map_err(|e| io_err(e, path))?;
+            if ent.file_name() != LOCK_NAME {
+                return Err(not_empty());
+            }
+        }
+        // Deleting the lock file while holding it: a writer that opened it before sees
+        // an unlinked file, but such a writer always has a live temp file in `local`
+        // first, which would have made the folder non-empty above.
+        match std::fs::remove_file(local.join(LOCK_NAME)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(e, path)),
+        }
+        drop(lock);
+        match std::fs::remove_dir(local) {
+            Ok(()) => fsops::sync_dir(parent).map_err(|e| io_err(e, path)),
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => Err(not_empty()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(e, path)),
+        }
     }
 
     /// Sweeps folder `dir` (local path) for stale temps if it was not swept lately.
@@ -853,21 +894,31 @@ impl Storage for FolderStorage {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.inner.root.clone());
         let parent_path = path.parent().unwrap_or_default();
-        tokio::fs::create_dir_all(&parent)
-            .await
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotADirectory | std::io::ErrorKind::AlreadyExists => {
-                    Error::InvalidInput {
-                        message: format!("{path}: a parent folder is a file"),
+        // A concurrent delete of the (then empty) parent folder can remove it between
+        // our create_dir_all and the temp file's creation: make it again and retry.
+        let mut attempt = 0;
+        let (temp, writer) = loop {
+            attempt += 1;
+            tokio::fs::create_dir_all(&parent)
+                .await
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotADirectory | std::io::ErrorKind::AlreadyExists => {
+                        Error::InvalidInput {
+                            message: format!("{path}: a parent folder is a file"),
+                        }
                     }
-                }
-                _ => io_err(e, &parent_path),
-            })?;
-        let pdir = parent.clone();
-        let (temp, writer) = tokio::task::spawn_blocking(move || fsops::TempFile::create(&pdir))
-            .await
-            .map_err(join_err)?
-            .map_err(|e| io_err(e, path))?;
+                    _ => io_err(e, &parent_path),
+                })?;
+            let pdir = parent.clone();
+            match tokio::task::spawn_blocking(move || fsops::TempFile::create(&pdir))
+                .await
+                .map_err(join_err)?
+            {
+                Ok(t) => break t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 5 => continue,
+                Err(e) => return Err(io_err(e, path)),
+            }
+        };
         // From here on, `temp` deletes the temp file if anything fails.
         let mut out = tokio::fs::File::from_std(writer);
         let mut src = body.open().await?;

@@ -680,3 +680,138 @@ async fn a_read_torn_by_an_in_place_rewrite_is_an_error_not_silent() {
         .expect_err("a torn read must end in an error");
     assert!(err.is_retryable(), "{err}");
 }
+
+#[tokio::test]
+async fn a_folder_emptied_of_files_can_be_deleted() {
+    let (d, s) = store();
+    s.write(&p("e/x"), body(b"1"), Precondition::None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.delete(&p("e"), Precondition::None).await,
+        Err(Error::InvalidInput { .. })
+    ));
+    s.delete(&p("e/x"), Precondition::None).await.unwrap();
+    // Only the provider's own lock file is left: the folder counts as empty.
+    assert!(s.list(&p("e")).await.unwrap().is_empty());
+    s.delete(&p("e"), Precondition::None).await.unwrap();
+    assert!(!d.path().join("e").exists());
+    assert_eq!(s.stat(&p("e")).await.unwrap(), None);
+    // And writing into it again recreates it.
+    s.write(&p("e/x"), body(b"2"), Precondition::IfAbsent)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_and_swap_stays_exclusive_while_the_folder_is_deleted_and_recreated() {
+    // Incrementers compare-and-swap "d/c" (creating it with IfAbsent when missing); a
+    // harvester deletes it with IfMatch, banks its value, and deletes the emptied
+    // folder (with its lock file). No increment may be lost.
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let (d, _s) = store();
+    let done = Arc::new(AtomicU64::new(0));
+    let banked = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let c = p("d/c");
+    let mut incs = Vec::new();
+    for _ in 0..3 {
+        let s = FolderStorage::new(d.path()).unwrap();
+        let (done, c) = (done.clone(), c.clone());
+        incs.push(tokio::spawn(async move {
+            for _ in 0..60 {
+                loop {
+                    let r = match s.read(&c).await {
+                        Ok(dl) => {
+                            let mut bytes = Vec::new();
+                            let mut st = dl.stream;
+                            let mut ok = true;
+                            while let Some(ch) = st.next().await {
+                                match ch {
+                                    Ok(ch) => bytes.extend_from_slice(&ch),
+                                    Err(_) => ok = false,
+                                }
+                            }
+                            if !ok {
+                                continue;
+                            }
+                            let n: u64 = String::from_utf8(bytes).unwrap().parse().unwrap();
+                            s.write(
+                                &c,
+                                body((n + 1).to_string().as_bytes()),
+                                Precondition::IfMatch(dl.version.unwrap()),
+                            )
+                            .await
+                        }
+                        Err(Error::NotFound { .. }) => {
+                            s.write(&c, body(b"1"), Precondition::IfAbsent).await
+                        }
+                        Err(e) => panic!("{e}"),
+                    };
+                    match r {
+                        Ok(_) => {
+                            done.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        Err(Error::PreconditionFailed { .. } | Error::AlreadyExists { .. }) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        }));
+    }
+    let harvester = {
+        let s = FolderStorage::new(d.path()).unwrap();
+        let (banked, stop, c) = (banked.clone(), stop.clone(), c.clone());
+        tokio::spawn(async move {
+            let mut folder_deletes = 0;
+            while !stop.load(Ordering::SeqCst) {
+                if let Ok(dl) = s.read(&c).await {
+                    let mut bytes = Vec::new();
+                    let mut st = dl.stream;
+                    while let Some(Ok(ch)) = st.next().await {
+                        bytes.extend_from_slice(&ch);
+                    }
+                    if let Ok(n) = String::from_utf8(bytes).unwrap_or_default().parse::<u64>() {
+                        if s.delete(&c, Precondition::IfMatch(dl.version.unwrap()))
+                            .await
+                            .is_ok()
+                        {
+                            banked.fetch_add(n, Ordering::SeqCst);
+                        }
+                    }
+                }
+                if s.delete(&p("d"), Precondition::None).await.is_ok() {
+                    folder_deletes += 1;
+                }
+                tokio::task::yield_now().await;
+            }
+            folder_deletes
+        })
+    };
+    for t in incs {
+        t.await.unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    let folder_deletes = harvester.await.unwrap();
+    let s = FolderStorage::new(d.path()).unwrap();
+    let left = match s.read(&c).await {
+        Ok(dl) => {
+            let mut bytes = Vec::new();
+            let mut st = dl.stream;
+            while let Some(ch) = st.next().await {
+                bytes.extend_from_slice(&ch.unwrap());
+            }
+            String::from_utf8(bytes).unwrap().parse::<u64>().unwrap()
+        }
+        Err(_) => 0,
+    };
+    assert_eq!(done.load(Ordering::SeqCst), 180);
+    assert_eq!(
+        banked.load(Ordering::SeqCst) + left,
+        180,
+        "an increment was lost"
+    );
+    eprintln!("folder deleted and recreated {folder_deletes} times during the race");
+}
