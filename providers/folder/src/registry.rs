@@ -2,7 +2,7 @@
 //!
 //! | URL | storage |
 //! |---|---|
-//! | `folder:///mnt/nas/Enpass` (or `folder:/mnt/nas/Enpass`, `folder://localhost/...`) | [`FolderStorage::new`] on that absolute path |
+//! | `folder:///mnt/nas/Enpass` (or `folder:/mnt/nas/Enpass`, `folder://localhost/...`, `file:///mnt/nas/Enpass`) | [`FolderStorage::new`] on that absolute path |
 //! | `folder:///mnt/nas/Enpass?poll=30` | a network share: polling change feed every 30 s, no version cache ([`FolderOptions::network_share`]) |
 //! | `folder:///x?cache=off` | version cache off |
 //! | `folder:///x?create=1` | create the folder (and parents) if missing |
@@ -136,9 +136,11 @@ impl ProviderFactory for ICloudFactory {
     }
 }
 
-/// Registers [`FolderFactory`] as `folder` and [`ICloudFactory`] as `icloud`.
+/// Registers [`FolderFactory`] as `folder` (and `file`, so `file:///x` works too) and
+/// [`ICloudFactory`] as `icloud`.
 pub fn register(registry: &Registry) {
     registry.register("folder", FolderFactory);
+    registry.register("file", FolderFactory);
     registry.register("icloud", ICloudFactory);
 }
 
