@@ -12,8 +12,10 @@
 //! dropped; a failed write leaves the old content and no stray file; `list` of a
 //! missing folder is `NotFound`; `delete` of a missing file with `Precondition::None`
 //! succeeds; a `Body::File` that yields fewer bytes than its `len` is a failed write.
-//! Map failures with `Error::from_http_status` and wrap your storage in
-//! `syncfabric_core::retry::RetryingStorage` instead of writing retry loops.
+//! Answer a read of bytes you already hold with `Download::from_bytes`. Map HTTP
+//! failures with `Error::from_http_status` (and `retry::parse_retry_after`), and wrap
+//! your storage in `syncfabric_core::retry::RetryingStorage` instead of writing retry
+//! loops. A native change feed overrides `Storage::watch`; otherwise leave the default.
 //!
 //! **2. Pick [`Capabilities`](syncfabric_core::Capabilities) honestly.** Claim
 //! `if_match`/`if_absent`/`conditional_delete` only when the server enforces them
