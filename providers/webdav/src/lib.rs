@@ -553,6 +553,20 @@ impl WebDavStorage {
         headers: HeaderMap,
         what: &str,
     ) -> Result<(reqwest::Response, Option<String>)> {
+        if let Body::Bytes(bytes) = body {
+            // In memory already: send as is, with an explicit Content-Length (nginx
+            // answers 500 to a PUT without one, even for zero bytes).
+            let digest = hex(&openssl::sha::sha256(bytes));
+            let resp = self
+                .request(Method::PUT, url)
+                .headers(headers)
+                .header("Content-Length", bytes.len())
+                .body(bytes.clone())
+                .send()
+                .await
+                .map_err(|e| transport_error(e, what))?;
+            return Ok((resp, Some(digest)));
+        }
         let hasher = Arc::new(Mutex::new(Some(openssl::sha::Sha256::new())));
         let reader = body.open().await?;
         let h2 = hasher.clone();
@@ -618,6 +632,19 @@ impl WebDavStorage {
         .await
     }
 
+    /// Deletes a temporary upload until it is gone: a server may still be finishing
+    /// the aborted request (rclone creates the file after the client went away).
+    async fn remove_temp(&self, tmp: &RemotePath, url: &Url, what: &str) {
+        for _ in 0..15 {
+            self.delete_url(url, what).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if matches!(self.propfind(tmp, false, "0").await, Ok(None)) {
+                return;
+            }
+        }
+        tracing::warn!(path = what, "could not remove a temporary upload");
+    }
+
     async fn delete_url(&self, url: &Url, what: &str) {
         if let Ok(r) = self.send(|| self.request(Method::DELETE, url.clone()), what).await {
             let _ = read_capped(r, 64 * 1024, what).await;
@@ -653,16 +680,12 @@ impl WebDavStorage {
                     Ok(r) => r,
                     Err(e) => {
                         // A cut upload may have left a partial temporary file: remove it.
-                        self.delete_url(&tmp_url, &what).await;
+                        self.remove_temp(&tmp, &tmp_url, &what).await;
                         return Err(e);
                     }
                 };
-                if matches!(resp.status(), StatusCode::CONFLICT | StatusCode::NOT_FOUND) && attempt == 0 {
+                if attempt == 0 && self.parent_was_missing(path, resp.status()).await? {
                     attempt += 1;
-                    let _ = read_capped(resp, 64 * 1024, &what).await;
-                    if let Some(parent) = path.parent() {
-                        self.create_dir(&parent).await?;
-                    }
                     continue;
                 }
                 break (resp, digest);
@@ -690,16 +713,26 @@ impl WebDavStorage {
         let mut attempt = 0;
         loop {
             let (resp, digest) = self.put(target.clone(), body, headers.clone(), &what).await?;
-            if matches!(resp.status(), StatusCode::CONFLICT | StatusCode::NOT_FOUND) && attempt == 0 && !path.is_root() {
+            if attempt == 0 && self.parent_was_missing(path, resp.status()).await? {
                 attempt += 1;
-                let _ = read_capped(resp, 64 * 1024, &what).await;
-                if let Some(parent) = path.parent() {
-                    self.create_dir(&parent).await?;
-                }
                 continue;
             }
             return Ok((resp, digest));
         }
+    }
+
+    /// After a failed PUT (409/404 by RFC 4918; lighttpd answers 500 for an empty body):
+    /// if the parent folder is missing, creates it and returns true (retry the PUT).
+    async fn parent_was_missing(&self, path: &RemotePath, status: StatusCode) -> Result<bool> {
+        if !matches!(status.as_u16(), 404 | 409 | 500) {
+            return Ok(false);
+        }
+        let Some(parent) = path.parent().filter(|p| !p.is_root()) else { return Ok(false) };
+        if self.propfind(&parent, true, "0").await?.is_some() {
+            return Ok(false);
+        }
+        self.create_dir(&parent).await?;
+        Ok(true)
     }
 
     /// Nextcloud chunked upload (chunking v1 "new"): MKCOL
@@ -1068,9 +1101,16 @@ impl Storage for WebDavStorage {
             let put_etag = header_str(resp.headers(), "oc-etag")
                 .map(|e| if e.starts_with('"') { e } else { format!("\"{e}\"") })
                 .or_else(|| header_str(resp.headers(), "etag"));
+            // The server's clock (its Date header), so `modified` is comparable with the
+            // getlastmodified of other files (the lease lock relies on it).
+            let now = resp
+                .headers()
+                .get("date")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|d| httpdate::parse_http_date(d).ok())
+                .or_else(|| Some(SystemTime::now()));
             let _ = read_capped(resp, 64 * 1024, &what).await;
             let hash_version = digest.map(|d| Version::new(format!("{HASH_PREFIX}{d}")));
-            let now = Some(SystemTime::now());
             let entry = |version: Option<Version>| Entry { path: path.clone(), kind: EntryKind::File, size: body.len(), modified: now, version };
             if !t.trust_etag {
                 return Ok(entry(hash_version));

@@ -48,7 +48,20 @@ fn conformance(kind: Kind) {
         });
         let report = run_all(&h).await;
         println!("{report}");
-        if !report.all_passed() {
+        // nginx's dav-ext module leaves names that start with '.' out of PROPFIND
+        // listings (they are stored and can be read by name; `nginx_hides_dot_names`
+        // proves it). Those two behaviours list such names; any other failure counts.
+        let known: &[&str] = if kind == Kind::Nginx { &["awkward_names", "escape_attempts_refused"] } else { &[] };
+        let unexpected: Vec<_> = report
+            .failures()
+            .into_iter()
+            .filter(|(name, f)| {
+                !(known.contains(name)
+                    && (f.message == r#"listing differs: missing ["...", "..double-dot", ".hidden"], unexpected []"#
+                        || f.message == r#"names were not stored literally: listed {"%2F", "%2e%2e", "%2e%2e%2fescaped"}"#))
+            })
+            .collect();
+        if !unexpected.is_empty() {
             panic!("conformance on {} failed:\n{report}\n{}", kind.name(), server.logs());
         }
     });
@@ -170,5 +183,18 @@ fn basics_on(kind: Kind) {
         assert_eq!(names.len(), 1, "{}: {names:?}", kind.name());
         let desc = s.describe();
         assert!(!desc.contains(PASS));
+    });
+}
+
+#[test]
+fn nginx_hides_dot_names() {
+    let Some(server) = Server::start(Kind::Nginx) else { return };
+    rt().block_on(async {
+        let s = connect(&server.scratch("dots")).await;
+        let p = RemotePath::parse(".hidden").unwrap();
+        s.write(&p, Body::from(b"x".to_vec()), Precondition::None).await.unwrap();
+        assert!(server.data.join("dots/.hidden").exists());
+        assert!(s.stat(&p).await.unwrap().is_some());
+        assert!(s.list(&RemotePath::root()).await.unwrap().is_empty(), "nginx now lists dot names: drop the exception");
     });
 }
