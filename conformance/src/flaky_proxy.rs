@@ -1,2 +1,577 @@
-//! A flaky HTTP proxy for tests: injects 5xx, resets, 429 + Retry-After, latency and
-//! truncated bodies between a provider and a real server. (Lands with the WebDAV issue.)
+//! A flaky HTTP/1.1 proxy for tests: placed between a provider and a real server on
+//! 127.0.0.1, it forwards requests and, by a seeded schedule, injects `5xx` answers,
+//! connection resets (before the request reaches the server, or after the server
+//! handled it and before the answer is complete), `429` with `Retry-After`, latency,
+//! and truncated response bodies.
+//!
+//! ```no_run
+//! # async fn demo(server: std::net::SocketAddr) -> std::io::Result<()> {
+//! use syncfabric_conformance::flaky_proxy::{FaultPlan, FlakyProxy};
+//! let proxy = FlakyProxy::start(server, FaultPlan::chaos(42)).await?;
+//! let url = proxy.url(); // point the provider here instead of at the server
+//! # let _ = url;
+//! println!("{:?}", proxy.stats());
+//! # Ok(()) }
+//! ```
+//!
+//! The proxy speaks just enough HTTP/1.1 for that: request and response bodies framed
+//! by `Content-Length` or `Transfer-Encoding: chunked` (or, for responses, by closing
+//! the connection); keep-alive; one upstream connection per client connection. The
+//! schedule is drawn from one seeded generator in the order requests arrive, so a
+//! single-client test replays exactly.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What to inject, as probabilities per request (each in `0.0..=1.0`, checked in the
+/// order of the fields; at most one fault per request, plus latency independently).
+#[derive(Clone, Debug)]
+pub struct FaultPlan {
+    /// Seed of the schedule.
+    pub seed: u64,
+    /// Answer `500`, `502` or `503` (no `Retry-After`) without forwarding.
+    pub server_error: f64,
+    /// Reset the connection before forwarding the request.
+    pub reset_before: f64,
+    /// Forward the request, then reset the connection instead of answering (the
+    /// server did the work; the client never hears of it).
+    pub reset_after: f64,
+    /// Answer `429` with `Retry-After: <retry_after_secs>` without forwarding.
+    pub too_many_requests: f64,
+    /// The `Retry-After` value of injected `429`s, in seconds.
+    pub retry_after_secs: u64,
+    /// Forward, then cut the response body half-way (and reset the connection).
+    pub truncate_body: f64,
+    /// Delay a request by `latency` before forwarding.
+    pub slow: f64,
+    /// The injected delay.
+    pub latency: Duration,
+    /// Requests before this many have passed are never faulted (lets a test set up).
+    pub grace_requests: u64,
+}
+
+impl FaultPlan {
+    /// No faults: a transparent proxy.
+    pub fn none() -> Self {
+        FaultPlan {
+            seed: 0,
+            server_error: 0.0,
+            reset_before: 0.0,
+            reset_after: 0.0,
+            too_many_requests: 0.0,
+            retry_after_secs: 1,
+            truncate_body: 0.0,
+            slow: 0.0,
+            latency: Duration::from_millis(0),
+            grace_requests: 0,
+        }
+    }
+
+    /// A mix close to the project's target runs: 10% 5xx, 5% resets (split before and
+    /// after the server handled the request), 5% 429 with `Retry-After: 1`, 5%
+    /// truncated answers, 10% of requests delayed by 50 ms.
+    pub fn chaos(seed: u64) -> Self {
+        FaultPlan {
+            seed,
+            server_error: 0.10,
+            reset_before: 0.025,
+            reset_after: 0.025,
+            too_many_requests: 0.05,
+            retry_after_secs: 1,
+            truncate_body: 0.05,
+            slow: 0.10,
+            latency: Duration::from_millis(50),
+            grace_requests: 0,
+        }
+    }
+}
+
+/// Counts of what the proxy did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProxyStats {
+    /// Requests seen.
+    pub requests: u64,
+    /// Requests forwarded to the server.
+    pub forwarded: u64,
+    /// Injected 5xx answers.
+    pub server_errors: u64,
+    /// Resets before forwarding.
+    pub resets_before: u64,
+    /// Resets after the server handled the request.
+    pub resets_after: u64,
+    /// Injected 429 answers.
+    pub too_many_requests: u64,
+    /// Truncated response bodies.
+    pub truncated: u64,
+    /// Delayed requests.
+    pub delayed: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    forwarded: AtomicU64,
+    server_errors: AtomicU64,
+    resets_before: AtomicU64,
+    resets_after: AtomicU64,
+    too_many_requests: AtomicU64,
+    truncated: AtomicU64,
+    delayed: AtomicU64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    None,
+    ServerError(u16),
+    ResetBefore,
+    ResetAfter,
+    TooMany,
+    Truncate,
+}
+
+struct Shared {
+    target: SocketAddr,
+    plan: FaultPlan,
+    rng: Mutex<fastrand::Rng>,
+    counters: Counters,
+}
+
+impl Shared {
+    fn draw(&self) -> (Fault, bool) {
+        let n = self.counters.requests.fetch_add(1, Ordering::SeqCst);
+        let Ok(mut rng) = self.rng.lock() else { return (Fault::None, false) };
+        let p = &self.plan;
+        let slow = rng.f64() < p.slow;
+        let x = rng.f64();
+        let code = [500u16, 502, 503][rng.usize(0..3)];
+        if n < p.grace_requests {
+            return (Fault::None, false);
+        }
+        let mut acc = 0.0;
+        let mut pick = |prob: f64| {
+            acc += prob;
+            x < acc
+        };
+        let fault = if pick(p.server_error) {
+            Fault::ServerError(code)
+        } else if pick(p.reset_before) {
+            Fault::ResetBefore
+        } else if pick(p.reset_after) {
+            Fault::ResetAfter
+        } else if pick(p.too_many_requests) {
+            Fault::TooMany
+        } else if pick(p.truncate_body) {
+            Fault::Truncate
+        } else {
+            Fault::None
+        };
+        (fault, slow)
+    }
+}
+
+/// A running proxy; stops when dropped.
+pub struct FlakyProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for FlakyProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlakyProxy").field("addr", &self.addr).field("target", &self.shared.target).finish()
+    }
+}
+
+impl FlakyProxy {
+    /// Listens on `127.0.0.1:0` and forwards to `target` with faults from `plan`.
+    pub async fn start(target: SocketAddr, plan: FaultPlan) -> std::io::Result<FlakyProxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            target,
+            rng: Mutex::new(fastrand::Rng::with_seed(plan.seed)),
+            plan,
+            counters: Counters::default(),
+        });
+        let s2 = shared.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else { continue };
+                let s = s2.clone();
+                tokio::spawn(async move {
+                    let _ = serve(client, s).await;
+                });
+            }
+        });
+        Ok(FlakyProxy { addr, shared, task })
+    }
+
+    /// Where the proxy listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port>/`.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// What the proxy did so far.
+    pub fn stats(&self) -> ProxyStats {
+        let c = &self.shared.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::SeqCst);
+        ProxyStats {
+            requests: l(&c.requests),
+            forwarded: l(&c.forwarded),
+            server_errors: l(&c.server_errors),
+            resets_before: l(&c.resets_before),
+            resets_after: l(&c.resets_after),
+            too_many_requests: l(&c.too_many_requests),
+            truncated: l(&c.truncated),
+            delayed: l(&c.delayed),
+        }
+    }
+}
+
+impl Drop for FlakyProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How a message body is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+struct Head {
+    raw: Vec<u8>,
+    framing: Framing,
+    /// Request: the method; response: the status code as text.
+    first: String,
+    close: bool,
+}
+
+const MAX_HEAD: usize = 64 * 1024;
+
+/// Reads a message head; `Ok(None)` at a clean EOF before any byte.
+async fn read_head<R: AsyncRead + Unpin>(r: &mut BufReader<R>, request: bool) -> std::io::Result<Option<Head>> {
+    let mut raw = Vec::new();
+    loop {
+        let n = r.read_until(b'\n', &mut raw).await?;
+        if n == 0 {
+            if raw.is_empty() {
+                return Ok(None);
+            }
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "head cut"));
+        }
+        if raw.len() > MAX_HEAD {
+            return Err(std::io::Error::other("head too large"));
+        }
+        if raw.ends_with(b"\r\n\r\n") || raw.ends_with(b"\n\n") {
+            break;
+        }
+        if raw == b"\r\n" {
+            raw.clear(); // tolerate a stray CRLF between messages
+        }
+    }
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let mut lines = text.lines();
+    let start = lines.next().unwrap_or("");
+    let mut parts = start.split_whitespace();
+    let first = if request {
+        parts.next().unwrap_or("").to_string()
+    } else {
+        parts.nth(1).unwrap_or("").to_string()
+    };
+    let mut framing = if request { Framing::Length(0) } else { Framing::UntilClose };
+    let mut close = false;
+    for l in lines {
+        let Some((k, v)) = l.split_once(':') else { continue };
+        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_ascii_lowercase());
+        if k == "content-length" {
+            if let Ok(n) = v.parse() {
+                if framing != Framing::Chunked {
+                    framing = Framing::Length(n);
+                }
+            }
+        } else if k == "transfer-encoding" && v.contains("chunked") {
+            framing = Framing::Chunked;
+        } else if k == "connection" && v.contains("close") {
+            close = true;
+        }
+    }
+    Ok(Some(Head { raw, framing, first, close }))
+}
+
+/// Copies a body framed by `framing` from `r` to `w` (if given), stopping after
+/// `limit` bytes of the raw stream when set. Returns false if it stopped at `limit`.
+async fn copy_body<R, W>(r: &mut BufReader<R>, mut w: Option<&mut W>, framing: Framing, limit: Option<u64>) -> std::io::Result<bool>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut budget = limit.unwrap_or(u64::MAX);
+    let mut buf = vec![0u8; 64 * 1024];
+    macro_rules! emit {
+        ($bytes:expr) => {{
+            let b: &[u8] = $bytes;
+            let take = (b.len() as u64).min(budget) as usize;
+            if let Some(w) = w.as_mut() {
+                w.write_all(&b[..take]).await?;
+            }
+            budget -= take as u64;
+            if take < b.len() || (budget == 0 && limit.is_some()) {
+                return Ok(false);
+            }
+        }};
+    }
+    match framing {
+        Framing::Length(mut n) => {
+            while n > 0 {
+                let want = (n as usize).min(buf.len());
+                let got = r.read(&mut buf[..want]).await?;
+                if got == 0 {
+                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "body cut"));
+                }
+                emit!(&buf[..got]);
+                n -= got as u64;
+            }
+        }
+        Framing::UntilClose => loop {
+            let got = r.read(&mut buf).await?;
+            if got == 0 {
+                break;
+            }
+            emit!(&buf[..got]);
+        },
+        Framing::Chunked => loop {
+            let mut line = Vec::new();
+            r.read_until(b'\n', &mut line).await?;
+            if line.is_empty() {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "chunk cut"));
+            }
+            emit!(&line);
+            let size_txt = String::from_utf8_lossy(&line);
+            let size = u64::from_str_radix(size_txt.trim().split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| std::io::Error::other("bad chunk size"))?;
+            if size == 0 {
+                // Trailers up to the empty line.
+                loop {
+                    let mut t = Vec::new();
+                    r.read_until(b'\n', &mut t).await?;
+                    if t.is_empty() {
+                        return Ok(true);
+                    }
+                    emit!(&t);
+                    if t == b"\r\n" || t == b"\n" {
+                        return Ok(true);
+                    }
+                }
+            }
+            let mut left = size + 2; // data + CRLF
+            while left > 0 {
+                let want = (left as usize).min(buf.len());
+                let got = r.read(&mut buf[..want]).await?;
+                if got == 0 {
+                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "chunk cut"));
+                }
+                emit!(&buf[..got]);
+                left -= got as u64;
+            }
+        },
+    }
+    Ok(true)
+}
+
+fn reset(stream: TcpStream) {
+    // SO_LINGER 0: the close sends RST instead of FIN. (Deprecated because a non-zero
+    // linger blocks on drop; a zero linger never does.)
+    #[allow(deprecated)]
+    let _ = stream.set_linger(Some(Duration::ZERO));
+    drop(stream);
+}
+
+async fn serve(client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
+    let _ = client.set_nodelay(true);
+    let (cr, mut cw) = client.into_split();
+    let mut cr = BufReader::with_capacity(64 * 1024, cr);
+    let mut upstream: Option<(BufReader<tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf)> = None;
+    let c = &s.counters;
+    loop {
+        let Some(req) = read_head(&mut cr, true).await? else { return Ok(()) };
+        let (fault, slow) = s.draw();
+        if slow {
+            c.delayed.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(s.plan.latency).await;
+        }
+        match fault {
+            Fault::ResetBefore => {
+                c.resets_before.fetch_add(1, Ordering::SeqCst);
+                let client = cr.into_inner().reunite(cw).map_err(|e| std::io::Error::other(e.to_string()))?;
+                reset(client);
+                return Ok(());
+            }
+            Fault::ServerError(_) | Fault::TooMany => {
+                // Swallow the request body, answer, close.
+                copy_body::<_, tokio::net::tcp::OwnedWriteHalf>(&mut cr, None, req.framing, None).await?;
+                let (status, extra) = if fault == Fault::TooMany {
+                    c.too_many_requests.fetch_add(1, Ordering::SeqCst);
+                    ("429 Too Many Requests".to_string(), format!("Retry-After: {}\r\n", s.plan.retry_after_secs))
+                } else {
+                    c.server_errors.fetch_add(1, Ordering::SeqCst);
+                    let code = if let Fault::ServerError(code) = fault { code } else { 500 };
+                    let text = match code {
+                        500 => "500 Internal Server Error",
+                        502 => "502 Bad Gateway",
+                        _ => "503 Service Unavailable",
+                    };
+                    (text.to_string(), String::new())
+                };
+                let body = "injected by flaky proxy\n";
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\n{extra}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                cw.write_all(resp.as_bytes()).await?;
+                cw.shutdown().await?;
+                return Ok(());
+            }
+            _ => {}
+        }
+        if upstream.is_none() {
+            let up = TcpStream::connect(s.target).await?;
+            let _ = up.set_nodelay(true);
+            let (ur, uw) = up.into_split();
+            upstream = Some((BufReader::with_capacity(64 * 1024, ur), uw));
+        }
+        let Some((ur, uw)) = upstream.as_mut() else { return Ok(()) };
+        c.forwarded.fetch_add(1, Ordering::SeqCst);
+        uw.write_all(&req.raw).await?;
+        copy_body(&mut cr, Some(uw), req.framing, None).await?;
+        uw.flush().await?;
+        let Some(mut resp) = read_head(ur, false).await? else { return Ok(()) };
+        // Skip interim 1xx answers (relay them).
+        while resp.first.starts_with('1') {
+            cw.write_all(&resp.raw).await?;
+            let Some(r) = read_head(ur, false).await? else { return Ok(()) };
+            resp = r;
+        }
+        let no_body = req.first.eq_ignore_ascii_case("HEAD") || resp.first == "204" || resp.first == "304";
+        let framing = if no_body { Framing::Length(0) } else { resp.framing };
+        match fault {
+            Fault::ResetAfter => {
+                c.resets_after.fetch_add(1, Ordering::SeqCst);
+                let client = cr.into_inner().reunite(cw).map_err(|e| std::io::Error::other(e.to_string()))?;
+                reset(client);
+                return Ok(());
+            }
+            Fault::Truncate => {
+                c.truncated.fetch_add(1, Ordering::SeqCst);
+                cw.write_all(&resp.raw).await?;
+                let cut = match framing {
+                    Framing::Length(n) => n / 2,
+                    _ => 16,
+                };
+                copy_body(ur, Some(&mut cw), framing, Some(cut)).await?;
+                cw.flush().await?;
+                let client = cr.into_inner().reunite(cw).map_err(|e| std::io::Error::other(e.to_string()))?;
+                reset(client);
+                return Ok(());
+            }
+            _ => {}
+        }
+        cw.write_all(&resp.raw).await?;
+        copy_body(ur, Some(&mut cw), framing, None).await?;
+        cw.flush().await?;
+        if resp.close || req.close || framing == Framing::UntilClose {
+            cw.shutdown().await?;
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny origin that answers every request with its body length and a fixed body.
+    async fn origin() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = l.accept().await else { continue };
+                tokio::spawn(async move {
+                    let (r, mut w) = sock.into_split();
+                    let mut r = BufReader::new(r);
+                    while let Ok(Some(h)) = read_head(&mut r, true).await {
+                        let mut body = Vec::new();
+                        if copy_body(&mut r, Some(&mut body), h.framing, None).await.is_err() {
+                            return;
+                        }
+                        let text = format!("got {} bytes {}", body.len(), "x".repeat(1000));
+                        let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}", text.len());
+                        if w.write_all(resp.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        a
+    }
+
+    async fn roundtrip(proxy: SocketAddr, body: &[u8]) -> std::io::Result<(String, Vec<u8>)> {
+        let mut s = TcpStream::connect(proxy).await?;
+        let req = format!("PUT /x HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n", body.len());
+        s.write_all(req.as_bytes()).await?;
+        s.write_all(body).await?;
+        let mut r = BufReader::new(s);
+        let h = read_head(&mut r, false).await?.ok_or_else(|| std::io::Error::other("no answer"))?;
+        let mut out = Vec::new();
+        copy_body::<_, Vec<u8>>(&mut r, Some(&mut out), h.framing, None).await?;
+        Ok((h.first, out))
+    }
+
+    #[tokio::test]
+    async fn transparent_when_no_faults() {
+        let o = origin().await;
+        let p = FlakyProxy::start(o, FaultPlan::none()).await.unwrap();
+        let (status, body) = roundtrip(p.addr(), &[7u8; 100_000]).await.unwrap();
+        assert_eq!(status, "200");
+        assert!(String::from_utf8_lossy(&body).starts_with("got 100000 bytes"));
+        assert_eq!(p.stats().forwarded, 1);
+    }
+
+    #[tokio::test]
+    async fn every_fault_shows_up_and_the_schedule_replays() {
+        let o = origin().await;
+        let mut outcomes = Vec::new();
+        for _ in 0..2 {
+            let p = FlakyProxy::start(o, FaultPlan::chaos(7)).await.unwrap();
+            let mut seen = Vec::new();
+            for _ in 0..300 {
+                let r = roundtrip(p.addr(), b"hello").await;
+                seen.push(match r {
+                    Ok((s, b)) if s == "200" && b.len() > 1000 => "ok".to_string(),
+                    Ok((s, _)) => s,
+                    Err(_) => "err".to_string(),
+                });
+            }
+            let st = p.stats();
+            assert!(st.server_errors > 0 && st.too_many_requests > 0 && st.truncated > 0, "{st:?}");
+            assert!(st.resets_before > 0 && st.resets_after > 0 && st.delayed > 0, "{st:?}");
+            assert!(seen.iter().any(|s| s == "429") && seen.iter().any(|s| s == "err"));
+            outcomes.push(seen);
+        }
+        assert_eq!(outcomes[0], outcomes[1], "same seed, same schedule");
+    }
+}
