@@ -226,5 +226,25 @@ pub fn merge(
     local: &Snapshot,
     remote: &Snapshot,
 ) -> Result<MergeOutcome, MergeError> {
-    engine::merge(base, local, remote)
+    engine::merge(
+        base.map(engine::Input::Borrowed),
+        engine::Input::Borrowed(local),
+        engine::Input::Borrowed(remote),
+    )
+}
+
+/// [`merge`] for snapshots the caller no longer needs: the same result, but rows are
+/// moved into the merged snapshot rather than copied, and input rows are freed as the
+/// merge walks past them. Use it when the inputs are large (it saves a full copy of
+/// the vault in memory and most of the time).
+pub fn merge_owned(
+    base: Option<Snapshot>,
+    local: Snapshot,
+    remote: Snapshot,
+) -> Result<MergeOutcome, MergeError> {
+    engine::merge(
+        base.map(engine::Input::Owned),
+        engine::Input::Owned(local),
+        engine::Input::Owned(remote),
+    )
 }

@@ -67,10 +67,10 @@ impl Projection {
         }
     }
 
-    /// The row seen through the merged columns.
-    pub(crate) fn apply<'a>(&self, row: &'a Row) -> Cow<'a, Row> {
+    /// The row seen through the merged columns (moved through when the columns match).
+    pub(crate) fn project<'a>(&self, row: Cow<'a, Row>) -> Cow<'a, Row> {
         match self {
-            Projection::Identity => Cow::Borrowed(row),
+            Projection::Identity => row,
             Projection::Map(map) => Cow::Owned(Row(map
                 .iter()
                 .map(|i| i.and_then(|i| row.0.get(i)).cloned().unwrap_or(Value::Null))

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use common::*;
 use proptest::prelude::*;
-use syncfabric_merge::{merge, MergeOutcome, Row, RowKey, Snapshot, Table, Value};
+use syncfabric_merge::{merge, merge_owned, MergeOutcome, Row, RowKey, Snapshot, Table, Value};
 
 const T0: i64 = 1_600_000_000;
 const ITEMS: [&str; 4] = [

@@ -48,6 +48,12 @@ fn both_ways(b: Option<&Snapshot>, l: &Snapshot, r: &Snapshot) -> syncfabric_mer
     let out = merge(b, l, r).unwrap();
     let rev = merge(b, r, l).unwrap();
     assert_eq!(out.merged, rev.merged, "merge is not symmetric");
+    let owned = syncfabric_merge::merge_owned(b.cloned(), l.clone(), r.clone()).unwrap();
+    assert_eq!(owned.merged, out.merged);
+    assert_eq!(owned.to_local, out.to_local);
+    assert_eq!(owned.to_remote, out.to_remote);
+    assert_eq!(owned.conflicts, out.conflicts);
+    assert_eq!(owned.report, out.report);
     out
 }
 
