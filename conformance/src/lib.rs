@@ -5,7 +5,7 @@
 //!
 //! ## A guide for provider authors
 //!
-//! **1. Implement [`Storage`](syncfabric_core::Storage)** for your backend. Read each
+//! **1. Implement [`Storage`]** for your backend. Read each
 //! method's docs in `syncfabric_core` — they are the contract. The points people get
 //! wrong: versions must change on *every* write (two same-size writes in one second
 //! too); a precondition you cannot honour is refused with `Error::Unsupported`, never

@@ -15,6 +15,19 @@
 //! * failures are one [`Error`] enum whose variants the engine acts on
 //!   ([`Error::is_retryable`]).
 //!
+//! Around the trait, the machinery every provider and the engine share:
+//!
+//! | module | what it gives |
+//! | --- | --- |
+//! | [`retry`] | backoff with jitter, `Retry-After` in both forms, one [`retry::Pacer`] per account, [`retry::RetryingStorage`] |
+//! | [`probe`] | the honesty probe: test precondition claims on this connection, [`probe::ProbedStorage`] downgrades them |
+//! | [`lock`] | the lease lock for storages without truthful compare-and-swap |
+//! | [`watch`] | change feeds: [`Storage::watch`], or polling with [`watch::watch_or_poll`] |
+//! | [`registry`] | open a storage from a URL (`folder:///…`, `webdav+https://…`) by scheme |
+//! | [`auth`] | [`auth::TokenStore`] and the redacting [`auth::SecretToken`] |
+//!
+//! A new provider implements [`Storage`] and runs the `syncfabric-conformance` suite.
+//!
 //! ```
 //! use syncfabric_core::{RemotePath, Precondition};
 //! let p = RemotePath::parse("vaults/primary/vault.enpassdb").unwrap();

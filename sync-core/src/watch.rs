@@ -1,6 +1,6 @@
 //! Change feeds: being told when someone else changed a folder.
 //!
-//! [`Storage::watch`](crate::Storage::watch) returns a [`ChangeStream`] of [`Change`]s
+//! [`Storage::watch`] returns a [`ChangeStream`] of [`Change`]s
 //! for the direct children of one folder. Providers with a native feed (inotify/FSEvents
 //! for folders, Graph delta, Drive changes, Dropbox longpoll) implement `watch`; every
 //! other provider leaves the default, which returns [`Error::Unsupported`], and callers
