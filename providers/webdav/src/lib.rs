@@ -132,11 +132,15 @@ impl Traits {
             // ETag from inode, whole-second mtime and size: not strong.
             Profile::Lighttpd => Traits { trust_etag: false, ..base },
             // ETag from mtime and size; PUT ignores the conditions and writes in place.
+            // MOVE (golang.org/x/net/webdav) stats the destination, then renames: with
+            // `Overwrite: F` two clients can both succeed, so IfAbsent is not atomic
+            // either; with `Overwrite: T` it removes the destination before renaming.
             Profile::Rclone => Traits {
                 trust_etag: false,
                 server_if_match: false,
                 server_if_none_match: false,
                 temp_then_move: true,
+                move_no_overwrite: false,
                 ..base
             },
         }
@@ -704,7 +708,16 @@ impl WebDavStorage {
                 return Err(Error::transient(format!("{what}: uploaded temporary file is incomplete")));
             }
             let overwrite = !matches!(pre, Precondition::IfAbsent);
-            let resp = self.move_to(&tmp_url, &target, overwrite, &what).await?;
+            let mut resp = self.move_to(&tmp_url, &target, overwrite, &what).await?;
+            for _ in 0..3 {
+                // rclone answers 404 when a concurrent MOVE removed the destination
+                // between its checks; the temporary file is still there: try again.
+                if resp.status() != StatusCode::NOT_FOUND || !matches!(self.propfind(&tmp, false, "0").await, Ok(Some(_))) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                resp = self.move_to(&tmp_url, &target, overwrite, &what).await?;
+            }
             if !resp.status().is_success() {
                 self.delete_url(&tmp_url, &what).await;
             }
@@ -1061,7 +1074,7 @@ impl Storage for WebDavStorage {
         let what = path.to_string();
         let if_match = match &pre {
             Precondition::IfMatch(v) => self.if_match_header(path, v).await?,
-            Precondition::IfAbsent if !t.server_if_none_match && !t.temp_then_move => {
+            Precondition::IfAbsent if !t.server_if_none_match && !(t.temp_then_move && t.move_no_overwrite) => {
                 // Checked, not atomic (the capability says `if_absent: false`).
                 if self.propfind(path, false, "0").await?.is_some() {
                     return Err(Error::AlreadyExists { path: what });
