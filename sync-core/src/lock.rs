@@ -14,7 +14,9 @@
 //!   `Entry::modified` comes from the server (the lock's modification time plus its
 //!   lease length is compared with the server's "now", learnt by writing a tiny clock
 //!   file), and in any case when the lock's version has not changed for one lease
-//!   length as measured by this process's monotonic clock. An expired lock is taken
+//!   length as measured by this process's monotonic clock (where the server clock
+//!   told the lock's age when first seen, that age counts towards the lease). The
+//!   server clock is asked once per lock version seen, not on every look. An expired lock is taken
 //!   over with `IfMatch` on its version where that is honest, else deleted and
 //!   acquired afresh.
 //! * **Refresh.** While held, a background task rewrites the lock every
@@ -257,7 +259,7 @@ impl LeaseLock {
         };
         let deadline = Instant::now() + opts.acquire_timeout;
         // The version of a foreign lock and when we first saw it (monotonic clock).
-        let mut seen: Option<(Option<Version>, Instant)> = None;
+        let mut seen: Option<(Option<Version>, Instant, Duration)> = None;
         loop {
             if let Some(version) =
                 Self::try_once(storage.as_ref(), dir, &path, &info, &caps, &opts, &mut seen).await?
@@ -295,7 +297,7 @@ impl LeaseLock {
         info: &LockInfo,
         caps: &Capabilities,
         opts: &LeaseOptions,
-        seen: &mut Option<(Option<Version>, Instant)>,
+        seen: &mut Option<(Option<Version>, Instant, Duration)>,
     ) -> Result<Option<Version>> {
         let body = || Body::from(info.encode());
         if caps.if_absent {
@@ -375,31 +377,37 @@ impl LeaseLock {
         info: &LockInfo,
         caps: &Capabilities,
         opts: &LeaseOptions,
-        seen: &mut Option<(Option<Version>, Instant)>,
+        seen: &mut Option<(Option<Version>, Instant, Duration)>,
     ) -> Result<bool> {
+        let now = Instant::now();
+        // A lock version we have been watching: expired once it stayed unchanged for
+        // a whole lease (its age as first judged included).
+        if let Some((v, since, ttl)) = seen {
+            if *v == entry.version {
+                return Ok(now.saturating_duration_since(*since) >= *ttl);
+            }
+        }
+        // A new lock version: read its lease length, and judge its age by the
+        // server's clock where the storage stamps modification times itself.
         let ttl = match read_all(storage, &entry.path).await? {
             Some((bytes, _)) => LockInfo::decode(&bytes).map_or(opts.ttl, |i| i.ttl),
             None => return Ok(true),
         };
-        // By the server's clock.
+        let mut age = Duration::ZERO;
         if caps.server_clock {
             if let Some(modified) = entry.modified {
-                if let Some(now) = server_now(storage, dir, &info.holder).await? {
-                    if modified + ttl < now {
+                if let Some(server) = server_now(storage, dir, &info.holder).await? {
+                    age = server.duration_since(modified).unwrap_or(Duration::ZERO);
+                    if age > ttl {
                         return Ok(true);
                     }
                 }
             }
         }
-        // By watching it stay unchanged for a whole lease.
-        let now = Instant::now();
-        match seen {
-            Some((v, since)) if *v == entry.version => Ok(now.duration_since(*since) >= ttl),
-            _ => {
-                *seen = Some((entry.version.clone(), now));
-                Ok(false)
-            }
-        }
+        // `now - age` cannot underflow in practice (age <= ttl); fall back to now.
+        let since = now.checked_sub(age).unwrap_or(now);
+        *seen = Some((entry.version.clone(), since, ttl));
+        Ok(false)
     }
 }
 
@@ -644,6 +652,35 @@ mod tests {
             .map(|e| e.path)
             .collect();
         assert_eq!(names, vec![lock]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn server_clock_credits_the_age_of_a_lock() {
+        let m = MemStore {
+            server_clock: true,
+            ..MemStore::new()
+        };
+        let lock = LeaseLock::path(&dir()).unwrap();
+        let old = LockInfo {
+            holder: "stalled".into(),
+            label: String::new(),
+            ttl: Duration::from_secs(60),
+        };
+        m.files.lock().unwrap().insert(
+            lock.clone(),
+            (
+                old.encode().into(),
+                Version::new("old"),
+                SystemTime::now() - Duration::from_secs(50),
+            ),
+        );
+        let s: Arc<dyn Storage> = Arc::new(m);
+        let start = Instant::now();
+        let b = LeaseLock::acquire(s.clone(), &dir(), opts()).await.unwrap();
+        let waited = Instant::now() - start;
+        assert!(waited >= Duration::from_secs(9), "{waited:?}");
+        assert!(waited < Duration::from_secs(30), "{waited:?}");
+        b.check().await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]
