@@ -92,37 +92,41 @@ pub(crate) fn gcm_decrypt(item_key: &[u8; 44], aad: &[u8], data: &[u8]) -> Optio
 pub(crate) const PAGE_SIZE: usize = 1024;
 const RESERVE: usize = 48; // 16-byte IV + 20-byte HMAC-SHA1, rounded up to the AES block
 
-/// Decrypts page 1 with `key` *without* checking its HMAC and tells whether the result
-/// looks like a SQLite header for SQLCipher 3 (page size 1024, 48 reserved bytes).
+/// Decrypts the first AES block of page 1 (header bytes 16..32) with `key`, *without*
+/// checking the page HMAC, and returns the header's "database size in pages" (bytes
+/// 28..32) when the block looks like a SQLite header for SQLCipher 3 (page size 1024,
+/// write/read version 1 or 2, 48 reserved bytes, payload fractions 64/32/32).
 ///
-/// When SQLCipher refuses page 1, this tells "wrong key" (garbage) from "right key,
-/// damaged page" (header intact, HMAC broken).
-pub(crate) fn page1_header_plausible(page1: &[u8], key: &[u8; 32]) -> bool {
+/// When SQLCipher refuses page 1, this tells "wrong key" (garbage: `None`) from "right
+/// key, damaged page" (header intact, HMAC broken); on a file that opens, it tells
+/// whether pages are missing at the end (truncation at a page boundary).
+pub(crate) fn page1_header(page1: &[u8], key: &[u8; 32]) -> Option<u32> {
     if page1.len() < PAGE_SIZE {
-        return false;
+        return None;
     }
     let iv = &page1[PAGE_SIZE - RESERVE..PAGE_SIZE - RESERVE + 16];
-    // Only the first AES block after the salt is needed: header bytes 16..32.
-    let ct = &page1[16..32];
-    let Ok(mut c) = Crypter::new(Cipher::aes_256_cbc(), Mode::Decrypt, key, Some(iv)) else {
-        return false;
-    };
+    let mut c = Crypter::new(Cipher::aes_256_cbc(), Mode::Decrypt, key, Some(iv)).ok()?;
     c.pad(false);
-    let mut out = [0u8; 32];
-    let Ok(n) = c.update(ct, &mut out) else { return false };
+    let mut out = [0u8; 48];
+    // Two blocks in so that OpenSSL releases the first one whatever its buffering.
+    let n = c.update(&page1[16..48], &mut out).ok()?;
     if n < 16 {
-        return false;
+        return None;
     }
-    // Header offsets 16.. : page size (BE u16) = 1024, write/read version 1 or 2,
-    // reserved bytes = 48, payload fractions 64/32/32.
-    out[0] == 0x04
+    let ok = out[0] == 0x04
         && out[1] == 0x00
         && matches!(out[2], 1 | 2)
         && matches!(out[3], 1 | 2)
         && out[4] == RESERVE as u8
         && out[5] == 64
         && out[6] == 32
-        && out[7] == 32
+        && out[7] == 32;
+    ok.then(|| u32::from_be_bytes([out[12], out[13], out[14], out[15]]))
+}
+
+/// [`page1_header`] is `Some`.
+pub(crate) fn page1_header_plausible(page1: &[u8], key: &[u8; 32]) -> bool {
+    page1_header(page1, key).is_some()
 }
 
 #[cfg(test)]

@@ -124,8 +124,11 @@ impl Vault {
     /// ignored, as Enpass does).
     ///
     /// Derives the key once (PBKDF2, `kdf_iter` rounds), unlocks the database, and
-    /// verifies it: every page's HMAC (`PRAGMA cipher_integrity_check`) and
-    /// `PRAGMA integrity_check`. Nothing is written.
+    /// checks it: every page's HMAC (`PRAGMA cipher_integrity_check`: any flipped byte)
+    /// and the page count in the header against the file size (truncation). The
+    /// b-tree walk of `PRAGMA integrity_check` (several times the cost of listing every
+    /// item) is left to [`Vault::verify`], [`crate::verify_database_file`] and
+    /// [`crate::read_snapshot_file`]. Nothing is written.
     ///
     /// Errors: [`Error::WrongKey`], [`Error::MissingKeyfile`], [`Error::Corrupt`],
     /// [`Error::Unsupported`], [`Error::Io`].
@@ -184,7 +187,7 @@ impl Vault {
     fn open_with(dir: &Path, meta: VaultMeta, key: VaultKey) -> Result<Vault> {
         let path = dir.join(VAULT_DB);
         let conn = db::open_keyed(&path, &key, false)?;
-        db::verify(&conn, &path, true)?;
+        db::verify(&conn, &path, false)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         Ok(Vault { dir: dir.to_owned(), meta, key, conn, device: default_device_name() })
     }
@@ -710,11 +713,11 @@ fn insert_new_item(tx: &Transaction<'_>, new: NewItem, now: i64) -> Result<Strin
         new.icon
     };
     let key = crypto::new_item_key()?;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO item(uuid,created_at,meta_updated_at,field_updated_at,title,subtitle,note,icon,favorite,trashed,archived,deleted,auto_submit,form_data,category,template,wearable,usage_count,last_used,key,extra,updated_at) \
          VALUES(?1,?2,?2,?2,?3,?4,?5,?6,?7,0,0,0,1,'',?8,?9,0,0,0,?10,'',?2)",
-        params![uuid, now, new.title, new.subtitle, new.note.expose(), icon, new.favorite as i64, category, template, &key[..]],
-    )?;
+    )?
+    .execute(params![uuid, now, new.title, new.subtitle, new.note.expose(), icon, new.favorite as i64, category, template, &key[..]])?;
     for f in &fields {
         write_field(tx, &uuid, &key, f)?;
     }
@@ -844,17 +847,17 @@ fn write_field(tx: &Transaction<'_>, uuid: &str, key: &ItemKey, f: &Field) -> Re
     let initial = Zeroizing::new(initial);
     let strength = if encrypted { crate::item::strength(plain) } else { -1 };
     let history = fieldcrypt::encrypt_history(key, uuid, &history_to_plain_json(&f.history))?;
-    let n = tx.execute(
+    let n = tx.prepare_cached(
         "UPDATE itemfield SET label=?3,value=?4,deleted=?5,sensitive=?6,type=?7,updated_at=?8,value_updated_at=?9,orde=?10,history=?11,initial=?12,hash=?13,strength=?14 \
          WHERE item_uuid=?1 AND item_field_uid=?2",
-        params![uuid, f.uid, f.label, stored, f.deleted as i64, f.sensitive as i64, f.kind, f.updated_at, f.value_updated_at, f.order, history, &*initial, hash, strength],
-    )?;
+    )?
+    .execute(params![uuid, f.uid, f.label, stored, f.deleted as i64, f.sensitive as i64, f.kind, f.updated_at, f.value_updated_at, f.order, history, &*initial, hash, strength])?;
     if n == 0 {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO itemfield(item_uuid,item_field_uid,label,value,deleted,sensitive,historical,type,form_id,updated_at,value_updated_at,orde,wearable,history,initial,hash,strength,algo_version,expiry,excluded,pwned_check_time,extra) \
              VALUES(?1,?2,?3,?4,?5,?6,1,?7,'',?8,?9,?10,0,?11,?12,?13,?14,1,0,0,0,'')",
-            params![uuid, f.uid, f.label, stored, f.deleted as i64, f.sensitive as i64, f.kind, f.updated_at, f.value_updated_at, f.order, history, &*initial, hash, strength],
-        )?;
+        )?
+        .execute(params![uuid, f.uid, f.label, stored, f.deleted as i64, f.sensitive as i64, f.kind, f.updated_at, f.value_updated_at, f.order, history, &*initial, hash, strength])?;
     }
     Ok(())
 }
@@ -906,7 +909,7 @@ pub(crate) fn read_items(conn: &Connection, only: Option<&str>) -> Result<Vec<It
     }
     let sql = match only {
         Some(_) => format!("{FIELD_SELECT} WHERE item_uuid=?1 ORDER BY orde, item_field_uid"),
-        None => format!("{FIELD_SELECT} ORDER BY item_uuid, orde, item_field_uid"),
+        None => FIELD_SELECT.to_owned(),
     };
     let mut st = conn.prepare(&sql)?;
     let mut rows = match only {
@@ -939,5 +942,11 @@ pub(crate) fn read_items(conn: &Connection, only: Option<&str>) -> Result<Vec<It
             hash: text_at(r, 11)?,
         });
     }
-    Ok(items.into_iter().map(|(i, _)| i).collect())
+    Ok(items
+        .into_iter()
+        .map(|(mut i, _)| {
+            i.fields.sort_by_key(|f| (f.order, f.uid));
+            i
+        })
+        .collect())
 }
