@@ -20,6 +20,9 @@ pub struct RemoteConfig {
     pub name: String,
     pub vault: PathBuf,
     pub url: String,
+    /// The honesty probe's verdict: "truthful" or "lock" (re-run: `remote probe NAME`).
+    #[serde(default)]
+    pub cas: Option<String>,
 }
 
 /// The whole file.

@@ -5,6 +5,7 @@ use super::{CliResult, Ctx};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use syncfabric::engine::{restore_from_remote, sync_vault, StateDir, SyncOptions};
+use syncfabric::remote::Trust;
 
 #[derive(Subcommand, Debug)]
 pub enum RemoteCmd {
@@ -19,6 +20,11 @@ pub enum RemoteCmd {
     },
     /// List the vault's remotes.
     List,
+    /// Run the honesty probe again: are the remote's conditional writes truthful?
+    Probe {
+        /// The remote's name.
+        name: String,
+    },
     /// Forget a remote (its local sync state is removed; the remote is untouched).
     Rm {
         /// The remote's name.
@@ -65,16 +71,23 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
                 return Err("a remote name uses letters, digits, '-' and '_'".into());
             }
-            syncfabric::remote::open(&url)?;
             if ctx.config.remotes_of(&vault).iter().any(|r| r.name == name) {
                 return Err(format!("remote {name:?} exists already (remove it first)").into());
             }
-            ctx.config.remotes.push(RemoteConfig { name: name.clone(), vault: vault.clone(), url });
+            let rt = runtime()?;
+            let storage = rt.block_on(syncfabric::remote::open(&url))?;
+            let (trust, report) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
+            ctx.config.remotes.push(RemoteConfig {
+                name: name.clone(),
+                vault: vault.clone(),
+                url,
+                cas: Some(trust.as_str().to_string()),
+            });
             ctx.config.save(&ctx.config_path)?;
             if ctx.json {
-                ctx.print_json(&serde_json::json!({ "added": name }));
+                ctx.print_json(&serde_json::json!({ "added": name, "cas": trust.as_str(), "probe": report.summary() }));
             } else {
-                println!("added remote {name}; run `syncfabric sync` to sync");
+                println!("added remote {name} (conditional writes: {}); run `syncfabric sync` to sync", trust.as_str());
             }
         }
         RemoteCmd::List => {
@@ -85,6 +98,21 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
                 for r in rs {
                     println!("{:<12} {}", r.name, r.url);
                 }
+            }
+        }
+        RemoteCmd::Probe { name } => {
+            let rt = runtime()?;
+            let Some(r) = ctx.config.remotes.iter_mut().find(|r| r.name == name && canonical(&r.vault) == vault) else {
+                return Err(format!("no remote {name:?} for this vault").into());
+            };
+            let storage = rt.block_on(syncfabric::remote::open(&r.url))?;
+            let (trust, report) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
+            r.cas = Some(trust.as_str().to_string());
+            ctx.config.save(&ctx.config_path)?;
+            if ctx.json {
+                ctx.print_json(&serde_json::json!({ "remote": name, "cas": trust.as_str(), "probe": report.summary() }));
+            } else {
+                println!("{name}: {}", report.summary());
             }
         }
         RemoteCmd::Rm { name } => {
@@ -122,7 +150,12 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
     let rt = runtime()?;
     let mut out = Vec::new();
     for r in remotes {
-        let storage = syncfabric::remote::open(&r.url)?;
+        let storage = rt.block_on(syncfabric::remote::open(&r.url))?;
+        let trust = match r.cas.as_deref().and_then(Trust::parse) {
+            Some(t) => t,
+            None => rt.block_on(syncfabric::remote::probe(storage.as_ref()))?.0,
+        };
+        let storage = syncfabric::remote::wrap(storage, trust);
         let state = state_dir(&dir, &r.name)?;
         let report = rt.block_on(sync_vault(&mut vault, &storage, &state, &opts))?;
         if ctx.json {
@@ -176,8 +209,8 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
     if dest.join("vault.json").exists() {
         return Err(format!("{} already holds a vault; restore into an empty folder", dest.display()).into());
     }
-    let storage = syncfabric::remote::open(&args.url)?;
     let rt = runtime()?;
+    let storage = rt.block_on(syncfabric::remote::open(&args.url))?;
     let uuid = match args.uuid {
         Some(u) => u,
         None => {
@@ -203,7 +236,13 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
     let vault = rt.block_on(restore_from_remote(storage.as_ref(), &uuid, &dest, &state, &pw, kf.as_ref()))?;
     let vdir = canonical(vault.dir());
     if !ctx.config.remotes_of(&vdir).iter().any(|r| r.name == args.name) {
-        ctx.config.remotes.push(RemoteConfig { name: args.name.clone(), vault: vdir, url: args.url.clone() });
+        let (trust, _) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
+        ctx.config.remotes.push(RemoteConfig {
+            name: args.name.clone(),
+            vault: vdir,
+            url: args.url.clone(),
+            cas: Some(trust.as_str().to_string()),
+        });
         ctx.config.save(&ctx.config_path)?;
     }
     if ctx.json {
