@@ -141,13 +141,13 @@ pub fn base(items: usize, fields: usize) -> Snapshot {
     s
 }
 
-/// `base` with every `every`-th item (from `offset`) edited on this side at time `at`:
-/// title changed, field 1 (the password) changed with its old value moved to history.
-pub fn edited(base: &Snapshot, every: usize, offset: usize, tag: &str, at: i64) -> Snapshot {
+/// `base` with the items `pick` selects edited on this side at time `at`: title
+/// changed, field 1 (the password) changed with its old value moved to history.
+pub fn edited(base: &Snapshot, pick: impl Fn(usize) -> bool, tag: &str, at: i64) -> Snapshot {
     let mut s = base.clone();
     let items = s.tables["item"].rows.len();
     let it = s.tables.get_mut("item").expect("item table");
-    for n in (offset..items).step_by(every) {
+    for n in (0..items).filter(|&n| pick(n)) {
         if let Some(row) = it.rows.get_mut(&RowKey(vec![t(uuid(n))])) {
             row.0[4] = t(format!("Item {n} ({tag})"));
             row.0[2] = i(at);
@@ -156,7 +156,7 @@ pub fn edited(base: &Snapshot, every: usize, offset: usize, tag: &str, at: i64) 
         }
     }
     let ft = s.tables.get_mut("itemfield").expect("itemfield table");
-    for n in (offset..items).step_by(every) {
+    for n in (0..items).filter(|&n| pick(n)) {
         if let Some(row) = ft.rows.get_mut(&RowKey(vec![t(uuid(n)), i(11)])) {
             let old = row.0[3].as_str().unwrap_or_default().to_owned();
             let value = format!("{tag}-{n}");
@@ -170,25 +170,15 @@ pub fn edited(base: &Snapshot, every: usize, offset: usize, tag: &str, at: i64) 
     s
 }
 
-/// (base, local, remote): 10% of the items edited on each side, 1% on both.
+/// (base, local, remote): 10% of the items edited on each side, 1% of them on both.
 pub fn scenario(items: usize, fields: usize) -> (Snapshot, Snapshot, Snapshot) {
     let b = base(items, fields);
-    let l = edited(&b, 10, 0, "local", T0 + 100);
-    let r = edited(&b, 10, 5, "remote", T0 + 200);
-    let r = {
-        // Overlap: every 100th item is also edited on the remote.
-        let mut r = r;
-        let both = edited(&b, 100, 0, "remote", T0 + 200);
-        for name in ["item", "itemfield"] {
-            let src = &both.tables[name];
-            let dst = r.tables.get_mut(name).expect("table");
-            for (k, row) in &src.rows {
-                if b.tables[name].rows.get(k) != Some(row) {
-                    dst.rows.insert(k.clone(), row.clone());
-                }
-            }
-        }
-        r
-    };
+    let l = edited(&b, |n| n % 10 == 0, "local", T0 + 100);
+    let r = edited(
+        &b,
+        |n| (n % 10 == 5 && n % 100 != 5) || n % 100 == 0,
+        "remote",
+        T0 + 200,
+    );
     (b, l, r)
 }
