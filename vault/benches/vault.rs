@@ -21,9 +21,24 @@ fn kdf(c: &mut Criterion) {
 fn open_list(c: &mut Criterion) {
     let td = tempfile::tempdir().unwrap();
     let dir = td.path().join("v");
-    let mut v = Vault::create(&dir, &Secret::new("pw"), &CreateOptions { kdf_iter: 1000, ..Default::default() }).unwrap();
+    let mut v = Vault::create(
+        &dir,
+        &Secret::new("pw"),
+        &CreateOptions {
+            kdf_iter: 1000,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let items: Vec<NewItem> = (0..10_000)
-        .map(|i| NewItem::login(&format!("Item {i}"), &format!("user{i}"), Secret::new(format!("pw-{i}-xyz")), &format!("https://site{i}.example/")))
+        .map(|i| {
+            NewItem::login(
+                &format!("Item {i}"),
+                &format!("user{i}"),
+                Secret::new(format!("pw-{i}-xyz")),
+                &format!("https://site{i}.example/"),
+            )
+        })
         .collect();
     v.add_items(items).unwrap();
     let key = v.key().clone();
@@ -38,7 +53,9 @@ fn open_list(c: &mut Criterion) {
         })
     });
     let v = Vault::open_with_key(&dir, key.clone()).unwrap();
-    g.bench_function("list_only", |b| b.iter(|| black_box(v.items().unwrap().len())));
+    g.bench_function("list_only", |b| {
+        b.iter(|| black_box(v.items().unwrap().len()))
+    });
     g.bench_function("snapshot", |b| b.iter(|| black_box(v.snapshot().unwrap())));
     g.finish();
 }

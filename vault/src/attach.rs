@@ -66,7 +66,10 @@ pub struct AttachmentReader {
 }
 
 enum Inner {
-    Inline { data: Zeroizing<Vec<u8>>, pos: usize },
+    Inline {
+        data: Zeroizing<Vec<u8>>,
+        pos: usize,
+    },
     File(Box<FileReader>),
 }
 
@@ -116,16 +119,33 @@ impl FileReader {
                 self.done = true;
                 let got = hex::encode(std::mem::take(&mut self.sha1).finish());
                 if self.total != self.want_size || got != self.want_sha1 {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "attachment content does not match its recorded size/SHA-1"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "attachment content does not match its recorded size/SHA-1",
+                    ));
                 }
                 return Ok(0);
             }
             let data: Option<Vec<u8>> = self
                 .conn
-                .query_row("SELECT data FROM chunk WHERE idx=?1", [self.next_idx], |r| r.get(0))
+                .query_row(
+                    "SELECT data FROM chunk WHERE idx=?1",
+                    [self.next_idx],
+                    |r| r.get(0),
+                )
                 .optional()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("attachment chunk {}: {e}", self.next_idx)))?;
-            let data = data.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("attachment chunk {} is missing", self.next_idx)))?;
+                .map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("attachment chunk {}: {e}", self.next_idx),
+                    )
+                })?;
+            let data = data.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("attachment chunk {} is missing", self.next_idx),
+                )
+            })?;
             self.sha1.update(&data);
             self.total += data.len() as u64;
             self.buf = Zeroizing::new(data);
@@ -162,7 +182,9 @@ impl Vault {
     pub fn attachments(&self, item_uuid: Option<&str>) -> Result<Vec<Attachment>> {
         let sql = "SELECT uuid,item_uuid,name,mime,size,deleted,created_at,updated_at,password IS NULL OR length(password)=0 FROM attachment";
         let mut st = match item_uuid {
-            Some(_) => self.conn.prepare(&format!("{sql} WHERE item_uuid=?1 ORDER BY rowid"))?,
+            Some(_) => self
+                .conn
+                .prepare(&format!("{sql} WHERE item_uuid=?1 ORDER BY rowid"))?,
             None => self.conn.prepare(&format!("{sql} ORDER BY rowid"))?,
         };
         let map = |r: &rusqlite::Row<'_>| {
@@ -179,8 +201,12 @@ impl Vault {
             })
         };
         let rows = match item_uuid {
-            Some(u) => st.query_map([u], map)?.collect::<rusqlite::Result<Vec<_>>>()?,
-            None => st.query_map([], map)?.collect::<rusqlite::Result<Vec<_>>>()?,
+            Some(u) => st
+                .query_map([u], map)?
+                .collect::<rusqlite::Result<Vec<_>>>()?,
+            None => st
+                .query_map([], map)?
+                .collect::<rusqlite::Result<Vec<_>>>()?,
         };
         Ok(rows)
     }
@@ -191,24 +217,34 @@ impl Vault {
     /// key, then the `attachment` row is inserted. Memory use is one chunk (1 MiB).
     ///
     /// Errors: [`Error::NotFound`] (item), [`Error::Io`] (reading `content` or writing).
-    pub fn add_attachment(&mut self, item_uuid: &str, name: &str, mime: &str, content: &mut dyn Read) -> Result<Attachment> {
+    pub fn add_attachment(
+        &mut self,
+        item_uuid: &str,
+        name: &str,
+        mime: &str,
+        content: &mut dyn Read,
+    ) -> Result<Attachment> {
         self.require_live("item", item_uuid)?;
         let uuid = crypto::new_uuid()?;
         let now = now();
         let mut first = Zeroizing::new(vec![0u8; INLINE_MAX + 1]);
         let n = read_full(content, &mut first).map_err(|e| Error::io(name, e))?;
         first.truncate(n);
-        type Stored = (u64, Option<Zeroizing<[u8; 32]>>, Option<Zeroizing<Vec<u8>>>, Option<PathBuf>);
-        let (size, password, data, file): Stored =
-            if n <= INLINE_MAX {
-                (n as u64, None, Some(first), None)
-            } else {
-                let mut key = Zeroizing::new([0u8; 32]);
-                crypto::random_bytes(&mut key[..])?;
-                let path = self.attachment_path(&uuid);
-                let size = write_attach_file(&path, &uuid, &key, &first, content)?;
-                (size, Some(key), None, Some(path))
-            };
+        type Stored = (
+            u64,
+            Option<Zeroizing<[u8; 32]>>,
+            Option<Zeroizing<Vec<u8>>>,
+            Option<PathBuf>,
+        );
+        let (size, password, data, file): Stored = if n <= INLINE_MAX {
+            (n as u64, None, Some(first), None)
+        } else {
+            let mut key = Zeroizing::new([0u8; 32]);
+            crypto::random_bytes(&mut key[..])?;
+            let path = self.attachment_path(&uuid);
+            let size = write_attach_file(&path, &uuid, &key, &first, content)?;
+            (size, Some(key), None, Some(path))
+        };
         let res = self.conn.execute(
             "INSERT INTO attachment(uuid,item_uuid,name,size,orde,mime,updated_at,created_at,deleted,internal,password,data,extra) \
              VALUES(?1,?2,?3,?4,0,?5,?6,?6,0,0,?7,?8,'')",
@@ -241,18 +277,28 @@ impl Vault {
         type KeyAndData = (Option<Vec<u8>>, Option<Vec<u8>>);
         let row: Option<KeyAndData> = self
             .conn
-            .query_row("SELECT password, data FROM attachment WHERE uuid=?1", [uuid], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(
+                "SELECT password, data FROM attachment WHERE uuid=?1",
+                [uuid],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()?;
         let (password, data) = row.ok_or_else(|| Error::NotFound(format!("attachment {uuid}")))?;
         let password = password.map(Zeroizing::new);
         match password {
             Some(pw) if !pw.is_empty() => {
                 if pw.len() != 32 {
-                    return Err(Error::Corrupt(format!("attachment {uuid}: key is {} bytes, not 32", pw.len())));
+                    return Err(Error::Corrupt(format!(
+                        "attachment {uuid}: key is {} bytes, not 32",
+                        pw.len()
+                    )));
                 }
                 let path = self.attachment_path(uuid);
                 if !path.exists() {
-                    return Err(Error::NotFound(format!("attachment file {}", path.display())));
+                    return Err(Error::NotFound(format!(
+                        "attachment file {}",
+                        path.display()
+                    )));
                 }
                 let mut k = [0u8; 32];
                 k.copy_from_slice(&pw);
@@ -260,16 +306,25 @@ impl Vault {
                 k.iter_mut().for_each(|b| *b = 0);
                 let conn = db::open_keyed(&path, &key, true)?;
                 let info = |k: &str| -> Result<String> {
-                    conn.query_row("SELECT value FROM info WHERE key=?1", [k], |r| text_at(r, 0))
-                        .optional()
-                        .map_err(|e| db::corrupt_or_db(&path, e))?
-                        .ok_or_else(|| Error::Corrupt(format!("{}: no '{k}' record", path.display())))
+                    conn.query_row("SELECT value FROM info WHERE key=?1", [k], |r| {
+                        text_at(r, 0)
+                    })
+                    .optional()
+                    .map_err(|e| db::corrupt_or_db(&path, e))?
+                    .ok_or_else(|| Error::Corrupt(format!("{}: no '{k}' record", path.display())))
                 };
                 if info("format")? != FORMAT {
-                    return Err(Error::Unsupported(format!("{}: unknown attachment layout", path.display())));
+                    return Err(Error::Unsupported(format!(
+                        "{}: unknown attachment layout",
+                        path.display()
+                    )));
                 }
-                let want_size = info("size")?.parse().map_err(|_| Error::Corrupt("attachment size".into()))?;
-                let chunks = info("chunks")?.parse().map_err(|_| Error::Corrupt("attachment chunk count".into()))?;
+                let want_size = info("size")?
+                    .parse()
+                    .map_err(|_| Error::Corrupt("attachment size".into()))?;
+                let chunks = info("chunks")?
+                    .parse()
+                    .map_err(|_| Error::Corrupt("attachment chunk count".into()))?;
                 let want_sha1 = info("sha1")?;
                 Ok(AttachmentReader {
                     inner: Inner::File(Box::new(FileReader {
@@ -286,7 +341,12 @@ impl Vault {
                     })),
                 })
             }
-            _ => Ok(AttachmentReader { inner: Inner::Inline { data: Zeroizing::new(data.unwrap_or_default()), pos: 0 } }),
+            _ => Ok(AttachmentReader {
+                inner: Inner::Inline {
+                    data: Zeroizing::new(data.unwrap_or_default()),
+                    pos: 0,
+                },
+            }),
         }
     }
 
@@ -317,7 +377,9 @@ impl Vault {
         for e in rd {
             let e = e.map_err(|e| Error::io(&self.dir, e))?;
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(uuid) = name.strip_suffix(".enpassattach") else { continue };
+            let Some(uuid) = name.strip_suffix(".enpassattach") else {
+                continue;
+            };
             let live: i64 = self.conn.query_row(
                 "SELECT count(*) FROM attachment WHERE uuid=?1 AND ifnull(deleted,0)=0",
                 [uuid],
@@ -334,7 +396,13 @@ impl Vault {
 
 /// Writes a new `.enpassattach` at `path` (via a temp file): `first` then the rest of
 /// `rest`, in 1 MiB chunks. Returns the content size.
-fn write_attach_file(path: &std::path::Path, uuid: &str, key: &[u8; 32], first: &[u8], rest: &mut dyn Read) -> Result<u64> {
+fn write_attach_file(
+    path: &std::path::Path,
+    uuid: &str,
+    key: &[u8; 32],
+    first: &[u8],
+    rest: &mut dyn Read,
+) -> Result<u64> {
     let tmp = fsutil::temp_sibling(path, "new")?;
     let res = (|| -> Result<u64> {
         let mut salt = [0u8; 16];

@@ -37,7 +37,14 @@ pub(crate) fn new_uuid() -> Result<String> {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
-    Ok(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
 }
 
 /// The 16 raw bytes of a uuid (dashes removed, hex-decoded): the AAD of field values.
@@ -71,7 +78,11 @@ pub(crate) fn gcm_encrypt(item_key: &[u8; 44], aad: &[u8], plaintext: &[u8]) -> 
 }
 
 /// AES-256-GCM decrypt of ciphertext ‖ tag; `None` when the tag does not verify.
-pub(crate) fn gcm_decrypt(item_key: &[u8; 44], aad: &[u8], data: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+pub(crate) fn gcm_decrypt(
+    item_key: &[u8; 44],
+    aad: &[u8],
+    data: &[u8],
+) -> Option<Zeroizing<Vec<u8>>> {
     if data.len() < 16 {
         return None;
     }
@@ -158,10 +169,15 @@ mod tests {
 mod probe_tests {
     #[test]
     fn page1_probe_on_real_vault() {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/enpass-2020/vault.enpassdb");
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/testdata/enpass-2020/vault.enpassdb");
         let Ok(bytes) = std::fs::read(&p) else { return };
         let mut key = [0u8; 32];
-        hex::decode_to_slice("fee57a6b3e0514915621bd51b022807b85dc325e3f4be3542300d13657c06b0d", &mut key).unwrap();
+        hex::decode_to_slice(
+            "fee57a6b3e0514915621bd51b022807b85dc325e3f4be3542300d13657c06b0d",
+            &mut key,
+        )
+        .unwrap();
         assert!(super::page1_header_plausible(&bytes[..1024], &key));
         assert!(!super::page1_header_plausible(&bytes[..1024], &[1u8; 32]));
     }

@@ -49,11 +49,16 @@ pub(crate) fn open_keyed(path: &Path, key: &VaultKey, read_only: bool) -> Result
     };
     let conn = Connection::open_with_flags(path, flags)?;
     apply_key(&conn, &key.pragma_key())?;
-    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
+    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
         Ok(_) => {
             // Truncation at a page boundary leaves every remaining page valid: compare
             // the header's page count with the file's.
-            let file_pages = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len() / PAGE_SIZE as u64;
+            let file_pages = std::fs::metadata(path)
+                .map_err(|e| Error::io(path, e))?
+                .len()
+                / PAGE_SIZE as u64;
             if let Some(hdr_pages) = crypto::page1_header(&page1, key.expose_raw()) {
                 if u64::from(hdr_pages) > file_pages {
                     return Err(Error::Corrupt(format!(
@@ -66,7 +71,10 @@ pub(crate) fn open_keyed(path: &Path, key: &VaultKey, read_only: bool) -> Result
         }
         Err(e) if is_not_a_db(&e) => {
             if crypto::page1_header_plausible(&page1, key.expose_raw()) {
-                Err(Error::Corrupt(format!("{}: page 1 fails its HMAC", path.display())))
+                Err(Error::Corrupt(format!(
+                    "{}: page 1 fails its HMAC",
+                    path.display()
+                )))
             } else {
                 Err(Error::WrongKey)
             }
@@ -104,7 +112,9 @@ fn set_process_defaults(conn: &Connection) {
 pub(crate) fn create_keyed(path: &Path, key: &VaultKey) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     let mut stmt = zeroize::Zeroizing::new(String::from("PRAGMA key = \""));
     stmt.push_str(&key.pragma_key_with_salt());
@@ -132,7 +142,9 @@ pub(crate) fn corrupt_or_db(path: &Path, e: rusqlite::Error) -> Error {
 pub(crate) fn verify(conn: &Connection, path: &Path, full: bool) -> Result<()> {
     let mut problems = Vec::new();
     {
-        let mut st = conn.prepare("PRAGMA cipher_integrity_check").map_err(|e| corrupt_or_db(path, e))?;
+        let mut st = conn
+            .prepare("PRAGMA cipher_integrity_check")
+            .map_err(|e| corrupt_or_db(path, e))?;
         let mut rows = st.query([]).map_err(|e| corrupt_or_db(path, e))?;
         while let Some(r) = rows.next().map_err(|e| corrupt_or_db(path, e))? {
             let s: String = r.get(0).unwrap_or_default();
@@ -143,7 +155,12 @@ pub(crate) fn verify(conn: &Connection, path: &Path, full: bool) -> Result<()> {
         return Err(Error::Corrupt(format!(
             "{}: cipher_integrity_check: {}",
             path.display(),
-            problems.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+            problems
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
         )));
     }
     if !full {

@@ -42,7 +42,11 @@ pub(crate) fn rename_durable(from: &Path, to: &Path) -> Result<()> {
 /// Best-effort fsync of the directory holding `path` (makes a rename durable).
 pub(crate) fn sync_dir(path: &Path) {
     if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
@@ -51,5 +55,7 @@ pub(crate) fn sync_dir(path: &Path) {
 
 /// fsyncs a file.
 pub(crate) fn sync_file(path: &Path) -> Result<()> {
-    std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(|e| Error::io(path, e))
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(path, e))
 }

@@ -66,7 +66,9 @@ pub struct HistoryEntry {
 
 impl fmt::Debug for HistoryEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HistoryEntry").field("updated_at", &self.updated_at).finish_non_exhaustive()
+        f.debug_struct("HistoryEntry")
+            .field("updated_at", &self.updated_at)
+            .finish_non_exhaustive()
     }
 }
 
@@ -128,7 +130,10 @@ impl fmt::Debug for Field {
             .field("uid", &self.uid)
             .field("label", &self.label)
             .field("kind", &self.kind)
-            .field("value", &format_args!("<{} bytes>", self.value.expose().len()))
+            .field(
+                "value",
+                &format_args!("<{} bytes>", self.value.expose().len()),
+            )
             .field("sensitive", &self.sensitive)
             .field("deleted", &self.deleted)
             .field("order", &self.order)
@@ -184,7 +189,9 @@ impl Item {
 
     /// The first non-deleted field of this type, mutable.
     pub fn field_mut(&mut self, kind: &str) -> Option<&mut Field> {
-        self.fields.iter_mut().find(|f| !f.deleted && f.kind == kind)
+        self.fields
+            .iter_mut()
+            .find(|f| !f.deleted && f.kind == kind)
     }
 
     /// The field with this uid.
@@ -251,13 +258,19 @@ impl NewItem {
         let mut fields = vec![
             Field::new(10, USERNAME, "", username),
             Field::new(12, EMAIL, "", ""),
-            Field { value: password, ..Field::new(11, PASSWORD, "", "") },
+            Field {
+                value: password,
+                ..Field::new(11, PASSWORD, "", "")
+            },
             Field::new(13, URL, "", url),
             Field::new(101, SECTION, "", ""),
             Field::new(14, PHONE, "", ""),
             Field::new(102, TOTP, "", ""),
             Field::new(15, TEXT, "", ""),
-            Field { sensitive: true, ..Field::new(16, TEXT, "", "") },
+            Field {
+                sensitive: true,
+                ..Field::new(16, TEXT, "", "")
+            },
         ];
         for (i, f) in fields.iter_mut().enumerate() {
             f.order = i as i64 + 1;
@@ -273,7 +286,10 @@ impl NewItem {
         let icon = if host.is_empty() {
             String::new()
         } else {
-            format!(r#"{{"fav":"{}","image":{{"file":"misc/login"}},"type":1,"uuid":""}}"#, host.replace(['"', '\\'], ""))
+            format!(
+                r#"{{"fav":"{}","image":{{"file":"misc/login"}},"type":1,"uuid":""}}"#,
+                host.replace(['"', '\\'], "")
+            )
         };
         NewItem {
             title: title.to_owned(),

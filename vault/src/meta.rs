@@ -39,7 +39,14 @@ impl VaultMeta {
     }
 
     /// Metadata for a new vault, with the keys Enpass writes.
-    pub(crate) fn new_vault(uuid: &str, name: &str, device: &str, kdf_iter: u32, have_keyfile: bool, now: i64) -> VaultMeta {
+    pub(crate) fn new_vault(
+        uuid: &str,
+        name: &str,
+        device: &str,
+        kdf_iter: u32,
+        have_keyfile: bool,
+        now: i64,
+    ) -> VaultMeta {
         let mut m = Map::new();
         let s = |v: &str| Json::String(v.to_owned());
         m.insert("creating_device".into(), s(device));
@@ -66,12 +73,18 @@ impl VaultMeta {
     pub fn check_supported(&self) -> Result<()> {
         match self.str("kdf_algo") {
             Some("pbkdf2") => {}
-            other => return Err(Error::Unsupported(format!("kdf_algo {other:?} (only \"pbkdf2\")"))),
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "kdf_algo {other:?} (only \"pbkdf2\")"
+                )))
+            }
         }
         match self.str("encryption_algo") {
             Some("aes-256-cbc") | None => {}
             Some(other) => {
-                return Err(Error::Unsupported(format!("encryption_algo {other:?} (only \"aes-256-cbc\")")))
+                return Err(Error::Unsupported(format!(
+                    "encryption_algo {other:?} (only \"aes-256-cbc\")"
+                )))
             }
         }
         match self.int("version") {
@@ -112,7 +125,8 @@ impl VaultMeta {
     /// An integer value (integral JSON numbers only).
     pub fn int(&self, key: &str) -> Option<i64> {
         let v = self.map.get(key)?;
-        v.as_i64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+        v.as_i64()
+            .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
     }
 
     /// Every key and value, in file order.
@@ -169,7 +183,10 @@ mod tests {
 
     #[test]
     fn unknown_keys_kept_and_sorted() {
-        let m = VaultMeta::parse(br#"{"zeta": {"b":1,"a":2}, "kdf_algo":"pbkdf2","kdf_iter":5,"version":6}"#).unwrap();
+        let m = VaultMeta::parse(
+            br#"{"zeta": {"b":1,"a":2}, "kdf_algo":"pbkdf2","kdf_iter":5,"version":6}"#,
+        )
+        .unwrap();
         m.check_supported().unwrap();
         let s = m.to_json_string();
         assert_eq!(
@@ -187,7 +204,13 @@ mod tests {
             r#"{"kdf_algo":"pbkdf2","kdf_iter":5,"version":7}"#,
             r#"{"kdf_algo":"pbkdf2","kdf_iter":5,"encryption_algo":"chacha"}"#,
         ] {
-            assert!(matches!(VaultMeta::parse(j.as_bytes()).unwrap().check_supported(), Err(Error::Unsupported(_))), "{j}");
+            assert!(
+                matches!(
+                    VaultMeta::parse(j.as_bytes()).unwrap().check_supported(),
+                    Err(Error::Unsupported(_))
+                ),
+                "{j}"
+            );
         }
         assert!(matches!(VaultMeta::parse(b"[1]"), Err(Error::Corrupt(_))));
         assert!(matches!(VaultMeta::parse(b"{"), Err(Error::Corrupt(_))));

@@ -91,7 +91,10 @@ impl VaultKey {
     /// A key from its raw parts (e.g. one kept by the sync engine between runs).
     pub fn from_raw(key: [u8; 32], salt: [u8; 16]) -> VaultKey {
         let mut k = key;
-        let v = VaultKey { key: Zeroizing::new(k), salt };
+        let v = VaultKey {
+            key: Zeroizing::new(k),
+            salt,
+        };
         k.zeroize();
         v
     }
@@ -164,9 +167,10 @@ impl Keyfile {
     ///
     /// Errors: [`Error::BadKeyfile`] (never echoing the content).
     pub fn parse(content: &[u8]) -> Result<Keyfile> {
-        let text = std::str::from_utf8(content)
-            .map_err(|_| Error::BadKeyfile("not UTF-8 text".into()))?;
-        let open = find_key_open(text).ok_or_else(|| Error::BadKeyfile("no <key> element".into()))?;
+        let text =
+            std::str::from_utf8(content).map_err(|_| Error::BadKeyfile("not UTF-8 text".into()))?;
+        let open =
+            find_key_open(text).ok_or_else(|| Error::BadKeyfile("no <key> element".into()))?;
         let rest = &text[open..];
         let end = rest
             .find("</key>")
@@ -204,7 +208,9 @@ impl Keyfile {
     /// The keyfile as Enpass writes it (XML, lower-case hex).
     pub fn to_xml(&self) -> Zeroizing<String> {
         let mut s = Zeroizing::new(String::with_capacity(160));
-        s.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n<keyfile>\n    <key>");
+        s.push_str(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n<keyfile>\n    <key>",
+        );
         s.push_str(&hex::encode(&self.0[..]));
         s.push_str("</key>\n</keyfile>\n");
         s
@@ -277,10 +283,22 @@ mod tests {
         let hexs = hex::encode(k.bytes()).to_uppercase();
         let loose = format!("  <keyfile>\n<key>\n  {hexs}  \n</key></keyfile>");
         assert_eq!(Keyfile::parse(loose.as_bytes()).unwrap(), k);
-        for bad in ["", "<key></key>", "<keyfile>abc</keyfile>", "<key>zz</key>", "<key>00"] {
-            assert!(matches!(Keyfile::parse(bad.as_bytes()), Err(Error::BadKeyfile(_))), "{bad}");
+        for bad in [
+            "",
+            "<key></key>",
+            "<keyfile>abc</keyfile>",
+            "<key>zz</key>",
+            "<key>00",
+        ] {
+            assert!(
+                matches!(Keyfile::parse(bad.as_bytes()), Err(Error::BadKeyfile(_))),
+                "{bad}"
+            );
         }
-        assert!(matches!(Keyfile::parse(&[0xff, 0xfe]), Err(Error::BadKeyfile(_))));
+        assert!(matches!(
+            Keyfile::parse(&[0xff, 0xfe]),
+            Err(Error::BadKeyfile(_))
+        ));
     }
 
     #[test]

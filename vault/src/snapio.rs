@@ -80,7 +80,13 @@ pub(crate) fn table_infos(conn: &Connection) -> Result<Vec<TableInfo>> {
         // (name, type, pk)
         let cols: Vec<(String, String, i64)> = {
             let mut st = conn.prepare(&format!("PRAGMA table_info({})", q(&name)))?;
-            let it = st.query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?.unwrap_or_default(), r.get::<_, i64>(5)?)))?;
+            let it = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    r.get::<_, i64>(5)?,
+                ))
+            })?;
             it.collect::<rusqlite::Result<_>>()?
         };
         let pk: Vec<&(String, String, i64)> = {
@@ -89,13 +95,21 @@ pub(crate) fn table_infos(conn: &Connection) -> Result<Vec<TableInfo>> {
             p
         };
         let surrogate: Option<String> = match pk.as_slice() {
-            [c] if c.0.eq_ignore_ascii_case("id") && c.1.eq_ignore_ascii_case("integer") => Some(c.0.clone()),
+            [c] if c.0.eq_ignore_ascii_case("id") && c.1.eq_ignore_ascii_case("integer") => {
+                Some(c.0.clone())
+            }
             _ => None,
         };
         let uniques: Vec<Vec<String>> = {
             let idx: Vec<(String, i64, String)> = {
                 let mut st = conn.prepare(&format!("PRAGMA index_list({})", q(&name)))?;
-                let it = st.query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?)))?;
+                let it = st.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })?;
                 it.collect::<rusqlite::Result<_>>()?
             };
             let mut u = Vec::new();
@@ -104,7 +118,9 @@ pub(crate) fn table_infos(conn: &Connection) -> Result<Vec<TableInfo>> {
                     continue;
                 }
                 let mut st = conn.prepare(&format!("PRAGMA index_info({})", q(&iname)))?;
-                let c: Vec<Option<String>> = st.query_map([], |r| r.get::<_, Option<String>>(2))?.collect::<rusqlite::Result<_>>()?;
+                let c: Vec<Option<String>> = st
+                    .query_map([], |r| r.get::<_, Option<String>>(2))?
+                    .collect::<rusqlite::Result<_>>()?;
                 // Expression indexes have NULL column names: unusable as identity.
                 if c.iter().any(Option::is_none) {
                     continue;
@@ -133,15 +149,27 @@ pub(crate) fn table_infos(conn: &Connection) -> Result<Vec<TableInfo>> {
             .filter(|c| surrogate.as_ref() != Some(c) || key_columns.contains(c))
             .filter(|c| !(name == "item" && c == "key"))
             .collect();
-        let key_columns = if key_columns.iter().all(|k| columns.contains(k)) { key_columns } else { columns.clone() };
-        out.push(TableInfo { name, columns, key_columns });
+        let key_columns = if key_columns.iter().all(|k| columns.contains(k)) {
+            key_columns
+        } else {
+            columns.clone()
+        };
+        out.push(TableInfo {
+            name,
+            columns,
+            key_columns,
+        });
     }
     Ok(out)
 }
 
 fn item_keys(conn: &Connection) -> Result<HashMap<String, ItemKey>> {
     let mut m = HashMap::new();
-    let has_item: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='item'", [], |r| r.get(0))?;
+    let has_item: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='item'",
+        [],
+        |r| r.get(0),
+    )?;
     if has_item == 0 {
         return Ok(m);
     }
@@ -167,7 +195,11 @@ pub(crate) fn export(conn: &Connection) -> Result<Snapshot> {
     let mut snap = Snapshot::default();
     for info in infos {
         let mut table = Table::new(info.columns.clone(), info.key_columns.clone());
-        let key_ix: Vec<usize> = info.key_columns.iter().filter_map(|k| table.column_index(k)).collect();
+        let key_ix: Vec<usize> = info
+            .key_columns
+            .iter()
+            .filter_map(|k| table.column_index(k))
+            .collect();
         let is_field = info.name == "itemfield";
         let (ix_uuid, ix_type, ix_value, ix_hist) = (
             table.column_index("item_uuid"),
@@ -177,13 +209,19 @@ pub(crate) fn export(conn: &Connection) -> Result<Snapshot> {
         );
         let sql = format!(
             "SELECT {} FROM {}",
-            info.columns.iter().map(|c| q(c)).collect::<Vec<_>>().join(","),
+            info.columns
+                .iter()
+                .map(|c| q(c))
+                .collect::<Vec<_>>()
+                .join(","),
             q(&info.name)
         );
         let mut st = conn.prepare(&sql)?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
-            let mut vals: Vec<Value> = (0..info.columns.len()).map(|i| r.get_ref(i).map(value_of)).collect::<rusqlite::Result<_>>()?;
+            let mut vals: Vec<Value> = (0..info.columns.len())
+                .map(|i| r.get_ref(i).map(value_of))
+                .collect::<rusqlite::Result<_>>()?;
             if is_field {
                 decrypt_field_row(&mut vals, &keys, ix_uuid, ix_type, ix_value, ix_hist)?;
             }
@@ -203,9 +241,13 @@ fn decrypt_field_row(
     ix_value: Option<usize>,
     ix_hist: Option<usize>,
 ) -> Result<()> {
-    let Some(uuid) = ix_uuid.and_then(|i| vals[i].as_str().map(str::to_owned)) else { return Ok(()) };
+    let Some(uuid) = ix_uuid.and_then(|i| vals[i].as_str().map(str::to_owned)) else {
+        return Ok(());
+    };
     let key = keys.get(&uuid);
-    let encrypted = ix_type.and_then(|i| vals[i].as_str()).is_some_and(field_type::is_encrypted);
+    let encrypted = ix_type
+        .and_then(|i| vals[i].as_str())
+        .is_some_and(field_type::is_encrypted);
     if let (true, Some(i)) = (encrypted, ix_value) {
         if let Value::Text(t) = &vals[i] {
             let pt = fieldcrypt::decrypt_value(key, &uuid, t)?;
@@ -279,31 +321,51 @@ impl Vault {
         let mut report = ApplyReport::default();
         let tx = self.conn.transaction()?;
         // 1. Schema: tables and columns the snapshot brings.
-        let existing: BTreeMap<String, TableInfo> = table_infos(&tx)?.into_iter().map(|t| (t.name.clone(), t)).collect();
+        let existing: BTreeMap<String, TableInfo> = table_infos(&tx)?
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect();
         for (name, t) in &snap.tables {
             if name.starts_with("sqlite_") {
                 return Err(Error::InvalidInput(format!("table {name} is SQLite's own")));
             }
             if t.key_columns.is_empty() || !t.key_columns.iter().all(|k| t.columns.contains(k)) {
-                return Err(Error::InvalidInput(format!("table {name}: key columns must be among its columns")));
+                return Err(Error::InvalidInput(format!(
+                    "table {name}: key columns must be among its columns"
+                )));
             }
             if let Some((_, r)) = t.rows.iter().find(|(_, r)| r.0.len() != t.columns.len()) {
-                return Err(Error::InvalidInput(format!("table {name}: a row has {} values for {} columns", r.0.len(), t.columns.len())));
+                return Err(Error::InvalidInput(format!(
+                    "table {name}: a row has {} values for {} columns",
+                    r.0.len(),
+                    t.columns.len()
+                )));
             }
             match existing.get(name) {
                 None => {
                     let cols = t.columns.iter().map(|c| q(c)).collect::<Vec<_>>().join(",");
-                    let keys = t.key_columns.iter().map(|c| q(c)).collect::<Vec<_>>().join(",");
+                    let keys = t
+                        .key_columns
+                        .iter()
+                        .map(|c| q(c))
+                        .collect::<Vec<_>>()
+                        .join(",");
                     tx.execute_batch(&format!("CREATE TABLE {}({cols}, UNIQUE({keys}))", q(name)))?;
                     report.created_tables.push(name.clone());
                 }
                 Some(info) => {
                     let mut st = tx.prepare(&format!("PRAGMA table_info({})", q(name)))?;
-                    let have: BTreeSet<String> = st.query_map([], |r| r.get::<_, String>(1))?.collect::<rusqlite::Result<_>>()?;
+                    let have: BTreeSet<String> = st
+                        .query_map([], |r| r.get::<_, String>(1))?
+                        .collect::<rusqlite::Result<_>>()?;
                     drop(st);
                     for c in &t.columns {
                         if !(have.contains(c) || name == "item" && c == "key") {
-                            tx.execute_batch(&format!("ALTER TABLE {} ADD COLUMN {}", q(name), q(c)))?;
+                            tx.execute_batch(&format!(
+                                "ALTER TABLE {} ADD COLUMN {}",
+                                q(name),
+                                q(c)
+                            ))?;
                             report.added_columns.push((name.clone(), c.clone()));
                         }
                     }
@@ -317,7 +379,11 @@ impl Vault {
         let mut changes: Vec<(&str, &Table, &RowKey, &Row, bool)> = Vec::new(); // (table, t, key, row, is_insert)
         for (name, t) in &snap.tables {
             let cur = current.tables.get(name);
-            let cur_ix: Vec<Option<usize>> = t.columns.iter().map(|c| cur.and_then(|ct| ct.column_index(c))).collect();
+            let cur_ix: Vec<Option<usize>> = t
+                .columns
+                .iter()
+                .map(|c| cur.and_then(|ct| ct.column_index(c)))
+                .collect();
             // Snapshot keys re-expressed in the current table's key order, if both agree on the key.
             for (k, row) in &t.rows {
                 let cur_row = cur.and_then(|ct| find_row(ct, t, k, row));
@@ -335,7 +401,11 @@ impl Vault {
                 }
             }
             if let Some(ct) = cur {
-                report.untouched_rows += ct.rows.keys().filter(|ck| !row_in_snapshot(ct, ck, t)).count();
+                report.untouched_rows += ct
+                    .rows
+                    .keys()
+                    .filter(|ck| !row_in_snapshot(ct, ck, t))
+                    .count();
             }
         }
         for (name, ct) in &current.tables {
@@ -343,7 +413,8 @@ impl Vault {
                 report.untouched_rows += ct.rows.len();
             }
         }
-        if changes.is_empty() && report.created_tables.is_empty() && report.added_columns.is_empty() {
+        if changes.is_empty() && report.created_tables.is_empty() && report.added_columns.is_empty()
+        {
             tx.finish()?;
             return Ok(report);
         }
@@ -362,13 +433,24 @@ impl Vault {
         let snap_items: BTreeSet<String> = snap
             .tables
             .get("item")
-            .map(|t| t.rows.values().filter_map(|r| t.get(r, "uuid").and_then(Value::as_str).map(str::to_owned)).collect())
+            .map(|t| {
+                t.rows
+                    .values()
+                    .filter_map(|r| t.get(r, "uuid").and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut new_keys: HashMap<String, ItemKey> = HashMap::new();
         for uuid in &rekey {
-            let in_db: i64 = tx.query_row("SELECT count(*) FROM item WHERE uuid=?1", [uuid], |r| r.get(0)).unwrap_or(0);
+            let in_db: i64 = tx
+                .query_row("SELECT count(*) FROM item WHERE uuid=?1", [uuid], |r| {
+                    r.get(0)
+                })
+                .unwrap_or(0);
             if in_db == 0 && !snap_items.contains(uuid) {
-                return Err(Error::InvalidInput(format!("itemfield rows for item {uuid}, which exists nowhere")));
+                return Err(Error::InvalidInput(format!(
+                    "itemfield rows for item {uuid}, which exists nowhere"
+                )));
             }
             let old = crate::vault::load_item_key(&tx, uuid)?;
             let k = rekey_item(&tx, uuid, old.as_ref())?;
@@ -380,30 +462,55 @@ impl Vault {
             if *name == "itemfield" {
                 encrypt_field_row(t, &mut vals, &new_keys)?;
             }
-            let cols: Vec<(usize, &String)> = t.columns.iter().enumerate().filter(|(_, c)| !(*name == "item" && *c == "key")).collect();
-            let set = cols.iter().map(|(_, c)| format!("{}=?", q(c))).collect::<Vec<_>>().join(",");
-            let where_ = t.key_columns.iter().map(|c| format!("{} IS ?", q(c))).collect::<Vec<_>>().join(" AND ");
-            let mut params: Vec<&dyn ToSql> = cols.iter().map(|(i, _)| &vals[*i] as &dyn ToSql).collect();
+            let cols: Vec<(usize, &String)> = t
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| !(*name == "item" && *c == "key"))
+                .collect();
+            let set = cols
+                .iter()
+                .map(|(_, c)| format!("{}=?", q(c)))
+                .collect::<Vec<_>>()
+                .join(",");
+            let where_ = t
+                .key_columns
+                .iter()
+                .map(|c| format!("{} IS ?", q(c)))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let mut params: Vec<&dyn ToSql> =
+                cols.iter().map(|(i, _)| &vals[*i] as &dyn ToSql).collect();
             for kv in &k.0 {
                 params.push(kv as &dyn ToSql);
             }
             let n = if *is_insert {
                 0
             } else {
-                tx.execute(&format!("UPDATE {} SET {set} WHERE {where_}", q(name)), params.as_slice())?
+                tx.execute(
+                    &format!("UPDATE {} SET {set} WHERE {where_}", q(name)),
+                    params.as_slice(),
+                )?
             };
             if n == 0 {
                 let names = cols.iter().map(|(_, c)| q(c)).collect::<Vec<_>>().join(",");
                 let marks = vec!["?"; cols.len()].join(",");
-                let p: Vec<&dyn ToSql> = cols.iter().map(|(i, _)| &vals[*i] as &dyn ToSql).collect();
-                tx.execute(&format!("INSERT INTO {}({names}) VALUES({marks})", q(name)), p.as_slice())?;
+                let p: Vec<&dyn ToSql> =
+                    cols.iter().map(|(i, _)| &vals[*i] as &dyn ToSql).collect();
+                tx.execute(
+                    &format!("INSERT INTO {}({names}) VALUES({marks})", q(name)),
+                    p.as_slice(),
+                )?;
                 *report.inserted.entry(name.to_string()).or_default() += 1;
             } else {
                 *report.updated.entry(name.to_string()).or_default() += 1;
             }
         }
         for (uuid, k) in &new_keys {
-            tx.execute("UPDATE item SET key=?2 WHERE uuid=?1", rusqlite::params![uuid, &k[..]])?;
+            tx.execute(
+                "UPDATE item SET key=?2 WHERE uuid=?1",
+                rusqlite::params![uuid, &k[..]],
+            )?;
         }
         report.rekeyed_items = new_keys.len();
         tx.commit()?;
@@ -418,7 +525,11 @@ fn find_row<'a>(cur: &'a Table, t: &Table, k: &RowKey, row: &Row) -> Option<&'a 
     if cur.key_columns == t.key_columns {
         return cur.rows.get(k);
     }
-    let ck: Option<Vec<Value>> = cur.key_columns.iter().map(|c| t.get(row, c).cloned()).collect();
+    let ck: Option<Vec<Value>> = cur
+        .key_columns
+        .iter()
+        .map(|c| t.get(row, c).cloned())
+        .collect();
     cur.rows.get(&RowKey(ck?))
 }
 
@@ -426,17 +537,33 @@ fn row_in_snapshot(cur: &Table, ck: &RowKey, t: &Table) -> bool {
     if cur.key_columns == t.key_columns {
         return t.rows.contains_key(ck);
     }
-    let Some(cr) = cur.rows.get(ck) else { return false };
-    let sk: Option<Vec<Value>> = t.key_columns.iter().map(|c| cur.get(cr, c).cloned()).collect();
+    let Some(cr) = cur.rows.get(ck) else {
+        return false;
+    };
+    let sk: Option<Vec<Value>> = t
+        .key_columns
+        .iter()
+        .map(|c| cur.get(cr, c).cloned())
+        .collect();
     sk.is_some_and(|sk| t.rows.contains_key(&RowKey(sk)))
 }
 
 fn encrypt_field_row(t: &Table, vals: &mut [Value], keys: &HashMap<String, ItemKey>) -> Result<()> {
-    let Some(uuid) = t.column_index("item_uuid").and_then(|i| vals[i].as_str().map(str::to_owned)) else { return Ok(()) };
-    let Some(key) = keys.get(&uuid) else {
-        return Err(Error::InvalidInput(format!("itemfield of item {uuid}: no item key")));
+    let Some(uuid) = t
+        .column_index("item_uuid")
+        .and_then(|i| vals[i].as_str().map(str::to_owned))
+    else {
+        return Ok(());
     };
-    let encrypted = t.column_index("type").and_then(|i| vals[i].as_str()).is_some_and(field_type::is_encrypted);
+    let Some(key) = keys.get(&uuid) else {
+        return Err(Error::InvalidInput(format!(
+            "itemfield of item {uuid}: no item key"
+        )));
+    };
+    let encrypted = t
+        .column_index("type")
+        .and_then(|i| vals[i].as_str())
+        .is_some_and(field_type::is_encrypted);
     if let (true, Some(i)) = (encrypted, t.column_index("value")) {
         if let Value::Text(pt) = &vals[i] {
             vals[i] = Value::Text(fieldcrypt::encrypt_value(key, &uuid, pt)?);

@@ -127,7 +127,11 @@ pub struct Table {
 impl Table {
     /// An empty table with these columns and key.
     pub fn new(columns: Vec<String>, key_columns: Vec<String>) -> Table {
-        Table { columns, key_columns, rows: BTreeMap::new() }
+        Table {
+            columns,
+            key_columns,
+            rows: BTreeMap::new(),
+        }
     }
 
     /// The position of `column`, if the table has it.

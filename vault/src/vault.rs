@@ -108,7 +108,10 @@ pub(crate) fn int_at(row: &SqlRow<'_>, i: usize, default: i64) -> rusqlite::Resu
     Ok(match row.get_ref(i)? {
         ValueRef::Integer(n) => n,
         ValueRef::Real(r) => r as i64,
-        ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(default),
+        ValueRef::Text(t) => std::str::from_utf8(t)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(default),
         _ => default,
     })
 }
@@ -132,7 +135,11 @@ impl Vault {
     ///
     /// Errors: [`Error::WrongKey`], [`Error::MissingKeyfile`], [`Error::Corrupt`],
     /// [`Error::Unsupported`], [`Error::Io`].
-    pub fn open(dir: impl AsRef<Path>, password: &Secret, keyfile: Option<&Keyfile>) -> Result<Vault> {
+    pub fn open(
+        dir: impl AsRef<Path>,
+        password: &Secret,
+        keyfile: Option<&Keyfile>,
+    ) -> Result<Vault> {
         let dir = dir.as_ref();
         let meta = VaultMeta::read(&dir.join(VAULT_JSON))?;
         match Self::open_meta(dir, meta, password, keyfile) {
@@ -148,7 +155,12 @@ impl Vault {
         }
     }
 
-    fn open_meta(dir: &Path, meta: VaultMeta, password: &Secret, keyfile: Option<&Keyfile>) -> Result<Vault> {
+    fn open_meta(
+        dir: &Path,
+        meta: VaultMeta,
+        password: &Secret,
+        keyfile: Option<&Keyfile>,
+    ) -> Result<Vault> {
         meta.check_supported()?;
         let kf = if meta.have_keyfile() {
             Some(keyfile.ok_or(Error::MissingKeyfile)?)
@@ -163,11 +175,19 @@ impl Vault {
     /// Derives the vault key of the vault in `dir` without opening the database (the
     /// slow step of [`Vault::open`]). Errors as for `open`, except that a wrong password
     /// is only noticed when the key is used.
-    pub fn derive_key(dir: impl AsRef<Path>, password: &Secret, keyfile: Option<&Keyfile>) -> Result<VaultKey> {
+    pub fn derive_key(
+        dir: impl AsRef<Path>,
+        password: &Secret,
+        keyfile: Option<&Keyfile>,
+    ) -> Result<VaultKey> {
         let dir = dir.as_ref();
         let meta = VaultMeta::read(&dir.join(VAULT_JSON))?;
         meta.check_supported()?;
-        let kf = if meta.have_keyfile() { Some(keyfile.ok_or(Error::MissingKeyfile)?) } else { None };
+        let kf = if meta.have_keyfile() {
+            Some(keyfile.ok_or(Error::MissingKeyfile)?)
+        } else {
+            None
+        };
         let salt = db::file_salt(&dir.join(VAULT_DB))?;
         VaultKey::derive(password, kf, salt, meta.kdf_iter()?)
     }
@@ -189,7 +209,13 @@ impl Vault {
         let conn = db::open_keyed(&path, &key, false)?;
         db::verify(&conn, &path, false)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        Ok(Vault { dir: dir.to_owned(), meta, key, conn, device: default_device_name() })
+        Ok(Vault {
+            dir: dir.to_owned(),
+            meta,
+            key,
+            conn,
+            device: default_device_name(),
+        })
     }
 
     /// Creates a new vault in folder `dir` (created if missing; it must not already hold
@@ -204,7 +230,10 @@ impl Vault {
         let db_path = dir.join(VAULT_DB);
         let json_path = dir.join(VAULT_JSON);
         if db_path.exists() || json_path.exists() {
-            return Err(Error::InvalidInput(format!("a vault already exists in {}", dir.display())));
+            return Err(Error::InvalidInput(format!(
+                "a vault already exists in {}",
+                dir.display()
+            )));
         }
         let device = opts.device_name.clone().unwrap_or_else(default_device_name);
         let uuid = match &opts.vault_uuid {
@@ -228,7 +257,14 @@ impl Vault {
             return Err(e);
         }
         let now = now();
-        let meta = VaultMeta::new_vault(&uuid, &opts.name, &device, opts.kdf_iter, opts.keyfile.is_some(), now);
+        let meta = VaultMeta::new_vault(
+            &uuid,
+            &opts.name,
+            &device,
+            opts.kdf_iter,
+            opts.keyfile.is_some(),
+            now,
+        );
         if let Err(e) = meta.write_atomic(&json_path) {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
@@ -281,10 +317,18 @@ impl Vault {
 
     /// Rewrites `vault.json` after a write: last modified time/device and counts.
     pub(crate) fn touch_meta(&mut self) -> Result<()> {
-        let items: i64 = self.conn.query_row("SELECT count(*) FROM item WHERE ifnull(deleted,0)=0", [], |r| r.get(0))?;
+        let items: i64 = self.conn.query_row(
+            "SELECT count(*) FROM item WHERE ifnull(deleted,0)=0",
+            [],
+            |r| r.get(0),
+        )?;
         let atts: i64 = self
             .conn
-            .query_row("SELECT count(*) FROM attachment WHERE ifnull(deleted,0)=0", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM attachment WHERE ifnull(deleted,0)=0",
+                [],
+                |r| r.get(0),
+            )
             .unwrap_or(0);
         self.meta.set("last_modified_time", now());
         self.meta.set("last_modified_device", self.device.clone());
@@ -349,9 +393,14 @@ impl Vault {
     ///
     /// Errors: [`Error::NotFound`]; [`Error::InvalidInput`] if the item is deleted.
     pub fn update_item(&mut self, item: &Item) -> Result<Item> {
-        let old = self.get_item(&item.uuid)?.ok_or_else(|| Error::NotFound(item.uuid.clone()))?;
+        let old = self
+            .get_item(&item.uuid)?
+            .ok_or_else(|| Error::NotFound(item.uuid.clone()))?;
         if old.deleted {
-            return Err(Error::InvalidInput(format!("item {} is deleted", item.uuid)));
+            return Err(Error::InvalidInput(format!(
+                "item {} is deleted",
+                item.uuid
+            )));
         }
         let now = now();
         let meta_changed = old.title != item.title
@@ -367,7 +416,10 @@ impl Vault {
         let mut seen = std::collections::HashSet::new();
         for f in &item.fields {
             if !seen.insert(f.uid) {
-                return Err(Error::InvalidInput(format!("duplicate field uid {}", f.uid)));
+                return Err(Error::InvalidInput(format!(
+                    "duplicate field uid {}",
+                    f.uid
+                )));
             }
             match old.field_by_uid(f.uid) {
                 None => {
@@ -393,7 +445,10 @@ impl Vault {
                     if value_changed {
                         n.value_updated_at = now;
                         if !o.value.is_empty() {
-                            n.history.push(HistoryEntry { updated_at: o.value_updated_at, value: o.value.clone() });
+                            n.history.push(HistoryEntry {
+                                updated_at: o.value_updated_at,
+                                value: o.value.clone(),
+                            });
                         }
                     }
                     changed_fields.push(n);
@@ -409,8 +464,16 @@ impl Vault {
         for f in &changed_fields {
             write_field(&tx, &item.uuid, &key, f)?;
         }
-        let meta_at = if meta_changed { now } else { old.meta_updated_at };
-        let field_at = if changed_fields.is_empty() { old.field_updated_at } else { now };
+        let meta_at = if meta_changed {
+            now
+        } else {
+            old.meta_updated_at
+        };
+        let field_at = if changed_fields.is_empty() {
+            old.field_updated_at
+        } else {
+            now
+        };
         tx.execute(
             "UPDATE item SET title=?2,subtitle=?3,note=?4,icon=?5,category=?6,template=?7,favorite=?8,archived=?9,trashed=?10,meta_updated_at=?11,field_updated_at=?12,updated_at=?13 WHERE uuid=?1",
             params![
@@ -420,7 +483,8 @@ impl Vault {
         )?;
         tx.commit()?;
         self.touch_meta()?;
-        self.get_item(&item.uuid)?.ok_or_else(|| Error::NotFound(item.uuid.clone()))
+        self.get_item(&item.uuid)?
+            .ok_or_else(|| Error::NotFound(item.uuid.clone()))
     }
 
     /// Moves a live item to the trash (`trashed=1`). Errors: [`Error::NotFound`] (also
@@ -453,14 +517,21 @@ impl Vault {
         let now = now();
         let tx = self.conn.transaction()?;
         let deleted: Option<i64> = tx
-            .query_row("SELECT ifnull(deleted,0) FROM item WHERE uuid=?1", [uuid], |r| r.get(0))
+            .query_row(
+                "SELECT ifnull(deleted,0) FROM item WHERE uuid=?1",
+                [uuid],
+                |r| r.get(0),
+            )
             .optional()?;
         match deleted {
             None => return Err(Error::NotFound(uuid.to_owned())),
             Some(1) => return Ok(()),
             Some(_) => {}
         }
-        tx.execute("UPDATE item SET deleted=1, meta_updated_at=?2, updated_at=?2 WHERE uuid=?1", params![uuid, now])?;
+        tx.execute(
+            "UPDATE item SET deleted=1, meta_updated_at=?2, updated_at=?2 WHERE uuid=?1",
+            params![uuid, now],
+        )?;
         tx.execute(
             "UPDATE folder_items SET deleted=1, updated_at=?2 WHERE item_uuid=?1 AND ifnull(deleted,0)=0",
             params![uuid, now],
@@ -477,9 +548,9 @@ impl Vault {
 
     /// Every folder (deleted ones included, flagged).
     pub fn folders(&self) -> Result<Vec<Folder>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT uuid,title,icon,parent_uuid,deleted,updated_at FROM folder ORDER BY rowid")?;
+        let mut st = self.conn.prepare(
+            "SELECT uuid,title,icon,parent_uuid,deleted,updated_at FROM folder ORDER BY rowid",
+        )?;
         let rows = st.query_map([], |r| {
             Ok(Folder {
                 uuid: text_at(r, 0)?,
@@ -574,7 +645,9 @@ impl Vault {
             params![folder_uuid, item_uuid, now()],
         )?;
         if n == 0 {
-            return Err(Error::NotFound(format!("{item_uuid} in folder {folder_uuid}")));
+            return Err(Error::NotFound(format!(
+                "{item_uuid} in folder {folder_uuid}"
+            )));
         }
         self.touch_meta()
     }
@@ -618,7 +691,12 @@ impl Vault {
     /// over `vault.enpassdb` and `vault.json.rekey` over `vault.json`. At every instant
     /// either the old password opens the vault, or the new one does ([`Vault::open`]
     /// finishes an interrupted change when it finds `vault.json.rekey`).
-    pub fn change_password(&mut self, new_password: &Secret, new_keyfile: Option<&Keyfile>, kdf_iter: Option<u32>) -> Result<()> {
+    pub fn change_password(
+        &mut self,
+        new_password: &Secret,
+        new_keyfile: Option<&Keyfile>,
+        kdf_iter: Option<u32>,
+    ) -> Result<()> {
         let iter = kdf_iter.unwrap_or(DEFAULT_KDF_ITER);
         let mut salt = [0u8; 16];
         crypto::random_bytes(&mut salt)?;
@@ -673,7 +751,9 @@ impl Vault {
     pub fn copy_database_to(&mut self, dest: impl AsRef<Path>) -> Result<()> {
         let dest = dest.as_ref();
         let src = self.db_path();
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let tmp = fsutil::temp_sibling(dest, "copy")?;
         let res = std::fs::copy(&src, &tmp).and_then(|_| std::fs::File::open(&tmp)?.sync_all());
         drop(tx);
@@ -697,7 +777,10 @@ fn insert_new_item(tx: &Transaction<'_>, new: NewItem, now: i64) -> Result<Strin
             next_uid += 1;
         }
         if !seen.insert(f.uid) {
-            return Err(Error::InvalidInput(format!("duplicate field uid {}", f.uid)));
+            return Err(Error::InvalidInput(format!(
+                "duplicate field uid {}",
+                f.uid
+            )));
         }
         if f.order == 0 {
             f.order = i as i64 + 1;
@@ -705,10 +788,21 @@ fn insert_new_item(tx: &Transaction<'_>, new: NewItem, now: i64) -> Result<Strin
         f.updated_at = now;
         f.value_updated_at = now;
     }
-    let category = if new.category.is_empty() { "login".to_owned() } else { new.category };
-    let template = if new.template.is_empty() { format!("{category}.default") } else { new.template };
+    let category = if new.category.is_empty() {
+        "login".to_owned()
+    } else {
+        new.category
+    };
+    let template = if new.template.is_empty() {
+        format!("{category}.default")
+    } else {
+        new.template
+    };
     let icon = if new.icon.is_empty() {
-        format!(r#"{{"fav":"","image":{{"file":"misc/{}"}},"type":1,"uuid":""}}"#, category.replace(['"', '\\'], ""))
+        format!(
+            r#"{{"fav":"","image":{{"file":"misc/{}"}},"type":1,"uuid":""}}"#,
+            category.replace(['"', '\\'], "")
+        )
     } else {
         new.icon
     };
@@ -736,7 +830,10 @@ fn init_schema(conn: &Connection) -> Result<()> {
         [crypto::new_uuid()?],
     )?;
     for (k, v) in db::ENPASS_VERSIONS {
-        tx.execute("INSERT INTO versions(verison_key,verison_value) VALUES(?1,?2)", params![k, v])?;
+        tx.execute(
+            "INSERT INTO versions(verison_key,verison_value) VALUES(?1,?2)",
+            params![k, v],
+        )?;
     }
     tx.commit()?;
     Ok(())
@@ -750,14 +847,24 @@ pub(crate) fn export_with_key(conn: &Connection, dest: &Path, key: &VaultKey) ->
         .ok_or_else(|| Error::InvalidInput(format!("path {} is not UTF-8", dest.display())))?;
     // The main connection was opened without SQLITE_OPEN_CREATE: ATTACH cannot create
     // the file, so create it empty (an empty file is a valid new database).
-    std::fs::OpenOptions::new().write(true).create_new(true).open(dest).map_err(|e| Error::io(dest, e))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dest)
+        .map_err(|e| Error::io(dest, e))?;
     let k = key.pragma_key_with_salt();
     let mut attach = Zeroizing::new(String::from("ATTACH DATABASE ?1 AS rekey KEY \""));
     attach.push_str(&k);
     attach.push('"');
     // SQLite's message for a failed statement may quote it: never let it carry the key.
-    conn.execute(&attach, [dest_str])
-        .map_err(|e| Error::Unsupported(format!("cannot attach the re-key target: {}", e.sqlite_error_code().map(|c| format!("{c:?}")).unwrap_or_default())))?;
+    conn.execute(&attach, [dest_str]).map_err(|e| {
+        Error::Unsupported(format!(
+            "cannot attach the re-key target: {}",
+            e.sqlite_error_code()
+                .map(|c| format!("{c:?}"))
+                .unwrap_or_default()
+        ))
+    })?;
     let res = (|| -> Result<()> {
         conn.execute_batch("PRAGMA rekey.cipher_compatibility = 3;")?;
         conn.query_row("SELECT sqlcipher_export('rekey')", [], |_| Ok(()))?;
@@ -774,19 +881,30 @@ pub(crate) fn export_with_key(conn: &Connection, dest: &Path, key: &VaultKey) ->
 /// Reads an item's key blob.
 pub(crate) fn load_item_key(conn: &Connection, uuid: &str) -> Result<Option<ItemKey>> {
     let blob: Option<Option<Vec<u8>>> = conn
-        .query_row("SELECT key FROM item WHERE uuid=?1", [uuid], |r| r.get::<_, Option<Vec<u8>>>(0))
+        .query_row("SELECT key FROM item WHERE uuid=?1", [uuid], |r| {
+            r.get::<_, Option<Vec<u8>>>(0)
+        })
         .optional()?;
     let blob = blob.flatten().map(Zeroizing::new);
-    Ok(fieldcrypt::item_key_from_blob(blob.as_deref().map(|v| &v[..])))
+    Ok(fieldcrypt::item_key_from_blob(
+        blob.as_deref().map(|v| &v[..]),
+    ))
 }
 
 /// Gives an item a fresh key+nonce and re-encrypts every encrypted value and every
 /// history of its fields (all rows, deleted ones too). Returns the new key.
-pub(crate) fn rekey_item(tx: &Transaction<'_>, uuid: &str, old: Option<&ItemKey>) -> Result<ItemKey> {
+pub(crate) fn rekey_item(
+    tx: &Transaction<'_>,
+    uuid: &str,
+    old: Option<&ItemKey>,
+) -> Result<ItemKey> {
     let new = crypto::new_item_key()?;
     let rows: Vec<(i64, String, String, String)> = {
-        let mut st = tx.prepare("SELECT rowid,type,value,history FROM itemfield WHERE item_uuid=?1")?;
-        let it = st.query_map([uuid], |r| Ok((r.get(0)?, text_at(r, 1)?, text_at(r, 2)?, text_at(r, 3)?)))?;
+        let mut st =
+            tx.prepare("SELECT rowid,type,value,history FROM itemfield WHERE item_uuid=?1")?;
+        let it = st.query_map([uuid], |r| {
+            Ok((r.get(0)?, text_at(r, 1)?, text_at(r, 2)?, text_at(r, 3)?))
+        })?;
         it.collect::<rusqlite::Result<_>>()?
     };
     for (rowid, kind, value, history) in rows {
@@ -807,7 +925,10 @@ pub(crate) fn rekey_item(tx: &Transaction<'_>, uuid: &str, old: Option<&ItemKey>
             )?;
         }
     }
-    tx.execute("UPDATE item SET key=?2 WHERE uuid=?1", params![uuid, &new[..]])?;
+    tx.execute(
+        "UPDATE item SET key=?2 WHERE uuid=?1",
+        params![uuid, &new[..]],
+    )?;
     Ok(new)
 }
 
@@ -826,13 +947,19 @@ fn history_from_plain_json(uuid: &str, s: &str) -> Result<Vec<HistoryEntry>> {
     if s.trim().is_empty() {
         return Ok(Vec::new());
     }
-    let v: Json = serde_json::from_str(s).map_err(|_| Error::Corrupt(format!("item {uuid}: history JSON")))?;
+    let v: Json = serde_json::from_str(s)
+        .map_err(|_| Error::Corrupt(format!("item {uuid}: history JSON")))?;
     let arr = v.as_array().cloned().unwrap_or_default();
     Ok(arr
         .iter()
         .map(|e| HistoryEntry {
             updated_at: e.get("updated_at").and_then(Json::as_i64).unwrap_or(0),
-            value: Secret::new(e.get("value").and_then(Json::as_str).unwrap_or("").to_owned()),
+            value: Secret::new(
+                e.get("value")
+                    .and_then(Json::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+            ),
         })
         .collect())
 }
@@ -841,11 +968,27 @@ fn history_from_plain_json(uuid: &str, s: &str) -> Result<Vec<HistoryEntry>> {
 fn write_field(tx: &Transaction<'_>, uuid: &str, key: &ItemKey, f: &Field) -> Result<()> {
     let plain = f.value.expose();
     let encrypted = field_type::is_encrypted(&f.kind);
-    let stored = if encrypted { fieldcrypt::encrypt_value(key, uuid, plain)? } else { plain.to_owned() };
-    let hash = if plain.is_empty() { String::new() } else { crypto::sha1_hex(plain.as_bytes()) };
-    let initial: String = if encrypted { plain.chars().take(2).collect() } else { String::new() };
+    let stored = if encrypted {
+        fieldcrypt::encrypt_value(key, uuid, plain)?
+    } else {
+        plain.to_owned()
+    };
+    let hash = if plain.is_empty() {
+        String::new()
+    } else {
+        crypto::sha1_hex(plain.as_bytes())
+    };
+    let initial: String = if encrypted {
+        plain.chars().take(2).collect()
+    } else {
+        String::new()
+    };
     let initial = Zeroizing::new(initial);
-    let strength = if encrypted { crate::item::strength(plain) } else { -1 };
+    let strength = if encrypted {
+        crate::item::strength(plain)
+    } else {
+        -1
+    };
     let history = fieldcrypt::encrypt_history(key, uuid, &history_to_plain_json(&f.history))?;
     let n = tx.prepare_cached(
         "UPDATE itemfield SET label=?3,value=?4,deleted=?5,sensitive=?6,type=?7,updated_at=?8,value_updated_at=?9,orde=?10,history=?11,initial=?12,hash=?13,strength=?14 \
@@ -918,7 +1061,9 @@ pub(crate) fn read_items(conn: &Connection, only: Option<&str>) -> Result<Vec<It
     };
     while let Some(r) = rows.next()? {
         let item_uuid = text_at(r, 0)?;
-        let Some(&ix) = index.get(&item_uuid) else { continue };
+        let Some(&ix) = index.get(&item_uuid) else {
+            continue;
+        };
         let (item, key) = &mut items[ix];
         let kind = text_at(r, 6)?;
         let stored = Zeroizing::new(text_at(r, 3)?);
@@ -927,7 +1072,8 @@ pub(crate) fn read_items(conn: &Connection, only: Option<&str>) -> Result<Vec<It
         } else {
             stored
         };
-        let history_plain = fieldcrypt::decrypt_history(key.as_ref(), &item_uuid, &text_at(r, 10)?)?;
+        let history_plain =
+            fieldcrypt::decrypt_history(key.as_ref(), &item_uuid, &text_at(r, 10)?)?;
         item.fields.push(Field {
             uid: int_at(r, 1, 0)?,
             label: text_at(r, 2)?,

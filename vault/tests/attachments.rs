@@ -39,17 +39,47 @@ fn sha1_of(r: &mut dyn Read) -> (u64, String) {
 
 fn vault() -> (tempfile::TempDir, Vault, String) {
     let td = tempfile::tempdir().unwrap();
-    let mut v = Vault::create(td.path().join("v"), &Secret::new("pw"), &CreateOptions { kdf_iter: 1000, ..Default::default() }).unwrap();
-    let it = v.add_item(NewItem::login("t", "u", Secret::new("p"), "")).unwrap();
+    let mut v = Vault::create(
+        td.path().join("v"),
+        &Secret::new("pw"),
+        &CreateOptions {
+            kdf_iter: 1000,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let it = v
+        .add_item(NewItem::login("t", "u", Secret::new("p"), ""))
+        .unwrap();
     (td, v, it.uuid)
 }
 
 #[test]
 fn inline_and_file_attachments_round_trip() {
     let (_td, mut v, item) = vault();
-    for len in [0u64, 1, INLINE_MAX as u64, INLINE_MAX as u64 + 1, CHUNK_SIZE as u64, 3 * CHUNK_SIZE as u64 + 12345] {
-        let want = sha1_of(&mut Gen { state: len + 1, left: len });
-        let a = v.add_attachment(&item, &format!("f{len}.bin"), "application/octet-stream", &mut Gen { state: len + 1, left: len }).unwrap();
+    for len in [
+        0u64,
+        1,
+        INLINE_MAX as u64,
+        INLINE_MAX as u64 + 1,
+        CHUNK_SIZE as u64,
+        3 * CHUNK_SIZE as u64 + 12345,
+    ] {
+        let want = sha1_of(&mut Gen {
+            state: len + 1,
+            left: len,
+        });
+        let a = v
+            .add_attachment(
+                &item,
+                &format!("f{len}.bin"),
+                "application/octet-stream",
+                &mut Gen {
+                    state: len + 1,
+                    left: len,
+                },
+            )
+            .unwrap();
         assert_eq!(a.size, len);
         assert_eq!(a.inline, len <= INLINE_MAX as u64, "len {len}");
         assert_eq!(v.attachment_path(&a.uuid).exists(), !a.inline);
@@ -57,15 +87,33 @@ fn inline_and_file_attachments_round_trip() {
         assert_eq!(got, want, "len {len}");
     }
     assert_eq!(v.attachments(Some(&item)).unwrap().len(), 6);
-    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(v.dir().join("vault.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(v.dir().join("vault.json")).unwrap()).unwrap();
     assert_eq!(meta["vault_att_count"], 6);
 }
 
 #[test]
 fn attachment_file_is_sqlcipher_with_the_key_from_the_row() {
     let (_td, mut v, item) = vault();
-    let a = v.add_attachment(&item, "big", "x", &mut Gen { state: 9, left: 5000 }).unwrap();
-    let key: Vec<u8> = v.connection().query_row("SELECT password FROM attachment WHERE uuid=?1", [&a.uuid], |r| r.get(0)).unwrap();
+    let a = v
+        .add_attachment(
+            &item,
+            "big",
+            "x",
+            &mut Gen {
+                state: 9,
+                left: 5000,
+            },
+        )
+        .unwrap();
+    let key: Vec<u8> = v
+        .connection()
+        .query_row(
+            "SELECT password FROM attachment WHERE uuid=?1",
+            [&a.uuid],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(key.len(), 32);
     // Independent reader: the Debian sqlcipher CLI.
     let out = std::process::Command::new("sqlcipher")
@@ -79,7 +127,17 @@ fn attachment_file_is_sqlcipher_with_the_key_from_the_row() {
 #[test]
 fn tampered_attachment_is_detected_and_remove_prune() {
     let (_td, mut v, item) = vault();
-    let a = v.add_attachment(&item, "big", "x", &mut Gen { state: 3, left: 200_000 }).unwrap();
+    let a = v
+        .add_attachment(
+            &item,
+            "big",
+            "x",
+            &mut Gen {
+                state: 3,
+                left: 200_000,
+            },
+        )
+        .unwrap();
     let path = v.attachment_path(&a.uuid);
     let pristine = std::fs::read(&path).unwrap();
     let mut bad = pristine.clone();
@@ -90,18 +148,36 @@ fn tampered_attachment_is_detected_and_remove_prune() {
         let mut sink = Vec::new();
         r.read_to_end(&mut sink)
     });
-    assert!(matches!(res, Err(Error::Corrupt(_)) | Ok(Err(_))), "tampering must not go unnoticed");
+    assert!(
+        matches!(res, Err(Error::Corrupt(_)) | Ok(Err(_))),
+        "tampering must not go unnoticed"
+    );
     std::fs::write(&path, &pristine).unwrap();
 
     v.remove_attachment(&a.uuid).unwrap();
     assert!(v.attachments(None).unwrap()[0].deleted);
-    assert!(matches!(v.remove_attachment(&a.uuid), Err(Error::NotFound(_))));
+    assert!(matches!(
+        v.remove_attachment(&a.uuid),
+        Err(Error::NotFound(_))
+    ));
     assert!(path.exists(), "the file stays until pruned");
     assert_eq!(v.prune_attachment_files().unwrap(), vec![path.clone()]);
     assert!(!path.exists());
     // Attachments of a deleted item are tombstoned with it.
-    let b = v.add_attachment(&item, "small", "x", &mut &b"hello"[..]).unwrap();
+    let b = v
+        .add_attachment(&item, "small", "x", &mut &b"hello"[..])
+        .unwrap();
     v.delete_item(&item).unwrap();
-    assert!(v.attachments(Some(&item)).unwrap().iter().find(|x| x.uuid == b.uuid).unwrap().deleted);
-    assert!(matches!(v.add_attachment(&item, "n", "x", &mut &b"x"[..]), Err(Error::NotFound(_))));
+    assert!(
+        v.attachments(Some(&item))
+            .unwrap()
+            .iter()
+            .find(|x| x.uuid == b.uuid)
+            .unwrap()
+            .deleted
+    );
+    assert!(matches!(
+        v.add_attachment(&item, "n", "x", &mut &b"x"[..]),
+        Err(Error::NotFound(_))
+    ));
 }

@@ -27,17 +27,32 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn new_vault(dir: &std::path::Path) -> Vault {
-    Vault::create(dir, &Secret::new("pw"), &CreateOptions { kdf_iter: 1, ..Default::default() }).unwrap()
+    Vault::create(
+        dir,
+        &Secret::new("pw"),
+        &CreateOptions {
+            kdf_iter: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
 fn run(v: &mut Vault, ops: &[Op]) {
     let folder = v.create_folder("F", None).unwrap();
     for op in ops {
-        let live: Vec<String> = v.items().unwrap().into_iter().filter(|i| !i.deleted).map(|i| i.uuid).collect();
+        let live: Vec<String> = v
+            .items()
+            .unwrap()
+            .into_iter()
+            .filter(|i| !i.deleted)
+            .map(|i| i.uuid)
+            .collect();
         let pick = |i: usize| live.get(i % live.len().max(1)).cloned();
         match op {
             Op::Add(t, p) => {
-                v.add_item(NewItem::login(t, "u", Secret::new(p.clone()), "")).unwrap();
+                v.add_item(NewItem::login(t, "u", Secret::new(p.clone()), ""))
+                    .unwrap();
             }
             Op::SetPassword(i, p) => {
                 if let Some(u) = pick(*i) {

@@ -17,15 +17,33 @@ fn real_vault_opens_and_decrypts_every_field() {
     assert_eq!(live.title, "mylogin");
     assert_eq!(live.subtitle, "myusername");
     assert!(!live.deleted && !live.trashed);
-    assert_eq!(live.field(field_type::USERNAME).unwrap().value.expose(), "myusername");
-    assert_eq!(live.field(field_type::EMAIL).unwrap().value.expose(), "my@email.com");
-    assert_eq!(live.field(field_type::PASSWORD).unwrap().value.expose(), "mypassword");
-    assert_eq!(live.field(field_type::URL).unwrap().value.expose(), "https://accounts.google.com/");
+    assert_eq!(
+        live.field(field_type::USERNAME).unwrap().value.expose(),
+        "myusername"
+    );
+    assert_eq!(
+        live.field(field_type::EMAIL).unwrap().value.expose(),
+        "my@email.com"
+    );
+    assert_eq!(
+        live.field(field_type::PASSWORD).unwrap().value.expose(),
+        "mypassword"
+    );
+    assert_eq!(
+        live.field(field_type::URL).unwrap().value.expose(),
+        "https://accounts.google.com/"
+    );
 
     let del = items.iter().find(|i| i.uuid == DELETED_UUID).unwrap();
     assert!(del.deleted, "the deleted item is reported as deleted");
-    assert_eq!(del.field(field_type::USERNAME).unwrap().value.expose(), "nothing");
-    assert_eq!(del.field(field_type::PASSWORD).unwrap().value.expose(), "here");
+    assert_eq!(
+        del.field(field_type::USERNAME).unwrap().value.expose(),
+        "nothing"
+    );
+    assert_eq!(
+        del.field(field_type::PASSWORD).unwrap().value.expose(),
+        "here"
+    );
 
     // Every non-empty field's SHA-1 equals its stored hash.
     let mut checked = 0;
@@ -34,7 +52,13 @@ fn real_vault_opens_and_decrypts_every_field() {
             if f.value.is_empty() {
                 assert_eq!(f.hash, "");
             } else {
-                assert_eq!(hex::encode(openssl::sha::sha1(f.value.expose().as_bytes())), f.hash, "{}/{}", it.uuid, f.uid);
+                assert_eq!(
+                    hex::encode(openssl::sha::sha1(f.value.expose().as_bytes())),
+                    f.hash,
+                    "{}/{}",
+                    it.uuid,
+                    f.uid
+                );
                 checked += 1;
             }
         }

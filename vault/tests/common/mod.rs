@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 /// The real Enpass vault shipped in shared/testdata.
 pub fn real_vault_dir() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for cand in [here.join("../../shared/testdata/enpass-2020"), here.join("../shared/testdata/enpass-2020")] {
+    for cand in [
+        here.join("../../shared/testdata/enpass-2020"),
+        here.join("../shared/testdata/enpass-2020"),
+    ] {
         if cand.join("vault.json").exists() {
             return cand;
         }
@@ -41,7 +44,10 @@ pub fn dir_hashes(dir: &Path) -> Vec<(String, String)> {
         .map(|e| {
             let e = e.unwrap();
             let bytes = std::fs::read(e.path()).unwrap();
-            (e.file_name().to_string_lossy().into_owned(), hex::encode(openssl::sha::sha256(&bytes)))
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                hex::encode(openssl::sha::sha256(&bytes)),
+            )
         })
         .collect();
     v.sort();
@@ -59,9 +65,18 @@ pub fn sqlcipher_cli(db: &Path, raw_key_hex: &str, sql: &str) -> String {
         .spawn()
         .expect("sqlcipher CLI (apt-get install sqlcipher)");
     let script = format!("PRAGMA key=\"x'{raw_key_hex}'\";\n{sql}\n");
-    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "sqlcipher failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "sqlcipher failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -69,7 +84,13 @@ pub fn sqlcipher_cli(db: &Path, raw_key_hex: &str, sql: &str) -> String {
 /// independently (AES-256-CBC, IV at 1024-48): Enpass files have 48.
 pub fn header_reserve(db: &[u8], raw_key: &[u8]) -> u8 {
     use openssl::symm::{Cipher, Crypter, Mode};
-    let mut c = Crypter::new(Cipher::aes_256_cbc(), Mode::Decrypt, raw_key, Some(&db[1024 - 48..1024 - 32])).unwrap();
+    let mut c = Crypter::new(
+        Cipher::aes_256_cbc(),
+        Mode::Decrypt,
+        raw_key,
+        Some(&db[1024 - 48..1024 - 32]),
+    )
+    .unwrap();
     c.pad(false);
     let mut out = [0u8; 64];
     c.update(&db[16..48], &mut out).unwrap();
