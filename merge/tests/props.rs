@@ -258,6 +258,9 @@ impl World {
             same_outcome(&out, &merge(b, l, r).unwrap()),
             "not deterministic"
         );
+        // The owned variant gives exactly the same outcome.
+        let owned = merge_owned(b.cloned(), l.clone(), r.clone()).unwrap();
+        prop_assert!(same_outcome(&out, &owned), "merge_owned differs from merge");
         // Symmetric in local/remote.
         let rev = merge(b, r, l).unwrap();
         prop_assert!(rev.merged == *m, "not symmetric");
