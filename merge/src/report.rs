@@ -232,14 +232,11 @@ impl fmt::Display for MergeReport {
         if self.tables.is_empty() {
             return writeln!(f, "nothing to merge: both sides hold the same content");
         }
-        writeln!(
-            f,
-            "table: to local (new/updated), to remote (new/updated), conflicts"
-        )?;
+        writeln!(f, "merge summary (rows written per side):")?;
         for t in &self.tables {
             writeln!(
                 f,
-                "  {}: {}/{}, {}/{}, {}",
+                "  {}: local {} new, {} updated; remote {} new, {} updated; {} conflicts",
                 t.table,
                 t.local_added,
                 t.local_updated,

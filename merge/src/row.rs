@@ -103,7 +103,7 @@ pub(crate) fn merge_row(
                     Some(b) if cols_eq(b, l, &g.cols) => true,
                     Some(b) if cols_eq(b, r, &g.cols) => false,
                     _ => {
-                        conflict_cols.extend_from_slice(&g.cols);
+                        conflict_cols.extend(g.cols.iter().filter(|&&c| l.0[c] != r.0[c]));
                         let remote_wins = match clock_ord {
                             Ordering::Less => true,
                             Ordering::Greater => false,

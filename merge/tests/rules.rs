@@ -558,6 +558,7 @@ fn the_report_names_items_and_fields_but_never_values() {
     delete_item(&mut r, B, T0 + 5);
     let out = merge(Some(&b), &l, &r).unwrap();
     let text = out.report.to_string();
+    eprintln!("{text}");
     let debug = format!("{out:?}");
     for secret in ["S3cret", "mypassword", "hunter2"] {
         assert!(!text.contains(secret), "report leaks a value");
