@@ -696,32 +696,43 @@ impl WebDavStorage {
             };
             if !resp.status().is_success() {
                 let e = self.status_error(resp, &what).await;
-                self.delete_url(&tmp_url, &what).await;
+                self.remove_temp(&tmp, &tmp_url, &what).await;
                 return Err(e);
             }
             let _ = read_capped(resp, 64 * 1024, &what).await;
-            // Verify the temporary file is complete before it becomes current.
-            let stat = self.propfind(&tmp, false, "0").await;
-            let ok = matches!(&stat, Ok(Some(l)) if l.first().and_then(|r| r.content_length) == Some(body.len()));
-            if !ok {
-                self.delete_url(&tmp_url, &what).await;
-                return Err(Error::transient(format!("{what}: uploaded temporary file is incomplete")));
-            }
-            let overwrite = !matches!(pre, Precondition::IfAbsent);
-            let mut resp = self.move_to(&tmp_url, &target, overwrite, &what).await?;
-            for _ in 0..3 {
-                // rclone answers 404 when a concurrent MOVE removed the destination
-                // between its checks; the temporary file is still there: try again.
-                if resp.status() != StatusCode::NOT_FOUND || !matches!(self.propfind(&tmp, false, "0").await, Ok(Some(_))) {
-                    break;
+            let moved = async {
+                // Verify the temporary file is complete before it becomes current.
+                let stat = self.propfind(&tmp, false, "0").await?;
+                if stat.as_ref().and_then(|l| l.first()).and_then(|r| r.content_length) != Some(body.len()) {
+                    return Err(Error::transient(format!("{what}: uploaded temporary file is incomplete")));
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                resp = self.move_to(&tmp_url, &target, overwrite, &what).await?;
+                let overwrite = !matches!(pre, Precondition::IfAbsent);
+                let mut resp = self.move_to(&tmp_url, &target, overwrite, &what).await?;
+                for _ in 0..3 {
+                    // rclone answers 404 when a concurrent MOVE removed the destination
+                    // between its checks; the temporary file is still there: try again.
+                    if resp.status() != StatusCode::NOT_FOUND || !matches!(self.propfind(&tmp, false, "0").await, Ok(Some(_))) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    resp = self.move_to(&tmp_url, &target, overwrite, &what).await?;
+                }
+                Ok(resp)
             }
-            if !resp.status().is_success() {
-                self.delete_url(&tmp_url, &what).await;
+            .await;
+            match moved {
+                Ok(resp) if resp.status().is_success() => return Ok((resp, digest)),
+                Ok(resp) => {
+                    // Any failure: the temporary file must not stay behind (if the MOVE
+                    // did happen and only its answer was lost, it is already gone).
+                    self.remove_temp(&tmp, &tmp_url, &what).await;
+                    return Ok((resp, digest));
+                }
+                Err(e) => {
+                    self.remove_temp(&tmp, &tmp_url, &what).await;
+                    return Err(e);
+                }
             }
-            return Ok((resp, digest));
         }
         let mut attempt = 0;
         loop {
