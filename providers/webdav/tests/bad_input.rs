@@ -1,0 +1,246 @@
+//! Bad answers from a server, played by a tiny fake HTTP responder on 127.0.0.1:
+//! malformed XML, an entity bomb, a huge PROPFIND answer, hrefs outside the root or on
+//! another host, bodies that end early, odd statuses. Each must be a clear error, no
+//! panic, and nothing written outside the test's own folder.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use syncfabric_core::{Body, Error, Precondition, RemotePath, Storage};
+use syncfabric_webdav::{Profile, Secret, WebDavConfig, WebDavStorage};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// An answer: raw bytes written after the request is read; the connection is closed
+/// afterwards (so a short body is visible to the client).
+type Answer = Arc<dyn Fn(&str) -> Vec<u8> + Send + Sync>;
+
+/// Starts a responder that answers every request with `answer(method)`; records the
+/// request lines it saw.
+async fn responder(answer: Answer) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = l.accept().await else { continue };
+            let answer = answer.clone();
+            let seen = seen2.clone();
+            tokio::spawn(async move {
+                let mut r = BufReader::new(sock);
+                let mut head = String::new();
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let mut body = vec![0u8; len];
+                let _ = r.read_exact(&mut body).await;
+                let first = head.lines().next().unwrap_or("").to_string();
+                seen.lock().unwrap().push(first.clone());
+                let method = first.split(' ').next().unwrap_or("").to_string();
+                let out = answer(&method);
+                let mut sock = r.into_inner();
+                let _ = sock.write_all(&out).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn http(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut v = format!("HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
+    v.extend_from_slice(body);
+    v
+}
+
+fn multistatus(body: &str) -> Vec<u8> {
+    http("207 Multi-Status", "Content-Type: application/xml\r\n", body.as_bytes())
+}
+
+async fn storage(addr: SocketAddr) -> WebDavStorage {
+    let mut cfg = WebDavConfig::new(format!("http://{addr}/dav/root/"))
+        .with_credentials("u", Secret::new("pw"))
+        .with_profile(Profile::Generic);
+    cfg.max_response_bytes = 1024 * 1024;
+    cfg.read_timeout = Duration::from_secs(5);
+    WebDavStorage::new(cfg).unwrap()
+}
+
+async fn corrupt_on_list(xml: String) -> Error {
+    let (addr, _) = responder(Arc::new(move |_m: &str| multistatus(&xml))).await;
+    let s = storage(addr).await;
+    let e = s.list(&RemotePath::root()).await.unwrap_err();
+    let e2 = s.stat(&RemotePath::parse("x").unwrap()).await.unwrap_err();
+    assert!(matches!(e2, Error::Corrupt { .. }), "stat: {e2:?}");
+    e
+}
+
+fn entry(href: &str) -> String {
+    format!(
+        "<D:response><D:href>{href}</D:href><D:propstat><D:prop><D:resourcetype/><D:getetag>\"1\"</D:getetag><D:getcontentlength>1</D:getcontentlength></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>"
+    )
+}
+
+fn listing(hrefs: &[&str]) -> String {
+    let mut s = String::from("<?xml version=\"1.0\"?><D:multistatus xmlns:D=\"DAV:\"><D:response><D:href>/dav/root/</D:href><D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>");
+    for h in hrefs {
+        s.push_str(&entry(h));
+    }
+    s.push_str("</D:multistatus>");
+    s
+}
+
+#[tokio::test]
+async fn malformed_xml_is_corrupt() {
+    for xml in [
+        "<D:multistatus xmlns:D=\"DAV:\"><D:response><D:href>/dav/root/</D:href>".to_string(),
+        "this is not xml".to_string(),
+        "<D:multistatus xmlns:D=\"DAV:\"><D:response></D:multistatus>".to_string(),
+        "\u{0}\u{1}\u{2}<<<>>>".to_string(),
+    ] {
+        let e = corrupt_on_list(xml).await;
+        assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
+    }
+}
+
+#[tokio::test]
+async fn entity_bomb_is_refused_not_expanded() {
+    let mut xml = String::from("<?xml version=\"1.0\"?>\n<!DOCTYPE bomb [\n<!ENTITY a \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\">\n");
+    let mut prev = "a".to_string();
+    for i in 0..10 {
+        let name = format!("e{i}");
+        xml.push_str(&format!("<!ENTITY {name} \"{}\">\n", format!("&{prev};").repeat(10)));
+        prev = name;
+    }
+    xml.push_str(&format!("]>\n<D:multistatus xmlns:D=\"DAV:\"><D:response><D:href>/dav/root/&{prev};</D:href></D:response></D:multistatus>"));
+    let e = corrupt_on_list(xml).await;
+    assert!(matches!(e, Error::Corrupt { ref message } if message.contains("DOCTYPE")), "{e:?}");
+    // External entity (XXE) too.
+    let xxe = "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY f SYSTEM \"file:///etc/passwd\">]><D:multistatus xmlns:D=\"DAV:\"><D:response><D:href>&f;</D:href></D:response></D:multistatus>".to_string();
+    assert!(matches!(corrupt_on_list(xxe).await, Error::Corrupt { .. }));
+}
+
+#[tokio::test]
+async fn huge_propfind_answer_is_capped() {
+    // 2 MiB of entries against a 1 MiB cap; also a Content-Length that announces more.
+    let hrefs: Vec<String> = (0..20_000).map(|i| format!("/dav/root/file-{i:08}")).collect();
+    let refs: Vec<&str> = hrefs.iter().map(|s| s.as_str()).collect();
+    let xml = listing(&refs);
+    assert!(xml.len() > 2 * 1024 * 1024);
+    let e = corrupt_on_list(xml).await;
+    assert!(matches!(e, Error::Corrupt { ref message } if message.contains("cap")), "{e:?}");
+    // Same, streamed without a Content-Length (chunk after chunk, no end in sight).
+    let (addr, _) = responder(Arc::new(|_m: &str| {
+        let mut v = b"HTTP/1.1 207 Multi-Status\r\nContent-Type: application/xml\r\nConnection: close\r\n\r\n<D:multistatus xmlns:D=\"DAV:\">".to_vec();
+        v.extend(std::iter::repeat_n(b' ', 3 * 1024 * 1024));
+        v
+    }))
+    .await;
+    let e = storage(addr).await.list(&RemotePath::root()).await.unwrap_err();
+    assert!(matches!(e, Error::Corrupt { ref message } if message.contains("cap")), "{e:?}");
+}
+
+#[tokio::test]
+async fn hrefs_outside_the_root_or_on_another_host_are_corrupt() {
+    for bad in [
+        "/dav/other/x",
+        "/dav/root/../../etc/passwd",
+        "/dav/root/%2e%2e/%2e%2e/etc/passwd",
+        "http://evil.example/dav/root/x",
+        "https://127.0.0.1:1/dav/root/x",
+        "/dav/rootx",
+        "/dav/root/a/b", // not a direct child
+    ] {
+        let xml = listing(&[bad]);
+        let (addr, seen) = responder(Arc::new(move |_m: &str| multistatus(&xml))).await;
+        let e = storage(addr).await.list(&RemotePath::root()).await.unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{bad}: {e:?}");
+        // Never followed: only the PROPFIND reached the server.
+        assert_eq!(seen.lock().unwrap().len(), 1, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn bodies_that_end_early_are_errors() {
+    // Announces 1000 bytes, sends 10, closes.
+    let (addr, _) = responder(Arc::new(|_m: &str| {
+        let mut v = b"HTTP/1.1 200 OK\r\nETag: \"1\"\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n".to_vec();
+        v.extend_from_slice(b"0123456789");
+        v
+    }))
+    .await;
+    let s = storage(addr).await;
+    let mut d = s.read(&RemotePath::parse("f").unwrap()).await.unwrap();
+    let mut got = 0;
+    let mut err = None;
+    while let Some(c) = futures_util::StreamExt::next(&mut d.stream).await {
+        match c {
+            Ok(c) => got += c.len(),
+            Err(e) => {
+                err = Some(e);
+                break;
+            }
+        }
+    }
+    let e = err.expect("a short body must end in an error");
+    assert!(e.is_retryable(), "{e:?}");
+    assert!(got <= 10);
+    // A truncated PROPFIND answer too.
+    let (addr, _) = responder(Arc::new(|_m: &str| {
+        let mut v = b"HTTP/1.1 207 Multi-Status\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n".to_vec();
+        v.extend_from_slice(b"<D:multistatus xmlns:D=\"DAV:\"><D:response>");
+        v
+    }))
+    .await;
+    let e = storage(addr).await.list(&RemotePath::root()).await.unwrap_err();
+    assert!(e.is_retryable() || matches!(e, Error::Corrupt { .. }), "{e:?}");
+}
+
+#[tokio::test]
+async fn statuses_map_to_kinds_and_hide_the_password() {
+    let cases: Vec<(&str, &str, fn(&Error) -> bool)> = vec![
+        ("401 Unauthorized", "", |e| matches!(e, Error::Unauthorized { .. })),
+        ("403 Forbidden", "", |e| matches!(e, Error::Forbidden { .. })),
+        ("429 Too Many Requests", "Retry-After: 7\r\n", |e| matches!(e, Error::RateLimited { retry_after: Some(d), .. } if d.as_secs() == 7)),
+        ("503 Service Unavailable", "Retry-After: 3\r\n", |e| matches!(e, Error::RateLimited { .. })),
+        ("502 Bad Gateway", "", |e| matches!(e, Error::Transient { .. })),
+        ("507 Insufficient Storage", "", |e| matches!(e, Error::QuotaExceeded { .. })),
+        ("412 Precondition Failed", "", |e| matches!(e, Error::PreconditionFailed { .. })),
+        ("302 Found", "Location: http://evil.example/steal\r\n", |e| matches!(e, Error::Corrupt { .. })),
+    ];
+    for (status, headers, check) in cases {
+        let (addr, seen) = responder(Arc::new(move |_m: &str| http(status, headers, b"<html>secret page pw</html>"))).await;
+        let s = storage(addr).await;
+        let e = s
+            .write(&RemotePath::parse("a/b").unwrap(), Body::from(b"hello".to_vec()), Precondition::IfMatch(syncfabric_core::Version::new("\"v1\"")))
+            .await
+            .unwrap_err();
+        assert!(check(&e), "{status}: {e:?}");
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains("pw") && !text.contains("secret page"), "{status}: {text}");
+        assert!(seen.lock().unwrap().iter().all(|l| !l.contains("evil")), "redirect followed");
+    }
+    // IfAbsent refused by the server is AlreadyExists.
+    let (addr, _) = responder(Arc::new(|_m: &str| http("412 Precondition Failed", "", b""))).await;
+    let e = storage(addr).await.write(&RemotePath::parse("x").unwrap(), Body::from(b"1".to_vec()), Precondition::IfAbsent).await.unwrap_err();
+    assert!(matches!(e, Error::AlreadyExists { .. }), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_huge_error_body_is_not_read_into_memory() {
+    let (addr, _) = responder(Arc::new(|_m: &str| http("500 Internal Server Error", "", &vec![b'x'; 8 * 1024 * 1024]))).await;
+    let e = storage(addr).await.delete(&RemotePath::parse("x").unwrap(), Precondition::None).await.unwrap_err();
+    assert!(matches!(e, Error::Transient { .. } | Error::Corrupt { .. }), "{e:?}");
+}
