@@ -143,7 +143,9 @@ struct Shared {
 impl Shared {
     fn draw(&self) -> (Fault, bool) {
         let n = self.counters.requests.fetch_add(1, Ordering::SeqCst);
-        let Ok(mut rng) = self.rng.lock() else { return (Fault::None, false) };
+        let Ok(mut rng) = self.rng.lock() else {
+            return (Fault::None, false);
+        };
         let p = &self.plan;
         let slow = rng.f64() < p.slow;
         let x = rng.f64();
@@ -182,7 +184,10 @@ pub struct FlakyProxy {
 
 impl std::fmt::Debug for FlakyProxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FlakyProxy").field("addr", &self.addr).field("target", &self.shared.target).finish()
+        f.debug_struct("FlakyProxy")
+            .field("addr", &self.addr)
+            .field("target", &self.shared.target)
+            .finish()
     }
 }
 
@@ -200,7 +205,9 @@ impl FlakyProxy {
         let s2 = shared.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((client, _)) = listener.accept().await else { continue };
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
                 let s = s2.clone();
                 tokio::spawn(async move {
                     let _ = serve(client, s).await;
@@ -262,7 +269,10 @@ struct Head {
 const MAX_HEAD: usize = 64 * 1024;
 
 /// Reads a message head; `Ok(None)` at a clean EOF before any byte.
-async fn read_head<R: AsyncRead + Unpin>(r: &mut BufReader<R>, request: bool) -> std::io::Result<Option<Head>> {
+async fn read_head<R: AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
+    request: bool,
+) -> std::io::Result<Option<Head>> {
     let mut raw = Vec::new();
     loop {
         let n = r.read_until(b'\n', &mut raw).await?;
@@ -270,7 +280,10 @@ async fn read_head<R: AsyncRead + Unpin>(r: &mut BufReader<R>, request: bool) ->
             if raw.is_empty() {
                 return Ok(None);
             }
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "head cut"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "head cut",
+            ));
         }
         if raw.len() > MAX_HEAD {
             return Err(std::io::Error::other("head too large"));
@@ -291,10 +304,16 @@ async fn read_head<R: AsyncRead + Unpin>(r: &mut BufReader<R>, request: bool) ->
     } else {
         parts.nth(1).unwrap_or("").to_string()
     };
-    let mut framing = if request { Framing::Length(0) } else { Framing::UntilClose };
+    let mut framing = if request {
+        Framing::Length(0)
+    } else {
+        Framing::UntilClose
+    };
     let mut close = false;
     for l in lines {
-        let Some((k, v)) = l.split_once(':') else { continue };
+        let Some((k, v)) = l.split_once(':') else {
+            continue;
+        };
         let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_ascii_lowercase());
         if k == "content-length" {
             if let Ok(n) = v.parse() {
@@ -308,12 +327,22 @@ async fn read_head<R: AsyncRead + Unpin>(r: &mut BufReader<R>, request: bool) ->
             close = true;
         }
     }
-    Ok(Some(Head { raw, framing, first, close }))
+    Ok(Some(Head {
+        raw,
+        framing,
+        first,
+        close,
+    }))
 }
 
 /// Copies a body framed by `framing` from `r` to `w` (if given), stopping after
 /// `limit` bytes of the raw stream when set. Returns false if it stopped at `limit`.
-async fn copy_body<R, W>(r: &mut BufReader<R>, mut w: Option<&mut W>, framing: Framing, limit: Option<u64>) -> std::io::Result<bool>
+async fn copy_body<R, W>(
+    r: &mut BufReader<R>,
+    mut w: Option<&mut W>,
+    framing: Framing,
+    limit: Option<u64>,
+) -> std::io::Result<bool>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -339,7 +368,10 @@ where
                 let want = (n as usize).min(buf.len());
                 let got = r.read(&mut buf[..want]).await?;
                 if got == 0 {
-                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "body cut"));
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "body cut",
+                    ));
                 }
                 emit!(&buf[..got]);
                 n -= got as u64;
@@ -356,12 +388,16 @@ where
             let mut line = Vec::new();
             r.read_until(b'\n', &mut line).await?;
             if line.is_empty() {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "chunk cut"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "chunk cut",
+                ));
             }
             emit!(&line);
             let size_txt = String::from_utf8_lossy(&line);
-            let size = u64::from_str_radix(size_txt.trim().split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| std::io::Error::other("bad chunk size"))?;
+            let size =
+                u64::from_str_radix(size_txt.trim().split(';').next().unwrap_or("").trim(), 16)
+                    .map_err(|_| std::io::Error::other("bad chunk size"))?;
             if size == 0 {
                 // Trailers up to the empty line.
                 loop {
@@ -381,7 +417,10 @@ where
                 let want = (left as usize).min(buf.len());
                 let got = r.read(&mut buf[..want]).await?;
                 if got == 0 {
-                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "chunk cut"));
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "chunk cut",
+                    ));
                 }
                 emit!(&buf[..got]);
                 left -= got as u64;
@@ -403,10 +442,15 @@ async fn serve(client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
     let _ = client.set_nodelay(true);
     let (cr, mut cw) = client.into_split();
     let mut cr = BufReader::with_capacity(64 * 1024, cr);
-    let mut upstream: Option<(BufReader<tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf)> = None;
+    let mut upstream: Option<(
+        BufReader<tokio::net::tcp::OwnedReadHalf>,
+        tokio::net::tcp::OwnedWriteHalf,
+    )> = None;
     let c = &s.counters;
     loop {
-        let Some(req) = read_head(&mut cr, true).await? else { return Ok(()) };
+        let Some(req) = read_head(&mut cr, true).await? else {
+            return Ok(());
+        };
         let (fault, slow) = s.draw();
         if slow {
             c.delayed.fetch_add(1, Ordering::SeqCst);
@@ -415,19 +459,30 @@ async fn serve(client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
         match fault {
             Fault::ResetBefore => {
                 c.resets_before.fetch_add(1, Ordering::SeqCst);
-                let client = cr.into_inner().reunite(cw).map_err(|e| std::io::Error::other(e.to_string()))?;
+                let client = cr
+                    .into_inner()
+                    .reunite(cw)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
                 reset(client);
                 return Ok(());
             }
             Fault::ServerError(_) | Fault::TooMany => {
                 // Swallow the request body, answer, close.
-                copy_body::<_, tokio::net::tcp::OwnedWriteHalf>(&mut cr, None, req.framing, None).await?;
+                copy_body::<_, tokio::net::tcp::OwnedWriteHalf>(&mut cr, None, req.framing, None)
+                    .await?;
                 let (status, extra) = if fault == Fault::TooMany {
                     c.too_many_requests.fetch_add(1, Ordering::SeqCst);
-                    ("429 Too Many Requests".to_string(), format!("Retry-After: {}\r\n", s.plan.retry_after_secs))
+                    (
+                        "429 Too Many Requests".to_string(),
+                        format!("Retry-After: {}\r\n", s.plan.retry_after_secs),
+                    )
                 } else {
                     c.server_errors.fetch_add(1, Ordering::SeqCst);
-                    let code = if let Fault::ServerError(code) = fault { code } else { 500 };
+                    let code = if let Fault::ServerError(code) = fault {
+                        code
+                    } else {
+                        500
+                    };
                     let text = match code {
                         500 => "500 Internal Server Error",
                         502 => "502 Bad Gateway",
@@ -452,24 +507,38 @@ async fn serve(client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
             let (ur, uw) = up.into_split();
             upstream = Some((BufReader::with_capacity(64 * 1024, ur), uw));
         }
-        let Some((ur, uw)) = upstream.as_mut() else { return Ok(()) };
+        let Some((ur, uw)) = upstream.as_mut() else {
+            return Ok(());
+        };
         c.forwarded.fetch_add(1, Ordering::SeqCst);
         uw.write_all(&req.raw).await?;
         copy_body(&mut cr, Some(uw), req.framing, None).await?;
         uw.flush().await?;
-        let Some(mut resp) = read_head(ur, false).await? else { return Ok(()) };
+        let Some(mut resp) = read_head(ur, false).await? else {
+            return Ok(());
+        };
         // Skip interim 1xx answers (relay them).
         while resp.first.starts_with('1') {
             cw.write_all(&resp.raw).await?;
-            let Some(r) = read_head(ur, false).await? else { return Ok(()) };
+            let Some(r) = read_head(ur, false).await? else {
+                return Ok(());
+            };
             resp = r;
         }
-        let no_body = req.first.eq_ignore_ascii_case("HEAD") || resp.first == "204" || resp.first == "304";
-        let framing = if no_body { Framing::Length(0) } else { resp.framing };
+        let no_body =
+            req.first.eq_ignore_ascii_case("HEAD") || resp.first == "204" || resp.first == "304";
+        let framing = if no_body {
+            Framing::Length(0)
+        } else {
+            resp.framing
+        };
         match fault {
             Fault::ResetAfter => {
                 c.resets_after.fetch_add(1, Ordering::SeqCst);
-                let client = cr.into_inner().reunite(cw).map_err(|e| std::io::Error::other(e.to_string()))?;
+                let client = cr
+                    .into_inner()
+                    .reunite(cw)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
                 reset(client);
                 return Ok(());
             }
@@ -482,7 +551,10 @@ async fn serve(client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
                 };
                 copy_body(ur, Some(&mut cw), framing, Some(cut)).await?;
                 cw.flush().await?;
-                let client = cr.into_inner().reunite(cw).map_err(|e| std::io::Error::other(e.to_string()))?;
+                let client = cr
+                    .into_inner()
+                    .reunite(cw)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
                 reset(client);
                 return Ok(());
             }
@@ -508,17 +580,25 @@ mod tests {
         let a = l.local_addr().unwrap();
         tokio::spawn(async move {
             loop {
-                let Ok((sock, _)) = l.accept().await else { continue };
+                let Ok((sock, _)) = l.accept().await else {
+                    continue;
+                };
                 tokio::spawn(async move {
                     let (r, mut w) = sock.into_split();
                     let mut r = BufReader::new(r);
                     while let Ok(Some(h)) = read_head(&mut r, true).await {
                         let mut body = Vec::new();
-                        if copy_body(&mut r, Some(&mut body), h.framing, None).await.is_err() {
+                        if copy_body(&mut r, Some(&mut body), h.framing, None)
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                         let text = format!("got {} bytes {}", body.len(), "x".repeat(1000));
-                        let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}", text.len());
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                            text.len()
+                        );
                         if w.write_all(resp.as_bytes()).await.is_err() {
                             return;
                         }
@@ -531,11 +611,16 @@ mod tests {
 
     async fn roundtrip(proxy: SocketAddr, body: &[u8]) -> std::io::Result<(String, Vec<u8>)> {
         let mut s = TcpStream::connect(proxy).await?;
-        let req = format!("PUT /x HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n", body.len());
+        let req = format!(
+            "PUT /x HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
         s.write_all(req.as_bytes()).await?;
         s.write_all(body).await?;
         let mut r = BufReader::new(s);
-        let h = read_head(&mut r, false).await?.ok_or_else(|| std::io::Error::other("no answer"))?;
+        let h = read_head(&mut r, false)
+            .await?
+            .ok_or_else(|| std::io::Error::other("no answer"))?;
         let mut out = Vec::new();
         copy_body::<_, Vec<u8>>(&mut r, Some(&mut out), h.framing, None).await?;
         Ok((h.first, out))
@@ -567,8 +652,14 @@ mod tests {
                 });
             }
             let st = p.stats();
-            assert!(st.server_errors > 0 && st.too_many_requests > 0 && st.truncated > 0, "{st:?}");
-            assert!(st.resets_before > 0 && st.resets_after > 0 && st.delayed > 0, "{st:?}");
+            assert!(
+                st.server_errors > 0 && st.too_many_requests > 0 && st.truncated > 0,
+                "{st:?}"
+            );
+            assert!(
+                st.resets_before > 0 && st.resets_after > 0 && st.delayed > 0,
+                "{st:?}"
+            );
             assert!(seen.iter().any(|s| s == "429") && seen.iter().any(|s| s == "err"));
             outcomes.push(seen);
         }

@@ -141,7 +141,10 @@ impl WebDavConfig {
 
     /// Sets basic-auth credentials.
     pub fn with_credentials(mut self, user: impl Into<String>, password: Secret) -> Self {
-        self.credentials = Some(Credentials { user: user.into(), password });
+        self.credentials = Some(Credentials {
+            user: user.into(),
+            password,
+        });
         self
     }
 
@@ -157,7 +160,9 @@ impl WebDavConfig {
     /// `remote.php/`). A password in the URL is taken (but prefer `password`);
     /// `password` wins when both are given. The URL is never echoed in errors.
     pub fn from_url(url: &str, password: Option<Secret>) -> Result<WebDavConfig, Error> {
-        let bad = |m: &str| Error::InvalidInput { message: format!("WebDAV URL: {m}") };
+        let bad = |m: &str| Error::InvalidInput {
+            message: format!("WebDAV URL: {m}"),
+        };
         let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("missing scheme"))?;
         let (profile, http_scheme) = match scheme {
             "webdav+https" | "davs" => (None, "https"),
@@ -166,7 +171,11 @@ impl WebDavConfig {
             "nextcloud+http" | "owncloud+http" => (Some(Profile::Nextcloud), "http"),
             "https" => (None, "https"),
             "http" => (None, "http"),
-            _ => return Err(bad("scheme must be webdav+https, webdav+http or nextcloud+https")),
+            _ => {
+                return Err(bad(
+                    "scheme must be webdav+https, webdav+http or nextcloud+https",
+                ))
+            }
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -179,7 +188,11 @@ impl WebDavConfig {
         if host.is_empty() {
             return Err(bad("missing host"));
         }
-        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
         let mut credentials = None;
         if let Some(ui) = userinfo {
             let (u, p) = match ui.split_once(':') {
@@ -189,14 +202,18 @@ impl WebDavConfig {
             let password = password.clone().or(p).unwrap_or_else(|| Secret::new(""));
             credentials = Some(Credentials { user: u, password });
         } else if password.is_some() {
-            return Err(bad("a password was given but the URL names no user (user@host)"));
+            return Err(bad(
+                "a password was given but the URL names no user (user@host)",
+            ));
         }
         let mut path = path.to_string();
         if profile == Some(Profile::Nextcloud) && !path.contains("/remote.php/") {
             let user = credentials
                 .as_ref()
                 .map(|c| c.user.clone())
-                .ok_or_else(|| bad("nextcloud URLs need a user (nextcloud+https://user@host/folder)"))?;
+                .ok_or_else(|| {
+                    bad("nextcloud URLs need a user (nextcloud+https://user@host/folder)")
+                })?;
             let enc_user = crate::encode_segment(&user);
             path = format!("/remote.php/dav/files/{enc_user}{path}");
         }
@@ -215,13 +232,20 @@ mod tests {
     fn secret_is_redacted() {
         let s = Secret::new("hunter2");
         assert!(!format!("{s:?} {s}").contains("hunter2"));
-        let c = Credentials { user: "u".into(), password: s };
+        let c = Credentials {
+            user: "u".into(),
+            password: s,
+        };
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 
     #[test]
     fn parses_registry_urls() {
-        let c = WebDavConfig::from_url("webdav+https://alice@example.org:8443/dav/Enpass", Some(Secret::new("pw"))).unwrap();
+        let c = WebDavConfig::from_url(
+            "webdav+https://alice@example.org:8443/dav/Enpass",
+            Some(Secret::new("pw")),
+        )
+        .unwrap();
         assert_eq!(c.url, "https://example.org:8443/dav/Enpass");
         assert_eq!(c.credentials.as_ref().unwrap().user, "alice");
         assert_eq!(c.credentials.as_ref().unwrap().password.expose(), "pw");
@@ -229,17 +253,29 @@ mod tests {
         assert!(!format!("{c:?}").contains("pw\""));
 
         let c = WebDavConfig::from_url("nextcloud+https://bob@cloud.example/Enpass", None).unwrap();
-        assert_eq!(c.url, "https://cloud.example/remote.php/dav/files/bob/Enpass");
+        assert_eq!(
+            c.url,
+            "https://cloud.example/remote.php/dav/files/bob/Enpass"
+        );
         assert_eq!(c.profile, Some(Profile::Nextcloud));
 
-        let c = WebDavConfig::from_url("nextcloud+https://bob@cloud.example/nc/remote.php/dav/files/bob/E", None).unwrap();
+        let c = WebDavConfig::from_url(
+            "nextcloud+https://bob@cloud.example/nc/remote.php/dav/files/bob/E",
+            None,
+        )
+        .unwrap();
         assert_eq!(c.url, "https://cloud.example/nc/remote.php/dav/files/bob/E");
 
         let c = WebDavConfig::from_url("webdav+http://u:p%40ss@127.0.0.1:8080/", None).unwrap();
         assert_eq!(c.url, "http://127.0.0.1:8080/");
         assert_eq!(c.credentials.unwrap().password.expose(), "p@ss");
 
-        for bad in ["ftp://x/", "webdav+https:///x", "nextcloud+https://host/x", "nonsense"] {
+        for bad in [
+            "ftp://x/",
+            "webdav+https:///x",
+            "nextcloud+https://host/x",
+            "nonsense",
+        ] {
             let e = WebDavConfig::from_url(bad, None).unwrap_err();
             assert!(matches!(e, Error::InvalidInput { .. }), "{bad}: {e}");
         }

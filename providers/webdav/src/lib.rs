@@ -75,8 +75,8 @@ use reqwest::{Method, StatusCode, Url};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use syncfabric_core::{
-    Body, Capabilities, ChangeFeed, Download, Entry, EntryKind, Error, Precondition, RemotePath, Result, Storage,
-    Version,
+    Body, Capabilities, ChangeFeed, Download, Entry, EntryKind, Error, Precondition, RemotePath,
+    Result, Storage, Version,
 };
 
 /// Characters left as they are in a path segment; everything else is percent-encoded.
@@ -121,7 +121,10 @@ impl Traits {
         };
         match p {
             Profile::Generic | Profile::Apache | Profile::SabreDav => base,
-            Profile::Nextcloud => Traits { nextcloud_chunking: true, ..base },
+            Profile::Nextcloud => Traits {
+                nextcloud_chunking: true,
+                ..base
+            },
             // Whole-second mtime ETags, and If-Match / If-None-Match ignored on PUT.
             Profile::Nginx => Traits {
                 trust_etag: false,
@@ -130,7 +133,10 @@ impl Traits {
                 ..base
             },
             // ETag from inode, whole-second mtime and size: not strong.
-            Profile::Lighttpd => Traits { trust_etag: false, ..base },
+            Profile::Lighttpd => Traits {
+                trust_etag: false,
+                ..base
+            },
             // ETag from mtime and size; PUT ignores the conditions and writes in place.
             // MOVE (golang.org/x/net/webdav) stats the destination, then renames: with
             // `Overwrite: F` two clients can both succeed, so IfAbsent is not atomic
@@ -169,14 +175,18 @@ impl std::fmt::Debug for WebDavStorage {
         f.debug_struct("WebDavStorage")
             .field("root", &self.inner.root.as_str())
             .field("profile", &self.inner.profile)
-            .field("user", &self.inner.credentials.as_ref().map(|c| c.user.as_str()))
+            .field(
+                "user",
+                &self.inner.credentials.as_ref().map(|c| c.user.as_str()),
+            )
             .finish_non_exhaustive()
     }
 }
 
 fn same_origin_or_upgrade(from: &Url, to: &Url) -> bool {
     from.host_str() == to.host_str()
-        && (from.scheme() == to.scheme() && from.port_or_known_default() == to.port_or_known_default()
+        && (from.scheme() == to.scheme()
+            && from.port_or_known_default() == to.port_or_known_default()
             || from.scheme() == "http" && to.scheme() == "https")
 }
 
@@ -190,16 +200,22 @@ impl WebDavStorage {
         if !url.ends_with('/') {
             url.push('/');
         }
-        let root = Url::parse(&url).map_err(|e| Error::InvalidInput { message: format!("WebDAV URL: {e}") })?;
+        let root = Url::parse(&url).map_err(|e| Error::InvalidInput {
+            message: format!("WebDAV URL: {e}"),
+        })?;
         if !matches!(root.scheme(), "http" | "https") || root.host_str().is_none() {
-            return Err(Error::InvalidInput { message: "WebDAV URL must be http(s)://host/...".into() });
+            return Err(Error::InvalidInput {
+                message: "WebDAV URL must be http(s)://host/...".into(),
+            });
         }
         if !root.username().is_empty() || root.password().is_some() {
             return Err(Error::InvalidInput {
                 message: "put credentials in WebDavConfig::credentials, not in the URL".into(),
             });
         }
-        let root_path = percent_encoding::percent_decode_str(root.path()).decode_utf8_lossy().into_owned();
+        let root_path = percent_encoding::percent_decode_str(root.path())
+            .decode_utf8_lossy()
+            .into_owned();
         let mut b = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout)
@@ -207,7 +223,10 @@ impl WebDavStorage {
             .user_agent(concat!("syncfabric-webdav/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
                 let ok = attempt.previous().len() < 5
-                    && attempt.previous().first().is_some_and(|first| same_origin_or_upgrade(first, attempt.url()));
+                    && attempt
+                        .previous()
+                        .first()
+                        .is_some_and(|first| same_origin_or_upgrade(first, attempt.url()));
                 if ok {
                     attempt.follow()
                 } else {
@@ -215,11 +234,14 @@ impl WebDavStorage {
                 }
             }));
         if let Some(pem) = &config.trust_certificate_pem {
-            let cert = reqwest::Certificate::from_pem(pem)
-                .map_err(|e| Error::InvalidInput { message: format!("trusted certificate: {e}") })?;
+            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| Error::InvalidInput {
+                message: format!("trusted certificate: {e}"),
+            })?;
             b = b.tls_certs_merge([cert]);
         }
-        let client = b.build().map_err(|e| Error::InvalidInput { message: format!("HTTP client: {e}") })?;
+        let client = b.build().map_err(|e| Error::InvalidInput {
+            message: format!("HTTP client: {e}"),
+        })?;
         let profile = config.profile.unwrap_or(Profile::Generic);
         Ok(WebDavStorage {
             inner: Arc::new(Inner {
@@ -269,11 +291,23 @@ impl WebDavStorage {
     }
 
     async fn probe_profile(&self) -> Result<Profile> {
-        let resp = self.send(|| self.request(Method::OPTIONS, self.inner.root.clone()), "/").await?;
+        let resp = self
+            .send(
+                || self.request(Method::OPTIONS, self.inner.root.clone()),
+                "/",
+            )
+            .await?;
         let h = resp.headers();
-        let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+        let get = |n: &str| {
+            h.get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_ascii_lowercase()
+        };
         let server = get("server");
-        let profile = if self.inner.root.path().contains("/remote.php/") || h.contains_key("x-nextcloud-request-id") {
+        let profile = if self.inner.root.path().contains("/remote.php/")
+            || h.contains_key("x-nextcloud-request-id")
+        {
             Profile::Nextcloud
         } else if server.starts_with("apache") {
             Profile::Apache
@@ -283,7 +317,10 @@ impl WebDavStorage {
             Profile::Lighttpd
         } else if h.contains_key("x-sabre-version") {
             Profile::SabreDav
-        } else if server.is_empty() && get("ms-author-via") == "dav" && get("dav").replace(' ', "") == "1,2" {
+        } else if server.is_empty()
+            && get("ms-author-via") == "dav"
+            && get("dav").replace(' ', "") == "1,2"
+        {
             // golang.org/x/net/webdav, which `rclone serve webdav` is built on.
             Profile::Rclone
         } else {
@@ -328,7 +365,8 @@ impl WebDavStorage {
             let resp = build().send().await.map_err(|e| transport_error(e, what))?;
             if resp.status() == StatusCode::LOCKED && attempt < self.inner.cfg.locked_retries {
                 attempt += 1;
-                let wait = retry_after(resp.headers()).unwrap_or(Duration::from_millis(200 << attempt.min(6)));
+                let wait = retry_after(resp.headers())
+                    .unwrap_or(Duration::from_millis(200 << attempt.min(6)));
                 tracing::debug!(path = what, attempt, "423 Locked, retrying");
                 tokio::time::sleep(wait.min(Duration::from_secs(10))).await;
                 continue;
@@ -338,7 +376,12 @@ impl WebDavStorage {
     }
 
     /// PROPFIND `path` with `depth`. `Ok(None)` on 404.
-    async fn propfind(&self, path: &RemotePath, dir: bool, depth: &'static str) -> Result<Option<Vec<xml::PropResponse>>> {
+    async fn propfind(
+        &self,
+        path: &RemotePath,
+        dir: bool,
+        depth: &'static str,
+    ) -> Result<Option<Vec<xml::PropResponse>>> {
         const BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <D:propfind xmlns:D="DAV:"><D:prop><D:resourcetype/><D:getcontentlength/><D:getetag/><D:getlastmodified/></D:prop></D:propfind>"#;
         let url = self.url_for(path, dir);
@@ -346,10 +389,13 @@ impl WebDavStorage {
         let resp = self
             .send(
                 || {
-                    self.request(Method::from_bytes(b"PROPFIND").unwrap_or(Method::GET), url.clone())
-                        .header("Depth", depth)
-                        .header("Content-Type", "application/xml; charset=utf-8")
-                        .body(BODY)
+                    self.request(
+                        Method::from_bytes(b"PROPFIND").unwrap_or(Method::GET),
+                        url.clone(),
+                    )
+                    .header("Depth", depth)
+                    .header("Content-Type", "application/xml; charset=utf-8")
+                    .body(BODY)
                 },
                 &what,
             )
@@ -375,7 +421,10 @@ impl WebDavStorage {
             let u = Url::parse(href).map_err(|_| Error::Corrupt {
                 message: format!("server sent an unusable href {:?}", trunc(href)),
             })?;
-            if u.scheme() != root.scheme() || u.host_str() != root.host_str() || u.port_or_known_default() != root.port_or_known_default() {
+            if u.scheme() != root.scheme()
+                || u.host_str() != root.host_str()
+                || u.port_or_known_default() != root.port_or_known_default()
+            {
                 return Err(Error::Corrupt {
                     message: format!("server sent an href on another host: {:?}", trunc(href)),
                 });
@@ -385,7 +434,9 @@ impl WebDavStorage {
         let raw_path = raw_path.split(['?', '#']).next().unwrap_or("");
         let decoded = percent_encoding::percent_decode_str(raw_path)
             .decode_utf8()
-            .map_err(|_| Error::Corrupt { message: format!("href is not UTF-8: {:?}", trunc(href)) })?;
+            .map_err(|_| Error::Corrupt {
+                message: format!("href is not UTF-8: {:?}", trunc(href)),
+            })?;
         let root_path = &self.inner.root_path;
         let rel = if decoded.as_ref() == root_path.trim_end_matches('/') {
             ""
@@ -397,20 +448,38 @@ impl WebDavStorage {
             });
         };
         RemotePath::parse(rel).map_err(|_| Error::Corrupt {
-            message: format!("server sent an href that leaves the root: {:?}", trunc(href)),
+            message: format!(
+                "server sent an href that leaves the root: {:?}",
+                trunc(href)
+            ),
         })
     }
 
     /// Turns a PROPFIND response into an entry, computing the version.
     async fn entry_from(&self, r: &xml::PropResponse, path: RemotePath) -> Result<Option<Entry>> {
-        let modified = r.last_modified.as_deref().and_then(|d| httpdate::parse_http_date(d).ok());
+        let modified = r
+            .last_modified
+            .as_deref()
+            .and_then(|d| httpdate::parse_http_date(d).ok());
         if r.is_collection {
-            return Ok(Some(Entry { path, kind: EntryKind::Dir, size: 0, modified, version: None }));
+            return Ok(Some(Entry {
+                path,
+                kind: EntryKind::Dir,
+                size: 0,
+                modified,
+                version: None,
+            }));
         }
         let size = r.content_length.unwrap_or(0);
         if self.inner.traits.trust_etag {
             if let Some(tag) = r.etag.as_deref().filter(|t| is_strong(t)) {
-                return Ok(Some(Entry { path, kind: EntryKind::File, size, modified, version: Some(Version::new(tag)) }));
+                return Ok(Some(Entry {
+                    path,
+                    kind: EntryKind::File,
+                    size,
+                    modified,
+                    version: Some(Version::new(tag)),
+                }));
             }
             if r.etag.is_some() {
                 // Weak: wait for the server to make it strong (Apache: 1 s after a write).
@@ -435,12 +504,20 @@ impl WebDavStorage {
     /// Re-reads `path` until its ETag is strong (bounded by `weak_etag_wait`). When
     /// `same_tag` is given, the strong tag must equal it (the W/ prefix aside), else
     /// `None`. Returns `None` when it stays weak/missing.
-    async fn wait_strong(&self, path: &RemotePath, same_tag: Option<&str>) -> Result<Option<Entry>> {
+    async fn wait_strong(
+        &self,
+        path: &RemotePath,
+        same_tag: Option<&str>,
+    ) -> Result<Option<Entry>> {
         let deadline = tokio::time::Instant::now() + self.inner.cfg.weak_etag_wait;
         loop {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            let Some(list) = self.propfind(path, false, "0").await? else { return Ok(None) };
-            let Some(r) = list.first() else { return Ok(None) };
+            let Some(list) = self.propfind(path, false, "0").await? else {
+                return Ok(None);
+            };
+            let Some(r) = list.first() else {
+                return Ok(None);
+            };
             if r.is_collection {
                 return Ok(None);
             }
@@ -453,7 +530,10 @@ impl WebDavStorage {
                         path: path.clone(),
                         kind: EntryKind::File,
                         size: r.content_length.unwrap_or(0),
-                        modified: r.last_modified.as_deref().and_then(|d| httpdate::parse_http_date(d).ok()),
+                        modified: r
+                            .last_modified
+                            .as_deref()
+                            .and_then(|d| httpdate::parse_http_date(d).ok()),
                         version: Some(Version::new(tag)),
                     }));
                 }
@@ -473,7 +553,9 @@ impl WebDavStorage {
     async fn hash_remote(&self, path: &RemotePath) -> Result<Option<RemoteHash>> {
         let url = self.url_for(path, false);
         let what = path.to_string();
-        let resp = self.send(|| self.request(Method::GET, url.clone()), &what).await?;
+        let resp = self
+            .send(|| self.request(Method::GET, url.clone()), &what)
+            .await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -491,9 +573,15 @@ impl WebDavStorage {
             hasher.update(&chunk);
         }
         if expected.is_some_and(|n| n != size) {
-            return Err(Error::transient(format!("{what}: body ended early ({size} bytes)")));
+            return Err(Error::transient(format!(
+                "{what}: body ended early ({size} bytes)"
+            )));
         }
-        Ok(Some(RemoteHash { hash: hex(&hasher.finish()), etag, size }))
+        Ok(Some(RemoteHash {
+            hash: hex(&hasher.finish()),
+            etag,
+            size,
+        }))
     }
 
     /// Builds an error from a non-success answer.
@@ -507,8 +595,14 @@ impl WebDavStorage {
     }
 
     /// Current version of `path` as this provider computes it (for client-side checks).
-    async fn current_version(&self, path: &RemotePath) -> Result<Option<(Version, Option<String>)>> {
-        Ok(self.hash_remote(path).await?.map(|h| (Version::new(format!("{HASH_PREFIX}{}", h.hash)), h.etag)))
+    async fn current_version(
+        &self,
+        path: &RemotePath,
+    ) -> Result<Option<(Version, Option<String>)>> {
+        Ok(self
+            .hash_remote(path)
+            .await?
+            .map(|h| (Version::new(format!("{HASH_PREFIX}{}", h.hash)), h.etag)))
     }
 
     /// Resolves an `IfMatch(v)` into the header to send (if any), or fails with
@@ -522,15 +616,21 @@ impl WebDavStorage {
         if !is_hash {
             // An ETag version on a server whose ETags we do not trust cannot come from
             // this provider: compare with a fresh stat (which yields hashes here).
-            return Err(Error::PreconditionFailed { path: path.to_string() });
+            return Err(Error::PreconditionFailed {
+                path: path.to_string(),
+            });
         }
         let deadline = tokio::time::Instant::now() + self.inner.cfg.weak_etag_wait;
         loop {
             let Some((cur, etag)) = self.current_version(path).await? else {
-                return Err(Error::PreconditionFailed { path: path.to_string() });
+                return Err(Error::PreconditionFailed {
+                    path: path.to_string(),
+                });
             };
             if &cur != v {
-                return Err(Error::PreconditionFailed { path: path.to_string() });
+                return Err(Error::PreconditionFailed {
+                    path: path.to_string(),
+                });
             }
             if !(t.trust_etag && t.server_if_match) {
                 // Checked, but not atomically: the capability says so.
@@ -586,7 +686,9 @@ impl WebDavStorage {
                 Some(Ok(chunk)) => {
                     sent += chunk.len() as u64;
                     if sent > len {
-                        Some(Err(std::io::Error::other("body is longer than its declared length")))
+                        Some(Err(std::io::Error::other(
+                            "body is longer than its declared length",
+                        )))
                     } else {
                         if let Ok(mut g) = h2.lock() {
                             if let Some(h) = g.as_mut() {
@@ -597,7 +699,9 @@ impl WebDavStorage {
                     }
                 }
                 Some(Err(e)) => Some(Err(e)),
-                None if sent != len => Some(Err(std::io::Error::other("body is shorter than its declared length"))),
+                None if sent != len => Some(Err(std::io::Error::other(
+                    "body is shorter than its declared length",
+                ))),
                 None => None,
             };
             futures_util::future::ready(out)
@@ -610,26 +714,49 @@ impl WebDavStorage {
             .send()
             .await
             .map_err(|e| transport_error(e, what))?;
-        let digest = hasher.lock().ok().and_then(|mut g| g.take()).map(|h| hex(&h.finish()));
+        let digest = hasher
+            .lock()
+            .ok()
+            .and_then(|mut g| g.take())
+            .map(|h| hex(&h.finish()));
         Ok((resp, digest))
     }
 
     async fn mkcol(&self, path: &RemotePath) -> Result<StatusCode> {
         let url = self.url_for(path, true);
         let what = path.to_string();
-        let resp = self.send(|| self.request(Method::from_bytes(b"MKCOL").unwrap_or(Method::PUT), url.clone()), &what).await?;
+        let resp = self
+            .send(
+                || {
+                    self.request(
+                        Method::from_bytes(b"MKCOL").unwrap_or(Method::PUT),
+                        url.clone(),
+                    )
+                },
+                &what,
+            )
+            .await?;
         let s = resp.status();
         let _ = read_capped(resp, 64 * 1024, &what).await;
         Ok(s)
     }
 
     /// MOVE `from` to `to`. `overwrite`: `Overwrite: T` or `F`.
-    async fn move_to(&self, from: &Url, to: &Url, overwrite: bool, what: &str) -> Result<reqwest::Response> {
+    async fn move_to(
+        &self,
+        from: &Url,
+        to: &Url,
+        overwrite: bool,
+        what: &str,
+    ) -> Result<reqwest::Response> {
         self.send(
             || {
-                self.request(Method::from_bytes(b"MOVE").unwrap_or(Method::PUT), from.clone())
-                    .header("Destination", to.as_str())
-                    .header("Overwrite", if overwrite { "T" } else { "F" })
+                self.request(
+                    Method::from_bytes(b"MOVE").unwrap_or(Method::PUT),
+                    from.clone(),
+                )
+                .header("Destination", to.as_str())
+                .header("Overwrite", if overwrite { "T" } else { "F" })
             },
             what,
         )
@@ -650,19 +777,33 @@ impl WebDavStorage {
     }
 
     async fn delete_url(&self, url: &Url, what: &str) {
-        if let Ok(r) = self.send(|| self.request(Method::DELETE, url.clone()), what).await {
+        if let Ok(r) = self
+            .send(|| self.request(Method::DELETE, url.clone()), what)
+            .await
+        {
             let _ = read_capped(r, 64 * 1024, what).await;
         }
     }
 
     /// The upload itself, with parent creation on 409/404. Returns the final answer.
-    async fn upload(&self, path: &RemotePath, body: &Body, pre: &Precondition, if_match: Option<String>) -> Result<(reqwest::Response, Option<String>)> {
+    async fn upload(
+        &self,
+        path: &RemotePath,
+        body: &Body,
+        pre: &Precondition,
+        if_match: Option<String>,
+    ) -> Result<(reqwest::Response, Option<String>)> {
         let t = self.inner.traits;
         let what = path.to_string();
         let target = self.url_for(path, false);
         let mut headers = HeaderMap::new();
         if let Some(tag) = &if_match {
-            headers.insert("If-Match", HeaderValue::from_str(tag).map_err(|_| Error::InvalidInput { message: format!("{what}: version is not a valid ETag") })?);
+            headers.insert(
+                "If-Match",
+                HeaderValue::from_str(tag).map_err(|_| Error::InvalidInput {
+                    message: format!("{what}: version is not a valid ETag"),
+                })?,
+            );
         }
         if matches!(pre, Precondition::IfAbsent) && t.server_if_none_match && !t.temp_then_move {
             headers.insert("If-None-Match", HeaderValue::from_static("*"));
@@ -672,7 +813,11 @@ impl WebDavStorage {
         }
         if t.temp_then_move {
             let name = path.file_name().unwrap_or("file");
-            let tmp_name = format!(".{}.syncfabric-{}.tmp", name.chars().take(64).collect::<String>(), random_hex(8));
+            let tmp_name = format!(
+                ".{}.syncfabric-{}.tmp",
+                name.chars().take(64).collect::<String>(),
+                random_hex(8)
+            );
             let tmp = match path.parent() {
                 Some(p) => p.join(&tmp_name)?,
                 None => RemotePath::parse(&tmp_name)?,
@@ -680,7 +825,10 @@ impl WebDavStorage {
             let tmp_url = self.url_for(&tmp, false);
             let mut attempt = 0;
             let (resp, digest) = loop {
-                let (resp, digest) = match self.put(tmp_url.clone(), body, HeaderMap::new(), &what).await {
+                let (resp, digest) = match self
+                    .put(tmp_url.clone(), body, HeaderMap::new(), &what)
+                    .await
+                {
                     Ok(r) => r,
                     Err(e) => {
                         // A cut upload may have left a partial temporary file: remove it.
@@ -703,15 +851,24 @@ impl WebDavStorage {
             let moved = async {
                 // Verify the temporary file is complete before it becomes current.
                 let stat = self.propfind(&tmp, false, "0").await?;
-                if stat.as_ref().and_then(|l| l.first()).and_then(|r| r.content_length) != Some(body.len()) {
-                    return Err(Error::transient(format!("{what}: uploaded temporary file is incomplete")));
+                if stat
+                    .as_ref()
+                    .and_then(|l| l.first())
+                    .and_then(|r| r.content_length)
+                    != Some(body.len())
+                {
+                    return Err(Error::transient(format!(
+                        "{what}: uploaded temporary file is incomplete"
+                    )));
                 }
                 let overwrite = !matches!(pre, Precondition::IfAbsent);
                 let mut resp = self.move_to(&tmp_url, &target, overwrite, &what).await?;
                 for _ in 0..3 {
                     // rclone answers 404 when a concurrent MOVE removed the destination
                     // between its checks; the temporary file is still there: try again.
-                    if resp.status() != StatusCode::NOT_FOUND || !matches!(self.propfind(&tmp, false, "0").await, Ok(Some(_))) {
+                    if resp.status() != StatusCode::NOT_FOUND
+                        || !matches!(self.propfind(&tmp, false, "0").await, Ok(Some(_)))
+                    {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -736,7 +893,9 @@ impl WebDavStorage {
         }
         let mut attempt = 0;
         loop {
-            let (resp, digest) = self.put(target.clone(), body, headers.clone(), &what).await?;
+            let (resp, digest) = self
+                .put(target.clone(), body, headers.clone(), &what)
+                .await?;
             if attempt == 0 && self.parent_was_missing(path, resp.status()).await? {
                 attempt += 1;
                 continue;
@@ -751,7 +910,9 @@ impl WebDavStorage {
         if !matches!(status.as_u16(), 404 | 409 | 500) {
             return Ok(false);
         }
-        let Some(parent) = path.parent().filter(|p| !p.is_root()) else { return Ok(false) };
+        let Some(parent) = path.parent().filter(|p| !p.is_root()) else {
+            return Ok(false);
+        };
         if self.propfind(&parent, true, "0").await?.is_some() {
             return Ok(false);
         }
@@ -762,22 +923,49 @@ impl WebDavStorage {
     /// Nextcloud chunked upload (chunking v1 "new"): MKCOL
     /// `remote.php/dav/uploads/<user>/<id>/`, PUT numbered chunks, MOVE `.file` onto
     /// the target (with the precondition headers), DELETE the upload folder on failure.
-    async fn nextcloud_chunked(&self, path: &RemotePath, body: &Body, headers: HeaderMap) -> Result<(reqwest::Response, Option<String>)> {
+    async fn nextcloud_chunked(
+        &self,
+        path: &RemotePath,
+        body: &Body,
+        headers: HeaderMap,
+    ) -> Result<(reqwest::Response, Option<String>)> {
         use tokio::io::AsyncReadExt;
         let what = path.to_string();
-        let user = self.inner.credentials.as_ref().map(|c| c.user.clone()).ok_or_else(|| Error::InvalidInput {
-            message: "nextcloud chunked upload needs a user".into(),
-        })?;
+        let user = self
+            .inner
+            .credentials
+            .as_ref()
+            .map(|c| c.user.clone())
+            .ok_or_else(|| Error::InvalidInput {
+                message: "nextcloud chunked upload needs a user".into(),
+            })?;
         let root = self.inner.root.as_str();
         let base = root
             .find("/remote.php/dav/")
             .map(|i| &root[..i])
-            .ok_or_else(|| Error::InvalidInput { message: "nextcloud root must be under remote.php/dav/".into() })?;
-        let upload_dir = Url::parse(&format!("{base}/remote.php/dav/uploads/{}/syncfabric-{}/", encode_segment(&user), random_hex(12)))
-            .map_err(|e| Error::InvalidInput { message: format!("upload URL: {e}") })?;
+            .ok_or_else(|| Error::InvalidInput {
+                message: "nextcloud root must be under remote.php/dav/".into(),
+            })?;
+        let upload_dir = Url::parse(&format!(
+            "{base}/remote.php/dav/uploads/{}/syncfabric-{}/",
+            encode_segment(&user),
+            random_hex(12)
+        ))
+        .map_err(|e| Error::InvalidInput {
+            message: format!("upload URL: {e}"),
+        })?;
         let target = self.url_for(path, false);
         let r = self
-            .send(|| self.request(Method::from_bytes(b"MKCOL").unwrap_or(Method::PUT), upload_dir.clone()).header("Destination", target.as_str()), &what)
+            .send(
+                || {
+                    self.request(
+                        Method::from_bytes(b"MKCOL").unwrap_or(Method::PUT),
+                        upload_dir.clone(),
+                    )
+                    .header("Destination", target.as_str())
+                },
+                &what,
+            )
             .await?;
         if !r.status().is_success() {
             return Err(self.status_error(r, &what).await);
@@ -791,15 +979,33 @@ impl WebDavStorage {
             while remaining > 0 {
                 let n = remaining.min(chunk_size);
                 let mut buf = Vec::with_capacity(n as usize);
-                (&mut reader).take(n).read_to_end(&mut buf).await.map_err(|e| Error::from_io(e, &what))?;
+                (&mut reader)
+                    .take(n)
+                    .read_to_end(&mut buf)
+                    .await
+                    .map_err(|e| Error::from_io(e, &what))?;
                 if buf.len() as u64 != n {
-                    return Err(Error::InvalidInput { message: format!("{what}: local file changed during upload") });
+                    return Err(Error::InvalidInput {
+                        message: format!("{what}: local file changed during upload"),
+                    });
                 }
                 hasher.update(&buf);
                 let chunk = Bytes::from(buf);
-                let url = upload_dir.join(&format!("{index:05}")).map_err(|e| Error::InvalidInput { message: e.to_string() })?;
+                let url =
+                    upload_dir
+                        .join(&format!("{index:05}"))
+                        .map_err(|e| Error::InvalidInput {
+                            message: e.to_string(),
+                        })?;
                 let r = self
-                    .send(|| self.request(Method::PUT, url.clone()).header("Destination", target.as_str()).body(chunk.clone()), &what)
+                    .send(
+                        || {
+                            self.request(Method::PUT, url.clone())
+                                .header("Destination", target.as_str())
+                                .body(chunk.clone())
+                        },
+                        &what,
+                    )
                     .await?;
                 if !r.status().is_success() {
                     return Err(self.status_error(r, &what).await);
@@ -807,14 +1013,19 @@ impl WebDavStorage {
                 remaining -= n;
                 index += 1;
             }
-            let file = upload_dir.join(".file").map_err(|e| Error::InvalidInput { message: e.to_string() })?;
+            let file = upload_dir.join(".file").map_err(|e| Error::InvalidInput {
+                message: e.to_string(),
+            })?;
             let r = self
                 .send(
                     || {
-                        self.request(Method::from_bytes(b"MOVE").unwrap_or(Method::PUT), file.clone())
-                            .headers(headers.clone())
-                            .header("Destination", target.as_str())
-                            .header("OC-Total-Length", body.len())
+                        self.request(
+                            Method::from_bytes(b"MOVE").unwrap_or(Method::PUT),
+                            file.clone(),
+                        )
+                        .headers(headers.clone())
+                        .header("Destination", target.as_str())
+                        .header("OC-Total-Length", body.len())
                     },
                     &what,
                 )
@@ -856,7 +1067,11 @@ impl WebDavStorage {
             return Err(Error::NotFound { path: what });
         }
         if status == StatusCode::RANGE_NOT_SATISFIABLE {
-            return Ok(Download { version: None, size: Some(0), stream: Box::pin(futures_util::stream::empty()) });
+            return Ok(Download {
+                version: None,
+                size: Some(0),
+                stream: Box::pin(futures_util::stream::empty()),
+            });
         }
         if !status.is_success() {
             return Err(self.status_error(resp, &what).await);
@@ -867,46 +1082,61 @@ impl WebDavStorage {
         } else {
             None
         };
-        let skip = if status == StatusCode::PARTIAL_CONTENT { 0 } else { offset };
+        let skip = if status == StatusCode::PARTIAL_CONTENT {
+            0
+        } else {
+            offset
+        };
         let size = resp.content_length().map(|n| n.saturating_sub(skip));
         let expected = resp.content_length();
         let inner = resp.bytes_stream();
         // State: (inner stream, bytes seen, bytes still to skip, finished).
-        let stream = futures_util::stream::unfold((inner, 0u64, skip, false), move |(mut inner, mut seen, mut skip, done)| {
-            let what = what.clone();
-            async move {
-                if done {
-                    return None;
-                }
-                loop {
-                    match inner.next().await {
-                        Some(Ok(mut chunk)) => {
-                            seen += chunk.len() as u64;
-                            if skip > 0 {
-                                let s = skip.min(chunk.len() as u64);
-                                skip -= s;
-                                chunk = chunk.slice(s as usize..);
-                                if chunk.is_empty() {
-                                    continue;
+        let stream = futures_util::stream::unfold(
+            (inner, 0u64, skip, false),
+            move |(mut inner, mut seen, mut skip, done)| {
+                let what = what.clone();
+                async move {
+                    if done {
+                        return None;
+                    }
+                    loop {
+                        match inner.next().await {
+                            Some(Ok(mut chunk)) => {
+                                seen += chunk.len() as u64;
+                                if skip > 0 {
+                                    let s = skip.min(chunk.len() as u64);
+                                    skip -= s;
+                                    chunk = chunk.slice(s as usize..);
+                                    if chunk.is_empty() {
+                                        continue;
+                                    }
                                 }
+                                return Some((Ok(chunk), (inner, seen, skip, false)));
                             }
-                            return Some((Ok(chunk), (inner, seen, skip, false)));
-                        }
-                        Some(Err(e)) => return Some((Err(body_error(e, &what)), (inner, seen, skip, true))),
-                        None => {
-                            if expected.is_some_and(|n| n != seen) {
-                                return Some((
-                                    Err(Error::transient(format!("{what}: body ended early ({seen} bytes)"))),
-                                    (inner, seen, skip, true),
-                                ));
+                            Some(Err(e)) => {
+                                return Some((Err(body_error(e, &what)), (inner, seen, skip, true)))
                             }
-                            return None;
+                            None => {
+                                if expected.is_some_and(|n| n != seen) {
+                                    return Some((
+                                        Err(Error::transient(format!(
+                                            "{what}: body ended early ({seen} bytes)"
+                                        ))),
+                                        (inner, seen, skip, true),
+                                    ));
+                                }
+                                return None;
+                            }
                         }
                     }
                 }
-            }
-        });
-        Ok(Download { version, size, stream: Box::pin(stream) })
+            },
+        );
+        Ok(Download {
+            version,
+            size,
+            stream: Box::pin(stream),
+        })
     }
 }
 
@@ -929,22 +1159,28 @@ fn strip_weak(tag: &str) -> &str {
 }
 
 fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
-    h.get(name).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string())
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
 }
 
 fn hex(b: &[u8]) -> String {
     use std::fmt::Write;
-    b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
 }
 
 fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     if openssl::rand::rand_bytes(&mut b).is_err() {
         // Fall back to time-derived bytes: only used for temporary names.
-        let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let t = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         for (i, x) in b.iter_mut().enumerate() {
             *x = (t >> ((i % 16) * 8)) as u8;
         }
@@ -959,20 +1195,27 @@ fn retry_after(h: &HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let when = httpdate::parse_http_date(v).ok()?;
-    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// Reads a response body up to `cap` bytes; more is Corrupt.
 async fn read_capped(resp: reqwest::Response, cap: usize, what: &str) -> Result<Vec<u8>> {
     if resp.content_length().is_some_and(|n| n > cap as u64) {
-        return Err(Error::Corrupt { message: format!("{what}: answer larger than the {cap}-byte cap") });
+        return Err(Error::Corrupt {
+            message: format!("{what}: answer larger than the {cap}-byte cap"),
+        });
     }
     let mut out = Vec::new();
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| body_error(e, what))?;
         if out.len() + chunk.len() > cap {
-            return Err(Error::Corrupt { message: format!("{what}: answer larger than the {cap}-byte cap") });
+            return Err(Error::Corrupt {
+                message: format!("{what}: answer larger than the {cap}-byte cap"),
+            });
         }
         out.extend_from_slice(&chunk);
     }
@@ -982,11 +1225,17 @@ async fn read_capped(resp: reqwest::Response, cap: usize, what: &str) -> Result<
 fn transport_error(e: reqwest::Error, what: &str) -> Error {
     // reqwest's Display never includes credentials (they are in a header), but may
     // include the URL; our URLs carry no credentials.
-    Error::Transient { message: format!("{what}: {}", e.without_url()), source: None }
+    Error::Transient {
+        message: format!("{what}: {}", e.without_url()),
+        source: None,
+    }
 }
 
 fn body_error(e: reqwest::Error, what: &str) -> Error {
-    Error::Transient { message: format!("{what}: body interrupted: {}", e.without_url()), source: None }
+    Error::Transient {
+        message: format!("{what}: body interrupted: {}", e.without_url()),
+        source: None,
+    }
 }
 
 /// The status-to-kind table. `what` is the path (never a URL with credentials).
@@ -995,17 +1244,36 @@ fn status_to_error(status: StatusCode, retry_after: Option<Duration>, what: &str
     match status.as_u16() {
         401 => Error::Unauthorized { message: msg },
         403 => Error::Forbidden { message: msg },
-        404 | 410 => Error::NotFound { path: what.to_string() },
-        412 => Error::PreconditionFailed { path: what.to_string() },
-        413 => Error::InvalidInput { message: format!("{msg} (too large for this server)") },
-        423 => Error::Transient { message: format!("{msg} (locked)"), source: None },
-        429 => Error::RateLimited { retry_after, message: msg },
-        503 if retry_after.is_some() => Error::RateLimited { retry_after, message: msg },
+        404 | 410 => Error::NotFound {
+            path: what.to_string(),
+        },
+        412 => Error::PreconditionFailed {
+            path: what.to_string(),
+        },
+        413 => Error::InvalidInput {
+            message: format!("{msg} (too large for this server)"),
+        },
+        423 => Error::Transient {
+            message: format!("{msg} (locked)"),
+            source: None,
+        },
+        429 => Error::RateLimited {
+            retry_after,
+            message: msg,
+        },
+        503 if retry_after.is_some() => Error::RateLimited {
+            retry_after,
+            message: msg,
+        },
         507 => Error::QuotaExceeded { message: msg },
         408 => Error::transient(msg),
-        300..=399 => Error::Corrupt { message: format!("{msg}: redirect to another origin refused") },
+        300..=399 => Error::Corrupt {
+            message: format!("{msg}: redirect to another origin refused"),
+        },
         500..=599 => Error::transient(msg),
-        _ => Error::InvalidInput { message: format!("{msg} (unexpected)") },
+        _ => Error::InvalidInput {
+            message: format!("{msg} (unexpected)"),
+        },
     }
 }
 
@@ -1016,7 +1284,11 @@ impl Storage for WebDavStorage {
         let t = self.inner.traits;
         Capabilities {
             if_match: t.trust_etag && t.server_if_match,
-            if_absent: if t.temp_then_move { t.move_no_overwrite } else { t.server_if_none_match },
+            if_absent: if t.temp_then_move {
+                t.move_no_overwrite
+            } else {
+                t.server_if_none_match
+            },
             conditional_delete: t.trust_etag && t.server_if_match,
             max_single_write: None,
             chunked_upload: t.nextcloud_chunking,
@@ -1031,20 +1303,28 @@ impl Storage for WebDavStorage {
     }
 
     async fn stat(&self, path: &RemotePath) -> Result<Option<Entry>> {
-        let Some(list) = self.propfind(path, false, "0").await? else { return Ok(None) };
+        let Some(list) = self.propfind(path, false, "0").await? else {
+            return Ok(None);
+        };
         let Some(r) = list.into_iter().find(|r| r.status.is_none_or(|s| s == 200)) else {
-            return Err(Error::Corrupt { message: format!("{path}: PROPFIND answer without an entry") });
+            return Err(Error::Corrupt {
+                message: format!("{path}: PROPFIND answer without an entry"),
+            });
         };
         let p = self.href_to_path(&r.href)?;
         if &p != path {
-            return Err(Error::Corrupt { message: format!("{path}: PROPFIND answered for another path") });
+            return Err(Error::Corrupt {
+                message: format!("{path}: PROPFIND answered for another path"),
+            });
         }
         self.entry_from(&r, p).await
     }
 
     async fn list(&self, dir: &RemotePath) -> Result<Vec<Entry>> {
         let Some(list) = self.propfind(dir, true, "1").await? else {
-            return Err(Error::NotFound { path: dir.to_string() });
+            return Err(Error::NotFound {
+                path: dir.to_string(),
+            });
         };
         let mut out = Vec::new();
         let mut saw_self = false;
@@ -1053,12 +1333,16 @@ impl Storage for WebDavStorage {
             if &p == dir {
                 saw_self = true;
                 if !r.is_collection {
-                    return Err(Error::InvalidInput { message: format!("{dir} is a file, not a folder") });
+                    return Err(Error::InvalidInput {
+                        message: format!("{dir} is a file, not a folder"),
+                    });
                 }
                 continue;
             }
             if p.parent().as_ref() != Some(dir) {
-                return Err(Error::Corrupt { message: format!("{dir}: listing names {p}, not a direct child") });
+                return Err(Error::Corrupt {
+                    message: format!("{dir}: listing names {p}, not a direct child"),
+                });
             }
             if r.status.is_some_and(|s| s != 200) {
                 continue;
@@ -1068,7 +1352,9 @@ impl Storage for WebDavStorage {
             }
         }
         if !saw_self && out.is_empty() {
-            return Err(Error::Corrupt { message: format!("{dir}: listing without the folder itself") });
+            return Err(Error::Corrupt {
+                message: format!("{dir}: listing without the folder itself"),
+            });
         }
         Ok(out)
     }
@@ -1079,13 +1365,17 @@ impl Storage for WebDavStorage {
 
     async fn write(&self, path: &RemotePath, body: Body, pre: Precondition) -> Result<Entry> {
         if path.is_root() {
-            return Err(Error::InvalidInput { message: "cannot write to the root folder".into() });
+            return Err(Error::InvalidInput {
+                message: "cannot write to the root folder".into(),
+            });
         }
         let t = self.inner.traits;
         let what = path.to_string();
         let if_match = match &pre {
             Precondition::IfMatch(v) => self.if_match_header(path, v).await?,
-            Precondition::IfAbsent if !t.server_if_none_match && !(t.temp_then_move && t.move_no_overwrite) => {
+            Precondition::IfAbsent
+                if !(t.server_if_none_match || t.temp_then_move && t.move_no_overwrite) =>
+            {
                 // Checked, not atomic (the capability says `if_absent: false`).
                 if self.propfind(path, false, "0").await?.is_some() {
                     return Err(Error::AlreadyExists { path: what });
@@ -1098,14 +1388,21 @@ impl Storage for WebDavStorage {
         loop {
             let (resp, digest) = self.upload(path, &body, &pre, if_match.clone()).await?;
             let status = resp.status();
-            if status == StatusCode::PRECONDITION_FAILED || (matches!(pre, Precondition::IfMatch(_)) && status == StatusCode::NOT_FOUND) {
+            if status == StatusCode::PRECONDITION_FAILED
+                || (matches!(pre, Precondition::IfMatch(_)) && status == StatusCode::NOT_FOUND)
+            {
                 let _ = read_capped(resp, 64 * 1024, &what).await;
-                if let (Precondition::IfMatch(v), true) = (&pre, status == StatusCode::PRECONDITION_FAILED) {
+                if let (Precondition::IfMatch(v), true) =
+                    (&pre, status == StatusCode::PRECONDITION_FAILED)
+                {
                     // Apache fails If-Match while the current ETag is still weak even when
                     // it is the same tag: wait for it to turn strong and try again.
                     if weak_retry < 1 && !v.as_str().starts_with(HASH_PREFIX) {
                         if let Some(Ok(Some(l))) = Some(self.propfind(path, false, "0").await) {
-                            if l.first().and_then(|r| r.etag.as_deref()).is_some_and(|e| !is_strong(e) && strip_weak(e) == v.as_str()) {
+                            if l.first()
+                                .and_then(|r| r.etag.as_deref())
+                                .is_some_and(|e| !is_strong(e) && strip_weak(e) == v.as_str())
+                            {
                                 weak_retry += 1;
                                 if self.wait_strong(path, Some(v.as_str())).await?.is_some() {
                                     continue;
@@ -1123,7 +1420,13 @@ impl Storage for WebDavStorage {
                 return Err(self.status_error(resp, &what).await);
             }
             let put_etag = header_str(resp.headers(), "oc-etag")
-                .map(|e| if e.starts_with('"') { e } else { format!("\"{e}\"") })
+                .map(|e| {
+                    if e.starts_with('"') {
+                        e
+                    } else {
+                        format!("\"{e}\"")
+                    }
+                })
                 .or_else(|| header_str(resp.headers(), "etag"));
             // The server's clock (its Date header), so `modified` is comparable with the
             // getlastmodified of other files (the lease lock relies on it).
@@ -1135,7 +1438,13 @@ impl Storage for WebDavStorage {
                 .or_else(|| Some(SystemTime::now()));
             let _ = read_capped(resp, 64 * 1024, &what).await;
             let hash_version = digest.map(|d| Version::new(format!("{HASH_PREFIX}{d}")));
-            let entry = |version: Option<Version>| Entry { path: path.clone(), kind: EntryKind::File, size: body.len(), modified: now, version };
+            let entry = |version: Option<Version>| Entry {
+                path: path.clone(),
+                kind: EntryKind::File,
+                size: body.len(),
+                modified: now,
+                version,
+            };
             if !t.trust_etag {
                 return Ok(entry(hash_version));
             }
@@ -1145,7 +1454,10 @@ impl Storage for WebDavStorage {
             // No strong ETag in the answer: read it now, and wait for it to be strong
             // while checking nobody wrote in between.
             let first = self.propfind(path, false, "0").await?;
-            let tag = first.as_ref().and_then(|l| l.first()).and_then(|r| r.etag.clone());
+            let tag = first
+                .as_ref()
+                .and_then(|l| l.first())
+                .and_then(|r| r.etag.clone());
             match tag {
                 Some(tag) if is_strong(&tag) => return Ok(entry(Some(Version::new(tag)))),
                 Some(tag) => {
@@ -1161,20 +1473,26 @@ impl Storage for WebDavStorage {
 
     async fn delete(&self, path: &RemotePath, pre: Precondition) -> Result<()> {
         if path.is_root() {
-            return Err(Error::InvalidInput { message: "cannot delete the root folder".into() });
+            return Err(Error::InvalidInput {
+                message: "cannot delete the root folder".into(),
+            });
         }
         let what = path.to_string();
         let if_match = match &pre {
             Precondition::IfMatch(v) => {
                 let h = self.if_match_header(path, v).await?;
-                if h.is_none() && !(self.inner.traits.trust_etag && self.inner.traits.server_if_match) {
+                if h.is_none()
+                    && !(self.inner.traits.trust_etag && self.inner.traits.server_if_match)
+                {
                     None
                 } else {
                     h
                 }
             }
             Precondition::IfAbsent => {
-                return Err(Error::InvalidInput { message: format!("{what}: IfAbsent makes no sense for delete") })
+                return Err(Error::InvalidInput {
+                    message: format!("{what}: IfAbsent makes no sense for delete"),
+                })
             }
             Precondition::None => None,
         };
@@ -1196,7 +1514,9 @@ impl Storage for WebDavStorage {
         match status.as_u16() {
             200..=299 => Ok(()),
             404 | 410 if matches!(pre, Precondition::None) => Ok(()),
-            404 | 410 | 412 if matches!(pre, Precondition::IfMatch(_)) => Err(Error::PreconditionFailed { path: what }),
+            404 | 410 | 412 if matches!(pre, Precondition::IfMatch(_)) => {
+                Err(Error::PreconditionFailed { path: what })
+            }
             _ => Err(status_to_error(status, None, &what)),
         }
     }
@@ -1210,7 +1530,9 @@ impl Storage for WebDavStorage {
             if l.first().is_some_and(|r| r.is_collection) {
                 return Ok(());
             }
-            return Err(Error::AlreadyExists { path: path.to_string() });
+            return Err(Error::AlreadyExists {
+                path: path.to_string(),
+            });
         }
         let mut cur = RemotePath::root();
         for seg in path.segments() {
@@ -1238,10 +1560,26 @@ mod tests {
     #[test]
     fn hrefs_are_confined() {
         let d = dav("http://127.0.0.1:9/dav/my%20root");
-        assert_eq!(d.href_to_path("/dav/my%20root/").unwrap(), RemotePath::root());
-        assert_eq!(d.href_to_path("/dav/my%20root").unwrap(), RemotePath::root());
-        assert_eq!(d.href_to_path("/dav/my%20root/a%2Fb/c%20d").unwrap().as_str(), "a/b/c d");
-        assert_eq!(d.href_to_path("http://127.0.0.1:9/dav/my%20root/x").unwrap().as_str(), "x");
+        assert_eq!(
+            d.href_to_path("/dav/my%20root/").unwrap(),
+            RemotePath::root()
+        );
+        assert_eq!(
+            d.href_to_path("/dav/my%20root").unwrap(),
+            RemotePath::root()
+        );
+        assert_eq!(
+            d.href_to_path("/dav/my%20root/a%2Fb/c%20d")
+                .unwrap()
+                .as_str(),
+            "a/b/c d"
+        );
+        assert_eq!(
+            d.href_to_path("http://127.0.0.1:9/dav/my%20root/x")
+                .unwrap()
+                .as_str(),
+            "x"
+        );
         for bad in [
             "/dav/other/x",
             "/dav/my%20rootx/y",
@@ -1252,7 +1590,10 @@ mod tests {
             "https://127.0.0.1:9/dav/my%20root/x",
             "/dav/my%20root/%ff",
         ] {
-            assert!(matches!(d.href_to_path(bad), Err(Error::Corrupt { .. })), "{bad}");
+            assert!(
+                matches!(d.href_to_path(bad), Err(Error::Corrupt { .. })),
+                "{bad}"
+            );
         }
     }
 
@@ -1260,21 +1601,54 @@ mod tests {
     fn urls_are_encoded() {
         let d = dav("http://h/dav");
         let p = RemotePath::parse("a b/c#d?e%f").unwrap();
-        assert_eq!(d.url_for(&p, false).as_str(), "http://h/dav/a%20b/c%23d%3Fe%25f");
-        assert_eq!(d.url_for(&p, true).as_str(), "http://h/dav/a%20b/c%23d%3Fe%25f/");
+        assert_eq!(
+            d.url_for(&p, false).as_str(),
+            "http://h/dav/a%20b/c%23d%3Fe%25f"
+        );
+        assert_eq!(
+            d.url_for(&p, true).as_str(),
+            "http://h/dav/a%20b/c%23d%3Fe%25f/"
+        );
     }
 
     #[test]
     fn status_mapping() {
         let ra = Some(Duration::from_secs(3));
-        assert!(matches!(status_to_error(StatusCode::UNAUTHORIZED, None, "/x"), Error::Unauthorized { .. }));
-        assert!(matches!(status_to_error(StatusCode::PRECONDITION_FAILED, None, "/x"), Error::PreconditionFailed { .. }));
-        assert!(matches!(status_to_error(StatusCode::NOT_FOUND, None, "/x"), Error::NotFound { .. }));
-        assert!(matches!(status_to_error(StatusCode::TOO_MANY_REQUESTS, ra, "/x"), Error::RateLimited { retry_after: Some(_), .. }));
-        assert!(matches!(status_to_error(StatusCode::SERVICE_UNAVAILABLE, ra, "/x"), Error::RateLimited { .. }));
-        assert!(matches!(status_to_error(StatusCode::SERVICE_UNAVAILABLE, None, "/x"), Error::Transient { .. }));
-        assert!(matches!(status_to_error(StatusCode::INTERNAL_SERVER_ERROR, None, "/x"), Error::Transient { .. }));
-        assert!(matches!(status_to_error(StatusCode::INSUFFICIENT_STORAGE, None, "/x"), Error::QuotaExceeded { .. }));
+        assert!(matches!(
+            status_to_error(StatusCode::UNAUTHORIZED, None, "/x"),
+            Error::Unauthorized { .. }
+        ));
+        assert!(matches!(
+            status_to_error(StatusCode::PRECONDITION_FAILED, None, "/x"),
+            Error::PreconditionFailed { .. }
+        ));
+        assert!(matches!(
+            status_to_error(StatusCode::NOT_FOUND, None, "/x"),
+            Error::NotFound { .. }
+        ));
+        assert!(matches!(
+            status_to_error(StatusCode::TOO_MANY_REQUESTS, ra, "/x"),
+            Error::RateLimited {
+                retry_after: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            status_to_error(StatusCode::SERVICE_UNAVAILABLE, ra, "/x"),
+            Error::RateLimited { .. }
+        ));
+        assert!(matches!(
+            status_to_error(StatusCode::SERVICE_UNAVAILABLE, None, "/x"),
+            Error::Transient { .. }
+        ));
+        assert!(matches!(
+            status_to_error(StatusCode::INTERNAL_SERVER_ERROR, None, "/x"),
+            Error::Transient { .. }
+        ));
+        assert!(matches!(
+            status_to_error(StatusCode::INSUFFICIENT_STORAGE, None, "/x"),
+            Error::QuotaExceeded { .. }
+        ));
         let mut h = HeaderMap::new();
         h.insert("retry-after", HeaderValue::from_static("7"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
@@ -1288,5 +1662,68 @@ mod tests {
         let cfg = WebDavConfig::new("http://h/").with_credentials("u", Secret::new("s3cr3t-pw"));
         let d = WebDavStorage::new(cfg.clone()).unwrap();
         assert!(!format!("{d:?} {cfg:?} {}", d.describe()).contains("s3cr3t-pw"));
+    }
+}
+
+/// The registry factory for `webdav+https://`, `webdav+http://`, `nextcloud+https://`
+/// (and `nextcloud+http://`) URLs. Register it under the base schemes:
+///
+/// ```
+/// use syncfabric_core::registry::Registry;
+/// let registry = Registry::new();
+/// syncfabric_webdav::register(&registry);
+/// assert!(registry.schemes().iter().any(|s| s == "webdav"));
+/// ```
+///
+/// The password comes from the URL (`user:pw@host`, discouraged) or, when the
+/// [`OpenOptions`](syncfabric_core::registry::OpenOptions) carry a token store, from its
+/// entry `webdav:<user>@<host>`. The storage is [`connect`](WebDavStorage::connect)ed
+/// (profile probed) and wrapped in
+/// [`RetryingStorage`](syncfabric_core::retry::RetryingStorage) with the options' retry
+/// policy and one pacer per `host/user`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WebDavFactory;
+
+/// Registers [`WebDavFactory`] for `webdav` and `nextcloud` (and their `+http(s)`
+/// forms, through the registry's base-scheme lookup).
+pub fn register(registry: &syncfabric_core::registry::Registry) {
+    registry.register("webdav", WebDavFactory);
+    registry.register("nextcloud", WebDavFactory);
+}
+
+#[async_trait::async_trait]
+impl syncfabric_core::registry::ProviderFactory for WebDavFactory {
+    async fn open(
+        &self,
+        url: &syncfabric_core::registry::StorageUrl,
+        opts: &syncfabric_core::registry::OpenOptions,
+    ) -> Result<Arc<dyn Storage>> {
+        let scheme = url.scheme();
+        let authority = url.authority().unwrap_or("");
+        let hostport = authority.rsplit('@').next().unwrap_or("");
+        let user = url.username();
+        let mut s = format!("{scheme}://");
+        if let Some(u) = &user {
+            s.push_str(&encode_segment(u));
+            s.push('@');
+        }
+        s.push_str(hostport);
+        s.push_str(url.path());
+        let mut password = url.password().map(|p| Secret::new(p.expose()));
+        if password.is_none() {
+            if let (Some(tokens), Some(u)) = (&opts.tokens, &user) {
+                let account = format!("webdav:{u}@{hostport}");
+                password = tokens.get(&account).await?.map(|t| Secret::new(t.expose()));
+            }
+        }
+        let dav = WebDavStorage::connect(WebDavConfig::from_url(&s, password)?).await?;
+        let pacer = syncfabric_core::retry::Pacer::for_account(&format!(
+            "webdav:{}@{hostport}",
+            user.unwrap_or_default()
+        ));
+        let retrier = syncfabric_core::retry::Retrier::new(opts.retry.clone(), pacer);
+        Ok(Arc::new(syncfabric_core::retry::RetryingStorage::new(
+            dav, retrier,
+        )))
     }
 }

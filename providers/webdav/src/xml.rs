@@ -51,7 +51,9 @@ enum Field {
 }
 
 fn corrupt(msg: impl Into<String>) -> Error {
-    Error::Corrupt { message: msg.into() }
+    Error::Corrupt {
+        message: msg.into(),
+    }
 }
 
 /// Parses a `207 Multi-Status` body into its responses.
@@ -77,34 +79,69 @@ pub(crate) fn parse_multistatus(body: &[u8]) -> Result<Vec<PropResponse>, Error>
         let is_dav = matches!(ns, ResolveResult::Bound(Namespace(n)) if n == DAV_NS);
         match ev {
             Event::DocType(_) => {
-                return Err(corrupt("PROPFIND answer carries a DOCTYPE (refused: entity declarations)"))
+                return Err(corrupt(
+                    "PROPFIND answer carries a DOCTYPE (refused: entity declarations)",
+                ))
             }
             Event::Start(e) => {
                 let local = e.local_name().as_ref().to_vec();
                 if stack.len() >= MAX_DEPTH {
                     return Err(corrupt("PROPFIND answer nests too deep"));
                 }
-                open(&stack, is_dav, &local, &mut cur, &mut pending, &mut propstat_status, &mut saw_multistatus)?;
+                open(
+                    &stack,
+                    is_dav,
+                    &local,
+                    &mut cur,
+                    &mut pending,
+                    &mut propstat_status,
+                    &mut saw_multistatus,
+                )?;
                 stack.push((is_dav, local));
                 text.clear();
             }
             Event::Empty(e) => {
                 let local = e.local_name().as_ref().to_vec();
-                open(&stack, is_dav, &local, &mut cur, &mut pending, &mut propstat_status, &mut saw_multistatus)?;
+                open(
+                    &stack,
+                    is_dav,
+                    &local,
+                    &mut cur,
+                    &mut pending,
+                    &mut propstat_status,
+                    &mut saw_multistatus,
+                )?;
                 stack.push((is_dav, local));
                 text.clear();
-                close(&mut stack, &mut cur, &mut pending, &mut propstat_status, &mut out, &text)?;
+                close(
+                    &mut stack,
+                    &mut cur,
+                    &mut pending,
+                    &mut propstat_status,
+                    &mut out,
+                    &text,
+                )?;
             }
             Event::End(_) => {
-                close(&mut stack, &mut cur, &mut pending, &mut propstat_status, &mut out, &text)?;
+                close(
+                    &mut stack,
+                    &mut cur,
+                    &mut pending,
+                    &mut propstat_status,
+                    &mut out,
+                    &text,
+                )?;
                 text.clear();
             }
             Event::Text(t) => {
-                let s = t.decode().map_err(|e| corrupt(format!("bad text in PROPFIND answer: {e}")))?;
+                let s = t
+                    .decode()
+                    .map_err(|e| corrupt(format!("bad text in PROPFIND answer: {e}")))?;
                 push_text(&mut text, &s)?;
             }
             Event::CData(t) => {
-                let s = std::str::from_utf8(&t).map_err(|_| corrupt("PROPFIND answer is not UTF-8"))?;
+                let s =
+                    std::str::from_utf8(&t).map_err(|_| corrupt("PROPFIND answer is not UTF-8"))?;
                 push_text(&mut text, s)?;
             }
             Event::GeneralRef(r) => {
@@ -116,7 +153,9 @@ pub(crate) fn parse_multistatus(body: &[u8]) -> Result<Vec<PropResponse>, Error>
                     let mut b = [0u8; 4];
                     push_text(&mut text, c.encode_utf8(&mut b))?;
                 } else {
-                    let name = r.decode().map_err(|e| corrupt(format!("bad entity reference: {e}")))?;
+                    let name = r
+                        .decode()
+                        .map_err(|e| corrupt(format!("bad entity reference: {e}")))?;
                     let s = match name.as_ref() {
                         "amp" => "&",
                         "lt" => "<",
@@ -195,7 +234,9 @@ fn open(
 }
 
 fn field_of(stack: &[(bool, Vec<u8>)]) -> Field {
-    let Some((true, name)) = stack.last() else { return Field::Other };
+    let Some((true, name)) = stack.last() else {
+        return Field::Other;
+    };
     let parent = &stack[..stack.len() - 1];
     match name.as_slice() {
         b"href" if in_dav(parent, &[b"response"]) => Field::Href,
@@ -213,7 +254,12 @@ fn status_code(s: &str) -> Result<u16, Error> {
     s.split_whitespace()
         .nth(1)
         .and_then(|c| c.parse::<u16>().ok())
-        .ok_or_else(|| corrupt(format!("bad status line in PROPFIND answer: {:?}", s.chars().take(64).collect::<String>())))
+        .ok_or_else(|| {
+            corrupt(format!(
+                "bad status line in PROPFIND answer: {:?}",
+                s.chars().take(64).collect::<String>()
+            ))
+        })
 }
 
 fn close(
@@ -336,9 +382,15 @@ mod tests {
         let bomb = br#"<?xml version="1.0"?>
 <!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>
 <D:multistatus xmlns:D="DAV:"><D:response><D:href>&lol2;</D:href></D:response></D:multistatus>"#;
-        assert!(matches!(parse_multistatus(bomb), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            parse_multistatus(bomb),
+            Err(Error::Corrupt { .. })
+        ));
         let undeclared = br#"<D:multistatus xmlns:D="DAV:"><D:response><D:href>&lol2;</D:href></D:response></D:multistatus>"#;
-        assert!(matches!(parse_multistatus(undeclared), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            parse_multistatus(undeclared),
+            Err(Error::Corrupt { .. })
+        ));
     }
 
     #[test]
@@ -360,11 +412,17 @@ mod tests {
         for _ in 0..200 {
             deep.push_str("<x>");
         }
-        assert!(matches!(parse_multistatus(deep.as_bytes()), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            parse_multistatus(deep.as_bytes()),
+            Err(Error::Corrupt { .. })
+        ));
         let long = format!(
             "<D:multistatus xmlns:D=\"DAV:\"><D:response><D:href>/{}</D:href></D:response></D:multistatus>",
             "a".repeat(MAX_TEXT + 1)
         );
-        assert!(matches!(parse_multistatus(long.as_bytes()), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            parse_multistatus(long.as_bytes()),
+            Err(Error::Corrupt { .. })
+        ));
     }
 }

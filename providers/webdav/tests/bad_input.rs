@@ -24,7 +24,9 @@ async fn responder(answer: Answer) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
     let seen2 = seen.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((sock, _)) = l.accept().await else { continue };
+            let Ok((sock, _)) = l.accept().await else {
+                continue;
+            };
             let answer = answer.clone();
             let seen = seen2.clone();
             tokio::spawn(async move {
@@ -60,13 +62,21 @@ async fn responder(answer: Answer) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
 }
 
 fn http(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
-    let mut v = format!("HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
+    let mut v = format!(
+        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
     v.extend_from_slice(body);
     v
 }
 
 fn multistatus(body: &str) -> Vec<u8> {
-    http("207 Multi-Status", "Content-Type: application/xml\r\n", body.as_bytes())
+    http(
+        "207 Multi-Status",
+        "Content-Type: application/xml\r\n",
+        body.as_bytes(),
+    )
 }
 
 async fn storage(addr: SocketAddr) -> WebDavStorage {
@@ -121,12 +131,18 @@ async fn entity_bomb_is_refused_not_expanded() {
     let mut prev = "a".to_string();
     for i in 0..10 {
         let name = format!("e{i}");
-        xml.push_str(&format!("<!ENTITY {name} \"{}\">\n", format!("&{prev};").repeat(10)));
+        xml.push_str(&format!(
+            "<!ENTITY {name} \"{}\">\n",
+            format!("&{prev};").repeat(10)
+        ));
         prev = name;
     }
     xml.push_str(&format!("]>\n<D:multistatus xmlns:D=\"DAV:\"><D:response><D:href>/dav/root/&{prev};</D:href></D:response></D:multistatus>"));
     let e = corrupt_on_list(xml).await;
-    assert!(matches!(e, Error::Corrupt { ref message } if message.contains("DOCTYPE")), "{e:?}");
+    assert!(
+        matches!(e, Error::Corrupt { ref message } if message.contains("DOCTYPE")),
+        "{e:?}"
+    );
     // External entity (XXE) too.
     let xxe = "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY f SYSTEM \"file:///etc/passwd\">]><D:multistatus xmlns:D=\"DAV:\"><D:response><D:href>&f;</D:href></D:response></D:multistatus>".to_string();
     assert!(matches!(corrupt_on_list(xxe).await, Error::Corrupt { .. }));
@@ -135,12 +151,17 @@ async fn entity_bomb_is_refused_not_expanded() {
 #[tokio::test]
 async fn huge_propfind_answer_is_capped() {
     // 2 MiB of entries against a 1 MiB cap; also a Content-Length that announces more.
-    let hrefs: Vec<String> = (0..20_000).map(|i| format!("/dav/root/file-{i:08}")).collect();
+    let hrefs: Vec<String> = (0..20_000)
+        .map(|i| format!("/dav/root/file-{i:08}"))
+        .collect();
     let refs: Vec<&str> = hrefs.iter().map(|s| s.as_str()).collect();
     let xml = listing(&refs);
     assert!(xml.len() > 2 * 1024 * 1024);
     let e = corrupt_on_list(xml).await;
-    assert!(matches!(e, Error::Corrupt { ref message } if message.contains("cap")), "{e:?}");
+    assert!(
+        matches!(e, Error::Corrupt { ref message } if message.contains("cap")),
+        "{e:?}"
+    );
     // Same, streamed without a Content-Length (chunk after chunk, no end in sight).
     let (addr, _) = responder(Arc::new(|_m: &str| {
         let mut v = b"HTTP/1.1 207 Multi-Status\r\nContent-Type: application/xml\r\nConnection: close\r\n\r\n<D:multistatus xmlns:D=\"DAV:\">".to_vec();
@@ -148,8 +169,15 @@ async fn huge_propfind_answer_is_capped() {
         v
     }))
     .await;
-    let e = storage(addr).await.list(&RemotePath::root()).await.unwrap_err();
-    assert!(matches!(e, Error::Corrupt { ref message } if message.contains("cap")), "{e:?}");
+    let e = storage(addr)
+        .await
+        .list(&RemotePath::root())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Corrupt { ref message } if message.contains("cap")),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
@@ -165,7 +193,11 @@ async fn hrefs_outside_the_root_or_on_another_host_are_corrupt() {
     ] {
         let xml = listing(&[bad]);
         let (addr, seen) = responder(Arc::new(move |_m: &str| multistatus(&xml))).await;
-        let e = storage(addr).await.list(&RemotePath::root()).await.unwrap_err();
+        let e = storage(addr)
+            .await
+            .list(&RemotePath::root())
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::Corrupt { .. }), "{bad}: {e:?}");
         // Never followed: only the PROPFIND reached the server.
         assert_eq!(seen.lock().unwrap().len(), 1, "{bad}");
@@ -176,7 +208,9 @@ async fn hrefs_outside_the_root_or_on_another_host_are_corrupt() {
 async fn bodies_that_end_early_are_errors() {
     // Announces 1000 bytes, sends 10, closes.
     let (addr, _) = responder(Arc::new(|_m: &str| {
-        let mut v = b"HTTP/1.1 200 OK\r\nETag: \"1\"\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n".to_vec();
+        let mut v =
+            b"HTTP/1.1 200 OK\r\nETag: \"1\"\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n"
+                .to_vec();
         v.extend_from_slice(b"0123456789");
         v
     }))
@@ -199,48 +233,116 @@ async fn bodies_that_end_early_are_errors() {
     assert!(got <= 10);
     // A truncated PROPFIND answer too.
     let (addr, _) = responder(Arc::new(|_m: &str| {
-        let mut v = b"HTTP/1.1 207 Multi-Status\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n".to_vec();
+        let mut v =
+            b"HTTP/1.1 207 Multi-Status\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n"
+                .to_vec();
         v.extend_from_slice(b"<D:multistatus xmlns:D=\"DAV:\"><D:response>");
         v
     }))
     .await;
-    let e = storage(addr).await.list(&RemotePath::root()).await.unwrap_err();
-    assert!(e.is_retryable() || matches!(e, Error::Corrupt { .. }), "{e:?}");
+    let e = storage(addr)
+        .await
+        .list(&RemotePath::root())
+        .await
+        .unwrap_err();
+    assert!(
+        e.is_retryable() || matches!(e, Error::Corrupt { .. }),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
 async fn statuses_map_to_kinds_and_hide_the_password() {
-    let cases: Vec<(&str, &str, fn(&Error) -> bool)> = vec![
-        ("401 Unauthorized", "", |e| matches!(e, Error::Unauthorized { .. })),
-        ("403 Forbidden", "", |e| matches!(e, Error::Forbidden { .. })),
-        ("429 Too Many Requests", "Retry-After: 7\r\n", |e| matches!(e, Error::RateLimited { retry_after: Some(d), .. } if d.as_secs() == 7)),
-        ("503 Service Unavailable", "Retry-After: 3\r\n", |e| matches!(e, Error::RateLimited { .. })),
-        ("502 Bad Gateway", "", |e| matches!(e, Error::Transient { .. })),
-        ("507 Insufficient Storage", "", |e| matches!(e, Error::QuotaExceeded { .. })),
-        ("412 Precondition Failed", "", |e| matches!(e, Error::PreconditionFailed { .. })),
-        ("302 Found", "Location: http://evil.example/steal\r\n", |e| matches!(e, Error::Corrupt { .. })),
+    type Case = (&'static str, &'static str, fn(&Error) -> bool);
+    let cases: Vec<Case> = vec![
+        ("401 Unauthorized", "", |e| {
+            matches!(e, Error::Unauthorized { .. })
+        }),
+        ("403 Forbidden", "", |e| {
+            matches!(e, Error::Forbidden { .. })
+        }),
+        (
+            "429 Too Many Requests",
+            "Retry-After: 7\r\n",
+            |e| matches!(e, Error::RateLimited { retry_after: Some(d), .. } if d.as_secs() == 7),
+        ),
+        ("503 Service Unavailable", "Retry-After: 3\r\n", |e| {
+            matches!(e, Error::RateLimited { .. })
+        }),
+        ("502 Bad Gateway", "", |e| {
+            matches!(e, Error::Transient { .. })
+        }),
+        ("507 Insufficient Storage", "", |e| {
+            matches!(e, Error::QuotaExceeded { .. })
+        }),
+        ("412 Precondition Failed", "", |e| {
+            matches!(e, Error::PreconditionFailed { .. })
+        }),
+        (
+            "302 Found",
+            "Location: http://evil.example/steal\r\n",
+            |e| matches!(e, Error::Corrupt { .. }),
+        ),
     ];
     for (status, headers, check) in cases {
-        let (addr, seen) = responder(Arc::new(move |_m: &str| http(status, headers, b"<html>secret page pw</html>"))).await;
+        let (addr, seen) = responder(Arc::new(move |_m: &str| {
+            http(status, headers, b"<html>secret page pw</html>")
+        }))
+        .await;
         let s = storage(addr).await;
         let e = s
-            .write(&RemotePath::parse("a/b").unwrap(), Body::from(b"hello".to_vec()), Precondition::IfMatch(syncfabric_core::Version::new("\"v1\"")))
+            .write(
+                &RemotePath::parse("a/b").unwrap(),
+                Body::from(b"hello".to_vec()),
+                Precondition::IfMatch(syncfabric_core::Version::new("\"v1\"")),
+            )
             .await
             .unwrap_err();
         assert!(check(&e), "{status}: {e:?}");
         let text = format!("{e} {e:?}");
-        assert!(!text.contains("pw") && !text.contains("secret page"), "{status}: {text}");
-        assert!(seen.lock().unwrap().iter().all(|l| !l.contains("evil")), "redirect followed");
+        assert!(
+            !text.contains("pw") && !text.contains("secret page"),
+            "{status}: {text}"
+        );
+        assert!(
+            seen.lock().unwrap().iter().all(|l| !l.contains("evil")),
+            "redirect followed"
+        );
     }
     // IfAbsent refused by the server is AlreadyExists.
-    let (addr, _) = responder(Arc::new(|_m: &str| http("412 Precondition Failed", "", b""))).await;
-    let e = storage(addr).await.write(&RemotePath::parse("x").unwrap(), Body::from(b"1".to_vec()), Precondition::IfAbsent).await.unwrap_err();
+    let (addr, _) = responder(Arc::new(|_m: &str| {
+        http("412 Precondition Failed", "", b"")
+    }))
+    .await;
+    let e = storage(addr)
+        .await
+        .write(
+            &RemotePath::parse("x").unwrap(),
+            Body::from(b"1".to_vec()),
+            Precondition::IfAbsent,
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::AlreadyExists { .. }), "{e:?}");
 }
 
 #[tokio::test]
 async fn a_huge_error_body_is_not_read_into_memory() {
-    let (addr, _) = responder(Arc::new(|_m: &str| http("500 Internal Server Error", "", &vec![b'x'; 8 * 1024 * 1024]))).await;
-    let e = storage(addr).await.delete(&RemotePath::parse("x").unwrap(), Precondition::None).await.unwrap_err();
-    assert!(matches!(e, Error::Transient { .. } | Error::Corrupt { .. }), "{e:?}");
+    let (addr, _) = responder(Arc::new(|_m: &str| {
+        http(
+            "500 Internal Server Error",
+            "",
+            &vec![b'x'; 8 * 1024 * 1024],
+        )
+    }))
+    .await;
+    let e = storage(addr)
+        .await
+        .delete(&RemotePath::parse("x").unwrap(), Precondition::None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Transient { .. } | Error::Corrupt { .. }),
+        "{e:?}"
+    );
 }

@@ -44,7 +44,10 @@ async fn read_retrying(s: &dyn Storage, p: &RemotePath) -> Result<Vec<u8>, Error
                 match failed {
                     None => return Ok(out),
                     Some(e) => {
-                        assert!(e.is_retryable(), "a cut body must be a retryable error: {e:?}");
+                        assert!(
+                            e.is_retryable(),
+                            "a cut body must be a retryable error: {e:?}"
+                        );
                         last = Some(e);
                     }
                 }
@@ -58,18 +61,34 @@ async fn read_retrying(s: &dyn Storage, p: &RemotePath) -> Result<Vec<u8>, Error
 }
 
 fn run(kind: Kind, seed: u64) {
-    let Some(server) = Server::start(kind) else { return };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let Some(server) = Server::start(kind) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let target: SocketAddr = ([127, 0, 0, 1], server.port).into();
-        let proxy = FlakyProxy::start(target, FaultPlan { grace_requests: 2, ..FaultPlan::chaos(seed) }).await.unwrap();
+        let proxy = FlakyProxy::start(
+            target,
+            FaultPlan {
+                grace_requests: 2,
+                ..FaultPlan::chaos(seed)
+            },
+        )
+        .await
+        .unwrap();
         server.scratch("flaky");
         let url = format!("{}flaky/", proxy.url());
         let cfg = WebDavConfig::new(url).with_credentials(USER, Secret::new(PASS));
         // Probe the profile straight at the server (the proxy may fail the OPTIONS).
-        let direct = WebDavStorage::connect(WebDavConfig::new(server.scratch("flaky")).with_credentials(USER, Secret::new(PASS)))
-            .await
-            .unwrap();
+        let direct = WebDavStorage::connect(
+            WebDavConfig::new(server.scratch("flaky")).with_credentials(USER, Secret::new(PASS)),
+        )
+        .await
+        .unwrap();
         let dav = WebDavStorage::new(cfg.with_profile(direct.profile())).unwrap();
         let policy = RetryPolicy {
             min_delay: Duration::from_millis(20),
@@ -121,21 +140,50 @@ fn run(kind: Kind, seed: u64) {
             // The server's file is a whole version: the one before or the new one.
             let disk = std::fs::read(&on_disk).ok();
             let whole = disk == current || disk.as_deref() == Some(&new[..]);
-            assert!(whole, "{}: round {round}: a partial or foreign file is current ({:?} bytes)", kind.name(), disk.map(|d| d.len()));
+            assert!(
+                whole,
+                "{}: round {round}: a partial or foreign file is current ({:?} bytes)",
+                kind.name(),
+                disk.map(|d| d.len())
+            );
             if let Some(d) = disk {
                 current = Some(d);
             }
             // And reads through the proxy return it exactly (or fail cleanly).
             if let Ok(back) = read_retrying(&s, &p).await {
-                assert_eq!(Some(back), current, "{}: round {round}: read differs", kind.name());
+                assert_eq!(
+                    Some(back),
+                    current,
+                    "{}: round {round}: read differs",
+                    kind.name()
+                );
             }
         }
         let st = proxy.stats();
-        println!("{}: {ok} writes ok, {failed} failed cleanly; proxy {st:?}", kind.name());
-        assert!(st.server_errors + st.resets_before + st.resets_after + st.truncated + st.too_many_requests > 5, "{st:?}");
-        assert!(ok > 10, "{}: too few writes got through ({ok})", kind.name());
+        println!(
+            "{}: {ok} writes ok, {failed} failed cleanly; proxy {st:?}",
+            kind.name()
+        );
+        assert!(
+            st.server_errors
+                + st.resets_before
+                + st.resets_after
+                + st.truncated
+                + st.too_many_requests
+                > 5,
+            "{st:?}"
+        );
+        assert!(
+            ok > 10,
+            "{}: too few writes got through ({ok})",
+            kind.name()
+        );
         // No temporary upload left behind.
-        let names: Vec<_> = std::fs::read_dir(server.data.join("flaky/dir")).unwrap().flatten().map(|e| e.file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(server.data.join("flaky/dir"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{}: {names:?}", kind.name());
     });
 }

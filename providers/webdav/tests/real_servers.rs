@@ -14,7 +14,11 @@ use syncfabric_core::{Body, Error, Precondition, RemotePath, Storage};
 use syncfabric_webdav::{Profile, Secret, WebDavConfig, WebDavStorage};
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn expected_profile(kind: Kind) -> Profile {
@@ -36,7 +40,9 @@ async fn connect(url: &str) -> WebDavStorage {
 }
 
 fn conformance(kind: Kind) {
-    let Some(server) = Server::start(kind) else { return };
+    let Some(server) = Server::start(kind) else {
+        return;
+    };
     rt().block_on(async {
         let url = server.scratch("suite");
         let s = connect(&url).await;
@@ -73,14 +79,25 @@ fn probe_verdict(kind: Kind) -> Option<(Verdict, Verdict, Verdict)> {
     let server = Server::start(kind)?;
     Some(rt().block_on(async {
         let url = server.scratch("probe");
-        let s = WebDavStorage::connect(config(&url).with_profile(Profile::Generic)).await.unwrap();
-        let r = probe(&s, &RemotePath::parse("p").unwrap()).await.expect("probe ran");
+        let s = WebDavStorage::connect(config(&url).with_profile(Profile::Generic))
+            .await
+            .unwrap();
+        let r = probe(&s, &RemotePath::parse("p").unwrap())
+            .await
+            .expect("probe ran");
         println!("{}: {}", kind.name(), r.summary());
         // And the probe on the provider as it really connects (probed profile) finds
         // every claim true.
         let honest = connect(&url).await;
-        let r2 = probe(&honest, &RemotePath::parse("p2").unwrap()).await.expect("probe ran");
-        assert!(r2.is_truthful(), "{}: probed profile lies: {}", kind.name(), r2.summary());
+        let r2 = probe(&honest, &RemotePath::parse("p2").unwrap())
+            .await
+            .expect("probe ran");
+        assert!(
+            r2.is_truthful(),
+            "{}: probed profile lies: {}",
+            kind.name(),
+            r2.summary()
+        );
         (r.if_match, r.if_absent, r.conditional_delete)
     }))
 }
@@ -124,7 +141,11 @@ fn honesty_probe_verdicts_match_reality() {
         assert_eq!(m, Verdict::Ignored, "rclone If-Match");
     }
     if let Some((m, a, d)) = probe_verdict(Kind::Sabre) {
-        assert_eq!((m, a, d), (Verdict::Honoured, Verdict::Honoured, Verdict::Honoured), "sabredav");
+        assert_eq!(
+            (m, a, d),
+            (Verdict::Honoured, Verdict::Honoured, Verdict::Honoured),
+            "sabredav"
+        );
     }
     if let Some(v) = probe_verdict(Kind::Lighttpd) {
         println!("lighttpd verdicts with the Generic profile: {v:?}");
@@ -133,28 +154,44 @@ fn honesty_probe_verdicts_match_reality() {
 
 /// Provider-level checks that the suite does not cover.
 fn basics_on(kind: Kind) {
-    let Some(server) = Server::start(kind) else { return };
+    let Some(server) = Server::start(kind) else {
+        return;
+    };
     rt().block_on(async {
         let url = server.scratch("basics");
         let s = connect(&url).await;
         // Wrong password: Unauthorized, and the password is not in the message.
-        let bad = WebDavStorage::connect(WebDavConfig::new(&url).with_credentials(USER, Secret::new("wrong-pw-123")))
-            .await
-            .unwrap_err();
-        assert!(matches!(bad, Error::Unauthorized { .. }), "{}: {bad:?}", kind.name());
+        let bad = WebDavStorage::connect(
+            WebDavConfig::new(&url).with_credentials(USER, Secret::new("wrong-pw-123")),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(bad, Error::Unauthorized { .. }),
+            "{}: {bad:?}",
+            kind.name()
+        );
         assert!(!bad.to_string().contains("wrong-pw-123"));
 
         // A file written through the provider is on the server's disk, byte for byte,
         // under the encoded name.
         let p = RemotePath::parse("dir one/ä file #1.bin").unwrap();
         let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let e = s.write(&p, Body::from(data.clone()), Precondition::IfAbsent).await.unwrap();
+        let e = s
+            .write(&p, Body::from(data.clone()), Precondition::IfAbsent)
+            .await
+            .unwrap();
         assert_eq!(e.size, data.len() as u64);
         let on_disk = std::fs::read(server.data.join("basics/dir one/ä file #1.bin")).unwrap();
         assert_eq!(on_disk, data);
         // stat agrees with write's version.
         let st = s.stat(&p).await.unwrap().unwrap();
-        assert_eq!(st.version, e.version, "{}: write and stat versions", kind.name());
+        assert_eq!(
+            st.version,
+            e.version,
+            "{}: write and stat versions",
+            kind.name()
+        );
         // Range read.
         let d = s.read_from(&p, 1000).await.unwrap();
         let mut got = Vec::new();
@@ -168,18 +205,37 @@ fn basics_on(kind: Kind) {
         std::fs::write(tmp.path(), &data[..12345]).unwrap();
         let body = Body::from_file(tmp.path()).await.unwrap();
         let v = e.version.clone().unwrap();
-        let e2 = s.write(&p, body, Precondition::IfMatch(v.clone())).await.unwrap();
+        let e2 = s
+            .write(&p, body, Precondition::IfMatch(v.clone()))
+            .await
+            .unwrap();
         assert_ne!(e2.version, Some(v.clone()));
-        assert_eq!(std::fs::read(server.data.join("basics/dir one/ä file #1.bin")).unwrap(), &data[..12345]);
+        assert_eq!(
+            std::fs::read(server.data.join("basics/dir one/ä file #1.bin")).unwrap(),
+            &data[..12345]
+        );
         // Stale IfMatch refused (the provider checks by content hash or the server by ETag).
-        let r = s.write(&p, Body::from(b"x".to_vec()), Precondition::IfMatch(v)).await;
-        assert!(matches!(r, Err(Error::PreconditionFailed { .. })), "{}: {r:?}", kind.name());
+        let r = s
+            .write(&p, Body::from(b"x".to_vec()), Precondition::IfMatch(v))
+            .await;
+        assert!(
+            matches!(r, Err(Error::PreconditionFailed { .. })),
+            "{}: {r:?}",
+            kind.name()
+        );
         // Listing.
-        let l = s.list(&RemotePath::parse("dir one").unwrap()).await.unwrap();
+        let l = s
+            .list(&RemotePath::parse("dir one").unwrap())
+            .await
+            .unwrap();
         assert_eq!(l.len(), 1);
         assert_eq!(l[0].path, p);
         // No stray temporary files.
-        let names: Vec<_> = std::fs::read_dir(server.data.join("basics/dir one")).unwrap().flatten().map(|e| e.file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(server.data.join("basics/dir one"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{}: {names:?}", kind.name());
         let desc = s.describe();
         assert!(!desc.contains(PASS));
@@ -188,13 +244,67 @@ fn basics_on(kind: Kind) {
 
 #[test]
 fn nginx_hides_dot_names() {
-    let Some(server) = Server::start(Kind::Nginx) else { return };
+    let Some(server) = Server::start(Kind::Nginx) else {
+        return;
+    };
     rt().block_on(async {
         let s = connect(&server.scratch("dots")).await;
         let p = RemotePath::parse(".hidden").unwrap();
-        s.write(&p, Body::from(b"x".to_vec()), Precondition::None).await.unwrap();
+        s.write(&p, Body::from(b"x".to_vec()), Precondition::None)
+            .await
+            .unwrap();
         assert!(server.data.join("dots/.hidden").exists());
         assert!(s.stat(&p).await.unwrap().is_some());
-        assert!(s.list(&RemotePath::root()).await.unwrap().is_empty(), "nginx now lists dot names: drop the exception");
+        assert!(
+            s.list(&RemotePath::root()).await.unwrap().is_empty(),
+            "nginx now lists dot names: drop the exception"
+        );
+    });
+}
+
+#[test]
+fn opens_through_the_registry() {
+    let Some(server) = Server::start(Kind::Apache) else {
+        return;
+    };
+    rt().block_on(async {
+        server.scratch("reg");
+        let registry = syncfabric_core::registry::Registry::new();
+        syncfabric_webdav::register(&registry);
+        let tokens = syncfabric_core::auth::MemoryTokenStore::default();
+        use syncfabric_core::auth::TokenStore;
+        tokens
+            .put(
+                &format!("webdav:{USER}@127.0.0.1:{}", server.port),
+                syncfabric_core::auth::SecretToken::new(PASS),
+            )
+            .await
+            .unwrap();
+        let opts = syncfabric_core::registry::OpenOptions::default().with_tokens(Arc::new(tokens));
+        let s = registry
+            .open_with(
+                &format!("webdav+http://{USER}@127.0.0.1:{}/reg", server.port),
+                &opts,
+            )
+            .await
+            .unwrap();
+        assert!(s.describe().contains("apache"));
+        let p = RemotePath::parse("hello.txt").unwrap();
+        s.write(&p, Body::from(b"hi".to_vec()), Precondition::IfAbsent)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(server.data.join("reg/hello.txt")).unwrap(),
+            b"hi"
+        );
+        // A wrong password is Unauthorized.
+        let e = registry
+            .open(&format!(
+                "webdav+http://{USER}:nope@127.0.0.1:{}/reg",
+                server.port
+            ))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Unauthorized { .. }), "{e:?}");
     });
 }

@@ -25,7 +25,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Apache, Kind::Nginx, Kind::Lighttpd, Kind::Rclone, Kind::Sabre];
+    pub const ALL: [Kind; 5] = [
+        Kind::Apache,
+        Kind::Nginx,
+        Kind::Lighttpd,
+        Kind::Rclone,
+        Kind::Sabre,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Kind::Apache => "apache",
@@ -81,7 +87,10 @@ pub fn require_servers() -> bool {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 fn www_data_ids() -> Option<(u32, u32)> {
@@ -113,7 +122,10 @@ impl Server {
     /// Starts `kind`; `None` (after a loud message) if its binary is missing and
     /// servers are not required.
     pub fn start(kind: Kind) -> Option<Server> {
-        let missing: Vec<&str> = std::iter::once(kind.binary()).chain(kind.needs().iter().copied()).filter(|b| !which(b)).collect();
+        let missing: Vec<&str> = std::iter::once(kind.binary())
+            .chain(kind.needs().iter().copied())
+            .filter(|b| !which(b))
+            .collect();
         if !missing.is_empty() {
             let msg = format!(
                 "!!!!! WebDAV server {} not installed (missing {missing:?}); install apache2 nginx libnginx-mod-http-dav-ext lighttpd lighttpd-mod-webdav rclone php-cli php-sabre-dav",
@@ -125,8 +137,12 @@ impl Server {
             eprintln!("{msg}: SKIPPING");
             return None;
         }
-        let dir = tempfile::Builder::new().prefix(&format!("syncfabric-{}-", kind.name())).tempdir().expect("tempdir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("syncfabric-{}-", kind.name()))
+            .tempdir()
+            .expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
         let data = dir.path().join("data");
         std::fs::create_dir(&data).expect("data dir");
         let port = free_port();
@@ -214,7 +230,12 @@ http {{
                 );
                 std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
                 cmd = Command::new(kind.binary());
-                cmd.arg("-p").arg(dir.path()).arg("-e").arg(dir.path().join("error.log")).arg("-c").arg(dir.path().join("nginx.conf"));
+                cmd.arg("-p")
+                    .arg(dir.path())
+                    .arg("-e")
+                    .arg(dir.path().join("error.log"))
+                    .arg("-c")
+                    .arg(dir.path().join("nginx.conf"));
             }
             Kind::Lighttpd => {
                 std::fs::write(dir.path().join("users"), format!("{USER}:{PASS}\n")).unwrap();
@@ -235,12 +256,23 @@ auth.require = ( "" => ( "method" => "basic", "realm" => "dav", "require" => "va
                 );
                 std::fs::write(dir.path().join("lighttpd.conf"), conf).unwrap();
                 cmd = Command::new(kind.binary());
-                cmd.arg("-D").arg("-f").arg(dir.path().join("lighttpd.conf"));
+                cmd.arg("-D")
+                    .arg("-f")
+                    .arg(dir.path().join("lighttpd.conf"));
             }
             Kind::Rclone => {
                 cmd = Command::new(kind.binary());
                 cmd.env("RCLONE_CONFIG", dir.path().join("rclone.conf"))
-                    .args(["serve", "webdav", "--addr", &format!("127.0.0.1:{port}"), "--user", USER, "--pass", PASS])
+                    .args([
+                        "serve",
+                        "webdav",
+                        "--addr",
+                        &format!("127.0.0.1:{port}"),
+                        "--user",
+                        USER,
+                        "--pass",
+                        PASS,
+                    ])
                     .arg(&data);
             }
             Kind::Sabre => {
@@ -260,16 +292,35 @@ $server->exec();
                 );
                 std::fs::write(dir.path().join("server.php"), php).unwrap();
                 cmd = Command::new(kind.binary());
-                cmd.args(["-d", "error_reporting=E_ALL & ~E_DEPRECATED", "-d", "display_errors=stderr", "-S", &format!("127.0.0.1:{port}")])
-                    .arg(dir.path().join("server.php"))
-                    .current_dir(dir.path());
+                cmd.args([
+                    "-d",
+                    "error_reporting=E_ALL & ~E_DEPRECATED",
+                    "-d",
+                    "display_errors=stderr",
+                    "-S",
+                    &format!("127.0.0.1:{port}"),
+                ])
+                .arg(dir.path().join("server.php"))
+                .current_dir(dir.path());
             }
         }
         let log = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
         let log2 = log.try_clone().unwrap();
-        cmd.stdin(Stdio::null()).stdout(Stdio::from(log)).stderr(Stdio::from(log2)).process_group(0);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", kind.name()));
-        let mut server = Server { kind, child, url: format!("http://127.0.0.1:{port}/"), port, data, dir };
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", kind.name()));
+        let mut server = Server {
+            kind,
+            child,
+            url: format!("http://127.0.0.1:{port}/"),
+            port,
+            data,
+            dir,
+        };
         server.wait_ready();
         Some(server)
     }
@@ -282,10 +333,18 @@ $server->exec();
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{} exited at start ({status}): {}", self.kind.name(), self.logs());
+                panic!(
+                    "{} exited at start ({status}): {}",
+                    self.kind.name(),
+                    self.logs()
+                );
             }
             if Instant::now() > deadline {
-                panic!("{} did not start listening: {}", self.kind.name(), self.logs());
+                panic!(
+                    "{} did not start listening: {}",
+                    self.kind.name(),
+                    self.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -296,7 +355,16 @@ $server->exec();
         let mut s = String::new();
         for f in ["stdout.log", "error.log"] {
             if let Ok(t) = std::fs::read_to_string(self.dir.path().join(f)) {
-                s.push_str(&format!("--- {f}\n{}\n", t.chars().rev().take(4000).collect::<String>().chars().rev().collect::<String>()));
+                s.push_str(&format!(
+                    "--- {f}\n{}\n",
+                    t.chars()
+                        .rev()
+                        .take(4000)
+                        .collect::<String>()
+                        .chars()
+                        .rev()
+                        .collect::<String>()
+                ));
             }
         }
         s
