@@ -160,7 +160,11 @@ Listen 127.0.0.1:{port}
 PidFile {d}/httpd.pid
 ErrorLog {d}/error.log
 LogLevel warn
-LoadModule mpm_prefork_module {m}/mod_mpm_prefork.so
+LoadModule mpm_event_module {m}/mod_mpm_event.so
+StartServers 2
+ServerLimit 4
+ThreadsPerChild 8
+MaxRequestWorkers 32
 LoadModule authz_core_module {m}/mod_authz_core.so
 LoadModule authn_core_module {m}/mod_authn_core.so
 LoadModule authn_file_module {m}/mod_authn_file.so
@@ -190,7 +194,9 @@ DavLockDB "{d}/lock/DavLock"
                     }
                 }
                 cmd = Command::new(kind.binary());
-                cmd.args(["-X", "-f"]).arg(dir.path().join("httpd.conf"));
+                // Several worker processes and threads, as in production: requests run
+                // concurrently, so the race test sees Apache's real conditional writes.
+                cmd.args(["-DFOREGROUND", "-f"]).arg(dir.path().join("httpd.conf"));
             }
             Kind::Nginx => {
                 std::fs::write(dir.path().join("htpasswd"), sha_htpasswd()).unwrap();
