@@ -2,6 +2,9 @@
 //! through one shared "remote"; each replica keeps its own base (the last snapshot it
 //! synced). Laws checked at every sync and at the end.
 
+// `is_multiple_of` is newer than the workspace MSRV (1.85).
+#![allow(clippy::manual_is_multiple_of)]
+
 mod common;
 
 use std::collections::BTreeSet;
