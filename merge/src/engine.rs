@@ -257,6 +257,7 @@ fn merge_table(
             (Some((k, _)), _, _) | (None, Some((k, _)), _) | (None, None, Some((k, _))) => k,
             (None, None, None) => continue,
         };
+        let mut same = false;
         let pick = match (lsrc, rsrc) {
             (None, None) => continue,
             (Some(x), None) | (None, Some(x)) => Pick::From(x),
@@ -265,6 +266,8 @@ fn merge_table(
                     continue;
                 };
                 if le == re {
+                    // The common case: both sides hold the same row.
+                    same = x == Src::Local && y == Src::Remote;
                     Pick::From(x)
                 } else if bp == Some(le) {
                     one_side(plan, y, re, le)
@@ -294,8 +297,8 @@ fn merge_table(
             },
             Pick::New(row) => row,
         };
-        let local_stale = !pick_is(&pick, Src::Local) && lp != Some(merged);
-        let remote_stale = !pick_is(&pick, Src::Remote) && rp != Some(merged);
+        let local_stale = !same && !pick_is(&pick, Src::Local) && lp != Some(merged);
+        let remote_stale = !same && !pick_is(&pick, Src::Remote) && rp != Some(merged);
         if local_stale {
             note(
                 plan,
