@@ -63,8 +63,13 @@ impl Trust {
 
 /// Runs the honesty probe in `.syncfabric-probe/` of `storage` (cleaned up after).
 pub async fn probe(storage: &dyn Storage) -> Result<(Trust, ProbeReport), Error> {
-    let report = syncfabric_core::probe::probe(storage, &RemotePath::parse(".syncfabric-probe")?).await?;
-    let trust = if report.effective.has_truthful_cas() { Trust::Truthful } else { Trust::UseLock };
+    let report =
+        syncfabric_core::probe::probe(storage, &RemotePath::parse(".syncfabric-probe")?).await?;
+    let trust = if report.effective.has_truthful_cas() {
+        Trust::Truthful
+    } else {
+        Trust::UseLock
+    };
     Ok((trust, report))
 }
 

@@ -65,7 +65,10 @@ impl Config {
 
     pub fn remotes_of(&self, vault: &Path) -> Vec<&RemoteConfig> {
         let canon = canonical(vault);
-        self.remotes.iter().filter(|r| canonical(&r.vault) == canon).collect()
+        self.remotes
+            .iter()
+            .filter(|r| canonical(&r.vault) == canon)
+            .collect()
     }
 }
 

@@ -108,7 +108,9 @@ fn new_password(ctx: &mut Ctx, v: &ItemValues) -> CliResult<Option<Secret>> {
         return Ok(Some(generate_password(n)?));
     }
     if v.ask_password {
-        return Ok(Some(ctx.secret("SYNCFABRIC_ITEM_PASSWORD", "Item password")?));
+        return Ok(Some(
+            ctx.secret("SYNCFABRIC_ITEM_PASSWORD", "Item password")?,
+        ));
     }
     Ok(None)
 }
@@ -117,11 +119,17 @@ fn find(items: &[Item], key: &str) -> CliResult<Item> {
     if let Some(i) = items.iter().find(|i| i.uuid == key) {
         return Ok(i.clone());
     }
-    let by_title: Vec<&Item> = items.iter().filter(|i| i.title == key && !i.deleted).collect();
+    let by_title: Vec<&Item> = items
+        .iter()
+        .filter(|i| i.title == key && !i.deleted)
+        .collect();
     match by_title.len() {
         1 => Ok(by_title[0].clone()),
         0 => Err(format!("no item with uuid or title {key:?} (see `syncfabric item list`)").into()),
-        n => Err(format!("{n} items are titled {key:?}; name one by uuid (see `syncfabric item list`)").into()),
+        n => Err(format!(
+            "{n} items are titled {key:?}; name one by uuid (see `syncfabric item list`)"
+        )
+        .into()),
     }
 }
 
@@ -139,14 +147,35 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
             let mut items: Vec<Item> = vault
                 .items()?
                 .into_iter()
-                .filter(|i| if all { true } else if trashed { i.trashed && !i.deleted } else { i.is_live() })
+                .filter(|i| {
+                    if all {
+                        true
+                    } else if trashed {
+                        i.trashed && !i.deleted
+                    } else {
+                        i.is_live()
+                    }
+                })
                 .collect();
-            items.sort_by(|a, b| a.title.to_lowercase().cmp(&b.title.to_lowercase()).then(a.uuid.cmp(&b.uuid)));
+            items.sort_by(|a, b| {
+                a.title
+                    .to_lowercase()
+                    .cmp(&b.title.to_lowercase())
+                    .then(a.uuid.cmp(&b.uuid))
+            });
             if ctx.json {
-                ctx.print_json(&serde_json::Value::Array(items.iter().map(summary).collect()));
+                ctx.print_json(&serde_json::Value::Array(
+                    items.iter().map(summary).collect(),
+                ));
             } else {
                 for i in &items {
-                    let flag = if i.deleted { " [deleted]" } else if i.trashed { " [trash]" } else { "" };
+                    let flag = if i.deleted {
+                        " [deleted]"
+                    } else if i.trashed {
+                        " [trash]"
+                    } else {
+                        ""
+                    };
                     println!("{}  {:<30} {}{}", i.uuid, i.title, i.subtitle, flag);
                 }
             }
@@ -160,8 +189,11 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
                     f.value.expose().to_string()
                 }
             };
-            let fields: Vec<&syncfabric::vault::Field> =
-                i.fields.iter().filter(|f| !f.deleted && f.kind != field_type::SECTION).collect();
+            let fields: Vec<&syncfabric::vault::Field> = i
+                .fields
+                .iter()
+                .filter(|f| !f.deleted && f.kind != field_type::SECTION)
+                .collect();
             if ctx.json {
                 let mut v = summary(&i);
                 v["fields"] = fields
@@ -172,7 +204,11 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
             } else {
                 println!("{} ({})", i.title, i.uuid);
                 for f in fields.iter().filter(|f| !f.value.is_empty()) {
-                    let label = if f.label.is_empty() { f.kind.as_str() } else { f.label.as_str() };
+                    let label = if f.label.is_empty() {
+                        f.kind.as_str()
+                    } else {
+                        f.label.as_str()
+                    };
                     println!("  {label:<12} {}", shown(f));
                 }
                 if !i.note.is_empty() {
@@ -183,7 +219,12 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
         ItemCmd::Add(v) => {
             let title = v.title.clone().ok_or("item add needs --title")?;
             let pw = new_password(ctx, &v)?.unwrap_or_default();
-            let mut new = NewItem::login(&title, v.username.as_deref().unwrap_or(""), pw, v.url.as_deref().unwrap_or(""));
+            let mut new = NewItem::login(
+                &title,
+                v.username.as_deref().unwrap_or(""),
+                pw,
+                v.url.as_deref().unwrap_or(""),
+            );
             if let Some(e) = &v.email {
                 if let Some(f) = new.fields.iter_mut().find(|f| f.kind == field_type::EMAIL) {
                     f.value = Secret::new(e.clone());

@@ -120,7 +120,10 @@ pub fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SYNCFABRIC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Everything a command needs from the global options.
@@ -143,7 +146,9 @@ impl Ctx {
     }
 
     fn next_stdin_line(&mut self) -> CliResult<Option<String>> {
-        let lines = self.stdin_lines.get_or_insert_with(|| std::io::stdin().lock().lines());
+        let lines = self
+            .stdin_lines
+            .get_or_insert_with(|| std::io::stdin().lock().lines());
         Ok(lines.next().transpose()?)
     }
 
@@ -155,10 +160,14 @@ impl Ctx {
         if self.password_stdin {
             return match self.next_stdin_line()? {
                 Some(l) => Ok(Secret::new(l.trim_end_matches(['\r', '\n']).to_string())),
-                None => Err(format!("--password-stdin: standard input ended before the {prompt}").into()),
+                None => Err(
+                    format!("--password-stdin: standard input ended before the {prompt}").into(),
+                ),
             };
         }
-        Ok(Secret::new(rpassword::prompt_password(format!("{prompt}: "))?))
+        Ok(Secret::new(rpassword::prompt_password(format!(
+            "{prompt}: "
+        ))?))
     }
 
     pub fn keyfile(&self) -> CliResult<Option<Keyfile>> {
@@ -171,7 +180,11 @@ impl Ctx {
     pub fn open_vault(&mut self) -> CliResult<Vault> {
         let dir = self.vault_dir()?;
         if !dir.join("vault.json").exists() {
-            return Err(format!("no vault at {} (create one with `syncfabric vault create`)", dir.display()).into());
+            return Err(format!(
+                "no vault at {} (create one with `syncfabric vault create`)",
+                dir.display()
+            )
+            .into());
         }
         let pw = self.secret("SYNCFABRIC_PASSWORD", "Master password")?;
         let kf = self.keyfile()?;
@@ -228,7 +241,11 @@ fn vault_cmd(ctx: &mut Ctx, cmd: VaultCmd) -> CliResult {
                 return Err("the master password must not be empty".into());
             }
             let kf = ctx.keyfile()?;
-            let mut opts = syncfabric::vault::CreateOptions { name, kdf_iter, ..Default::default() };
+            let mut opts = syncfabric::vault::CreateOptions {
+                name,
+                kdf_iter,
+                ..Default::default()
+            };
             opts.keyfile = kf;
             if let Some(d) = &ctx.config.device_name {
                 opts.device_name = Some(d.clone());
@@ -240,7 +257,10 @@ fn vault_cmd(ctx: &mut Ctx, cmd: VaultCmd) -> CliResult {
             let v = ctx.open_vault()?;
             info(ctx, &v)
         }
-        VaultCmd::Passwd { new_keyfile, remove_keyfile } => {
+        VaultCmd::Passwd {
+            new_keyfile,
+            remove_keyfile,
+        } => {
             let mut v = ctx.open_vault()?;
             let new_pw = ctx.secret("SYNCFABRIC_NEW_PASSWORD", "New master password")?;
             if new_pw.is_empty() {
@@ -278,9 +298,17 @@ fn info(ctx: &Ctx, v: &Vault) -> CliResult {
             "trashed": trashed,
         }));
     } else {
-        println!("vault   {} ({})", m.vault_name().unwrap_or("?"), m.vault_uuid().unwrap_or("?"));
+        println!(
+            "vault   {} ({})",
+            m.vault_name().unwrap_or("?"),
+            m.vault_uuid().unwrap_or("?")
+        );
         println!("path    {}", v.dir().display());
-        println!("kdf     pbkdf2-sha512, {} rounds{}", m.int("kdf_iter").unwrap_or(0), if m.have_keyfile() { ", keyfile" } else { "" });
+        println!(
+            "kdf     pbkdf2-sha512, {} rounds{}",
+            m.int("kdf_iter").unwrap_or(0),
+            if m.have_keyfile() { ", keyfile" } else { "" }
+        );
         println!("items   {live} live, {trashed} in trash");
     }
     Ok(())

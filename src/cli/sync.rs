@@ -57,7 +57,9 @@ pub struct RestoreArgs {
 }
 
 fn runtime() -> CliResult<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 pub fn state_dir(vault: &Path, remote: &str) -> CliResult<StateDir> {
@@ -68,7 +70,11 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
     let vault = canonical(&ctx.vault_dir()?);
     match cmd {
         RemoteCmd::Add { name, url } => {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
                 return Err("a remote name uses letters, digits, '-' and '_'".into());
             }
             if ctx.config.remotes_of(&vault).iter().any(|r| r.name == name) {
@@ -87,13 +93,19 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
             if ctx.json {
                 ctx.print_json(&serde_json::json!({ "added": name, "cas": trust.as_str(), "probe": report.summary() }));
             } else {
-                println!("added remote {name} (conditional writes: {}); run `syncfabric sync` to sync", trust.as_str());
+                println!(
+                    "added remote {name} (conditional writes: {}); run `syncfabric sync` to sync",
+                    trust.as_str()
+                );
             }
         }
         RemoteCmd::List => {
             let rs = ctx.config.remotes_of(&vault);
             if ctx.json {
-                ctx.print_json(&serde_json::json!(rs.iter().map(|r| serde_json::json!({"name": r.name, "url": r.url})).collect::<Vec<_>>()));
+                ctx.print_json(&serde_json::json!(rs
+                    .iter()
+                    .map(|r| serde_json::json!({"name": r.name, "url": r.url}))
+                    .collect::<Vec<_>>()));
             } else {
                 for r in rs {
                     println!("{:<12} {}", r.name, r.url);
@@ -102,7 +114,12 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
         }
         RemoteCmd::Probe { name } => {
             let rt = runtime()?;
-            let Some(r) = ctx.config.remotes.iter_mut().find(|r| r.name == name && canonical(&r.vault) == vault) else {
+            let Some(r) = ctx
+                .config
+                .remotes
+                .iter_mut()
+                .find(|r| r.name == name && canonical(&r.vault) == vault)
+            else {
                 return Err(format!("no remote {name:?} for this vault").into());
             };
             let storage = rt.block_on(syncfabric::remote::open(&r.url))?;
@@ -117,7 +134,9 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
         }
         RemoteCmd::Rm { name } => {
             let before = ctx.config.remotes.len();
-            ctx.config.remotes.retain(|r| !(r.name == name && canonical(&r.vault) == vault));
+            ctx.config
+                .remotes
+                .retain(|r| !(r.name == name && canonical(&r.vault) == vault));
             if ctx.config.remotes.len() == before {
                 return Err(format!("no remote {name:?} for this vault").into());
             }
@@ -146,7 +165,11 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
     if remotes.is_empty() {
         return Err("no remote to sync with: add one with `syncfabric remote add NAME URL`".into());
     }
-    let opts = SyncOptions { dry_run: args.dry_run, allow_mass_delete: args.allow_mass_delete, ..Default::default() };
+    let opts = SyncOptions {
+        dry_run: args.dry_run,
+        allow_mass_delete: args.allow_mass_delete,
+        ..Default::default()
+    };
     let rt = runtime()?;
     let mut out = Vec::new();
     for r in remotes {
@@ -169,7 +192,16 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
                 "report": report.merge_report,
             }));
         } else {
-            println!("{}: {:?}{}", r.name, report.outcome, if report.conflicts > 0 { format!(", {} conflicts resolved", report.conflicts) } else { String::new() });
+            println!(
+                "{}: {:?}{}",
+                r.name,
+                report.outcome,
+                if report.conflicts > 0 {
+                    format!(", {} conflicts resolved", report.conflicts)
+                } else {
+                    String::new()
+                }
+            );
             if args.dry_run {
                 if let Some(m) = &report.merge_report {
                     println!("{m}");
@@ -194,7 +226,10 @@ pub fn status_cmd(ctx: &mut Ctx) -> CliResult {
             "journal": st.journal.len(),
         }));
         if !ctx.json {
-            let when = st.last_sync.map(|t| format!("last sync at unix {t}")).unwrap_or_else(|| "never synced".into());
+            let when = st
+                .last_sync
+                .map(|t| format!("last sync at unix {t}"))
+                .unwrap_or_else(|| "never synced".into());
             println!("{:<12} {}  ({when})", r.name, r.url);
         }
     }
@@ -207,7 +242,11 @@ pub fn status_cmd(ctx: &mut Ctx) -> CliResult {
 pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
     let dest: PathBuf = ctx.vault_dir()?;
     if dest.join("vault.json").exists() {
-        return Err(format!("{} already holds a vault; restore into an empty folder", dest.display()).into());
+        return Err(format!(
+            "{} already holds a vault; restore into an empty folder",
+            dest.display()
+        )
+        .into());
     }
     let rt = runtime()?;
     let storage = rt.block_on(syncfabric::remote::open(&args.url))?;
@@ -216,7 +255,10 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
         None => {
             let entries = rt.block_on(storage.list(&syncfabric::core::RemotePath::root()))?;
             let mut vaults = Vec::new();
-            for e in entries.iter().filter(|e| e.kind == syncfabric::core::EntryKind::Dir) {
+            for e in entries
+                .iter()
+                .filter(|e| e.kind == syncfabric::core::EntryKind::Dir)
+            {
                 let db = e.path.join("vault.enpassdb")?;
                 if rt.block_on(storage.stat(&db))?.is_some() {
                     vaults.push(e.path.as_str().to_string());
@@ -225,7 +267,14 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
             match vaults.len() {
                 1 => vaults.remove(0),
                 0 => return Err(format!("no vault found at {}", args.url).into()),
-                _ => return Err(format!("several vaults at {}: pick one with --uuid ({})", args.url, vaults.join(", ")).into()),
+                _ => {
+                    return Err(format!(
+                        "several vaults at {}: pick one with --uuid ({})",
+                        args.url,
+                        vaults.join(", ")
+                    )
+                    .into())
+                }
             }
         }
     };
@@ -233,9 +282,21 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
     let kf = ctx.keyfile()?;
     std::fs::create_dir_all(&dest)?;
     let state = state_dir(&dest, &args.name)?;
-    let vault = rt.block_on(restore_from_remote(storage.as_ref(), &uuid, &dest, &state, &pw, kf.as_ref()))?;
+    let vault = rt.block_on(restore_from_remote(
+        storage.as_ref(),
+        &uuid,
+        &dest,
+        &state,
+        &pw,
+        kf.as_ref(),
+    ))?;
     let vdir = canonical(vault.dir());
-    if !ctx.config.remotes_of(&vdir).iter().any(|r| r.name == args.name) {
+    if !ctx
+        .config
+        .remotes_of(&vdir)
+        .iter()
+        .any(|r| r.name == args.name)
+    {
         let (trust, _) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
         ctx.config.remotes.push(RemoteConfig {
             name: args.name.clone(),
@@ -248,7 +309,11 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
     if ctx.json {
         ctx.print_json(&serde_json::json!({ "restored": uuid, "path": dest }));
     } else {
-        println!("restored vault {uuid} into {} (remote {})", dest.display(), args.name);
+        println!(
+            "restored vault {uuid} into {} (remote {})",
+            dest.display(),
+            args.name
+        );
     }
     Ok(())
 }

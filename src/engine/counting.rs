@@ -38,16 +38,29 @@ pub struct Counters {
 impl Counters {
     /// All requests of any kind.
     pub fn requests(&self) -> u64 {
-        [&self.stats, &self.lists, &self.reads, &self.writes, &self.deletes, &self.create_dirs]
-            .iter()
-            .map(|c| c.load(Ordering::SeqCst))
-            .sum()
+        [
+            &self.stats,
+            &self.lists,
+            &self.reads,
+            &self.writes,
+            &self.deletes,
+            &self.create_dirs,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::SeqCst))
+        .sum()
     }
     /// Forgets everything counted so far.
     pub fn reset(&self) {
         for c in [
-            &self.stats, &self.lists, &self.reads, &self.writes, &self.deletes,
-            &self.create_dirs, &self.bytes_read, &self.bytes_written,
+            &self.stats,
+            &self.lists,
+            &self.reads,
+            &self.writes,
+            &self.deletes,
+            &self.create_dirs,
+            &self.bytes_read,
+            &self.bytes_written,
         ] {
             c.store(0, Ordering::SeqCst);
         }
@@ -70,7 +83,10 @@ pub struct CountingStorage {
 impl CountingStorage {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn Storage>) -> Self {
-        CountingStorage { inner, counters: Arc::new(Counters::default()) }
+        CountingStorage {
+            inner,
+            counters: Arc::new(Counters::default()),
+        }
     }
     /// The counters (shared with clones).
     pub fn counters(&self) -> Arc<Counters> {
@@ -108,7 +124,9 @@ impl Storage for CountingStorage {
         let stream = std::mem::replace(&mut d.stream, Box::pin(futures_util::stream::empty()));
         d.stream = Box::pin(stream.map(move |chunk: Result<Bytes>| {
             if let Ok(b) = &chunk {
-                counters.bytes_read.fetch_add(b.len() as u64, Ordering::SeqCst);
+                counters
+                    .bytes_read
+                    .fetch_add(b.len() as u64, Ordering::SeqCst);
             }
             chunk
         }));
@@ -116,7 +134,9 @@ impl Storage for CountingStorage {
     }
     async fn write(&self, path: &RemotePath, body: Body, pre: Precondition) -> Result<Entry> {
         bump(&self.counters.writes);
-        self.counters.bytes_written.fetch_add(body.len(), Ordering::SeqCst);
+        self.counters
+            .bytes_written
+            .fetch_add(body.len(), Ordering::SeqCst);
         if let Ok(mut v) = self.counters.written_paths.lock() {
             v.push(path.as_str().to_string());
         }

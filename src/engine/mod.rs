@@ -10,7 +10,9 @@ mod error;
 pub mod state;
 mod sync;
 
-pub use counting::{CountingStorage, Counters};
+pub use counting::{Counters, CountingStorage};
 pub use error::SyncError;
 pub use state::{StateDir, SyncState};
-pub use sync::{remote_layout, restore_from_remote, sync_vault, SyncOptions, SyncOutcome, SyncReport};
+pub use sync::{
+    remote_layout, restore_from_remote, sync_vault, SyncOptions, SyncOutcome, SyncReport,
+};

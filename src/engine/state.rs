@@ -169,16 +169,28 @@ mod tests {
         let sd = StateDir::open(tmp.path().join("s")).unwrap();
         assert_eq!(sd.load().unwrap(), SyncState::default());
         let db = tmp.path().join("db");
-        let mut st = SyncState { vault_uuid: "v".into(), ..Default::default() };
+        let mut st = SyncState {
+            vault_uuid: "v".into(),
+            ..Default::default()
+        };
         for i in 0..(JOURNAL_LEN + 3) {
             std::fs::write(&db, format!("content {i}")).unwrap();
-            sd.record_commit(&mut st, &db, &format!("v{i}"), i as u64).unwrap();
+            sd.record_commit(&mut st, &db, &format!("v{i}"), i as u64)
+                .unwrap();
         }
         assert_eq!(st.journal.len(), JOURNAL_LEN);
-        assert_eq!(st.journal.last().unwrap().remote_version, format!("v{}", JOURNAL_LEN + 2));
-        let files = std::fs::read_dir(sd.path().join("journal")).unwrap().count();
+        assert_eq!(
+            st.journal.last().unwrap().remote_version,
+            format!("v{}", JOURNAL_LEN + 2)
+        );
+        let files = std::fs::read_dir(sd.path().join("journal"))
+            .unwrap()
+            .count();
         assert_eq!(files, JOURNAL_LEN);
-        assert_eq!(std::fs::read_to_string(sd.base_db()).unwrap(), format!("content {}", JOURNAL_LEN + 2));
+        assert_eq!(
+            std::fs::read_to_string(sd.base_db()).unwrap(),
+            format!("content {}", JOURNAL_LEN + 2)
+        );
         sd.save(&st).unwrap();
         assert_eq!(sd.load().unwrap(), st);
     }

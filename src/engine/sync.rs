@@ -38,7 +38,10 @@ impl Default for SyncOptions {
             mass_delete_share: 0.5,
             mass_delete_min: 5,
             max_attempts: 10,
-            lease: LeaseOptions { label: "syncfabric".into(), ..LeaseOptions::default() },
+            lease: LeaseOptions {
+                label: "syncfabric".into(),
+                ..LeaseOptions::default()
+            },
         }
     }
 }
@@ -91,7 +94,10 @@ pub fn remote_layout(vault_uuid: &str) -> Result<(RemotePath, RemotePath, Remote
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// SHA-256 of a file, hex.
@@ -138,12 +144,21 @@ async fn download(
 
 /// Live items (not deleted, not trashed) of a snapshot, by uuid.
 fn live_items(s: &Snapshot) -> BTreeSet<Value> {
-    let Some(t) = s.table("item") else { return BTreeSet::new() };
-    let (Some(ui), di, ti) = (t.column_index("uuid"), t.column_index("deleted"), t.column_index("trashed")) else {
+    let Some(t) = s.table("item") else {
+        return BTreeSet::new();
+    };
+    let (Some(ui), di, ti) = (
+        t.column_index("uuid"),
+        t.column_index("deleted"),
+        t.column_index("trashed"),
+    ) else {
         return BTreeSet::new();
     };
     let flag = |row: &syncfabric_vault::Row, i: Option<usize>| {
-        i.and_then(|i| row.0.get(i)).and_then(|v| v.as_i64()).unwrap_or(0) != 0
+        i.and_then(|i| row.0.get(i))
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0)
+            != 0
     };
     t.rows
         .values()
@@ -157,9 +172,13 @@ fn live_items(s: &Snapshot) -> BTreeSet<Value> {
 fn attachment_files(s: &Snapshot) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut live = BTreeSet::new();
     let mut dead = BTreeSet::new();
-    let Some(t) = s.table("attachment") else { return (live, dead) };
+    let Some(t) = s.table("attachment") else {
+        return (live, dead);
+    };
     for row in t.rows.values() {
-        let Some(uuid) = t.get(row, "uuid").and_then(|v| v.as_str()) else { continue };
+        let Some(uuid) = t.get(row, "uuid").and_then(|v| v.as_str()) else {
+            continue;
+        };
         // The vault keeps an attachment's content in its own file exactly when the row
         // carries that file's key (`password`); inline ones have none.
         let external = match t.get(row, "password") {
@@ -184,7 +203,11 @@ fn attachment_file_name(uuid: &str) -> String {
 }
 
 /// Refuses a merge that removes too many live items from either side.
-fn mass_delete_guard(opts: &SyncOptions, before: &Snapshot, merged: &Snapshot) -> Result<(), SyncError> {
+fn mass_delete_guard(
+    opts: &SyncOptions,
+    before: &Snapshot,
+    merged: &Snapshot,
+) -> Result<(), SyncError> {
     if opts.allow_mass_delete {
         return Ok(());
     }
@@ -192,7 +215,10 @@ fn mass_delete_guard(opts: &SyncOptions, before: &Snapshot, merged: &Snapshot) -
     let now = live_items(merged);
     let gone = was.difference(&now).count();
     if gone > opts.mass_delete_min && (gone as f64) > opts.mass_delete_share * was.len() as f64 {
-        return Err(SyncError::MassDelete { deleted: gone, live: was.len() });
+        return Err(SyncError::MassDelete {
+            deleted: gone,
+            live: was.len(),
+        });
     }
     Ok(())
 }
@@ -262,7 +288,11 @@ pub async fn sync_vault(
     let uuid = vault
         .meta()
         .vault_uuid()
-        .ok_or_else(|| SyncError::Vault(syncfabric_vault::Error::Unsupported("vault.json has no vault_uuid".into())))?
+        .ok_or_else(|| {
+            SyncError::Vault(syncfabric_vault::Error::Unsupported(
+                "vault.json has no vault_uuid".into(),
+            ))
+        })?
         .to_string();
     let mut attempts = 0u32;
     loop {
@@ -275,7 +305,11 @@ pub async fn sync_vault(
                 // Another device committed between our read and our write: start over.
                 let jitter = (std::process::id() as u64 * 7919 + attempts as u64 * 104_729) % 100;
                 let wait = Duration::from_millis((50u64 << attempts.min(6)) + jitter);
-                tracing::debug!(attempt = attempts, ?wait, "lost the commit race; starting over");
+                tracing::debug!(
+                    attempt = attempts,
+                    ?wait,
+                    "lost the commit race; starting over"
+                );
                 tokio::time::sleep(wait).await;
             }
             Err(SyncError::Storage(StorageError::PreconditionFailed { .. }))
@@ -330,7 +364,19 @@ async fn sync_once(
     } else {
         Some(LeaseLock::acquire(storage.clone(), &dir, opts.lease.clone()).await?)
     };
-    let result = sync_slow(vault, storage.as_ref(), state, opts, uuid, guard.as_ref(), st, report, remote_entry, local_changed).await;
+    let result = sync_slow(
+        vault,
+        storage.as_ref(),
+        state,
+        opts,
+        uuid,
+        guard.as_ref(),
+        st,
+        report,
+        remote_entry,
+        local_changed,
+    )
+    .await;
     if let Some(g) = guard {
         if let Err(e) = g.release().await {
             tracing::warn!("could not release the lease lock: {e}");
@@ -354,7 +400,11 @@ async fn sync_slow(
 ) -> Result<SyncReport, SyncError> {
     let (dir, db_path, json_path) = remote_layout(uuid)?;
     // Under a lease, look again: the first stat was taken before we held it.
-    let remote_entry = if guard.is_some() { storage.stat(&db_path).await? } else { remote_entry };
+    let remote_entry = if guard.is_some() {
+        storage.stat(&db_path).await?
+    } else {
+        remote_entry
+    };
     let remote_version = remote_entry.as_ref().and_then(|e| e.version.clone());
     let remote_unchanged = remote_version.is_some()
         && remote_version.as_ref().map(|v| v.as_str()) == st.remote_version.as_deref();
@@ -378,19 +428,22 @@ async fn sync_slow(
         None
     };
     let download_tmp = state.temp_path("download");
-    let (remote, remote_version, downloaded): (Option<Snapshot>, Option<syncfabric_core::Version>, bool) =
-        match (&remote_entry, remote_unchanged, &base) {
-            (None, _, _) => (None, None, false),
-            (Some(_), true, Some(b)) => (Some(b.clone()), remote_version.clone(), false),
-            (Some(_), _, _) => {
-                check_remote_meta(vault, storage, &json_path, &state.temp_path("json")).await?;
-                let v = download(storage, &db_path, &download_tmp).await?;
-                report.downloaded_db = true;
-                let snap = syncfabric_vault::read_snapshot_file(&download_tmp, vault.key())
-                    .map_err(remote_read_error)?;
-                (Some(snap), v.or(remote_version.clone()), true)
-            }
-        };
+    let (remote, remote_version, downloaded): (
+        Option<Snapshot>,
+        Option<syncfabric_core::Version>,
+        bool,
+    ) = match (&remote_entry, remote_unchanged, &base) {
+        (None, _, _) => (None, None, false),
+        (Some(_), true, Some(b)) => (Some(b.clone()), remote_version.clone(), false),
+        (Some(_), _, _) => {
+            check_remote_meta(vault, storage, &json_path, &state.temp_path("json")).await?;
+            let v = download(storage, &db_path, &download_tmp).await?;
+            report.downloaded_db = true;
+            let snap = syncfabric_vault::read_snapshot_file(&download_tmp, vault.key())
+                .map_err(remote_read_error)?;
+            (Some(snap), v.or(remote_version.clone()), true)
+        }
+    };
     if remote_entry.is_some() && remote_version.is_none() {
         return Err(SyncError::Storage(StorageError::Unsupported {
             message: format!("{} gives no version for {db_path}", storage.describe()),
@@ -438,7 +491,10 @@ async fn sync_slow(
             storage.create_dir(&dir).await?;
         }
         let remote_has: BTreeSet<String> = match storage.list(&dir).await {
-            Ok(entries) => entries.iter().filter_map(|e| e.path.file_name().map(str::to_string)).collect(),
+            Ok(entries) => entries
+                .iter()
+                .filter_map(|e| e.path.file_name().map(str::to_string))
+                .collect(),
             Err(StorageError::NotFound { .. }) => BTreeSet::new(),
             Err(e) => return Err(e.into()),
         };
@@ -449,7 +505,11 @@ async fn sync_slow(
             }
             let local_file = vault.dir().join(&name);
             match storage
-                .write(&dir.join(&name)?, Body::from_file(&local_file).await?, Precondition::IfAbsent)
+                .write(
+                    &dir.join(&name)?,
+                    Body::from_file(&local_file).await?,
+                    Precondition::IfAbsent,
+                )
                 .await
             {
                 Ok(_) | Err(StorageError::AlreadyExists { .. }) => report.attachments.1 += 1,
@@ -466,14 +526,19 @@ async fn sync_slow(
                 g.check().await?;
                 let now = storage.stat(&db_path).await?.and_then(|e| e.version);
                 if now != *v {
-                    return Err(StorageError::PreconditionFailed { path: db_path.to_string() }.into());
+                    return Err(StorageError::PreconditionFailed {
+                        path: db_path.to_string(),
+                    }
+                    .into());
                 }
                 Precondition::None
             }
             (Some(v), _) => Precondition::IfMatch(v.clone()),
             (None, _) => Precondition::IfAbsent,
         };
-        let written = storage.write(&db_path, Body::from_file(&commit_file).await?, pre).await;
+        let written = storage
+            .write(&db_path, Body::from_file(&commit_file).await?, pre)
+            .await;
         let entry = match written {
             Ok(e) => e,
             Err(e) => {
@@ -484,11 +549,15 @@ async fn sync_slow(
         };
         // The commit point has passed.
         let version = entry.version.ok_or_else(|| {
-            SyncError::Storage(StorageError::Corrupt { message: format!("no version after writing {db_path}") })
+            SyncError::Storage(StorageError::Corrupt {
+                message: format!("no version after writing {db_path}"),
+            })
         })?;
         report.uploaded_db = true;
         let meta_bytes = tokio::fs::read(vault.dir().join("vault.json")).await?;
-        storage.write(&json_path, Body::from(meta_bytes), Precondition::None).await?;
+        storage
+            .write(&json_path, Body::from(meta_bytes), Precondition::None)
+            .await?;
         state.record_commit(&mut st, &commit_file, version.as_str(), now_unix())?;
         let _ = tokio::fs::remove_file(&commit_file).await;
         committed_version = version;
@@ -498,18 +567,31 @@ async fn sync_slow(
         for a in merged_dead.difference(&merged_live) {
             let name = attachment_file_name(a);
             if remote_has.contains(&name) {
-                storage.delete(&dir.join(&name)?, Precondition::None).await?;
+                storage
+                    .delete(&dir.join(&name)?, Precondition::None)
+                    .await?;
                 report.attachments.2 += 1;
             }
         }
     } else {
         committed_version = remote_version.clone().ok_or_else(|| {
-            SyncError::Storage(StorageError::Corrupt { message: "remote has no version".into() })
+            SyncError::Storage(StorageError::Corrupt {
+                message: "remote has no version".into(),
+            })
         })?;
         if downloaded {
-            state.record_commit(&mut st, &download_tmp, committed_version.as_str(), now_unix())?;
+            state.record_commit(
+                &mut st,
+                &download_tmp,
+                committed_version.as_str(),
+                now_unix(),
+            )?;
         }
-        report.outcome = if outcome.local_needs_apply() { SyncOutcome::Pulled } else { SyncOutcome::UpToDate };
+        report.outcome = if outcome.local_needs_apply() {
+            SyncOutcome::Pulled
+        } else {
+            SyncOutcome::UpToDate
+        };
     }
     let _ = tokio::fs::remove_file(&download_tmp).await;
 
@@ -546,7 +628,11 @@ pub async fn restore_from_remote(
             .stat(&db_path)
             .await?
             .and_then(|e| e.version)
-            .ok_or_else(|| SyncError::Storage(StorageError::NotFound { path: db_path.to_string() }))?,
+            .ok_or_else(|| {
+                SyncError::Storage(StorageError::NotFound {
+                    path: db_path.to_string(),
+                })
+            })?,
     };
     // Verify before anything is moved into place.
     let probe = Vault::open(&staging, password, keyfile)?;
@@ -562,7 +648,10 @@ pub async fn restore_from_remote(
     }
     std::fs::remove_dir(&staging)?;
     let vault = Vault::open(dest, password, keyfile)?;
-    let mut st = SyncState { vault_uuid: vault_uuid.to_string(), ..Default::default() };
+    let mut st = SyncState {
+        vault_uuid: vault_uuid.to_string(),
+        ..Default::default()
+    };
     state.record_commit(&mut st, &vault.db_path(), version.as_str(), now_unix())?;
     st.remote_version = Some(version.as_str().to_string());
     st.local_db_sha256 = Some(sha256_file(&vault.db_path())?);

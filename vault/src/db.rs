@@ -41,7 +41,19 @@ pub(crate) fn file_salt(path: &Path) -> Result<[u8; 16]> {
 /// schema. Wrong key → [`Error::WrongKey`]; right key but damaged page 1 →
 /// [`Error::Corrupt`].
 pub(crate) fn open_keyed(path: &Path, key: &VaultKey, read_only: bool) -> Result<Connection> {
-    let page1 = read_page1(path)?;
+    // A process killed inside a transaction leaves a hot rollback journal; SQLite
+    // restores the file from it on the first read. Until then the file on disk may
+    // hold pages of the unfinished transaction, so it is judged only after that read.
+    let mut journal = path.as_os_str().to_owned();
+    journal.push("-journal");
+    let hot_journal = std::fs::metadata(&journal)
+        .map(|m| m.len() > 0)
+        .unwrap_or(false);
+    let early_page1 = if hot_journal {
+        None
+    } else {
+        Some(read_page1(path)?)
+    };
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
@@ -53,6 +65,10 @@ pub(crate) fn open_keyed(path: &Path, key: &VaultKey, read_only: bool) -> Result
         r.get::<_, i64>(0)
     }) {
         Ok(_) => {
+            let page1 = match early_page1 {
+                Some(p) => p,
+                None => read_page1(path)?,
+            };
             // Truncation at a page boundary leaves every remaining page valid: compare
             // the header's page count with the file's.
             let file_pages = std::fs::metadata(path)
@@ -70,6 +86,10 @@ pub(crate) fn open_keyed(path: &Path, key: &VaultKey, read_only: bool) -> Result
             Ok(conn)
         }
         Err(e) if is_not_a_db(&e) => {
+            let page1 = match early_page1 {
+                Some(p) => p,
+                None => read_page1(path)?,
+            };
             if crypto::page1_header_plausible(&page1, key.expose_raw()) {
                 Err(Error::Corrupt(format!(
                     "{}: page 1 fails its HMAC",

@@ -1,0 +1,203 @@
+//! Devices as separate OS processes (the real `syncfabric` binary), and a crash
+//! harness that SIGKILLs a sync at random moments.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use syncfabric::vault::{Secret, Vault};
+
+const PW: &str = "process test password";
+
+struct Dev {
+    vault: PathBuf,
+    config: PathBuf,
+}
+
+impl Dev {
+    fn new(root: &Path, name: &str) -> Dev {
+        Dev {
+            vault: root.join(name),
+            config: root.join(format!("{name}.toml")),
+        }
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_syncfabric"));
+        c.arg("--vault").arg(&self.vault).args(args);
+        c.env("SYNCFABRIC_PASSWORD", PW)
+            .env("SYNCFABRIC_CONFIG", &self.config)
+            .env_remove("SYNCFABRIC_VAULT");
+        c.stdin(Stdio::null());
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.cmd(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "syncfabric {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+    fn titles(&self) -> Vec<String> {
+        let out = self.run(&["item", "list", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut t: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["title"].as_str().unwrap().to_string())
+            .collect();
+        t.sort();
+        t
+    }
+}
+
+fn setup(root: &Path, n: usize) -> (Vec<Dev>, PathBuf) {
+    let shared = root.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let url = format!("folder://{}", shared.display());
+    let a = Dev::new(root, "dev0");
+    a.run(&["vault", "create", "--name", "Proc", "--kdf-iter", "1000"]);
+    a.run(&["remote", "add", "shared", &url]);
+    a.run(&["sync"]);
+    let mut devs = vec![a];
+    for i in 1..n {
+        let d = Dev::new(root, &format!("dev{i}"));
+        d.run(&["restore", &url, "--name", "shared"]);
+        devs.push(d);
+    }
+    (devs, shared)
+}
+
+#[test]
+fn device_processes_syncing_at_once_converge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (devs, _) = setup(tmp.path(), 4);
+    let mut expected = Vec::new();
+    for round in 0..3 {
+        for (i, d) in devs.iter().enumerate() {
+            let title = format!("p{i} r{round}");
+            d.run(&["item", "add", "--title", &title, "--generate", "12"]);
+            expected.push(title);
+        }
+        // All devices sync at the same moment, as separate processes.
+        let children: Vec<_> = devs
+            .iter()
+            .map(|d| {
+                d.cmd(&["sync"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    for _ in 0..2 {
+        for d in &devs {
+            d.run(&["sync"]);
+        }
+    }
+    expected.sort();
+    for d in &devs {
+        assert_eq!(d.titles(), expected);
+    }
+}
+
+fn remote_db(shared: &Path) -> PathBuf {
+    let dir = std::fs::read_dir(shared)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("vault.enpassdb").exists())
+        .unwrap();
+    dir.join("vault.enpassdb")
+}
+
+/// Kills `syncfabric sync` with SIGKILL at a random moment, many times. After every
+/// kill the local vault opens and passes `PRAGMA integrity_check`, the remote opens,
+/// and the next sync completes with every item made so far.
+/// Runs: `SYNCFABRIC_CRASH_RUNS` (default 100).
+#[test]
+fn sigkill_at_random_points_never_corrupts_or_loses() {
+    let runs: usize = std::env::var("SYNCFABRIC_CRASH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let tmp = tempfile::tempdir().unwrap();
+    let (devs, shared) = setup(tmp.path(), 2);
+    let (a, b) = (&devs[0], &devs[1]);
+    // How long an undisturbed sync takes here, so kills land inside one.
+    a.run(&["item", "add", "--title", "calibrate"]);
+    let t = Instant::now();
+    a.run(&["sync"]);
+    let span = t.elapsed().as_micros().max(1000) as u64;
+    b.run(&["sync"]);
+    let mut expected = vec!["calibrate".to_string()];
+    let mut seed: u64 = std::env::var("SYNCFABRIC_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed);
+    let mut killed_mid_sync = 0;
+    let mut killed_after_commit = 0;
+    for run in 0..runs {
+        // Alternate devices, so both pull and push get interrupted.
+        let d = if run % 2 == 0 { a } else { b };
+        let title = format!("crash {run}");
+        d.run(&["item", "add", "--title", &title]);
+        expected.push(title);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = Duration::from_micros((seed >> 33) % (span + span / 5));
+        let remote_before = std::fs::read(remote_db(&shared)).unwrap();
+        let mut child = d
+            .cmd(&["sync"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        if !status.success() {
+            killed_mid_sync += 1;
+            if std::fs::read(remote_db(&shared)).unwrap() != remote_before {
+                // Killed after the commit point, before the sync could finish.
+                killed_after_commit += 1;
+            }
+        }
+        // The local vault opens and passes integrity_check.
+        let v = Vault::open(&d.vault, &Secret::new(PW), None).unwrap_or_else(|e| {
+            panic!("run {run} (delay {delay:?}): local vault does not open: {e}")
+        });
+        v.verify()
+            .unwrap_or_else(|e| panic!("run {run}: local vault fails verification: {e}"));
+        // The remote opens.
+        syncfabric::vault::read_snapshot_file(remote_db(&shared), v.key())
+            .unwrap_or_else(|e| panic!("run {run}: remote does not open: {e}"));
+        drop(v);
+    }
+    // The next syncs complete and nothing is lost.
+    for _ in 0..2 {
+        a.run(&["sync"]);
+        b.run(&["sync"]);
+    }
+    expected.sort();
+    assert_eq!(a.titles(), expected);
+    assert_eq!(b.titles(), expected);
+    eprintln!(
+        "{runs} runs: {killed_mid_sync} killed before the sync finished, {killed_after_commit} of them after the remote commit"
+    );
+    assert!(
+        killed_mid_sync * 4 >= runs,
+        "too few kills landed inside a sync ({killed_mid_sync}/{runs})"
+    );
+}
