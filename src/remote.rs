@@ -4,6 +4,10 @@
 //! |---|---|
 //! | `folder:///mnt/nas/Enpass`, `file:///…`, or a plain absolute path | [`syncfabric_folder::FolderStorage`] |
 //! | `icloud:` / `icloud:/Enpass` | the iCloud Drive folder (macOS) |
+//! | `webdav+https://user@host/path`, `webdav+http://…`, `nextcloud+https://user@host/folder` | [`syncfabric_webdav::WebDavStorage`] (feature `webdav`) |
+//!
+//! WebDAV passwords are never put in a URL: [`open_with_password`] takes one (the CLI
+//! reads it from `$SYNCFABRIC_REMOTE_PASSWORD` or a prompt).
 //!
 //! More schemes (WebDAV, the clouds, the Wi-Fi server) plug in by registering a
 //! factory in [`registry`]. An app can add its own with [`Registry::register`].
@@ -22,7 +26,43 @@ use syncfabric_core::{Error, RemotePath, Storage};
 pub fn registry() -> Registry {
     let r = Registry::new();
     syncfabric_folder::registry::register(&r);
+    #[cfg(feature = "webdav")]
+    syncfabric_webdav::register(&r);
     r
+}
+
+/// Whether opening `url` needs a password (WebDAV / Nextcloud).
+pub fn needs_password(url: &str) -> bool {
+    let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
+    scheme.starts_with("webdav") || scheme.starts_with("nextcloud")
+}
+
+/// Opens `url`, handing `password` (if any) to the provider for the URL's user
+/// through an in-memory token store — it is never written anywhere.
+pub async fn open_with_password(
+    url: &str,
+    password: Option<&str>,
+) -> Result<Arc<dyn Storage>, Error> {
+    use syncfabric_core::auth::{MemoryTokenStore, SecretToken, TokenStore};
+    use syncfabric_core::registry::{OpenOptions, StorageUrl};
+    let Some(pw) = password else {
+        return open(url).await;
+    };
+    let parsed = StorageUrl::parse(url)?;
+    let user = parsed.username().unwrap_or_default();
+    let hostport = parsed
+        .authority()
+        .unwrap_or("")
+        .rsplit('@')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let tokens = MemoryTokenStore::default();
+    tokens
+        .put(&format!("webdav:{user}@{hostport}"), SecretToken::new(pw))
+        .await?;
+    let opts = OpenOptions::default().with_tokens(Arc::new(tokens));
+    registry().open_with(url, &opts).await
 }
 
 /// Opens the storage a remote URL names (a plain absolute path means a folder).

@@ -62,6 +62,23 @@ fn runtime() -> CliResult<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Opens a remote, asking for its password when it needs one
+/// (`$SYNCFABRIC_REMOTE_PASSWORD`, the next stdin line with --password-stdin, or a prompt).
+fn open_remote(
+    ctx: &mut Ctx,
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+) -> CliResult<std::sync::Arc<dyn syncfabric::core::Storage>> {
+    if syncfabric::remote::needs_password(url) {
+        let pw = ctx.secret("SYNCFABRIC_REMOTE_PASSWORD", "Remote password")?;
+        return Ok(rt.block_on(syncfabric::remote::open_with_password(
+            url,
+            Some(pw.expose()),
+        ))?);
+    }
+    Ok(rt.block_on(syncfabric::remote::open(url))?)
+}
+
 pub fn state_dir(vault: &Path, remote: &str) -> CliResult<StateDir> {
     Ok(StateDir::open(vault.join(".syncfabric").join(remote))?)
 }
@@ -81,7 +98,7 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
                 return Err(format!("remote {name:?} exists already (remove it first)").into());
             }
             let rt = runtime()?;
-            let storage = rt.block_on(syncfabric::remote::open(&url))?;
+            let storage = open_remote(ctx, &rt, &url)?;
             let (trust, report) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
             ctx.config.remotes.push(RemoteConfig {
                 name: name.clone(),
@@ -114,17 +131,25 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
         }
         RemoteCmd::Probe { name } => {
             let rt = runtime()?;
-            let Some(r) = ctx
+            let Some(url) = ctx
                 .config
-                .remotes
-                .iter_mut()
-                .find(|r| r.name == name && canonical(&r.vault) == vault)
+                .remotes_of(&vault)
+                .iter()
+                .find(|r| r.name == name)
+                .map(|r| r.url.clone())
             else {
                 return Err(format!("no remote {name:?} for this vault").into());
             };
-            let storage = rt.block_on(syncfabric::remote::open(&r.url))?;
+            let storage = open_remote(ctx, &rt, &url)?;
             let (trust, report) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
-            r.cas = Some(trust.as_str().to_string());
+            for r in ctx
+                .config
+                .remotes
+                .iter_mut()
+                .filter(|r| r.name == name && canonical(&r.vault) == vault)
+            {
+                r.cas = Some(trust.as_str().to_string());
+            }
             ctx.config.save(&ctx.config_path)?;
             if ctx.json {
                 ctx.print_json(&serde_json::json!({ "remote": name, "cas": trust.as_str(), "probe": report.summary() }));
@@ -173,7 +198,7 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
     let rt = runtime()?;
     let mut out = Vec::new();
     for r in remotes {
-        let storage = rt.block_on(syncfabric::remote::open(&r.url))?;
+        let storage = open_remote(ctx, &rt, &r.url)?;
         let trust = match r.cas.as_deref().and_then(Trust::parse) {
             Some(t) => t,
             None => rt.block_on(syncfabric::remote::probe(storage.as_ref()))?.0,
@@ -249,7 +274,7 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
         .into());
     }
     let rt = runtime()?;
-    let storage = rt.block_on(syncfabric::remote::open(&args.url))?;
+    let storage = open_remote(ctx, &rt, &args.url)?;
     let uuid = match args.uuid {
         Some(u) => u,
         None => {
