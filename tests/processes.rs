@@ -201,3 +201,41 @@ fn sigkill_at_random_points_never_corrupts_or_loses() {
         "too few kills landed inside a sync ({killed_mid_sync}/{runs})"
     );
 }
+
+/// `syncfabric watch` on one device picks up a change another device pushes, without
+/// being asked to sync.
+#[test]
+fn watch_sees_another_devices_push() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (devs, _) = setup(tmp.path(), 2);
+    let (a, b) = (&devs[0], &devs[1]);
+    let mut watcher = b
+        .cmd(&["watch", "--interval", "1", "--max-syncs", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let the watcher make its first sync and set up its feeds.
+    std::thread::sleep(Duration::from_millis(1500));
+    a.run(&["item", "add", "--title", "pushed while watching"]);
+    a.run(&["sync"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = watcher.try_wait().unwrap() {
+            let out = watcher.wait_with_output().unwrap();
+            assert!(status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("Pulled"),
+                "{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = watcher.kill();
+            panic!("watch did not pick up the change within its deadline");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(b.titles().contains(&"pushed while watching".to_string()));
+}

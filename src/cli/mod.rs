@@ -69,6 +69,11 @@ enum Command {
     Sync(sync::SyncArgs),
     /// Show the sync state of the vault's remotes.
     Status,
+    /// Keep syncing: at start, whenever the remote changes (change feed where the
+    /// storage has one, polling otherwise), and after local saves (debounced).
+    ///
+    /// Example: syncfabric watch --interval 30
+    Watch(sync::WatchArgs),
     /// Make a local copy of a vault from a remote ("restore from cloud").
     ///
     /// Example: syncfabric --vault ~/Enpass/primary restore folder:///mnt/nas/Enpass --uuid <vault-uuid>
@@ -228,6 +233,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Remote(c) => sync::remote_cmd(&mut ctx, c),
         Command::Sync(a) => sync::sync_cmd(&mut ctx, a),
         Command::Status => sync::status_cmd(&mut ctx),
+        Command::Watch(a) => sync::watch_cmd(&mut ctx, a),
         Command::Restore(a) => sync::restore_cmd(&mut ctx, a),
     }
 }

@@ -45,6 +45,21 @@ pub struct SyncArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Watch only this remote (default: the vault's first remote).
+    remote: Option<String>,
+    /// Seconds between polls of a remote without a change feed.
+    #[arg(long, default_value_t = 30)]
+    interval: u64,
+    /// Seconds of quiet after a local save before syncing it.
+    #[arg(long, default_value_t = 2)]
+    debounce: u64,
+    /// Stop after this many syncs (for scripts and tests; default: run until killed).
+    #[arg(long)]
+    max_syncs: Option<u64>,
+}
+
+#[derive(Args, Debug)]
 pub struct RestoreArgs {
     /// The remote URL to restore from.
     url: String,
@@ -340,5 +355,84 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
             args.name
         );
     }
+    Ok(())
+}
+
+pub fn watch_cmd(ctx: &mut Ctx, args: WatchArgs) -> CliResult {
+    use std::time::Duration;
+    use syncfabric::core::{watch::watch_or_poll, RemotePath};
+    let mut vault = ctx.open_vault()?;
+    let dir = canonical(vault.dir());
+    let Some(r) = ctx
+        .config
+        .remotes_of(&dir)
+        .into_iter()
+        .find(|r| args.remote.as_ref().is_none_or(|n| &r.name == n))
+        .cloned()
+    else {
+        return Err("no remote to watch: add one with `syncfabric remote add NAME URL`".into());
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let storage = open_remote(ctx, &rt, &r.url)?;
+    let trust = match r.cas.as_deref().and_then(Trust::parse) {
+        Some(t) => t,
+        None => rt.block_on(syncfabric::remote::probe(storage.as_ref()))?.0,
+    };
+    let storage = syncfabric::remote::wrap(storage, trust);
+    let state = state_dir(&dir, &r.name)?;
+    let uuid = vault.meta().vault_uuid().unwrap_or_default().to_string();
+    let (remote_dir, _, _) = syncfabric::engine::remote_layout(&uuid)?;
+    // The local vault folder, watched through the folder provider's own change feed.
+    let local: std::sync::Arc<dyn syncfabric::core::Storage> =
+        std::sync::Arc::new(syncfabric::folder::FolderStorage::new(&dir)?);
+    let json = ctx.json;
+    let interval = Duration::from_secs(args.interval.max(1));
+    let debounce = Duration::from_secs(args.debounce);
+    rt.block_on(async move {
+        let mut remote_feed = watch_or_poll(storage.clone(), &remote_dir, interval).await?;
+        let mut local_feed = watch_or_poll(local.clone(), &RemotePath::root(), interval).await?;
+        let mut syncs = 0u64;
+        let mut failures = 0u32;
+        loop {
+            match sync_vault(&mut vault, &storage, &state, &SyncOptions::default()).await {
+                Ok(report) => {
+                    failures = 0;
+                    if json {
+                        println!("{}", serde_json::json!({ "remote": r.name, "outcome": format!("{:?}", report.outcome) }));
+                    } else {
+                        println!("{}: {:?}", r.name, report.outcome);
+                    }
+                }
+                Err(e) => {
+                    // Keep watching through outages, backing off; say what happened.
+                    failures += 1;
+                    eprintln!("{}: sync failed: {e}", r.name);
+                    let wait = Duration::from_secs((1u64 << failures.min(8)).min(300));
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            syncs += 1;
+            if args.max_syncs.is_some_and(|m| syncs >= m) {
+                return Ok::<(), Box<dyn std::error::Error>>(());
+            }
+            // Wait for a change on either side; local saves are debounced.
+            tokio::select! {
+                c = remote_feed.next() => { if c.is_none() { return Err("the remote change feed ended".into()); } }
+                c = local_feed.next() => {
+                    if c.is_none() { return Err("the local change feed ended".into()); }
+                    // Let a burst of saves settle (and ignore our own sync-state writes).
+                    loop {
+                        match tokio::time::timeout(debounce, local_feed.next()).await {
+                            Ok(Some(_)) => continue,
+                            _ => break,
+                        }
+                    }
+                }
+            }
+        }
+    })?;
     Ok(())
 }
