@@ -17,8 +17,17 @@ struct Device {
 }
 
 impl Device {
-    async fn sync(&mut self, storage: &Arc<dyn Storage>) -> Result<syncfabric::engine::SyncReport, SyncError> {
-        sync_vault(&mut self.vault, storage, &self.state, &SyncOptions::default()).await
+    async fn sync(
+        &mut self,
+        storage: &Arc<dyn Storage>,
+    ) -> Result<syncfabric::engine::SyncReport, SyncError> {
+        sync_vault(
+            &mut self.vault,
+            storage,
+            &self.state,
+            &SyncOptions::default(),
+        )
+        .await
     }
     fn titles(&self) -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> = self
@@ -28,7 +37,10 @@ impl Device {
             .into_iter()
             .filter(|i| i.is_live())
             .map(|i| {
-                let pw = i.field("password").map(|f| f.value.expose().to_string()).unwrap_or_default();
+                let pw = i
+                    .field("password")
+                    .map(|f| f.value.expose().to_string())
+                    .unwrap_or_default();
                 (i.title.clone(), pw)
             })
             .collect();
@@ -38,7 +50,11 @@ impl Device {
 }
 
 fn new_vault(dir: &Path) -> Vault {
-    let opts = CreateOptions { kdf_iter: 1000, name: "Test".into(), ..Default::default() };
+    let opts = CreateOptions {
+        kdf_iter: 1000,
+        name: "Test".into(),
+        ..Default::default()
+    };
     Vault::create(dir, &Secret::new(PW), &opts).unwrap()
 }
 
@@ -51,7 +67,9 @@ async fn first_device(root: &Path) -> Device {
 async fn clone_device(root: &Path, name: &str, storage: &dyn Storage, uuid: &str) -> Device {
     let dir: PathBuf = root.join(name);
     let state = StateDir::open(root.join(format!("{name}-state"))).unwrap();
-    let vault = restore_from_remote(storage, uuid, &dir, &state, &Secret::new(PW), None).await.unwrap();
+    let vault = restore_from_remote(storage, uuid, &dir, &state, &Secret::new(PW), None)
+        .await
+        .unwrap();
     Device { vault, state }
 }
 
@@ -69,14 +87,29 @@ async fn two_devices_converge_and_keep_both_edits() {
     let tmp = tempfile::tempdir().unwrap();
     let storage = remote(tmp.path());
     let mut a = first_device(tmp.path()).await;
-    a.vault.add_item(NewItem::login("Bank", "me", Secret::new("b-1"), "https://bank.example")).unwrap();
+    a.vault
+        .add_item(NewItem::login(
+            "Bank",
+            "me",
+            Secret::new("b-1"),
+            "https://bank.example",
+        ))
+        .unwrap();
     assert_eq!(a.sync(&storage).await.unwrap().outcome, SyncOutcome::Pushed);
     let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
     assert_eq!(b.titles(), a.titles());
 
     // Both edit different items while apart.
-    a.vault.add_item(NewItem::login("Mail", "me", Secret::new("m-1"), "")).unwrap();
-    let mut bank = b.vault.items().unwrap().into_iter().find(|i| i.title == "Bank").unwrap();
+    a.vault
+        .add_item(NewItem::login("Mail", "me", Secret::new("m-1"), ""))
+        .unwrap();
+    let mut bank = b
+        .vault
+        .items()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.title == "Bank")
+        .unwrap();
     bank.field_mut("password").unwrap().value = Secret::new("b-2");
     b.vault.update_item(&bank).unwrap();
 
@@ -86,11 +119,20 @@ async fn two_devices_converge_and_keep_both_edits() {
     assert_eq!(a.titles(), b.titles());
     assert_eq!(
         a.titles(),
-        vec![("Bank".to_string(), "b-2".to_string()), ("Mail".to_string(), "m-1".to_string())]
+        vec![
+            ("Bank".to_string(), "b-2".to_string()),
+            ("Mail".to_string(), "m-1".to_string())
+        ]
     );
     // Quiet now: both are up to date.
-    assert_eq!(a.sync(&storage).await.unwrap().outcome, SyncOutcome::UpToDate);
-    assert_eq!(b.sync(&storage).await.unwrap().outcome, SyncOutcome::UpToDate);
+    assert_eq!(
+        a.sync(&storage).await.unwrap().outcome,
+        SyncOutcome::UpToDate
+    );
+    assert_eq!(
+        b.sync(&storage).await.unwrap().outcome,
+        SyncOutcome::UpToDate
+    );
 }
 
 #[tokio::test]
@@ -102,32 +144,78 @@ async fn no_change_sync_is_one_request_and_one_edit_moves_one_db_each_way() {
     let counting: Arc<dyn Storage> = Arc::new(counting_inner);
     let mut a = first_device(tmp.path()).await;
     for i in 0..20 {
-        a.vault.add_item(NewItem::login(&format!("item {i}"), "u", Secret::new("p"), "")).unwrap();
+        a.vault
+            .add_item(NewItem::login(
+                &format!("item {i}"),
+                "u",
+                Secret::new("p"),
+                "",
+            ))
+            .unwrap();
     }
     a.sync(&counting).await.unwrap();
     let mut b = clone_device(tmp.path(), "b", inner.as_ref(), &uuid_of(&a)).await;
 
     counters.reset();
-    assert_eq!(a.sync(&counting).await.unwrap().outcome, SyncOutcome::UpToDate);
-    assert_eq!(counters.requests(), 1, "a no-change sync is exactly one stat");
-    assert_eq!(counters.bytes_read.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(
+        a.sync(&counting).await.unwrap().outcome,
+        SyncOutcome::UpToDate
+    );
+    assert_eq!(
+        counters.requests(),
+        1,
+        "a no-change sync is exactly one stat"
+    );
+    assert_eq!(
+        counters
+            .bytes_read
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
 
     // One edit on A: A uploads one database and downloads nothing.
-    let mut it = a.vault.items().unwrap().into_iter().find(|i| i.title == "item 3").unwrap();
+    let mut it = a
+        .vault
+        .items()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.title == "item 3")
+        .unwrap();
     it.title = "item three".into();
     a.vault.update_item(&it).unwrap();
     counters.reset();
-    assert_eq!(a.sync(&counting).await.unwrap().outcome, SyncOutcome::Pushed);
+    assert_eq!(
+        a.sync(&counting).await.unwrap().outcome,
+        SyncOutcome::Pushed
+    );
     let written = counters.written_paths.lock().unwrap().clone();
-    let db_writes = written.iter().filter(|p| p.ends_with("vault.enpassdb")).count();
+    let db_writes = written
+        .iter()
+        .filter(|p| p.ends_with("vault.enpassdb"))
+        .count();
     assert_eq!(db_writes, 1, "written: {written:?}");
-    assert!(counters.read_paths.lock().unwrap().iter().all(|p| !p.ends_with("vault.enpassdb")));
+    assert!(counters
+        .read_paths
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|p| !p.ends_with("vault.enpassdb")));
 
     // B downloads exactly that database and uploads nothing.
     counters.reset();
-    assert_eq!(b.sync(&counting).await.unwrap().outcome, SyncOutcome::Pulled);
+    assert_eq!(
+        b.sync(&counting).await.unwrap().outcome,
+        SyncOutcome::Pulled
+    );
     let reads = counters.read_paths.lock().unwrap().clone();
-    assert_eq!(reads.iter().filter(|p| p.ends_with("vault.enpassdb")).count(), 1, "reads: {reads:?}");
+    assert_eq!(
+        reads
+            .iter()
+            .filter(|p| p.ends_with("vault.enpassdb"))
+            .count(),
+        1,
+        "reads: {reads:?}"
+    );
     assert_eq!(counters.writes.load(std::sync::atomic::Ordering::SeqCst), 0);
     assert_eq!(a.titles(), b.titles());
 }
@@ -149,7 +237,14 @@ async fn concurrent_syncs_lose_nothing() {
         let syncs = devices.iter_mut().enumerate().map(|(n, d)| {
             let storage = storage.clone();
             async move {
-                d.vault.add_item(NewItem::login(&format!("d{n} r{round}"), "u", Secret::new("p"), "")).unwrap();
+                d.vault
+                    .add_item(NewItem::login(
+                        &format!("d{n} r{round}"),
+                        "u",
+                        Secret::new("p"),
+                        "",
+                    ))
+                    .unwrap();
                 d.sync(&storage).await.unwrap();
             }
         });
@@ -162,7 +257,11 @@ async fn concurrent_syncs_lose_nothing() {
         }
     }
     let expected = devices[0].titles();
-    assert_eq!(expected.len(), 4 * 3, "every item made on every device survives: {expected:?}");
+    assert_eq!(
+        expected.len(),
+        4 * 3,
+        "every item made on every device survives: {expected:?}"
+    );
     for d in &devices {
         assert_eq!(d.titles(), expected);
     }
@@ -173,13 +272,21 @@ async fn tampered_remote_is_refused_and_local_untouched() {
     let tmp = tempfile::tempdir().unwrap();
     let storage = remote(tmp.path());
     let mut a = first_device(tmp.path()).await;
-    a.vault.add_item(NewItem::login("Bank", "me", Secret::new("p"), "")).unwrap();
+    a.vault
+        .add_item(NewItem::login("Bank", "me", Secret::new("p"), ""))
+        .unwrap();
     a.sync(&storage).await.unwrap();
     let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
-    a.vault.add_item(NewItem::login("Other", "me", Secret::new("p"), "")).unwrap();
+    a.vault
+        .add_item(NewItem::login("Other", "me", Secret::new("p"), ""))
+        .unwrap();
     a.sync(&storage).await.unwrap();
 
-    let db = tmp.path().join("remote").join(uuid_of(&a)).join("vault.enpassdb");
+    let db = tmp
+        .path()
+        .join("remote")
+        .join(uuid_of(&a))
+        .join("vault.enpassdb");
     let mut bytes = std::fs::read(&db).unwrap();
     let at = bytes.len() / 2;
     bytes[at] ^= 0x40;
@@ -187,7 +294,11 @@ async fn tampered_remote_is_refused_and_local_untouched() {
     let before = std::fs::read(b.vault.db_path()).unwrap();
     let err = b.sync(&storage).await.unwrap_err();
     assert!(matches!(err, SyncError::RemoteCorrupt(_)), "{err:?}");
-    assert_eq!(std::fs::read(b.vault.db_path()).unwrap(), before, "local vault untouched");
+    assert_eq!(
+        std::fs::read(b.vault.db_path()).unwrap(),
+        before,
+        "local vault untouched"
+    );
     assert_eq!(std::fs::read(&db).unwrap(), bytes, "remote not overwritten");
 }
 
@@ -198,11 +309,21 @@ async fn remote_vault_json_that_lies_is_refused() {
     let mut a = first_device(tmp.path()).await;
     a.sync(&storage).await.unwrap();
     let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
-    a.vault.add_item(NewItem::login("New", "me", Secret::new("p"), "")).unwrap();
+    a.vault
+        .add_item(NewItem::login("New", "me", Secret::new("p"), ""))
+        .unwrap();
     a.sync(&storage).await.unwrap();
-    let json = tmp.path().join("remote").join(uuid_of(&a)).join("vault.json");
+    let json = tmp
+        .path()
+        .join("remote")
+        .join(uuid_of(&a))
+        .join("vault.json");
     let text = std::fs::read_to_string(&json).unwrap();
-    std::fs::write(&json, text.replace(&uuid_of(&a), "00000000-0000-0000-0000-000000000000")).unwrap();
+    std::fs::write(
+        &json,
+        text.replace(&uuid_of(&a), "00000000-0000-0000-0000-000000000000"),
+    )
+    .unwrap();
     let before = std::fs::read(b.vault.db_path()).unwrap();
     let err = b.sync(&storage).await.unwrap_err();
     assert!(matches!(err, SyncError::OtherVault(_)), "{err:?}");
@@ -220,16 +341,32 @@ async fn mass_delete_guard_stops_a_wiping_push() {
     let storage = remote(tmp.path());
     let mut a = first_device(tmp.path()).await;
     for i in 0..10 {
-        a.vault.add_item(NewItem::login(&format!("i{i}"), "u", Secret::new("p"), "")).unwrap();
+        a.vault
+            .add_item(NewItem::login(&format!("i{i}"), "u", Secret::new("p"), ""))
+            .unwrap();
     }
     a.sync(&storage).await.unwrap();
     for it in a.vault.items().unwrap() {
         a.vault.delete_item(&it.uuid).unwrap();
     }
     let err = a.sync(&storage).await.unwrap_err();
-    assert!(matches!(err, SyncError::MassDelete { deleted: 10, live: 10 }), "{err:?}");
-    let opts = SyncOptions { allow_mass_delete: true, ..Default::default() };
-    let r = sync_vault(&mut a.vault, &storage, &a.state, &opts).await.unwrap();
+    assert!(
+        matches!(
+            err,
+            SyncError::MassDelete {
+                deleted: 10,
+                live: 10
+            }
+        ),
+        "{err:?}"
+    );
+    let opts = SyncOptions {
+        allow_mass_delete: true,
+        ..Default::default()
+    };
+    let r = sync_vault(&mut a.vault, &storage, &a.state, &opts)
+        .await
+        .unwrap();
     assert_eq!(r.outcome, SyncOutcome::Pushed);
 }
 
@@ -240,11 +377,18 @@ async fn dry_run_changes_nothing() {
     let mut a = first_device(tmp.path()).await;
     a.sync(&storage).await.unwrap();
     let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
-    a.vault.add_item(NewItem::login("Fresh", "me", Secret::new("p"), "")).unwrap();
+    a.vault
+        .add_item(NewItem::login("Fresh", "me", Secret::new("p"), ""))
+        .unwrap();
     a.sync(&storage).await.unwrap();
     let before = std::fs::read(b.vault.db_path()).unwrap();
-    let opts = SyncOptions { dry_run: true, ..Default::default() };
-    let r = sync_vault(&mut b.vault, &storage, &b.state, &opts).await.unwrap();
+    let opts = SyncOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    let r = sync_vault(&mut b.vault, &storage, &b.state, &opts)
+        .await
+        .unwrap();
     assert_eq!(r.outcome, SyncOutcome::DryRun);
     assert!(r.merge_report.is_some());
     assert_eq!(std::fs::read(b.vault.db_path()).unwrap(), before);
@@ -267,7 +411,9 @@ async fn lease_lock_fallback_loses_nothing_without_truthful_cas() {
     opts.lease.poll_interval = std::time::Duration::from_millis(20);
 
     let mut a = first_device(tmp.path()).await;
-    sync_vault(&mut a.vault, &storage, &a.state, &opts).await.unwrap();
+    sync_vault(&mut a.vault, &storage, &a.state, &opts)
+        .await
+        .unwrap();
     let uuid = uuid_of(&a);
     let mut devices = vec![a];
     for n in 1..3 {
@@ -278,15 +424,26 @@ async fn lease_lock_fallback_loses_nothing_without_truthful_cas() {
             let storage = storage.clone();
             let opts = opts.clone();
             async move {
-                d.vault.add_item(NewItem::login(&format!("d{n} r{round}"), "u", Secret::new("p"), "")).unwrap();
-                sync_vault(&mut d.vault, &storage, &d.state, &opts).await.unwrap();
+                d.vault
+                    .add_item(NewItem::login(
+                        &format!("d{n} r{round}"),
+                        "u",
+                        Secret::new("p"),
+                        "",
+                    ))
+                    .unwrap();
+                sync_vault(&mut d.vault, &storage, &d.state, &opts)
+                    .await
+                    .unwrap();
             }
         });
         futures_util::future::join_all(syncs).await;
     }
     for _ in 0..2 {
         for d in devices.iter_mut() {
-            sync_vault(&mut d.vault, &storage, &d.state, &opts).await.unwrap();
+            sync_vault(&mut d.vault, &storage, &d.state, &opts)
+                .await
+                .unwrap();
         }
     }
     let expected = devices[0].titles();
@@ -295,8 +452,14 @@ async fn lease_lock_fallback_loses_nothing_without_truthful_cas() {
         assert_eq!(d.titles(), expected);
     }
     // The lock is released: no lease file is left behind.
-    let left = folder.list(&syncfabric::core::RemotePath::parse(&uuid).unwrap()).await.unwrap();
-    assert!(left.iter().all(|e| e.path.file_name() != Some(".lock")), "{left:?}");
+    let left = folder
+        .list(&syncfabric::core::RemotePath::parse(&uuid).unwrap())
+        .await
+        .unwrap();
+    assert!(
+        left.iter().all(|e| e.path.file_name() != Some(".lock")),
+        "{left:?}"
+    );
 }
 
 /// Everything a full sync prints or logs at the most verbose level, and every error
@@ -327,29 +490,131 @@ async fn no_secret_in_logs_reports_or_errors() {
     let storage = remote(tmp.path());
     let mut a = first_device(tmp.path()).await;
     let item_pw = "item-secret-Zq81";
-    a.vault.add_item(NewItem::login("Bank", "me", Secret::new(item_pw), "")).unwrap();
+    a.vault
+        .add_item(NewItem::login("Bank", "me", Secret::new(item_pw), ""))
+        .unwrap();
     let r1 = a.sync(&storage).await.unwrap();
     let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
-    let mut it = b.vault.items().unwrap().into_iter().find(|i| i.title == "Bank").unwrap();
+    let mut it = b
+        .vault
+        .items()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.title == "Bank")
+        .unwrap();
     it.field_mut("password").unwrap().value = Secret::new("second-secret-Yw02");
     b.vault.update_item(&it).unwrap();
-    let mut it = a.vault.items().unwrap().into_iter().find(|i| i.title == "Bank").unwrap();
+    let mut it = a
+        .vault
+        .items()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.title == "Bank")
+        .unwrap();
     it.field_mut("password").unwrap().value = Secret::new("third-secret-Xv33");
     a.vault.update_item(&it).unwrap();
     let r2 = b.sync(&storage).await.unwrap();
     let r3 = a.sync(&storage).await.unwrap();
     let mut text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     for r in [&r1, &r2, &r3] {
-        text.push_str(&format!("{r:?}\n{}\n", r.merge_report.clone().unwrap_or_default()));
+        text.push_str(&format!(
+            "{r:?}\n{}\n",
+            r.merge_report.clone().unwrap_or_default()
+        ));
     }
-    text.push_str(&format!("{:?} {:?} {:?}", a.vault, a.vault.key(), a.vault.snapshot().unwrap()));
+    text.push_str(&format!(
+        "{:?} {:?} {:?}",
+        a.vault,
+        a.vault.key(),
+        a.vault.snapshot().unwrap()
+    ));
     // An error path too: a wrong password.
     let err = Vault::open(a.vault.dir(), &Secret::new("wrong password"), None).unwrap_err();
     text.push_str(&format!("{err:?} {err}"));
-    assert!(r3.conflicts > 0, "the test must exercise a conflict: {r3:?}");
+    assert!(
+        r3.conflicts > 0,
+        "the test must exercise a conflict: {r3:?}"
+    );
     let raw_key = hex::encode(a.vault.key().expose_raw());
-    for secret in [PW, item_pw, "second-secret-Yw02", "third-secret-Xv33", raw_key.as_str(), "wrong password"] {
-        assert!(!text.contains(secret), "secret {secret:?} leaked into output");
+    for secret in [
+        PW,
+        item_pw,
+        "second-secret-Yw02",
+        "third-secret-Xv33",
+        raw_key.as_str(),
+        "wrong password",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "secret {secret:?} leaked into output"
+        );
     }
-    assert!(text.len() > 200, "the capture must have seen the sync: {} bytes", text.len());
+    assert!(
+        text.len() > 200,
+        "the capture must have seen the sync: {} bytes",
+        text.len()
+    );
+}
+
+#[tokio::test]
+async fn truncated_remote_and_rekeyed_remote_are_refused_with_nothing_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = remote(tmp.path());
+    let mut a = first_device(tmp.path()).await;
+    a.vault
+        .add_item(NewItem::login("Bank", "me", Secret::new("p"), ""))
+        .unwrap();
+    a.sync(&storage).await.unwrap();
+    let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
+    a.vault
+        .add_item(NewItem::login("Second", "me", Secret::new("p"), ""))
+        .unwrap();
+    a.sync(&storage).await.unwrap();
+    let db = tmp
+        .path()
+        .join("remote")
+        .join(uuid_of(&a))
+        .join("vault.enpassdb");
+    let good = std::fs::read(&db).unwrap();
+    let local_before = std::fs::read(b.vault.db_path()).unwrap();
+
+    // Truncated at a page boundary and mid-page.
+    for cut in [good.len() - 1024, good.len() / 2 + 7] {
+        std::fs::write(&db, &good[..cut]).unwrap();
+        let err = b.sync(&storage).await.unwrap_err();
+        assert!(
+            matches!(err, SyncError::RemoteCorrupt(_)),
+            "cut {cut}: {err:?}"
+        );
+        assert_eq!(std::fs::read(b.vault.db_path()).unwrap(), local_before);
+        assert_eq!(
+            std::fs::read(&db).unwrap(),
+            &good[..cut],
+            "remote not overwritten"
+        );
+    }
+    std::fs::write(&db, &good).unwrap();
+
+    // The master password changed on A: B's key no longer opens the remote.
+    a.vault
+        .change_password(&Secret::new("a brand new password"), None, Some(1000))
+        .unwrap();
+    // A's base is under the old key; nobody committed since, so A pushes its re-keyed copy.
+    assert_eq!(a.sync(&storage).await.unwrap().outcome, SyncOutcome::Pushed);
+    let err = b.sync(&storage).await.unwrap_err();
+    assert!(matches!(err, SyncError::KeyChanged), "{err:?}");
+    assert_eq!(std::fs::read(b.vault.db_path()).unwrap(), local_before);
+    // With the new password, a device restores the re-keyed vault and sees everything.
+    let state = StateDir::open(tmp.path().join("c-state")).unwrap();
+    let c = restore_from_remote(
+        storage.as_ref(),
+        &uuid_of(&a),
+        &tmp.path().join("c"),
+        &state,
+        &Secret::new("a brand new password"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.items().unwrap().len(), 2);
 }

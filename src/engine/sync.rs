@@ -414,11 +414,17 @@ async fn sync_slow(
 
     // 2. The base, and the remote as a snapshot (downloaded only when it changed).
     let base_file = state.base_db();
+    // A base the current key cannot read means this device changed the master password
+    // (or keyfile) since the last sync: the local vault is re-keyed.
+    let mut rekeyed_locally = false;
     let base = if base_file.exists() && st.remote_version.is_some() {
         match syncfabric_vault::read_snapshot_file(&base_file, vault.key()) {
             Ok(s) => Some(s),
-            // A base under another key (the password changed locally) is useless but
-            // harmless: merge two-way.
+            Err(syncfabric_vault::Error::KeyChanged) | Err(syncfabric_vault::Error::WrongKey) => {
+                rekeyed_locally = true;
+                None
+            }
+            // A damaged base is useless but harmless: merge two-way.
             Err(e) => {
                 tracing::warn!("local base unreadable ({e}); merging without a base");
                 None
@@ -435,6 +441,10 @@ async fn sync_slow(
     ) = match (&remote_entry, remote_unchanged, &base) {
         (None, _, _) => (None, None, false),
         (Some(_), true, Some(b)) => (Some(b.clone()), remote_version.clone(), false),
+        // Re-keyed here, and nobody committed since our last sync: the remote holds
+        // nothing the local vault lacks, so the local vault is pushed as it is (the
+        // remote, under the old key, could not be read anyway).
+        (Some(_), true, None) if rekeyed_locally => (None, remote_version.clone(), false),
         (Some(_), _, _) => {
             check_remote_meta(vault, storage, &json_path, &state.temp_path("json")).await?;
             let v = download(storage, &db_path, &download_tmp).await?;
