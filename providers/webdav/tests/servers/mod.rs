@@ -196,7 +196,8 @@ DavLockDB "{d}/lock/DavLock"
                 cmd = Command::new(kind.binary());
                 // Several worker processes and threads, as in production: requests run
                 // concurrently, so the race test sees Apache's real conditional writes.
-                cmd.args(["-DFOREGROUND", "-f"]).arg(dir.path().join("httpd.conf"));
+                cmd.args(["-DFOREGROUND", "-f"])
+                    .arg(dir.path().join("httpd.conf"));
             }
             Kind::Nginx => {
                 std::fs::write(dir.path().join("htpasswd"), sha_htpasswd()).unwrap();
