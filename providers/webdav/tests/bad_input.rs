@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 /// afterwards (so a short body is visible to the client).
 type Answer = Arc<dyn Fn(&str) -> Vec<u8> + Send + Sync>;
 
-/// Starts a responder that answers every request with `answer(method)`; records the
-/// request lines it saw.
+/// Starts a responder that answers every request with `answer(request head)`; records
+/// the request lines it saw.
 async fn responder(answer: Answer) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -50,8 +50,7 @@ async fn responder(answer: Answer) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
                 let _ = r.read_exact(&mut body).await;
                 let first = head.lines().next().unwrap_or("").to_string();
                 seen.lock().unwrap().push(first.clone());
-                let method = first.split(' ').next().unwrap_or("").to_string();
-                let out = answer(&method);
+                let out = answer(&head);
                 let mut sock = r.into_inner();
                 let _ = sock.write_all(&out).await;
                 let _ = sock.shutdown().await;
@@ -345,4 +344,105 @@ async fn a_huge_error_body_is_not_read_into_memory() {
         matches!(e, Error::Transient { .. } | Error::Corrupt { .. }),
         "{e:?}"
     );
+}
+
+#[tokio::test]
+async fn locked_is_retried_then_succeeds() {
+    let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n2 = n.clone();
+    let (addr, seen) = responder(Arc::new(move |_h: &str| {
+        if n2.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+            http("423 Locked", "Retry-After: 0\r\n", b"")
+        } else {
+            http("204 No Content", "", b"")
+        }
+    }))
+    .await;
+    storage(addr)
+        .await
+        .delete(&RemotePath::parse("f").unwrap(), Precondition::None)
+        .await
+        .unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 3);
+    // Always locked: a transient error after the configured retries.
+    let (addr, seen) = responder(Arc::new(|_h: &str| {
+        http("423 Locked", "Retry-After: 0\r\n", b"")
+    }))
+    .await;
+    let e = storage(addr)
+        .await
+        .delete(&RemotePath::parse("f").unwrap(), Precondition::None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Transient { .. }), "{e:?}");
+    assert_eq!(seen.lock().unwrap().len(), 6, "1 try + 5 retries");
+}
+
+/// The Nextcloud chunked upload, against a fake that answers like Nextcloud's uploads
+/// collection: what is sent must follow the protocol (MKCOL of a fresh folder under
+/// `remote.php/dav/uploads/<user>/`, numbered chunks of the configured size that add up
+/// to the file, then MOVE of `.file` onto the target with the precondition).
+#[tokio::test]
+async fn nextcloud_chunked_upload_follows_the_protocol() {
+    let heads = Arc::new(Mutex::new(Vec::<String>::new()));
+    let h2 = heads.clone();
+    let (addr, _) = responder(Arc::new(move |h: &str| {
+        h2.lock().unwrap().push(h.to_string());
+        if h.starts_with("MOVE") {
+            http(
+                "201 Created",
+                "OC-ETag: \"abc123\"\r\nETag: \"abc123\"\r\n",
+                b"",
+            )
+        } else {
+            http("201 Created", "", b"")
+        }
+    }))
+    .await;
+    let mut cfg = WebDavConfig::new(format!(
+        "http://{addr}/nc/remote.php/dav/files/alice/Enpass/"
+    ))
+    .with_credentials("alice", Secret::new("pw"))
+    .with_profile(Profile::Nextcloud);
+    cfg.chunk_size = 1000;
+    let s = WebDavStorage::new(cfg).unwrap();
+    let data: Vec<u8> = (0..2500u32).map(|i| i as u8).collect();
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tmp.path(), &data).unwrap();
+    let e = s
+        .write(
+            &RemotePath::parse("v/db").unwrap(),
+            Body::from_file(tmp.path()).await.unwrap(),
+            Precondition::IfAbsent,
+        )
+        .await
+        .unwrap();
+    assert_eq!(e.version.unwrap().as_str(), "\"abc123\"");
+    let heads = heads.lock().unwrap().clone();
+    let lines: Vec<&str> = heads.iter().map(|h| h.lines().next().unwrap()).collect();
+    assert!(
+        lines[0].starts_with("MKCOL /nc/remote.php/dav/uploads/alice/syncfabric-"),
+        "{lines:?}"
+    );
+    let dir = lines[0].split(' ').nth(1).unwrap();
+    assert_eq!(lines[1], format!("PUT {dir}00001 HTTP/1.1"));
+    assert_eq!(lines[2], format!("PUT {dir}00002 HTTP/1.1"));
+    assert_eq!(lines[3], format!("PUT {dir}00003 HTTP/1.1"));
+    assert!(heads[1]
+        .to_ascii_lowercase()
+        .contains("content-length: 1000"));
+    assert!(heads[3]
+        .to_ascii_lowercase()
+        .contains("content-length: 500"));
+    assert_eq!(lines[4], format!("MOVE {dir}.file HTTP/1.1"));
+    let mv = heads[4].to_ascii_lowercase();
+    assert!(
+        mv.contains(&format!(
+            "destination: http://{addr}/nc/remote.php/dav/files/alice/enpass/v/db"
+        )),
+        "{mv}"
+    );
+    assert!(mv.contains("if-none-match: *"), "{mv}");
+    assert!(mv.contains("oc-total-length: 2500"), "{mv}");
+    assert_eq!(lines.len(), 5);
 }

@@ -308,3 +308,34 @@ fn opens_through_the_registry() {
         assert!(matches!(e, Error::Unauthorized { .. }), "{e:?}");
     });
 }
+
+/// Measures what the crate docs say about Apache: trusting its If-Match as atomic
+/// (the `Generic` profile claims it) loses updates once requests run concurrently.
+/// Not asserted (the loss depends on timing); run with `--ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_apache_if_match_under_concurrency() {
+    let Some(server) = Server::start(Kind::Apache) else {
+        return;
+    };
+    rt().block_on(async {
+        let url = server.scratch("race");
+        let factory: syncfabric_conformance::ClientFactory = Arc::new(move || {
+            let url = url.clone();
+            Box::pin(async move {
+                Ok(Arc::new(
+                    WebDavStorage::connect(config(&url).with_profile(Profile::Generic)).await?,
+                ) as Arc<dyn Storage>)
+            })
+        });
+        let r = syncfabric_conformance::behaviours::cas_race(
+            &factory,
+            &RemotePath::parse("r").unwrap(),
+            4,
+            10,
+            &syncfabric_conformance::SuiteConfig::default().lease,
+        )
+        .await;
+        println!("apache, If-Match trusted as atomic: {r:?}");
+    });
+}
