@@ -1,10 +1,11 @@
 //! Criterion benchmark: merge two 100,000-item snapshots (real Enpass columns, 10
 //! fields per item, 10% of the items edited on each side, 1% on both), with `merge`
-//! (inputs borrowed, merged rows copied) and `merge_owned` (inputs consumed, rows
-//! moved; the time includes freeing the inputs). Also 10,000 items for a quick run.
+//! (inputs borrowed, merged rows copied; the time includes dropping the outcome) and
+//! `merge_owned` (inputs consumed, rows moved; the time includes freeing the inputs,
+//! not dropping the outcome). Also 10,000 items for a quick run.
 //!
-//! `cargo bench -p syncfabric-merge` (`-- 10k` for the small one only). Peak memory:
-//! see examples/merge_100k.rs.
+//! `cargo bench -p syncfabric-merge` (`-- 10k` for the small one only). Peak memory and
+//! a single timed merge in a fresh process: examples/merge_100k.rs.
 
 mod gen;
 
