@@ -58,7 +58,7 @@
 //!
 //! | server (Debian 12) | profile | versions | probe (Generic) | `if_match` / `if_absent` / cond. delete | race | cut upload | suite |
 //! |---|---|---|---|---|---|---|---|
-//! | Apache 2.4 mod_dav_fs (event MPM) | `Apache` | ETag, after the 1 s weak window | Honoured / Honoured / Honoured | false / false / false: conditions are checked before the body is streamed, not atomically with the rename; with concurrent workers 9 of 40 race increments were lost through If-Match alone | 40/40 (lease lock) | temp file + rename by Apache: old content stays | 16/16 |
+//! | Apache 2.4 mod_dav_fs (event MPM) | `Apache` | ETag, after the 1 s weak window | Honoured / Honoured / Honoured | false / false / false: conditions are checked before the body is streamed, not atomically with the rename; with concurrent workers 6 and 9 of 40 race increments were lost through If-Match alone in two runs (`measure_apache_if_match_under_concurrency`) | 40/40 (lease lock) | temp file + rename by Apache: old content stays | 16/16 |
 //! | nginx 1.22 + dav-ext 3.0 | `Nginx` | SHA-256 | Ignored / Ignored / (client check) | false / false / false | 40/40 (lease lock) | body buffered before the file is replaced | 14/16: dav-ext leaves names starting with `.` out of PROPFIND listings |
 //! | lighttpd 1.4.69 mod_webdav | `Lighttpd` | SHA-256 (ETag = inode + mtime seconds + size) | Honoured / Honoured / Honoured | false / true / false | 40/40 (lease lock) | temp file + rename | 16/16 |
 //! | rclone 1.60 `serve webdav` | `Rclone` | SHA-256 | Ignored / Ignored / Ignored | false / false / false | 40/40 (lease lock) | PUT writes in place: the provider uploads to `.<name>.syncfabric-<rand>.tmp`, checks its size, MOVEs it over the target, removes it on any failure | 16/16 |
