@@ -424,12 +424,7 @@ pub fn watch_cmd(ctx: &mut Ctx, args: WatchArgs) -> CliResult {
                 c = local_feed.next() => {
                     if c.is_none() { return Err("the local change feed ended".into()); }
                     // Let a burst of saves settle (and ignore our own sync-state writes).
-                    loop {
-                        match tokio::time::timeout(debounce, local_feed.next()).await {
-                            Ok(Some(_)) => continue,
-                            _ => break,
-                        }
-                    }
+                    while let Ok(Some(_)) = tokio::time::timeout(debounce, local_feed.next()).await {}
                 }
             }
         }
