@@ -618,3 +618,84 @@ async fn truncated_remote_and_rekeyed_remote_are_refused_with_nothing_written() 
     .unwrap();
     assert_eq!(c.items().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn a_device_offline_for_many_rounds_catches_up_and_keeps_its_edits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = remote(tmp.path());
+    let mut a = first_device(tmp.path()).await;
+    a.vault
+        .add_item(NewItem::login("Shared", "me", Secret::new("s0"), ""))
+        .unwrap();
+    a.sync(&storage).await.unwrap();
+    let uuid = uuid_of(&a);
+    let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid).await;
+    let mut c = clone_device(tmp.path(), "c", storage.as_ref(), &uuid).await;
+    // C goes offline and edits "Shared" early; A and B keep working for many rounds.
+    let mut shared = c
+        .vault
+        .items()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.title == "Shared")
+        .unwrap();
+    shared.field_mut("password").unwrap().value = Secret::new("from-c");
+    c.vault.update_item(&shared).unwrap();
+    c.vault
+        .add_item(NewItem::login("Offline note", "c", Secret::new("c"), ""))
+        .unwrap();
+    for round in 0..12 {
+        let d = if round % 2 == 0 { &mut a } else { &mut b };
+        d.vault
+            .add_item(NewItem::login(
+                &format!("round {round}"),
+                "u",
+                Secret::new("p"),
+                "",
+            ))
+            .unwrap();
+        d.sync(&storage).await.unwrap();
+    }
+    // A edits "Shared" too, later than C did: A's value is live, C's is in history.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let mut shared_a = a
+        .vault
+        .items()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.title == "Shared")
+        .unwrap();
+    shared_a.field_mut("password").unwrap().value = Secret::new("from-a");
+    a.vault.update_item(&shared_a).unwrap();
+    a.sync(&storage).await.unwrap();
+    c.sync(&storage).await.unwrap();
+    a.sync(&storage).await.unwrap();
+    b.sync(&storage).await.unwrap();
+    let expected = a.titles();
+    assert_eq!(expected.len(), 14, "{expected:?}");
+    assert_eq!(b.titles(), expected);
+    assert_eq!(c.titles(), expected);
+    assert!(expected.contains(&("Shared".to_string(), "from-a".to_string())));
+    // No edit lost: C's value survives in the field's history on every device.
+    for d in [&a, &b, &c] {
+        let it = d
+            .vault
+            .items()
+            .unwrap()
+            .into_iter()
+            .find(|i| i.title == "Shared")
+            .unwrap();
+        let hist: Vec<String> = it
+            .field("password")
+            .unwrap()
+            .history
+            .iter()
+            .map(|h| h.value.expose().to_string())
+            .collect();
+        assert!(
+            hist.contains(&"from-c".to_string()),
+            "history: {} entries",
+            hist.len()
+        );
+    }
+}
