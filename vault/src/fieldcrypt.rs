@@ -90,7 +90,7 @@ pub(crate) fn decrypt_history(
             )));
         };
         let encrypted = m
-            .remove("encrypted")
+            .shift_remove("encrypted")
             .map(|v| v.as_bool() == Some(true) || v.as_i64() == Some(1))
             .unwrap_or(false);
         if encrypted {
