@@ -938,7 +938,7 @@ impl WebDavStorage {
                 }
                 let overwrite = !matches!(pre, Precondition::IfAbsent);
                 let mut resp = self.move_to(&tmp_url, &target, overwrite, &what).await?;
-                for _ in 0..3 {
+                for attempt in 0..10u32 {
                     // rclone answers 404 when a concurrent MOVE removed the destination
                     // between its checks; the temporary file is still there: try again.
                     if resp.status() != StatusCode::NOT_FOUND
@@ -946,8 +946,14 @@ impl WebDavStorage {
                     {
                         break;
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(4))).await;
                     resp = self.move_to(&tmp_url, &target, overwrite, &what).await?;
+                }
+                if resp.status() == StatusCode::NOT_FOUND {
+                    // Never NotFound for a write: the server failed to move our upload.
+                    return Err(Error::transient(format!(
+                        "{what}: the server could not move the uploaded file into place (404)"
+                    )));
                 }
                 Ok(resp)
             }
@@ -988,7 +994,12 @@ impl WebDavStorage {
         let Some(parent) = path.parent().filter(|p| !p.is_root()) else {
             return Ok(false);
         };
-        if self.propfind(&parent, true, "0").await?.is_some() {
+        // A 500 means "missing parent" only for lighttpd's empty PUT: check first. A
+        // 404/409 is retried once after making sure the parent exists (another client
+        // may have created it at the same moment, after our PUT was refused).
+        if status == StatusCode::INTERNAL_SERVER_ERROR
+            && self.propfind(&parent, true, "0").await?.is_some()
+        {
             return Ok(false);
         }
         self.create_dir(&parent).await?;

@@ -39,6 +39,15 @@ async fn connect(url: &str) -> WebDavStorage {
     WebDavStorage::connect(config(url)).await.expect("connect")
 }
 
+fn retrying(s: WebDavStorage) -> syncfabric_core::retry::RetryingStorage<WebDavStorage> {
+    use syncfabric_core::retry::{Pacer, Retrier, RetryPolicy, RetryingStorage};
+    let policy = RetryPolicy {
+        min_delay: std::time::Duration::from_millis(20),
+        ..RetryPolicy::default()
+    };
+    RetryingStorage::new(s, Retrier::new(policy, Pacer::new()))
+}
+
 fn conformance(kind: Kind) {
     let Some(server) = Server::start(kind) else {
         return;
@@ -48,9 +57,10 @@ fn conformance(kind: Kind) {
         let s = connect(&url).await;
         assert_eq!(s.profile(), expected_profile(kind), "profile probed for {}", kind.name());
         let url2 = url.clone();
-        let h = Harness::new(Arc::new(s), RemotePath::parse("conformance").unwrap()).with_clients(move || {
+        // As the registry opens it: wrapped in the core retry machinery.
+        let h = Harness::new(Arc::new(retrying(s)), RemotePath::parse("conformance").unwrap()).with_clients(move || {
             let url = url2.clone();
-            async move { Ok(Arc::new(connect(&url).await) as Arc<dyn Storage>) }
+            async move { Ok(Arc::new(retrying(connect(&url).await)) as Arc<dyn Storage>) }
         });
         let report = run_all(&h).await;
         println!("{report}");
