@@ -24,6 +24,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // SYNCFABRIC_LOG=debug shows the time of each step of a sync.
+    if let Ok(f) = tracing_subscriber::EnvFilter::try_from_env("SYNCFABRIC_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(f)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let tmp = tempfile::tempdir()?;
     let url = std::env::args().nth(1);
     let raw: Arc<dyn Storage> = match &url {

@@ -202,18 +202,79 @@ fn attachment_file_name(uuid: &str) -> String {
     format!("{uuid}.enpassattach")
 }
 
-/// Refuses a merge that removes too many live items from either side.
-fn mass_delete_guard(
+/// What the commit step needs from the merge step.
+struct Plan {
+    /// Attachment files the result references (live) and tombstoned ones.
+    live: BTreeSet<String>,
+    dead: BTreeSet<String>,
+    /// The local vault must be committed to the remote.
+    needs_upload: bool,
+    /// Remote changes were applied locally.
+    applied: bool,
+    /// There is no remote database yet.
+    remote_missing: bool,
+    /// The remote database was downloaded to the temp file.
+    downloaded: bool,
+    /// The remote version the commit is conditional on.
+    remote_version: Option<syncfabric_core::Version>,
+}
+
+/// The push-only case: nobody committed since our last sync and the local vault
+/// changed. `merge(base, local, base)` is the local vault itself, so the base is not
+/// read as a snapshot and nothing is merged; the mass-delete guard runs on the live
+/// item uuids of the base file and of the vault (one indexed query each).
+/// `None` when this is not that case (or the base cannot be read this way, e.g.
+/// after a local re-key): the full path handles it.
+fn fast_push(
+    vault: &Vault,
+    state: &StateDir,
     opts: &SyncOptions,
-    before: &Snapshot,
-    merged: &Snapshot,
+    remote_unchanged: bool,
+    local_changed: bool,
+    remote_version: &Option<syncfabric_core::Version>,
+) -> Result<Option<Plan>, SyncError> {
+    let base_file = state.base_db();
+    if !(remote_unchanged && local_changed) || opts.dry_run || !base_file.exists() {
+        return Ok(None);
+    }
+    let t = std::time::Instant::now();
+    let Ok(before) = syncfabric_vault::live_item_uuids_in_file(&base_file, vault.key()) else {
+        return Ok(None);
+    };
+    guard_sets(opts, &before, &vault.live_item_uuids()?)?;
+    let (mut live, mut dead) = (BTreeSet::new(), BTreeSet::new());
+    for a in vault.attachments(None)?.into_iter().filter(|a| !a.inline) {
+        if a.deleted {
+            dead.insert(a.uuid);
+        } else {
+            live.insert(a.uuid);
+        }
+    }
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        "push-only: guard and attachment list"
+    );
+    Ok(Some(Plan {
+        live,
+        dead,
+        needs_upload: true,
+        applied: false,
+        remote_missing: false,
+        downloaded: false,
+        remote_version: remote_version.clone(),
+    }))
+}
+
+/// Refuses a change that takes more than the allowed share of `was` out of the live set.
+fn guard_sets<T: Ord>(
+    opts: &SyncOptions,
+    was: &BTreeSet<T>,
+    now: &BTreeSet<T>,
 ) -> Result<(), SyncError> {
     if opts.allow_mass_delete {
         return Ok(());
     }
-    let was = live_items(before);
-    let now = live_items(merged);
-    let gone = was.difference(&now).count();
+    let gone = was.difference(now).count();
     if gone > opts.mass_delete_min && (gone as f64) > opts.mass_delete_share * was.len() as f64 {
         return Err(SyncError::MassDelete {
             deleted: gone,
@@ -221,6 +282,15 @@ fn mass_delete_guard(
         });
     }
     Ok(())
+}
+
+/// Refuses a merge that removes too many live items from either side.
+fn mass_delete_guard(
+    opts: &SyncOptions,
+    before: &Snapshot,
+    merged: &Snapshot,
+) -> Result<(), SyncError> {
+    guard_sets(opts, &live_items(before), &live_items(merged))
 }
 
 /// Maps a failure to read a downloaded remote database to what the person must know.
@@ -412,92 +482,125 @@ async fn sync_slow(
         return Ok(report);
     }
 
-    // 2. The base, and the remote as a snapshot (downloaded only when it changed).
-    let base_file = state.base_db();
-    // A base the current key cannot read means this device changed the master password
-    // (or keyfile) since the last sync: the local vault is re-keyed.
-    let mut rekeyed_locally = false;
-    let base = if base_file.exists() && st.remote_version.is_some() {
-        match syncfabric_vault::read_snapshot_file(&base_file, vault.key()) {
-            Ok(s) => Some(s),
-            Err(syncfabric_vault::Error::KeyChanged) | Err(syncfabric_vault::Error::WrongKey) => {
-                rekeyed_locally = true;
-                None
-            }
-            // A damaged base is useless but harmless: merge two-way.
-            Err(e) => {
-                tracing::warn!("local base unreadable ({e}); merging without a base");
-                None
-            }
-        }
-    } else {
-        None
-    };
     let download_tmp = state.temp_path("download");
-    let (remote, remote_version, downloaded): (
-        Option<Snapshot>,
-        Option<syncfabric_core::Version>,
-        bool,
-    ) = match (&remote_entry, remote_unchanged, &base) {
-        (None, _, _) => (None, None, false),
-        (Some(_), true, Some(b)) => (Some(b.clone()), remote_version.clone(), false),
-        // Re-keyed here, and nobody committed since our last sync: the remote holds
-        // nothing the local vault lacks, so the local vault is pushed as it is (the
-        // remote, under the old key, could not be read anyway).
-        (Some(_), true, None) if rekeyed_locally => (None, remote_version.clone(), false),
-        (Some(_), _, _) => {
-            check_remote_meta(vault, storage, &json_path, &state.temp_path("json")).await?;
-            let v = download(storage, &db_path, &download_tmp).await?;
-            report.downloaded_db = true;
-            let snap = syncfabric_vault::read_snapshot_file(&download_tmp, vault.key())
-                .map_err(remote_read_error)?;
-            (Some(snap), v.or(remote_version.clone()), true)
+    let plan = match fast_push(
+        vault,
+        state,
+        opts,
+        remote_unchanged,
+        local_changed,
+        &remote_version,
+    )? {
+        Some(plan) => plan,
+        None => {
+            // 2. The base, and the remote as a snapshot (downloaded only when it changed).
+            let base_file = state.base_db();
+            // A base the current key cannot read means this device changed the master password
+            // (or keyfile) since the last sync: the local vault is re-keyed.
+            let mut rekeyed_locally = false;
+            let base = if base_file.exists() && st.remote_version.is_some() {
+                let t = std::time::Instant::now();
+                let read = syncfabric_vault::read_snapshot_file(&base_file, vault.key());
+                tracing::debug!(ms = t.elapsed().as_millis() as u64, "read base");
+                match read {
+                    Ok(s) => Some(s),
+                    Err(syncfabric_vault::Error::KeyChanged)
+                    | Err(syncfabric_vault::Error::WrongKey) => {
+                        rekeyed_locally = true;
+                        None
+                    }
+                    // A damaged base is useless but harmless: merge two-way.
+                    Err(e) => {
+                        tracing::warn!("local base unreadable ({e}); merging without a base");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            let (remote, remote_version, downloaded): (
+                Option<Snapshot>,
+                Option<syncfabric_core::Version>,
+                bool,
+            ) = match (&remote_entry, remote_unchanged, &base) {
+                (None, _, _) => (None, None, false),
+                (Some(_), true, Some(b)) => (Some(b.clone()), remote_version.clone(), false),
+                // Re-keyed here, and nobody committed since our last sync: the remote holds
+                // nothing the local vault lacks, so the local vault is pushed as it is (the
+                // remote, under the old key, could not be read anyway).
+                (Some(_), true, None) if rekeyed_locally => (None, remote_version.clone(), false),
+                (Some(_), _, _) => {
+                    check_remote_meta(vault, storage, &json_path, &state.temp_path("json")).await?;
+                    let v = download(storage, &db_path, &download_tmp).await?;
+                    report.downloaded_db = true;
+                    let t = std::time::Instant::now();
+                    let snap = syncfabric_vault::read_snapshot_file(&download_tmp, vault.key())
+                        .map_err(remote_read_error)?;
+                    tracing::debug!(ms = t.elapsed().as_millis() as u64, "verify + read remote");
+                    (Some(snap), v.or(remote_version.clone()), true)
+                }
+            };
+            if remote_entry.is_some() && remote_version.is_none() {
+                return Err(SyncError::Storage(StorageError::Unsupported {
+                    message: format!("{} gives no version for {db_path}", storage.describe()),
+                }));
+            }
+
+            // 3. Merge.
+            let t = std::time::Instant::now();
+            let local = vault.snapshot()?;
+            tracing::debug!(ms = t.elapsed().as_millis() as u64, "local snapshot");
+            let empty = Snapshot::default();
+            let t = std::time::Instant::now();
+            let outcome: MergeOutcome =
+                merge(base.as_ref(), &local, remote.as_ref().unwrap_or(&empty))?;
+            tracing::debug!(ms = t.elapsed().as_millis() as u64, "merge");
+            report.conflicts = outcome.conflicts.len();
+            let rendered = outcome.report.to_string();
+            report.merge_report = Some(rendered);
+            mass_delete_guard(opts, &local, &outcome.merged)?;
+            if let Some(r) = &remote {
+                mass_delete_guard(opts, r, &outcome.merged)?;
+            }
+            if opts.dry_run {
+                let _ = tokio::fs::remove_file(&download_tmp).await;
+                report.outcome = SyncOutcome::DryRun;
+                return Ok(report);
+            }
+
+            // Attachment files the merged vault needs locally come first, so the applied
+            // database never references a file that is not there.
+            let (merged_live, merged_dead) = attachment_files(&outcome.merged);
+            for a in &merged_live {
+                let local_file = vault.dir().join(attachment_file_name(a));
+                if !local_file.exists() && remote.is_some() {
+                    let tmp = state.temp_path("attachment");
+                    download(storage, &dir.join(&attachment_file_name(a))?, &tmp).await?;
+                    tokio::fs::rename(&tmp, &local_file).await?;
+                    report.attachments.0 += 1;
+                }
+            }
+            if outcome.local_needs_apply() {
+                let t = std::time::Instant::now();
+                vault.apply(&outcome.to_local)?;
+                tracing::debug!(ms = t.elapsed().as_millis() as u64, "apply locally");
+            }
+
+            Plan {
+                live: merged_live,
+                dead: merged_dead,
+                needs_upload: remote.is_none() || outcome.remote_needs_upload(),
+                applied: outcome.local_needs_apply(),
+                remote_missing: remote.is_none(),
+                downloaded,
+                remote_version,
+            }
         }
     };
-    if remote_entry.is_some() && remote_version.is_none() {
-        return Err(SyncError::Storage(StorageError::Unsupported {
-            message: format!("{} gives no version for {db_path}", storage.describe()),
-        }));
-    }
-
-    // 3. Merge.
-    let local = vault.snapshot()?;
-    let empty = Snapshot::default();
-    let outcome: MergeOutcome = merge(base.as_ref(), &local, remote.as_ref().unwrap_or(&empty))?;
-    report.conflicts = outcome.conflicts.len();
-    let rendered = outcome.report.to_string();
-    report.merge_report = Some(rendered);
-    mass_delete_guard(opts, &local, &outcome.merged)?;
-    if let Some(r) = &remote {
-        mass_delete_guard(opts, r, &outcome.merged)?;
-    }
-    if opts.dry_run {
-        let _ = tokio::fs::remove_file(&download_tmp).await;
-        report.outcome = SyncOutcome::DryRun;
-        return Ok(report);
-    }
-
-    // Attachment files the merged vault needs locally come first, so the applied
-    // database never references a file that is not there.
-    let (merged_live, merged_dead) = attachment_files(&outcome.merged);
-    for a in &merged_live {
-        let local_file = vault.dir().join(attachment_file_name(a));
-        if !local_file.exists() && remote.is_some() {
-            let tmp = state.temp_path("attachment");
-            download(storage, &dir.join(&attachment_file_name(a))?, &tmp).await?;
-            tokio::fs::rename(&tmp, &local_file).await?;
-            report.attachments.0 += 1;
-        }
-    }
-    if outcome.local_needs_apply() {
-        vault.apply(&outcome.to_local)?;
-    }
-
-    let needs_upload = remote.is_none() || outcome.remote_needs_upload();
     let committed_version;
-    if needs_upload {
+    if plan.needs_upload {
         // 4. Attachments the remote lacks (immutable by uuid: IfAbsent), then the db.
-        if remote.is_none() {
+        if plan.remote_missing {
             storage.create_dir(&dir).await?;
         }
         let remote_has: BTreeSet<String> = match storage.list(&dir).await {
@@ -508,7 +611,7 @@ async fn sync_slow(
             Err(StorageError::NotFound { .. }) => BTreeSet::new(),
             Err(e) => return Err(e.into()),
         };
-        for a in &merged_live {
+        for a in &plan.live {
             let name = attachment_file_name(a);
             if remote_has.contains(&name) {
                 continue;
@@ -527,9 +630,11 @@ async fn sync_slow(
             }
         }
         let commit_file = state.temp_path("commit");
+        let t = std::time::Instant::now();
         vault.copy_database_to(&commit_file)?;
+        tracing::debug!(ms = t.elapsed().as_millis() as u64, "copy database");
         let caps = storage.capabilities();
-        let pre = match (&remote_version, guard) {
+        let pre = match (&plan.remote_version, guard) {
             // Without truthful CAS the lease is the only protection: re-check that we
             // still hold it and that nobody committed meanwhile, then write.
             (v, Some(g)) if !(caps.if_match && caps.if_absent) => {
@@ -574,7 +679,7 @@ async fn sync_slow(
         report.outcome = SyncOutcome::Pushed;
 
         // 5. Garbage: files of attachments whose rows are tombstones, after the commit.
-        for a in merged_dead.difference(&merged_live) {
+        for a in plan.dead.difference(&plan.live) {
             let name = attachment_file_name(a);
             if remote_has.contains(&name) {
                 storage
@@ -584,12 +689,12 @@ async fn sync_slow(
             }
         }
     } else {
-        committed_version = remote_version.clone().ok_or_else(|| {
+        committed_version = plan.remote_version.clone().ok_or_else(|| {
             SyncError::Storage(StorageError::Corrupt {
                 message: "remote has no version".into(),
             })
         })?;
-        if downloaded {
+        if plan.downloaded {
             state.record_commit(
                 &mut st,
                 &download_tmp,
@@ -597,7 +702,7 @@ async fn sync_slow(
                 now_unix(),
             )?;
         }
-        report.outcome = if outcome.local_needs_apply() {
+        report.outcome = if plan.applied {
             SyncOutcome::Pulled
         } else {
             SyncOutcome::UpToDate

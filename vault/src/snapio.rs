@@ -611,3 +611,38 @@ pub fn read_snapshot_file(db_path: impl AsRef<Path>, key: &VaultKey) -> Result<S
     tx.finish()?;
     Ok(s)
 }
+
+/// The uuids of the live items (not deleted, not trashed) in a database file, read with
+/// one indexed query and no decryption of fields: what a mass-delete check needs,
+/// without a whole snapshot. Pages are still HMAC-checked as SQLCipher reads them.
+/// Opens read-only: writes nothing.
+pub fn live_item_uuids_in_file(
+    db_path: impl AsRef<Path>,
+    key: &VaultKey,
+) -> Result<BTreeSet<String>> {
+    let path = db_path.as_ref();
+    let conn = db::open_keyed(path, key, true)?;
+    live_item_uuids_of(&conn).map_err(|e| match e {
+        Error::Database(e) => db::corrupt_or_db(path, e),
+        other => other,
+    })
+}
+
+pub(crate) fn live_item_uuids_of(conn: &Connection) -> Result<BTreeSet<String>> {
+    let mut stmt =
+        conn.prepare("SELECT uuid FROM item WHERE ifnull(deleted,0)=0 AND ifnull(trashed,0)=0")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    let mut out = BTreeSet::new();
+    for r in rows {
+        out.insert(r?);
+    }
+    Ok(out)
+}
+
+impl Vault {
+    /// The uuids of this vault's live items (not deleted, not trashed); see
+    /// [`live_item_uuids_in_file`].
+    pub fn live_item_uuids(&self) -> Result<BTreeSet<String>> {
+        live_item_uuids_of(self.connection())
+    }
+}
