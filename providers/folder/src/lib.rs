@@ -899,16 +899,24 @@ impl Storage for FolderStorage {
         let mut attempt = 0;
         let (temp, writer) = loop {
             attempt += 1;
-            tokio::fs::create_dir_all(&parent)
-                .await
-                .map_err(|e| match e.kind() {
+            if let Err(e) = tokio::fs::create_dir_all(&parent).await {
+                match e.kind() {
                     std::io::ErrorKind::NotADirectory | std::io::ErrorKind::AlreadyExists => {
-                        Error::InvalidInput {
-                            message: format!("{path}: a parent folder is a file"),
+                        // create_dir_all reports AlreadyExists when a concurrent delete
+                        // removes the folder between its mkdir and its check: look again.
+                        match tokio::fs::metadata(&parent).await {
+                            Ok(m) if m.is_dir() => {}
+                            Err(_) if attempt < 5 => continue,
+                            _ => {
+                                return Err(Error::InvalidInput {
+                                    message: format!("{path}: a parent folder is a file"),
+                                })
+                            }
                         }
                     }
-                    _ => io_err(e, &parent_path),
-                })?;
+                    _ => return Err(io_err(e, &parent_path)),
+                }
+            }
             let pdir = parent.clone();
             match tokio::task::spawn_blocking(move || fsops::TempFile::create(&pdir))
                 .await
