@@ -1312,16 +1312,33 @@ fn transport_error(e: reqwest::Error, what: &str) -> Error {
     // reqwest's Display never includes credentials (they are in a header), but may
     // include the URL; our URLs carry no credentials.
     Error::Transient {
-        message: format!("{what}: {}", e.without_url()),
+        message: format!("{what}: {}", with_causes(e.without_url())),
         source: None,
     }
 }
 
 fn body_error(e: reqwest::Error, what: &str) -> Error {
     Error::Transient {
-        message: format!("{what}: body interrupted: {}", e.without_url()),
+        message: format!("{what}: body interrupted: {}", with_causes(e.without_url())),
         source: None,
     }
+}
+
+/// `e` and its chain of causes (`a: b: c`), so that e.g. a TLS certificate failure is
+/// named ("error sending request" alone says nothing). The causes are hyper, I/O and
+/// OpenSSL errors: they carry no URL and no credentials. Capped at 1 KiB.
+fn with_causes(e: reqwest::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let m = c.to_string();
+        if !m.is_empty() && !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        cause = c.source();
+    }
+    out.chars().take(1024).collect()
 }
 
 /// The status-to-kind table. `what` is the path (never a URL with credentials).

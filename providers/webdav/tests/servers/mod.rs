@@ -122,6 +122,22 @@ impl Server {
     /// Starts `kind`; `None` (after a loud message) if its binary is missing and
     /// servers are not required.
     pub fn start(kind: Kind) -> Option<Server> {
+        Server::start_with(kind, None)
+    }
+
+    /// Starts `kind` serving HTTPS with the PEM certificate `cert` and private key `key`
+    /// (only `rclone serve webdav` supports it here: `--cert`/`--key`); [`Server::url`]
+    /// is then `https://127.0.0.1:PORT/`. `None` as for [`Server::start`].
+    pub fn start_tls(kind: Kind, cert: &Path, key: &Path) -> Option<Server> {
+        assert_eq!(
+            kind,
+            Kind::Rclone,
+            "start_tls: only rclone serves HTTPS here"
+        );
+        Server::start_with(kind, Some((cert, key)))
+    }
+
+    fn start_with(kind: Kind, tls: Option<(&Path, &Path)>) -> Option<Server> {
         let missing: Vec<&str> = std::iter::once(kind.binary())
             .chain(kind.needs().iter().copied())
             .filter(|b| !which(b))
@@ -279,8 +295,11 @@ auth.require = ( "" => ( "method" => "basic", "realm" => "dav", "require" => "va
                         USER,
                         "--pass",
                         PASS,
-                    ])
-                    .arg(&data);
+                    ]);
+                if let Some((cert, key)) = tls {
+                    cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+                }
+                cmd.arg(&data);
             }
             Kind::Sabre => {
                 std::fs::create_dir(dir.path().join("locks")).unwrap();
@@ -323,7 +342,10 @@ $server->exec();
         let mut server = Server {
             kind,
             child,
-            url: format!("http://127.0.0.1:{port}/"),
+            url: format!(
+                "{}://127.0.0.1:{port}/",
+                if tls.is_some() { "https" } else { "http" }
+            ),
             port,
             data,
             dir,
