@@ -12,11 +12,15 @@
 mod servers;
 
 use servers::{Kind, Server, PASS, USER};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use syncfabric_core::{Body, Error, Precondition, RemotePath, Storage};
 use syncfabric_webdav::{Profile, Secret, WebDavConfig, WebDavStorage};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 
 // ---------------------------------------------------------------------------------
 // 1. HTTPS with a self-signed certificate
@@ -234,4 +238,249 @@ async fn https_self_signed_is_verified_and_trustable() {
         !text.contains("Wr0ng-Pass-xyz") && !text.contains(PASS),
         "{text}"
     );
+}
+
+// ---------------------------------------------------------------------------------
+// 2. Redirects (fake responder, same pattern as bad_input.rs)
+// ---------------------------------------------------------------------------------
+
+/// An answer to one request: given the request head (request line + headers) and the
+/// responder's own address, the raw bytes to write; the connection is then closed.
+type Answer = Arc<dyn Fn(&str, SocketAddr) -> Vec<u8> + Send + Sync>;
+
+/// Starts a responder on 127.0.0.1; records every request head it reads.
+async fn responder(answer: Answer) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = l.accept().await else {
+                continue;
+            };
+            let answer = answer.clone();
+            let seen = seen2.clone();
+            tokio::spawn(async move {
+                let mut r = BufReader::new(sock);
+                let mut head = String::new();
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let mut body = vec![0u8; len];
+                let _ = r.read_exact(&mut body).await;
+                seen.lock().unwrap().push(head.clone());
+                let out = answer(&head, addr);
+                let mut sock = r.into_inner();
+                let _ = sock.write_all(&out).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn http(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut v = format!(
+        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    v.extend_from_slice(body);
+    v
+}
+
+const RPASS: &str = "redirect-pw-Zq9";
+
+fn redirect_storage(addr: SocketAddr) -> WebDavStorage {
+    let mut cfg = WebDavConfig::new(format!("http://{addr}/dav/root/"))
+        .with_credentials("u", Secret::new(RPASS))
+        .with_profile(Profile::Generic);
+    cfg.read_timeout = Duration::from_secs(5);
+    cfg.locked_retries = 0;
+    WebDavStorage::new(cfg).unwrap()
+}
+
+/// The `Authorization` header value the client must send.
+fn expected_auth() -> String {
+    format!(
+        "basic {}",
+        openssl::base64::encode_block(format!("u:{RPASS}").as_bytes())
+    )
+    .to_ascii_lowercase()
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn has_auth(head: &str) -> bool {
+    header(head, "authorization").is_some()
+}
+
+#[tokio::test]
+async fn same_origin_redirects_are_followed_with_credentials() {
+    const LISTING: &str = "<?xml version=\"1.0\"?><D:multistatus xmlns:D=\"DAV:\">\
+<D:response><D:href>/dav/root/</D:href><D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>\
+<D:response><D:href>/dav/root/a.txt</D:href><D:propstat><D:prop><D:resourcetype/><D:getetag>\"e1\"</D:getetag><D:getcontentlength>18</D:getcontentlength></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>\
+</D:multistatus>";
+    let (addr, seen) = responder(Arc::new(|head: &str, me: SocketAddr| {
+        let line = head.lines().next().unwrap_or("");
+        let authed = header(head, "authorization")
+            .is_some_and(|v| v.to_ascii_lowercase() == expected_auth());
+        if line.starts_with("PROPFIND /dav/root/ ") {
+            // Moved permanently, relative Location.
+            http("301 Moved Permanently", "Location: /backend/root/\r\n", b"")
+        } else if line.starts_with("PROPFIND /backend/root/ ") {
+            if !authed {
+                return http("401 Unauthorized", "WWW-Authenticate: Basic\r\n", b"");
+            }
+            if header(head, "depth") != Some("1") {
+                return http("400 Bad Request", "", b"depth lost");
+            }
+            http(
+                "207 Multi-Status",
+                "Content-Type: application/xml\r\n",
+                LISTING.as_bytes(),
+            )
+        } else if line.starts_with("GET /dav/root/a.txt ") {
+            // Temporary redirect, absolute Location on the same origin.
+            http(
+                "307 Temporary Redirect",
+                &format!("Location: http://{me}/blobs/a\r\n"),
+                b"",
+            )
+        } else if line.starts_with("GET /blobs/a ") {
+            if !authed {
+                return http("401 Unauthorized", "WWW-Authenticate: Basic\r\n", b"");
+            }
+            http("200 OK", "ETag: \"e1\"\r\n", b"redirected content")
+        } else {
+            http("404 Not Found", "", b"")
+        }
+    }))
+    .await;
+    let s = redirect_storage(addr);
+
+    let listed = s
+        .list(&RemotePath::root())
+        .await
+        .unwrap_or_else(|e| panic!("list through a 301: {e:?}; seen {:?}", seen.lock()));
+    let names: Vec<String> = listed.iter().map(|e| e.path.to_string()).collect();
+    assert_eq!(names, ["/a.txt"], "{listed:?}");
+
+    let got = read_all(&s, &RemotePath::parse("a.txt").unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("read through a 307: {e:?}; seen {:?}", seen.lock()));
+    assert_eq!(got, b"redirected content");
+
+    // The redirected requests really were made, with the credentials (same origin).
+    let seen = seen.lock().unwrap().clone();
+    for target in ["PROPFIND /backend/root/ ", "GET /blobs/a "] {
+        assert!(
+            seen.iter().any(|h| h.starts_with(target) && has_auth(h)),
+            "{target} not requested with credentials: {seen:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cross_origin_redirect_is_refused_and_leaks_no_credentials() {
+    // The "other host": a listener that would happily answer anything.
+    let (other, other_seen) = responder(Arc::new(|_h: &str, _me: SocketAddr| {
+        http("200 OK", "", b"stolen")
+    }))
+    .await;
+    let port = other.port();
+    let targets = [
+        // Same IP, another port: another origin.
+        format!("http://127.0.0.1:{port}/dav/root/"),
+        // Another host name (resolves to loopback).
+        format!("http://localhost:{port}/dav/root/"),
+    ];
+    for target in targets {
+        for status in ["301 Moved Permanently", "307 Temporary Redirect"] {
+            let loc = format!("Location: {target}\r\n");
+            let (addr, seen) = responder(Arc::new(move |_h: &str, _me: SocketAddr| {
+                http(status, &loc, b"")
+            }))
+            .await;
+            let s = redirect_storage(addr);
+            let path = RemotePath::parse("a.txt").unwrap();
+            let mut errors = vec![
+                ("list", s.list(&RemotePath::root()).await.unwrap_err()),
+                ("stat", s.stat(&path).await.unwrap_err()),
+                ("read", read_all(&s, &path).await.unwrap_err()),
+            ];
+            errors.push((
+                "write",
+                s.write(&path, Body::from(b"x".to_vec()), Precondition::None)
+                    .await
+                    .unwrap_err(),
+            ));
+            for (op, e) in &errors {
+                assert!(
+                    matches!(e, Error::Corrupt { .. }),
+                    "{status} to {target}, {op}: {e:?}"
+                );
+                let text = format!("{e} {e:?}");
+                assert!(text.contains("redirect"), "{status}, {op}: unclear: {text}");
+                assert!(!text.contains(RPASS), "{status}, {op}: {text}");
+            }
+            // The first server did get the requests, with credentials (so the
+            // absence below is meaningful).
+            assert!(
+                seen.lock().unwrap().iter().any(|h| has_auth(h)),
+                "{:?}",
+                seen.lock()
+            );
+        }
+    }
+    let other_seen = other_seen.lock().unwrap().clone();
+    assert!(
+        other_seen.iter().all(|h| !has_auth(h)),
+        "Authorization leaked to the other host: {other_seen:?}"
+    );
+    assert!(
+        other_seen.is_empty(),
+        "a redirect to another origin was followed: {other_seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn same_origin_redirect_loop_ends_in_an_error() {
+    let (addr, seen) = responder(Arc::new(|head: &str, _me: SocketAddr| {
+        let line = head.lines().next().unwrap_or("");
+        let next = if line.contains("/loop/a") {
+            "/loop/b"
+        } else {
+            "/loop/a"
+        };
+        http(
+            "307 Temporary Redirect",
+            &format!("Location: {next}\r\n"),
+            b"",
+        )
+    }))
+    .await;
+    let s = redirect_storage(addr);
+    let e = s.stat(&RemotePath::parse("x").unwrap()).await.unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
+    assert!(!format!("{e} {e:?}").contains(RPASS));
+    let n = seen.lock().unwrap().len();
+    assert!((2..=10).contains(&n), "{n} requests for a redirect loop");
 }
