@@ -9,9 +9,9 @@
 //! use syncfabric::engine::{sync_vault, StateDir, SyncOptions};
 //! use syncfabric::vault::{Secret, Vault};
 //! let mut vault = Vault::open("/home/me/Enpass/primary", &Secret::new("master password"), None)?;
-//! let remote = syncfabric::remote::open("folder:///mnt/nas/Enpass")?;
+//! let remote = syncfabric::remote::open("folder:///mnt/nas/Enpass").await?;
 //! let state = StateDir::open("/home/me/Enpass/primary/.syncfabric/nas")?;
-//! let report = sync_vault(&mut vault, remote.as_ref(), &state, &SyncOptions::default()).await?;
+//! let report = sync_vault(&mut vault, &remote, &state, &SyncOptions::default()).await?;
 //! println!("{:?}", report.outcome);
 //! # Ok(()) }
 //! ```

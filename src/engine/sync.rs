@@ -265,6 +265,93 @@ fn fast_push(
     }))
 }
 
+/// Paths one sync works with.
+struct PullCtx<'a> {
+    dir: &'a RemotePath,
+    db_path: &'a RemotePath,
+    json_path: &'a RemotePath,
+    download_tmp: &'a Path,
+    remote_version: Option<syncfabric_core::Version>,
+}
+
+/// The pull-only case: the local vault is unchanged since our last sync and the remote
+/// has a newer commit. Every commit descends from the one we last saw, so
+/// `merge(base, base, remote)` is the remote itself: after the usual verification the
+/// downloaded database replaces the local one (atomically), with no snapshot and no
+/// merge. The mass-delete guard compares the live item uuids of base and remote.
+#[allow(clippy::too_many_arguments)]
+async fn fast_pull(
+    vault: &mut Vault,
+    storage: &dyn Storage,
+    state: &StateDir,
+    opts: &SyncOptions,
+    st: &SyncState,
+    report: &mut SyncReport,
+    ctx: &PullCtx<'_>,
+    remote_unchanged: bool,
+    local_changed: bool,
+) -> Result<Option<Plan>, SyncError> {
+    let base_file = state.base_db();
+    if remote_unchanged
+        || local_changed
+        || opts.dry_run
+        || st.remote_version.is_none()
+        || !base_file.exists()
+    {
+        return Ok(None);
+    }
+    let Ok(before) = syncfabric_vault::live_item_uuids_in_file(&base_file, vault.key()) else {
+        return Ok(None);
+    };
+    let t = std::time::Instant::now();
+    check_remote_meta(vault, storage, ctx.json_path, &state.temp_path("json")).await?;
+    let version = download(storage, ctx.db_path, ctx.download_tmp).await?;
+    report.downloaded_db = true;
+    syncfabric_vault::verify_database_file(ctx.download_tmp, vault.key())
+        .map_err(remote_read_error)?;
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        "pull-only: download and verify"
+    );
+    let after = syncfabric_vault::live_item_uuids_in_file(ctx.download_tmp, vault.key())
+        .map_err(remote_read_error)?;
+    guard_sets(opts, &before, &after)?;
+    let (live, dead) = syncfabric_vault::attachment_files_in_file(ctx.download_tmp, vault.key())
+        .map_err(remote_read_error)?;
+    for a in &live {
+        let local_file = vault.dir().join(attachment_file_name(a));
+        if !local_file.exists() {
+            let tmp = state.temp_path("attachment");
+            download(storage, &ctx.dir.join(&attachment_file_name(a))?, &tmp).await?;
+            tokio::fs::rename(&tmp, &local_file).await?;
+            report.attachments.0 += 1;
+        }
+    }
+    // The version stat'ed before the download, never one read after it: an older
+    // version only makes the next commit fail its IfMatch and start over, while a newer
+    // one would let it overwrite a commit we never saw.
+    let Some(version) = version.or_else(|| ctx.remote_version.clone()) else {
+        return Err(SyncError::Storage(StorageError::NotFound {
+            path: ctx.db_path.to_string(),
+        }));
+    };
+    let t = std::time::Instant::now();
+    vault.adopt_database_file(ctx.download_tmp)?;
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        "pull-only: adopt database"
+    );
+    Ok(Some(Plan {
+        live,
+        dead,
+        needs_upload: false,
+        applied: true,
+        remote_missing: false,
+        downloaded: true,
+        remote_version: Some(version),
+    }))
+}
+
 /// Refuses a change that takes more than the allowed share of `was` out of the live set.
 fn guard_sets<T: Ord>(
     opts: &SyncOptions,
@@ -483,7 +570,7 @@ async fn sync_slow(
     }
 
     let download_tmp = state.temp_path("download");
-    let plan = match fast_push(
+    let fast = match fast_push(
         vault,
         state,
         opts,
@@ -491,6 +578,30 @@ async fn sync_slow(
         local_changed,
         &remote_version,
     )? {
+        Some(plan) => Some(plan),
+        None => {
+            let ctx = PullCtx {
+                dir: &dir,
+                db_path: &db_path,
+                json_path: &json_path,
+                download_tmp: &download_tmp,
+                remote_version: remote_version.clone(),
+            };
+            fast_pull(
+                vault,
+                storage,
+                state,
+                opts,
+                &st,
+                &mut report,
+                &ctx,
+                remote_unchanged,
+                local_changed,
+            )
+            .await?
+        }
+    };
+    let plan = match fast {
         Some(plan) => plan,
         None => {
             // 2. The base, and the remote as a snapshot (downloaded only when it changed).
@@ -735,20 +846,15 @@ pub async fn restore_from_remote(
     std::fs::create_dir_all(dest)?;
     let staging: PathBuf = dest.join(".syncfabric-restore");
     std::fs::create_dir_all(&staging)?;
+    // Stat before the download: see fast_pull on why never after.
+    let stated = storage.stat(&db_path).await?.and_then(|e| e.version);
     download(storage, &json_path, &staging.join("vault.json")).await?;
     let version = download(storage, &db_path, &staging.join("vault.enpassdb")).await?;
-    let version = match version {
-        Some(v) => v,
-        None => storage
-            .stat(&db_path)
-            .await?
-            .and_then(|e| e.version)
-            .ok_or_else(|| {
-                SyncError::Storage(StorageError::NotFound {
-                    path: db_path.to_string(),
-                })
-            })?,
-    };
+    let version = version.or(stated).ok_or_else(|| {
+        SyncError::Storage(StorageError::NotFound {
+            path: db_path.to_string(),
+        })
+    })?;
     // Verify before anything is moved into place.
     let probe = Vault::open(&staging, password, keyfile)?;
     let (live, _) = attachment_files(&probe.snapshot()?);

@@ -646,3 +646,61 @@ impl Vault {
         live_item_uuids_of(self.connection())
     }
 }
+
+/// The attachment uuids of a database file whose content lives in
+/// `<uuid>.enpassattach` files, as (live, deleted). One query, read-only.
+pub fn attachment_files_in_file(
+    db_path: impl AsRef<Path>,
+    key: &VaultKey,
+) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
+    let path = db_path.as_ref();
+    let conn = db::open_keyed(path, key, true)?;
+    let run = || -> Result<(BTreeSet<String>, BTreeSet<String>)> {
+        let mut stmt = conn.prepare(
+            "SELECT uuid, ifnull(deleted,0) FROM attachment WHERE password IS NOT NULL AND length(password)>0",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let (mut live, mut dead) = (BTreeSet::new(), BTreeSet::new());
+        for r in rows {
+            let (uuid, deleted) = r?;
+            if deleted != 0 {
+                dead.insert(uuid);
+            } else {
+                live.insert(uuid);
+            }
+        }
+        Ok((live, dead))
+    };
+    run().map_err(|e| match e {
+        Error::Database(e) => db::corrupt_or_db(path, e),
+        other => other,
+    })
+}
+
+impl Vault {
+    /// Replaces this vault's database with a copy of the database file `src` (e.g. a
+    /// downloaded remote copy), after verifying it with this vault's key (same salt,
+    /// every page's HMAC, `integrity_check`). The copy is made beside the vault,
+    /// fsynced and renamed over `vault.enpassdb`, so a crash leaves the old database or
+    /// the new one, never a mix. `src` is left in place.
+    pub fn adopt_database_file(&mut self, src: impl AsRef<Path>) -> Result<()> {
+        let src = src.as_ref();
+        verify_database_file(src, &self.key)?;
+        let db_path = self.db_path();
+        let tmp = self.dir.join(".vault.enpassdb.adopt");
+        std::fs::copy(src, &tmp).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(&tmp, e))?;
+        // Close our handle on the old file before replacing it.
+        let placeholder = Connection::open_in_memory()?;
+        drop(std::mem::replace(&mut self.conn, placeholder));
+        let renamed = crate::fsutil::rename_durable(&tmp, &db_path);
+        self.conn = db::open_keyed(&db_path, &self.key, false)?;
+        self.conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        if renamed.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        renamed
+    }
+}
