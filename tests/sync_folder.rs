@@ -699,3 +699,40 @@ async fn a_device_offline_for_many_rounds_catches_up_and_keeps_its_edits() {
         );
     }
 }
+
+/// A remote overwritten by a stale copy (a lost update by some other client) is not
+/// adopted as is: the items it lacks survive and are pushed back.
+#[tokio::test]
+async fn a_remote_rolled_back_by_someone_else_does_not_lose_our_items() {
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = remote(tmp.path());
+    let mut a = first_device(tmp.path()).await;
+    a.vault
+        .add_item(NewItem::login("Old", "me", Secret::new("p"), ""))
+        .unwrap();
+    a.sync(&storage).await.unwrap();
+    let db = tmp
+        .path()
+        .join("remote")
+        .join(uuid_of(&a))
+        .join("vault.enpassdb");
+    let stale = std::fs::read(&db).unwrap();
+    let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
+    a.vault
+        .add_item(NewItem::login("New", "me", Secret::new("p"), ""))
+        .unwrap();
+    a.sync(&storage).await.unwrap();
+    assert_eq!(b.sync(&storage).await.unwrap().outcome, SyncOutcome::Pulled);
+    assert_eq!(b.titles().len(), 2);
+    // Someone writes the stale copy back over the remote, ignoring every precondition.
+    std::fs::write(&db, &stale).unwrap();
+    b.sync(&storage).await.unwrap();
+    let titles: Vec<String> = b.titles().into_iter().map(|t| t.0).collect();
+    assert_eq!(
+        titles,
+        vec!["New".to_string(), "Old".to_string()],
+        "B kept the item the stale copy lacks"
+    );
+    a.sync(&storage).await.unwrap();
+    assert_eq!(a.titles(), b.titles(), "and pushed it back for everyone");
+}

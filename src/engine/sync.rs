@@ -315,6 +315,17 @@ async fn fast_pull(
     );
     let after = syncfabric_vault::live_item_uuids_in_file(ctx.download_tmp, vault.key())
         .map_err(remote_read_error)?;
+    // Rows are never removed: a remote that lacks an item the base had does not descend
+    // from our last commit (a lost update elsewhere). Let the full merge keep those rows.
+    let base_all = syncfabric_vault::all_item_uuids_in_file(&base_file, vault.key())?;
+    let remote_all = syncfabric_vault::all_item_uuids_in_file(ctx.download_tmp, vault.key())
+        .map_err(remote_read_error)?;
+    if !base_all.is_subset(&remote_all) {
+        tracing::warn!(
+            "the remote lacks items of the last synced state; merging instead of adopting it"
+        );
+        return Ok(None);
+    }
     guard_sets(opts, &before, &after)?;
     let (live, dead) = syncfabric_vault::attachment_files_in_file(ctx.download_tmp, vault.key())
         .map_err(remote_read_error)?;

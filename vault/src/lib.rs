@@ -68,8 +68,8 @@ pub use item::{field_type, Field, Folder, HistoryEntry, Item, NewItem};
 pub use meta::{VaultMeta, DEFAULT_KDF_ITER};
 pub use secret::{Keyfile, Password, Secret, VaultKey};
 pub use snapio::{
-    attachment_files_in_file, live_item_uuids_in_file, read_snapshot_file, verify_database_file,
-    ApplyReport,
+    all_item_uuids_in_file, attachment_files_in_file, live_item_uuids_in_file, read_snapshot_file,
+    verify_database_file, ApplyReport,
 };
 pub use snapshot::{Row, RowKey, Snapshot, Table, Value};
 pub use vault::{CreateOptions, Vault, VAULT_DB, VAULT_JSON};

@@ -628,9 +628,30 @@ pub fn live_item_uuids_in_file(
     })
 }
 
+/// The uuids of every item row of a database file, tombstones and trash included.
+/// Rows are never removed, so a database that descends from another holds all of its
+/// item uuids. One query, read-only.
+pub fn all_item_uuids_in_file(
+    db_path: impl AsRef<Path>,
+    key: &VaultKey,
+) -> Result<BTreeSet<String>> {
+    let path = db_path.as_ref();
+    let conn = db::open_keyed(path, key, true)?;
+    uuids_of(&conn, "SELECT uuid FROM item").map_err(|e| match e {
+        Error::Database(e) => db::corrupt_or_db(path, e),
+        other => other,
+    })
+}
+
 pub(crate) fn live_item_uuids_of(conn: &Connection) -> Result<BTreeSet<String>> {
-    let mut stmt =
-        conn.prepare("SELECT uuid FROM item WHERE ifnull(deleted,0)=0 AND ifnull(trashed,0)=0")?;
+    uuids_of(
+        conn,
+        "SELECT uuid FROM item WHERE ifnull(deleted,0)=0 AND ifnull(trashed,0)=0",
+    )
+}
+
+fn uuids_of(conn: &Connection, sql: &str) -> Result<BTreeSet<String>> {
+    let mut stmt = conn.prepare(sql)?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
     let mut out = BTreeSet::new();
     for r in rows {
