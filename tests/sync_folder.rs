@@ -736,3 +736,77 @@ async fn a_remote_rolled_back_by_someone_else_does_not_lose_our_items() {
     a.sync(&storage).await.unwrap();
     assert_eq!(a.titles(), b.titles(), "and pushed it back for everyone");
 }
+
+/// Attachments travel with the vault: a large one as its own encrypted file (uploaded
+/// before the database that references it), a small one inline; both arrive on the
+/// other device by the pull-only path and by a full merge, and a removed one's file is
+/// deleted from the remote after the commit.
+#[tokio::test]
+async fn attachments_sync_both_ways_and_removed_files_are_collected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = remote(tmp.path());
+    let mut a = first_device(tmp.path()).await;
+    let item = a
+        .vault
+        .add_item(NewItem::login("Docs", "me", Secret::new("p"), ""))
+        .unwrap();
+    a.sync(&storage).await.unwrap();
+    let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
+
+    let big: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let att = a
+        .vault
+        .add_attachment(&item.uuid, "scan.pdf", "application/pdf", &mut &big[..])
+        .unwrap();
+    let small = a
+        .vault
+        .add_attachment(&item.uuid, "note.txt", "text/plain", &mut &b"tiny"[..])
+        .unwrap();
+    assert!(!att.inline && small.inline);
+    a.sync(&storage).await.unwrap();
+    let remote_dir = tmp.path().join("remote").join(uuid_of(&a));
+    let remote_file = remote_dir.join(format!("{}.enpassattach", att.uuid));
+    assert!(remote_file.exists(), "the attachment file is on the remote");
+    assert!(
+        !std::fs::read(&remote_file)
+            .unwrap()
+            .windows(64)
+            .any(|w| w == &big[1000..1064]),
+        "and encrypted"
+    );
+
+    // B pulls (pull-only path): the file arrives and reads back.
+    assert_eq!(b.sync(&storage).await.unwrap().outcome, SyncOutcome::Pulled);
+    let mut got = Vec::new();
+    b.vault.read_attachment_to(&att.uuid, &mut got).unwrap();
+    assert_eq!(got, big);
+    let mut got = Vec::new();
+    b.vault.read_attachment_to(&small.uuid, &mut got).unwrap();
+    assert_eq!(got, b"tiny");
+
+    // Both change something, so the full merge runs; then A removes the big one.
+    b.vault
+        .add_item(NewItem::login("From B", "me", Secret::new("p"), ""))
+        .unwrap();
+    a.vault.remove_attachment(&att.uuid).unwrap();
+    a.sync(&storage).await.unwrap();
+    b.sync(&storage).await.unwrap();
+    a.sync(&storage).await.unwrap();
+    assert_eq!(a.titles(), b.titles());
+    let live = |d: &Device| {
+        d.vault
+            .attachments(None)
+            .unwrap()
+            .into_iter()
+            .filter(|x| !x.deleted)
+            .count()
+    };
+    assert_eq!(live(&a), 1);
+    assert_eq!(live(&b), 1);
+    assert!(
+        !remote_file.exists(),
+        "the removed attachment's file was collected after the commit"
+    );
+}

@@ -329,15 +329,8 @@ async fn fast_pull(
     guard_sets(opts, &before, &after)?;
     let (live, dead) = syncfabric_vault::attachment_files_in_file(ctx.download_tmp, vault.key())
         .map_err(remote_read_error)?;
-    for a in &live {
-        let local_file = vault.dir().join(attachment_file_name(a));
-        if !local_file.exists() {
-            let tmp = state.temp_path("attachment");
-            download(storage, &ctx.dir.join(&attachment_file_name(a))?, &tmp).await?;
-            tokio::fs::rename(&tmp, &local_file).await?;
-            report.attachments.0 += 1;
-        }
-    }
+    report.attachments.0 +=
+        fetch_missing_attachments(vault, storage, state, ctx.dir, &live).await?;
     // The version stat'ed before the download, never one read after it: an older
     // version only makes the next commit fail its IfMatch and start over, while a newer
     // one would let it overwrite a commit we never saw.
@@ -361,6 +354,28 @@ async fn fast_pull(
         downloaded: true,
         remote_version: Some(version),
     }))
+}
+
+/// Downloads the attachment files of `wanted` that the local vault folder lacks (each
+/// to a temp file, then renamed into place); returns how many.
+async fn fetch_missing_attachments(
+    vault: &Vault,
+    storage: &dyn Storage,
+    state: &StateDir,
+    dir: &RemotePath,
+    wanted: &BTreeSet<String>,
+) -> Result<usize, SyncError> {
+    let mut fetched = 0;
+    for a in wanted {
+        let local_file = vault.dir().join(attachment_file_name(a));
+        if !local_file.exists() {
+            let tmp = state.temp_path("attachment");
+            download(storage, &dir.join(&attachment_file_name(a))?, &tmp).await?;
+            tokio::fs::rename(&tmp, &local_file).await?;
+            fetched += 1;
+        }
+    }
+    Ok(fetched)
 }
 
 /// Refuses a change that takes more than the allowed share of `was` out of the live set.
@@ -693,14 +708,9 @@ async fn sync_slow(
             // Attachment files the merged vault needs locally come first, so the applied
             // database never references a file that is not there.
             let (merged_live, merged_dead) = attachment_files(&outcome.merged);
-            for a in &merged_live {
-                let local_file = vault.dir().join(attachment_file_name(a));
-                if !local_file.exists() && remote.is_some() {
-                    let tmp = state.temp_path("attachment");
-                    download(storage, &dir.join(&attachment_file_name(a))?, &tmp).await?;
-                    tokio::fs::rename(&tmp, &local_file).await?;
-                    report.attachments.0 += 1;
-                }
+            if remote.is_some() {
+                report.attachments.0 +=
+                    fetch_missing_attachments(vault, storage, state, &dir, &merged_live).await?;
             }
             if outcome.local_needs_apply() {
                 let t = std::time::Instant::now();
