@@ -810,3 +810,64 @@ async fn attachments_sync_both_ways_and_removed_files_are_collected() {
         "the removed attachment's file was collected after the commit"
     );
 }
+
+/// `restore_journal` undoes a bad push on every device; an item the bad push added is kept.
+#[tokio::test]
+async fn a_bad_push_is_undone_from_the_journal() {
+    use syncfabric::engine::restore_journal;
+    let tmp = tempfile::tempdir().unwrap();
+    let storage = remote(tmp.path());
+    let mut a = first_device(tmp.path()).await;
+    a.vault
+        .add_item(NewItem::login("Bank", "me", Secret::new("good"), ""))
+        .unwrap();
+    a.vault
+        .add_item(NewItem::login("Mail", "me", Secret::new("m"), ""))
+        .unwrap();
+    a.sync(&storage).await.unwrap();
+    let good_seq = a.state.load().unwrap().journal.last().unwrap().seq;
+    let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
+    // The bad push: a password overwritten, an item deleted, and an item added.
+    let mut bank = a
+        .vault
+        .items()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.title == "Bank")
+        .unwrap();
+    bank.field_mut("password").unwrap().value = Secret::new("bad");
+    a.vault.update_item(&bank).unwrap();
+    let mail = a
+        .vault
+        .items()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.title == "Mail")
+        .unwrap();
+    a.vault.delete_item(&mail.uuid).unwrap();
+    a.vault
+        .add_item(NewItem::login("Added", "me", Secret::new("x"), ""))
+        .unwrap();
+    a.sync(&storage).await.unwrap();
+    b.sync(&storage).await.unwrap();
+    assert_eq!(b.titles().len(), 2);
+
+    let r = restore_journal(
+        &mut a.vault,
+        &storage,
+        &a.state,
+        good_seq,
+        &SyncOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.outcome, SyncOutcome::Pushed);
+    b.sync(&storage).await.unwrap();
+    let expected = vec![
+        ("Added".to_string(), "x".to_string()),
+        ("Bank".to_string(), "good".to_string()),
+        ("Mail".to_string(), "m".to_string()),
+    ];
+    assert_eq!(a.titles(), expected);
+    assert_eq!(b.titles(), expected);
+}

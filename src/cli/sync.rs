@@ -61,8 +61,16 @@ pub struct WatchArgs {
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
-    /// The remote URL to restore from.
-    url: String,
+    /// The remote URL to restore a new local copy from ("restore from cloud").
+    #[arg(required_unless_present = "journal")]
+    url: Option<String>,
+    /// Instead: undo a bad push by making journal entry SEQ (see `syncfabric status`)
+    /// the vault's content again, here and on the remote.
+    #[arg(long, value_name = "SEQ", conflicts_with = "url")]
+    journal: Option<u64>,
+    /// With --journal: the remote whose journal to use (default: the vault's first).
+    #[arg(long)]
+    remote: Option<String>,
     /// The vault's uuid (the remote's folder name); default: the only vault there.
     #[arg(long)]
     uuid: Option<String>,
@@ -263,7 +271,9 @@ pub fn status_cmd(ctx: &mut Ctx) -> CliResult {
         out.push(serde_json::json!({
             "remote": r.name, "url": r.url,
             "last_sync": st.last_sync, "remote_version": st.remote_version,
-            "journal": st.journal.len(),
+            "journal": st.journal.iter().map(|e| serde_json::json!({
+                "seq": e.seq, "remote_version": e.remote_version, "recorded_at": e.recorded_at,
+            })).collect::<Vec<_>>(),
         }));
         if !ctx.json {
             let when = st
@@ -271,6 +281,12 @@ pub fn status_cmd(ctx: &mut Ctx) -> CliResult {
                 .map(|t| format!("last sync at unix {t}"))
                 .unwrap_or_else(|| "never synced".into());
             println!("{:<12} {}  ({when})", r.name, r.url);
+            for e in st.journal.iter().rev() {
+                println!(
+                    "    journal {:>4}  committed at unix {}  version {}",
+                    e.seq, e.recorded_at, e.remote_version
+                );
+            }
         }
     }
     if ctx.json {
@@ -280,6 +296,14 @@ pub fn status_cmd(ctx: &mut Ctx) -> CliResult {
 }
 
 pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
+    if let Some(seq) = args.journal {
+        return undo_cmd(ctx, seq, args.remote.as_deref());
+    }
+    let Some(url) = args.url.clone() else {
+        return Err(
+            "restore needs a URL (restore from cloud) or --journal SEQ (undo a bad push)".into(),
+        );
+    };
     let dest: PathBuf = ctx.vault_dir()?;
     if dest.join("vault.json").exists() {
         return Err(format!(
@@ -289,7 +313,7 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
         .into());
     }
     let rt = runtime()?;
-    let storage = open_remote(ctx, &rt, &args.url)?;
+    let storage = open_remote(ctx, &rt, &url)?;
     let uuid = match args.uuid {
         Some(u) => u,
         None => {
@@ -306,11 +330,11 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
             }
             match vaults.len() {
                 1 => vaults.remove(0),
-                0 => return Err(format!("no vault found at {}", args.url).into()),
+                0 => return Err(format!("no vault found at {url}").into()),
                 _ => {
                     return Err(format!(
                         "several vaults at {}: pick one with --uuid ({})",
-                        args.url,
+                        url,
                         vaults.join(", ")
                     )
                     .into())
@@ -341,7 +365,7 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
         ctx.config.remotes.push(RemoteConfig {
             name: args.name.clone(),
             vault: vdir,
-            url: args.url.clone(),
+            url: url.clone(),
             cas: Some(trust.as_str().to_string()),
         });
         ctx.config.save(&ctx.config_path)?;
@@ -429,5 +453,46 @@ pub fn watch_cmd(ctx: &mut Ctx, args: WatchArgs) -> CliResult {
             }
         }
     })?;
+    Ok(())
+}
+
+fn undo_cmd(ctx: &mut Ctx, seq: u64, remote: Option<&str>) -> CliResult {
+    let mut vault = ctx.open_vault()?;
+    let dir = canonical(vault.dir());
+    let Some(r) = ctx
+        .config
+        .remotes_of(&dir)
+        .into_iter()
+        .find(|r| remote.is_none_or(|n| r.name == n))
+        .cloned()
+    else {
+        return Err(
+            "no remote with that name for this vault (see `syncfabric remote list`)".into(),
+        );
+    };
+    let rt = runtime()?;
+    let storage = open_remote(ctx, &rt, &r.url)?;
+    let trust = r
+        .cas
+        .as_deref()
+        .and_then(Trust::parse)
+        .unwrap_or(Trust::UseLock);
+    let storage = syncfabric::remote::wrap(storage, trust);
+    let state = state_dir(&dir, &r.name)?;
+    let report = rt.block_on(syncfabric::engine::restore_journal(
+        &mut vault,
+        &storage,
+        &state,
+        seq,
+        &SyncOptions::default(),
+    ))?;
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({ "restored_journal": seq, "remote": r.name, "outcome": format!("{:?}", report.outcome) }));
+    } else {
+        println!(
+            "{}: journal entry {seq} restored ({:?}); other devices get it on their next sync",
+            r.name, report.outcome
+        );
+    }
     Ok(())
 }

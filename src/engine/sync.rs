@@ -901,3 +901,42 @@ pub async fn restore_from_remote(
     state.save(&st)?;
     Ok(vault)
 }
+
+/// Undoes a bad push: makes the committed database number `seq` of the local journal
+/// (see [`SyncState::journal`]) the vault's content again, locally and on the remote.
+///
+/// The journal copy is verified and its rows are written over the local vault's in one
+/// transaction (rows the bad push added are kept: rows are never removed), then
+/// committed like any local change, so `IfMatch` and the lease lock protect it and a
+/// device that committed meanwhile is merged with, not overwritten. Other devices take
+/// the restored values as a remote change on their next sync. Refused when the local
+/// vault has changes not yet synced: sync first, so nothing local is discarded.
+pub async fn restore_journal(
+    vault: &mut Vault,
+    storage: &Arc<dyn Storage>,
+    state: &StateDir,
+    seq: u64,
+    opts: &SyncOptions,
+) -> Result<SyncReport, SyncError> {
+    let st = state.load()?;
+    let entry = st
+        .journal
+        .iter()
+        .find(|e| e.seq == seq)
+        .cloned()
+        .ok_or_else(|| {
+            SyncError::Storage(StorageError::InvalidInput {
+                message: format!("no journal entry {seq} (see `syncfabric status`)"),
+            })
+        })?;
+    if st.local_db_sha256.as_deref() != Some(sha256_file(&vault.db_path())?.as_str()) {
+        return Err(SyncError::Storage(StorageError::InvalidInput {
+            message:
+                "the vault has local changes that are not synced yet: run `syncfabric sync` first"
+                    .into(),
+        }));
+    }
+    let restored = syncfabric_vault::read_snapshot_file(state.journal_file(&entry), vault.key())?;
+    vault.apply(&restored)?;
+    sync_vault(vault, storage, state, opts).await
+}
