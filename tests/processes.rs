@@ -239,3 +239,59 @@ fn watch_sees_another_devices_push() {
     }
     assert!(b.titles().contains(&"pushed while watching".to_string()));
 }
+
+/// A full local disk, simulated with a file-size limit on the sync process (writes past
+/// it fail as they would on a full disk): the sync fails with a clear error, the local
+/// vault is untouched and still verifies, and a later sync with room completes.
+#[test]
+fn a_full_local_disk_fails_cleanly_and_the_next_sync_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (devs, _) = setup(tmp.path(), 2);
+    let (a, b) = (&devs[0], &devs[1]);
+    for i in 0..200 {
+        a.run(&[
+            "item",
+            "add",
+            "--title",
+            &format!("bulk {i}"),
+            "--generate",
+            "16",
+        ]);
+    }
+    a.run(&["sync"]);
+    let before = std::fs::read(b.vault.join("vault.enpassdb")).unwrap();
+    // 'ulimit -f' counts 1 KiB blocks here; SIGXFSZ is ignored so a write past the
+    // limit fails with an error (EFBIG) instead of killing the process.
+    let limit_kib = before.len() / 1024 / 2;
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f {limit_kib}; exec \"$0\" --vault \"$1\" sync"
+        ))
+        .arg(env!("CARGO_BIN_EXE_syncfabric"))
+        .arg(&b.vault)
+        .env("SYNCFABRIC_PASSWORD", PW)
+        .env("SYNCFABRIC_CONFIG", &b.config)
+        .stdin(Stdio::null());
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("with no room: {stderr}");
+    assert!(
+        !out.status.success(),
+        "the sync must fail without room: {stderr}"
+    );
+    assert!(
+        stderr.starts_with("error:"),
+        "one clear error line: {stderr}"
+    );
+    assert_eq!(
+        std::fs::read(b.vault.join("vault.enpassdb")).unwrap(),
+        before,
+        "local vault untouched"
+    );
+    let v = Vault::open(&b.vault, &Secret::new(PW), None).unwrap();
+    v.verify().unwrap();
+    drop(v);
+    b.run(&["sync"]);
+    assert_eq!(a.titles(), b.titles());
+}
