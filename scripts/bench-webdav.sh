@@ -6,6 +6,8 @@
 #
 #   scripts/bench-webdav.sh            # 500 MB
 #   SIZE_MB=100 scripts/bench-webdav.sh
+#   MODE=sync scripts/bench-webdav.sh  # instead: sync after one edit of a 10,000-item
+#                                      # vault through this server (examples/bench_sync.rs)
 #
 # Needs: apache2, rclone, /usr/bin/time (package `time`), cargo.
 set -euo pipefail
@@ -59,6 +61,15 @@ CONF
 setsid /usr/sbin/apache2 -X -f "$WORK/httpd.conf" & PID=$!
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
 URL="http://127.0.0.1:$PORT/"
+
+if [ "${MODE:-transfer}" = sync ]; then
+  mkdir -p "$WORK/data/sync"
+  [ "$(id -u)" = 0 ] && chown -R www-data:www-data "$WORK/data/sync"
+  echo "== sync after one edit, through Apache mod_dav on loopback"
+  SYNCFABRIC_REMOTE_PASSWORD=$PASS cargo run -q --release --example bench_sync -- \
+    "webdav+http://$USER_NAME@127.0.0.1:$PORT/sync"
+  exit 0
+fi
 
 # --- the file
 mkdir -p "$WORK/local"
