@@ -578,22 +578,37 @@ async fn increment_locked(
     counter: &RemotePath,
     lease: &LeaseOptions,
 ) -> Result<(), Failure> {
-    let guard = LeaseLock::acquire(s.clone(), dir, lease.clone()).await?;
-    let n = match read_all(s.as_ref(), counter).await {
-        Ok((b, _)) => parse_count(&b)?,
-        Err(Error::NotFound { .. }) => 0,
-        Err(e) => return Err(e.into()),
-    };
-    think().await;
-    guard.check().await?;
-    s.write(
-        counter,
-        Body::from((n + 1).to_string().into_bytes()),
-        Precondition::None,
-    )
-    .await?;
-    guard.release().await?;
-    Ok(())
+    for _ in 0..100 {
+        let guard = LeaseLock::acquire(s.clone(), dir, lease.clone()).await?;
+        let n = match read_all(s.as_ref(), counter).await {
+            Ok((b, _)) => parse_count(&b)?,
+            Err(Error::NotFound { .. }) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        think().await;
+        match guard.check().await {
+            Ok(()) => {}
+            // The lease was lost before the write (a refresh came too late on a loaded
+            // machine and another client took over): nothing was written, so the lock
+            // did its job; start this increment again.
+            Err(Error::Locked { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        s.write(
+            counter,
+            Body::from((n + 1).to_string().into_bytes()),
+            Precondition::None,
+        )
+        .await?;
+        match guard.release().await {
+            // Written; a lease lost after the write only means someone took over.
+            Ok(()) | Err(Error::Locked { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Failure::new(
+        "an increment did not get through the lease lock in 100 attempts",
+    ))
 }
 
 /// Writes that fail — a `Body::File` whose file is gone, or whose file is shorter than

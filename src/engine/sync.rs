@@ -770,7 +770,14 @@ async fn sync_slow(
             // Without truthful CAS the lease is the only protection: re-check that we
             // still hold it and that nobody committed meanwhile, then write.
             (v, Some(g)) if !(caps.if_match && caps.if_absent) => {
-                g.check().await?;
+                // A lease lost before the commit (another device took over) is a lost
+                // race like a failed IfMatch: nothing was written, start over.
+                g.check().await.map_err(|e| match e {
+                    StorageError::Locked { .. } => StorageError::PreconditionFailed {
+                        path: db_path.to_string(),
+                    },
+                    other => other,
+                })?;
                 let now = storage.stat(&db_path).await?.and_then(|e| e.version);
                 if now != *v {
                     return Err(StorageError::PreconditionFailed {
