@@ -130,6 +130,17 @@ impl LockInfo {
         .into_bytes()
     }
 
+    /// The bytes of the `n`th refresh: the same lock with a `refresh n` line, so every
+    /// refresh changes the file's content and therefore its version even on storages
+    /// whose versions are content hashes (a folder, nginx, lighttpd, rclone). Identical
+    /// rewrites would look like a dead holder to everyone judging expiry by "version
+    /// unchanged for one lease", and the lease would be taken over while held.
+    fn encode_refresh(&self, n: u64) -> Vec<u8> {
+        let mut b = self.encode();
+        b.extend_from_slice(format!("refresh {n}\n").as_bytes());
+        b
+    }
+
     /// Parses a lock file; `None` if it is not one (then it is treated as a lock with
     /// an unknown holder and the reader's own `ttl`).
     pub fn decode(bytes: &[u8]) -> Option<LockInfo> {
@@ -177,6 +188,8 @@ struct Shared {
     caps: Capabilities,
     held: tokio::sync::Mutex<Held>,
     lost: AtomicBool,
+    /// Refreshes written so far (see [`LockInfo::encode_refresh`]).
+    refreshes: std::sync::atomic::AtomicU64,
 }
 
 /// A held lease. Keep it while working; [`release`](LeaseGuard::release) it at the end.
@@ -274,6 +287,7 @@ impl LeaseLock {
                         stopped: false,
                     }),
                     lost: AtomicBool::new(false),
+                    refreshes: std::sync::atomic::AtomicU64::new(0),
                 });
                 let refresher =
                     tokio::spawn(refresh_loop(shared.clone(), opts.refresh_every, opts.ttl));
@@ -444,7 +458,8 @@ async fn refresh_loop(shared: Arc<Shared>, every: Duration, ttl: Duration) {
 /// Rewrites the lock; `Ok(None)` if it is no longer ours.
 async fn refresh_once(shared: &Shared, held: &Held) -> Result<Option<Version>> {
     let storage = shared.storage.as_ref();
-    let body = Body::from(shared.info.encode());
+    let n = shared.refreshes.fetch_add(1, Ordering::SeqCst) + 1;
+    let body = Body::from(shared.info.encode_refresh(n));
     if shared.caps.if_match {
         if let Some(v) = &held.version {
             return match storage
@@ -554,6 +569,34 @@ mod tests {
 
     async fn contents(s: &dyn Storage, p: &RemotePath) -> Option<Vec<u8>> {
         read_all(s, p).await.unwrap().map(|(b, _)| b)
+    }
+
+    #[tokio::test]
+    async fn every_refresh_changes_the_lock_bytes() {
+        // Content-hash versions (folder, nginx, lighttpd, rclone) change only if the
+        // bytes do: identical refreshes would let others take a held lease over.
+        let s: Arc<dyn Storage> = Arc::new(MemStore::default());
+        let o = LeaseOptions {
+            refresh_every: Duration::from_millis(20),
+            ttl: Duration::from_secs(5),
+            ..opts()
+        };
+        let g = LeaseLock::acquire(s.clone(), &dir(), o).await.unwrap();
+        let path = LeaseLock::path(&dir()).unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..4 {
+            seen.insert(contents(s.as_ref(), &path).await.unwrap());
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+        assert!(
+            seen.len() >= 3,
+            "refreshes rewrote identical bytes ({} distinct)",
+            seen.len()
+        );
+        let info = LockInfo::decode(seen.iter().last().unwrap()).unwrap();
+        assert_eq!(info.holder, g.holder());
+        g.check().await.unwrap();
+        g.release().await.unwrap();
     }
 
     #[test]
