@@ -220,51 +220,71 @@ async fn no_change_sync_is_one_request_and_one_edit_moves_one_db_each_way() {
     assert_eq!(a.titles(), b.titles());
 }
 
+/// `n` devices (the first already synced, the others restored from `plain`) each add
+/// an item and then all sync at the same moment, `rounds` times; then every device syncs
+/// until quiet. All must hold every item made on every device. The devices are
+/// interleaved on one thread (a vault is not `Sync`); the storage I/O runs concurrently.
+async fn race_rounds(
+    root: &Path,
+    first: Device,
+    n: usize,
+    rounds: usize,
+    storage: &Arc<dyn Storage>,
+    plain: &dyn Storage,
+    opts: &SyncOptions,
+) -> Vec<Device> {
+    let uuid = uuid_of(&first);
+    let mut devices = vec![first];
+    for i in 1..n {
+        devices.push(clone_device(root, &format!("d{i}"), plain, &uuid).await);
+    }
+    for round in 0..rounds {
+        let syncs = devices.iter_mut().enumerate().map(|(i, d)| async move {
+            let title = format!("d{i} r{round}");
+            d.vault
+                .add_item(NewItem::login(&title, "u", Secret::new("p"), ""))
+                .unwrap();
+            sync_vault(&mut d.vault, storage, &d.state, opts)
+                .await
+                .unwrap();
+        });
+        futures_util::future::join_all(syncs).await;
+    }
+    for _ in 0..2 {
+        for d in devices.iter_mut() {
+            sync_vault(&mut d.vault, storage, &d.state, opts)
+                .await
+                .unwrap();
+        }
+    }
+    let expected = devices[0].titles();
+    assert_eq!(
+        expected.len(),
+        n * rounds,
+        "every item made on every device survives: {expected:?}"
+    );
+    for d in &devices {
+        assert_eq!(d.titles(), expected);
+    }
+    devices
+}
+
 #[tokio::test]
 async fn concurrent_syncs_lose_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let storage = remote(tmp.path());
     let mut a = first_device(tmp.path()).await;
     a.sync(&storage).await.unwrap();
-    let uuid = uuid_of(&a);
-    let mut devices = vec![a];
-    for n in 1..4 {
-        devices.push(clone_device(tmp.path(), &format!("d{n}"), storage.as_ref(), &uuid).await);
-    }
-    for round in 0..3 {
-        // All devices edit, then sync at the same moment (interleaved on one thread:
-        // a vault is not Sync, the storage I/O runs concurrently underneath).
-        let syncs = devices.iter_mut().enumerate().map(|(n, d)| {
-            let storage = storage.clone();
-            async move {
-                d.vault
-                    .add_item(NewItem::login(
-                        &format!("d{n} r{round}"),
-                        "u",
-                        Secret::new("p"),
-                        "",
-                    ))
-                    .unwrap();
-                d.sync(&storage).await.unwrap();
-            }
-        });
-        futures_util::future::join_all(syncs).await;
-    }
-    // Sync until quiet.
-    for _ in 0..2 {
-        for d in devices.iter_mut() {
-            d.sync(&storage).await.unwrap();
-        }
-    }
-    let expected = devices[0].titles();
-    assert_eq!(
-        expected.len(),
-        4 * 3,
-        "every item made on every device survives: {expected:?}"
-    );
-    for d in &devices {
-        assert_eq!(d.titles(), expected);
-    }
+    race_rounds(
+        tmp.path(),
+        a,
+        4,
+        3,
+        &storage,
+        storage.as_ref(),
+        &SyncOptions::default(),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -415,42 +435,7 @@ async fn lease_lock_fallback_loses_nothing_without_truthful_cas() {
         .await
         .unwrap();
     let uuid = uuid_of(&a);
-    let mut devices = vec![a];
-    for n in 1..3 {
-        devices.push(clone_device(tmp.path(), &format!("d{n}"), folder.as_ref(), &uuid).await);
-    }
-    for round in 0..2 {
-        let syncs = devices.iter_mut().enumerate().map(|(n, d)| {
-            let storage = storage.clone();
-            let opts = opts.clone();
-            async move {
-                d.vault
-                    .add_item(NewItem::login(
-                        &format!("d{n} r{round}"),
-                        "u",
-                        Secret::new("p"),
-                        "",
-                    ))
-                    .unwrap();
-                sync_vault(&mut d.vault, &storage, &d.state, &opts)
-                    .await
-                    .unwrap();
-            }
-        });
-        futures_util::future::join_all(syncs).await;
-    }
-    for _ in 0..2 {
-        for d in devices.iter_mut() {
-            sync_vault(&mut d.vault, &storage, &d.state, &opts)
-                .await
-                .unwrap();
-        }
-    }
-    let expected = devices[0].titles();
-    assert_eq!(expected.len(), 3 * 2, "{expected:?}");
-    for d in &devices {
-        assert_eq!(d.titles(), expected);
-    }
+    race_rounds(tmp.path(), a, 3, 2, &storage, folder.as_ref(), &opts).await;
     // The lock is released: no lease file is left behind.
     let left = folder
         .list(&syncfabric::core::RemotePath::parse(&uuid).unwrap())
