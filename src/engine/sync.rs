@@ -885,7 +885,7 @@ pub async fn restore_from_remote(
     })?;
     // Verify before anything is moved into place.
     let probe = Vault::open(&staging, password, keyfile)?;
-    let (live, _) = attachment_files(&probe.snapshot()?);
+    let (live, _) = syncfabric_vault::attachment_files_in_file(probe.db_path(), probe.key())?;
     drop(probe);
     for a in &live {
         let name = attachment_file_name(a);
