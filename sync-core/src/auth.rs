@@ -67,6 +67,60 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
     async fn delete(&self, account: &str) -> Result<()>;
 }
 
+/// Gives a cloud provider the bearer token of one logged-in account, fresh at the time
+/// of asking. An OAuth implementation refreshes the access token before it expires
+/// and keeps the refreshed tokens in its [`TokenStore`]; a provider never sees the
+/// refresh token.
+///
+/// The protocol a provider follows for each request: call [`bearer`](Self::bearer),
+/// send the request with `Authorization: Bearer <token>`; if the server answers 401,
+/// call [`rejected`](Self::rejected) with that token and try once more with a new
+/// `bearer()`. A second 401 is [`Error::Unauthorized`](crate::Error::Unauthorized).
+#[async_trait::async_trait]
+pub trait BearerAuth: Send + Sync + std::fmt::Debug {
+    /// A token that is valid now (refreshed first if it expires within a minute).
+    /// [`Error::Unauthorized`](crate::Error::Unauthorized) with a message telling the
+    /// person to log in again when the account has no usable refresh token (never
+    /// logged in, logged out, or the server revoked it).
+    async fn bearer(&self) -> Result<SecretToken>;
+
+    /// The server refused `token` (HTTP 401): the next [`bearer`](Self::bearer) must
+    /// not return it again (it refreshes). Errors as for `bearer` when a refresh is
+    /// impossible.
+    async fn rejected(&self, token: &SecretToken) -> Result<()>;
+}
+
+/// A [`BearerAuth`] that always hands out the same token: for tests and for tokens
+/// that an outside tool manages. [`rejected`](BearerAuth::rejected) fails with
+/// `Unauthorized`, since it cannot get a new one.
+#[derive(Clone)]
+pub struct StaticBearer(SecretToken);
+
+impl StaticBearer {
+    /// Hands out `token`.
+    pub fn new(token: SecretToken) -> Self {
+        StaticBearer(token)
+    }
+}
+
+impl std::fmt::Debug for StaticBearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StaticBearer(<redacted>)")
+    }
+}
+
+#[async_trait::async_trait]
+impl BearerAuth for StaticBearer {
+    async fn bearer(&self) -> Result<SecretToken> {
+        Ok(self.0.clone())
+    }
+    async fn rejected(&self, _token: &SecretToken) -> Result<()> {
+        Err(crate::Error::Unauthorized {
+            message: "the server refused the fixed token".into(),
+        })
+    }
+}
+
 /// A [`TokenStore`] in memory, for tests and for apps that log in every run.
 /// Clones share the same map.
 #[derive(Clone, Default)]

@@ -237,6 +237,10 @@ pub fn percent_decode(s: &str) -> Result<String> {
 pub struct OpenOptions {
     /// Where cloud providers find and keep their tokens.
     pub tokens: Option<Arc<dyn TokenStore>>,
+    /// The logged-in account a cloud provider acts as (see
+    /// [`BearerAuth`](crate::auth::BearerAuth)). Cloud factories fail with
+    /// `Unauthorized` ("log in first") when it is `None`.
+    pub bearer: Option<Arc<dyn crate::auth::BearerAuth>>,
     /// The retry policy providers should use (see [`crate::retry`]).
     pub retry: crate::retry::RetryPolicy,
 }
@@ -245,6 +249,12 @@ impl OpenOptions {
     /// Options with this token store.
     pub fn with_tokens(mut self, tokens: Arc<dyn TokenStore>) -> Self {
         self.tokens = Some(tokens);
+        self
+    }
+
+    /// Options acting as this account.
+    pub fn with_bearer(mut self, bearer: Arc<dyn crate::auth::BearerAuth>) -> Self {
+        self.bearer = Some(bearer);
         self
     }
 
