@@ -68,8 +68,10 @@ pub use item::{field_type, Field, Folder, HistoryEntry, Item, NewItem};
 pub use meta::{VaultMeta, DEFAULT_KDF_ITER};
 pub use secret::{Keyfile, Password, Secret, VaultKey};
 pub use snapio::{
-    all_item_uuids_in_file, attachment_files_in_file, live_item_uuids_in_file, read_snapshot_file,
-    verify_database_file, ApplyReport,
+    all_item_uuids_in_file, attachment_files_in_file, live_item_uuids_in_file, open_snapshot_file,
+    read_snapshot_file, verify_database_file, ApplyReport, SnapshotReader,
 };
-pub use snapshot::{Row, RowKey, Snapshot, Table, Value};
+pub use snapshot::{
+    EmptyCursor, Row, RowCursor, RowKey, RowSource, Snapshot, Table, TableSchema, Value,
+};
 pub use vault::{CreateOptions, Vault, VAULT_DB, VAULT_JSON};

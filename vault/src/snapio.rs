@@ -20,7 +20,7 @@
 //! If several rows of one table share an identity, the first one (rowid order) is kept.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql};
@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::fieldcrypt::{self, ItemKey};
 use crate::item::field_type;
 use crate::secret::VaultKey;
-use crate::snapshot::{Row, RowKey, Snapshot, Table, Value};
+use crate::snapshot::{EmptyCursor, Row, RowCursor, RowKey, RowSource, Snapshot, Table, TableSchema, Value};
 use crate::vault::{rekey_item, Vault};
 
 impl ToSql for Value {
@@ -163,104 +163,343 @@ pub(crate) fn table_infos(conn: &Connection) -> Result<Vec<TableInfo>> {
     Ok(out)
 }
 
-fn item_keys(conn: &Connection) -> Result<HashMap<String, ItemKey>> {
-    let mut m = HashMap::new();
-    let has_item: i64 = conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='item'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has_item == 0 {
-        return Ok(m);
-    }
-    let mut st = conn.prepare("SELECT uuid, key FROM item")?;
-    let mut rows = st.query([])?;
-    while let Some(r) = rows.next()? {
-        let uuid = crate::vault::text_at(r, 0)?;
-        let blob = match r.get_ref(1)? {
-            ValueRef::Blob(b) => Some(b),
-            _ => None,
+/// Decrypts the `itemfield` cells that are stored encrypted (password values, every
+/// history), looking each item's key up once per run of rows of the same item (rows
+/// come sorted by `item_uuid`, so that is once per item).
+struct FieldCrypt<'c> {
+    conn: &'c Connection,
+    /// Whether the database has `item.key` to look keys up in.
+    has_keys: bool,
+    ix_uuid: usize,
+    ix_type: Option<usize>,
+    ix_value: Option<usize>,
+    ix_hist: Option<usize>,
+    /// The last item looked up and its key.
+    last: Option<(String, Option<ItemKey>)>,
+}
+
+impl<'c> FieldCrypt<'c> {
+    /// The decryption context for `table` (only `itemfield` has encrypted cells).
+    fn for_table(conn: &'c Connection, info: &TableInfo) -> Result<Option<FieldCrypt<'c>>> {
+        if info.name != "itemfield" {
+            return Ok(None);
+        }
+        let pos = |c: &str| info.columns.iter().position(|x| x == c);
+        let Some(ix_uuid) = pos("item_uuid") else {
+            return Ok(None);
         };
-        if let Some(k) = fieldcrypt::item_key_from_blob(blob) {
-            m.insert(uuid, k);
+        let has_keys: i64 = conn.query_row(
+            "SELECT count(*) FROM pragma_table_info('item') WHERE name='key'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(Some(FieldCrypt {
+            conn,
+            has_keys: has_keys > 0,
+            ix_uuid,
+            ix_type: pos("type"),
+            ix_value: pos("value"),
+            ix_hist: pos("history"),
+            last: None,
+        }))
+    }
+
+    fn key(&mut self, uuid: &str) -> Result<Option<&ItemKey>> {
+        if self.last.as_ref().is_none_or(|(u, _)| u != uuid) {
+            let k = if self.has_keys {
+                crate::vault::load_item_key(self.conn, uuid)?
+            } else {
+                None
+            };
+            self.last = Some((uuid.to_owned(), k));
+        }
+        Ok(self.last.as_ref().and_then(|(_, k)| k.as_ref()))
+    }
+
+    /// Replaces the encrypted cells of one row by their plaintext.
+    fn decrypt(&mut self, vals: &mut [Value]) -> Result<()> {
+        let uuid = match vals.get(self.ix_uuid) {
+            Some(Value::Text(u)) => u.clone(),
+            _ => return Ok(()),
+        };
+        let encrypted = self
+            .ix_type
+            .and_then(|i| vals[i].as_str())
+            .is_some_and(field_type::is_encrypted);
+        if let (true, Some(i)) = (encrypted, self.ix_value) {
+            if let Value::Text(t) = &vals[i] {
+                if !t.is_empty() {
+                    let pt = fieldcrypt::decrypt_value(self.key(&uuid)?, &uuid, t)?;
+                    set_text(&mut vals[i], &pt);
+                }
+            }
+        }
+        if let Some(i) = self.ix_hist {
+            if let Value::Text(t) = &vals[i] {
+                if !t.trim().is_empty() {
+                    let pt = fieldcrypt::decrypt_history(self.key(&uuid)?, &uuid, t)?;
+                    set_text(&mut vals[i], &pt);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Overwrites a cell with text, reusing its allocation.
+fn set_text(slot: &mut Value, text: &str) {
+    match slot {
+        Value::Text(s) => {
+            s.clear();
+            s.push_str(text);
+        }
+        other => *other = Value::Text(text.to_owned()),
+    }
+}
+
+/// Overwrites a cell with a database value, reusing its allocation when the types match.
+fn set_value(slot: &mut Value, v: ValueRef<'_>) {
+    match (&mut *slot, v) {
+        (Value::Text(s), ValueRef::Text(t)) => {
+            s.clear();
+            s.push_str(&String::from_utf8_lossy(t));
+        }
+        (Value::Blob(b), ValueRef::Blob(x)) => {
+            b.clear();
+            b.extend_from_slice(x);
+        }
+        (_, v) => *slot = value_of(v),
+    }
+}
+
+/// A `SELECT ... ORDER BY <key>` over one table, as a [`RowCursor`]: one row buffer,
+/// reused; rows whose key repeats the previous one are skipped (the first in rowid
+/// order is kept, as in [`Vault::snapshot`]).
+struct SqlCursor<'s, 'c> {
+    rows: rusqlite::Rows<'s>,
+    key_ix: Vec<usize>,
+    key: RowKey,
+    row: Row,
+    valid: bool,
+    /// Whether `key` holds the previous row's key (duplicates are compared with it).
+    seen: bool,
+    crypt: Option<FieldCrypt<'c>>,
+}
+
+impl RowCursor for SqlCursor<'_, '_> {
+    fn advance(&mut self) -> Result<bool> {
+        loop {
+            let Some(r) = self.rows.next()? else {
+                self.valid = false;
+                return Ok(false);
+            };
+            for (i, slot) in self.row.0.iter_mut().enumerate() {
+                set_value(slot, r.get_ref(i)?);
+            }
+            let dup = self.seen
+                && self
+                    .key_ix
+                    .iter()
+                    .zip(&self.key.0)
+                    .all(|(&i, k)| self.row.0[i] == *k);
+            if dup {
+                continue;
+            }
+            if let Some(c) = &mut self.crypt {
+                c.decrypt(&mut self.row.0)?;
+            }
+            for (slot, &i) in self.key.0.iter_mut().zip(&self.key_ix) {
+                slot.clone_from(&self.row.0[i]);
+            }
+            self.seen = true;
+            self.valid = true;
+            return Ok(true);
         }
     }
-    Ok(m)
+
+    fn current(&self) -> Option<(&RowKey, &Row)> {
+        self.valid.then_some((&self.key, &self.row))
+    }
+}
+
+/// The table scans of one database connection (see [`RowSource`]).
+struct DbScan<'c> {
+    conn: &'c Connection,
+    infos: Vec<TableInfo>,
+}
+
+impl<'c> DbScan<'c> {
+    fn new(conn: &'c Connection) -> Result<DbScan<'c>> {
+        Ok(DbScan {
+            conn,
+            infos: table_infos(conn)?,
+        })
+    }
+
+    fn schema(&self) -> Vec<TableSchema> {
+        self.infos
+            .iter()
+            .map(|i| TableSchema {
+                name: i.name.clone(),
+                columns: i.columns.clone(),
+                key_columns: i.key_columns.clone(),
+            })
+            .collect()
+    }
+
+    fn scan(&self, table: &str, f: &mut dyn FnMut(&mut dyn RowCursor)) -> Result<()> {
+        let Some(info) = self.infos.iter().find(|i| i.name == table) else {
+            f(&mut EmptyCursor);
+            return Ok(());
+        };
+        let cols = info
+            .columns
+            .iter()
+            .map(|c| q(c))
+            .collect::<Vec<_>>()
+            .join(",");
+        // BINARY: the order of Value (bytes for text) whatever collation a column
+        // declares; the rowid last, so that of rows sharing a key the first comes first.
+        let order = info
+            .key_columns
+            .iter()
+            .map(|c| format!("{} COLLATE BINARY", q(c)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!("SELECT {cols} FROM {} ORDER BY {order}", q(&info.name));
+        let mut stmt = match self.conn.prepare(&format!("{sql}, _rowid_")) {
+            Ok(s) => s,
+            // A WITHOUT ROWID table.
+            Err(_) => self.conn.prepare(&sql)?,
+        };
+        let key_ix: Vec<usize> = info
+            .key_columns
+            .iter()
+            .filter_map(|k| info.columns.iter().position(|c| c == k))
+            .collect();
+        let crypt = FieldCrypt::for_table(self.conn, info)?;
+        let mut cursor = SqlCursor {
+            rows: stmt.query([])?,
+            key: RowKey(vec![Value::Null; key_ix.len()]),
+            key_ix,
+            row: Row(vec![Value::Null; info.columns.len()]),
+            valid: false,
+            seen: false,
+            crypt,
+        };
+        f(&mut cursor);
+        Ok(())
+    }
+
+    /// Every table, read whole into memory.
+    fn to_snapshot(&self) -> Result<Snapshot> {
+        let mut snap = Snapshot::default();
+        for info in &self.infos {
+            let mut table = Table::new(info.columns.clone(), info.key_columns.clone());
+            let mut res: Result<()> = Ok(());
+            self.scan(&info.name, &mut |c| {
+                res = (|| {
+                    while c.advance()? {
+                        if let Some((k, r)) = c.current() {
+                            table.rows.insert(k.clone(), r.clone());
+                        }
+                    }
+                    Ok(())
+                })();
+            })?;
+            res?;
+            snap.tables.insert(info.name.clone(), table);
+        }
+        Ok(snap)
+    }
 }
 
 /// Exports the decrypted snapshot of the database behind `conn`.
 pub(crate) fn export(conn: &Connection) -> Result<Snapshot> {
-    let infos = table_infos(conn)?;
-    let keys = item_keys(conn)?;
-    let mut snap = Snapshot::default();
-    for info in infos {
-        let mut table = Table::new(info.columns.clone(), info.key_columns.clone());
-        let key_ix: Vec<usize> = info
-            .key_columns
-            .iter()
-            .filter_map(|k| table.column_index(k))
-            .collect();
-        let is_field = info.name == "itemfield";
-        let (ix_uuid, ix_type, ix_value, ix_hist) = (
-            table.column_index("item_uuid"),
-            table.column_index("type"),
-            table.column_index("value"),
-            table.column_index("history"),
-        );
-        let sql = format!(
-            "SELECT {} FROM {}",
-            info.columns
-                .iter()
-                .map(|c| q(c))
-                .collect::<Vec<_>>()
-                .join(","),
-            q(&info.name)
-        );
-        let mut st = conn.prepare(&sql)?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let mut vals: Vec<Value> = (0..info.columns.len())
-                .map(|i| r.get_ref(i).map(value_of))
-                .collect::<rusqlite::Result<_>>()?;
-            if is_field {
-                decrypt_field_row(&mut vals, &keys, ix_uuid, ix_type, ix_value, ix_hist)?;
-            }
-            let k = RowKey(key_ix.iter().map(|&i| vals[i].clone()).collect());
-            table.rows.entry(k).or_insert(Row(vals));
-        }
-        snap.tables.insert(info.name, table);
-    }
-    Ok(snap)
+    DbScan::new(conn)?.to_snapshot()
 }
 
-fn decrypt_field_row(
-    vals: &mut [Value],
-    keys: &HashMap<String, ItemKey>,
-    ix_uuid: Option<usize>,
-    ix_type: Option<usize>,
-    ix_value: Option<usize>,
-    ix_hist: Option<usize>,
-) -> Result<()> {
-    let Some(uuid) = ix_uuid.and_then(|i| vals[i].as_str().map(str::to_owned)) else {
-        return Ok(());
-    };
-    let key = keys.get(&uuid);
-    let encrypted = ix_type
-        .and_then(|i| vals[i].as_str())
-        .is_some_and(field_type::is_encrypted);
-    if let (true, Some(i)) = (encrypted, ix_value) {
-        if let Value::Text(t) = &vals[i] {
-            let pt = fieldcrypt::decrypt_value(key, &uuid, t)?;
-            vals[i] = Value::Text(pt.to_string());
+/// A database open in one read transaction, read as a [`RowSource`]: each table by an
+/// `ORDER BY <key>` cursor, decrypted row by row, so a scan holds one row per table in
+/// memory whatever the vault's size. What the sync engine merges from
+/// ([`open_snapshot_file`] for the base and the downloaded remote, [`Vault::rows`] for
+/// the local vault).
+///
+/// It owns its own connection and holds a read transaction for its whole life: every
+/// scan sees the same content, and a writer to the same database (e.g.
+/// [`Vault::apply`]) waits (up to its busy timeout) until this reader is dropped.
+pub struct SnapshotReader {
+    // Declared before `conn`: dropped first (it borrows nothing, but keeps the order
+    // obvious).
+    infos: Vec<TableInfo>,
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl SnapshotReader {
+    fn open(path: &Path, conn: Connection) -> Result<SnapshotReader> {
+        conn.execute_batch("BEGIN")?;
+        // The schema is read inside the transaction, so it matches the rows.
+        let infos = table_infos(&conn).map_err(|e| file_error(path, e))?;
+        Ok(SnapshotReader {
+            infos,
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    fn scanner(&self) -> DbScan<'_> {
+        DbScan {
+            conn: &self.conn,
+            infos: self.infos.clone(),
         }
     }
-    if let Some(i) = ix_hist {
-        if let Value::Text(t) = &vals[i] {
-            let pt = fieldcrypt::decrypt_history(key, &uuid, t)?;
-            vals[i] = Value::Text(pt.to_string());
-        }
+
+    /// Every table read whole into a [`Snapshot`] (about 1 KB of memory per row).
+    pub fn to_snapshot(&self) -> Result<Snapshot> {
+        self.scanner()
+            .to_snapshot()
+            .map_err(|e| file_error(&self.path, e))
     }
-    Ok(())
+}
+
+impl std::fmt::Debug for SnapshotReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotReader")
+            .field("path", &self.path)
+            .field("tables", &self.infos.len())
+            .finish()
+    }
+}
+
+impl RowSource for SnapshotReader {
+    fn schema(&self) -> Result<Vec<TableSchema>> {
+        Ok(self.scanner().schema())
+    }
+
+    fn scan(&self, table: &str, f: &mut dyn FnMut(&mut dyn RowCursor)) -> Result<()> {
+        let scanner = DbScan {
+            conn: &self.conn,
+            infos: self
+                .infos
+                .iter()
+                .filter(|i| i.name == table)
+                .cloned()
+                .collect(),
+        };
+        let path = &self.path;
+        // Errors raised by the cursor reach the caller through `f`; map the ones from
+        // preparing the statement here.
+        scanner.scan(table, f).map_err(|e| file_error(path, e))
+    }
+}
+
+/// A damaged page found while reading a file is [`Error::Corrupt`], naming the file.
+fn file_error(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Database(e) => db::corrupt_or_db(path, e),
+        other => other,
+    }
 }
 
 /// What [`Vault::apply`] changed.
@@ -373,45 +612,27 @@ impl Vault {
                 }
             }
         }
-        // 2. Current content, decrypted, with the (possibly extended) schema.
-        let current = export(&tx)?;
-        // 3. Diff.
+        // 2-3. Diff: each snapshot row against the database row of the same identity,
+        // looked up by key and decrypted (one indexed query per row; the database is
+        // never read whole, so applying a few changed rows to a large vault is cheap).
+        let infos: BTreeMap<String, TableInfo> = table_infos(&tx)?
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect();
         let mut changes: Vec<(&str, &Table, &RowKey, &Row, bool)> = Vec::new(); // (table, t, key, row, is_insert)
         for (name, t) in &snap.tables {
-            let cur = current.tables.get(name);
-            let cur_ix: Vec<Option<usize>> = t
-                .columns
-                .iter()
-                .map(|c| cur.and_then(|ct| ct.column_index(c)))
-                .collect();
-            // Snapshot keys re-expressed in the current table's key order, if both agree on the key.
-            for (k, row) in &t.rows {
-                let cur_row = cur.and_then(|ct| find_row(ct, t, k, row));
-                match cur_row {
-                    None => changes.push((name, t, k, row, true)),
-                    Some(cr) => {
-                        let differs = row.0.iter().zip(&cur_ix).any(|(v, ci)| match ci {
-                            Some(i) => cr.0.get(*i) != Some(v),
-                            None => *v != Value::Null,
-                        });
-                        if differs {
-                            changes.push((name, t, k, row, false));
-                        }
-                    }
-                }
-            }
-            if let Some(ct) = cur {
-                report.untouched_rows += ct
-                    .rows
-                    .keys()
-                    .filter(|ck| !row_in_snapshot(ct, ck, t))
-                    .count();
+            if !infos.contains_key(name) {
+                changes.extend(t.rows.iter().map(|(k, r)| (name.as_str(), t, k, r, true)));
             }
         }
-        for (name, ct) in &current.tables {
-            if !snap.tables.contains_key(name) {
-                report.untouched_rows += ct.rows.len();
-            }
+        for (name, info) in &infos {
+            let Some(t) = snap.tables.get(name) else {
+                report.untouched_rows += count_rows(&tx, name)?;
+                continue;
+            };
+            let (found, diff) = diff_table(&tx, info, t)?;
+            report.untouched_rows += count_rows(&tx, name)?.saturating_sub(found);
+            changes.extend(diff.into_iter().map(|(k, r, ins)| (name.as_str(), t, k, r, ins)));
         }
         if changes.is_empty() && report.created_tables.is_empty() && report.added_columns.is_empty()
         {
@@ -519,33 +740,98 @@ impl Vault {
     }
 }
 
-/// The current row with the same identity as snapshot row `k` of `t` (compared by
-/// column name, so a different column order or key choice still matches).
-fn find_row<'a>(cur: &'a Table, t: &Table, k: &RowKey, row: &Row) -> Option<&'a Row> {
-    if cur.key_columns == t.key_columns {
-        return cur.rows.get(k);
-    }
-    let ck: Option<Vec<Value>> = cur
-        .key_columns
-        .iter()
-        .map(|c| t.get(row, c).cloned())
-        .collect();
-    cur.rows.get(&RowKey(ck?))
+fn count_rows(conn: &Connection, table: &str) -> Result<usize> {
+    let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {}", q(table)), [], |r| {
+        r.get(0)
+    })?;
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
-fn row_in_snapshot(cur: &Table, ck: &RowKey, t: &Table) -> bool {
-    if cur.key_columns == t.key_columns {
-        return t.rows.contains_key(ck);
-    }
-    let Some(cr) = cur.rows.get(ck) else {
-        return false;
-    };
-    let sk: Option<Vec<Value>> = t
+/// The rows of `t` that differ from the database's table `info` (`true`: absent, to be
+/// inserted), and how many rows of `t` the database holds. A row is found by the
+/// database's key columns (its own key values when both agree on the key, else the
+/// values of those columns in the snapshot row; a snapshot lacking one of them
+/// inserts). Compared column by column, decrypted; a snapshot column the database lacks
+/// compares as NULL.
+fn diff_table<'s>(
+    conn: &Connection,
+    info: &TableInfo,
+    t: &'s Table,
+) -> Result<(usize, Vec<(&'s RowKey, &'s Row, bool)>)> {
+    let same_key = info.key_columns == t.key_columns;
+    let key_in_snap: Option<Vec<usize>> = info
         .key_columns
         .iter()
-        .map(|c| cur.get(cr, c).cloned())
+        .map(|c| t.column_index(c))
         .collect();
-    sk.is_some_and(|sk| t.rows.contains_key(&RowKey(sk)))
+    let cols = info
+        .columns
+        .iter()
+        .map(|c| q(c))
+        .collect::<Vec<_>>()
+        .join(",");
+    let where_ = info
+        .key_columns
+        .iter()
+        .map(|c| format!("{} IS ?", q(c)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let sql = format!("SELECT {cols} FROM {} WHERE {where_}", q(&info.name));
+    // Of rows sharing a key, the first in rowid order (as a snapshot keeps).
+    let mut stmt = match conn.prepare(&format!("{sql} ORDER BY _rowid_ LIMIT 1")) {
+        Ok(s) => s,
+        Err(_) => conn.prepare(&format!("{sql} LIMIT 1"))?,
+    };
+    let mut crypt = FieldCrypt::for_table(conn, info)?;
+    // Where each snapshot column is in the database row.
+    let cur_ix: Vec<Option<usize>> = t
+        .columns
+        .iter()
+        .map(|c| info.columns.iter().position(|x| x == c))
+        .collect();
+    let mut cur: Vec<Value> = vec![Value::Null; info.columns.len()];
+    let mut found = 0;
+    let mut out = Vec::new();
+    for (k, row) in &t.rows {
+        let params: Option<Vec<&Value>> = if same_key {
+            (k.0.len() == info.key_columns.len()).then(|| k.0.iter().collect())
+        } else {
+            key_in_snap
+                .as_ref()
+                .map(|ix| ix.iter().map(|&i| &row.0[i]).collect())
+        };
+        let Some(params) = params else {
+            if same_key {
+                return Err(Error::InvalidInput(format!(
+                    "table {}: a row key does not match the key columns",
+                    info.name
+                )));
+            }
+            out.push((k, row, true));
+            continue;
+        };
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        let Some(r) = rows.next()? else {
+            out.push((k, row, true));
+            continue;
+        };
+        for (i, slot) in cur.iter_mut().enumerate() {
+            set_value(slot, r.get_ref(i)?);
+        }
+        drop(rows);
+        if let Some(c) = &mut crypt {
+            c.decrypt(&mut cur)?;
+        }
+        found += 1;
+        let differs = row.0.iter().zip(&cur_ix).any(|(v, ci)| match ci {
+            Some(i) => cur[*i] != *v,
+            None => *v != Value::Null,
+        });
+        if differs {
+            out.push((k, row, false));
+        }
+    }
+    Ok((found, out))
 }
 
 fn encrypt_field_row(t: &Table, vals: &mut [Value], keys: &HashMap<String, ItemKey>) -> Result<()> {
@@ -599,17 +885,35 @@ fn open_verified(path: &Path, key: &VaultKey) -> Result<Connection> {
 }
 
 /// [`verify_database_file`], then the decrypted snapshot of that file (e.g. a remote
-/// copy downloaded to a temp file). Opens read-only: writes nothing.
+/// copy downloaded to a temp file), read whole into memory (about 1 KB per row; the
+/// merge reads a file through [`open_snapshot_file`] instead). Opens read-only: writes
+/// nothing.
 pub fn read_snapshot_file(db_path: impl AsRef<Path>, key: &VaultKey) -> Result<Snapshot> {
+    open_snapshot_file(db_path, key)?.to_snapshot()
+}
+
+/// [`verify_database_file`], then the file kept open read-only in one read transaction
+/// as a [`SnapshotReader`]: a [`RowSource`] that streams each table in key order,
+/// decrypted, without holding the file's content in memory. What the sync engine merges
+/// the base and the downloaded remote from.
+pub fn open_snapshot_file(db_path: impl AsRef<Path>, key: &VaultKey) -> Result<SnapshotReader> {
     let path = db_path.as_ref();
     let conn = open_verified(path, key)?;
-    let tx = conn.unchecked_transaction()?;
-    let s = export(&tx).map_err(|e| match e {
-        Error::Database(e) => db::corrupt_or_db(path, e),
-        other => other,
-    })?;
-    tx.finish()?;
-    Ok(s)
+    SnapshotReader::open(path, conn)
+}
+
+impl Vault {
+    /// The vault's database as a [`SnapshotReader`] (a [`RowSource`] streaming each table
+    /// in key order, decrypted): what the sync engine merges the local side from. It
+    /// opens its own connection (no key derivation) and holds a read transaction until
+    /// dropped; drop it before writing to the vault ([`Vault::apply`] waits for it up to
+    /// its busy timeout). No page check beyond the HMAC SQLCipher verifies on every read.
+    pub fn rows(&self) -> Result<SnapshotReader> {
+        let path = self.db_path();
+        let conn = db::open_keyed(&path, &self.key, false)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        SnapshotReader::open(&path, conn)
+    }
 }
 
 /// The uuids of the live items (not deleted, not trashed) in a database file, read with

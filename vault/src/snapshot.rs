@@ -15,13 +15,22 @@
 //!
 //! A snapshot therefore contains secrets: its `Debug` output shows table names and row
 //! counts only, and [`Value`]'s `Debug` never prints text or bytes.
+//!
+//! ## Streaming: [`RowSource`]
+//! A whole [`Snapshot`] costs about 1 KB of memory per row (a 32-byte [`Value`] per
+//! cell, a heap `Vec` per row, an owned `String` per text): fine for tests and small
+//! vaults, not for three copies of a 100,000-item vault. The merge therefore reads its
+//! inputs through [`RowSource`]: table by table, rows in ascending key order, one row
+//! at a time through a [`RowCursor`] whose buffers are reused. A [`Snapshot`] is a
+//! `RowSource`; so are a vault ([`crate::Vault::rows`]) and a verified database file
+//! ([`crate::SnapshotFile`]), which read their rows with `ORDER BY <key>` cursors and
+//! never hold more than one row per table.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
 
 /// One SQLite value.
-#[derive(Clone)]
 pub enum Value {
     /// SQL NULL.
     Null,
@@ -60,6 +69,28 @@ impl Value {
             Value::Integer(_) | Value::Real(_) => 1,
             Value::Text(_) => 2,
             Value::Blob(_) => 3,
+        }
+    }
+}
+
+/// `clone_from` reuses the target's text or byte buffer when both are of the same kind,
+/// so row cursors can refill their buffers without allocating.
+impl Clone for Value {
+    fn clone(&self) -> Self {
+        match self {
+            Value::Null => Value::Null,
+            Value::Integer(i) => Value::Integer(*i),
+            Value::Real(r) => Value::Real(*r),
+            Value::Text(t) => Value::Text(t.clone()),
+            Value::Blob(b) => Value::Blob(b.clone()),
+        }
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        match (&mut *self, source) {
+            (Value::Text(a), Value::Text(b)) => a.clone_from(b),
+            (Value::Blob(a), Value::Blob(b)) => a.clone_from(b),
+            (slot, src) => *slot = src.clone(),
         }
     }
 }
@@ -106,6 +137,7 @@ impl fmt::Debug for Value {
 }
 
 /// The identity of a row within its table: the values of the table's key columns.
+/// (`clone_from` reuses buffers, see [`Value`].)
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub struct RowKey(pub Vec<Value>);
 
@@ -156,6 +188,99 @@ impl Snapshot {
     /// The table called `name`, if present.
     pub fn table(&self, name: &str) -> Option<&Table> {
         self.tables.get(name)
+    }
+}
+
+/// The shape of one table, without its rows: what a [`RowSource`] says about a table
+/// before it is scanned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableSchema {
+    /// The table name.
+    pub name: String,
+    /// Every column, in the source's order (see [`Table::columns`]).
+    pub columns: Vec<String>,
+    /// The identity columns (see [`Table::key_columns`]).
+    pub key_columns: Vec<String>,
+}
+
+/// A cursor over the rows of one table, in strictly ascending key order ([`Value`]'s
+/// order, compared as [`RowKey`]s). It lends its current row: what [`RowCursor::current`]
+/// returns is valid until the next [`RowCursor::advance`] (implementations reuse their
+/// buffers, so a scan allocates per table, not per row).
+pub trait RowCursor {
+    /// Moves to the next row. `Ok(false)` at the end (and on every call after it).
+    fn advance(&mut self) -> crate::Result<bool>;
+    /// The current row: `None` before the first [`RowCursor::advance`] and after the end.
+    /// The row has one value per column of the table's [`TableSchema::columns`] and the
+    /// key one per key column (a source may yield malformed rows; the merge checks).
+    fn current(&self) -> Option<(&RowKey, &Row)>;
+}
+
+/// Content that can be read table by table as key-sorted rows: a [`Snapshot`] in
+/// memory, a vault (`Vault::rows`) or a database file (`SnapshotFile`).
+///
+/// Every scan of one source sees the same content (the database sources hold one read
+/// transaction for their whole life).
+pub trait RowSource {
+    /// Every table of the source, sorted by name.
+    fn schema(&self) -> crate::Result<Vec<TableSchema>>;
+    /// Calls `f` exactly once with a cursor over the rows of `table` in ascending key
+    /// order (an empty cursor when the source has no such table). Several scans of one
+    /// or several sources may be open at once (nested calls), which is how a three-way
+    /// merge walks three sources in lockstep.
+    fn scan(&self, table: &str, f: &mut dyn FnMut(&mut dyn RowCursor)) -> crate::Result<()>;
+}
+
+/// A cursor with no rows.
+pub struct EmptyCursor;
+
+impl RowCursor for EmptyCursor {
+    fn advance(&mut self) -> crate::Result<bool> {
+        Ok(false)
+    }
+    fn current(&self) -> Option<(&RowKey, &Row)> {
+        None
+    }
+}
+
+/// The rows of a [`Table`] in memory, in key order (its `BTreeMap` order), borrowed.
+struct TableCursor<'a> {
+    it: std::collections::btree_map::Iter<'a, RowKey, Row>,
+    cur: Option<(&'a RowKey, &'a Row)>,
+}
+
+impl RowCursor for TableCursor<'_> {
+    fn advance(&mut self) -> crate::Result<bool> {
+        self.cur = self.it.next();
+        Ok(self.cur.is_some())
+    }
+    fn current(&self) -> Option<(&RowKey, &Row)> {
+        self.cur
+    }
+}
+
+impl RowSource for Snapshot {
+    fn schema(&self) -> crate::Result<Vec<TableSchema>> {
+        Ok(self
+            .tables
+            .iter()
+            .map(|(name, t)| TableSchema {
+                name: name.clone(),
+                columns: t.columns.clone(),
+                key_columns: t.key_columns.clone(),
+            })
+            .collect())
+    }
+
+    fn scan(&self, table: &str, f: &mut dyn FnMut(&mut dyn RowCursor)) -> crate::Result<()> {
+        match self.tables.get(table) {
+            Some(t) => f(&mut TableCursor {
+                it: t.rows.iter(),
+                cur: None,
+            }),
+            None => f(&mut EmptyCursor),
+        }
+        Ok(())
     }
 }
 
