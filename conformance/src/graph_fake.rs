@@ -1,1 +1,0 @@
-//! A Microsoft Graph fake for the OneDrive provider's tests (issue #8; being written).
