@@ -1,164 +1,169 @@
 //! The lockstep walk over base, local and remote.
 //!
-//! Each side is a sorted stream of `(key, row)`; borrowed snapshots stream references,
-//! owned ones stream their rows by value, so [`crate::merge_owned`] moves rows into the
-//! merged snapshot instead of copying them, and frees input rows as it goes.
+//! Each side is a [`RowSource`]: per table, a cursor over its rows in ascending key
+//! order that lends one row at a time. The walk looks at the three heads, decides the
+//! merged row of the smallest key, copies only what must be kept (rows a side must
+//! write, conflicts, the merged row when asked) and advances. Memory is proportional to
+//! what changed, not to the vault.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
-use syncfabric_vault::{Row, RowKey, Snapshot, Table};
+use syncfabric_vault::{Row, RowCursor, RowKey, RowSource, Snapshot, Table, TableSchema, Value};
 
-use crate::plan::TablePlan;
-use crate::report::{Detail, MergeReport};
+use crate::plan::{Projection, TablePlan};
+use crate::report::{Descr, Detail, MergeReport, Needs, DETAIL_LIMIT};
 use crate::row::{clocks_behind, merge_row, raise_clocks};
-use crate::{Conflict, MergeError, MergeOutcome, Side};
+use crate::{
+    AttachmentFiles, Conflict, LiveItems, MergeError, MergeOptions, MergeOutcome, Side, SourceSide,
+};
 
-/// A snapshot given by reference or by value.
-pub(crate) enum Input<'a> {
-    Borrowed(&'a Snapshot),
-    Owned(Snapshot),
-}
+/// Tables merged last, in this order: the report names rows of other tables by the
+/// titles of their folder and item, which are collected while these are walked.
+const TITLE_TABLES: [&str; 2] = ["folder", "item"];
 
-/// One table of one side, by reference or by value.
-enum TableSrc<'a> {
-    Borrowed(&'a Table),
-    Owned(Table),
-}
-
-impl TableSrc<'_> {
-    fn table(&self) -> &Table {
-        match self {
-            TableSrc::Borrowed(t) => t,
-            TableSrc::Owned(t) => t,
-        }
-    }
-}
-
-type Item<'a> = (Cow<'a, RowKey>, Cow<'a, Row>);
-
-/// A sorted stream of rows with its head pulled out.
-struct Stream<'a> {
-    it: Box<dyn Iterator<Item = Item<'a>> + 'a>,
-    head: Option<Item<'a>>,
-    /// The side's column count and key length, to reject malformed rows.
-    width: (usize, usize),
-}
-
-impl<'a> Stream<'a> {
-    fn new(src: Option<TableSrc<'a>>) -> Stream<'a> {
-        let (width, mut it): (_, Box<dyn Iterator<Item = Item<'a>> + 'a>) = match src {
-            None => ((0, 0), Box::new(std::iter::empty())),
-            Some(TableSrc::Borrowed(t)) => (
-                (t.columns.len(), t.key_columns.len()),
-                Box::new(
-                    t.rows
-                        .iter()
-                        .map(|(k, r)| (Cow::Borrowed(k), Cow::Borrowed(r))),
-                ),
-            ),
-            Some(TableSrc::Owned(t)) => (
-                (t.columns.len(), t.key_columns.len()),
-                Box::new(
-                    t.rows
-                        .into_iter()
-                        .map(|(k, r)| (Cow::Owned(k), Cow::Owned(r))),
-                ),
-            ),
-        };
-        let head = it.next();
-        Stream { it, head, width }
-    }
-
-    fn key(&self) -> Option<&RowKey> {
-        self.head.as_ref().map(|(k, _)| &**k)
-    }
-
-    fn take_if(&mut self, at: bool) -> Option<Item<'a>> {
-        if !at {
-            return None;
-        }
-        let out = self.head.take();
-        self.head = self.it.next();
-        out
-    }
-}
-
-impl<'a> Input<'a> {
-    fn names(&self) -> impl Iterator<Item = &String> {
-        match self {
-            Input::Borrowed(s) => s.tables.keys(),
-            Input::Owned(s) => s.tables.keys(),
-        }
-    }
-
-    fn take_table(&mut self, name: &str) -> Option<TableSrc<'a>> {
-        match self {
-            Input::Borrowed(s) => s.tables.get(name).map(TableSrc::Borrowed),
-            Input::Owned(s) => s.tables.remove(name).map(TableSrc::Owned),
-        }
-    }
-}
-
-/// See [`crate::merge`] and [`crate::merge_owned`].
+/// See [`crate::merge_sources`].
 pub(crate) fn merge(
-    mut base: Option<Input<'_>>,
-    mut local: Input<'_>,
-    mut remote: Input<'_>,
+    base: Option<&dyn RowSource>,
+    local: &dyn RowSource,
+    remote: &dyn RowSource,
+    opts: &MergeOptions,
 ) -> Result<MergeOutcome, MergeError> {
-    let mut names: BTreeSet<String> = local.names().cloned().collect();
-    names.extend(remote.names().cloned());
-    if let Some(b) = &base {
-        names.extend(b.names().cloned());
+    let empty = Snapshot::default();
+    let sources: [&dyn RowSource; 3] = [base.unwrap_or(&empty), local, remote];
+    let sides = [SourceSide::Base, SourceSide::Local, SourceSide::Remote];
+    let mut schemas: [BTreeMap<String, TableSchema>; 3] = Default::default();
+    for i in 0..3 {
+        schemas[i] = sources[i]
+            .schema()
+            .map_err(|source| MergeError::Source {
+                side: sides[i],
+                table: None,
+                source,
+            })?
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect();
     }
+    let mut names: Vec<String> = schemas
+        .iter()
+        .flat_map(|s| s.keys().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    names.sort_by_key(|n| TITLE_TABLES.iter().position(|t| t == n));
 
-    let mut merged = Snapshot::default();
-    let mut to_local = Snapshot::default();
-    let mut to_remote = Snapshot::default();
-    let mut conflicts = Vec::new();
-    let mut details = Details::default();
-    let mut counts = BTreeMap::new();
+    let mut st = Walk {
+        keep_merged: opts.keep_merged,
+        merged: opts.keep_merged.then(Snapshot::default),
+        to_local: Snapshot::default(),
+        to_remote: Snapshot::default(),
+        conflicts: Vec::new(),
+        details: Vec::new(),
+        detail_count: [0, 0],
+        conflict_descr: Vec::new(),
+        counts: BTreeMap::new(),
+        live: LiveItems::default(),
+        files: AttachmentFiles::default(),
+        needs: Needs::default(),
+    };
 
     for name in names {
-        let sides = [
-            base.as_mut().and_then(|b| b.take_table(&name)),
-            local.take_table(&name),
-            remote.take_table(&name),
-        ];
-        let plan = TablePlan::new(
-            &name,
-            [0, 1, 2].map(|i| sides[i].as_ref().map(|s| s.table())),
-        )?;
+        let plan = TablePlan::new(&name, [0, 1, 2].map(|i| schemas[i].get(&name)))?;
+        let widths = [0, 1, 2].map(|i| {
+            schemas[i]
+                .get(&name)
+                .map_or((0, 0), |t| (t.columns.len(), t.key_columns.len()))
+        });
         let schema_differs: [bool; 3] = [0, 1, 2].map(|i| {
-            sides[i]
-                .as_ref()
-                .is_none_or(|s| s.table().columns != plan.columns)
+            schemas[i]
+                .get(&name)
+                .is_none_or(|s| s.columns != plan.columns)
         });
         let mut out = TableOut::default();
-        merge_table(&name, &plan, sides, &mut out, &mut conflicts, &mut details)?;
+        let mut err: Option<MergeError> = None;
+        let source_err = |i: usize, source| MergeError::Source {
+            side: sides[i],
+            table: Some(name.clone()),
+            source,
+        };
+        let scanned = sources[0].scan(&name, &mut |cb| {
+            let scanned = sources[1].scan(&name, &mut |cl| {
+                let scanned = sources[2].scan(&name, &mut |cr| {
+                    let cursors: [&mut dyn RowCursor; 3] = [&mut *cb, &mut *cl, &mut *cr];
+                    if let Err(e) = walk_table(&name, &plan, cursors, widths, &mut out, &mut st) {
+                        err = Some(e);
+                    }
+                });
+                if let Err(e) = scanned {
+                    err.get_or_insert(source_err(2, e));
+                }
+            });
+            if let Err(e) = scanned {
+                err.get_or_insert(source_err(1, e));
+            }
+        });
+        if let Err(e) = scanned {
+            err.get_or_insert(source_err(0, e));
+        }
+        if let Some(e) = err {
+            return Err(e);
+        }
 
         let mk = |rows: Vec<(RowKey, Row)>| Table {
             columns: plan.columns.clone(),
             key_columns: plan.key_columns.clone(),
             rows: rows.into_iter().collect(),
         };
-        counts.insert(name.clone(), out.counts);
+        st.counts.insert(name.clone(), out.counts);
         if !out.to_local.is_empty() || schema_differs[1] {
-            to_local.tables.insert(name.clone(), mk(out.to_local));
+            st.to_local.tables.insert(name.clone(), mk(out.to_local));
         }
         if !out.to_remote.is_empty() || schema_differs[2] {
-            to_remote.tables.insert(name.clone(), mk(out.to_remote));
+            st.to_remote.tables.insert(name.clone(), mk(out.to_remote));
         }
-        merged.tables.insert(name, mk(out.merged));
+        if let Some(m) = &mut st.merged {
+            m.tables.insert(name, mk(out.merged));
+        }
     }
-    let report = MergeReport::build(&merged, counts, details.items, &conflicts);
+    let report = MergeReport::build(
+        st.counts,
+        st.details,
+        &st.conflicts,
+        st.conflict_descr,
+        &st.needs,
+    );
+    // Conflicts in table and key order (the walk took the title tables last; the sort
+    // is stable, so keys stay in order within a table).
+    let mut conflicts = st.conflicts;
+    conflicts.sort_by(|a, b| a.table.cmp(&b.table));
     Ok(MergeOutcome {
-        merged,
-        to_local,
-        to_remote,
+        merged: st.merged,
+        to_local: st.to_local,
+        to_remote: st.to_remote,
         conflicts,
         report,
+        live_items: st.live,
+        attachment_files: st.files,
     })
+}
+
+/// What the walk accumulates over all tables.
+struct Walk {
+    keep_merged: bool,
+    merged: Option<Snapshot>,
+    to_local: Snapshot,
+    to_remote: Snapshot,
+    /// In walk order; `conflict_descr` describes the first [`DETAIL_LIMIT`] of them.
+    conflicts: Vec<Conflict>,
+    conflict_descr: Vec<Descr>,
+    details: Vec<Detail>,
+    /// Details kept per side (local, remote).
+    detail_count: [usize; 2],
+    counts: BTreeMap<String, Counts>,
+    live: LiveItems,
+    files: AttachmentFiles,
+    /// Folder and item uuids the report must name, and their titles once seen.
+    needs: Needs,
 }
 
 /// Per-table counts for the report.
@@ -171,14 +176,6 @@ pub(crate) struct Counts {
     pub conflicts: usize,
 }
 
-/// The rows kept for the report's detail lines, and how many per side.
-#[derive(Default)]
-struct Details {
-    items: Vec<Detail>,
-    local: usize,
-    remote: usize,
-}
-
 #[derive(Default)]
 struct TableOut {
     merged: Vec<(RowKey, Row)>,
@@ -187,12 +184,74 @@ struct TableOut {
     counts: Counts,
 }
 
+/// One side's cursor, with its row seen through the merged columns and its order
+/// checked.
+struct Stream<'c> {
+    cur: &'c mut dyn RowCursor,
+    proj: Projection,
+    /// The projected row, when the side's columns differ from the merged ones.
+    scratch: Row,
+    /// The side's column count and key length, to reject malformed rows.
+    width: (usize, usize),
+    /// The previous key, to reject a source that is not sorted.
+    prev: RowKey,
+    started: bool,
+    live: bool,
+    side: SourceSide,
+}
+
+impl<'c> Stream<'c> {
+    fn advance(&mut self, table: &str) -> Result<(), MergeError> {
+        let more = self.cur.advance().map_err(|source| MergeError::Source {
+            side: self.side,
+            table: Some(table.to_owned()),
+            source,
+        })?;
+        self.live = false;
+        if !more {
+            return Ok(());
+        }
+        let Some((k, r)) = self.cur.current() else {
+            return Ok(());
+        };
+        if r.0.len() != self.width.0 || k.0.len() != self.width.1 {
+            return Err(MergeError::MalformedRow {
+                table: table.to_owned(),
+            });
+        }
+        if self.started && *k <= self.prev {
+            return Err(MergeError::Unsorted {
+                side: self.side,
+                table: table.to_owned(),
+            });
+        }
+        self.prev.0.clone_from(&k.0);
+        self.started = true;
+        if let Projection::Map(_) = self.proj {
+            self.proj.project_into(r, &mut self.scratch);
+        }
+        self.live = true;
+        Ok(())
+    }
+
+    fn head(&self) -> Option<(&RowKey, &Row)> {
+        if !self.live {
+            return None;
+        }
+        let (k, r) = self.cur.current()?;
+        match self.proj {
+            Projection::Identity => Some((k, r)),
+            Projection::Map(_) => Some((k, &self.scratch)),
+        }
+    }
+}
+
 /// A side a merged row can be taken from as it is.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Src {
-    Base = 0,
-    Local = 1,
-    Remote = 2,
+    Base,
+    Local,
+    Remote,
 }
 
 /// Where the merged row of one key comes from.
@@ -201,145 +260,142 @@ enum Pick {
     New(Row),
 }
 
-fn merge_table(
+fn walk_table(
     name: &str,
     plan: &TablePlan,
-    sides: [Option<TableSrc<'_>>; 3],
+    cursors: [&mut dyn RowCursor; 3],
+    widths: [(usize, usize); 3],
     out: &mut TableOut,
-    conflicts: &mut Vec<Conflict>,
-    details: &mut Details,
+    st: &mut Walk,
 ) -> Result<(), MergeError> {
-    let mut streams = sides.map(Stream::new);
+    let sides = [SourceSide::Base, SourceSide::Local, SourceSide::Remote];
+    let mut i = 0;
+    let mut streams = cursors.map(|cur| {
+        let s = Stream {
+            cur,
+            proj: plan.proj[i].clone(),
+            scratch: Row(Vec::new()),
+            width: widths[i],
+            prev: RowKey(Vec::new()),
+            started: false,
+            live: false,
+            side: sides[i],
+        };
+        i += 1;
+        s
+    });
+    for s in &mut streams {
+        s.advance(name)?;
+    }
+    let proj = Projections::new(name, plan);
     loop {
-        // The smallest key at the heads, and which sides hold it.
-        let mut min: Option<&RowKey> = None;
-        for s in &streams {
-            if let Some(k) = s.key() {
-                if min.is_none_or(|m| k < m) {
-                    min = Some(k);
-                }
+        let at = {
+            let heads = [streams[0].head(), streams[1].head(), streams[2].head()];
+            // The smallest key at the heads, and which sides hold it.
+            let Some(min) = heads.iter().flatten().map(|(k, _)| *k).min() else {
+                break;
+            };
+            let rows = heads.map(|h| h.filter(|(k, _)| *k == min).map(|(_, r)| r));
+            merge_key(name, plan, &proj, min, rows, out, st);
+            rows.map(|r| r.is_some())
+        };
+        for (s, at) in streams.iter_mut().zip(at) {
+            if at {
+                s.advance(name)?;
             }
         }
-        let Some(min) = min else { break };
-        let at = [0, 1, 2].map(|i| streams[i].key() == Some(min));
-        let mut items: [Option<Item<'_>>; 3] = [None, None, None];
-        for i in 0..3 {
-            if let Some((k, r)) = streams[i].take_if(at[i]) {
-                if r.0.len() != streams[i].width.0 || k.0.len() != streams[i].width.1 {
-                    return Err(MergeError::MalformedRow {
-                        table: name.to_owned(),
-                    });
-                }
-                items[i] = Some((k, plan.proj[i].project(r)));
-            }
-        }
-        let [b, l, r] = items;
-        let bp = b.as_ref().map(|(_, row)| &**row);
-        let lp = l.as_ref().map(|(_, row)| &**row);
-        let rp = r.as_ref().map(|(_, row)| &**row);
-        let row_of = |s: Src| match s {
-            Src::Base => bp,
-            Src::Local => lp,
-            Src::Remote => rp,
-        };
-        // A row missing on one side but present in base is unchanged on that side.
-        let lsrc = if lp.is_some() {
-            Some(Src::Local)
-        } else {
-            bp.map(|_| Src::Base)
-        };
-        let rsrc = if rp.is_some() {
-            Some(Src::Remote)
-        } else {
-            bp.map(|_| Src::Base)
-        };
-        let key: &RowKey = match (&l, &r, &b) {
-            (Some((k, _)), _, _) | (None, Some((k, _)), _) | (None, None, Some((k, _))) => k,
-            (None, None, None) => continue,
-        };
-        let mut same = false;
-        let pick = match (lsrc, rsrc) {
-            (None, None) => continue,
-            (Some(x), None) | (None, Some(x)) => Pick::From(x),
-            (Some(x), Some(y)) => {
-                let (Some(le), Some(re)) = (row_of(x), row_of(y)) else {
-                    continue;
-                };
-                if le == re {
-                    // The common case: both sides hold the same row.
-                    same = x == Src::Local && y == Src::Remote;
-                    Pick::From(x)
-                } else if bp == Some(le) {
-                    one_side(plan, y, re, le)
-                } else if bp == Some(re) {
-                    one_side(plan, x, le, re)
-                } else {
-                    let (row, c) = merge_row(plan, bp, le, re);
-                    if let Some(c) = c {
-                        out.counts.conflicts += 1;
-                        conflicts.push(Conflict {
-                            table: name.to_owned(),
-                            key: key.clone(),
-                            columns: c.columns.iter().map(|&i| plan.columns[i].clone()).collect(),
-                            winner: c.winner,
-                            deletion: c.deletion,
-                            loser_in_history: c.loser_in_history,
-                        });
-                    }
-                    Pick::New(row)
-                }
-            }
-        };
-        let merged: &Row = match &pick {
-            Pick::From(s) => match row_of(*s) {
-                Some(row) => row,
-                None => continue,
-            },
-            Pick::New(row) => row,
-        };
-        let local_stale = !same && !pick_is(&pick, Src::Local) && lp != Some(merged);
-        let remote_stale = !same && !pick_is(&pick, Src::Remote) && rp != Some(merged);
-        if local_stale {
-            note(
-                plan,
-                name,
-                key,
-                Side::Local,
-                lp,
-                merged,
-                &mut out.counts,
-                details,
-            );
-            out.to_local.push((key.clone(), merged.clone()));
-        }
-        if remote_stale {
-            note(
-                plan,
-                name,
-                key,
-                Side::Remote,
-                rp,
-                merged,
-                &mut out.counts,
-                details,
-            );
-            out.to_remote.push((key.clone(), merged.clone()));
-        }
-        // Move the row and its key out of an owned side (a borrowed one is cloned).
-        let mut parts = [b, l, r];
-        let taken = match pick {
-            Pick::From(s) => parts[s as usize].take(),
-            Pick::New(row) => {
-                let k = [1, 2, 0]
-                    .into_iter()
-                    .find_map(|i| parts[i].take().map(|(k, _)| k));
-                k.map(|k| (k, Cow::Owned(row)))
-            }
-        };
-        let Some((key, row)) = taken else { continue };
-        out.merged.push((key.into_owned(), row.into_owned()));
     }
     Ok(())
+}
+
+/// Decides the merged row of one key and records what each side must write.
+fn merge_key(
+    name: &str,
+    plan: &TablePlan,
+    proj: &Projections,
+    key: &RowKey,
+    [bp, lp, rp]: [Option<&Row>; 3],
+    out: &mut TableOut,
+    st: &mut Walk,
+) {
+    let row_of = |s: Src| match s {
+        Src::Base => bp,
+        Src::Local => lp,
+        Src::Remote => rp,
+    };
+    // A row missing on one side but present in base is unchanged on that side.
+    let lsrc = if lp.is_some() {
+        Some(Src::Local)
+    } else {
+        bp.map(|_| Src::Base)
+    };
+    let rsrc = if rp.is_some() {
+        Some(Src::Remote)
+    } else {
+        bp.map(|_| Src::Base)
+    };
+    let mut same = false;
+    let pick = match (lsrc, rsrc) {
+        (None, None) => return,
+        (Some(x), None) | (None, Some(x)) => Pick::From(x),
+        (Some(x), Some(y)) => {
+            let (Some(le), Some(re)) = (row_of(x), row_of(y)) else {
+                return;
+            };
+            if le == re {
+                // The common case: both sides hold the same row.
+                same = x == Src::Local && y == Src::Remote;
+                Pick::From(x)
+            } else if bp == Some(le) {
+                one_side(plan, y, re, le)
+            } else if bp == Some(re) {
+                one_side(plan, x, le, re)
+            } else {
+                let (row, c) = merge_row(plan, bp, le, re);
+                if let Some(c) = c {
+                    out.counts.conflicts += 1;
+                    if st.conflict_descr.len() < DETAIL_LIMIT {
+                        st.conflict_descr
+                            .push(Descr::of(name, plan, key, &row, &mut st.needs));
+                    }
+                    st.conflicts.push(Conflict {
+                        table: name.to_owned(),
+                        key: key.clone(),
+                        columns: c.columns.iter().map(|&i| plan.columns[i].clone()).collect(),
+                        winner: c.winner,
+                        deletion: c.deletion,
+                        loser_in_history: c.loser_in_history,
+                    });
+                }
+                Pick::New(row)
+            }
+        }
+    };
+    let merged: &Row = match &pick {
+        Pick::From(s) => match row_of(*s) {
+            Some(row) => row,
+            None => return,
+        },
+        Pick::New(row) => row,
+    };
+    proj.observe(lp, rp, merged, st);
+    let local_stale = !same && !pick_is(&pick, Src::Local) && lp != Some(merged);
+    let remote_stale = !same && !pick_is(&pick, Src::Remote) && rp != Some(merged);
+    if local_stale {
+        note(plan, name, key, Side::Local, lp, merged, &mut out.counts, st);
+        out.to_local.push((key.clone(), merged.clone()));
+    }
+    if remote_stale {
+        note(plan, name, key, Side::Remote, rp, merged, &mut out.counts, st);
+        out.to_remote.push((key.clone(), merged.clone()));
+    }
+    if st.keep_merged {
+        let row = match pick {
+            Pick::New(row) => row,
+            Pick::From(_) => merged.clone(),
+        };
+        out.merged.push((key.clone(), row));
+    }
 }
 
 fn pick_is(p: &Pick, s: Src) -> bool {
@@ -368,7 +424,7 @@ fn note(
     before: Option<&Row>,
     after: &Row,
     counts: &mut Counts,
-    details: &mut Details,
+    st: &mut Walk,
 ) {
     let n = match (side, before.is_some()) {
         (Side::Local, false) => &mut counts.local_added,
@@ -377,11 +433,8 @@ fn note(
         (Side::Remote, true) => &mut counts.remote_updated,
     };
     *n += 1;
-    let kept = match side {
-        Side::Local => &mut details.local,
-        Side::Remote => &mut details.remote,
-    };
-    if *kept >= crate::report::DETAIL_LIMIT {
+    let kept = &mut st.detail_count[side as usize];
+    if *kept >= DETAIL_LIMIT {
         return;
     }
     *kept += 1;
@@ -395,11 +448,120 @@ fn note(
             .map(|(_, c)| c.clone())
             .collect(),
     };
-    details.items.push(Detail {
-        table: table.to_owned(),
-        key: key.clone(),
+    st.details.push(Detail {
+        what: Descr::of(table, plan, key, after, &mut st.needs),
         side,
         added: before.is_none(),
         columns,
     });
+}
+
+/// The projections the sync engine needs instead of the merged content: live items
+/// per side, attachment files, and the titles the report names rows by.
+struct Projections {
+    kind: Kind,
+    uuid: Option<usize>,
+    deleted: Option<usize>,
+    trashed: Option<usize>,
+    password: Option<usize>,
+    title: Option<usize>,
+}
+
+#[derive(PartialEq, Eq)]
+enum Kind {
+    Item,
+    Folder,
+    Attachment,
+    Other,
+}
+
+fn flag(row: &Row, i: Option<usize>) -> bool {
+    i.and_then(|i| row.0.get(i))
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        != 0
+}
+
+impl Projections {
+    fn new(table: &str, plan: &TablePlan) -> Projections {
+        let pos = |c: &str| plan.columns.iter().position(|x| x == c);
+        Projections {
+            kind: match table {
+                "item" => Kind::Item,
+                "folder" => Kind::Folder,
+                "attachment" => Kind::Attachment,
+                _ => Kind::Other,
+            },
+            uuid: pos("uuid"),
+            deleted: pos("deleted"),
+            trashed: pos("trashed"),
+            password: pos("password"),
+            title: pos("title"),
+        }
+    }
+
+    fn uuid<'r>(&self, row: &'r Row) -> Option<&'r str> {
+        self.uuid.and_then(|i| row.0.get(i)).and_then(Value::as_str)
+    }
+
+    fn observe(&self, local: Option<&Row>, remote: Option<&Row>, merged: &Row, st: &mut Walk) {
+        match self.kind {
+            Kind::Other => {}
+            Kind::Item => {
+                if self.uuid(merged).is_none() {
+                    return;
+                }
+                let live = |r: &Row| !flag(r, self.deleted) && !flag(r, self.trashed);
+                let now = live(merged);
+                let l = &mut st.live;
+                if local.is_some_and(live) {
+                    l.local += 1;
+                    l.local_lost += usize::from(!now);
+                }
+                if remote.is_some_and(live) {
+                    l.remote += 1;
+                    l.remote_lost += usize::from(!now);
+                }
+                l.merged += usize::from(now);
+                self.title(merged, true, st);
+            }
+            Kind::Folder => self.title(merged, false, st),
+            Kind::Attachment => {
+                let Some(uuid) = self.uuid(merged) else {
+                    return;
+                };
+                // The vault keeps an attachment's content in its own file exactly when
+                // the row carries that file's key (`password`); inline ones have none.
+                let external = match self.password.and_then(|i| merged.0.get(i)) {
+                    Some(Value::Blob(b)) => !b.is_empty(),
+                    Some(Value::Text(s)) => !s.is_empty(),
+                    _ => false,
+                };
+                if !external {
+                    return;
+                }
+                let set = if flag(merged, self.deleted) {
+                    &mut st.files.dead
+                } else {
+                    &mut st.files.live
+                };
+                set.insert(uuid.to_owned());
+            }
+        }
+    }
+
+    /// Records the title of a folder or item the report has to name.
+    fn title(&self, merged: &Row, item: bool, st: &mut Walk) {
+        let Some(uuid) = self.uuid(merged) else {
+            return;
+        };
+        let title = self
+            .title
+            .and_then(|i| merged.0.get(i))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        if let Some(title) = title {
+            st.needs.found(item, uuid, title);
+        }
+    }
 }

@@ -93,7 +93,9 @@ mod row;
 
 pub use history::history_values;
 pub use report::{MergeReport, TableSummary};
-pub use syncfabric_vault::{Row, RowKey, Snapshot, Table, Value};
+pub use syncfabric_vault::{
+    Row, RowCursor, RowKey, RowSource, Snapshot, Table, TableSchema, Value,
+};
 
 /// One side of a merge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -164,15 +166,65 @@ pub struct Conflict {
     pub loser_in_history: Option<bool>,
 }
 
-/// The result of [`merge`].
+/// Which input of a merge (for errors naming a source).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceSide {
+    /// The base (last synced content).
+    Base,
+    /// The local side.
+    Local,
+    /// The remote side.
+    Remote,
+}
+
+/// How [`merge_sources`] runs.
+#[derive(Clone, Debug, Default)]
+pub struct MergeOptions {
+    /// Collect the whole merged content into [`MergeOutcome::merged`]. Costs about
+    /// 1 KB per row of the vault: meant for tests and small inputs ([`merge`] sets it).
+    /// The sync engine leaves it off and uses the projections instead.
+    pub keep_merged: bool,
+}
+
+/// Live items (`item` rows with `deleted` and `trashed` both 0 or NULL, and a text
+/// `uuid`), counted per side: what a mass-delete guard needs, without holding the
+/// items. `local_lost` counts items live on the local side (as the local source holds
+/// them) that the merge leaves not live; `remote_lost` the same for the remote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveItems {
+    /// Live items of the local source.
+    pub local: usize,
+    /// Of those, items not live after the merge.
+    pub local_lost: usize,
+    /// Live items of the remote source.
+    pub remote: usize,
+    /// Of those, items not live after the merge.
+    pub remote_lost: usize,
+    /// Live items after the merge.
+    pub merged: usize,
+}
+
+/// Attachments of the merged content whose data lives in its own
+/// `<uuid>.enpassattach` file (rows of `attachment` with a non-empty `password`, the
+/// file's key; inline attachments have none), by uuid.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttachmentFiles {
+    /// Not deleted: the files both sides must hold.
+    pub live: std::collections::BTreeSet<String>,
+    /// Tombstoned (`deleted` non-zero): files nobody needs any more.
+    pub dead: std::collections::BTreeSet<String>,
+}
+
+/// The result of [`merge`] and [`merge_sources`].
 #[derive(Clone, Debug)]
 pub struct MergeOutcome {
-    /// The merged content: every table and row of any side, merged. Keep it as the base
-    /// of the next sync once it is committed.
-    pub merged: Snapshot,
-    /// A partial snapshot: the rows of `merged` that the local side lacks or holds
-    /// differently (upsert each whole row), in `merged`'s columns. A table also appears
-    /// (possibly without rows) when the local side lacks it or has other columns.
+    /// The merged content (every table and row of any side, merged), when asked for
+    /// ([`MergeOptions::keep_merged`]; always with [`merge`]); `None` otherwise.
+    pub merged: Option<Snapshot>,
+    /// A partial snapshot: the rows of the merged content that the local side lacks or
+    /// holds differently (upsert each whole row), in the merged columns. A table also
+    /// appears (possibly without rows) when the local side lacks it or has other
+    /// columns.
     pub to_local: Snapshot,
     /// The same for the remote side: non-empty means the remote must be rewritten.
     pub to_remote: Snapshot,
@@ -180,6 +232,10 @@ pub struct MergeOutcome {
     pub conflicts: Vec<Conflict>,
     /// What happened, for people (no secret values).
     pub report: MergeReport,
+    /// Live items per side and after the merge (for a mass-delete guard).
+    pub live_items: LiveItems,
+    /// The attachment files the merged content references.
+    pub attachment_files: AttachmentFiles,
 }
 
 impl MergeOutcome {
@@ -195,7 +251,7 @@ impl MergeOutcome {
 }
 
 /// Why snapshots cannot be merged. Messages name tables and columns, never values.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MergeError {
     /// The sides disagree on a table's key columns.
@@ -224,37 +280,61 @@ pub enum MergeError {
         /// The table.
         table: String,
     },
+    /// A source gave a row whose key is not greater than the previous one (a
+    /// [`RowSource`] must yield strictly ascending keys; a database column holding text
+    /// that is not UTF-8 can break that order).
+    #[error("table {table}: the {side:?} rows are not in ascending key order")]
+    Unsorted {
+        /// The source.
+        side: SourceSide,
+        /// The table.
+        table: String,
+    },
+    /// A source could not be read.
+    #[error("reading the {side:?} side{}: {source}", table.as_ref().map(|t| format!(", table {t}")).unwrap_or_default())]
+    Source {
+        /// The source.
+        side: SourceSide,
+        /// The table being read, if any.
+        table: Option<String>,
+        /// The vault's error.
+        #[source]
+        source: syncfabric_vault::Error,
+    },
 }
 
-/// Merges `local` and `remote` against `base` (the snapshot both last agreed on;
-/// `None` for a first, two-way sync). See the crate docs for the rules.
+/// Merges the in-memory snapshots `local` and `remote` against `base` (the snapshot both
+/// last agreed on; `None` for a first, two-way sync), keeping the merged content
+/// ([`MergeOutcome::merged`] is `Some`). See the crate docs for the rules. The same
+/// walk as [`merge_sources`], which is what the sync engine calls.
 ///
 /// Pure and deterministic; `merge(b, l, r).merged == merge(b, r, l).merged`;
-/// `merge(x, x, x).merged == x`. Errors only on malformed input ([`MergeError`]).
+/// `merge(x, x, x).merged == Some(x)`. Errors only on malformed input ([`MergeError`]).
 pub fn merge(
     base: Option<&Snapshot>,
     local: &Snapshot,
     remote: &Snapshot,
 ) -> Result<MergeOutcome, MergeError> {
-    engine::merge(
-        base.map(engine::Input::Borrowed),
-        engine::Input::Borrowed(local),
-        engine::Input::Borrowed(remote),
+    merge_sources(
+        base.map(|b| b as &dyn RowSource),
+        local,
+        remote,
+        &MergeOptions { keep_merged: true },
     )
 }
 
-/// [`merge`] for snapshots the caller no longer needs: the same result, but rows are
-/// moved into the merged snapshot rather than copied, and input rows are freed as the
-/// merge walks past them. Use it when the inputs are large (it saves a full copy of
-/// the vault in memory and most of the time).
-pub fn merge_owned(
-    base: Option<Snapshot>,
-    local: Snapshot,
-    remote: Snapshot,
+/// Merges three [`RowSource`]s (in-memory snapshots, a vault, verified database files)
+/// by one lockstep walk over their key-sorted rows. Memory is what the outcome holds
+/// (the rows each side must write, the conflicts, the report) plus one row per source,
+/// not the vault: nothing else is kept unless [`MergeOptions::keep_merged`] is set.
+///
+/// Errors: [`MergeError`] for malformed or unsorted input, [`MergeError::Source`] when a
+/// source fails to read.
+pub fn merge_sources(
+    base: Option<&dyn RowSource>,
+    local: &dyn RowSource,
+    remote: &dyn RowSource,
+    opts: &MergeOptions,
 ) -> Result<MergeOutcome, MergeError> {
-    engine::merge(
-        base.map(engine::Input::Owned),
-        engine::Input::Owned(local),
-        engine::Input::Owned(remote),
-    )
+    engine::merge(base, local, remote, opts)
 }

@@ -1,9 +1,7 @@
 //! Per-table preparation: the merged column list, how each side's rows map onto it, and
 //! the column groups the row merge resolves together.
 
-use std::borrow::Cow;
-
-use syncfabric_vault::{Row, Table, Value};
+use syncfabric_vault::{Row, TableSchema, Value};
 
 use crate::MergeError;
 
@@ -67,14 +65,20 @@ impl Projection {
         }
     }
 
-    /// The row seen through the merged columns (moved through when the columns match).
-    pub(crate) fn project<'a>(&self, row: Cow<'a, Row>) -> Cow<'a, Row> {
+    /// `row` seen through the merged columns, written into `out` (its buffers reused).
+    /// The identity projection copies the row.
+    pub(crate) fn project_into(&self, row: &Row, out: &mut Row) {
         match self {
-            Projection::Identity => row,
-            Projection::Map(map) => Cow::Owned(Row(map
-                .iter()
-                .map(|i| i.and_then(|i| row.0.get(i)).cloned().unwrap_or(Value::Null))
-                .collect())),
+            Projection::Identity => out.0.clone_from(&row.0),
+            Projection::Map(map) => {
+                out.0.resize(map.len(), Value::Null);
+                for (slot, i) in out.0.iter_mut().zip(map) {
+                    match i.and_then(|i| row.0.get(i)) {
+                        Some(v) => slot.clone_from(v),
+                        None => *slot = Value::Null,
+                    }
+                }
+            }
         }
     }
 }
@@ -108,8 +112,11 @@ fn is_clock(name: &str) -> bool {
 
 impl TablePlan {
     /// Plans the merge of one table present on at least one side.
-    pub(crate) fn new(name: &str, sides: [Option<&Table>; 3]) -> Result<TablePlan, MergeError> {
-        let present: Vec<&Table> = sides.iter().flatten().copied().collect();
+    pub(crate) fn new(
+        name: &str,
+        sides: [Option<&TableSchema>; 3],
+    ) -> Result<TablePlan, MergeError> {
+        let present: Vec<&TableSchema> = sides.iter().flatten().copied().collect();
         let first = present.first().ok_or_else(|| MergeError::MalformedTable {
             table: name.to_owned(),
         })?;

@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use syncfabric_vault::{Row, RowKey, Snapshot, Table, Value};
+use syncfabric_vault::{Row, RowKey, Value};
 
 use crate::engine::Counts;
+use crate::plan::TablePlan;
 use crate::{Conflict, Deletion, Side, Winner};
 
 /// Rows per direction (and conflicts) described one by one; the rest are counted.
@@ -16,11 +17,140 @@ pub(crate) const DETAIL_LIMIT: usize = 100;
 /// A row one side must write, kept for the report.
 #[derive(Debug)]
 pub(crate) struct Detail {
-    pub table: String,
-    pub key: RowKey,
+    pub what: Descr,
     pub side: Side,
     pub added: bool,
     pub columns: Vec<String>,
+}
+
+/// How the report names a row: taken from the merged row when the row is met, with
+/// the titles of the folder and item it belongs to filled in at the end (they are
+/// merged last, see `engine::TITLE_TABLES`).
+#[derive(Debug)]
+pub(crate) enum Descr {
+    /// Fully named.
+    Done(String),
+    /// `field <label> of <item>`.
+    Field { label: String, item: Option<String> },
+    /// `<item> in folder <folder>`.
+    Membership {
+        item: Option<String>,
+        folder: Option<String>,
+    },
+    /// `attachment <name> of <item>`.
+    Attachment { name: String, item: Option<String> },
+}
+
+/// The folder and item uuids the report names, and their titles once merged.
+#[derive(Debug, Default)]
+pub(crate) struct Needs {
+    items: BTreeMap<String, Option<String>>,
+    folders: BTreeMap<String, Option<String>>,
+}
+
+impl Needs {
+    fn need(&mut self, item: bool, uuid: Option<&str>) -> Option<String> {
+        let uuid = uuid?;
+        let m = if item {
+            &mut self.items
+        } else {
+            &mut self.folders
+        };
+        m.entry(uuid.to_owned()).or_insert(None);
+        Some(uuid.to_owned())
+    }
+
+    /// The merged title of a folder or item, kept if the report names it.
+    pub(crate) fn found(&mut self, item: bool, uuid: &str, title: &str) {
+        let m = if item {
+            &mut self.items
+        } else {
+            &mut self.folders
+        };
+        if let Some(slot) = m.get_mut(uuid) {
+            *slot = Some(title.to_owned());
+        }
+    }
+
+    fn title(&self, item: bool, uuid: &str) -> Option<String> {
+        let m = if item { &self.items } else { &self.folders };
+        m.get(uuid).cloned().flatten().map(|s| format!("{s:?}"))
+    }
+
+    fn item(&self, uuid: &Option<String>) -> String {
+        match uuid {
+            Some(u) => match self.title(true, u) {
+                Some(t) => format!("item {t}"),
+                None => format!("item {u}"),
+            },
+            None => "an unknown item".into(),
+        }
+    }
+}
+
+fn text<'a>(plan: &TablePlan, row: &'a Row, col: &str) -> Option<&'a str> {
+    plan.columns
+        .iter()
+        .position(|c| c == col)
+        .and_then(|i| row.0.get(i))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+impl Descr {
+    /// Names a row by what a person sees, never by a secret value.
+    pub(crate) fn of(
+        table: &str,
+        plan: &TablePlan,
+        key: &RowKey,
+        row: &Row,
+        needs: &mut Needs,
+    ) -> Descr {
+        let t = |c: &str| text(plan, row, c);
+        match table {
+            "item" => Descr::Done(format!(
+                "item {}",
+                t("title").map_or_else(|| key_text(key), |s| format!("{s:?}"))
+            )),
+            "itemfield" => Descr::Field {
+                label: t("label").or_else(|| t("type")).unwrap_or("field").to_owned(),
+                item: needs.need(true, t("item_uuid")),
+            },
+            "folder" => Descr::Done(format!(
+                "folder {}",
+                t("title").map_or_else(|| key_text(key), |s| format!("{s:?}"))
+            )),
+            "folder_items" => Descr::Membership {
+                item: needs.need(true, t("item_uuid")),
+                folder: needs.need(false, t("folder_uuid")),
+            },
+            "attachment" => Descr::Attachment {
+                name: t("name").unwrap_or("attachment").to_owned(),
+                item: needs.need(true, t("item_uuid")),
+            },
+            _ => Descr::Done(match t("title") {
+                Some(s) => format!("{table} {s:?}"),
+                None => format!("{table} row {}", key_text(key)),
+            }),
+        }
+    }
+
+    fn render(&self, needs: &Needs) -> String {
+        match self {
+            Descr::Done(s) => s.clone(),
+            Descr::Field { label, item } => format!("field {label:?} of {}", needs.item(item)),
+            Descr::Membership { item, folder } => {
+                let folder = match folder {
+                    Some(f) => needs.title(false, f).unwrap_or_else(|| f.clone()),
+                    None => "?".into(),
+                };
+                format!("{} in folder {folder}", needs.item(item))
+            }
+            Descr::Attachment { name, item } => {
+                format!("attachment {name:?} of {}", needs.item(item))
+            }
+        }
+    }
 }
 
 /// What the merge did to one table, in row counts.
@@ -41,7 +171,10 @@ pub struct TableSummary {
 }
 
 /// A report a person can read: per-table counts, then one line per changed row (the
-/// first 100 per direction) and per conflict (the first 100). `Display` renders it.
+/// first 100 per direction) and per conflict (the first 100). Lines follow the merge's
+/// walk: tables in name order, except `folder` and `item`, which come last (rows of
+/// other tables are named by the title of their folder and item, known once those are
+/// merged). `Display` renders it.
 /// Safe to log: it holds titles, labels and column names, never values.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MergeReport {
@@ -56,11 +189,13 @@ pub struct MergeReport {
 }
 
 impl MergeReport {
+    /// `conflicts` in walk order, the first of them described by `descr`.
     pub(crate) fn build(
-        merged: &Snapshot,
         counts: BTreeMap<String, Counts>,
         details: Vec<Detail>,
         conflicts: &[Conflict],
+        descr: Vec<Descr>,
+        needs: &Needs,
     ) -> MergeReport {
         let mut report = MergeReport::default();
         for (table, c) in counts {
@@ -77,7 +212,7 @@ impl MergeReport {
             });
         }
         for d in details {
-            let what = describe(merged, &d.table, &d.key);
+            let what = d.what.render(needs);
             let line = if d.added {
                 format!("new {what}")
             } else {
@@ -88,8 +223,10 @@ impl MergeReport {
                 Side::Remote => report.remote_lines.push(line),
             }
         }
-        for c in conflicts.iter().take(DETAIL_LIMIT) {
-            report.conflict_lines.push(describe_conflict(merged, c));
+        for (c, what) in conflicts.iter().zip(descr) {
+            report
+                .conflict_lines
+                .push(describe_conflict(&what.render(needs), c));
         }
         if conflicts.len() > DETAIL_LIMIT {
             report.conflict_lines.push(format!(
@@ -113,8 +250,7 @@ fn side_name(s: Side) -> &'static str {
     }
 }
 
-fn describe_conflict(merged: &Snapshot, c: &Conflict) -> String {
-    let what = describe(merged, &c.table, &c.key);
+fn describe_conflict(what: &str, c: &Conflict) -> String {
     let mut parts = Vec::new();
     if !c.columns.is_empty() {
         let how = match c.winner {
@@ -150,64 +286,6 @@ fn describe_conflict(merged: &Snapshot, c: &Conflict) -> String {
         None => {}
     }
     format!("{what}: {}", parts.join("; "))
-}
-
-fn text<'a>(t: &Table, row: &'a Row, col: &str) -> Option<&'a str> {
-    t.get(row, col)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-}
-
-fn title_of(merged: &Snapshot, table: &str, uuid: Option<&str>) -> Option<String> {
-    let uuid = uuid?;
-    let t = merged.table(table)?;
-    let row = t.rows.get(&RowKey(vec![Value::Text(uuid.to_owned())]))?;
-    text(t, row, "title").map(|s| format!("{s:?}"))
-}
-
-/// Names a row by what a person sees, never by a secret value.
-fn describe(merged: &Snapshot, table: &str, key: &RowKey) -> String {
-    let found = merged
-        .table(table)
-        .and_then(|t| t.rows.get(key).map(|r| (t, r)));
-    let Some((t, row)) = found else {
-        return format!("{table} row {}", key_text(key));
-    };
-    let item = |col: &str| {
-        title_of(merged, "item", text(t, row, col))
-            .map(|s| format!("item {s}"))
-            .or_else(|| text(t, row, col).map(|u| format!("item {u}")))
-            .unwrap_or_else(|| "an unknown item".into())
-    };
-    match table {
-        "item" => format!(
-            "item {}",
-            text(t, row, "title").map_or_else(|| key_text(key), |s| format!("{s:?}"))
-        ),
-        "itemfield" => {
-            let label = text(t, row, "label")
-                .or_else(|| text(t, row, "type"))
-                .unwrap_or("field");
-            format!("field {label:?} of {}", item("item_uuid"))
-        }
-        "folder" => format!(
-            "folder {}",
-            text(t, row, "title").map_or_else(|| key_text(key), |s| format!("{s:?}"))
-        ),
-        "folder_items" => {
-            let folder = title_of(merged, "folder", text(t, row, "folder_uuid"))
-                .unwrap_or_else(|| text(t, row, "folder_uuid").unwrap_or("?").to_owned());
-            format!("{} in folder {folder}", item("item_uuid"))
-        }
-        "attachment" => {
-            let name = text(t, row, "name").unwrap_or("attachment");
-            format!("attachment {name:?} of {}", item("item_uuid"))
-        }
-        _ => match text(t, row, "title") {
-            Some(s) => format!("{table} {s:?}"),
-            None => format!("{table} row {}", key_text(key)),
-        },
-    }
 }
 
 /// A row key for people: integers and short text as they are, the rest by size.

@@ -11,7 +11,10 @@ use std::collections::BTreeSet;
 
 use common::*;
 use proptest::prelude::*;
-use syncfabric_merge::{merge, merge_owned, MergeOutcome, Row, RowKey, Snapshot, Table, Value};
+use syncfabric_merge::{
+    merge, merge_sources, AttachmentFiles, LiveItems, MergeOptions, MergeOutcome, Row, RowKey,
+    RowSource, Snapshot, Table, Value,
+};
 
 const T0: i64 = 1_600_000_000;
 const ITEMS: [&str; 4] = [
@@ -140,6 +143,73 @@ fn apply(target: &Snapshot, changes: &Snapshot) -> Snapshot {
     out
 }
 
+/// Live items of a snapshot: uuid -> live.
+fn liveness(s: &Snapshot) -> std::collections::BTreeMap<String, bool> {
+    let Some(t) = s.table("item") else {
+        return Default::default();
+    };
+    let flag = |r: &Row, c: &str| t.get(r, c).and_then(Value::as_i64).unwrap_or(0) != 0;
+    t.rows
+        .values()
+        .filter_map(|r| {
+            let uuid = t.get(r, "uuid")?.as_str()?.to_owned();
+            Some((uuid, !flag(r, "deleted") && !flag(r, "trashed")))
+        })
+        .collect()
+}
+
+/// What `MergeOutcome::live_items` must say, computed from whole snapshots.
+fn live_items(l: &Snapshot, r: &Snapshot, m: &Snapshot) -> LiveItems {
+    let (lv, rv, mv) = (liveness(l), liveness(r), liveness(m));
+    let count = |side: &std::collections::BTreeMap<String, bool>| {
+        let live: Vec<&String> = side.iter().filter(|(_, v)| **v).map(|(k, _)| k).collect();
+        let lost = live.iter().filter(|u| mv.get(**u) != Some(&true)).count();
+        (live.len(), lost)
+    };
+    let ((local, local_lost), (remote, remote_lost)) = (count(&lv), count(&rv));
+    LiveItems {
+        local,
+        local_lost,
+        remote,
+        remote_lost,
+        merged: mv.values().filter(|v| **v).count(),
+    }
+}
+
+/// What `MergeOutcome::attachment_files` must say (the fixtures have no attachments
+/// table unless a test adds one: then both are empty).
+fn attachment_files(m: &Snapshot) -> AttachmentFiles {
+    let mut out = AttachmentFiles::default();
+    let Some(t) = m.table("attachment") else {
+        return out;
+    };
+    for r in t.rows.values() {
+        let external = match t.get(r, "password") {
+            Some(Value::Blob(b)) => !b.is_empty(),
+            Some(Value::Text(s)) => !s.is_empty(),
+            _ => false,
+        };
+        let Some(uuid) = t.get(r, "uuid").and_then(Value::as_str) else {
+            continue;
+        };
+        if external {
+            let dead = t.get(r, "deleted").and_then(Value::as_i64).unwrap_or(0) != 0;
+            if dead { &mut out.dead } else { &mut out.live }.insert(uuid.to_owned());
+        }
+    }
+    out
+}
+
+/// Everything but the merged content.
+fn same_changes(a: &MergeOutcome, b: &MergeOutcome) -> bool {
+    a.to_local == b.to_local
+        && a.to_remote == b.to_remote
+        && a.conflicts == b.conflicts
+        && a.report == b.report
+        && a.live_items == b.live_items
+        && a.attachment_files == b.attachment_files
+}
+
 fn same_outcome(a: &MergeOutcome, b: &MergeOutcome) -> bool {
     a.merged == b.merged
         && a.to_local == b.to_local
@@ -254,29 +324,40 @@ impl World {
         let l = &self.locals[k];
         let r = &self.remote;
         let out = merge(b, l, r).expect("merge");
-        let m = &out.merged;
+        let m = out.m();
 
         // Deterministic.
         prop_assert!(
             same_outcome(&out, &merge(b, l, r).unwrap()),
             "not deterministic"
         );
-        // The owned variant gives exactly the same outcome.
-        let owned = merge_owned(b.cloned(), l.clone(), r.clone()).unwrap();
-        prop_assert!(same_outcome(&out, &owned), "merge_owned differs from merge");
+        // The streaming entry point (what the sync engine calls) gives the same
+        // outcome without keeping the merged content, and its projections match the
+        // merged content.
+        let streamed = merge_sources(
+            b.map(|x| x as &dyn RowSource),
+            l,
+            r,
+            &MergeOptions::default(),
+        )
+        .unwrap();
+        prop_assert!(streamed.merged.is_none());
+        prop_assert!(same_changes(&out, &streamed), "merge_sources differs from merge");
+        prop_assert_eq!(streamed.live_items, live_items(l, r, m));
+        prop_assert_eq!(&streamed.attachment_files, &attachment_files(m));
         // Symmetric in local/remote.
         let rev = merge(b, r, l).unwrap();
-        prop_assert!(rev.merged == *m, "not symmetric");
+        prop_assert!(*rev.m() == *m, "not symmetric");
         prop_assert_eq!(&rev.to_local, &out.to_remote);
         // Idempotent: merge(x,x,x) = x, and merging the result again changes nothing.
         let same = merge(Some(m), m, m).unwrap();
-        prop_assert!(same.merged == *m && !same.local_needs_apply() && !same.remote_needs_upload());
+        prop_assert!(*same.m() == *m && !same.local_needs_apply() && !same.remote_needs_upload());
         prop_assert!(
-            merge(b, m, r).unwrap().merged == *m,
+            merge(b, m, r).unwrap().merged.unwrap() == *m,
             "re-merge with remote changed the result"
         );
         prop_assert!(
-            merge(b, l, m).unwrap().merged == *m,
+            merge(b, l, m).unwrap().merged.unwrap() == *m,
             "re-merge with local changed the result"
         );
         // The change sets turn each side into the merged snapshot.
@@ -332,7 +413,7 @@ impl World {
                 }
             }
         }
-        let m = out.merged;
+        let m = out.m().clone();
         self.locals[k] = m.clone();
         self.bases[k] = Some(m.clone());
         self.remote = m;
@@ -394,8 +475,8 @@ proptest! {
         }
         let (l, r) = (&w.locals[0], &w.locals[1]);
         let out = merge(None, l, r).unwrap();
-        prop_assert!(merge(None, r, l).unwrap().merged == out.merged);
-        prop_assert!(merge(None, &out.merged, r).unwrap().merged == out.merged);
-        prop_assert!(merge(None, &out.merged, &out.merged).unwrap().merged == out.merged);
+        prop_assert!(merge(None, r, l).unwrap().merged.unwrap() == *out.m());
+        prop_assert!(merge(None, out.m(), r).unwrap().merged.unwrap() == *out.m());
+        prop_assert!(merge(None, out.m(), out.m()).unwrap().merged.unwrap() == *out.m());
     }
 }

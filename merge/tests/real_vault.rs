@@ -2,7 +2,11 @@
 //! into vaults that open and show both sides' edits. Uses the vault crate's API:
 //! open, edit, snapshot, apply.
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::Merged;
 
 use syncfabric_merge::{history_values, merge, Snapshot};
 use syncfabric_vault::{field_type, NewItem, Secret, Vault};
@@ -160,12 +164,12 @@ fn two_diverged_copies_of_the_real_vault_merge_into_vaults_with_both_sides_edits
     let (sa, sb) = (open(&da).snapshot().unwrap(), open(&db).snapshot().unwrap());
     // (Compared with history entries' keys in one order: the vault's snapshot writes
     // them as {"value","updated_at"}, the merge as {"updated_at","value"}.)
-    assert_eq!(normalized(&sa), normalized(&out.merged));
-    assert_eq!(normalized(&sb), normalized(&out.merged));
-    let again = merge(Some(&out.merged), &sa, &sb).unwrap();
+    assert_eq!(normalized(&sa), normalized(&out.m()));
+    assert_eq!(normalized(&sb), normalized(&out.m()));
+    let again = merge(Some(&out.m()), &sa, &sb).unwrap();
     assert!(!again.local_needs_apply() && !again.remote_needs_upload());
     let hist = history_values(
-        out.merged
+        out.m()
             .table("itemfield")
             .unwrap()
             .rows
@@ -173,7 +177,7 @@ fn two_diverged_copies_of_the_real_vault_merge_into_vaults_with_both_sides_edits
             .find(|(k, _)| k.0[0].as_str() == Some(LOGIN) && k.0[1].as_i64() == Some(11))
             .map(|(_, r)| {
                 &r.0[out
-                    .merged
+                    .m()
                     .table("itemfield")
                     .unwrap()
                     .column_index("history")

@@ -395,3 +395,15 @@ pub fn move_item(s: &mut Snapshot, uuid: &str, folder: &str, at: i64) {
 pub fn history_of(s: &Snapshot, item: &str, uid: i64) -> Vec<String> {
     syncfabric_merge::history_values(&get(s, "itemfield", &field_key(item, uid), "history"))
 }
+
+/// The merged content of an outcome that kept it (`merge` always does).
+pub trait Merged {
+    /// `outcome.merged`, which `merge` always fills.
+    fn m(&self) -> &Snapshot;
+}
+
+impl Merged for syncfabric_merge::MergeOutcome {
+    fn m(&self) -> &Snapshot {
+        self.merged.as_ref().expect("merge keeps the merged content")
+    }
+}
