@@ -1,1 +1,661 @@
-//! A fake OAuth 2 authorisation server for the device-flow tests (issue #8; being written).
+//! A fake OAuth 2 authorisation server on 127.0.0.1 for the device-flow tests: the
+//! device authorisation endpoint of RFC 8628 and a token endpoint with the
+//! `device_code` (RFC 8628 §3.4) and `refresh_token` (RFC 6749 §6) grants, answering
+//! errors with RFC 6749 §5.2 bodies. A test scripts what the person does and reads
+//! back what the client did:
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use syncfabric_conformance::oauth_fake::{OAuthFake, Step};
+//! let fake = OAuthFake::start("test-client").await?;
+//! fake.set_interval(5);
+//! fake.script([Step::Pending, Step::SlowDown, Step::Pending, Step::Approve]);
+//! // point the client at fake.device_authorization_url() and fake.token_url() …
+//! for poll in fake.polls() {
+//!     println!("{:?} after {:?}, asked {:?}", poll.answer, poll.gap, poll.interval_asked);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Behaviours, with the section each follows:
+//! - `POST /devicecode` (RFC 8628 §3.1): form `client_id`, `scope`. Answers §3.2's
+//!   `device_code`, `user_code`, `verification_uri`, `verification_uri_complete`
+//!   (unless turned off, §3.3.1), `expires_in`, `interval`. An unknown client id is
+//!   `400 invalid_client` (RFC 6749 §5.2).
+//! - `POST /token` with `grant_type=urn:ietf:params:oauth:grant-type:device_code`
+//!   (RFC 8628 §3.4): each poll of a live device code takes the next [`Step`] of the
+//!   script (an empty script means `authorization_pending`) and answers as §3.5 says:
+//!   `authorization_pending`, `slow_down` (the interval in force grows by 5 s for
+//!   this and every later poll), `expired_token`, `access_denied` (both final: later
+//!   polls get the same), or the tokens (§3.5 → RFC 6749 §5.1: `access_token`,
+//!   `token_type`, `expires_in`, `refresh_token`, `scope`). A code already exchanged is
+//!   `invalid_grant` (RFC 6749 §5.2).
+//! - `POST /token` with `grant_type=refresh_token` (RFC 6749 §6): a live refresh token
+//!   gets a new access token and — when rotation is on (the default), as Microsoft's
+//!   platform does — a new refresh token; the old one stops working. An unknown, used
+//!   or revoked one is `400 invalid_grant` (§5.2).
+//! - Any other grant is `400 unsupported_grant_type` (§5.2); all token answers carry
+//!   `Cache-Control: no-store` (§5.1).
+//!
+//! Every poll is recorded with the time it arrived (tokio's clock, so a test with
+//! paused time gets exact gaps), the gap since the previous poll of the same code, and
+//! the interval the fake had asked for at that moment: a test checks the client's
+//! pacing by comparing those, never by reading a wall clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+/// What the person does by the time of one poll (RFC 8628 §3.5 answers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Not yet: `authorization_pending`.
+    Pending,
+    /// The client polls too often: `slow_down` (+5 s from now on).
+    SlowDown,
+    /// The code ran out: `expired_token`.
+    Expired,
+    /// The person refused: `access_denied`.
+    Denied,
+    /// The person approved: the tokens.
+    Approve,
+}
+
+/// One poll of the token endpoint with a device code.
+#[derive(Clone, Debug)]
+pub struct Poll {
+    /// When it arrived (tokio's clock).
+    pub at: Instant,
+    /// Time since the previous poll of the same device code (`None` for the first).
+    pub gap: Option<Duration>,
+    /// The interval the fake had asked for when this poll arrived (the start interval
+    /// plus 5 s for each `slow_down` answered before it).
+    pub interval_asked: Duration,
+    /// The `error` code answered, or `"tokens"`.
+    pub answer: &'static str,
+}
+
+impl Poll {
+    /// Whether the poll came sooner than the interval asked (RFC 8628 §3.5 says the
+    /// client must wait at least that long). The first poll is never early.
+    pub fn early(&self) -> bool {
+        self.gap.is_some_and(|g| g < self.interval_asked)
+    }
+}
+
+/// One refresh-token grant the fake answered.
+#[derive(Clone, Debug)]
+pub struct Refresh {
+    /// The refresh token presented.
+    pub presented: String,
+    /// `"tokens"` or the `error` code answered.
+    pub answer: &'static str,
+}
+
+struct Device {
+    scope: String,
+    interval: u64,
+    last_poll: Option<Instant>,
+    /// `None` while live; the final error once expired or denied; `Some("used")` after
+    /// the tokens were issued.
+    finished: Option<&'static str>,
+}
+
+struct State {
+    client_id: String,
+    interval: u64,
+    expires_in: u64,
+    complete_uri: bool,
+    access_ttl: u64,
+    rotate: bool,
+    script: VecDeque<Step>,
+    devices: HashMap<String, Device>,
+    /// refresh token → scope, for the live ones.
+    refresh_live: HashMap<String, String>,
+    access_live: HashMap<String, Instant>,
+    issued_access: Vec<String>,
+    issued_refresh: Vec<String>,
+    polls: Vec<Poll>,
+    refreshes: Vec<Refresh>,
+    device_requests: u64,
+    scopes_asked: Vec<String>,
+    last_user_code: Option<String>,
+    seq: u64,
+    rng: fastrand::Rng,
+}
+
+impl State {
+    fn token(&mut self, kind: &str) -> String {
+        self.seq += 1;
+        let mut s = format!("fake-{kind}-{}-", self.seq);
+        for _ in 0..24 {
+            s.push(self.rng.alphanumeric());
+        }
+        s
+    }
+
+    fn issue(&mut self, scope: &str) -> String {
+        let at = self.token("at");
+        let rt = self.token("rt");
+        self.access_live
+            .insert(at.clone(), Instant::now() + Duration::from_secs(self.access_ttl));
+        self.refresh_live.insert(rt.clone(), scope.to_string());
+        self.issued_access.push(at.clone());
+        self.issued_refresh.push(rt.clone());
+        format!(
+            "{{\"access_token\":{},\"token_type\":\"Bearer\",\"expires_in\":{},\"refresh_token\":{},\"scope\":{}}}",
+            json_str(&at),
+            self.access_ttl,
+            json_str(&rt),
+            json_str(scope)
+        )
+    }
+}
+
+/// The fake server; it stops when dropped.
+pub struct OAuthFake {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for OAuthFake {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl std::fmt::Debug for OAuthFake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthFake").field("addr", &self.addr).finish()
+    }
+}
+
+impl OAuthFake {
+    /// Starts a fake on a free 127.0.0.1 port that knows one public client,
+    /// `client_id`. Defaults: interval 5 s, codes valid 900 s, access tokens valid
+    /// 3600 s, refresh tokens rotate, `verification_uri_complete` given.
+    pub async fn start(client_id: &str) -> std::io::Result<OAuthFake> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State {
+            client_id: client_id.to_string(),
+            interval: 5,
+            expires_in: 900,
+            complete_uri: true,
+            access_ttl: 3600,
+            rotate: true,
+            script: VecDeque::new(),
+            devices: HashMap::new(),
+            refresh_live: HashMap::new(),
+            access_live: HashMap::new(),
+            issued_access: Vec::new(),
+            issued_refresh: Vec::new(),
+            polls: Vec::new(),
+            refreshes: Vec::new(),
+            device_requests: 0,
+            scopes_asked: Vec::new(),
+            last_user_code: None,
+            seq: 0,
+            rng: fastrand::Rng::with_seed(u64::from(addr.port())),
+        }));
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let _ = serve(sock, st).await;
+                });
+            }
+        });
+        Ok(OAuthFake { addr, state, task })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The device authorisation endpoint.
+    pub fn device_authorization_url(&self) -> String {
+        format!("{}/devicecode", self.base_url())
+    }
+
+    /// The token endpoint.
+    pub fn token_url(&self) -> String {
+        format!("{}/token", self.base_url())
+    }
+
+    /// The verification URI the fake tells the person to open.
+    pub fn verification_uri(&self) -> String {
+        format!("{}/device", self.base_url())
+    }
+
+    /// The polling interval (seconds) given with new device codes.
+    pub fn set_interval(&self, secs: u64) {
+        self.lock().interval = secs;
+    }
+
+    /// The lifetime (seconds) given with new device codes.
+    pub fn set_code_lifetime(&self, secs: u64) {
+        self.lock().expires_in = secs;
+    }
+
+    /// Whether new device codes come with `verification_uri_complete`.
+    pub fn set_verification_uri_complete(&self, on: bool) {
+        self.lock().complete_uri = on;
+    }
+
+    /// The `expires_in` (seconds) of access tokens issued from now on.
+    pub fn set_access_ttl(&self, secs: u64) {
+        self.lock().access_ttl = secs;
+    }
+
+    /// Whether a refresh hands out a new refresh token (invalidating the old one).
+    pub fn set_rotation(&self, on: bool) {
+        self.lock().rotate = on;
+    }
+
+    /// Appends steps to the script the device-code polls consume.
+    pub fn script(&self, steps: impl IntoIterator<Item = Step>) {
+        self.lock().script.extend(steps);
+    }
+
+    /// Revokes every refresh token issued so far (the person signed out everywhere,
+    /// or an administrator revoked the sessions): their next use is `invalid_grant`.
+    pub fn revoke_all(&self) {
+        self.lock().refresh_live.clear();
+    }
+
+    /// Makes every access token issued so far invalid (as after a password change);
+    /// [`access_token_valid`](Self::access_token_valid) is then false for them.
+    pub fn invalidate_access_tokens(&self) {
+        self.lock().access_live.clear();
+    }
+
+    /// Whether `token` is an access token this fake issued that is neither expired
+    /// (by tokio's clock) nor invalidated: what a resource server would accept.
+    pub fn access_token_valid(&self, token: &str) -> bool {
+        self.lock()
+            .access_live
+            .get(token)
+            .is_some_and(|until| Instant::now() < *until)
+    }
+
+    /// The user code of the most recent device code, if any.
+    pub fn last_user_code(&self) -> Option<String> {
+        self.lock().last_user_code.clone()
+    }
+
+    /// Every device-code poll so far, in arrival order.
+    pub fn polls(&self) -> Vec<Poll> {
+        self.lock().polls.clone()
+    }
+
+    /// Every refresh-token grant so far, in arrival order.
+    pub fn refreshes(&self) -> Vec<Refresh> {
+        self.lock().refreshes.clone()
+    }
+
+    /// Every access token issued, oldest first.
+    pub fn issued_access_tokens(&self) -> Vec<String> {
+        self.lock().issued_access.clone()
+    }
+
+    /// Every refresh token issued, oldest first.
+    pub fn issued_refresh_tokens(&self) -> Vec<String> {
+        self.lock().issued_refresh.clone()
+    }
+
+    /// How many device codes were handed out.
+    pub fn device_requests(&self) -> u64 {
+        self.lock().device_requests
+    }
+
+    /// The `scope` of each device authorisation request.
+    pub fn scopes_asked(&self) -> Vec<String> {
+        self.lock().scopes_asked.clone()
+    }
+}
+
+struct Answer {
+    status: u16,
+    body: String,
+}
+
+fn oauth_error(status: u16, code: &str, description: &str) -> Answer {
+    Answer {
+        status,
+        body: format!(
+            "{{\"error\":{},\"error_description\":{}}}",
+            json_str(code),
+            json_str(description)
+        ),
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn form_decode(s: &str) -> HashMap<String, String> {
+    let dec = |v: &str| -> String {
+        let b = v.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => {
+                    let hex = |c: u8| (c as char).to_digit(16);
+                    match (hex(b[i + 1]), hex(b[i + 2])) {
+                        (Some(h), Some(l)) => {
+                            out.push((h * 16 + l) as u8);
+                            i += 2;
+                        }
+                        _ => out.push(b'%'),
+                    }
+                }
+                x => out.push(x),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    s.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+/// Reads one HTTP/1.1 request (headers up to 64 KiB, a `Content-Length` body up to
+/// 64 KiB), answers it and closes the connection.
+async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let head_end = loop {
+        let mut chunk = [0u8; 4096];
+        let n = sock.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 64 * 1024 {
+            return Ok(());
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or("");
+    let mut parts = request_line.split(' ');
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let mut length = 0usize;
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            if k.trim().eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    if length > 64 * 1024 {
+        return Ok(());
+    }
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        let mut chunk = [0u8; 4096];
+        let n = sock.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    let form = form_decode(&String::from_utf8_lossy(&body[..length.min(body.len())]));
+    let path = target.split('?').next().unwrap_or("").to_string();
+    let answer = {
+        let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+        route(&mut st, &method, &path, &form, &local_base(&sock))
+    };
+    let reason = match answer.status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        _ => "Error",
+    };
+    let resp = format!(
+        "HTTP/1.1 {} {reason}\r\nContent-Type: application/json;charset=UTF-8\r\n\
+         Cache-Control: no-store\r\nPragma: no-cache\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{}",
+        answer.status,
+        answer.body.len(),
+        answer.body
+    );
+    sock.write_all(resp.as_bytes()).await?;
+    sock.shutdown().await
+}
+
+fn local_base(sock: &TcpStream) -> String {
+    sock.local_addr()
+        .map(|a| format!("http://{a}"))
+        .unwrap_or_default()
+}
+
+fn route(
+    st: &mut State,
+    method: &str,
+    path: &str,
+    form: &HashMap<String, String>,
+    base: &str,
+) -> Answer {
+    if method != "POST" {
+        return oauth_error(404, "not_found", "only POST endpoints here");
+    }
+    let client_ok = form.get("client_id").is_some_and(|c| *c == st.client_id);
+    match path {
+        "/devicecode" => {
+            if !client_ok {
+                // RFC 6749 §5.2: client authentication failed.
+                return oauth_error(400, "invalid_client", "unknown client_id");
+            }
+            let scope = form.get("scope").cloned().unwrap_or_default();
+            st.device_requests += 1;
+            st.scopes_asked.push(scope.clone());
+            let device_code = st.token("dc");
+            let user_code: String = (0..8)
+                .map(|i| {
+                    if i == 4 {
+                        '-'
+                    } else {
+                        (b'A' + st.rng.u8(0..26)) as char
+                    }
+                })
+                .collect();
+            st.last_user_code = Some(user_code.clone());
+            st.devices.insert(
+                device_code.clone(),
+                Device {
+                    scope,
+                    interval: st.interval,
+                    last_poll: None,
+                    finished: None,
+                },
+            );
+            let complete = if st.complete_uri {
+                format!(
+                    ",\"verification_uri_complete\":{}",
+                    json_str(&format!("{base}/device?user_code={user_code}"))
+                )
+            } else {
+                String::new()
+            };
+            // RFC 8628 §3.2 device authorization response.
+            Answer {
+                status: 200,
+                body: format!(
+                    "{{\"device_code\":{},\"user_code\":{},\"verification_uri\":{}{complete},\"expires_in\":{},\"interval\":{}}}",
+                    json_str(&device_code),
+                    json_str(&user_code),
+                    json_str(&format!("{base}/device")),
+                    st.expires_in,
+                    st.interval
+                ),
+            }
+        }
+        "/token" => {
+            if !client_ok {
+                return oauth_error(400, "invalid_client", "unknown client_id");
+            }
+            match form.get("grant_type").map(String::as_str) {
+                Some("urn:ietf:params:oauth:grant-type:device_code") => device_poll(st, form),
+                Some("refresh_token") => refresh(st, form),
+                _ => oauth_error(400, "unsupported_grant_type", "grant type not supported"),
+            }
+        }
+        _ => oauth_error(404, "not_found", "no such endpoint"),
+    }
+}
+
+/// RFC 8628 §3.4 (request) and §3.5 (answers).
+fn device_poll(st: &mut State, form: &HashMap<String, String>) -> Answer {
+    let code = form.get("device_code").cloned().unwrap_or_default();
+    let now = Instant::now();
+    let Some(dev) = st.devices.get_mut(&code) else {
+        return oauth_error(400, "invalid_grant", "unknown device_code");
+    };
+    let gap = dev.last_poll.map(|t| now.duration_since(t));
+    dev.last_poll = Some(now);
+    let interval_asked = Duration::from_secs(dev.interval);
+    let (answer, result) = match dev.finished {
+        Some("used") => (
+            "invalid_grant",
+            oauth_error(400, "invalid_grant", "device_code already used"),
+        ),
+        Some(e) => (e, oauth_error(400, e, "final")),
+        None => match st.script.pop_front().unwrap_or(Step::Pending) {
+            Step::Pending => (
+                "authorization_pending",
+                oauth_error(400, "authorization_pending", "the user has not acted yet"),
+            ),
+            Step::SlowDown => {
+                // §3.5: "the interval MUST be increased by 5 seconds for this and all
+                // subsequent requests".
+                dev.interval += 5;
+                (
+                    "slow_down",
+                    oauth_error(400, "slow_down", "polling too fast"),
+                )
+            }
+            Step::Expired => {
+                dev.finished = Some("expired_token");
+                (
+                    "expired_token",
+                    oauth_error(400, "expired_token", "the device_code expired"),
+                )
+            }
+            Step::Denied => {
+                dev.finished = Some("access_denied");
+                (
+                    "access_denied",
+                    oauth_error(400, "access_denied", "the user declined"),
+                )
+            }
+            Step::Approve => {
+                dev.finished = Some("used");
+                let scope = dev.scope.clone();
+                (
+                    "tokens",
+                    Answer {
+                        status: 200,
+                        body: st.issue(&scope),
+                    },
+                )
+            }
+        },
+    };
+    st.polls.push(Poll {
+        at: now,
+        gap,
+        interval_asked,
+        answer,
+    });
+    result
+}
+
+/// RFC 6749 §6 refresh, with rotation.
+fn refresh(st: &mut State, form: &HashMap<String, String>) -> Answer {
+    let presented = form.get("refresh_token").cloned().unwrap_or_default();
+    let Some(scope) = st.refresh_live.get(&presented).cloned() else {
+        st.refreshes.push(Refresh {
+            presented,
+            answer: "invalid_grant",
+        });
+        return oauth_error(
+            400,
+            "invalid_grant",
+            "the refresh token is invalid, expired or revoked",
+        );
+    };
+    let body = if st.rotate {
+        st.refresh_live.remove(&presented);
+        st.issue(&scope)
+    } else {
+        let at = st.token("at");
+        st.access_live
+            .insert(at.clone(), Instant::now() + Duration::from_secs(st.access_ttl));
+        st.issued_access.push(at.clone());
+        format!(
+            "{{\"access_token\":{},\"token_type\":\"Bearer\",\"expires_in\":{},\"scope\":{}}}",
+            json_str(&at),
+            st.access_ttl,
+            json_str(&scope)
+        )
+    };
+    st.refreshes.push(Refresh {
+        presented,
+        answer: "tokens",
+    });
+    Answer { status: 200, body }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_decoding_and_json_escaping() {
+        let f = form_decode("a=b%20c&scope=x+y&client_id=abc&bad=%zz&e=");
+        assert_eq!(f["a"], "b c");
+        assert_eq!(f["scope"], "x y");
+        assert_eq!(f["bad"], "%zz");
+        assert_eq!(f["e"], "");
+        assert_eq!(json_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    }
+}
