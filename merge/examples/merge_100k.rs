@@ -16,14 +16,16 @@
 //!   the cost of producing the rows;
 //! * `snapshots`: the three inputs built as in-memory `Snapshot`s first, then `merge`
 //!   (which also keeps the merged content): what holding whole vaults in memory costs;
-//! * `inputs`: only builds the three in-memory snapshots.
+//! * `inputs`: only builds the three in-memory snapshots;
+//! * `generate`: only reads the three generated sources through, no merge (the share
+//!   of `stream`'s time that is producing rows).
 
 #[path = "../benches/gen/mod.rs"]
 mod gen;
 
 use std::time::Instant;
 
-use syncfabric_merge::{merge, merge_sources, MergeOptions, MergeOutcome, Snapshot};
+use syncfabric_merge::{merge, merge_sources, MergeOptions, MergeOutcome, RowSource, Snapshot};
 
 fn rows(s: &Snapshot) -> usize {
     s.tables.values().map(|t| t.rows.len()).sum()
@@ -49,6 +51,23 @@ fn main() -> Result<(), syncfabric_merge::MergeError> {
             let start = Instant::now();
             let out = merge(Some(&base), &local, &remote)?;
             (out, start.elapsed())
+        }
+        "generate" => {
+            let (base, local, remote) = gen::scenario_sources(items, fields);
+            let start = Instant::now();
+            let mut n = 0usize;
+            for src in [&base, &local, &remote] {
+                for t in ["item", "itemfield"] {
+                    src.scan(t, &mut |c| {
+                        while c.advance().unwrap_or(false) {
+                            n += 1;
+                        }
+                    })
+                    .expect("generated rows");
+                }
+            }
+            println!("generated {n} rows in {:.2?}", start.elapsed());
+            return Ok(());
         }
         _ => {
             let (base, local, remote) = gen::scenario_sources(items, fields);

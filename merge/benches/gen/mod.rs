@@ -10,8 +10,6 @@
 
 #![allow(dead_code)]
 
-use std::fmt::Write;
-
 use syncfabric_merge::{Row, RowCursor, RowKey, RowSource, Snapshot, Table, TableSchema, Value};
 
 const T0: i64 = 1_600_000_000;
@@ -68,16 +66,59 @@ fn cols(c: &[&str]) -> Vec<String> {
     c.iter().map(|s| (*s).to_owned()).collect()
 }
 
-/// Sets a cell to formatted text, reusing its buffer.
-fn text(slot: &mut Value, args: std::fmt::Arguments<'_>) {
+/// Sets a cell to text made of `parts`, reusing its buffer (no `format!`: producing
+/// rows should cost little next to merging them).
+fn text(slot: &mut Value, parts: &[Part<'_>]) {
+    if !matches!(slot, Value::Text(_)) {
+        *slot = Value::Text(String::new());
+    }
     if let Value::Text(s) = slot {
         s.clear();
-        let _ = s.write_fmt(args);
-    } else {
-        let mut s = String::new();
-        let _ = s.write_fmt(args);
-        *slot = Value::Text(s);
+        for p in parts {
+            match *p {
+                Part::S(x) => s.push_str(x),
+                Part::Dec(n) => push_dec(s, n),
+                Part::Hex(n, w) => push_hex(s, n, w),
+            }
+        }
     }
+}
+
+/// A piece of generated text.
+enum Part<'a> {
+    S(&'a str),
+    Dec(i64),
+    /// Lower-case hex, zero-padded to the width.
+    Hex(u64, usize),
+}
+use Part::{Dec, Hex, S};
+
+fn push_dec(s: &mut String, n: i64) {
+    if n < 0 {
+        s.push('-');
+    }
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    s.push_str(std::str::from_utf8(&buf[i..]).unwrap_or(""));
+}
+
+fn push_hex(s: &mut String, n: u64, width: usize) {
+    const D: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [b'0'; 16];
+    let width = width.min(16);
+    for (k, b) in buf[..width].iter_mut().rev().enumerate() {
+        *b = D[((n >> (4 * k)) & 15) as usize];
+    }
+    s.push_str(std::str::from_utf8(&buf[..width]).unwrap_or(""));
 }
 
 fn int(slot: &mut Value, n: i64) {
@@ -85,7 +126,14 @@ fn int(slot: &mut Value, n: i64) {
 }
 
 fn uuid(slot: &mut Value, n: usize) {
-    text(slot, format_args!("{:08x}-0000-4000-8000-{:012x}", n, n * 7919));
+    text(
+        slot,
+        &[
+            Hex(n as u64, 8),
+            S("-0000-4000-8000-"),
+            Hex((n * 7919) as u64, 12),
+        ],
+    );
 }
 
 /// Which items a side edited, and how.
@@ -218,26 +266,26 @@ impl GenCursor {
         int(&mut r[1], T0);
         int(&mut r[2], T0);
         int(&mut r[3], T0);
-        text(&mut r[4], format_args!("Item {n}"));
-        text(&mut r[5], format_args!("user{n}"));
-        text(&mut r[6], format_args!(""));
+        text(&mut r[4], &[S("Item "), Dec(n as i64)]);
+        text(&mut r[5], &[S("user"), Dec(n as i64)]);
+        text(&mut r[6], &[]);
         text(
             &mut r[7],
-            format_args!(r#"{{"fav":"","image":{{"file":"misc/login"}},"type":1,"uuid":""}}"#),
+            &[S(r#"{"fav":"","image":{"file":"misc/login"},"type":1,"uuid":""}"#)],
         );
         for (i, v) in [(8, 0), (9, 0), (10, 0), (11, 0), (12, 1)] {
             int(&mut r[i], v);
         }
-        text(&mut r[13], format_args!(""));
-        text(&mut r[14], format_args!("login"));
-        text(&mut r[15], format_args!("login.default"));
+        text(&mut r[13], &[]);
+        text(&mut r[14], &[S("login")]);
+        text(&mut r[15], &[S("login.default")]);
         for i in 16..19 {
             int(&mut r[i], 0);
         }
-        text(&mut r[19], format_args!(""));
+        text(&mut r[19], &[]);
         int(&mut r[20], T0);
         if let Some(e) = self.vault.edit.filter(|e| (e.pick)(n)) {
-            text(&mut r[4], format_args!("Item {n} ({})", e.tag));
+            text(&mut r[4], &[S("Item "), Dec(n as i64), S(" ("), S(e.tag), S(")")]);
             int(&mut r[2], e.at);
             int(&mut r[3], e.at);
             int(&mut r[20], e.at);
@@ -249,36 +297,41 @@ impl GenCursor {
         let r = &mut self.row.0;
         uuid(&mut r[0], n);
         int(&mut r[1], 10 + f as i64);
-        text(&mut r[2], format_args!("Field {f}"));
-        text(&mut r[3], format_args!("value-{n}-{f}"));
+        text(&mut r[2], &[S("Field "), Dec(f as i64)]);
+        text(&mut r[3], &[S("value-"), Dec(n as i64), S("-"), Dec(f as i64)]);
         int(&mut r[4], 0);
         int(&mut r[5], (f == 1) as i64);
         int(&mut r[6], 1);
-        text(
-            &mut r[7],
-            format_args!("{}", if f == 1 { "password" } else { "text" }),
-        );
-        text(&mut r[8], format_args!(""));
+        text(&mut r[7], &[S(if f == 1 { "password" } else { "text" })]);
+        text(&mut r[8], &[]);
         int(&mut r[9], T0);
         int(&mut r[10], T0);
         int(&mut r[11], f as i64);
         int(&mut r[12], 0);
-        text(&mut r[13], format_args!(""));
-        text(&mut r[14], format_args!(""));
-        text(&mut r[15], format_args!("h:value-{n}-{f}"));
+        text(&mut r[13], &[]);
+        text(&mut r[14], &[]);
+        text(&mut r[15], &[S("h:value-"), Dec(n as i64), S("-"), Dec(f as i64)]);
         int(&mut r[16], -1);
         int(&mut r[17], 1);
         for i in 18..21 {
             int(&mut r[i], 0);
         }
-        text(&mut r[21], format_args!(""));
+        text(&mut r[21], &[]);
         if let Some(e) = self.vault.edit.filter(|e| f == 1 && (e.pick)(n)) {
             text(
                 &mut r[13],
-                format_args!(r#"[{{"updated_at":{T0},"value":"value-{n}-{f}"}}]"#),
+                &[
+                    S(r#"[{"updated_at":"#),
+                    Dec(T0),
+                    S(r#","value":"value-"#),
+                    Dec(n as i64),
+                    S("-"),
+                    Dec(f as i64),
+                    S(r#""}]"#),
+                ],
             );
-            text(&mut r[15], format_args!("h:{}-{n}", e.tag));
-            text(&mut r[3], format_args!("{}-{n}", e.tag));
+            text(&mut r[15], &[S("h:"), S(e.tag), S("-"), Dec(n as i64)]);
+            text(&mut r[3], &[S(e.tag), S("-"), Dec(n as i64)]);
             int(&mut r[9], e.at);
             int(&mut r[10], e.at);
         }
