@@ -146,9 +146,7 @@ impl Inner {
             };
             *state = Some(set);
         }
-        state
-            .as_ref()
-            .ok_or_else(|| self.login_again("no tokens"))
+        state.as_ref().ok_or_else(|| self.login_again("no tokens"))
     }
 
     /// One refresh-token grant (RFC 6749 §6); stores and returns the new set.

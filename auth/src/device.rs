@@ -27,7 +27,9 @@ pub(crate) fn build_client(config: &OAuthConfig) -> Result<Client> {
             DeviceAuthorizationUrl::new(config.device_authorization_url.clone())
                 .map_err(|e| bad(&config.device_authorization_url, e))?,
         )
-        .set_token_uri(TokenUrl::new(config.token_url.clone()).map_err(|e| bad(&config.token_url, e))?))
+        .set_token_uri(
+            TokenUrl::new(config.token_url.clone()).map_err(|e| bad(&config.token_url, e))?,
+        ))
 }
 
 /// What the person must see to approve a device login (RFC 8628 §3.2/§3.3): open

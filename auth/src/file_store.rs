@@ -280,7 +280,9 @@ impl Inner {
     fn read(&self) -> Result<Plain> {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Plain(Accounts::new())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Plain(Accounts::new()))
+            }
             Err(e) => return Err(self.io("read", e)),
         };
         self.decrypt(&bytes)
@@ -296,7 +298,8 @@ impl Inner {
         if bytes[8] != VERSION || bytes[9] != KDF_SCRYPT {
             return Err(self.corrupt("unknown format version"));
         }
-        let be32 = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let be32 =
+            |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         let params = KdfParams {
             log_n: bytes[10],
             r: be32(11),
@@ -436,7 +439,11 @@ impl TokenStore for EncryptedFileTokenStore {
         let inner = self.inner.clone();
         let account = account.to_string();
         Ok(blocking(move || {
-            Ok(inner.read()?.0.get(&account).map(|s| SecretToken::new(s.as_str())))
+            Ok(inner
+                .read()?
+                .0
+                .get(&account)
+                .map(|s| SecretToken::new(s.as_str())))
         })
         .await?)
     }
@@ -501,7 +508,10 @@ mod tests {
             b.get("onedrive:x").await.unwrap().unwrap().expose(),
             "ACCESS-abcdef-123456"
         );
-        assert_eq!(b.accounts().await.unwrap(), vec!["onedrive:x", "sharepoint:y"]);
+        assert_eq!(
+            b.accounts().await.unwrap(),
+            vec!["onedrive:x", "sharepoint:y"]
+        );
         b.delete("onedrive:x").await.unwrap();
         b.delete("onedrive:x").await.unwrap();
         assert!(a.get("onedrive:x").await.unwrap().is_none());
@@ -539,18 +549,26 @@ mod tests {
         a.put("k", SecretToken::new("v")).await.unwrap();
         match store(dir.path(), "wrong") {
             Err(e @ AuthError::WrongPassphrase { .. }) => {
-                assert!(e.to_string().contains("wrong token-store passphrase"), "{e}")
+                assert!(
+                    e.to_string().contains("wrong token-store passphrase"),
+                    "{e}"
+                )
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(store(dir.path(), ""), Err(AuthError::Config { .. })));
+        assert!(matches!(
+            store(dir.path(), ""),
+            Err(AuthError::Config { .. })
+        ));
     }
 
     #[tokio::test]
     async fn every_flipped_byte_is_refused_never_garbage() {
         let dir = tempfile::tempdir().unwrap();
         let a = store(dir.path(), "right").unwrap();
-        a.put("onedrive:x", SecretToken::new("value")).await.unwrap();
+        a.put("onedrive:x", SecretToken::new("value"))
+            .await
+            .unwrap();
         let good = std::fs::read(a.path()).unwrap();
         for i in 0..good.len() {
             let mut bad = good.clone();
@@ -565,10 +583,16 @@ mod tests {
         }
         for len in [0, 5, HEADER_LEN, good.len() - 1] {
             std::fs::write(a.path(), &good[..len]).unwrap();
-            assert!(matches!(store(dir.path(), "right"), Err(AuthError::Corrupt { .. })), "len {len}");
+            assert!(
+                matches!(store(dir.path(), "right"), Err(AuthError::Corrupt { .. })),
+                "len {len}"
+            );
         }
         std::fs::write(a.path(), &good).unwrap();
-        assert_eq!(a.get("onedrive:x").await.unwrap().unwrap().expose(), "value");
+        assert_eq!(
+            a.get("onedrive:x").await.unwrap().unwrap().expose(),
+            "value"
+        );
     }
 
     #[tokio::test]

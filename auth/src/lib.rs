@@ -46,9 +46,7 @@ mod http;
 mod tokens;
 
 pub use bearer::{OAuthBearer, REFRESH_MARGIN};
-pub use config::{
-    OAuthConfig, MICROSOFT_LOGIN_HOST, ONEDRIVE_SCOPES, SHAREPOINT_SCOPES,
-};
+pub use config::{OAuthConfig, MICROSOFT_LOGIN_HOST, ONEDRIVE_SCOPES, SHAREPOINT_SCOPES};
 pub use device::{DeviceFlow, DevicePrompt, PendingLogin};
 pub use error::{AuthError, Result};
 pub use file_store::{EncryptedFileTokenStore, KdfParams};

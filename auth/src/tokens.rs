@@ -111,12 +111,9 @@ impl TokenSet {
                 .refresh_token()
                 .map(|r| SecretToken::new(r.secret().as_str())),
             expires_at: resp.expires_in().map(|d| now.saturating_add(d.as_secs())),
-            scope: resp.scopes().map(|s| {
-                s.iter()
-                    .map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            }),
+            scope: resp
+                .scopes()
+                .map(|s| s.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(" ")),
         }
     }
 }
@@ -139,7 +136,10 @@ mod tests {
         assert_eq!(back.refresh_token.unwrap().expose(), "RT-secret-2");
         assert_eq!(back.expires_at, Some(1000));
         let dbg = format!("{t:?} {s:?}");
-        assert!(!dbg.contains("secret-1") && !dbg.contains("secret-2"), "{dbg}");
+        assert!(
+            !dbg.contains("secret-1") && !dbg.contains("secret-2"),
+            "{dbg}"
+        );
         assert!(t.expires_within(950, Duration::from_secs(60)));
         assert!(!t.expires_within(900, Duration::from_secs(60)));
         assert!(TokenSet::from_secret(&SecretToken::new("not json")).is_none());

@@ -141,8 +141,10 @@ impl State {
     fn issue(&mut self, scope: &str) -> String {
         let at = self.token("at");
         let rt = self.token("rt");
-        self.access_live
-            .insert(at.clone(), Instant::now() + Duration::from_secs(self.access_ttl));
+        self.access_live.insert(
+            at.clone(),
+            Instant::now() + Duration::from_secs(self.access_ttl),
+        );
         self.refresh_live.insert(rt.clone(), scope.to_string());
         self.issued_access.push(at.clone());
         self.issued_refresh.push(rt.clone());
@@ -171,7 +173,9 @@ impl Drop for OAuthFake {
 
 impl std::fmt::Debug for OAuthFake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OAuthFake").field("addr", &self.addr).finish()
+        f.debug_struct("OAuthFake")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -628,8 +632,10 @@ fn refresh(st: &mut State, form: &HashMap<String, String>) -> Answer {
         st.issue(&scope)
     } else {
         let at = st.token("at");
-        st.access_live
-            .insert(at.clone(), Instant::now() + Duration::from_secs(st.access_ttl));
+        st.access_live.insert(
+            at.clone(),
+            Instant::now() + Duration::from_secs(st.access_ttl),
+        );
         st.issued_access.push(at.clone());
         format!(
             "{{\"access_token\":{},\"token_type\":\"Bearer\",\"expires_in\":{},\"scope\":{}}}",
