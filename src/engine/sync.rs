@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use syncfabric_core::lock::{LeaseGuard, LeaseLock, LeaseOptions};
 use syncfabric_core::{Body, Error as StorageError, Precondition, RemotePath, Storage};
-use syncfabric_merge::{merge, MergeOutcome};
-use syncfabric_vault::{Snapshot, Value, Vault};
+use syncfabric_merge::{merge_sources, AttachmentFiles, MergeOptions, MergeOutcome};
+use syncfabric_vault::{RowSource, Snapshot, SnapshotReader, Vault};
 use tokio::io::AsyncWriteExt;
 
 /// How one sync behaves.
@@ -140,62 +140,6 @@ async fn download(
     }
     f.sync_all().await?;
     Ok(d.version)
-}
-
-/// Live items (not deleted, not trashed) of a snapshot, by uuid.
-fn live_items(s: &Snapshot) -> BTreeSet<Value> {
-    let Some(t) = s.table("item") else {
-        return BTreeSet::new();
-    };
-    let (Some(ui), di, ti) = (
-        t.column_index("uuid"),
-        t.column_index("deleted"),
-        t.column_index("trashed"),
-    ) else {
-        return BTreeSet::new();
-    };
-    let flag = |row: &syncfabric_vault::Row, i: Option<usize>| {
-        i.and_then(|i| row.0.get(i))
-            .and_then(|v| v.as_i64())
-            .unwrap_or(0)
-            != 0
-    };
-    t.rows
-        .values()
-        .filter(|r| !flag(r, di) && !flag(r, ti))
-        .filter_map(|r| r.0.get(ui).cloned())
-        .collect()
-}
-
-/// Attachment uuids whose content lives in `<uuid>.enpassattach` files, split into
-/// (live, deleted).
-fn attachment_files(s: &Snapshot) -> (BTreeSet<String>, BTreeSet<String>) {
-    let mut live = BTreeSet::new();
-    let mut dead = BTreeSet::new();
-    let Some(t) = s.table("attachment") else {
-        return (live, dead);
-    };
-    for row in t.rows.values() {
-        let Some(uuid) = t.get(row, "uuid").and_then(|v| v.as_str()) else {
-            continue;
-        };
-        // The vault keeps an attachment's content in its own file exactly when the row
-        // carries that file's key (`password`); inline ones have none.
-        let external = match t.get(row, "password") {
-            Some(Value::Blob(b)) => !b.is_empty(),
-            Some(Value::Text(s)) => !s.is_empty(),
-            _ => false,
-        };
-        if !external {
-            continue;
-        }
-        if t.get(row, "deleted").and_then(|v| v.as_i64()).unwrap_or(0) != 0 {
-            dead.insert(uuid.to_string());
-        } else {
-            live.insert(uuid.to_string());
-        }
-    }
-    (live, dead)
 }
 
 fn attachment_file_name(uuid: &str) -> String {
@@ -384,26 +328,22 @@ fn guard_sets<T: Ord>(
     was: &BTreeSet<T>,
     now: &BTreeSet<T>,
 ) -> Result<(), SyncError> {
+    guard_counts(opts, was.difference(now).count(), was.len())
+}
+
+/// Refuses a change that takes `gone` of `live` live items out of the live set, when
+/// that is more than the allowed share.
+fn guard_counts(opts: &SyncOptions, gone: usize, live: usize) -> Result<(), SyncError> {
     if opts.allow_mass_delete {
         return Ok(());
     }
-    let gone = was.difference(now).count();
-    if gone > opts.mass_delete_min && (gone as f64) > opts.mass_delete_share * was.len() as f64 {
+    if gone > opts.mass_delete_min && (gone as f64) > opts.mass_delete_share * live as f64 {
         return Err(SyncError::MassDelete {
             deleted: gone,
-            live: was.len(),
+            live,
         });
     }
     Ok(())
-}
-
-/// Refuses a merge that removes too many live items from either side.
-fn mass_delete_guard(
-    opts: &SyncOptions,
-    before: &Snapshot,
-    merged: &Snapshot,
-) -> Result<(), SyncError> {
-    guard_sets(opts, &live_items(before), &live_items(merged))
 }
 
 /// Maps a failure to read a downloaded remote database to what the person must know.
@@ -630,15 +570,16 @@ async fn sync_slow(
     let plan = match fast {
         Some(plan) => plan,
         None => {
-            // 2. The base, and the remote as a snapshot (downloaded only when it changed).
+            // 2. The base, and the remote (downloaded only when it changed), verified and
+            // opened as row sources: the merge streams them, no whole snapshot in memory.
             let base_file = state.base_db();
             // A base the current key cannot read means this device changed the master password
             // (or keyfile) since the last sync: the local vault is re-keyed.
             let mut rekeyed_locally = false;
             let base = if base_file.exists() && st.remote_version.is_some() {
                 let t = std::time::Instant::now();
-                let read = syncfabric_vault::read_snapshot_file(&base_file, vault.key());
-                tracing::debug!(ms = t.elapsed().as_millis() as u64, "read base");
+                let read = syncfabric_vault::open_snapshot_file(&base_file, vault.key());
+                tracing::debug!(ms = t.elapsed().as_millis() as u64, "verify + open base");
                 match read {
                     Ok(s) => Some(s),
                     Err(syncfabric_vault::Error::KeyChanged)
@@ -655,49 +596,68 @@ async fn sync_slow(
             } else {
                 None
             };
-            let (remote, remote_version, downloaded): (
-                Option<Snapshot>,
+            // `remote_is_base`: the remote is unchanged since our last sync, so it is read
+            // from the base file (no download).
+            let (remote, remote_is_base, remote_version, downloaded): (
+                Option<SnapshotReader>,
+                bool,
                 Option<syncfabric_core::Version>,
                 bool,
             ) = match (&remote_entry, remote_unchanged, &base) {
-                (None, _, _) => (None, None, false),
-                (Some(_), true, Some(b)) => (Some(b.clone()), remote_version.clone(), false),
+                (None, _, _) => (None, false, None, false),
+                (Some(_), true, Some(_)) => (None, true, remote_version.clone(), false),
                 // Re-keyed here, and nobody committed since our last sync: the remote holds
                 // nothing the local vault lacks, so the local vault is pushed as it is (the
                 // remote, under the old key, could not be read anyway).
-                (Some(_), true, None) if rekeyed_locally => (None, remote_version.clone(), false),
+                (Some(_), true, None) if rekeyed_locally => {
+                    (None, false, remote_version.clone(), false)
+                }
                 (Some(_), _, _) => {
                     check_remote_meta(vault, storage, &json_path, &state.temp_path("json")).await?;
                     let v = download(storage, &db_path, &download_tmp).await?;
                     report.downloaded_db = true;
                     let t = std::time::Instant::now();
-                    let snap = syncfabric_vault::read_snapshot_file(&download_tmp, vault.key())
+                    let snap = syncfabric_vault::open_snapshot_file(&download_tmp, vault.key())
                         .map_err(remote_read_error)?;
-                    tracing::debug!(ms = t.elapsed().as_millis() as u64, "verify + read remote");
-                    (Some(snap), v.or(remote_version.clone()), true)
+                    tracing::debug!(ms = t.elapsed().as_millis() as u64, "verify + open remote");
+                    (Some(snap), false, v.or(remote_version.clone()), true)
                 }
             };
+            let have_remote = remote.is_some() || remote_is_base;
             if remote_entry.is_some() && remote_version.is_none() {
                 return Err(SyncError::Storage(StorageError::Unsupported {
                     message: format!("{} gives no version for {db_path}", storage.describe()),
                 }));
             }
 
-            // 3. Merge.
+            // 3. Merge: one walk over the three key-sorted sources.
             let t = std::time::Instant::now();
-            let local = vault.snapshot()?;
-            tracing::debug!(ms = t.elapsed().as_millis() as u64, "local snapshot");
-            let empty = Snapshot::default();
-            let t = std::time::Instant::now();
-            let outcome: MergeOutcome =
-                merge(base.as_ref(), &local, remote.as_ref().unwrap_or(&empty))?;
+            let outcome: MergeOutcome = {
+                let local = vault.rows()?;
+                let empty = Snapshot::default();
+                let remote_src: &dyn RowSource = match (&remote, remote_is_base, &base) {
+                    (Some(r), _, _) => r,
+                    (None, true, Some(b)) => b,
+                    _ => &empty,
+                };
+                merge_sources(
+                    base.as_ref().map(|b| b as &dyn RowSource),
+                    &local,
+                    remote_src,
+                    &MergeOptions::default(),
+                )?
+                // The readers' transactions end here, before anything is written.
+            };
+            drop((base, remote));
             tracing::debug!(ms = t.elapsed().as_millis() as u64, "merge");
             report.conflicts = outcome.conflicts.len();
             let rendered = outcome.report.to_string();
             report.merge_report = Some(rendered);
-            mass_delete_guard(opts, &local, &outcome.merged)?;
-            if let Some(r) = &remote {
-                mass_delete_guard(opts, r, &outcome.merged)?;
+            // Mass-delete guard: live items the merge takes away from either side.
+            let live = outcome.live_items;
+            guard_counts(opts, live.local_lost, live.local)?;
+            if have_remote {
+                guard_counts(opts, live.remote_lost, live.remote)?;
             }
             if opts.dry_run {
                 let _ = tokio::fs::remove_file(&download_tmp).await;
@@ -707,8 +667,11 @@ async fn sync_slow(
 
             // Attachment files the merged vault needs locally come first, so the applied
             // database never references a file that is not there.
-            let (merged_live, merged_dead) = attachment_files(&outcome.merged);
-            if remote.is_some() {
+            let AttachmentFiles {
+                live: merged_live,
+                dead: merged_dead,
+            } = outcome.attachment_files.clone();
+            if have_remote {
                 report.attachments.0 +=
                     fetch_missing_attachments(vault, storage, state, &dir, &merged_live).await?;
             }
@@ -721,9 +684,9 @@ async fn sync_slow(
             Plan {
                 live: merged_live,
                 dead: merged_dead,
-                needs_upload: remote.is_none() || outcome.remote_needs_upload(),
+                needs_upload: !have_remote || outcome.remote_needs_upload(),
                 applied: outcome.local_needs_apply(),
-                remote_missing: remote.is_none(),
+                remote_missing: !have_remote,
                 downloaded,
                 remote_version,
             }

@@ -207,7 +207,18 @@ impl<'c> FieldCrypt<'c> {
     fn key(&mut self, uuid: &str) -> Result<Option<&ItemKey>> {
         if self.last.as_ref().is_none_or(|(u, _)| u != uuid) {
             let k = if self.has_keys {
-                crate::vault::load_item_key(self.conn, uuid)?
+                let mut st = self
+                    .conn
+                    .prepare_cached("SELECT key FROM item WHERE uuid=?1")?;
+                let mut rows = st.query([uuid])?;
+                let blob = match rows.next()? {
+                    Some(r) => match r.get_ref(0)? {
+                        ValueRef::Blob(b) => Some(zeroize::Zeroizing::new(b.to_vec())),
+                        _ => None,
+                    },
+                    None => None,
+                };
+                fieldcrypt::item_key_from_blob(blob.as_deref().map(|v| &v[..]))
             } else {
                 None
             };
