@@ -382,11 +382,29 @@ fn merge_key(
     let local_stale = !same && !pick_is(&pick, Src::Local) && lp != Some(merged);
     let remote_stale = !same && !pick_is(&pick, Src::Remote) && rp != Some(merged);
     if local_stale {
-        note(plan, name, key, Side::Local, lp, merged, &mut out.counts, st);
+        note(
+            plan,
+            name,
+            key,
+            Side::Local,
+            lp,
+            merged,
+            &mut out.counts,
+            st,
+        );
         out.to_local.push((key.clone(), merged.clone()));
     }
     if remote_stale {
-        note(plan, name, key, Side::Remote, rp, merged, &mut out.counts, st);
+        note(
+            plan,
+            name,
+            key,
+            Side::Remote,
+            rp,
+            merged,
+            &mut out.counts,
+            st,
+        );
         out.to_remote.push((key.clone(), merged.clone()));
     }
     if st.keep_merged {

@@ -113,7 +113,10 @@ impl Descr {
                 t("title").map_or_else(|| key_text(key), |s| format!("{s:?}"))
             )),
             "itemfield" => Descr::Field {
-                label: t("label").or_else(|| t("type")).unwrap_or("field").to_owned(),
+                label: t("label")
+                    .or_else(|| t("type"))
+                    .unwrap_or("field")
+                    .to_owned(),
                 item: needs.need(true, t("item_uuid")),
             },
             "folder" => Descr::Done(format!(

@@ -342,7 +342,10 @@ impl World {
         )
         .unwrap();
         prop_assert!(streamed.merged.is_none());
-        prop_assert!(same_changes(&out, &streamed), "merge_sources differs from merge");
+        prop_assert!(
+            same_changes(&out, &streamed),
+            "merge_sources differs from merge"
+        );
         prop_assert_eq!(streamed.live_items, live_items(l, r, m));
         prop_assert_eq!(&streamed.attachment_files, &attachment_files(m));
         // Symmetric in local/remote.

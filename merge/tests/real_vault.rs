@@ -164,9 +164,9 @@ fn two_diverged_copies_of_the_real_vault_merge_into_vaults_with_both_sides_edits
     let (sa, sb) = (open(&da).snapshot().unwrap(), open(&db).snapshot().unwrap());
     // (Compared with history entries' keys in one order: the vault's snapshot writes
     // them as {"value","updated_at"}, the merge as {"updated_at","value"}.)
-    assert_eq!(normalized(&sa), normalized(&out.m()));
-    assert_eq!(normalized(&sb), normalized(&out.m()));
-    let again = merge(Some(&out.m()), &sa, &sb).unwrap();
+    assert_eq!(normalized(&sa), normalized(out.m()));
+    assert_eq!(normalized(&sb), normalized(out.m()));
+    let again = merge(Some(out.m()), &sa, &sb).unwrap();
     assert!(!again.local_needs_apply() && !again.remote_needs_upload());
     let hist = history_values(
         out.m()

@@ -81,10 +81,7 @@ fn one_side_edit_wins_and_only_the_other_side_is_written() {
     let mut l = b.clone();
     edit_item(&mut l, A, &[("title", t("renamed"))], T0 + 10);
     let out = both_ways(Some(&b), &l, &b);
-    assert_eq!(
-        get(&out.m(), "item", &item_key(A), "title"),
-        t("renamed")
-    );
+    assert_eq!(get(out.m(), "item", &item_key(A), "title"), t("renamed"));
     assert!(!out.local_needs_apply());
     assert!(out.remote_needs_upload());
     assert_eq!(out.to_remote.tables["item"].rows.len(), 1);
@@ -99,20 +96,17 @@ fn clock_skew_a_device_an_hour_behind_still_wins_when_only_it_changed() {
     edit_field(&mut r, A, 11, "newpass", T0 - 3600);
     let out = both_ways(Some(&b), &b, &r);
     let k = field_key(A, 11);
-    assert_eq!(get(&out.m(), "itemfield", &k, "value"), t("newpass"));
-    assert_eq!(
-        get(&out.m(), "itemfield", &k, "hash"),
-        t(&hash("newpass"))
-    );
+    assert_eq!(get(out.m(), "itemfield", &k, "value"), t("newpass"));
+    assert_eq!(get(out.m(), "itemfield", &k, "hash"), t(&hash("newpass")));
     // The merged clocks are not behind either side, so the row propagates.
     assert!(
-        get(&out.m(), "itemfield", &k, "updated_at")
+        get(out.m(), "itemfield", &k, "updated_at")
             .as_i64()
             .unwrap()
             >= T0
     );
     assert!(
-        get(&out.m(), "item", &item_key(A), "updated_at")
+        get(out.m(), "item", &item_key(A), "updated_at")
             .as_i64()
             .unwrap()
             >= T0
@@ -130,12 +124,12 @@ fn conflicting_password_edits_later_wins_and_loser_goes_to_history() {
     edit_field(&mut r, A, 11, "remote-pass", T0 + 200);
     let out = both_ways(Some(&b), &l, &r);
     let k = field_key(A, 11);
-    assert_eq!(get(&out.m(), "itemfield", &k, "value"), t("remote-pass"));
+    assert_eq!(get(out.m(), "itemfield", &k, "value"), t("remote-pass"));
     assert_eq!(
-        get(&out.m(), "itemfield", &k, "hash"),
+        get(out.m(), "itemfield", &k, "hash"),
         t(&hash("remote-pass"))
     );
-    let hist = history_of(&out.m(), A, 11);
+    let hist = history_of(out.m(), A, 11);
     assert!(
         hist.contains(&"local-pass".to_owned()),
         "loser kept: {}",
@@ -159,7 +153,7 @@ fn conflicting_password_edits_later_wins_and_loser_goes_to_history() {
     assert_eq!(c.loser_in_history, Some(true));
     assert!(c.columns.contains(&"value".to_owned()) && c.columns.contains(&"hash".to_owned()));
     // Merging the result again changes nothing.
-    let again = merge(Some(&b), &out.m(), &r).unwrap();
+    let again = merge(Some(&b), out.m(), &r).unwrap();
     assert_eq!(again.m(), out.m());
 }
 
@@ -173,9 +167,9 @@ fn equal_timestamps_with_different_content_break_ties_by_content() {
     let out = both_ways(Some(&b), &l, &r);
     let k = field_key(A, 11);
     // Greater content wins, whichever side it is on.
-    assert_eq!(get(&out.m(), "itemfield", &k, "value"), t("zzz"));
-    assert_eq!(get(&out.m(), "itemfield", &k, "hash"), t(&hash("zzz")));
-    assert!(history_of(&out.m(), A, 11).contains(&"aaa".to_owned()));
+    assert_eq!(get(out.m(), "itemfield", &k, "value"), t("zzz"));
+    assert_eq!(get(out.m(), "itemfield", &k, "hash"), t(&hash("zzz")));
+    assert!(history_of(out.m(), A, 11).contains(&"aaa".to_owned()));
     let c = out
         .conflicts
         .iter()
@@ -188,7 +182,7 @@ fn equal_timestamps_with_different_content_break_ties_by_content() {
     edit_item(&mut l2, A, &[("title", t("Beta"))], T0 + 9);
     edit_item(&mut r2, A, &[("title", t("Alpha"))], T0 + 9);
     let out = both_ways(Some(&b), &l2, &r2);
-    assert_eq!(get(&out.m(), "item", &item_key(A), "title"), t("Beta"));
+    assert_eq!(get(out.m(), "item", &item_key(A), "title"), t("Beta"));
 }
 
 #[test]
@@ -201,9 +195,9 @@ fn edit_after_delete_revives_both_ways_round() {
     for (l, r, deleter) in [(&del, &ed, Side::Local), (&ed, &del, Side::Remote)] {
         let out = both_ways(Some(&b), l, r);
         let k = item_key(A);
-        assert_eq!(get(&out.m(), "item", &k, "deleted"), i(0));
-        assert_eq!(get(&out.m(), "item", &k, "title"), t("still needed"));
-        assert_eq!(get(&out.m(), "item", &k, "updated_at"), i(T0 + 200));
+        assert_eq!(get(out.m(), "item", &k, "deleted"), i(0));
+        assert_eq!(get(out.m(), "item", &k, "title"), t("still needed"));
+        assert_eq!(get(out.m(), "item", &k, "updated_at"), i(T0 + 200));
         let c = out.conflicts.iter().find(|c| c.table == "item").unwrap();
         assert_eq!(
             c.deletion,
@@ -224,10 +218,10 @@ fn delete_after_edit_wins_both_ways_round_and_keeps_the_edit_in_the_tombstone() 
     for (l, r, deleter) in [(&del, &ed, Side::Local), (&ed, &del, Side::Remote)] {
         let out = both_ways(Some(&b), l, r);
         let k = item_key(A);
-        assert_eq!(get(&out.m(), "item", &k, "deleted"), i(1));
-        assert_eq!(get(&out.m(), "item", &k, "title"), t("edited first"));
+        assert_eq!(get(out.m(), "item", &k, "deleted"), i(1));
+        assert_eq!(get(out.m(), "item", &k, "title"), t("edited first"));
         assert_eq!(
-            get(&out.m(), "folder_items", &fi_key("F1", A), "deleted"),
+            get(out.m(), "folder_items", &fi_key("F1", A), "deleted"),
             i(1)
         );
         let c = out.conflicts.iter().find(|c| c.table == "item").unwrap();
@@ -248,8 +242,8 @@ fn equal_time_delete_and_edit_the_delete_wins() {
     delete_item(&mut del, A, T0 + 100);
     edit_item(&mut ed, A, &[("favorite", i(1))], T0 + 100);
     let out = both_ways(Some(&b), &del, &ed);
-    assert_eq!(get(&out.m(), "item", &item_key(A), "deleted"), i(1));
-    assert_eq!(get(&out.m(), "item", &item_key(A), "favorite"), i(1));
+    assert_eq!(get(out.m(), "item", &item_key(A), "deleted"), i(1));
+    assert_eq!(get(out.m(), "item", &item_key(A), "favorite"), i(1));
 }
 
 #[test]
@@ -261,7 +255,7 @@ fn a_stale_replica_never_undoes_a_delete_even_with_a_later_clock() {
     let mut l = b.clone();
     edit_item(&mut l, B, &[("title", t("x"))], T0 + 99_999);
     let out = both_ways(Some(&b), &l, &r);
-    assert_eq!(get(&out.m(), "item", &item_key(A), "deleted"), i(1));
+    assert_eq!(get(out.m(), "item", &item_key(A), "deleted"), i(1));
 }
 
 #[test]
@@ -272,13 +266,13 @@ fn a_row_missing_on_one_side_is_not_a_delete() {
     let mut r = b.clone();
     edit_item(&mut r, B, &[("title", t("kept"))], T0 + 1);
     let out = both_ways(Some(&b), &l, &r);
-    assert_eq!(get(&out.m(), "item", &item_key(B), "title"), t("kept"));
-    assert_eq!(get(&out.m(), "item", &item_key(B), "deleted"), i(0));
+    assert_eq!(get(out.m(), "item", &item_key(B), "title"), t("kept"));
+    assert_eq!(get(out.m(), "item", &item_key(B), "deleted"), i(0));
     // Missing on both sides: base's row is kept, not dropped.
     let mut r2 = b.clone();
     r2.tables.get_mut("item").unwrap().rows.remove(&item_key(B));
     let out = both_ways(Some(&b), &l, &r2);
-    assert!(has(&out.m(), "item", &item_key(B)));
+    assert!(has(out.m(), "item", &item_key(B)));
 }
 
 #[test]
@@ -290,9 +284,9 @@ fn title_edit_on_one_side_and_trash_on_the_other_keeps_both() {
     edit_item(&mut r, A, &[("trashed", i(1))], T0 + 100);
     let out = both_ways(Some(&b), &l, &r);
     let k = item_key(A);
-    assert_eq!(get(&out.m(), "item", &k, "title"), t("Google"));
-    assert_eq!(get(&out.m(), "item", &k, "trashed"), i(1));
-    assert_eq!(get(&out.m(), "item", &k, "updated_at"), i(T0 + 300));
+    assert_eq!(get(out.m(), "item", &k, "title"), t("Google"));
+    assert_eq!(get(out.m(), "item", &k, "trashed"), i(1));
+    assert_eq!(get(out.m(), "item", &k, "updated_at"), i(T0 + 300));
     assert!(
         out.conflicts.is_empty(),
         "disjoint columns are not a conflict"
@@ -310,19 +304,19 @@ fn move_on_one_side_and_edit_on_the_other() {
     edit_item(&mut r, A, &[("title", t("moved+edited"))], T0 + 20);
     let out = both_ways(Some(&b), &l, &r);
     assert_eq!(
-        get(&out.m(), "folder_items", &fi_key("F1", A), "deleted"),
+        get(out.m(), "folder_items", &fi_key("F1", A), "deleted"),
         i(1)
     );
     assert_eq!(
-        get(&out.m(), "folder_items", &fi_key("F2", A), "deleted"),
+        get(out.m(), "folder_items", &fi_key("F2", A), "deleted"),
         i(0)
     );
     assert_eq!(
-        get(&out.m(), "item", &item_key(A), "title"),
+        get(out.m(), "item", &item_key(A), "title"),
         t("moved+edited")
     );
     assert_eq!(
-        get(&out.m(), "itemfield", &field_key(A, 10), "value"),
+        get(out.m(), "itemfield", &field_key(A, 10), "value"),
         t("new-user")
     );
 }
@@ -346,18 +340,18 @@ fn moves_to_different_folders_on_both_sides_are_both_kept_as_rows() {
     let out = both_ways(Some(&b), &l, &r);
     // Memberships are rows keyed by (folder, item): both moves land, the old one is gone.
     assert_eq!(
-        get(&out.m(), "folder_items", &fi_key("F1", A), "deleted"),
+        get(out.m(), "folder_items", &fi_key("F1", A), "deleted"),
         i(1)
     );
     assert_eq!(
-        get(&out.m(), "folder_items", &fi_key("F2", A), "deleted"),
+        get(out.m(), "folder_items", &fi_key("F2", A), "deleted"),
         i(0)
     );
     assert_eq!(
-        get(&out.m(), "folder_items", &fi_key("F3", A), "deleted"),
+        get(out.m(), "folder_items", &fi_key("F3", A), "deleted"),
         i(0)
     );
-    assert!(has(&out.m(), "folder", &item_key("F3")));
+    assert!(has(out.m(), "folder", &item_key("F3")));
 }
 
 #[test]
@@ -381,19 +375,16 @@ fn attachments_added_on_one_side_and_payload_conflicts_stay_consistent() {
     };
     att(&mut l, b"0123456789", T0 + 1);
     let out = both_ways(Some(&b), &l, &b);
-    assert!(has(&out.m(), "attachment", &item_key("AT1")));
+    assert!(has(out.m(), "attachment", &item_key("AT1")));
     assert_eq!(out.to_remote.tables["attachment"].rows.len(), 1);
 
     let mut r = b.clone();
     att(&mut r, b"abc", T0 + 2);
     let out = both_ways(None, &l, &r);
     // The later payload wins as a whole: size matches data.
+    assert_eq!(get(out.m(), "attachment", &item_key("AT1"), "size"), i(3));
     assert_eq!(
-        get(&out.m(), "attachment", &item_key("AT1"), "size"),
-        i(3)
-    );
-    assert_eq!(
-        get(&out.m(), "attachment", &item_key("AT1"), "data"),
+        get(out.m(), "attachment", &item_key("AT1"), "data"),
         syncfabric_merge::Value::Blob(b"abc".to_vec())
     );
 }
@@ -433,11 +424,11 @@ fn unknown_table_merges_by_the_same_rules() {
     let out = both_ways(Some(&b), &l, &r);
     // rp changed on remote only: remote's; credential changed on both: later (local).
     assert_eq!(
-        get(&out.m(), "passkeys", &item_key("P1"), "rp"),
+        get(out.m(), "passkeys", &item_key("P1"), "rp"),
         t("example.org")
     );
     assert_eq!(
-        get(&out.m(), "passkeys", &item_key("P1"), "credential"),
+        get(out.m(), "passkeys", &item_key("P1"), "credential"),
         t("c-local")
     );
     // Delete vs older edit in the unknown table: the delete wins.
@@ -448,10 +439,7 @@ fn unknown_table_merges_by_the_same_rules() {
         .rows
         .insert(item_key("P1"), row("example.com", "c0", T0 + 30, 1));
     let out = both_ways(Some(&b), &d, &r);
-    assert_eq!(
-        get(&out.m(), "passkeys", &item_key("P1"), "deleted"),
-        i(1)
-    );
+    assert_eq!(get(out.m(), "passkeys", &item_key("P1"), "deleted"), i(1));
     // A table only one side has is taken whole.
     let mut only = empty();
     only.tables
@@ -470,13 +458,13 @@ fn two_way_without_base_uses_timestamps() {
     edit_field(&mut l, B, 11, "only-local", T0 + 3);
     add_login(&mut r, "new-item", "fresh", "u", "p", T0 + 4);
     let out = both_ways(None, &l, &r);
-    assert_eq!(get(&out.m(), "item", &item_key(A), "title"), t("newer"));
+    assert_eq!(get(out.m(), "item", &item_key(A), "title"), t("newer"));
     // Without base the local-only edit still wins: it is the later row.
     assert_eq!(
-        get(&out.m(), "itemfield", &field_key(B, 11), "value"),
+        get(out.m(), "itemfield", &field_key(B, 11), "value"),
         t("only-local")
     );
-    assert!(has(&out.m(), "item", &item_key("new-item")));
+    assert!(has(out.m(), "item", &item_key("new-item")));
 }
 
 #[test]
@@ -488,15 +476,15 @@ fn both_sides_changing_history_unions_it() {
     edit_field(&mut l, A, 11, "p2", T0 + 2);
     edit_field(&mut r, A, 11, "q1", T0 + 3);
     let out = both_ways(Some(&b), &l, &r);
-    let hist = history_of(&out.m(), A, 11);
+    let hist = history_of(out.m(), A, 11);
     for v in ["mypassword", "p1", "p2"] {
         assert!(hist.contains(&v.to_owned()), "{v} kept");
     }
     assert_eq!(
-        get(&out.m(), "itemfield", &field_key(A, 11), "value"),
+        get(out.m(), "itemfield", &field_key(A, 11), "value"),
         t("q1")
     );
-    let m = merge(Some(&out.m()), &out.m(), &out.m()).unwrap();
+    let m = merge(Some(out.m()), out.m(), out.m()).unwrap();
     assert_eq!(m.m(), out.m());
 }
 
@@ -513,10 +501,7 @@ fn columns_only_one_side_has_are_kept() {
     let out = both_ways(Some(&b), &b, &r);
     let f = &out.m().tables["folder"];
     assert!(f.columns.contains(&"color".to_owned()));
-    assert_eq!(
-        get(&out.m(), "folder", &item_key("F1"), "color"),
-        t("red")
-    );
+    assert_eq!(get(out.m(), "folder", &item_key("F1"), "color"), t("red"));
     assert!(out.local_needs_apply());
 }
 

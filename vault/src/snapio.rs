@@ -30,7 +30,9 @@ use crate::error::{Error, Result};
 use crate::fieldcrypt::{self, ItemKey};
 use crate::item::field_type;
 use crate::secret::VaultKey;
-use crate::snapshot::{EmptyCursor, Row, RowCursor, RowKey, RowSource, Snapshot, Table, TableSchema, Value};
+use crate::snapshot::{
+    EmptyCursor, Row, RowCursor, RowKey, RowSource, Snapshot, Table, TableSchema, Value,
+};
 use crate::vault::{rekey_item, Vault};
 
 impl ToSql for Value {
@@ -643,7 +645,10 @@ impl Vault {
             };
             let (found, diff) = diff_table(&tx, info, t)?;
             report.untouched_rows += count_rows(&tx, name)?.saturating_sub(found);
-            changes.extend(diff.into_iter().map(|(k, r, ins)| (name.as_str(), t, k, r, ins)));
+            changes.extend(
+                diff.into_iter()
+                    .map(|(k, r, ins)| (name.as_str(), t, k, r, ins)),
+            );
         }
         if changes.is_empty() && report.created_tables.is_empty() && report.added_columns.is_empty()
         {
@@ -751,6 +756,9 @@ impl Vault {
     }
 }
 
+/// A snapshot row apply must write: (key, row, `true` if absent from the database).
+type RowChange<'s> = (&'s RowKey, &'s Row, bool);
+
 fn count_rows(conn: &Connection, table: &str) -> Result<usize> {
     let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {}", q(table)), [], |r| {
         r.get(0)
@@ -768,13 +776,10 @@ fn diff_table<'s>(
     conn: &Connection,
     info: &TableInfo,
     t: &'s Table,
-) -> Result<(usize, Vec<(&'s RowKey, &'s Row, bool)>)> {
+) -> Result<(usize, Vec<RowChange<'s>>)> {
     let same_key = info.key_columns == t.key_columns;
-    let key_in_snap: Option<Vec<usize>> = info
-        .key_columns
-        .iter()
-        .map(|c| t.column_index(c))
-        .collect();
+    let key_in_snap: Option<Vec<usize>> =
+        info.key_columns.iter().map(|c| t.column_index(c)).collect();
     let cols = info
         .columns
         .iter()

@@ -9,6 +9,8 @@
 //! reads one into an in-memory [`Snapshot`] for comparison.
 
 #![allow(dead_code)]
+// `is_multiple_of` is newer than the workspace MSRV (1.85).
+#![allow(clippy::manual_is_multiple_of)]
 
 use syncfabric_merge::{Row, RowCursor, RowKey, RowSource, Snapshot, Table, TableSchema, Value};
 
@@ -271,7 +273,9 @@ impl GenCursor {
         text(&mut r[6], &[]);
         text(
             &mut r[7],
-            &[S(r#"{"fav":"","image":{"file":"misc/login"},"type":1,"uuid":""}"#)],
+            &[S(
+                r#"{"fav":"","image":{"file":"misc/login"},"type":1,"uuid":""}"#,
+            )],
         );
         for (i, v) in [(8, 0), (9, 0), (10, 0), (11, 0), (12, 1)] {
             int(&mut r[i], v);
@@ -279,13 +283,16 @@ impl GenCursor {
         text(&mut r[13], &[]);
         text(&mut r[14], &[S("login")]);
         text(&mut r[15], &[S("login.default")]);
-        for i in 16..19 {
-            int(&mut r[i], 0);
+        for v in &mut r[16..19] {
+            int(v, 0);
         }
         text(&mut r[19], &[]);
         int(&mut r[20], T0);
         if let Some(e) = self.vault.edit.filter(|e| (e.pick)(n)) {
-            text(&mut r[4], &[S("Item "), Dec(n as i64), S(" ("), S(e.tag), S(")")]);
+            text(
+                &mut r[4],
+                &[S("Item "), Dec(n as i64), S(" ("), S(e.tag), S(")")],
+            );
             int(&mut r[2], e.at);
             int(&mut r[3], e.at);
             int(&mut r[20], e.at);
@@ -298,7 +305,10 @@ impl GenCursor {
         uuid(&mut r[0], n);
         int(&mut r[1], 10 + f as i64);
         text(&mut r[2], &[S("Field "), Dec(f as i64)]);
-        text(&mut r[3], &[S("value-"), Dec(n as i64), S("-"), Dec(f as i64)]);
+        text(
+            &mut r[3],
+            &[S("value-"), Dec(n as i64), S("-"), Dec(f as i64)],
+        );
         int(&mut r[4], 0);
         int(&mut r[5], (f == 1) as i64);
         int(&mut r[6], 1);
@@ -310,11 +320,14 @@ impl GenCursor {
         int(&mut r[12], 0);
         text(&mut r[13], &[]);
         text(&mut r[14], &[]);
-        text(&mut r[15], &[S("h:value-"), Dec(n as i64), S("-"), Dec(f as i64)]);
+        text(
+            &mut r[15],
+            &[S("h:value-"), Dec(n as i64), S("-"), Dec(f as i64)],
+        );
         int(&mut r[16], -1);
         int(&mut r[17], 1);
-        for i in 18..21 {
-            int(&mut r[i], 0);
+        for v in &mut r[18..21] {
+            int(v, 0);
         }
         text(&mut r[21], &[]);
         if let Some(e) = self.vault.edit.filter(|e| f == 1 && (e.pick)(n)) {

@@ -404,6 +404,8 @@ pub trait Merged {
 
 impl Merged for syncfabric_merge::MergeOutcome {
     fn m(&self) -> &Snapshot {
-        self.merged.as_ref().expect("merge keeps the merged content")
+        self.merged
+            .as_ref()
+            .expect("merge keeps the merged content")
     }
 }
