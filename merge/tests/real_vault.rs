@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::Merged;
 
-use syncfabric_merge::{history_values, merge, Snapshot};
+use syncfabric_merge::{history_values, merge, merge_sources, MergeOptions, Snapshot};
 use syncfabric_vault::{field_type, NewItem, Secret, Vault};
 
 const LOGIN: &str = "9b07477b-5da3-4242-b6de-d2f9d123ceeb";
@@ -77,6 +77,9 @@ fn two_diverged_copies_of_the_real_vault_merge_into_vaults_with_both_sides_edits
     let mut b = open(&db);
     let base: Snapshot = a.snapshot().unwrap();
     assert_eq!(base, b.snapshot().unwrap());
+    // The base as the sync engine keeps it: a copy of the database file.
+    let base_file = tmp.path().join("base.enpassdb");
+    a.copy_database_to(&base_file).unwrap();
 
     // Device A: renames the login, changes its password, adds an item.
     let mut it = a.get_item(LOGIN).unwrap().unwrap();
@@ -117,6 +120,23 @@ fn two_diverged_copies_of_the_real_vault_merge_into_vaults_with_both_sides_edits
         assert!(!report.contains(secret), "report leaks a password");
     }
     assert!(report.contains("mylogin (renamed on A)"), "{report}");
+
+    // The path the sync engine takes: the base file and both vaults streamed by
+    // `ORDER BY` cursors (decrypted row by row) gives exactly the same changes.
+    {
+        let base_src = syncfabric_vault::open_snapshot_file(&base_file, a.key()).unwrap();
+        assert_eq!(base_src.to_snapshot().unwrap(), base);
+        let (la, rb) = (a.rows().unwrap(), b.rows().unwrap());
+        let streamed = merge_sources(Some(&base_src), &la, &rb, &MergeOptions::default()).unwrap();
+        assert!(streamed.merged.is_none());
+        assert_eq!(streamed.to_local, out.to_local);
+        assert_eq!(streamed.to_remote, out.to_remote);
+        assert_eq!(streamed.conflicts, out.conflicts);
+        assert_eq!(streamed.report, out.report);
+        assert_eq!(streamed.live_items, out.live_items);
+        assert_eq!(streamed.live_items.merged, out.live_items.local + 1);
+        assert_eq!(streamed.attachment_files, out.attachment_files);
+    }
 
     a.apply(&out.to_local).unwrap();
     b.apply(&out.to_remote).unwrap();

@@ -535,6 +535,79 @@ fn malformed_input_is_an_error_not_a_panic() {
     ));
 }
 
+/// A source that yields one table's rows in the order given (a database whose text
+/// order differs from the merge's would look like this).
+struct InOrder(
+    Vec<(syncfabric_merge::RowKey, syncfabric_merge::Row)>,
+    Table,
+);
+
+struct VecCursor<'a> {
+    rows: &'a [(syncfabric_merge::RowKey, syncfabric_merge::Row)],
+    at: Option<usize>,
+}
+
+impl syncfabric_merge::RowCursor for VecCursor<'_> {
+    fn advance(&mut self) -> syncfabric_vault::Result<bool> {
+        let next = self.at.map_or(0, |i| i + 1);
+        self.at = Some(next);
+        Ok(next < self.rows.len())
+    }
+    fn current(&self) -> Option<(&syncfabric_merge::RowKey, &syncfabric_merge::Row)> {
+        self.at.and_then(|i| self.rows.get(i)).map(|(k, r)| (k, r))
+    }
+}
+
+impl syncfabric_merge::RowSource for InOrder {
+    fn schema(&self) -> syncfabric_vault::Result<Vec<syncfabric_merge::TableSchema>> {
+        Ok(vec![syncfabric_merge::TableSchema {
+            name: "item".into(),
+            columns: self.1.columns.clone(),
+            key_columns: self.1.key_columns.clone(),
+        }])
+    }
+    fn scan(
+        &self,
+        table: &str,
+        f: &mut dyn FnMut(&mut dyn syncfabric_merge::RowCursor),
+    ) -> syncfabric_vault::Result<()> {
+        let rows = if table == "item" { &self.0[..] } else { &[] };
+        f(&mut VecCursor { rows, at: None });
+        Ok(())
+    }
+}
+
+#[test]
+fn a_source_out_of_key_order_is_an_error_not_a_wrong_merge() {
+    let b = base();
+    let items = &b.tables["item"];
+    let mut rows: Vec<_> = items
+        .rows
+        .iter()
+        .map(|(k, r)| (k.clone(), r.clone()))
+        .collect();
+    rows.reverse();
+    let bad = InOrder(rows.clone(), items.clone());
+    let err =
+        syncfabric_merge::merge_sources(None, &b, &bad, &syncfabric_merge::MergeOptions::default())
+            .unwrap_err();
+    assert!(
+        matches!(&err, MergeError::Unsorted { side: syncfabric_merge::SourceSide::Remote, table } if table == "item"),
+        "{err}"
+    );
+    // The same rows in order merge fine (and the source is otherwise sound).
+    rows.reverse();
+    let good = InOrder(rows, items.clone());
+    let out = syncfabric_merge::merge_sources(
+        None,
+        &b,
+        &good,
+        &syncfabric_merge::MergeOptions::default(),
+    )
+    .unwrap();
+    assert!(!out.local_needs_apply());
+}
+
 #[test]
 fn the_report_names_items_and_fields_but_never_values() {
     let b = base();
