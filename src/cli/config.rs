@@ -9,6 +9,20 @@
 //! name = "nas"
 //! vault = "/home/me/Enpass/primary"
 //! url = "folder:///mnt/nas/Enpass"
+//!
+//! [[remote]]
+//! name = "cloud"
+//! vault = "/home/me/Enpass/primary"
+//! url = "onedrive:/Apps/Enpass"
+//! account = "default"            # the login it uses: `syncfabric login onedrive`
+//!
+//! # Optional: where logins go and how (each key also from the environment,
+//! # e.g. $SYNCFABRIC_ONEDRIVE_CLIENT_ID, $SYNCFABRIC_ONEDRIVE_TOKEN_URL).
+//! token_file = "/home/me/.config/syncfabric/tokens.enc"
+//! [oauth.onedrive]
+//! client_id = "00000000-0000-0000-0000-000000000000"
+//! tenant = "consumers"
+//! scopes = ["offline_access", "Files.ReadWrite.AppFolder"]
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +37,20 @@ pub struct RemoteConfig {
     /// The honesty probe's verdict: "truthful" or "lock" (re-run: `remote probe NAME`).
     #[serde(default)]
     pub cas: Option<String>,
+    /// For cloud remotes (`onedrive:`, `sharepoint:`): the logged-in account it uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+}
+
+/// Overrides of one provider's OAuth settings (`[oauth.onedrive]`); unset keys keep
+/// the built-in defaults (Microsoft identity platform).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OAuthOverride {
+    pub client_id: Option<String>,
+    pub tenant: Option<String>,
+    pub device_authorization_url: Option<String>,
+    pub token_url: Option<String>,
+    pub scopes: Option<Vec<String>>,
 }
 
 /// The whole file.
@@ -30,8 +58,14 @@ pub struct RemoteConfig {
 pub struct Config {
     pub default_vault: Option<PathBuf>,
     pub device_name: Option<String>,
+    /// Where logins keep their tokens (default: `tokens.enc` beside this file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
     #[serde(default, rename = "remote")]
     pub remotes: Vec<RemoteConfig>,
+    /// Per-provider OAuth overrides, `[oauth.<provider>]`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub oauth: std::collections::BTreeMap<String, OAuthOverride>,
 }
 
 pub fn default_path() -> PathBuf {

@@ -1,5 +1,6 @@
 //! Argument parsing and command dispatch.
 
+mod accounts;
 mod config;
 mod items;
 mod sync;
@@ -78,6 +79,18 @@ enum Command {
     ///
     /// Example: syncfabric --vault ~/Enpass/primary restore folder:///mnt/nas/Enpass --uuid <vault-uuid>
     Restore(sync::RestoreArgs),
+    /// Log in to a cloud provider (OAuth device flow): prints a URL and a code to
+    /// enter there, waits for the approval, and keeps the tokens in the encrypted
+    /// token file (passphrase from $SYNCFABRIC_TOKEN_PASSPHRASE, stdin, or a prompt).
+    ///
+    /// Example: syncfabric login onedrive --account personal
+    Login(accounts::LoginArgs),
+    /// Forget a login's tokens on this machine.
+    ///
+    /// Example: syncfabric logout onedrive:personal
+    Logout(accounts::LogoutArgs),
+    /// List the logged-in accounts (--check: refresh each to prove it still works).
+    Accounts(accounts::AccountsArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -235,6 +248,9 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Status => sync::status_cmd(&mut ctx),
         Command::Watch(a) => sync::watch_cmd(&mut ctx, a),
         Command::Restore(a) => sync::restore_cmd(&mut ctx, a),
+        Command::Login(a) => accounts::login_cmd(&mut ctx, a),
+        Command::Logout(a) => accounts::logout_cmd(&mut ctx, a),
+        Command::Accounts(a) => accounts::accounts_cmd(&mut ctx, a),
     }
 }
 

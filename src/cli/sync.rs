@@ -15,8 +15,11 @@ pub enum RemoteCmd {
     Add {
         /// A short name for it.
         name: String,
-        /// Where: folder:///path, icloud:
+        /// Where: folder:///path, icloud:, webdav+https://user@host/path, onedrive:/path
         url: String,
+        /// For onedrive:/sharepoint: URLs, the login to use (see `syncfabric login`).
+        #[arg(long)]
+        account: Option<String>,
     },
     /// List the vault's remotes.
     List,
@@ -77,6 +80,9 @@ pub struct RestoreArgs {
     /// Also add the URL as a remote of the restored vault, with this name.
     #[arg(long, default_value = "origin")]
     name: String,
+    /// For onedrive:/sharepoint: URLs, the login to use (see `syncfabric login`).
+    #[arg(long)]
+    account: Option<String>,
 }
 
 fn runtime() -> CliResult<tokio::runtime::Runtime> {
@@ -91,7 +97,12 @@ fn open_remote(
     ctx: &mut Ctx,
     rt: &tokio::runtime::Runtime,
     url: &str,
+    account: Option<&str>,
 ) -> CliResult<std::sync::Arc<dyn syncfabric::core::Storage>> {
+    if let Some(provider) = syncfabric::remote::account_provider(url) {
+        let bearer = super::accounts::bearer_for(ctx, provider, account)?;
+        return Ok(rt.block_on(syncfabric::remote::open_with_bearer(url, bearer))?);
+    }
     if syncfabric::remote::needs_password(url) {
         let pw = ctx.secret("SYNCFABRIC_REMOTE_PASSWORD", "Remote password")?;
         return Ok(rt.block_on(syncfabric::remote::open_with_password(
@@ -109,7 +120,7 @@ pub fn state_dir(vault: &Path, remote: &str) -> CliResult<StateDir> {
 pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
     let vault = canonical(&ctx.vault_dir()?);
     match cmd {
-        RemoteCmd::Add { name, url } => {
+        RemoteCmd::Add { name, url, account } => {
             if name.is_empty()
                 || !name
                     .chars()
@@ -121,13 +132,16 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
                 return Err(format!("remote {name:?} exists already (remove it first)").into());
             }
             let rt = runtime()?;
-            let storage = open_remote(ctx, &rt, &url)?;
+            let account = syncfabric::remote::account_provider(&url)
+                .map(|_| account.unwrap_or_else(|| "default".to_string()));
+            let storage = open_remote(ctx, &rt, &url, account.as_deref())?;
             let (trust, report) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
             ctx.config.remotes.push(RemoteConfig {
                 name: name.clone(),
                 vault: vault.clone(),
                 url,
                 cas: Some(trust.as_str().to_string()),
+                account,
             });
             ctx.config.save(&ctx.config_path)?;
             if ctx.json {
@@ -159,11 +173,12 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
                 .remotes_of(&vault)
                 .iter()
                 .find(|r| r.name == name)
-                .map(|r| r.url.clone())
+                .map(|r| (r.url.clone(), r.account.clone()))
             else {
                 return Err(format!("no remote {name:?} for this vault").into());
             };
-            let storage = open_remote(ctx, &rt, &url)?;
+            let (url, account) = url;
+            let storage = open_remote(ctx, &rt, &url, account.as_deref())?;
             let (trust, report) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
             for r in ctx
                 .config
@@ -221,7 +236,7 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
     let rt = runtime()?;
     let mut out = Vec::new();
     for r in remotes {
-        let storage = open_remote(ctx, &rt, &r.url)?;
+        let storage = open_remote(ctx, &rt, &r.url, r.account.as_deref())?;
         let trust = match r.cas.as_deref().and_then(Trust::parse) {
             Some(t) => t,
             None => rt.block_on(syncfabric::remote::probe(storage.as_ref()))?.0,
@@ -313,7 +328,12 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
         .into());
     }
     let rt = runtime()?;
-    let storage = open_remote(ctx, &rt, &url)?;
+    let account = syncfabric::remote::account_provider(&url).map(|_| {
+        args.account
+            .clone()
+            .unwrap_or_else(|| "default".to_string())
+    });
+    let storage = open_remote(ctx, &rt, &url, account.as_deref())?;
     let uuid = match args.uuid {
         Some(u) => u,
         None => {
@@ -367,6 +387,7 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
             vault: vdir,
             url: url.clone(),
             cas: Some(trust.as_str().to_string()),
+            account,
         });
         ctx.config.save(&ctx.config_path)?;
     }
@@ -400,7 +421,7 @@ pub fn watch_cmd(ctx: &mut Ctx, args: WatchArgs) -> CliResult {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let storage = open_remote(ctx, &rt, &r.url)?;
+    let storage = open_remote(ctx, &rt, &r.url, r.account.as_deref())?;
     let trust = match r.cas.as_deref().and_then(Trust::parse) {
         Some(t) => t,
         None => rt.block_on(syncfabric::remote::probe(storage.as_ref()))?.0,
@@ -471,7 +492,7 @@ fn undo_cmd(ctx: &mut Ctx, seq: u64, remote: Option<&str>) -> CliResult {
         );
     };
     let rt = runtime()?;
-    let storage = open_remote(ctx, &rt, &r.url)?;
+    let storage = open_remote(ctx, &rt, &r.url, r.account.as_deref())?;
     let trust = r
         .cas
         .as_deref()

@@ -1,0 +1,377 @@
+//! `syncfabric login|logout|accounts`, and the bearer a cloud remote acts as.
+//!
+//! Tokens live in one encrypted file (`tokens.enc` beside the config file, or
+//! `token_file` in the config, or `$SYNCFABRIC_TOKEN_FILE`), unlocked with a passphrase
+//! read like the master password: `$SYNCFABRIC_TOKEN_PASSPHRASE`, the next line of
+//! standard input with `--password-stdin`, or a prompt. OAuth settings come from the
+//! built-in Microsoft defaults, overridden by `[oauth.<provider>]` in the config and
+//! then by `$SYNCFABRIC_<PROVIDER>_CLIENT_ID`, `_TENANT`, `_DEVICE_URL`, `_TOKEN_URL`
+//! and `_SCOPES` (space-separated).
+
+use super::{CliResult, Ctx};
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+use std::sync::Arc;
+use syncfabric::core::auth::{BearerAuth, SecretToken, TokenStore};
+use syncfabric_auth::{DeviceFlow, EncryptedFileTokenStore, OAuthBearer, OAuthConfig, TokenSet};
+
+/// The providers one can log in to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Provider {
+    /// OneDrive personal or for Business (Microsoft Graph).
+    Onedrive,
+    /// SharePoint document libraries (Microsoft Graph, work or school account).
+    Sharepoint,
+}
+
+impl Provider {
+    fn name(self) -> &'static str {
+        match self {
+            Provider::Onedrive => "onedrive",
+            Provider::Sharepoint => "sharepoint",
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// Where to log in.
+    provider: Provider,
+    /// A name for this login (several accounts of one provider can be logged in).
+    #[arg(long, default_value = "default")]
+    account: String,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    /// The account: `onedrive:NAME`, or just NAME when it is unambiguous; default: the
+    /// only account.
+    account: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AccountsArgs {
+    /// Also check that each login still works (refreshes its access token).
+    #[arg(long)]
+    check: bool,
+}
+
+fn valid_account_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+}
+
+/// The OAuth settings of `provider`: defaults, then the config, then the environment.
+pub fn oauth_config(ctx: &Ctx, provider: &str) -> CliResult<OAuthConfig> {
+    let o = ctx.config.oauth.get(provider).cloned().unwrap_or_default();
+    let env = |key: &str| {
+        std::env::var(format!(
+            "SYNCFABRIC_{}_{key}",
+            provider.to_ascii_uppercase()
+        ))
+        .ok()
+        .filter(|v| !v.is_empty())
+    };
+    let client_id = env("CLIENT_ID").or(o.client_id).unwrap_or_default();
+    let mut c = OAuthConfig::for_provider(provider, &client_id)
+        .ok_or_else(|| format!("no login for provider {provider:?}"))?;
+    if let Some(tenant) = env("TENANT").or(o.tenant) {
+        let scopes: Vec<&str> = c.scopes.iter().map(String::as_str).collect();
+        c = OAuthConfig::microsoft(provider, &tenant, &client_id, &scopes);
+    }
+    if let Some(u) = env("DEVICE_URL").or(o.device_authorization_url) {
+        c.device_authorization_url = u;
+    }
+    if let Some(u) = env("TOKEN_URL").or(o.token_url) {
+        c.token_url = u;
+    }
+    if let Some(s) = env("SCOPES") {
+        c.scopes = s.split_whitespace().map(str::to_string).collect();
+    } else if let Some(s) = o.scopes {
+        c.scopes = s;
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+/// The token file's path.
+pub fn token_file(ctx: &Ctx) -> PathBuf {
+    if let Some(p) = std::env::var_os("SYNCFABRIC_TOKEN_FILE").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = &ctx.config.token_file {
+        return p.clone();
+    }
+    ctx.config_path
+        .parent()
+        .map(|d| d.join("tokens.enc"))
+        .unwrap_or_else(|| PathBuf::from("tokens.enc"))
+}
+
+/// Unlocks the token file (creating it on the first write). A new file's passphrase
+/// is asked twice when it comes from the interactive prompt.
+pub fn open_store(ctx: &mut Ctx) -> CliResult<Arc<EncryptedFileTokenStore>> {
+    const ENV: &str = "SYNCFABRIC_TOKEN_PASSPHRASE";
+    let path = token_file(ctx);
+    let new = !path.exists();
+    let interactive = std::env::var_os(ENV).is_none() && !ctx.password_stdin;
+    let prompt = if new {
+        "New token-store passphrase (protects your cloud logins)"
+    } else {
+        "Token-store passphrase"
+    };
+    let pass = ctx.secret(ENV, prompt)?;
+    if pass.is_empty() {
+        return Err("the token-store passphrase must not be empty".into());
+    }
+    if new && interactive {
+        let again = ctx.secret(ENV, "Repeat the passphrase")?;
+        if again.expose() != pass.expose() {
+            return Err("the passphrases differ; nothing was stored".into());
+        }
+    }
+    let pass = SecretToken::new(pass.expose());
+    Ok(Arc::new(EncryptedFileTokenStore::open(&path, &pass)?))
+}
+
+fn runtime() -> CliResult<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+pub fn login_cmd(ctx: &mut Ctx, args: LoginArgs) -> CliResult {
+    let provider = args.provider.name();
+    if !valid_account_name(&args.account) {
+        return Err("an account name uses letters, digits, '-', '_', '.' and '@'".into());
+    }
+    let config = oauth_config(ctx, provider)?;
+    // Unlock the store first: a wrong passphrase should fail before the person signs in.
+    let store = open_store(ctx)?;
+    let rt = runtime()?;
+    let flow = DeviceFlow::new(config.clone())?;
+    let pending = rt.block_on(flow.start())?;
+    let p = pending.prompt();
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": "prompt",
+                "verification_uri": p.verification_uri,
+                "user_code": p.user_code,
+                "verification_uri_complete": p.verification_uri_complete,
+                "expires_in": p.expires_in.as_secs(),
+                "interval": p.interval.as_secs(),
+            })
+        );
+    } else {
+        println!("{}", p.instructions());
+        println!("Waiting for the sign-in to be approved…");
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let tokens = rt.block_on(flow.finish(pending))?;
+    rt.block_on(flow.store(store.as_ref(), &args.account, &tokens))?;
+    let key = config.account_key(&args.account);
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": "logged_in",
+                "account": key,
+                "token_file": store.path(),
+                "scope": tokens.scope,
+            })
+        );
+    } else {
+        println!(
+            "logged in: {key} (tokens encrypted in {})\nuse it with: syncfabric remote add NAME {provider}:/Apps/Enpass --account {}",
+            store.path().display(),
+            args.account
+        );
+    }
+    Ok(())
+}
+
+/// `provider:name` from what the person typed, given the stored accounts.
+fn resolve_account(given: Option<&str>, stored: &[String]) -> CliResult<String> {
+    match given {
+        Some(a) if a.contains(':') => Ok(a.to_string()),
+        Some(name) => {
+            let hits: Vec<&String> = stored
+                .iter()
+                .filter(|k| k.split_once(':').is_some_and(|(_, n)| n == name))
+                .collect();
+            match hits.as_slice() {
+                [one] => Ok((*one).clone()),
+                [] => Err(format!("no account named {name:?} (see `syncfabric accounts`)").into()),
+                _ => Err(format!(
+                    "{name:?} is logged in at several providers: say which ({})",
+                    hits.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+                .into()),
+            }
+        }
+        None => match stored {
+            [one] => Ok(one.clone()),
+            [] => Err("no account is logged in".into()),
+            _ => Err(format!(
+                "several accounts are logged in: say which ({})",
+                stored.join(", ")
+            )
+            .into()),
+        },
+    }
+}
+
+pub fn logout_cmd(ctx: &mut Ctx, args: LogoutArgs) -> CliResult {
+    if !token_file(ctx).exists() {
+        return Err("no account is logged in".into());
+    }
+    let store = open_store(ctx)?;
+    let rt = runtime()?;
+    let stored = rt.block_on(store.accounts())?;
+    let key = resolve_account(args.account.as_deref(), &stored)?;
+    if !stored.contains(&key) {
+        return Err(format!("{key} is not logged in (see `syncfabric accounts`)").into());
+    }
+    rt.block_on(store.delete(&key))?;
+    let users: Vec<String> = remotes_using(ctx, &key);
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({ "logged_out": key, "remotes_using_it": users }));
+    } else {
+        println!("logged out: {key} (its tokens were removed from this machine; revoke the app's access in your account settings to end it everywhere)");
+        if !users.is_empty() {
+            println!(
+                "remotes that used it need a new login: {}",
+                users.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn remotes_using(ctx: &Ctx, key: &str) -> Vec<String> {
+    let Some((provider, name)) = key.split_once(':') else {
+        return Vec::new();
+    };
+    ctx.config
+        .remotes
+        .iter()
+        .filter(|r| {
+            syncfabric::remote::account_provider(&r.url) == Some(provider)
+                && r.account.as_deref().unwrap_or("default") == name
+        })
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+pub fn accounts_cmd(ctx: &mut Ctx, args: AccountsArgs) -> CliResult {
+    if !token_file(ctx).exists() {
+        if ctx.json {
+            ctx.print_json(&serde_json::json!([]));
+        } else {
+            println!("no account is logged in (log in with `syncfabric login onedrive`)");
+        }
+        return Ok(());
+    }
+    let store = open_store(ctx)?;
+    let rt = runtime()?;
+    let keys = rt.block_on(store.accounts())?;
+    let mut rows = Vec::new();
+    let mut failed = 0;
+    for key in &keys {
+        let (provider, name) = key.split_once(':').unwrap_or(("?", key));
+        let set = rt
+            .block_on(store.get(key))?
+            .and_then(|s| TokenSet::from_secret(&s));
+        let mut row = serde_json::json!({
+            "account": key,
+            "provider": provider,
+            "name": name,
+            "expires_at": set.as_ref().and_then(|s| s.expires_at),
+            "refresh_token": set.as_ref().is_some_and(|s| s.refresh_token.is_some()),
+            "scope": set.as_ref().and_then(|s| s.scope.clone()),
+            "remotes": remotes_using(ctx, key),
+        });
+        if args.check {
+            let result = oauth_config(ctx, provider)
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    let b = OAuthBearer::new(c, store.clone(), name).map_err(|e| e.to_string())?;
+                    rt.block_on(b.refresh_now()).map_err(|e| e.to_string())
+                });
+            match result {
+                Ok(fresh) => {
+                    row["check"] = "ok".into();
+                    row["expires_at"] = fresh.expires_at.into();
+                }
+                Err(e) => {
+                    failed += 1;
+                    row["check"] = e.into();
+                }
+            }
+        }
+        rows.push(row);
+    }
+    if ctx.json {
+        ctx.print_json(&serde_json::Value::Array(rows));
+    } else if rows.is_empty() {
+        println!("no account is logged in (log in with `syncfabric login onedrive`)");
+    } else {
+        let now = syncfabric_auth::unix_now();
+        for r in &rows {
+            let expiry = match r["expires_at"].as_u64() {
+                Some(at) if at > now => format!("access token valid {} min", (at - now) / 60),
+                Some(_) => "access token expired (refreshed on use)".to_string(),
+                None => "no expiry given".to_string(),
+            };
+            let remotes = r["remotes"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            print!("{:<28} {expiry}", r["account"].as_str().unwrap_or("?"));
+            if !remotes.is_empty() {
+                print!("; remotes: {remotes}");
+            }
+            if let Some(c) = r.get("check").and_then(|c| c.as_str()) {
+                print!("; check: {c}");
+            }
+            println!();
+        }
+    }
+    if failed > 0 {
+        return Err(format!("{failed} login(s) no longer work (see above)").into());
+    }
+    Ok(())
+}
+
+/// The bearer of a cloud remote: `account` (default `"default"`) of `provider`, from
+/// the token file.
+pub fn bearer_for(
+    ctx: &mut Ctx,
+    provider: &str,
+    account: Option<&str>,
+) -> CliResult<Arc<dyn BearerAuth>> {
+    let name = account.unwrap_or("default");
+    let config = oauth_config(ctx, provider)?;
+    if !token_file(ctx).exists() {
+        return Err(format!(
+            "no login for {provider}: run `syncfabric login {provider} --account {name}` first"
+        )
+        .into());
+    }
+    let store: Arc<dyn TokenStore> = open_store(ctx)?;
+    Ok(Arc::new(OAuthBearer::new(config, store, name)?))
+}
