@@ -3,7 +3,6 @@
 //! sends; the upload-session pages require it on fragment PUTs), bodies streamed so a
 //! 60 MiB fragment never sits in memory, responses from memory or from a file.
 
-use std::path::PathBuf;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -183,8 +182,9 @@ impl<'a> BodyReader<'a> {
 /// What a response carries.
 pub(crate) enum RespBody {
     Bytes(Vec<u8>),
-    /// `len` bytes of a file, streamed.
-    File(PathBuf, u64),
+    /// `len` bytes of an already opened file, streamed (opened by the handler, so a
+    /// file replaced meanwhile is still read whole).
+    File(std::fs::File, u64),
 }
 
 /// A response to write.
@@ -260,9 +260,8 @@ pub(crate) async fn write_response(
     if !head_only {
         match resp.body {
             RespBody::Bytes(b) => w.write_all(&b).await?,
-            RespBody::File(p, n) => {
-                let f = tokio::fs::File::open(&p).await?;
-                let mut f = f.take(n);
+            RespBody::File(f, n) => {
+                let mut f = tokio::fs::File::from_std(f).take(n);
                 let copied = tokio::io::copy(&mut f, w).await?;
                 if copied != n {
                     return Err(std::io::Error::new(

@@ -1216,13 +1216,17 @@ fn get_content(shared: &Shared, a: &Addr) -> Response {
 
 fn download(shared: &Shared, name: &str) -> Response {
     let st = shared.lock();
+    // A blob replaced since the redirect is gone: 404, the client starts over. The file
+    // is opened under the lock (blobs are removed under it too).
     match st.downloads.get(name) {
-        // A blob replaced since the redirect is gone: 404, the client starts over.
-        Some((p, n)) if p.exists() => {
-            let mut r = Response::new(200);
-            r.body = RespBody::File(p.clone(), *n);
-            r.header("Content-Type", "application/octet-stream")
-        }
+        Some((p, n)) => match std::fs::File::open(p) {
+            Ok(f) => {
+                let mut r = Response::new(200);
+                r.body = RespBody::File(f, *n);
+                r.header("Content-Type", "application/octet-stream")
+            }
+            Err(_) => not_found(),
+        },
         _ => not_found(),
     }
 }
