@@ -4,8 +4,9 @@
 //! `vault.enpassdb` and `<uuid>.enpassattach` files. It opens vaults made by Enpass,
 //! creates vaults Enpass can open, edits items, folders and attachments the way Enpass
 //! does (tombstones, timestamps, field history), changes the master password safely,
-//! and exports/applies decrypted [`Snapshot`]s for the merge and sync engines. It never
-//! touches the network.
+//! and exports/applies decrypted [`Snapshot`]s for the merge and sync engines (or streams
+//! them as key-sorted rows, [`RowSource`], so a merge never holds a whole vault). It
+//! never touches the network.
 //!
 //! ## The format in brief
 //! * `vault.json`: plaintext metadata (`kdf_iter`, `have_keyfile`, `vault_uuid`, ...),

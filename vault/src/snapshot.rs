@@ -23,7 +23,7 @@
 //! inputs through [`RowSource`]: table by table, rows in ascending key order, one row
 //! at a time through a [`RowCursor`] whose buffers are reused. A [`Snapshot`] is a
 //! `RowSource`; so are a vault ([`crate::Vault::rows`]) and a verified database file
-//! ([`crate::SnapshotFile`]), which read their rows with `ORDER BY <key>` cursors and
+//! ([`crate::open_snapshot_file`]), which read their rows with `ORDER BY <key>` cursors and
 //! never hold more than one row per table.
 
 use std::cmp::Ordering;
