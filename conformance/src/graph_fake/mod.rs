@@ -284,6 +284,9 @@ struct Session {
 struct Faults {
     cut_fragments: u32,
     expire_sessions: u32,
+    /// (fragments to let through first, drive, path, content): another client's write
+    /// that lands while an upload session is under way.
+    interleave: Option<(u32, String, String, Vec<u8>)>,
 }
 
 struct State {
@@ -522,9 +525,32 @@ impl GraphFake {
     /// Writes `content` at `path` of `drive` as another client would (parents
     /// created), bypassing HTTP: for tests that change a file behind the client's back.
     pub fn put_file(&self, drive: &str, path: &str, content: &[u8]) -> std::io::Result<()> {
-        let blob = self.shared.new_blob_path();
+        self.shared.put_file(drive, path, content)
+    }
+
+    /// When the next upload session has received `after_fragments` fragments, another
+    /// client writes `content` at `path` of `drive` (before the next fragment is handled).
+    pub fn write_during_next_session(
+        &self,
+        after_fragments: u32,
+        drive: &str,
+        path: &str,
+        content: &[u8],
+    ) {
+        self.shared.lock().faults.interleave = Some((
+            after_fragments,
+            drive.to_string(),
+            path.to_string(),
+            content.to_vec(),
+        ));
+    }
+}
+
+impl Shared {
+    fn put_file(&self, drive: &str, path: &str, content: &[u8]) -> std::io::Result<()> {
+        let blob = self.new_blob_path();
         std::fs::write(&blob, content)?;
-        let mut st = self.shared.lock();
+        let mut st = self.lock();
         let Some(root) = st.drives.get(drive).map(|d| d.root.clone()) else {
             return Err(std::io::Error::other("no such drive"));
         };
@@ -1635,6 +1661,20 @@ async fn put_fragment(
             "Content-Range missing or malformed",
         ));
     };
+    let behind = {
+        let mut st = shared.lock();
+        match st.faults.interleave.as_mut() {
+            Some((0, ..)) => st.faults.interleave.take(),
+            Some((n, ..)) => {
+                *n -= 1;
+                None
+            }
+            None => None,
+        }
+    };
+    if let Some((_, drive, path, content)) = behind {
+        let _ = shared.put_file(&drive, &path, &content);
+    }
     let (file, cut) = {
         let mut st = shared.lock();
         if st.faults.expire_sessions > 0 && st.sessions.contains_key(sid) {
