@@ -290,3 +290,92 @@ async fn denied_and_expired_logins_store_nothing() {
         text(&out)
     );
 }
+
+/// A cloud remote opened by a later process with the stored login: `remote add` with
+/// `--account` against the Graph fake, which accepts the access token the
+/// authorisation fake issued at login. Needs the OneDrive provider (feature
+/// `onedrive`).
+#[allow(unexpected_cfgs)]
+mod cloud {
+    #[cfg(feature = "onedrive")]
+    mod remote {
+        use super::super::*;
+        use syncfabric_conformance::graph_fake::{FakeConfig, GraphFake};
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn remote_add_uses_the_login_of_an_earlier_process() {
+            let fake = OAuthFake::start(CLIENT).await.unwrap();
+            fake.set_interval(1);
+            fake.script([Step::Approve]);
+            let env = Env::new(&fake);
+            let mut log = String::new();
+            let out = run(
+                &env,
+                PASSPHRASE,
+                &["login", "onedrive", "--account", "alice"],
+                &mut log,
+            )
+            .await;
+            assert!(out.status.success(), "{}", text(&out));
+
+            let graph = GraphFake::start(FakeConfig::default()).await.unwrap();
+            graph.rotate_token(&fake.issued_access_tokens()[0]);
+            let url = format!("onedrive:/Apps/Enpass?graph_url={}", graph.url());
+            let vault = env.dir.path().join("vault");
+            std::fs::create_dir_all(&vault).unwrap();
+            let vault = vault.to_str().unwrap();
+            let out = run(
+                &env,
+                PASSPHRASE,
+                &[
+                    "--vault",
+                    vault,
+                    "remote",
+                    "add",
+                    "cloud",
+                    &url,
+                    "--account",
+                    "alice",
+                ],
+                &mut log,
+            )
+            .await;
+            assert!(out.status.success(), "{}", text(&out));
+            let config = std::fs::read_to_string(env.config()).unwrap();
+            assert!(config.contains("account = \"alice\""), "{config}");
+            assert!(
+                fake.refreshes().is_empty(),
+                "the stored access token was still valid"
+            );
+
+            let out = run(&env, PASSPHRASE, &["--json", "accounts"], &mut log).await;
+            let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(rows[0]["remotes"], serde_json::json!(["cloud"]));
+
+            // The server now refuses the token and the login was revoked: the remote's
+            // next use (its 401, then a refused refresh) says to log in again.
+            graph.rotate_token("a-token-nobody-has");
+            fake.revoke_all();
+            let out = run(
+                &env,
+                PASSPHRASE,
+                &["--vault", vault, "remote", "probe", "cloud"],
+                &mut log,
+            )
+            .await;
+            assert!(!out.status.success(), "{}", text(&out));
+            assert!(
+                text(&out).contains("syncfabric login onedrive --account alice"),
+                "{}",
+                text(&out)
+            );
+            for s in fake
+                .issued_access_tokens()
+                .iter()
+                .chain(&fake.issued_refresh_tokens())
+            {
+                assert!(!log.contains(s.as_str()), "secret in output");
+            }
+        }
+    }
+}

@@ -375,3 +375,71 @@ pub fn bearer_for(
     let store: Arc<dyn TokenStore> = open_store(ctx)?;
     Ok(Arc::new(OAuthBearer::new(config, store, name)?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::config::{Config, OAuthOverride};
+
+    fn ctx(config: Config) -> Ctx {
+        Ctx {
+            json: false,
+            vault: None,
+            keyfile: None,
+            password_stdin: false,
+            config_path: PathBuf::from("/cfg/syncfabric/config.toml"),
+            config,
+            stdin_lines: None,
+        }
+    }
+
+    #[test]
+    fn config_overrides_defaults() {
+        let mut config = Config::default();
+        config.oauth.insert(
+            "sharepoint".into(),
+            OAuthOverride {
+                client_id: Some("cid".into()),
+                tenant: Some("contoso.example".into()),
+                scopes: Some(vec!["offline_access".into(), "Sites.Selected".into()]),
+                ..Default::default()
+            },
+        );
+        let c = oauth_config(&ctx(config.clone()), "sharepoint").unwrap();
+        assert_eq!(c.client_id, "cid");
+        assert_eq!(
+            c.token_url,
+            "https://login.microsoftonline.com/contoso.example/oauth2/v2.0/token"
+        );
+        assert_eq!(c.scopes, ["offline_access", "Sites.Selected"]);
+        config.oauth.get_mut("sharepoint").unwrap().token_url =
+            Some("http://evil.example/token".into());
+        assert!(
+            oauth_config(&ctx(config), "sharepoint").is_err(),
+            "http off loopback"
+        );
+        assert_eq!(
+            token_file(&ctx(Config::default())),
+            PathBuf::from("/cfg/syncfabric/tokens.enc")
+        );
+    }
+
+    #[test]
+    fn account_names_resolve() {
+        let stored = vec![
+            "onedrive:a".to_string(),
+            "sharepoint:a".into(),
+            "onedrive:b".into(),
+        ];
+        assert_eq!(resolve_account(Some("b"), &stored).unwrap(), "onedrive:b");
+        assert_eq!(
+            resolve_account(Some("sharepoint:a"), &stored).unwrap(),
+            "sharepoint:a"
+        );
+        assert!(resolve_account(Some("a"), &stored).is_err(), "ambiguous");
+        assert!(resolve_account(Some("zz"), &stored).is_err());
+        assert!(resolve_account(None, &stored).is_err());
+        assert_eq!(resolve_account(None, &stored[2..]).unwrap(), "onedrive:b");
+        assert!(valid_account_name("alice@example.com") && !valid_account_name("a b"));
+    }
+}
