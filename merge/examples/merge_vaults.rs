@@ -56,7 +56,12 @@ fn make(dir: &Path, items: usize) {
     let mut a = Vault::open(dir.join("a"), &pw, None).expect("open a");
     let mut b = Vault::open(dir.join("b"), &pw, None).expect("open b");
     edit(&mut a, &uuids, |n| n % 10 == 0, "local");
-    edit(&mut b, &uuids, |n| (n % 10 == 5 && n % 100 != 5) || n % 100 == 0, "remote");
+    edit(
+        &mut b,
+        &uuids,
+        |n| (n % 10 == 5 && n % 100 != 5) || n % 100 == 0,
+        "remote",
+    );
     println!("made the vaults in {:.2?}", t.elapsed());
 }
 
@@ -95,7 +100,8 @@ fn main() {
         let (ls, rs) = (a.rows().expect("local"), b.rows().expect("remote"));
         merge_sources(Some(&bs), &ls, &rs, &MergeOptions::default()).expect("merge")
     };
-    let rows = |s: &syncfabric_vault::Snapshot| s.tables.values().map(|t| t.rows.len()).sum::<usize>();
+    let rows =
+        |s: &syncfabric_vault::Snapshot| s.tables.values().map(|t| t.rows.len()).sum::<usize>();
     println!(
         "{mode}: {items} items, read + merged in {:.2?}; {} conflicts; rows: to_local {}, to_remote {}",
         t.elapsed(),

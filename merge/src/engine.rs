@@ -193,9 +193,6 @@ struct Stream<'c> {
     scratch: Row,
     /// The side's column count and key length, to reject malformed rows.
     width: (usize, usize),
-    /// The previous key, to reject a source that is not sorted.
-    prev: RowKey,
-    started: bool,
     live: bool,
     side: SourceSide,
 }
@@ -219,14 +216,6 @@ impl<'c> Stream<'c> {
                 table: table.to_owned(),
             });
         }
-        if self.started && *k <= self.prev {
-            return Err(MergeError::Unsorted {
-                side: self.side,
-                table: table.to_owned(),
-            });
-        }
-        self.prev.0.clone_from(&k.0);
-        self.started = true;
         if let Projection::Map(_) = self.proj {
             self.proj.project_into(r, &mut self.scratch);
         }
@@ -276,8 +265,6 @@ fn walk_table(
             proj: plan.proj[i].clone(),
             scratch: Row(Vec::new()),
             width: widths[i],
-            prev: RowKey(Vec::new()),
-            started: false,
             live: false,
             side: sides[i],
         };
@@ -288,16 +275,45 @@ fn walk_table(
         s.advance(name)?;
     }
     let proj = Projections::new(name, plan);
+    // The key just merged: every head after it must be greater (sources are sorted).
+    let mut last = RowKey(Vec::new());
+    let mut first = true;
     loop {
         let at = {
             let heads = [streams[0].head(), streams[1].head(), streams[2].head()];
-            // The smallest key at the heads, and which sides hold it.
-            let Some(min) = heads.iter().flatten().map(|(k, _)| *k).min() else {
+            // The smallest key at the heads, and which sides hold it (one comparison per
+            // head).
+            let mut min: Option<&RowKey> = None;
+            let mut at = [false; 3];
+            for (i, h) in heads.iter().enumerate() {
+                let Some((k, _)) = h else { continue };
+                match min.map(|m| (*k).cmp(m)) {
+                    None | Some(std::cmp::Ordering::Less) => {
+                        min = Some(k);
+                        at = [false; 3];
+                        at[i] = true;
+                    }
+                    Some(std::cmp::Ordering::Equal) => at[i] = true,
+                    Some(std::cmp::Ordering::Greater) => {}
+                }
+            }
+            let Some(min) = min else {
                 break;
             };
-            let rows = heads.map(|h| h.filter(|(k, _)| *k == min).map(|(_, r)| r));
+            if !first && *min <= last {
+                let side = (0..3)
+                    .find(|&i| at[i])
+                    .map_or(SourceSide::Base, |i| sides[i]);
+                return Err(MergeError::Unsorted {
+                    side,
+                    table: name.to_owned(),
+                });
+            }
+            first = false;
+            last.0.clone_from(&min.0);
+            let rows = [0, 1, 2].map(|i| heads[i].filter(|_| at[i]).map(|(_, r)| r));
             merge_key(name, plan, &proj, min, rows, out, st);
-            rows.map(|r| r.is_some())
+            at
         };
         for (s, at) in streams.iter_mut().zip(at) {
             if at {

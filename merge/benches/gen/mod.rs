@@ -110,7 +110,7 @@ fn push_dec(s: &mut String, n: i64) {
             break;
         }
     }
-    s.push_str(std::str::from_utf8(&buf[i..]).unwrap_or(""));
+    s.extend(buf[i..].iter().map(|&b| b as char));
 }
 
 fn push_hex(s: &mut String, n: u64, width: usize) {
@@ -120,7 +120,7 @@ fn push_hex(s: &mut String, n: u64, width: usize) {
     for (k, b) in buf[..width].iter_mut().rev().enumerate() {
         *b = D[((n >> (4 * k)) & 15) as usize];
     }
-    s.push_str(std::str::from_utf8(&buf[..width]).unwrap_or(""));
+    s.extend(buf[..width].iter().map(|&b| b as char));
 }
 
 fn int(slot: &mut Value, n: i64) {
@@ -237,14 +237,16 @@ impl RowSource for GenVault {
                 return Ok(());
             }
         };
-        f(&mut GenCursor {
+        let mut c = GenCursor {
             vault: *self,
             fields: table == "itemfield",
             next: 0,
             key: RowKey(vec![Value::Null; keys]),
             row: Row(vec![Value::Null; width]),
             valid: false,
-        });
+        };
+        c.constants();
+        f(&mut c);
         Ok(())
     }
 }
@@ -262,6 +264,29 @@ struct GenCursor {
 }
 
 impl GenCursor {
+    /// Writes the cells that are the same in every row, once: the buffer keeps them
+    /// (every other cell is rewritten for each row).
+    fn constants(&mut self) {
+        let r = &mut self.row.0;
+        if self.fields {
+            for i in [8, 14, 21] {
+                text(&mut r[i], &[]);
+            }
+        } else {
+            for i in [6, 13, 19] {
+                text(&mut r[i], &[]);
+            }
+            text(
+                &mut r[7],
+                &[S(
+                    r#"{"fav":"","image":{"file":"misc/login"},"type":1,"uuid":""}"#,
+                )],
+            );
+            text(&mut r[14], &[S("login")]);
+            text(&mut r[15], &[S("login.default")]);
+        }
+    }
+
     fn item_row(&mut self, n: usize) {
         let r = &mut self.row.0;
         uuid(&mut r[0], n);
@@ -270,23 +295,12 @@ impl GenCursor {
         int(&mut r[3], T0);
         text(&mut r[4], &[S("Item "), Dec(n as i64)]);
         text(&mut r[5], &[S("user"), Dec(n as i64)]);
-        text(&mut r[6], &[]);
-        text(
-            &mut r[7],
-            &[S(
-                r#"{"fav":"","image":{"file":"misc/login"},"type":1,"uuid":""}"#,
-            )],
-        );
         for (i, v) in [(8, 0), (9, 0), (10, 0), (11, 0), (12, 1)] {
             int(&mut r[i], v);
         }
-        text(&mut r[13], &[]);
-        text(&mut r[14], &[S("login")]);
-        text(&mut r[15], &[S("login.default")]);
         for v in &mut r[16..19] {
             int(v, 0);
         }
-        text(&mut r[19], &[]);
         int(&mut r[20], T0);
         if let Some(e) = self.vault.edit.filter(|e| (e.pick)(n)) {
             text(
@@ -302,7 +316,11 @@ impl GenCursor {
 
     fn field_row(&mut self, n: usize, f: usize) {
         let r = &mut self.row.0;
-        uuid(&mut r[0], n);
+        // The fields of one item are consecutive: its uuid is written once.
+        let new_item = f == 0 || !self.valid;
+        if new_item {
+            uuid(&mut r[0], n);
+        }
         int(&mut r[1], 10 + f as i64);
         text(&mut r[2], &[S("Field "), Dec(f as i64)]);
         text(
@@ -313,13 +331,11 @@ impl GenCursor {
         int(&mut r[5], (f == 1) as i64);
         int(&mut r[6], 1);
         text(&mut r[7], &[S(if f == 1 { "password" } else { "text" })]);
-        text(&mut r[8], &[]);
         int(&mut r[9], T0);
         int(&mut r[10], T0);
         int(&mut r[11], f as i64);
         int(&mut r[12], 0);
         text(&mut r[13], &[]);
-        text(&mut r[14], &[]);
         text(
             &mut r[15],
             &[S("h:value-"), Dec(n as i64), S("-"), Dec(f as i64)],
@@ -329,7 +345,6 @@ impl GenCursor {
         for v in &mut r[18..21] {
             int(v, 0);
         }
-        text(&mut r[21], &[]);
         if let Some(e) = self.vault.edit.filter(|e| f == 1 && (e.pick)(n)) {
             text(
                 &mut r[13],
@@ -348,7 +363,9 @@ impl GenCursor {
             int(&mut r[9], e.at);
             int(&mut r[10], e.at);
         }
-        self.key.0[0].clone_from(&r[0]);
+        if new_item {
+            self.key.0[0].clone_from(&r[0]);
+        }
         self.key.0[1].clone_from(&r[1]);
     }
 }
