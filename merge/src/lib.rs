@@ -91,8 +91,8 @@
 //! Measured on this 2-core machine (under load from other builds) with two
 //! 100,000-item vaults, 10 fields per item, 10% of the items edited on each side and 1%
 //! on both (`examples/merge_100k.rs`, `benches/merge.rs`): the streaming merge takes
-//! 1.1–1.4 s with 48 MB peak memory, about 0.6 s of it producing the 3.3 million input
-//! rows. Held as whole [`Snapshot`]s (a 32-byte [`Value`] per cell, a `Vec` per row, a
+//! 0.99 s (criterion median; 1.0–1.2 s single runs) with 48 MB peak memory, about
+//! 0.6 s of it producing the 3.3 million input rows. Held as whole [`Snapshot`]s (a 32-byte [`Value`] per cell, a `Vec` per row, a
 //! `String` per text: about 1.1 KB per field row), the three inputs alone took
 //! 3.6–4.8 GB and the merge 2–5 s. Two designs could meet the 500 MB target: a compact
 //! snapshot (rows as byte slices in per-table arenas) or streaming. A compact row of
