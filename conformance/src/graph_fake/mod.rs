@@ -1709,7 +1709,7 @@ async fn put_fragment(
                 "The fragment does not start at the next expected byte.",
             ));
         }
-        if bad_size || (not_last && len % FRAGMENT_UNIT != 0) {
+        if bad_size || (not_last && !len.is_multiple_of(FRAGMENT_UNIT)) {
             st.stats.bad_fragment_sizes += 1;
             return Reply::Send(error(
                 400,

@@ -172,7 +172,7 @@ impl OneDriveConfig {
             return Err(bad("graph_url must not hold credentials"));
         }
         if self.fragment_size == 0
-            || self.fragment_size % FRAGMENT_UNIT != 0
+            || !self.fragment_size.is_multiple_of(FRAGMENT_UNIT)
             || self.fragment_size > 60 * 1024 * 1024
         {
             return Err(bad(

@@ -52,7 +52,7 @@
 //! | `if_match` (upload session) | yes | stale tag at creation → 412; a write landing mid-session is caught by the re-check before the last fragment | not verified; **residual window**: a write landing between that re-check and the commit is overwritten, unless Graph re-checks at commit (the reference does not say) |
 //! | `if_absent` | yes | probe `Honoured`; `409` | not verified |
 //! | `conditional_delete` | yes | probe `Honoured` | not verified |
-//! | `chunked_upload` | yes, fragments of [`OneDriveConfig::fragment_size`] (multiples of 320 KiB) | the fake refuses any other size; 10 MB and 100 MB uploads pass with bounded memory; a cut fragment resumes; an expired session restarts | not verified |
+//! | `chunked_upload` | yes, fragments of [`OneDriveConfig::fragment_size`] (multiples of 320 KiB) | the fake refuses any other size; 10 MB and 100 MB uploads pass; 100 MB raised peak RSS by 4 MiB up and 0 MiB down (`tests/large_upload.rs`); a cut fragment resumes; an expired session restarts | not verified |
 //! | `change_feed` | `Native` (`delta`) | changes, removals, `Rescan` on an expired token (`410`) | not verified |
 //! | `read_after_write` | **no** | — | OneDrive may show a write late in listings and delta |
 //! | `server_clock` | yes (`lastModifiedDateTime`) | — | not verified |

@@ -452,9 +452,7 @@ fn file_range_stream(
         let mut buf = BytesMut::zeroed(want);
         let mut filled = 0;
         while filled < want {
-            let Some(f) = st.file.as_mut() else {
-                return None;
-            };
+            let f = st.file.as_mut()?;
             match f.read(&mut buf[filled..]).await {
                 Ok(0) => {
                     let declared = st.check_end.unwrap_or(st.offset + st.left);

@@ -657,10 +657,7 @@ async fn sharepoint_and_app_folder_and_registry() {
         .unwrap();
     assert_eq!(fake.file_content(ME_DRIVE, "R/x").unwrap(), b"r");
     assert!(reg
-        .open_with(
-            &format!("onedrive:/R?graph_url=http://example.com/v1.0"),
-            &opts
-        )
+        .open_with("onedrive:/R?graph_url=http://example.com/v1.0", &opts)
         .await
         .is_err());
     let s2 = reg
