@@ -206,7 +206,35 @@ impl Drop for LeaseGuard {
     }
 }
 
+/// How often a lock step that failed with a retryable error (a reset, a body cut
+/// short, a 503 that outlived the storage's own retries) is tried again. The storage's
+/// retry layer cannot replay a body that broke off half-way; the lock must not give
+/// up on one bad packet, and above all must not leave its file behind.
+const STEP_TRIES: u32 = 5;
+
+async fn pause_before_retry(attempt: u32) {
+    tokio::time::sleep(Duration::from_millis(100u64 << attempt.min(6))).await;
+}
+
+/// Reads a small file whole, again from the start if the read breaks off.
 async fn read_all(
+    storage: &dyn Storage,
+    path: &RemotePath,
+) -> Result<Option<(Vec<u8>, Option<Version>)>> {
+    let mut attempt = 1;
+    loop {
+        match read_all_once(storage, path).await {
+            Err(e) if e.is_retryable() && attempt < STEP_TRIES => {
+                tracing::debug!(%path, error = %e, attempt, "lock read failed; reading again");
+                pause_before_retry(attempt).await;
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
+async fn read_all_once(
     storage: &dyn Storage,
     path: &RemotePath,
 ) -> Result<Option<(Vec<u8>, Option<Version>)>> {
@@ -274,9 +302,29 @@ impl LeaseLock {
         // The version of a foreign lock and when we first saw it (monotonic clock).
         let mut seen: Option<(Option<Version>, Instant, Duration)> = None;
         loop {
-            if let Some(version) =
-                Self::try_once(storage.as_ref(), dir, &path, &info, &caps, &opts, &mut seen).await?
+            let got = match Self::try_once(storage.as_ref(), dir, &path, &info, &caps, &opts, &mut seen)
+                .await
             {
+                Ok(got) => got,
+                // A step broke off (a reset, a 503 past the storage's retries). Our
+                // write may have landed all the same: after a settle pause, a lock that
+                // names us is ours by the same rule as a normal read-back; otherwise
+                // try again like after a busy lock. Never fail leaving our file behind.
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(lock = %path, error = %e, "lock attempt broke off");
+                    tokio::time::sleep(opts.settle).await;
+                    match read_all(storage.as_ref(), &path).await {
+                        Ok(Some((bytes, version)))
+                            if LockInfo::decode(&bytes).is_some_and(|i| i.holder == info.holder) =>
+                        {
+                            Some(version.unwrap_or_else(|| Version::new("")))
+                        }
+                        _ => None,
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(version) = got {
                 let shared = Arc::new(Shared {
                     storage,
                     path,
@@ -524,11 +572,29 @@ impl LeaseGuard {
     /// Stops refreshing and deletes the lock if it still names us (with `IfMatch` on
     /// our last version where conditional deletes are honest). A lock that is already
     /// someone else's is left alone and `Ok(())` returned: our lease is over either way.
+    /// A step that fails with a retryable error is tried again a few times, so that
+    /// one reset does not leave the lock behind for a whole lease.
     pub async fn release(self) -> Result<()> {
         let shared = self.shared.clone();
         let mut held = shared.held.lock().await;
         held.stopped = true;
         self.refresher.abort();
+        let mut attempt = 1;
+        loop {
+            match release_once(&shared, &held).await {
+                Err(e) if e.is_retryable() && attempt < STEP_TRIES => {
+                    tracing::debug!(lock = %shared.path, error = %e, attempt, "lock release failed; trying again");
+                    pause_before_retry(attempt).await;
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+}
+
+async fn release_once(shared: &Shared, held: &Held) -> Result<()> {
+    {
         let storage = shared.storage.as_ref();
         if shared.caps.conditional_delete {
             if let Some(v) = &held.version {
@@ -543,8 +609,12 @@ impl LeaseGuard {
                 };
             }
         }
-        if still_ours(&shared).await? {
-            storage.delete(&shared.path, Precondition::None).await?;
+        if still_ours(shared).await? {
+            match storage.delete(&shared.path, Precondition::None).await {
+                // A retried delete whose first try landed.
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
