@@ -116,9 +116,33 @@ pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(h.finish()))
 }
 
+/// How many times a download that broke off is started again.
+const DOWNLOAD_TRIES: u32 = 5;
+
 /// Streams `path` of `storage` into the local file `dest` (created or truncated);
-/// returns the version the storage reported with the read, if any.
+/// returns the version the storage reported with the read, if any. A download that
+/// breaks off half-way (a reset, a body cut short: errors the storage's retry layer
+/// cannot replay, since the body was already handed over) starts again from the
+/// beginning, up to [`DOWNLOAD_TRIES`] times in all.
 async fn download(
+    storage: &dyn Storage,
+    path: &RemotePath,
+    dest: &Path,
+) -> Result<Option<syncfabric_core::Version>, SyncError> {
+    let mut attempt = 1;
+    loop {
+        match download_once(storage, path, dest).await {
+            Err(SyncError::Storage(e)) if e.is_retryable() && attempt < DOWNLOAD_TRIES => {
+                tracing::debug!(%path, error = %e, attempt, "download broke off; starting again");
+                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
+async fn download_once(
     storage: &dyn Storage,
     path: &RemotePath,
     dest: &Path,
@@ -133,9 +157,10 @@ async fn download(
     }
     if let Some(size) = d.size {
         if size != got {
-            return Err(SyncError::Storage(StorageError::Corrupt {
-                message: format!("{path}: announced {size} bytes, got {got}"),
-            }));
+            // A body cut short is the network's doing, not the file's.
+            return Err(SyncError::Storage(StorageError::transient(format!(
+                "{path}: announced {size} bytes, got {got}"
+            ))));
         }
     }
     f.sync_all().await?;
@@ -706,6 +731,14 @@ async fn sync_slow(
             Err(StorageError::NotFound { .. }) => BTreeSet::new(),
             Err(e) => return Err(e.into()),
         };
+        // An attachment file is named by its uuid and never changes, so where the
+        // storage cannot promise IfAbsent (lease-lock storages) a plain write is just
+        // as safe: the only file it could replace is the same bytes.
+        let create = if storage.capabilities().if_absent {
+            Precondition::IfAbsent
+        } else {
+            Precondition::None
+        };
         for a in &plan.live {
             let name = attachment_file_name(a);
             if remote_has.contains(&name) {
@@ -716,7 +749,7 @@ async fn sync_slow(
                 .write(
                     &dir.join(&name)?,
                     Body::from_file(&local_file).await?,
-                    Precondition::IfAbsent,
+                    create.clone(),
                 )
                 .await
             {
