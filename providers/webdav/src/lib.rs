@@ -1831,12 +1831,17 @@ impl syncfabric_core::registry::ProviderFactory for WebDavFactory {
                 password = tokens.get(&account).await?.map(|t| Secret::new(t.expose()));
             }
         }
-        let dav = WebDavStorage::connect(WebDavConfig::from_url(&s, password)?).await?;
+        let config = WebDavConfig::from_url(&s, password)?;
         let pacer = syncfabric_core::retry::Pacer::for_account(&format!(
             "webdav:{}@{hostport}",
             user.unwrap_or_default()
         ));
         let retrier = syncfabric_core::retry::Retrier::new(opts.retry.clone(), pacer);
+        // Connecting is two reads (OPTIONS, PROPFIND): a 503 or a reset there is as
+        // transient as anywhere else, so it gets the same retries.
+        let dav = retrier
+            .run(|| WebDavStorage::connect(config.clone()))
+            .await?;
         Ok(Arc::new(syncfabric_core::retry::RetryingStorage::new(
             dav, retrier,
         )))
