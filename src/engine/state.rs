@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// How many committed remote databases the journal keeps.
+/// How many committed remote databases the journal keeps by default (see
+/// [`StateDir::with_journal_len`]).
 pub const JOURNAL_LEN: usize = 5;
 
 /// One committed remote database kept in the journal.
@@ -49,6 +50,7 @@ pub struct SyncState {
 #[derive(Clone, Debug)]
 pub struct StateDir {
     dir: PathBuf,
+    journal_len: usize,
 }
 
 impl StateDir {
@@ -56,7 +58,18 @@ impl StateDir {
     pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<StateDir> {
         let dir = dir.into();
         std::fs::create_dir_all(dir.join("journal"))?;
-        Ok(StateDir { dir })
+        Ok(StateDir {
+            dir,
+            journal_len: JOURNAL_LEN,
+        })
+    }
+
+    /// Keeps the last `len` committed databases instead of [`JOURNAL_LEN`] (at least
+    /// one: the newest is always kept). A longer journal lets `restore` go further
+    /// back; the never-lose-data run keeps every commit so it can check them all.
+    pub fn with_journal_len(mut self, len: usize) -> StateDir {
+        self.journal_len = len.max(1);
+        self
     }
 
     /// The folder.
@@ -98,7 +111,8 @@ impl StateDir {
     }
 
     /// Installs `committed` (a database file just committed to the remote) as the new
-    /// base and as the newest journal entry, dropping the oldest beyond [`JOURNAL_LEN`].
+    /// base and as the newest journal entry, dropping the oldest beyond the journal's
+    /// length ([`JOURNAL_LEN`] unless [`StateDir::with_journal_len`] set another).
     pub fn record_commit(
         &self,
         state: &mut SyncState,
@@ -122,7 +136,7 @@ impl StateDir {
         sync_file(&btmp)?;
         std::fs::rename(&btmp, self.base_db())?;
         state.journal.push(entry);
-        while state.journal.len() > JOURNAL_LEN {
+        while state.journal.len() > self.journal_len {
             let old = state.journal.remove(0);
             let _ = std::fs::remove_file(self.journal_file(&old));
         }
