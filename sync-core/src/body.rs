@@ -51,18 +51,32 @@ impl Body {
     }
 
     /// Opens the body for reading from its first byte.
+    ///
+    /// Inside [`Meter::scope`](crate::progress::Meter::scope) (an upload whose progress
+    /// is reported) the bytes read from the returned reader are counted on that meter,
+    /// and every open after the first is reported as a restart.
     pub async fn open(
         &self,
     ) -> Result<Pin<Box<dyn tokio::io::AsyncRead + Send + Sync + 'static>>, Error> {
-        match self {
-            Body::Bytes(b) => Ok(Box::pin(std::io::Cursor::new(b.clone()))),
+        let reader: Pin<Box<dyn tokio::io::AsyncRead + Send + Sync + 'static>> = match self {
+            Body::Bytes(b) => Box::pin(std::io::Cursor::new(b.clone())),
             Body::File { path, .. } => {
                 let f = tokio::fs::File::open(path)
                     .await
                     .map_err(|e| Error::from_io(e, &path.display().to_string()))?;
-                Ok(Box::pin(f))
+                Box::pin(f)
             }
-        }
+        };
+        Ok(match crate::progress::Meter::current() {
+            Some(meter) if meter.is_enabled() => {
+                meter.body_opened(self.len());
+                Box::pin(crate::progress::CountingReader {
+                    inner: reader,
+                    meter,
+                })
+            }
+            _ => reader,
+        })
     }
 }
 

@@ -25,6 +25,7 @@
 //! | [`watch`] | change feeds: [`Storage::watch`], or polling with [`watch::watch_or_poll`] |
 //! | [`registry`] | open a storage from a URL (`folder:///…`, `webdav+https://…`) by scheme |
 //! | [`auth`] | [`auth::TokenStore`] and the redacting [`auth::SecretToken`] |
+//! | [`progress`] | byte counts of uploads and downloads for a progress bar: [`progress::ProgressHook`], [`progress::Meter`] |
 //!
 //! A new provider implements [`Storage`] and runs the `syncfabric-conformance` suite.
 //!
@@ -43,6 +44,7 @@ mod error;
 pub mod lock;
 mod path;
 pub mod probe;
+pub mod progress;
 pub mod registry;
 pub mod retry;
 mod storage;
