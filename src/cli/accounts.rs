@@ -384,6 +384,7 @@ mod tests {
     fn ctx(config: Config) -> Ctx {
         Ctx {
             json: false,
+            quiet: false,
             vault: None,
             keyfile: None,
             password_stdin: false,

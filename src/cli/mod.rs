@@ -3,6 +3,7 @@
 mod accounts;
 mod config;
 mod items;
+mod progress;
 mod sync;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,10 @@ pub struct Cli {
     /// More log output (-v, -vv). Secrets are never logged.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// No progress bars. (They are drawn on stderr only when it is a terminal, and
+    /// never with --json.)
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -147,6 +152,7 @@ pub fn init_logging(verbose: u8) {
 /// Everything a command needs from the global options.
 pub struct Ctx {
     pub json: bool,
+    pub quiet: bool,
     vault: Option<PathBuf>,
     keyfile: Option<PathBuf>,
     password_stdin: bool,
@@ -213,6 +219,12 @@ impl Ctx {
         Ok(v)
     }
 
+    /// The progress-bar hook for transfers, when bars are to be drawn (see
+    /// `progress::hook`).
+    pub fn progress(&self) -> Option<syncfabric::core::progress::ProgressHook> {
+        progress::hook(self.json, self.quiet)
+    }
+
     pub fn print_json(&self, v: &serde_json::Value) {
         println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     }
@@ -223,6 +235,7 @@ pub fn run(cli: Cli) -> CliResult {
     let config = Config::load(&config_path)?;
     let mut ctx = Ctx {
         json: cli.json,
+        quiet: cli.quiet,
         vault: cli.vault,
         keyfile: cli.keyfile,
         password_stdin: cli.password_stdin,

@@ -4,7 +4,7 @@ use super::config::{canonical, RemoteConfig};
 use super::{CliResult, Ctx};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
-use syncfabric::engine::{restore_from_remote, sync_vault, StateDir, SyncOptions};
+use syncfabric::engine::{restore_from_remote_with_progress, sync_vault, StateDir, SyncOptions};
 use syncfabric::remote::Trust;
 
 #[derive(Subcommand, Debug)]
@@ -231,6 +231,7 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
     let opts = SyncOptions {
         dry_run: args.dry_run,
         allow_mass_delete: args.allow_mass_delete,
+        progress: ctx.progress(),
         ..Default::default()
     };
     let rt = runtime()?;
@@ -366,13 +367,14 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
     let kf = ctx.keyfile()?;
     std::fs::create_dir_all(&dest)?;
     let state = state_dir(&dest, &args.name)?;
-    let vault = rt.block_on(restore_from_remote(
+    let vault = rt.block_on(restore_from_remote_with_progress(
         storage.as_ref(),
         &uuid,
         &dest,
         &state,
         &pw,
         kf.as_ref(),
+        ctx.progress().as_ref(),
     ))?;
     let vdir = canonical(vault.dir());
     if !ctx
@@ -434,6 +436,10 @@ pub fn watch_cmd(ctx: &mut Ctx, args: WatchArgs) -> CliResult {
     let local: std::sync::Arc<dyn syncfabric::core::Storage> =
         std::sync::Arc::new(syncfabric::folder::FolderStorage::new(&dir)?);
     let json = ctx.json;
+    let opts = SyncOptions {
+        progress: ctx.progress(),
+        ..Default::default()
+    };
     let interval = Duration::from_secs(args.interval.max(1));
     let debounce = Duration::from_secs(args.debounce);
     rt.block_on(async move {
@@ -442,7 +448,7 @@ pub fn watch_cmd(ctx: &mut Ctx, args: WatchArgs) -> CliResult {
         let mut syncs = 0u64;
         let mut failures = 0u32;
         loop {
-            match sync_vault(&mut vault, &storage, &state, &SyncOptions::default()).await {
+            match sync_vault(&mut vault, &storage, &state, &opts).await {
                 Ok(report) => {
                     failures = 0;
                     if json {
@@ -505,7 +511,10 @@ fn undo_cmd(ctx: &mut Ctx, seq: u64, remote: Option<&str>) -> CliResult {
         &storage,
         &state,
         seq,
-        &SyncOptions::default(),
+        &SyncOptions {
+            progress: ctx.progress(),
+            ..Default::default()
+        },
     ))?;
     if ctx.json {
         ctx.print_json(&serde_json::json!({ "restored_journal": seq, "remote": r.name, "outcome": format!("{:?}", report.outcome) }));

@@ -14,6 +14,6 @@ pub use counting::{Counters, CountingStorage};
 pub use error::SyncError;
 pub use state::{StateDir, SyncState};
 pub use sync::{
-    remote_layout, restore_from_remote, restore_journal, sync_vault, SyncOptions, SyncOutcome,
-    SyncReport,
+    remote_layout, restore_from_remote, restore_from_remote_with_progress, restore_journal,
+    sync_vault, SyncOptions, SyncOutcome, SyncReport,
 };

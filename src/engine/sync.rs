@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use syncfabric_core::lock::{LeaseGuard, LeaseLock, LeaseOptions};
+use syncfabric_core::progress::{Direction, Meter, ProgressHook, Transfer};
 use syncfabric_core::{Body, Error as StorageError, Precondition, RemotePath, Storage};
 use syncfabric_merge::{merge_sources, AttachmentFiles, MergeOptions, MergeOutcome};
 use syncfabric_vault::{RowSource, Snapshot, SnapshotReader, Vault};
@@ -28,6 +29,11 @@ pub struct SyncOptions {
     pub max_attempts: u32,
     /// The lease lock used on storages whose conditional writes are not truthful.
     pub lease: LeaseOptions,
+    /// Told the byte counts of every upload and download of the sync (the database,
+    /// each attachment file as `"attachment N of M"`, `vault.json`); see
+    /// [`syncfabric_core::progress`] for the order of updates. A download that breaks
+    /// off and starts again is reported as a restart from 0. `None`: no reports.
+    pub progress: Option<ProgressHook>,
 }
 
 impl Default for SyncOptions {
@@ -42,6 +48,7 @@ impl Default for SyncOptions {
                 label: "syncfabric".into(),
                 ..LeaseOptions::default()
             },
+            progress: None,
         }
     }
 }
@@ -116,6 +123,41 @@ pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(h.finish()))
 }
 
+/// A meter for one transfer of this sync (inert without a hook).
+fn meter(
+    progress: Option<&ProgressHook>,
+    direction: Direction,
+    path: &RemotePath,
+    label: impl Into<String>,
+) -> Meter {
+    match progress {
+        Some(hook) => hook.meter(Transfer {
+            direction,
+            path: path.clone(),
+            label: label.into(),
+        }),
+        None => Meter::disabled(),
+    }
+}
+
+/// Writes `body` to `path`, reporting its progress on `meter` (the bytes the provider
+/// reads from the body; `Finished` when the write succeeded, `Failed` otherwise).
+async fn upload(
+    storage: &dyn Storage,
+    path: &RemotePath,
+    body: Body,
+    pre: Precondition,
+    meter: Meter,
+) -> Result<syncfabric_core::Entry, StorageError> {
+    meter.start(Some(body.len()));
+    let written = meter.scope(storage.write(path, body, pre)).await;
+    match &written {
+        Ok(_) => meter.finish(),
+        Err(_) => meter.fail(),
+    }
+    written
+}
+
 /// How many times a download that broke off is started again.
 const DOWNLOAD_TRIES: u32 = 5;
 
@@ -123,15 +165,31 @@ const DOWNLOAD_TRIES: u32 = 5;
 /// returns the version the storage reported with the read, if any. A download that
 /// breaks off half-way (a reset, a body cut short: errors the storage's retry layer
 /// cannot replay, since the body was already handed over) starts again from the
-/// beginning, up to [`DOWNLOAD_TRIES`] times in all.
+/// beginning, up to [`DOWNLOAD_TRIES`] times in all. `meter` sees each attempt
+/// (a restart counts from 0 again), then `Finished` or `Failed`.
 async fn download(
     storage: &dyn Storage,
     path: &RemotePath,
     dest: &Path,
+    meter: &Meter,
+) -> Result<Option<syncfabric_core::Version>, SyncError> {
+    let result = download_tries(storage, path, dest, meter).await;
+    match &result {
+        Ok(_) => meter.finish(),
+        Err(_) => meter.fail(),
+    }
+    result
+}
+
+async fn download_tries(
+    storage: &dyn Storage,
+    path: &RemotePath,
+    dest: &Path,
+    meter: &Meter,
 ) -> Result<Option<syncfabric_core::Version>, SyncError> {
     let mut attempt = 1;
     loop {
-        match download_once(storage, path, dest).await {
+        match download_once(storage, path, dest, meter).await {
             Err(SyncError::Storage(e)) if e.is_retryable() && attempt < DOWNLOAD_TRIES => {
                 tracing::debug!(%path, error = %e, attempt, "download broke off; starting again");
                 tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
@@ -146,14 +204,17 @@ async fn download_once(
     storage: &dyn Storage,
     path: &RemotePath,
     dest: &Path,
+    meter: &Meter,
 ) -> Result<Option<syncfabric_core::Version>, SyncError> {
     let mut d = storage.read(path).await?;
     let mut f = tokio::fs::File::create(dest).await?;
+    meter.start(d.size);
     let mut got = 0u64;
     while let Some(chunk) = d.stream.next().await {
         let chunk = chunk?;
         got += chunk.len() as u64;
         f.write_all(&chunk).await?;
+        meter.advance(chunk.len() as u64);
     }
     if let Some(size) = d.size {
         if size != got {
@@ -273,8 +334,17 @@ async fn fast_pull(
         return Ok(None);
     };
     let t = std::time::Instant::now();
-    check_remote_meta(vault, storage, ctx.json_path, &state.temp_path("json")).await?;
-    let version = download(storage, ctx.db_path, ctx.download_tmp).await?;
+    let progress = opts.progress.as_ref();
+    check_remote_meta(
+        vault,
+        storage,
+        ctx.json_path,
+        &state.temp_path("json"),
+        progress,
+    )
+    .await?;
+    let db_meter = meter(progress, Direction::Download, ctx.db_path, "database");
+    let version = download(storage, ctx.db_path, ctx.download_tmp, &db_meter).await?;
     report.downloaded_db = true;
     syncfabric_vault::verify_database_file(ctx.download_tmp, vault.key())
         .map_err(remote_read_error)?;
@@ -299,7 +369,7 @@ async fn fast_pull(
     let (live, dead) = syncfabric_vault::attachment_files_in_file(ctx.download_tmp, vault.key())
         .map_err(remote_read_error)?;
     report.attachments.0 +=
-        fetch_missing_attachments(vault, storage, state, ctx.dir, &live).await?;
+        fetch_missing_attachments(vault, storage, state, ctx.dir, &live, progress).await?;
     // The version stat'ed before the download, never one read after it: an older
     // version only makes the next commit fail its IfMatch and start over, while a newer
     // one would let it overwrite a commit we never saw.
@@ -333,18 +403,22 @@ async fn fetch_missing_attachments(
     state: &StateDir,
     dir: &RemotePath,
     wanted: &BTreeSet<String>,
+    progress: Option<&ProgressHook>,
 ) -> Result<usize, SyncError> {
-    let mut fetched = 0;
-    for a in wanted {
+    let missing: Vec<&String> = wanted
+        .iter()
+        .filter(|a| !vault.dir().join(attachment_file_name(a)).exists())
+        .collect();
+    for (i, a) in missing.iter().enumerate() {
         let local_file = vault.dir().join(attachment_file_name(a));
-        if !local_file.exists() {
-            let tmp = state.temp_path("attachment");
-            download(storage, &dir.join(&attachment_file_name(a))?, &tmp).await?;
-            tokio::fs::rename(&tmp, &local_file).await?;
-            fetched += 1;
-        }
+        let tmp = state.temp_path("attachment");
+        let remote = dir.join(&attachment_file_name(a))?;
+        let label = format!("attachment {} of {}", i + 1, missing.len());
+        let m = meter(progress, Direction::Download, &remote, label);
+        download(storage, &remote, &tmp, &m).await?;
+        tokio::fs::rename(&tmp, &local_file).await?;
     }
-    Ok(fetched)
+    Ok(missing.len())
 }
 
 /// Refuses a change that takes more than the allowed share of `was` out of the live set.
@@ -388,8 +462,10 @@ async fn check_remote_meta(
     storage: &dyn Storage,
     json_path: &RemotePath,
     scratch: &Path,
+    progress: Option<&ProgressHook>,
 ) -> Result<(), SyncError> {
-    match download(storage, json_path, scratch).await {
+    let m = meter(progress, Direction::Download, json_path, "vault.json");
+    match download(storage, json_path, scratch, &m).await {
         Ok(_) => {}
         Err(SyncError::Storage(StorageError::NotFound { .. })) => return Ok(()),
         Err(e) => return Err(e),
@@ -638,8 +714,17 @@ async fn sync_slow(
                     (None, false, remote_version.clone(), false)
                 }
                 (Some(_), _, _) => {
-                    check_remote_meta(vault, storage, &json_path, &state.temp_path("json")).await?;
-                    let v = download(storage, &db_path, &download_tmp).await?;
+                    let progress = opts.progress.as_ref();
+                    check_remote_meta(
+                        vault,
+                        storage,
+                        &json_path,
+                        &state.temp_path("json"),
+                        progress,
+                    )
+                    .await?;
+                    let m = meter(progress, Direction::Download, &db_path, "database");
+                    let v = download(storage, &db_path, &download_tmp, &m).await?;
                     report.downloaded_db = true;
                     let t = std::time::Instant::now();
                     let snap = syncfabric_vault::open_snapshot_file(&download_tmp, vault.key())
@@ -697,8 +782,15 @@ async fn sync_slow(
                 dead: merged_dead,
             } = outcome.attachment_files.clone();
             if have_remote {
-                report.attachments.0 +=
-                    fetch_missing_attachments(vault, storage, state, &dir, &merged_live).await?;
+                report.attachments.0 += fetch_missing_attachments(
+                    vault,
+                    storage,
+                    state,
+                    &dir,
+                    &merged_live,
+                    opts.progress.as_ref(),
+                )
+                .await?;
             }
             if outcome.local_needs_apply() {
                 let t = std::time::Instant::now();
@@ -739,20 +831,19 @@ async fn sync_slow(
         } else {
             Precondition::None
         };
-        for a in &plan.live {
-            let name = attachment_file_name(a);
-            if remote_has.contains(&name) {
-                continue;
-            }
-            let local_file = vault.dir().join(&name);
-            match storage
-                .write(
-                    &dir.join(&name)?,
-                    Body::from_file(&local_file).await?,
-                    create.clone(),
-                )
-                .await
-            {
+        let missing: Vec<String> = plan
+            .live
+            .iter()
+            .map(|a| attachment_file_name(a))
+            .filter(|name| !remote_has.contains(name))
+            .collect();
+        for (i, name) in missing.iter().enumerate() {
+            let local_file = vault.dir().join(name);
+            let remote = dir.join(name)?;
+            let label = format!("attachment {} of {}", i + 1, missing.len());
+            let m = meter(opts.progress.as_ref(), Direction::Upload, &remote, label);
+            let body = Body::from_file(&local_file).await?;
+            match upload(storage, &remote, body, create.clone(), m).await {
                 Ok(_) | Err(StorageError::AlreadyExists { .. }) => report.attachments.1 += 1,
                 Err(e) => return Err(e.into()),
             }
@@ -786,9 +877,20 @@ async fn sync_slow(
             (Some(v), _) => Precondition::IfMatch(v.clone()),
             (None, _) => Precondition::IfAbsent,
         };
-        let written = storage
-            .write(&db_path, Body::from_file(&commit_file).await?, pre)
-            .await;
+        let m = meter(
+            opts.progress.as_ref(),
+            Direction::Upload,
+            &db_path,
+            "database",
+        );
+        let written = upload(
+            storage,
+            &db_path,
+            Body::from_file(&commit_file).await?,
+            pre,
+            m,
+        )
+        .await;
         let entry = match written {
             Ok(e) => e,
             Err(e) => {
@@ -805,9 +907,20 @@ async fn sync_slow(
         })?;
         report.uploaded_db = true;
         let meta_bytes = tokio::fs::read(vault.dir().join("vault.json")).await?;
-        storage
-            .write(&json_path, Body::from(meta_bytes), Precondition::None)
-            .await?;
+        let m = meter(
+            opts.progress.as_ref(),
+            Direction::Upload,
+            &json_path,
+            "vault.json",
+        );
+        upload(
+            storage,
+            &json_path,
+            Body::from(meta_bytes),
+            Precondition::None,
+            m,
+        )
+        .await?;
         state.record_commit(&mut st, &commit_file, version.as_str(), now_unix())?;
         let _ = tokio::fs::remove_file(&commit_file).await;
         committed_version = version;
@@ -866,14 +979,31 @@ pub async fn restore_from_remote(
     password: &syncfabric_vault::Secret,
     keyfile: Option<&syncfabric_vault::Keyfile>,
 ) -> Result<Vault, SyncError> {
+    restore_from_remote_with_progress(storage, vault_uuid, dest, state, password, keyfile, None)
+        .await
+}
+
+/// [`restore_from_remote`], telling `progress` the byte counts of each download
+/// (`vault.json`, `database`, `attachment N of M`), as [`SyncOptions::progress`] does.
+pub async fn restore_from_remote_with_progress(
+    storage: &dyn Storage,
+    vault_uuid: &str,
+    dest: &Path,
+    state: &StateDir,
+    password: &syncfabric_vault::Secret,
+    keyfile: Option<&syncfabric_vault::Keyfile>,
+    progress: Option<&ProgressHook>,
+) -> Result<Vault, SyncError> {
     let (dir, db_path, json_path) = remote_layout(vault_uuid)?;
     std::fs::create_dir_all(dest)?;
     let staging: PathBuf = dest.join(".syncfabric-restore");
     std::fs::create_dir_all(&staging)?;
     // Stat before the download: see fast_pull on why never after.
     let stated = storage.stat(&db_path).await?.and_then(|e| e.version);
-    download(storage, &json_path, &staging.join("vault.json")).await?;
-    let version = download(storage, &db_path, &staging.join("vault.enpassdb")).await?;
+    let m = meter(progress, Direction::Download, &json_path, "vault.json");
+    download(storage, &json_path, &staging.join("vault.json"), &m).await?;
+    let m = meter(progress, Direction::Download, &db_path, "database");
+    let version = download(storage, &db_path, &staging.join("vault.enpassdb"), &m).await?;
     let version = version.or(stated).ok_or_else(|| {
         SyncError::Storage(StorageError::NotFound {
             path: db_path.to_string(),
@@ -883,9 +1013,12 @@ pub async fn restore_from_remote(
     let probe = Vault::open(&staging, password, keyfile)?;
     let (live, _) = syncfabric_vault::attachment_files_in_file(probe.db_path(), probe.key())?;
     drop(probe);
-    for a in &live {
+    for (i, a) in live.iter().enumerate() {
         let name = attachment_file_name(a);
-        download(storage, &dir.join(&name)?, &staging.join(&name)).await?;
+        let remote = dir.join(&name)?;
+        let label = format!("attachment {} of {}", i + 1, live.len());
+        let m = meter(progress, Direction::Download, &remote, label);
+        download(storage, &remote, &staging.join(&name), &m).await?;
     }
     for entry in std::fs::read_dir(&staging)? {
         let entry = entry?;
