@@ -23,9 +23,12 @@ const PW: &str = "correct horse battery staple";
 /// One update as recorded: (phase, attempt, done, total).
 type Rec = (Phase, u32, u64, Option<u64>);
 
-/// Every update, grouped by (direction, label, remote path), in arrival order.
+/// (direction, label, remote path) of one transfer.
+type Key = (String, String, String);
+
+/// Every update, grouped by transfer, in arrival order.
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<BTreeMap<(String, String, String), Vec<Rec>>>>);
+struct Recorder(Arc<Mutex<BTreeMap<Key, Vec<Rec>>>>);
 
 impl Recorder {
     fn hook(&self) -> ProgressHook {
@@ -47,7 +50,7 @@ impl Recorder {
                 .push((u.phase, u.attempt, u.done, u.total));
         })
     }
-    fn take(&self) -> BTreeMap<(String, String, String), Vec<Rec>> {
+    fn take(&self) -> BTreeMap<Key, Vec<Rec>> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
 }
