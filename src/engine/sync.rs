@@ -1011,6 +1011,8 @@ pub async fn restore_from_remote_with_progress(
     })?;
     // Verify before anything is moved into place.
     let probe = Vault::open(&staging, password, keyfile)?;
+    // `open` checks only the key, header and length: a remote file gets every page.
+    probe.verify()?;
     let (live, _) = syncfabric_vault::attachment_files_in_file(probe.db_path(), probe.key())?;
     drop(probe);
     for (i, a) in live.iter().enumerate() {

@@ -2,6 +2,7 @@
 //! for field values, SHA-1 for field hashes, the CSPRNG, and the AES-CBC page-1 probe
 //! that tells a wrong key from a damaged file.
 
+use openssl::cipher_ctx::CipherCtx;
 use openssl::hash::MessageDigest;
 use openssl::symm::{Cipher, Crypter, Mode};
 use zeroize::Zeroizing;
@@ -99,6 +100,48 @@ pub(crate) fn gcm_decrypt(
     .map(Zeroizing::new)
 }
 
+/// AES-256-GCM decryption that reuses one OpenSSL cipher context for many values (a
+/// listing decrypts one value per password field): the cipher is looked up once, and
+/// each value only re-keys the context. Dropping it frees the context, which makes
+/// OpenSSL wipe the last key schedule.
+pub(crate) struct GcmOpener {
+    ctx: CipherCtx,
+}
+
+impl GcmOpener {
+    /// A context set up for AES-256-GCM decryption (no key yet).
+    pub(crate) fn new() -> Result<GcmOpener> {
+        let mut ctx = CipherCtx::new().map_err(ossl("cipher context"))?;
+        ctx.decrypt_init(Some(openssl::cipher::Cipher::aes_256_gcm()), None, None)
+            .map_err(ossl("AES-GCM init"))?;
+        Ok(GcmOpener { ctx })
+    }
+
+    /// Decrypts ciphertext ‖ 16-byte tag with `item_key` (key ‖ 12-byte nonce) and
+    /// `aad`; `None` when the tag does not verify (same contract as [`gcm_decrypt`]).
+    pub(crate) fn open(
+        &mut self,
+        item_key: &[u8; 44],
+        aad: &[u8],
+        data: &[u8],
+    ) -> Option<Zeroizing<Vec<u8>>> {
+        if data.len() < 16 {
+            return None;
+        }
+        let (ct, tag) = data.split_at(data.len() - 16);
+        let c = &mut self.ctx;
+        c.decrypt_init(None, Some(&item_key[..32]), Some(&item_key[32..]))
+            .ok()?;
+        c.set_tag(tag).ok()?;
+        c.cipher_update(aad, None).ok()?;
+        let mut out = Zeroizing::new(vec![0u8; ct.len() + 16]);
+        let n = c.cipher_update(ct, Some(&mut out[..])).ok()?;
+        let m = c.cipher_final(&mut out[n..]).ok()?;
+        out.truncate(n + m);
+        Some(out)
+    }
+}
+
 /// SQLCipher 3 page layout constants (cipher_compatibility = 3).
 pub(crate) const PAGE_SIZE: usize = 1024;
 const RESERVE: usize = 48; // 16-byte IV + 20-byte HMAC-SHA1, rounded up to the AES block
@@ -153,6 +196,27 @@ mod tests {
         let mut bad = ct.clone();
         bad[0] ^= 1;
         assert!(gcm_decrypt(&k, b"aad", &bad).is_none());
+    }
+
+    #[test]
+    fn reused_opener_matches_one_shot_decrypt() {
+        let mut o = GcmOpener::new().unwrap();
+        for i in 0..5u8 {
+            let k = new_item_key().unwrap();
+            let msg = vec![i; 3 + 17 * i as usize];
+            let ct = gcm_encrypt(&k, b"aad", &msg).unwrap();
+            assert_eq!(&o.open(&k, b"aad", &ct).unwrap()[..], &msg[..]);
+            assert_eq!(&gcm_decrypt(&k, b"aad", &ct).unwrap()[..], &msg[..]);
+            // A failed tag leaves the context usable for the next value.
+            let mut bad = ct.clone();
+            bad[ct.len() - 1] ^= 1;
+            assert!(o.open(&k, b"aad", &bad).is_none());
+            assert!(o.open(&k, b"aae", &ct).is_none());
+            assert!(o.open(&k, b"aad", &ct[..10]).is_none());
+        }
+        let k = new_item_key().unwrap();
+        let ct = gcm_encrypt(&k, b"x", b"").unwrap();
+        assert_eq!(o.open(&k, b"x", &ct).unwrap().len(), 0);
     }
 
     #[test]

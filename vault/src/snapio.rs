@@ -551,7 +551,8 @@ impl Vault {
     /// table identities in [`crate::snapio`]), read in one read transaction.
     pub fn snapshot(&self) -> Result<Snapshot> {
         let tx = self.conn.unchecked_transaction()?;
-        let s = export(&tx)?;
+        // A page failing its HMAC on read (the local file was damaged): Corrupt.
+        let s = export(&tx).map_err(|e| file_error(&self.db_path(), e))?;
         tx.finish()?;
         Ok(s)
     }

@@ -99,7 +99,10 @@ pub(crate) fn text_at(row: &SqlRow<'_>, i: usize) -> rusqlite::Result<String> {
         ValueRef::Null => String::new(),
         ValueRef::Integer(n) => n.to_string(),
         ValueRef::Real(r) => r.to_string(),
-        ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+        ValueRef::Text(t) | ValueRef::Blob(t) => match std::str::from_utf8(t) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(t).into_owned(),
+        },
     })
 }
 
@@ -206,8 +209,9 @@ impl Vault {
 
     fn open_with(dir: &Path, meta: VaultMeta, key: VaultKey) -> Result<Vault> {
         let path = dir.join(VAULT_DB);
+        // What `open_keyed` proves is all a local open needs; see the crate docs
+        // ("What opening checks") for why no full pass over the pages is run here.
         let conn = db::open_keyed(&path, &key, false)?;
-        db::verify(&conn, &path, false)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         Ok(Vault {
             dir: dir.to_owned(),
@@ -748,6 +752,11 @@ impl Vault {
     /// beside `dest`, fsynced, renamed). The copy is taken under a write lock, with no
     /// transaction pending, so it holds exactly the last committed state; it opens with
     /// the same key.
+    ///
+    /// The copy is what the sync engine uploads, so every page of it is checked
+    /// (`PRAGMA cipher_integrity_check`) before it is renamed into place: a local file
+    /// damaged in a page no read has touched yet (see the crate docs on what `open`
+    /// checks) is [`Error::Corrupt`] here and never reaches another device.
     pub fn copy_database_to(&mut self, dest: impl AsRef<Path>) -> Result<()> {
         let dest = dest.as_ref();
         let src = self.db_path();
@@ -760,6 +769,12 @@ impl Vault {
         if let Err(e) = res {
             let _ = std::fs::remove_file(&tmp);
             return Err(Error::io(dest, e));
+        }
+        let checked =
+            db::open_keyed(&tmp, &self.key, true).and_then(|c| db::verify(&c, &tmp, false));
+        if let Err(e) = checked {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
         fsutil::rename_durable(&tmp, dest)
     }
@@ -1006,8 +1021,65 @@ fn write_field(tx: &Transaction<'_>, uuid: &str, key: &ItemKey, f: &Field) -> Re
 }
 
 /// Reads items (all, or the one with `only`), decrypting their fields.
+///
+/// One pass over `item` and one over `itemfield` (two statements, no per-item queries).
+/// A page that fails its HMAC while being read (a file damaged or tampered with after
+/// it was opened, see the crate docs) is [`Error::Corrupt`].
 pub(crate) fn read_items(conn: &Connection, only: Option<&str>) -> Result<Vec<Item>> {
-    let mut items: Vec<(Item, Option<ItemKey>)> = Vec::new();
+    read_items_inner(conn, only).map_err(|e| match e {
+        Error::Database(e) => db::corrupt_or_db(Path::new(conn.path().unwrap_or(VAULT_DB)), e),
+        other => other,
+    })
+}
+
+/// A column's text without copying it (NULL → empty; non-UTF-8 → `None`).
+fn str_at<'r>(row: &'r SqlRow<'_>, i: usize) -> rusqlite::Result<Option<&'r str>> {
+    Ok(match row.get_ref(i)? {
+        ValueRef::Text(t) | ValueRef::Blob(t) => std::str::from_utf8(t).ok(),
+        ValueRef::Null => Some(""),
+        _ => None,
+    })
+}
+
+/// Decrypts a stored password value with a reused GCM context (same contract as
+/// `fieldcrypt::decrypt_value`).
+fn decrypt_value_fast(
+    opener: &mut crypto::GcmOpener,
+    key: Option<&ItemKey>,
+    aad: Option<&[u8; 16]>,
+    uuid: &str,
+    stored: &str,
+) -> Result<Secret> {
+    if stored.is_empty() {
+        return Ok(Secret::new(String::new()));
+    }
+    let key = key.ok_or_else(|| {
+        Error::Corrupt(format!(
+            "item {uuid}: encrypted value but no usable item key"
+        ))
+    })?;
+    let aad = aad.ok_or_else(|| Error::Corrupt(format!("item uuid {uuid:?} is not a uuid")))?;
+    let bytes = hex::decode(stored)
+        .map_err(|_| Error::Corrupt(format!("item {uuid}: encrypted value is not hex")))?;
+    let mut pt = opener.open(key, aad, &bytes).ok_or_else(|| {
+        Error::Corrupt(format!(
+            "item {uuid}: a value does not decrypt with the item key"
+        ))
+    })?;
+    match String::from_utf8(std::mem::take(&mut *pt)) {
+        Ok(s) => Ok(Secret::new(s)),
+        Err(e) => {
+            drop(Zeroizing::new(e.into_bytes()));
+            Err(Error::Corrupt(format!(
+                "item {uuid}: decrypted value is not UTF-8"
+            )))
+        }
+    }
+}
+
+fn read_items_inner(conn: &Connection, only: Option<&str>) -> Result<Vec<Item>> {
+    // (item, its key, the AAD of its values = the uuid's 16 bytes)
+    let mut items: Vec<(Item, Option<ItemKey>, Option<[u8; 16]>)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     {
         let sql = match only {
@@ -1043,54 +1115,87 @@ pub(crate) fn read_items(conn: &Connection, only: Option<&str>) -> Result<Vec<It
                 field_updated_at: int_at(r, 14, 0)?,
                 fields: Vec::new(),
             };
+            let aad = crypto::uuid_bytes(&item.uuid);
             index.insert(item.uuid.clone(), items.len());
-            items.push((item, key));
+            items.push((item, key, aad));
         }
     }
     if items.is_empty() {
         return Ok(Vec::new());
     }
     let sql = match only {
-        Some(_) => format!("{FIELD_SELECT} WHERE item_uuid=?1 ORDER BY orde, item_field_uid"),
+        Some(_) => format!("{FIELD_SELECT} WHERE item_uuid=?1"),
         None => FIELD_SELECT.to_owned(),
     };
+    let mut opener = crypto::GcmOpener::new()?;
     let mut st = conn.prepare(&sql)?;
     let mut rows = match only {
         Some(u) => st.query([u])?,
         None => st.query([])?,
     };
+    // An item's fields are usually stored one after the other: remember the last one.
+    let mut last: Option<usize> = None;
     while let Some(r) = rows.next()? {
-        let item_uuid = text_at(r, 0)?;
-        let Some(&ix) = index.get(&item_uuid) else {
-            continue;
+        let ix = {
+            let owned;
+            let item_uuid = match str_at(r, 0)? {
+                Some(u) => u,
+                None => {
+                    owned = text_at(r, 0)?;
+                    owned.as_str()
+                }
+            };
+            match last {
+                Some(ix) if items[ix].0.uuid == item_uuid => ix,
+                _ => match index.get(item_uuid) {
+                    Some(&ix) => ix,
+                    None => continue,
+                },
+            }
         };
-        let (item, key) = &mut items[ix];
+        last = Some(ix);
+        let (item, key, aad) = &mut items[ix];
         let kind = text_at(r, 6)?;
-        let stored = Zeroizing::new(text_at(r, 3)?);
         let value = if field_type::is_encrypted(&kind) {
-            fieldcrypt::decrypt_value(key.as_ref(), &item_uuid, &stored)?
+            match str_at(r, 3)? {
+                Some(stored) => {
+                    decrypt_value_fast(&mut opener, key.as_ref(), aad.as_ref(), &item.uuid, stored)?
+                }
+                None => {
+                    return Err(Error::Corrupt(format!(
+                        "item {}: encrypted value is not hex",
+                        item.uuid
+                    )))
+                }
+            }
         } else {
-            stored
+            Secret::new(text_at(r, 3)?)
         };
-        let history_plain =
-            fieldcrypt::decrypt_history(key.as_ref(), &item_uuid, &text_at(r, 10)?)?;
+        let history = match str_at(r, 10)? {
+            Some(h) if h.trim().is_empty() => Vec::new(),
+            _ => {
+                let stored = Zeroizing::new(text_at(r, 10)?);
+                let plain = fieldcrypt::decrypt_history(key.as_ref(), &item.uuid, &stored)?;
+                history_from_plain_json(&item.uuid, &plain)?
+            }
+        };
         item.fields.push(Field {
             uid: int_at(r, 1, 0)?,
             label: text_at(r, 2)?,
             kind,
-            value: Secret::new(value.to_string()),
+            value,
             deleted: int_at(r, 4, 0)? != 0,
             sensitive: int_at(r, 5, 0)? != 0,
             updated_at: int_at(r, 7, 0)?,
             value_updated_at: int_at(r, 8, 0)?,
             order: int_at(r, 9, 0)?,
-            history: history_from_plain_json(&item_uuid, &history_plain)?,
+            history,
             hash: text_at(r, 11)?,
         });
     }
     Ok(items
         .into_iter()
-        .map(|(mut i, _)| {
+        .map(|(mut i, _, _)| {
             i.fields.sort_by_key(|f| (f.order, f.uid));
             i
         })
