@@ -302,28 +302,30 @@ impl LeaseLock {
         // The version of a foreign lock and when we first saw it (monotonic clock).
         let mut seen: Option<(Option<Version>, Instant, Duration)> = None;
         loop {
-            let got = match Self::try_once(storage.as_ref(), dir, &path, &info, &caps, &opts, &mut seen)
-                .await
-            {
-                Ok(got) => got,
-                // A step broke off (a reset, a 503 past the storage's retries). Our
-                // write may have landed all the same: after a settle pause, a lock that
-                // names us is ours by the same rule as a normal read-back; otherwise
-                // try again like after a busy lock. Never fail leaving our file behind.
-                Err(e) if e.is_retryable() => {
-                    tracing::debug!(lock = %path, error = %e, "lock attempt broke off");
-                    tokio::time::sleep(opts.settle).await;
-                    match read_all(storage.as_ref(), &path).await {
-                        Ok(Some((bytes, version)))
-                            if LockInfo::decode(&bytes).is_some_and(|i| i.holder == info.holder) =>
-                        {
-                            Some(version.unwrap_or_else(|| Version::new("")))
+            let got =
+                match Self::try_once(storage.as_ref(), dir, &path, &info, &caps, &opts, &mut seen)
+                    .await
+                {
+                    Ok(got) => got,
+                    // A step broke off (a reset, a 503 past the storage's retries). Our
+                    // write may have landed all the same: after a settle pause, a lock that
+                    // names us is ours by the same rule as a normal read-back; otherwise
+                    // try again like after a busy lock. Never fail leaving our file behind.
+                    Err(e) if e.is_retryable() => {
+                        tracing::debug!(lock = %path, error = %e, "lock attempt broke off");
+                        tokio::time::sleep(opts.settle).await;
+                        match read_all(storage.as_ref(), &path).await {
+                            Ok(Some((bytes, version)))
+                                if LockInfo::decode(&bytes)
+                                    .is_some_and(|i| i.holder == info.holder) =>
+                            {
+                                Some(version.unwrap_or_else(|| Version::new("")))
+                            }
+                            _ => None,
                         }
-                        _ => None,
                     }
-                }
-                Err(e) => return Err(e),
-            };
+                    Err(e) => return Err(e),
+                };
             if let Some(version) = got {
                 let shared = Arc::new(Shared {
                     storage,
