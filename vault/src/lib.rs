@@ -42,6 +42,35 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## What opening checks, and why that is enough
+//! [`Vault::open`] / [`Vault::open_with_key`] read page 1 and the schema pages (which
+//! proves the key: SQLCipher checks each of those pages' HMAC, and a wrong key is
+//! [`Error::WrongKey`], a right key on a damaged page 1 [`Error::Corrupt`]), and compare
+//! the page count in the header with the file's length (truncation, even at a page
+//! boundary, is [`Error::Corrupt`]); a hot rollback journal is replayed first. They do
+//! not read every page: a full pass costs as much as listing every item again (1 KiB
+//! pages, one HMAC-SHA1 and one AES-CBC per page).
+//!
+//! That is enough for a local file because SQLCipher authenticates every page when it
+//! is read: the HMAC-SHA1 (key derived from the vault key) covers the page's ciphertext,
+//! its IV and its page number, so a page changed, swapped or moved while the vault was
+//! closed fails its check on the first read that needs it. SQLCipher then wipes the
+//! page and puts the connection in an error state; the read (and every later one on that
+//! connection) returns [`Error::Corrupt`], never the page's content, and nothing can be
+//! written. A damaged page that no read touches (e.g. an index page a listing does not
+//! use) cannot change any value returned. `tests/tamper_local.rs` flips a byte in every
+//! page of a vault and checks exactly this. (Bytes 1012..1024 of a page are the reserve's
+//! random padding: neither read nor authenticated, so flipping them changes nothing.)
+//! What no per-page check can see is an older copy of a page (or of the whole file)
+//! put back with the same key: that is equally invisible to a full HMAC pass.
+//!
+//! Files from elsewhere are checked in full: [`verify_database_file`],
+//! [`read_snapshot_file`] and [`open_snapshot_file`] run `PRAGMA cipher_integrity_check`
+//! (every page's HMAC) and `PRAGMA integrity_check` (the b-trees) before anything is
+//! read, and [`Vault::copy_database_to`] (the file the sync engine uploads) checks every
+//! page's HMAC, so a damaged local page never reaches another device. [`Vault::verify`]
+//! runs both checks on the open vault on demand.
+//!
 //! ## Guarantees
 //! * Opening writes nothing; a wrong password/keyfile, a missing keyfile, a damaged file
 //!   and an unsupported vault are distinct [`Error`]s.

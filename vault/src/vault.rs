@@ -130,11 +130,12 @@ impl Vault {
     /// ignored, as Enpass does).
     ///
     /// Derives the key once (PBKDF2, `kdf_iter` rounds), unlocks the database, and
-    /// checks it: every page's HMAC (`PRAGMA cipher_integrity_check`: any flipped byte)
-    /// and the page count in the header against the file size (truncation). The
-    /// b-tree walk of `PRAGMA integrity_check` (several times the cost of listing every
-    /// item) is left to [`Vault::verify`], [`crate::verify_database_file`] and
-    /// [`crate::read_snapshot_file`]. Nothing is written.
+    /// checks it: page 1 and the schema pages are read (their HMACs prove the key), and
+    /// the page count in the header is compared with the file size (truncation). Other
+    /// pages are authenticated by SQLCipher when a read first needs them: a damaged one
+    /// is then [`Error::Corrupt`] from that read (see "What opening checks" in the crate
+    /// docs). A full pass over every page is [`Vault::verify`]; files from another
+    /// device go through [`crate::verify_database_file`]. Nothing is written.
     ///
     /// Errors: [`Error::WrongKey`], [`Error::MissingKeyfile`], [`Error::Corrupt`],
     /// [`Error::Unsupported`], [`Error::Io`].
