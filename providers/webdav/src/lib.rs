@@ -280,6 +280,9 @@ impl WebDavStorage {
             })?;
             b = b.tls_certs_merge([cert]);
         }
+        // Building the client loads the system CA bundle (twice, inside native-tls):
+        // about 90 ms measured, as much as 13% of a 500 MB upload over loopback. So it is
+        // built once per storage, also across the profile probe of `connect`.
         let client = b.build().map_err(|e| Error::InvalidInput {
             message: format!("HTTP client: {e}"),
         })?;
@@ -297,16 +300,33 @@ impl WebDavStorage {
         })
     }
 
+    /// The same storage (same connection pool) with another profile.
+    fn with_profile(&self, profile: Profile) -> WebDavStorage {
+        let i = &self.inner;
+        let mut cfg = i.cfg.clone();
+        cfg.profile = Some(profile);
+        WebDavStorage {
+            inner: Arc::new(Inner {
+                client: i.client.clone(),
+                root: i.root.clone(),
+                root_path: i.root_path.clone(),
+                credentials: i.credentials.clone(),
+                profile,
+                traits: Traits::of(profile),
+                cfg,
+            }),
+        }
+    }
+
     /// Builds the storage and, when `config.profile` is unset, asks the server
     /// (`OPTIONS` on the root) which family it is. Also checks the root answers:
     /// [`Error::Unauthorized`] for bad credentials, [`Error::NotFound`] for a missing root.
     pub async fn connect(config: WebDavConfig) -> Result<WebDavStorage> {
-        let mut s = WebDavStorage::new(config.clone())?;
-        if config.profile.is_none() {
+        let probe = config.profile.is_none();
+        let mut s = WebDavStorage::new(config)?;
+        if probe {
             let p = s.probe_profile().await?;
-            let mut c = config;
-            c.profile = Some(p);
-            s = WebDavStorage::new(c)?;
+            s = s.with_profile(p);
         }
         match s.propfind(&RemotePath::root(), true, "0").await? {
             Some(_) => Ok(s),
@@ -748,17 +768,17 @@ impl WebDavStorage {
                     }
                     return;
                 }
-                let mut buf = vec![0u8; want];
-                let mut filled = 0;
-                while filled < want {
-                    match f.read(&mut buf[filled..]) {
-                        Ok(0) => return fail(&tx, "body is shorter than its declared length"),
-                        Ok(n) => filled += n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            let _ = tx.blocking_send(Err(e));
-                            return;
-                        }
+                // Read into uninitialised capacity (`read_to_end` on a `File` does not
+                // zero the buffer first: `vec![0; n]` did, 5% of the upload's CPU).
+                let mut buf = Vec::with_capacity(want);
+                match (&mut f).take(want as u64).read_to_end(&mut buf) {
+                    Ok(n) if n < want => {
+                        return fail(&tx, "body is shorter than its declared length")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
                     }
                 }
                 hasher.update(&buf);
