@@ -797,6 +797,24 @@ async fn sync_slow(
                 vault.apply(&outcome.to_local)?;
                 tracing::debug!(ms = t.elapsed().as_millis() as u64, "apply locally");
             }
+            // The local vault is now merge(base, local, remote): it holds everything of
+            // the downloaded copy, so that copy, not the older base, is what local and
+            // remote have in common. Record it before trying to commit. Otherwise, when
+            // the commit loses a race (or the process dies), the next merge would see
+            // the remote rows just applied as *local* edits against the old base, and a
+            // row deleted remotely since would look revived here ("undelete on one side
+            // wins"): a stale undo of someone's delete, found by the never-lose run.
+            // The local hash stays the old one, so the merge result still counts as a
+            // local change to push.
+            let mut downloaded = downloaded;
+            if downloaded {
+                if let Some(v) = &remote_version {
+                    state.record_commit(&mut st, &download_tmp, v.as_str(), now_unix())?;
+                    st.remote_version = Some(v.as_str().to_string());
+                    state.save(&st)?;
+                    downloaded = false; // recorded: the no-upload path must not again
+                }
+            }
 
             Plan {
                 live: merged_live,
