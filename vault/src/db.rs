@@ -105,7 +105,16 @@ pub(crate) fn open_keyed(path: &Path, key: &VaultKey, read_only: bool) -> Result
 
 /// Sets a key (a full `PRAGMA key = ...;` statement or the value for a new file) and
 /// the SQLCipher 3 compatibility settings on a fresh connection.
+///
+/// Keying runs one connection at a time in the process: `cipher_log_level` and the
+/// codec's first activation touch SQLCipher's process-wide state, and under parallel
+/// opens (the test suite, a CLI syncing several vaults) a key statement was seen to
+/// fail spuriously about once in a few thousand opens. The statements take
+/// microseconds (the key is raw: derivation happened before), so the lock costs
+/// nothing measurable.
 pub(crate) fn apply_key(conn: &Connection, pragma_key_stmt: &str) -> Result<()> {
+    static KEYING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = KEYING.lock().unwrap_or_else(|p| p.into_inner());
     set_process_defaults(conn);
     // SQLCipher would log HMAC failures to stderr; errors reach the caller as values.
     let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE;");
