@@ -13,7 +13,7 @@
 # The load average is printed before and after: on 2 cores with builds running beside
 # it the figures move by 2x; compare ratios from the same run only.
 #
-#   scripts/bench-webdav.sh            # 500 MB, 3 rounds
+#   scripts/bench-webdav.sh            # 500 MB, 5 rounds
 #   SIZE_MB=100 RUNS=5 scripts/bench-webdav.sh
 #   MODE=sync scripts/bench-webdav.sh  # instead: sync after one edit of a 10,000-item
 #                                      # vault through this server (examples/bench_sync.rs)
@@ -22,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB=${SIZE_MB:-500}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 USER_NAME=bench
 PASS=bench-pass-123
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}

@@ -69,6 +69,25 @@
 //! event loop after the body is received (an assumption from its design: the race runs
 //! through the lock there anyway because `if_match` is false).
 //!
+//! ## Throughput (measured by `scripts/bench-webdav.sh`)
+//!
+//! 500 MiB up and down to Apache 2.4 mod_dav (event MPM) on loopback, 2 cores, against
+//! `rclone copy` 1.60 in the same run (5 interleaved rounds, order alternating, medians;
+//! both times include process start and connecting): upload 1.00–1.09× rclone's
+//! throughput, download 0.88–1.04× (on par: both are bound by Apache and the local
+//! disk), with other builds running beside it (load average 3.4–6.0). Peak memory
+//! 18 MB up, 13 MB down (rclone: 62 / 44 MB).
+//!
+//! Where an upload's time goes: Apache's own work (about 1 s of CPU per 500 MB) bounds
+//! both clients. Ours uses about 0.6 s of CPU, rclone 0.35 s: the difference is the
+//! SHA-256 of the content (0.33 s, OpenSSL at 1.6 GB/s), which the version of a large
+//! upload to Apache needs (see above); it runs on the reader thread, beside the send.
+//! Building the HTTP client loads the system CA bundle (about 65 ms, even for
+//! `http://`), so a storage builds it once. Apache started with `-X` (one connection at
+//! a time) is not a fair server for any HTTP/1 client with a connection pool: when a
+//! request starts before the previous connection is back in the pool, the second
+//! connection waits out the first one's `KeepAliveTimeout` (5 s).
+//!
 //! ## Errors, limits, security
 //!
 //! 401 is [`Error::Unauthorized`], 403 `Forbidden`, 404/410 `NotFound`, 412
