@@ -633,8 +633,11 @@ fn run_one_then(
             (url.clone(), None, url, None)
         }
         Some(s) => {
-            let folder = format!("nld{seed}");
-            s.scratch(&folder);
+            // One folder for every seed (each seed's vault has its own uuid, hence its
+            // own sub-folder): rclone caches directory listings, so a folder made on
+            // its disk after the first seed would not show for minutes.
+            let folder = "nld";
+            s.scratch(folder);
             let path = match s.url.split_once(&format!("127.0.0.1:{}", s.port)) {
                 Some((_, p)) => p.to_string(),
                 None => "/".into(),

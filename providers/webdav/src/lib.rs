@@ -1598,8 +1598,18 @@ impl Storage for WebDavStorage {
                 return Ok(entry(Some(Version::new(tag))));
             }
             // No strong ETag in the answer: read it now, and wait for it to be strong
-            // while checking nobody wrote in between.
-            let first = self.propfind(path, false, "0").await?;
+            // while checking nobody wrote in between. The PUT has landed by now, so a
+            // look-up that fails for a passing reason (a reset, a 503) must not fail
+            // the write (the retry layer would send the whole body again): the version
+            // is then the hash of what was sent, as when the server gives no ETag.
+            let first = match self.propfind(path, false, "0").await {
+                Ok(first) => first,
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(%path, error = %e, "ETag look-up after PUT failed; using the content hash");
+                    return Ok(entry(hash_version));
+                }
+                Err(e) => return Err(e),
+            };
             let tag = first
                 .as_ref()
                 .and_then(|l| l.first())
@@ -1612,10 +1622,15 @@ impl Storage for WebDavStorage {
                     return Ok(entry(hash_version))
                 }
                 Some(tag) => {
-                    if let Some(e) = self.wait_strong(path, Some(&tag)).await? {
-                        return Ok(entry(e.version));
-                    }
-                    return Ok(entry(hash_version));
+                    return match self.wait_strong(path, Some(&tag)).await {
+                        Ok(Some(e)) => Ok(entry(e.version)),
+                        Ok(None) => Ok(entry(hash_version)),
+                        Err(e) if e.is_retryable() => {
+                            tracing::debug!(%path, error = %e, "strong-ETag wait failed; using the content hash");
+                            Ok(entry(hash_version))
+                        }
+                        Err(e) => Err(e),
+                    };
                 }
                 None => return Ok(entry(hash_version)),
             }
