@@ -69,6 +69,26 @@
 //! event loop after the body is received (an assumption from its design: the race runs
 //! through the lock there anyway because `if_match` is false).
 //!
+//! ## The never-lose-data run (`tests/never_lose.rs` in the root package)
+//!
+//! Five device processes edit and sync one vault through the flaky proxy (10% 5xx, 5%
+//! resets, 2% 429 with `Retry-After`, 2% cut bodies, latency), then an oracle checks
+//! that no edit was lost. Measured on this machine, lease lock in both cases:
+//!
+//! | server | seeds × operations per device | lost values or revived deletes |
+//! |---|---|---|
+//! | Apache 2.4 mod_dav | 1 × 30, 1 × 100 | 0, 0 |
+//! | rclone 1.60 `serve webdav` | 1 × 30, 3 × 100 | 0; 0, 0, **8** |
+//!
+//! The 8 values rclone lost (seed 3) are a lost update: one device's commit replaced
+//! another's without its changes, and the next merge took the older values as a
+//! remote edit. Not yet explained. The suspects are rclone's directory cache (a
+//! `stat` served from a listing up to `--dir-cache-time` old, so a device may see
+//! an old lock or database version) and a commit whose retries outlast the lease.
+//! Until that is fixed, syncing through `rclone serve webdav` with several devices
+//! on a bad network can lose an edit. The CI run measures rclone without asserting
+//! zero; it asserts zero for Apache and the folder.
+//!
 //! ## Throughput (measured by `scripts/bench-webdav.sh`)
 //!
 //! 500 MiB up and down to Apache 2.4 mod_dav (event MPM) on loopback, 2 cores, against
