@@ -77,8 +77,8 @@ pub mod behaviours;
 pub mod doubles;
 pub mod flaky_proxy;
 pub mod graph_fake;
-pub mod oauth_fake;
 mod memory;
+pub mod oauth_fake;
 
 pub use memory::MemoryStorage;
 
