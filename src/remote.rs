@@ -33,10 +33,7 @@ pub fn registry() -> Registry {
     r
 }
 
-/// OneDrive / SharePoint (feature `onedrive`). The feature and the optional
-/// syncfabric-onedrive dependency come with the provider in the root Cargo.toml; the
-/// `allow` keeps this building (and clippy clean) before they do.
-#[allow(unexpected_cfgs)]
+/// OneDrive / SharePoint (feature `onedrive`, on by default).
 fn register_onedrive(r: &mut Registry) {
     #[cfg(feature = "onedrive")]
     syncfabric_onedrive::register(r);

@@ -295,7 +295,6 @@ async fn denied_and_expired_logins_store_nothing() {
 /// `--account` against the Graph fake, which accepts the access token the
 /// authorisation fake issued at login. Needs the OneDrive provider (feature
 /// `onedrive`).
-#[allow(unexpected_cfgs)]
 mod cloud {
     #[cfg(feature = "onedrive")]
     mod remote {

@@ -1,6 +1,7 @@
 //! End-to-end over the Microsoft Graph fake (OneDrive provider): two devices converge
 //! with throttling on (429/503, with and without Retry-After), through compare-and-swap
 //! (the honesty probe confirms it), and a new device restores from the remote.
+#![cfg(feature = "onedrive")]
 
 use std::sync::Arc;
 use syncfabric::core::Storage;
