@@ -901,14 +901,22 @@ async fn sync_slow(
             &db_path,
             "database",
         );
-        let written = upload(
-            storage,
-            &db_path,
-            Body::from_file(&commit_file).await?,
-            pre,
-            m,
-        )
-        .await;
+        let body = Body::from_file(&commit_file).await?;
+        let written = match guard {
+            // Under a lease the commit may only land while the lease is certainly ours:
+            // a write still retrying when it could have passed to another device is
+            // abandoned, and the sync starts over like after a lost race.
+            Some(g) => g
+                .bounded(upload(storage, &db_path, body, pre, m))
+                .await
+                .map_err(|e| match e {
+                    StorageError::Locked { .. } => StorageError::PreconditionFailed {
+                        path: db_path.to_string(),
+                    },
+                    other => other,
+                }),
+            None => upload(storage, &db_path, body, pre, m).await,
+        };
         let entry = match written {
             Ok(e) => e,
             Err(e) => {

@@ -190,6 +190,20 @@ struct Shared {
     lost: AtomicBool,
     /// Refreshes written so far (see [`LockInfo::encode_refresh`]).
     refreshes: std::sync::atomic::AtomicU64,
+    /// When the last successful write of the lock (acquire or refresh) *started*: it
+    /// landed no earlier, so nobody can judge the lease expired before this + `ttl`.
+    confirmed: std::sync::Mutex<Instant>,
+    /// The lease length.
+    ttl: Duration,
+}
+
+impl Shared {
+    fn confirm(&self, at: Instant) {
+        let mut c = self.confirmed.lock().unwrap_or_else(|p| p.into_inner());
+        if at > *c {
+            *c = at;
+        }
+    }
 }
 
 /// A held lease. Keep it while working; [`release`](LeaseGuard::release) it at the end.
@@ -302,6 +316,7 @@ impl LeaseLock {
         // The version of a foreign lock and when we first saw it (monotonic clock).
         let mut seen: Option<(Option<Version>, Instant, Duration)> = None;
         loop {
+            let attempt_started = Instant::now();
             let got =
                 match Self::try_once(storage.as_ref(), dir, &path, &info, &caps, &opts, &mut seen)
                     .await
@@ -338,6 +353,8 @@ impl LeaseLock {
                     }),
                     lost: AtomicBool::new(false),
                     refreshes: std::sync::atomic::AtomicU64::new(0),
+                    confirmed: std::sync::Mutex::new(attempt_started),
+                    ttl: opts.ttl,
                 });
                 let refresher =
                     tokio::spawn(refresh_loop(shared.clone(), opts.refresh_every, opts.ttl));
@@ -483,10 +500,12 @@ async fn refresh_loop(shared: Arc<Shared>, every: Duration, ttl: Duration) {
         if held.stopped || shared.lost.load(Ordering::SeqCst) {
             return;
         }
+        let started = Instant::now();
         match refresh_once(&shared, &held).await {
             Ok(Some(v)) => {
                 held.version = Some(v);
                 last_ok = Instant::now();
+                shared.confirm(started);
             }
             Ok(None) => {
                 tracing::warn!(lock = %shared.path, "lease lost: the lock was taken by another client");
@@ -556,6 +575,52 @@ impl LeaseGuard {
     /// False once a refresh found the lock taken or failed for a whole lease.
     pub fn is_held(&self) -> bool {
         !self.shared.lost.load(Ordering::SeqCst)
+    }
+
+    /// How long the lease is certainly still ours: until one `ttl` after the start of
+    /// the last successful write of the lock (another client cannot judge it expired
+    /// sooner). Zero once the lease is known lost.
+    pub fn valid_for(&self) -> Duration {
+        if !self.is_held() {
+            return Duration::ZERO;
+        }
+        let confirmed = *self
+            .shared
+            .confirmed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        (confirmed + self.shared.ttl).saturating_duration_since(Instant::now())
+    }
+
+    /// Runs `work` (typically the commit write) only while the lease is certainly
+    /// ours: if the lease is lost, or its certain remainder falls below a quarter of
+    /// `ttl` (the refreshes are failing), `work` is dropped — a request not yet sent
+    /// is never sent, one in flight is cut — and [`Error::Locked`] returned. A write
+    /// that keeps retrying must not land after another client may have taken over:
+    /// that is how a lease turns into a lost update. While refreshes succeed, `work`
+    /// may take as long as it needs.
+    pub async fn bounded<T, F>(&self, work: F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>>,
+    {
+        let margin = self.shared.ttl / 4;
+        let watchdog = async {
+            loop {
+                if self.valid_for() <= margin {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::select! {
+            r = work => r,
+            _ = watchdog => {
+                tracing::warn!(lock = %self.shared.path, "lease about to lapse: the write under it is abandoned");
+                Err(Error::Locked {
+                    path: self.shared.path.to_string(),
+                })
+            }
+        }
     }
 
     /// Confirms, by reading the lock back, that we still hold the lease: call right
@@ -720,6 +785,40 @@ mod tests {
         assert!(matches!(r, Err(Error::Locked { .. })), "{r:?}");
         assert!(a.is_held());
         a.check().await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn work_under_a_healthy_lease_may_take_longer_than_the_lease() {
+        let s: Arc<dyn Storage> = Arc::new(MemStore::new());
+        let a = LeaseLock::acquire(s.clone(), &dir(), opts()).await.unwrap();
+        let ttl = opts().ttl;
+        assert!(a.valid_for() > Duration::ZERO && a.valid_for() <= ttl);
+        let slow = async {
+            tokio::time::sleep(ttl * 3).await;
+            Ok(7)
+        };
+        assert_eq!(a.bounded(slow).await.unwrap(), 7);
+        a.release().await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn work_under_a_lost_lease_is_abandoned() {
+        let s: Arc<dyn Storage> = Arc::new(MemStore::new());
+        let a = LeaseLock::acquire(s.clone(), &dir(), opts()).await.unwrap();
+        let lock = LeaseLock::path(&dir()).unwrap();
+        let thief = LockInfo {
+            holder: "thief".into(),
+            label: String::new(),
+            ttl: Duration::from_secs(60),
+        };
+        s.write(&lock, Body::from(thief.encode()), Precondition::None)
+            .await
+            .unwrap();
+        // The next refresh finds the thief's lock: the never-ending write is dropped.
+        let never = std::future::pending::<Result<()>>();
+        let r = a.bounded(never).await;
+        assert!(matches!(r, Err(Error::Locked { .. })), "{r:?}");
+        assert_eq!(a.valid_for(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
