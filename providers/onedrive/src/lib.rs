@@ -73,7 +73,8 @@
 //! (`{"error":{"code","message"}}`) map to error kinds: `nameAlreadyExists` →
 //! `AlreadyExists`, `quotaLimitReached`/507 → `QuotaExceeded`, 412 →
 //! `PreconditionFailed`, 429 and 503 → `RateLimited` (with `Retry-After` when given, else
-//! the shared backoff), 401 → the token is reported to
+//! the shared backoff; never the ambiguous `Transient`, since Graph did not carry the
+//! request out), 401 → the token is reported to
 //! [`BearerAuth::rejected`](syncfabric_core::auth::BearerAuth::rejected) and the request
 //! is sent once more; a second 401 is `Unauthorized`. Tokens are only ever placed in the
 //! `Authorization` header of Graph requests (never on upload or download URLs, which are
@@ -782,11 +783,17 @@ fn map_error(status: u16, ra: Option<Duration>, code: &str, message: &str, what:
         (401, _) => Error::Unauthorized {
             message: format!("{what}: Microsoft Graph refused the token ({text})"),
         },
-        (429, _) | (503, _) if ra.is_some() || status == 429 => Error::RateLimited {
+        // Graph throttles with 429 and with 503 (with or without Retry-After); either
+        // way the request was not carried out. So a 503 is `RateLimited`, never the
+        // ambiguous `Transient`: after an ambiguous failure the retry layer may accept
+        // a later "precondition failed" as success when the content equals ours, and
+        // two clients can write equal bytes (the conformance counter race lost an
+        // update that way under throttling). Without Retry-After the shared backoff
+        // decides the wait.
+        (429, _) | (503, _) => Error::RateLimited {
             retry_after: ra,
             message: format!("{what}: HTTP {status} {text}"),
         },
-        // 503 without Retry-After: back off (Transient, the shared exponential backoff).
         _ => Error::from_http_status(status, what, ra, &text),
     }
 }
@@ -1165,7 +1172,10 @@ mod tests {
         ));
         assert!(matches!(
             map_error(503, None, "serviceNotAvailable", "", "/f"),
-            Error::Transient { .. }
+            Error::RateLimited {
+                retry_after: None,
+                ..
+            }
         ));
         assert!(matches!(
             map_error(507, None, "", "", "/f"),
