@@ -204,6 +204,12 @@ impl Shared {
             *c = at;
         }
     }
+
+    /// How long nobody else can judge the lease expired (ignoring `lost`).
+    fn unexpired_for(&self) -> Duration {
+        let confirmed = *self.confirmed.lock().unwrap_or_else(|p| p.into_inner());
+        (confirmed + self.ttl).saturating_duration_since(Instant::now())
+    }
 }
 
 /// A held lease. Keep it while working; [`release`](LeaseGuard::release) it at the end.
@@ -220,14 +226,22 @@ impl Drop for LeaseGuard {
     }
 }
 
-/// How often a lock step that failed with a retryable error (a reset, a body cut
-/// short, a 503 that outlived the storage's own retries) is tried again. The storage's
-/// retry layer cannot replay a body that broke off half-way; the lock must not give
-/// up on one bad packet, and above all must not leave its file behind.
-const STEP_TRIES: u32 = 5;
-
-async fn pause_before_retry(attempt: u32) {
-    tokio::time::sleep(Duration::from_millis(100u64 << attempt.min(6))).await;
+/// The retries of one lock step that failed with a retryable error (a reset, a body
+/// cut short, a 503 that outlived the storage's own retries). The storage's retry
+/// layer cannot replay a body that broke off half-way; the lock must not give up on
+/// one bad packet, and above all must not leave its file behind. Short waits: the
+/// lease is ticking.
+fn step_retrier() -> crate::retry::Retrier {
+    crate::retry::Retrier::new(
+        crate::retry::RetryPolicy {
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(2),
+            max_attempts: 5,
+            max_total: Duration::from_secs(20),
+            ..Default::default()
+        },
+        crate::retry::Pacer::new(),
+    )
 }
 
 /// Reads a small file whole, again from the start if the read breaks off.
@@ -235,17 +249,7 @@ async fn read_all(
     storage: &dyn Storage,
     path: &RemotePath,
 ) -> Result<Option<(Vec<u8>, Option<Version>)>> {
-    let mut attempt = 1;
-    loop {
-        match read_all_once(storage, path).await {
-            Err(e) if e.is_retryable() && attempt < STEP_TRIES => {
-                tracing::debug!(%path, error = %e, attempt, "lock read failed; reading again");
-                pause_before_retry(attempt).await;
-                attempt += 1;
-            }
-            r => return r,
-        }
-    }
+    step_retrier().run(|| read_all_once(storage, path)).await
 }
 
 async fn read_all_once(
@@ -356,8 +360,7 @@ impl LeaseLock {
                     confirmed: std::sync::Mutex::new(attempt_started),
                     ttl: opts.ttl,
                 });
-                let refresher =
-                    tokio::spawn(refresh_loop(shared.clone(), opts.refresh_every, opts.ttl));
+                let refresher = tokio::spawn(refresh_loop(shared.clone(), opts.refresh_every));
                 return Ok(LeaseGuard { shared, refresher });
             }
             let wait = jitter(opts.poll_interval);
@@ -492,8 +495,7 @@ impl LeaseLock {
     }
 }
 
-async fn refresh_loop(shared: Arc<Shared>, every: Duration, ttl: Duration) {
-    let mut last_ok = Instant::now();
+async fn refresh_loop(shared: Arc<Shared>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
         let mut held = shared.held.lock().await;
@@ -504,7 +506,6 @@ async fn refresh_loop(shared: Arc<Shared>, every: Duration, ttl: Duration) {
         match refresh_once(&shared, &held).await {
             Ok(Some(v)) => {
                 held.version = Some(v);
-                last_ok = Instant::now();
                 shared.confirm(started);
             }
             Ok(None) => {
@@ -514,7 +515,7 @@ async fn refresh_loop(shared: Arc<Shared>, every: Duration, ttl: Duration) {
             }
             Err(e) => {
                 tracing::debug!(lock = %shared.path, error = %e, "lease refresh failed");
-                if last_ok.elapsed() >= ttl {
+                if shared.unexpired_for().is_zero() {
                     tracing::warn!(lock = %shared.path, "lease lost: no refresh succeeded for a whole lease");
                     shared.lost.store(true, Ordering::SeqCst);
                     return;
@@ -584,12 +585,7 @@ impl LeaseGuard {
         if !self.is_held() {
             return Duration::ZERO;
         }
-        let confirmed = *self
-            .shared
-            .confirmed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        (confirmed + self.shared.ttl).saturating_duration_since(Instant::now())
+        self.shared.unexpired_for()
     }
 
     /// Runs `work` (typically the commit write) only while the lease is certainly
@@ -646,17 +642,7 @@ impl LeaseGuard {
         let mut held = shared.held.lock().await;
         held.stopped = true;
         self.refresher.abort();
-        let mut attempt = 1;
-        loop {
-            match release_once(&shared, &held).await {
-                Err(e) if e.is_retryable() && attempt < STEP_TRIES => {
-                    tracing::debug!(lock = %shared.path, error = %e, attempt, "lock release failed; trying again");
-                    pause_before_retry(attempt).await;
-                    attempt += 1;
-                }
-                r => return r,
-            }
-        }
+        step_retrier().run(|| release_once(&shared, &held)).await
     }
 }
 
