@@ -73,10 +73,28 @@ pub async fn open_with_password(
     url: &str,
     password: Option<&str>,
 ) -> Result<Arc<dyn Storage>, Error> {
-    use syncfabric_core::auth::{MemoryTokenStore, SecretToken, TokenStore};
-    use syncfabric_core::registry::{OpenOptions, StorageUrl};
     let Some(pw) = password else {
         return open(url).await;
+    };
+    open_with_password_and(
+        url,
+        Some(pw),
+        syncfabric_core::registry::OpenOptions::default(),
+    )
+    .await
+}
+
+/// [`open_with_password`] with other options for the provider (e.g. a retry policy
+/// scaled to a test server on loopback).
+pub async fn open_with_password_and(
+    url: &str,
+    password: Option<&str>,
+    opts: syncfabric_core::registry::OpenOptions,
+) -> Result<Arc<dyn Storage>, Error> {
+    use syncfabric_core::auth::{MemoryTokenStore, SecretToken, TokenStore};
+    use syncfabric_core::registry::StorageUrl;
+    let Some(pw) = password else {
+        return registry().open_with(url, &opts).await;
     };
     let parsed = StorageUrl::parse(url)?;
     let user = parsed.username().unwrap_or_default();
@@ -91,7 +109,7 @@ pub async fn open_with_password(
     tokens
         .put(&format!("webdav:{user}@{hostport}"), SecretToken::new(pw))
         .await?;
-    let opts = OpenOptions::default().with_tokens(Arc::new(tokens));
+    let opts = opts.with_tokens(Arc::new(tokens));
     registry().open_with(url, &opts).await
 }
 

@@ -184,8 +184,6 @@ fn acceptable(e: &SyncError) -> bool {
 /// loopback (first retry after 50 ms instead of 500 ms; `Retry-After` is obeyed as
 /// always), so that a run with a fault in every fifth request ends in minutes.
 async fn open_storage(url: &str, password: Option<&str>, trust: Trust) -> Arc<dyn Storage> {
-    use syncfabric::core::auth::{MemoryTokenStore, SecretToken, TokenStore};
-    use syncfabric::core::registry::OpenOptions;
     let retry = syncfabric::core::retry::RetryPolicy {
         min_delay: Duration::from_millis(50),
         max_delay: Duration::from_secs(2),
@@ -193,24 +191,8 @@ async fn open_storage(url: &str, password: Option<&str>, trust: Trust) -> Arc<dy
         max_total: Duration::from_secs(60),
         ..Default::default()
     };
-    let mut opts = OpenOptions::default().with_retry(retry);
-    if let Some(pw) = password {
-        // The WebDAV provider looks the password up as `webdav:<user>@<host:port>`.
-        let hostport = url
-            .split("://")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .and_then(|a| a.rsplit('@').next())
-            .expect("host in url");
-        let tokens = MemoryTokenStore::new();
-        tokens
-            .put(&format!("webdav:{USER}@{hostport}"), SecretToken::new(pw))
-            .await
-            .unwrap();
-        opts = opts.with_tokens(Arc::new(tokens));
-    }
-    let raw = syncfabric::remote::registry()
-        .open_with(url, &opts)
+    let opts = syncfabric::core::registry::OpenOptions::default().with_retry(retry);
+    let raw = syncfabric::remote::open_with_password_and(url, password, opts)
         .await
         .expect("open remote");
     syncfabric::remote::wrap(raw, trust)
