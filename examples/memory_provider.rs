@@ -73,6 +73,7 @@ impl Storage for TinyStore {
             change_feed: ChangeFeed::Poll,
             read_after_write: true,
             server_clock: false,
+            server_lock: false,
         }
     }
 

@@ -88,8 +88,9 @@ pub enum Error {
         message: String,
     },
     /// Another client holds the lease lock at `path` (see [`crate::lock`]) and did not
-    /// let go within the wait allowed, or our own lease was lost to another client.
-    /// Not retryable at once: the lock already waited; sync again later.
+    /// let go within the wait allowed, or our own lease was lost to another client;
+    /// or a server-enforced lock ([`crate::Storage::lock_dir`]) held by another client
+    /// refused this request. Not retryable at once: sync again later.
     #[error("locked: {path} is held by another client")]
     Locked {
         /// The lock file.

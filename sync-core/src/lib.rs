@@ -22,6 +22,7 @@
 //! | [`retry`] | backoff with jitter, `Retry-After` in both forms, one [`retry::Pacer`] per account, [`retry::RetryingStorage`] |
 //! | [`probe`] | the honesty probe: test precondition claims on this connection, [`probe::ProbedStorage`] downgrades them |
 //! | [`lock`] | the lease lock for storages without truthful compare-and-swap |
+//! | [`server_lock`] | holding a server-enforced folder lock ([`Storage::lock_dir`], WebDAV `LOCK`) for one commit |
 //! | [`watch`] | change feeds: [`Storage::watch`], or polling with [`watch::watch_or_poll`] |
 //! | [`registry`] | open a storage from a URL (`folder:///…`, `webdav+https://…`) by scheme |
 //! | [`auth`] | [`auth::TokenStore`] and the redacting [`auth::SecretToken`] |
@@ -47,6 +48,7 @@ pub mod probe;
 pub mod progress;
 pub mod registry;
 pub mod retry;
+pub mod server_lock;
 mod storage;
 #[cfg(test)]
 mod test_store;
@@ -58,5 +60,7 @@ pub use error::{Error, Result};
 /// providers can name it without another dependency.
 pub use futures_core::Stream;
 pub use path::RemotePath;
-pub use storage::{Capabilities, ChangeFeed, Entry, EntryKind, Precondition, Storage, Version};
+pub use storage::{
+    Capabilities, ChangeFeed, DirLock, Entry, EntryKind, Precondition, Storage, Version,
+};
 pub use watch::{Change, ChangeStream};

@@ -1,8 +1,11 @@
-//! The lease lock, for storages whose conditional writes cannot be trusted.
+//! The lease lock, for storages whose conditional writes cannot be trusted and whose
+//! server has no lock of its own.
 //!
 //! When the [honesty probe](crate::probe) finds that a storage does not honour both
-//! `IfMatch` and `IfAbsent`, the engine serialises its commits with a lease lock: a
-//! small file `<dir>/.lock` that names its holder and how long the lease lasts.
+//! `IfMatch` and `IfAbsent`, and it has no server-enforced folder lock
+//! ([`crate::server_lock`], which fences and is always preferred), the engine
+//! serialises its commits with a lease lock: a small file `<dir>/.lock` that names its
+//! holder and how long the lease lasts.
 //!
 //! * **Acquire.** Where `IfAbsent` is honest, the lock is created with `IfAbsent`:
 //!   exactly one client wins. Elsewhere the client checks that no live lock exists,

@@ -14,7 +14,11 @@
 //!    version and an `IfAbsent` write of a fresh file must succeed;
 //! 5. delete it with a stale `IfMatch`: must fail with `PreconditionFailed`
 //!    (or `Unsupported`);
-//! 6. clean up every probe file, whatever happened.
+//! 6. where the provider claims a server-enforced lock ([`Storage::lock_dir`]): lock
+//!    the probe folder; a second lock must fail with `Locked`, a write without the
+//!    lock must fail with `Locked`, a write under it must succeed, a write under a
+//!    made-up lock must fail, and after the release a plain write must succeed;
+//! 7. clean up every probe file, whatever happened.
 //!
 //! Each claim that failed is switched off in [`ProbeReport::effective`]; wrap the
 //! storage in [`ProbedStorage`] so the rest of the program sees only those. A claim is
@@ -62,7 +66,8 @@ pub struct ProbeReport {
     /// What the provider claimed.
     pub claimed: Capabilities,
     /// The claims confirmed on this connection: `claimed` with `if_match`, `if_absent`,
-    /// `conditional_delete` and `read_after_write` switched off where the probe failed.
+    /// `conditional_delete`, `read_after_write` and `server_lock` switched off where the
+    /// probe failed.
     pub effective: Capabilities,
     /// Two same-size writes in a row got different versions.
     pub strong_versions: bool,
@@ -74,6 +79,9 @@ pub struct ProbeReport {
     pub conditional_delete: Verdict,
     /// A read right after a write returned the new bytes.
     pub read_after_write: bool,
+    /// The server-enforced folder lock ([`Storage::lock_dir`]); `Untested` when the
+    /// provider does not claim one.
+    pub server_lock: Verdict,
 }
 
 impl ProbeReport {
@@ -84,17 +92,19 @@ impl ProbeReport {
         self.claimed == self.effective
             && ![&self.if_match, &self.if_absent, &self.conditional_delete]
                 .contains(&&Verdict::Ignored)
+            && self.server_lock != Verdict::Ignored
     }
 
     /// One line per finding, for logs and the CLI.
     pub fn summary(&self) -> String {
         format!(
-            "strong versions: {}; if-match: {:?}; if-absent: {:?}; conditional delete: {:?}; read-after-write: {}; truthful: {}",
+            "strong versions: {}; if-match: {:?}; if-absent: {:?}; conditional delete: {:?}; read-after-write: {}; server lock: {:?}; truthful: {}",
             self.strong_versions,
             self.if_match,
             self.if_absent,
             self.conditional_delete,
             self.read_after_write,
+            self.server_lock,
             self.is_truthful()
         )
     }
@@ -139,7 +149,24 @@ pub async fn probe(storage: &dyn Storage, dir: &RemotePath) -> Result<ProbeRepor
     let tag = format!("{:016x}", fastrand::u64(..));
     let main = dir.join(&format!(".syncfabric-probe-{tag}"))?;
     let fresh = dir.join(&format!(".syncfabric-probe-{tag}-new"))?;
-    let res = run_probe(storage, &main, &fresh, &tag).await;
+    let res = match run_probe(storage, &main, &fresh, &tag).await {
+        Ok(mut report) if report.claimed.server_lock => {
+            match probe_server_lock(storage, dir, &main, &fresh, &tag).await {
+                Ok(v) => {
+                    report.effective.server_lock = v.usable();
+                    report.server_lock = v;
+                    log_report(storage, &report);
+                    Ok(report)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Ok(report) => {
+            log_report(storage, &report);
+            Ok(report)
+        }
+        Err(e) => Err(e),
+    };
     for p in [&main, &fresh] {
         match storage.delete(p, Precondition::None).await {
             Ok(()) | Err(Error::NotFound { .. }) => {}
@@ -277,13 +304,136 @@ async fn run_probe(
         if_absent,
         conditional_delete,
         read_after_write,
+        server_lock: Verdict::Untested,
     };
+    Ok(report)
+}
+
+fn log_report(storage: &dyn Storage, report: &ProbeReport) {
     if report.is_truthful() {
         tracing::debug!(storage = %storage.describe(), "honesty probe: {}", report.summary());
     } else {
         tracing::warn!(storage = %storage.describe(), "honesty probe downgraded claims: {}", report.summary());
     }
-    Ok(report)
+}
+
+/// Step 6 of the probe: is the folder lock really enforced by the server? Locks `dir`
+/// (the probe folder), so it runs after the other steps and releases before cleanup.
+async fn probe_server_lock(
+    storage: &dyn Storage,
+    dir: &RemotePath,
+    main: &RemotePath,
+    fresh: &RemotePath,
+    tag: &str,
+) -> Result<Verdict> {
+    let body = |n: u8| Body::Bytes(Bytes::from(format!("syncfabric lock probe {tag} #{n}\n")));
+    storage.write(main, body(1), Precondition::None).await?;
+    let ttl = std::time::Duration::from_secs(60);
+    // Another device may be probing the same folder: wait a little for its lock.
+    let mut lock = None;
+    for attempt in 0..10u32 {
+        match storage.lock_dir(dir, ttl).await {
+            Ok(l) => {
+                lock = Some(l);
+                break;
+            }
+            Err(Error::Unsupported { .. }) => return Ok(Verdict::Unsupported),
+            Err(Error::Locked { .. }) if attempt < 9 => {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await
+            }
+            Err(e) if e.is_retryable() || matches!(e, Error::Unauthorized { .. }) => return Err(e),
+            Err(e) => return Ok(Verdict::Broken(format!("lock_dir failed: {e}"))),
+        }
+    }
+    let Some(lock) = lock else {
+        return Ok(Verdict::Broken(
+            "the probe folder stayed locked by another client".into(),
+        ));
+    };
+    let verdict = judge_lock(storage, dir, main, fresh, &lock, ttl, &body, tag).await;
+    match storage.unlock_dir(&lock).await {
+        Ok(()) => {}
+        Err(e) if verdict.is_ok() => return Err(e),
+        Err(_) => {}
+    }
+    let verdict = verdict?;
+    if verdict != Verdict::Honoured {
+        return Ok(verdict);
+    }
+    // Released: a plain write goes through again.
+    match storage.write(main, body(6), Precondition::None).await {
+        Ok(_) => Ok(Verdict::Honoured),
+        Err(e) if e.is_retryable() => Err(e),
+        Err(e) => Ok(Verdict::Broken(format!(
+            "a write after the release was refused: {e}"
+        ))),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn judge_lock(
+    storage: &dyn Storage,
+    dir: &RemotePath,
+    main: &RemotePath,
+    fresh: &RemotePath,
+    lock: &crate::DirLock,
+    ttl: std::time::Duration,
+    body: &dyn Fn(u8) -> Body,
+    tag: &str,
+) -> Result<Verdict> {
+    let is_locked = |e: &Error| matches!(e, Error::Locked { .. });
+    match storage.lock_dir(dir, ttl).await {
+        Ok(second) => {
+            let _ = storage.unlock_dir(&second).await;
+            return Ok(Verdict::Ignored);
+        }
+        Err(e) if is_locked(&e) => {}
+        Err(e) if e.is_retryable() => return Err(e),
+        Err(e) => {
+            return Ok(Verdict::Broken(format!(
+                "a second lock failed with the wrong kind: {e}"
+            )))
+        }
+    }
+    let v = judge_refusal(
+        storage.write(main, body(2), Precondition::None).await,
+        is_locked,
+        "a write without the lock",
+    )?;
+    if v != Verdict::Honoured {
+        return Ok(v);
+    }
+    match storage
+        .write(main, body(3), Precondition::UnderLock(lock.clone()))
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.is_retryable() => return Err(e),
+        Err(e) => {
+            return Ok(Verdict::Broken(format!(
+                "a write under the lock was refused: {e}"
+            )))
+        }
+    }
+    let forged = crate::DirLock::new(
+        dir.clone(),
+        // Well-formed (a UUID, as RFC 4918 lock tokens are; Apache answers 400 to a
+        // token that is not one) but unknown to the server.
+        format!(
+            "opaquelocktoken:{}-{}-4000-8000-{}0000",
+            &tag[..8],
+            &tag[8..12],
+            &tag[4..12]
+        ),
+        ttl,
+    );
+    judge_refusal(
+        storage
+            .write(fresh, body(4), Precondition::UnderLock(forged))
+            .await,
+        |e| matches!(e, Error::Locked { .. } | Error::PreconditionFailed { .. }),
+        "a write under a made-up lock",
+    )
 }
 
 /// A storage seen through the capabilities the probe confirmed.
@@ -350,12 +500,18 @@ impl<S: Storage> Storage for ProbedStorage<S> {
             Precondition::IfAbsent if !self.effective.if_absent => {
                 Err(self.refuse("IfAbsent", path))
             }
+            Precondition::UnderLock(_) if !self.effective.server_lock => {
+                Err(self.refuse("a server-enforced lock", path))
+            }
             _ => self.inner.write(path, body, pre).await,
         }
     }
     async fn delete(&self, path: &RemotePath, pre: Precondition) -> Result<()> {
         match pre {
             Precondition::None => self.inner.delete(path, pre).await,
+            Precondition::UnderLock(_) if self.effective.server_lock => {
+                self.inner.delete(path, pre).await
+            }
             _ if !self.effective.conditional_delete => {
                 Err(self.refuse("a conditional delete", path))
             }
@@ -367,6 +523,22 @@ impl<S: Storage> Storage for ProbedStorage<S> {
     }
     async fn watch(&self, dir: &RemotePath) -> Result<crate::watch::ChangeStream> {
         self.inner.watch(dir).await
+    }
+    async fn lock_dir(&self, dir: &RemotePath, ttl: std::time::Duration) -> Result<crate::DirLock> {
+        if !self.effective.server_lock {
+            return Err(self.refuse("a server-enforced lock", dir));
+        }
+        self.inner.lock_dir(dir, ttl).await
+    }
+    async fn refresh_lock(
+        &self,
+        lock: &crate::DirLock,
+        ttl: std::time::Duration,
+    ) -> Result<crate::DirLock> {
+        self.inner.refresh_lock(lock, ttl).await
+    }
+    async fn unlock_dir(&self, lock: &crate::DirLock) -> Result<()> {
+        self.inner.unlock_dir(lock).await
     }
 }
 

@@ -513,6 +513,28 @@ impl<S: Storage> Storage for RetryingStorage<S> {
     async fn watch(&self, dir: &RemotePath) -> Result<crate::watch::ChangeStream> {
         self.retrier.run(|| self.inner.watch(dir)).await
     }
+
+    /// Retried like any call. A `LOCK` whose answer was lost may leave a lock this
+    /// client cannot name, so the retry then meets `Locked`: providers whose locks can
+    /// be looked up adopt their own (WebDAV matches the owner it wrote), others wait
+    /// for it to expire like any other holder's.
+    async fn lock_dir(&self, dir: &RemotePath, ttl: std::time::Duration) -> Result<crate::DirLock> {
+        self.retrier.run(|| self.inner.lock_dir(dir, ttl)).await
+    }
+
+    async fn refresh_lock(
+        &self,
+        lock: &crate::DirLock,
+        ttl: std::time::Duration,
+    ) -> Result<crate::DirLock> {
+        self.retrier
+            .run(|| self.inner.refresh_lock(lock, ttl))
+            .await
+    }
+
+    async fn unlock_dir(&self, lock: &crate::DirLock) -> Result<()> {
+        self.retrier.run(|| self.inner.unlock_dir(lock)).await
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The `Storage` trait and the types it speaks.
 
 use crate::{Body, Download, RemotePath, Result};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// An opaque, *strong* version token of one file: it changes on every write of the
 /// file, even two writes of the same size in the same second. Providers build it from
@@ -68,6 +68,76 @@ pub enum Precondition {
     /// [`Error::PreconditionFailed`](crate::Error::PreconditionFailed) (also when the
     /// file no longer exists).
     IfMatch(Version),
+    /// Only while this client still holds `lock`, a server-enforced lock
+    /// ([`Storage::lock_dir`]) on a folder that contains the path; the server checks it
+    /// atomically with the write. Else
+    /// [`Error::PreconditionFailed`](crate::Error::PreconditionFailed) (the lock expired
+    /// or was released) or [`Error::Locked`](crate::Error::Locked) (another client
+    /// holds a lock there now). Nothing about the file's own version is checked.
+    UnderLock(DirLock),
+}
+
+/// A server-enforced exclusive write lock on a folder and everything under it, taken
+/// with [`Storage::lock_dir`]. While it is held, the storage refuses every write,
+/// delete and move under the folder that does not carry it
+/// ([`Precondition::UnderLock`]): other clients get [`Error::Locked`](crate::Error::Locked).
+/// Reads are not affected.
+///
+/// The token is the provider's (a WebDAV `opaquelocktoken:` URI); `Debug` shows only
+/// its last characters.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DirLock {
+    dir: RemotePath,
+    token: String,
+    ttl: Duration,
+}
+
+impl DirLock {
+    /// A lock on `dir` with the provider's `token`, granted for `ttl`.
+    pub fn new(dir: RemotePath, token: impl Into<String>, ttl: Duration) -> Self {
+        DirLock {
+            dir,
+            token: token.into(),
+            ttl,
+        }
+    }
+    /// The locked folder.
+    pub fn dir(&self) -> &RemotePath {
+        &self.dir
+    }
+    /// The provider's token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+    /// How long the server keeps the lock without a refresh, as granted.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+    /// Whether `path` is the locked folder or inside it.
+    pub fn covers(&self, path: &RemotePath) -> bool {
+        let mut cur = Some(path.clone());
+        while let Some(p) = cur {
+            if p == self.dir {
+                return true;
+            }
+            cur = p.parent();
+        }
+        self.dir.is_root()
+    }
+}
+
+impl std::fmt::Debug for DirLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tail: String = {
+            let chars: Vec<char> = self.token.chars().collect();
+            chars[chars.len().saturating_sub(4)..].iter().collect()
+        };
+        f.debug_struct("DirLock")
+            .field("dir", &self.dir)
+            .field("token", &format_args!("…{tail}"))
+            .field("ttl", &self.ttl)
+            .finish()
+    }
 }
 
 /// How a storage tells about changes made by others.
@@ -100,6 +170,10 @@ pub struct Capabilities {
     /// The storage reports modification times from its own clock (used by the
     /// lease lock to judge expiry without trusting device clocks).
     pub server_clock: bool,
+    /// [`Storage::lock_dir`] takes a lock the server enforces on every write under the
+    /// folder (WebDAV class 2 `LOCK`). The engine then commits under it instead of the
+    /// lease lock where compare-and-swap is not truthful.
+    pub server_lock: bool,
 }
 
 impl Capabilities {
@@ -165,6 +239,50 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
             ),
         })
     }
+
+    /// Takes the storage's own exclusive write lock on folder `dir` and everything
+    /// under it, for `ttl` (the server may grant another length: see
+    /// [`DirLock::ttl`]). Until it expires or is released, the storage refuses writes,
+    /// deletes and moves under `dir` that do not carry the lock
+    /// ([`Precondition::UnderLock`]) with [`Error::Locked`](crate::Error::Locked),
+    /// whoever sends them; reads are not affected.
+    ///
+    /// [`Error::Locked`](crate::Error::Locked) if another lock is held on `dir`, inside
+    /// it or on a folder above it; [`Error::NotFound`](crate::Error::NotFound) if `dir`
+    /// does not exist. Providers with `Capabilities::server_lock` override this; the
+    /// default is [`Error::Unsupported`](crate::Error::Unsupported).
+    async fn lock_dir(&self, dir: &RemotePath, ttl: Duration) -> Result<DirLock> {
+        let _ = ttl;
+        Err(crate::Error::Unsupported {
+            message: format!("{}: no server-enforced lock for {dir}", self.describe()),
+        })
+    }
+
+    /// Extends `lock` for `ttl` from now and returns it as granted.
+    /// [`Error::PreconditionFailed`](crate::Error::PreconditionFailed) if it is no
+    /// longer held (expired, released or replaced). Default: `Unsupported`.
+    async fn refresh_lock(&self, lock: &DirLock, ttl: Duration) -> Result<DirLock> {
+        let _ = ttl;
+        Err(crate::Error::Unsupported {
+            message: format!(
+                "{}: no server-enforced lock for {}",
+                self.describe(),
+                lock.dir()
+            ),
+        })
+    }
+
+    /// Releases `lock`. Succeeds also when it had already expired or been released
+    /// (idempotent). Default: `Unsupported`.
+    async fn unlock_dir(&self, lock: &DirLock) -> Result<()> {
+        Err(crate::Error::Unsupported {
+            message: format!(
+                "{}: no server-enforced lock for {}",
+                self.describe(),
+                lock.dir()
+            ),
+        })
+    }
 }
 
 /// Forwards every method, so an `Arc<dyn Storage>` (or `Arc<MyStorage>`) can be wrapped
@@ -198,5 +316,14 @@ impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
     }
     async fn watch(&self, dir: &RemotePath) -> Result<crate::watch::ChangeStream> {
         (**self).watch(dir).await
+    }
+    async fn lock_dir(&self, dir: &RemotePath, ttl: Duration) -> Result<DirLock> {
+        (**self).lock_dir(dir, ttl).await
+    }
+    async fn refresh_lock(&self, lock: &DirLock, ttl: Duration) -> Result<DirLock> {
+        (**self).refresh_lock(lock, ttl).await
+    }
+    async fn unlock_dir(&self, lock: &DirLock) -> Result<()> {
+        (**self).unlock_dir(lock).await
     }
 }

@@ -56,6 +56,7 @@ impl Storage for MemStore {
             change_feed: ChangeFeed::Poll,
             read_after_write: true,
             server_clock: self.server_clock,
+            server_lock: false,
         }
     }
     fn describe(&self) -> String {

@@ -456,6 +456,7 @@ impl FolderStorage {
             _ => {}
         }
         match pre {
+            Precondition::UnderLock(_) => return Err(no_server_lock(path)),
             Precondition::None => {
                 std::fs::rename(&temp.path, local).map_err(|e| io_err(e, path))?;
                 temp.disarm();
@@ -556,6 +557,7 @@ impl FolderStorage {
             }
         }
         match pre {
+            Precondition::UnderLock(_) => return Err(no_server_lock(path)),
             Precondition::None => {}
             Precondition::IfAbsent => {
                 return if meta.is_ok() {
@@ -717,6 +719,13 @@ impl ReadState {
     }
 }
 
+/// A folder has no server to enforce a lock: `UnderLock` is refused, never ignored.
+fn no_server_lock(path: &RemotePath) -> Error {
+    Error::Unsupported {
+        message: format!("{path}: a folder has no server-enforced lock"),
+    }
+}
+
 #[async_trait::async_trait]
 impl Storage for FolderStorage {
     fn capabilities(&self) -> Capabilities {
@@ -729,6 +738,7 @@ impl Storage for FolderStorage {
             change_feed: ChangeFeed::Native,
             read_after_write: true,
             server_clock: false,
+            server_lock: false,
         }
     }
 

@@ -62,6 +62,11 @@ async fn run_all_passes_without_skips() {
     println!("{report}");
     report.assert_passed();
     for (name, outcome) in &report.results {
+        // A folder has no server to enforce a lock (its CAS is truthful: none needed).
+        if *name == "server_lock" {
+            assert!(matches!(outcome, Ok(Outcome::Skipped(_))), "{outcome:?}");
+            continue;
+        }
         assert!(
             matches!(outcome, Ok(Outcome::Passed)),
             "{name}: {outcome:?}"

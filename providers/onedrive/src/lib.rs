@@ -580,6 +580,7 @@ impl OneDriveStorage {
         let data = body_bytes(body, self.cfg().simple_upload_max).await?;
         let segs = self.full_segs(path);
         let (url, if_match) = match pre {
+            Precondition::UnderLock(_) => return Err(no_server_lock(&what)),
             Precondition::IfMatch(v) => {
                 let pf = || Error::PreconditionFailed { path: what.clone() };
                 let item = self.item_at(base, path).await?.ok_or_else(pf)?;
@@ -837,6 +838,14 @@ fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::new(secs as u64, nanos))
 }
 
+/// Graph has no folder lock a client can hold: `UnderLock` is refused, never ignored
+/// (compare-and-swap is truthful here, so the engine never asks for one).
+pub(crate) fn no_server_lock(what: &str) -> Error {
+    Error::Unsupported {
+        message: format!("{what}: OneDrive has no server-enforced folder lock"),
+    }
+}
+
 #[async_trait::async_trait]
 impl Storage for OneDriveStorage {
     fn capabilities(&self) -> Capabilities {
@@ -849,6 +858,7 @@ impl Storage for OneDriveStorage {
             change_feed: ChangeFeed::Native,
             read_after_write: false,
             server_clock: true,
+            server_lock: false,
         }
     }
 
@@ -1013,6 +1023,7 @@ impl Storage for OneDriveStorage {
         let what = path.to_string();
         let url = self.url_for(&base, &self.full_segs(path), None);
         let if_match = match &pre {
+            Precondition::UnderLock(_) => return Err(no_server_lock(&what)),
             Precondition::None => None,
             Precondition::IfMatch(v) => Some(v.as_str().to_string()),
             Precondition::IfAbsent => {

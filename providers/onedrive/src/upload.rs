@@ -77,6 +77,7 @@ impl OneDriveStorage {
         let segs = self.full_segs(path);
         let pf = || Error::PreconditionFailed { path: what.clone() };
         let (create_url, if_match, item_id) = match pre {
+            Precondition::UnderLock(_) => return Err(crate::no_server_lock(&what)),
             Precondition::IfMatch(v) => {
                 let item = self.item_at(base, path).await?.ok_or_else(pf)?;
                 if item.is_folder() || !item.tag_is(v) {

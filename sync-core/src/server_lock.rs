@@ -1,0 +1,129 @@
+//! Holding a server-enforced folder lock ([`Storage::lock_dir`]) for one commit.
+//!
+//! Where a storage's conditional writes are not truthful but its server enforces a
+//! folder lock (WebDAV class 2 `LOCK`, confirmed by the [honesty probe](crate::probe)),
+//! the engine commits under that lock instead of the [lease lock](crate::lock). Unlike a
+//! lease, it fences: every write under the folder carries the lock
+//! ([`Precondition::UnderLock`]) and the server refuses it once the lock expired or
+//! passed to another client, so a write that was delayed or retried past the lock's
+//! life fails instead of overwriting someone else's commit. No settle pause, no lock
+//! file, no clock file: one request to take it, one to release it.
+//!
+//! [`ServerLockGuard::acquire`] waits for another holder (polling with jitter, up to
+//! [`LeaseOptions::acquire_timeout`]), then refreshes the lock in the background every
+//! third of its granted length. [`ServerLockGuard::release`] stops refreshing and
+//! unlocks; a dropped guard stops refreshing and the server lets the lock expire.
+//!
+//! ```no_run
+//! # async fn demo(storage: std::sync::Arc<dyn syncfabric_core::Storage>) -> syncfabric_core::Result<()> {
+//! use syncfabric_core::{lock::LeaseOptions, server_lock::ServerLockGuard, Body, RemotePath};
+//! let dir = RemotePath::parse("0b7c4a1e-vault")?;
+//! let guard = ServerLockGuard::acquire(storage.clone(), &dir, &LeaseOptions::default()).await?;
+//! // ... check nothing changed since the merge, then:
+//! storage
+//!     .write(&dir.join("vault.enpassdb")?, Body::from(vec![1, 2, 3]), guard.precondition())
+//!     .await?;
+//! guard.release().await?;
+//! # Ok(()) }
+//! ```
+
+use crate::lock::LeaseOptions;
+use crate::{DirLock, Error, Precondition, RemotePath, Result, Storage};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A held server lock; see the [module docs](self).
+#[derive(Debug)]
+pub struct ServerLockGuard {
+    storage: Arc<dyn Storage>,
+    lock: DirLock,
+    refresher: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ServerLockGuard {
+    /// Takes the server lock on `dir`, for `opts.ttl`, waiting while another client
+    /// holds it (every `opts.poll_interval` plus jitter). [`Error::Locked`] after
+    /// `opts.acquire_timeout`; other errors as [`Storage::lock_dir`] returns them.
+    pub async fn acquire(
+        storage: Arc<dyn Storage>,
+        dir: &RemotePath,
+        opts: &LeaseOptions,
+    ) -> Result<ServerLockGuard> {
+        let deadline = Instant::now() + opts.acquire_timeout;
+        let lock = loop {
+            match storage.lock_dir(dir, opts.ttl).await {
+                Ok(l) => break l,
+                Err(Error::Locked { path }) => {
+                    if Instant::now() >= deadline {
+                        return Err(Error::Locked { path });
+                    }
+                    let base = opts.poll_interval.max(Duration::from_millis(10));
+                    let jitter = base.mul_f64(fastrand::f64());
+                    tracing::debug!(%dir, "folder locked by another client; waiting");
+                    tokio::time::sleep((base + jitter).min(
+                        deadline.saturating_duration_since(Instant::now())
+                            + Duration::from_millis(1),
+                    ))
+                    .await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        tracing::debug!(%dir, ttl = ?lock.ttl(), "server lock taken");
+        let refresher = {
+            let storage = storage.clone();
+            let lock = lock.clone();
+            let ttl = opts.ttl;
+            let every = (lock.ttl().min(ttl) / 3).max(Duration::from_millis(100));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match storage.refresh_lock(&lock, ttl).await {
+                        Ok(_) => {}
+                        Err(Error::PreconditionFailed { .. }) => {
+                            // Gone: every further write under it will be refused by the
+                            // server, which is the point. Nothing left to refresh.
+                            tracing::warn!(dir = %lock.dir(), "server lock lost before the commit ended");
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::debug!(dir = %lock.dir(), error = %e, "server lock refresh failed; trying again")
+                        }
+                    }
+                }
+            })
+        };
+        Ok(ServerLockGuard {
+            storage,
+            lock,
+            refresher: Some(refresher),
+        })
+    }
+
+    /// The lock.
+    pub fn lock(&self) -> &DirLock {
+        &self.lock
+    }
+
+    /// The precondition for writes and deletes under the lock.
+    pub fn precondition(&self) -> Precondition {
+        Precondition::UnderLock(self.lock.clone())
+    }
+
+    /// Stops refreshing and releases the lock (idempotent at the server).
+    pub async fn release(mut self) -> Result<()> {
+        if let Some(t) = self.refresher.take() {
+            t.abort();
+        }
+        self.storage.unlock_dir(&self.lock).await
+    }
+}
+
+impl Drop for ServerLockGuard {
+    fn drop(&mut self) {
+        if let Some(t) = self.refresher.take() {
+            t.abort();
+        }
+    }
+}
