@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use syncfabric_core::lock::{LeaseLock, LeaseOptions};
+use syncfabric_core::server_lock::ServerLockGuard;
 use syncfabric_core::{Body, EntryKind, Error, Precondition, RemotePath, Storage, Version};
 
 macro_rules! ensure {
@@ -467,8 +468,10 @@ pub async fn honesty_probe(s: &dyn Storage, dir: &RemotePath) -> Check {
 /// The race: `clients` independent clients (from `new_client`) each add 1 to a counter
 /// file `increments` times, concurrently. With truthful CAS (per the capabilities)
 /// each increment is a read + `IfMatch`/`IfAbsent` write retried on conflict; without,
-/// each increment holds the [lease lock](syncfabric_core::lock). The final count must
-/// be exactly `clients × increments`: anything less is a lost update.
+/// each increment holds the server's folder lock where it has one
+/// ([`syncfabric_core::server_lock`]), else the [lease lock](syncfabric_core::lock),
+/// as the engine does. The final count must be exactly `clients × increments`:
+/// anything less is a lost update.
 pub async fn cas_race(
     new_client: &ClientFactory,
     dir: &RemotePath,
@@ -489,8 +492,11 @@ pub async fn cas_race(
         handles.push(tokio::spawn(async move {
             start.wait().await;
             for _ in 0..increments {
-                if s.capabilities().has_truthful_cas() {
+                let caps = s.capabilities();
+                if caps.has_truthful_cas() {
                     increment_cas(s.as_ref(), &counter).await?;
+                } else if caps.server_lock {
+                    increment_server_locked(s.clone(), &dir, &counter, &lease).await?;
                 } else {
                     increment_locked(s.clone(), &dir, &counter, &lease).await?;
                 }
@@ -511,7 +517,7 @@ pub async fn cas_race(
         ))
     })?;
     let how = if via_lock {
-        "through the lease lock"
+        "through a lock"
     } else {
         "with compare-and-swap"
     };
@@ -609,6 +615,134 @@ async fn increment_locked(
     Err(Failure::new(
         "an increment did not get through the lease lock in 100 attempts",
     ))
+}
+
+async fn increment_server_locked(
+    s: Arc<dyn Storage>,
+    dir: &RemotePath,
+    counter: &RemotePath,
+    lease: &LeaseOptions,
+) -> Result<(), Failure> {
+    // A server locks folders that exist.
+    s.create_dir(dir).await?;
+    for _ in 0..100 {
+        let guard = ServerLockGuard::acquire(s.clone(), dir, lease).await?;
+        let n = match read_all(s.as_ref(), counter).await {
+            Ok((b, _)) => parse_count(&b)?,
+            Err(Error::NotFound { .. }) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        think().await;
+        let written = s
+            .write(
+                counter,
+                Body::from((n + 1).to_string().into_bytes()),
+                guard.precondition(),
+            )
+            .await;
+        let _ = guard.release().await;
+        match written {
+            Ok(_) => return Ok(()),
+            // The lock expired and passed on before the write: the server refused it.
+            Err(Error::PreconditionFailed { .. } | Error::Locked { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Failure::new(
+        "an increment did not get through the server lock in 100 attempts",
+    ))
+}
+
+/// A server-enforced folder lock ([`Storage::lock_dir`]), where claimed: exclusive
+/// (a second client's lock is `Locked`); other clients' writes, new files and deletes
+/// under it are refused with `Locked` and leave the content as it was, while their
+/// reads work; the holder's writes, new files and deletes under it work; a refresh
+/// works; after the release (idempotent) the released lock is refused
+/// (`PreconditionFailed` or `Locked`) and another client can lock.
+pub async fn server_lock(new_client: &ClientFactory, dir: &RemotePath) -> Check {
+    let holder = new_client().await?;
+    if !holder.capabilities().server_lock {
+        return Ok(Outcome::Skipped("no server-enforced lock claimed".into()));
+    }
+    let other = new_client().await?;
+    let locked = p(dir, "locked")?;
+    holder.create_dir(&locked).await?;
+    let a = p(&locked, "a.txt")?;
+    put(holder.as_ref(), &a, b"before the lock", Precondition::None).await?;
+    let ttl = Duration::from_secs(60);
+    let lock = holder.lock_dir(&locked, ttl).await?;
+    let under = Precondition::UnderLock(lock.clone());
+    let result = async {
+        let refused = |r: Result<(), Error>, what: &str| match r {
+            Err(Error::Locked { .. }) => Ok(()),
+            Ok(()) => Err(Failure::new(format!(
+                "{what} by another client went through the lock"
+            ))),
+            Err(e) => Err(Failure::new(format!(
+                "{what} by another client failed with {e}, expected Locked"
+            ))),
+        };
+        refused(
+            other.lock_dir(&locked, ttl).await.map(|_| ()),
+            "a second lock",
+        )?;
+        refused(
+            other
+                .write(&a, Body::from(b"intruder".to_vec()), Precondition::None)
+                .await
+                .map(|_| ()),
+            "a write",
+        )?;
+        refused(
+            other
+                .write(
+                    &p(&locked, "b.txt")?,
+                    Body::from(b"intruder".to_vec()),
+                    Precondition::None,
+                )
+                .await
+                .map(|_| ()),
+            "a new file",
+        )?;
+        refused(other.delete(&a, Precondition::None).await, "a delete")?;
+        ensure!(
+            content(other.as_ref(), &a).await? == b"before the lock",
+            "refused writes changed the content, or a locked file cannot be read"
+        );
+        put(holder.as_ref(), &a, b"under the lock", under.clone()).await?;
+        let c = p(&locked, "c.txt")?;
+        put(holder.as_ref(), &c, b"new under the lock", under.clone()).await?;
+        holder.delete(&c, under.clone()).await?;
+        ensure!(
+            holder.stat(&c).await?.is_none(),
+            "a delete under the lock left the file"
+        );
+        holder.refresh_lock(&lock, ttl).await?;
+        Ok::<_, Failure>(())
+    }
+    .await;
+    holder.unlock_dir(&lock).await?;
+    result?;
+    holder.unlock_dir(&lock).await?;
+    match holder
+        .write(&a, Body::from(b"stale".to_vec()), under.clone())
+        .await
+    {
+        Err(Error::PreconditionFailed { .. } | Error::Locked { .. }) => {}
+        Ok(_) => return Err(Failure::new("a write under a released lock went through")),
+        Err(e) => {
+            return Err(Failure::new(format!(
+                "a write under a released lock failed with {e}, expected PreconditionFailed"
+            )))
+        }
+    }
+    ensure!(
+        content(other.as_ref(), &a).await? == b"under the lock",
+        "the holder's write under the lock is not what is stored"
+    );
+    let second = other.lock_dir(&locked, ttl).await?;
+    other.unlock_dir(&second).await?;
+    Ok(Outcome::Passed)
 }
 
 /// Writes that fail — a `Body::File` whose file is gone, or whose file is shorter than

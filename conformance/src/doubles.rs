@@ -77,4 +77,21 @@ impl<S: Storage> Storage for WithCapabilities<S> {
     async fn create_dir(&self, path: &RemotePath) -> Result<()> {
         self.inner.create_dir(path).await
     }
+    async fn lock_dir(
+        &self,
+        dir: &RemotePath,
+        ttl: std::time::Duration,
+    ) -> Result<syncfabric_core::DirLock> {
+        self.inner.lock_dir(dir, ttl).await
+    }
+    async fn refresh_lock(
+        &self,
+        lock: &syncfabric_core::DirLock,
+        ttl: std::time::Duration,
+    ) -> Result<syncfabric_core::DirLock> {
+        self.inner.refresh_lock(lock, ttl).await
+    }
+    async fn unlock_dir(&self, lock: &syncfabric_core::DirLock) -> Result<()> {
+        self.inner.unlock_dir(lock).await
+    }
 }

@@ -21,8 +21,11 @@
 //! `if_match`/`if_absent`/`conditional_delete` only when the server enforces them
 //! atomically (the suite's `honesty_probe` and `cas_race` will catch a false claim);
 //! claim `read_after_write` only with strong consistency; `server_clock` only when
-//! `Entry::modified` is stamped by the server. Without truthful CAS the engine (and
-//! the race here) uses the lease lock, so an honest "no" still syncs safely.
+//! `Entry::modified` is stamped by the server; `server_lock` only when the server
+//! enforces a folder lock (`Storage::lock_dir`, e.g. WebDAV `LOCK`) on every write,
+//! expires it, and refuses a released or expired one (the `server_lock` behaviour
+//! checks). Without truthful CAS the engine (and the race here) commits under that
+//! lock, else under the lease lock, so an honest "no" still syncs safely.
 //!
 //! **3. Run the suite** from a test file of your crate (`tests/conformance.rs`). The
 //! macro makes one named `#[test]` per behaviour; `setup` builds a fresh
@@ -248,6 +251,7 @@ pub const BEHAVIOURS: &[&str] = &[
     "delete_stale_if_match",
     "honesty_probe",
     "cas_race",
+    "server_lock",
     "failed_write_keeps_previous",
     "awkward_names",
     "list_folders",
@@ -284,6 +288,7 @@ pub async fn run_behaviour(name: &str, h: &Harness) -> Check {
                 )
                 .await
             }
+            "server_lock" => b::server_lock(&h.clients(), &dir).await,
             "failed_write_keeps_previous" => b::failed_write_keeps_previous(s, &dir).await,
             "awkward_names" => b::awkward_names(s, &dir).await,
             "list_folders" => b::list_folders(s, &dir).await,
@@ -448,6 +453,7 @@ macro_rules! conformance_tests {
             delete_stale_if_match,
             honesty_probe,
             cas_race,
+            server_lock,
             failed_write_keeps_previous,
             awkward_names,
             list_folders,

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use syncfabric_core::{
-    Body, Capabilities, ChangeFeed, Download, Entry, EntryKind, Error, Precondition, RemotePath,
-    Result, Storage, Version,
+    Body, Capabilities, ChangeFeed, DirLock, Download, Entry, EntryKind, Error, Precondition,
+    RemotePath, Result, Storage, Version,
 };
 use tokio::io::AsyncReadExt;
 
@@ -16,11 +16,44 @@ struct State {
     files: BTreeMap<RemotePath, (Bytes, Version, SystemTime)>,
     /// Folders that exist (created explicitly or as parents of a file); never the root.
     dirs: BTreeSet<RemotePath>,
+    /// Server locks by token: the locked folder and when the lock expires.
+    locks: BTreeMap<String, (RemotePath, tokio::time::Instant)>,
+}
+
+impl State {
+    fn live_locks(&mut self) -> &BTreeMap<String, (RemotePath, tokio::time::Instant)> {
+        let now = tokio::time::Instant::now();
+        self.locks.retain(|_, (_, until)| *until > now);
+        &self.locks
+    }
+
+    /// Whether a change at `path` may go ahead under `pre`: with no live lock over it,
+    /// anything but a stale `UnderLock` may; under one, only its holder.
+    fn check_locks(&mut self, path: &RemotePath, pre: &Precondition) -> Result<()> {
+        let over: Vec<String> = self
+            .live_locks()
+            .iter()
+            .filter(|(_, (dir, _))| DirLock::new(dir.clone(), "", Default::default()).covers(path))
+            .map(|(t, _)| t.clone())
+            .collect();
+        match pre {
+            Precondition::UnderLock(l) if over.iter().any(|t| t == l.token()) => Ok(()),
+            _ if !over.is_empty() => Err(Error::Locked {
+                path: path.to_string(),
+            }),
+            Precondition::UnderLock(_) => Err(Error::PreconditionFailed {
+                path: path.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A storage held in memory that honours the whole contract: atomic writes, strong
 /// versions (a process-wide counter), truthful `IfMatch`/`IfAbsent`/conditional delete,
-/// read-after-write, and modification times from its own ("server") clock.
+/// read-after-write, modification times from its own ("server") clock, and
+/// server-enforced folder locks ([`Storage::lock_dir`]; expiry by tokio's clock, so
+/// tests with paused time can expire them).
 ///
 /// Clones (and [`client`](MemoryStorage::client)) are independent handles on the same
 /// data, like two devices talking to one server.
@@ -98,6 +131,7 @@ impl Storage for MemoryStorage {
             change_feed: ChangeFeed::Poll,
             read_after_write: true,
             server_clock: true,
+            server_lock: true,
         }
     }
 
@@ -182,6 +216,7 @@ impl Storage for MemoryStorage {
             }
             parent = p.parent();
         }
+        st.check_locks(path, &pre)?;
         match (&pre, st.files.get(path)) {
             (Precondition::IfAbsent, Some(_)) => {
                 return Err(Error::AlreadyExists {
@@ -214,6 +249,7 @@ impl Storage for MemoryStorage {
 
     async fn delete(&self, path: &RemotePath, pre: Precondition) -> Result<()> {
         let mut st = self.state();
+        st.check_locks(path, &pre)?;
         match (&pre, st.files.get(path)) {
             (Precondition::IfMatch(v), Some((_, cur, _))) if v == cur => {}
             (Precondition::IfMatch(_), _) => {
@@ -254,8 +290,56 @@ impl Storage for MemoryStorage {
                 });
             }
             p = d.parent();
+            if !st.dirs.contains(&d) {
+                st.check_locks(&d, &Precondition::None)?;
+            }
             st.dirs.insert(d);
         }
+        Ok(())
+    }
+
+    async fn lock_dir(&self, dir: &RemotePath, ttl: std::time::Duration) -> Result<DirLock> {
+        let mut st = self.state();
+        if !dir.is_root() && !st.dirs.contains(dir) {
+            return Err(Error::NotFound {
+                path: dir.to_string(),
+            });
+        }
+        let mine = DirLock::new(dir.clone(), "", ttl);
+        let conflict = st
+            .live_locks()
+            .values()
+            .any(|(d, _)| mine.covers(d) || DirLock::new(d.clone(), "", ttl).covers(dir));
+        if conflict {
+            return Err(Error::Locked {
+                path: dir.to_string(),
+            });
+        }
+        let n = self.counter.fetch_add(1, Ordering::SeqCst) + 1;
+        let token = format!("memlock:{n}:{:016x}", fastrand::u64(..));
+        st.locks.insert(
+            token.clone(),
+            (dir.clone(), tokio::time::Instant::now() + ttl),
+        );
+        Ok(DirLock::new(dir.clone(), token, ttl))
+    }
+
+    async fn refresh_lock(&self, lock: &DirLock, ttl: std::time::Duration) -> Result<DirLock> {
+        let mut st = self.state();
+        st.live_locks();
+        match st.locks.get_mut(lock.token()) {
+            Some((dir, until)) if dir == lock.dir() => {
+                *until = tokio::time::Instant::now() + ttl;
+                Ok(DirLock::new(dir.clone(), lock.token(), ttl))
+            }
+            _ => Err(Error::PreconditionFailed {
+                path: lock.dir().to_string(),
+            }),
+        }
+    }
+
+    async fn unlock_dir(&self, lock: &DirLock) -> Result<()> {
+        self.state().locks.remove(lock.token());
         Ok(())
     }
 }
