@@ -114,8 +114,9 @@ pub struct WebDavConfig {
     /// Nextcloud: files larger than this are uploaded in chunks of this size.
     /// Default 10 MiB.
     pub chunk_size: u64,
-    /// How many times a `423 Locked` answer is retried (with a growing pause) before
-    /// it is returned as [`Error::Transient`]. Default 5.
+    /// Nextcloud: how many times a `423 Locked` answer is retried (with a growing
+    /// pause) before it is returned as [`Error::Transient`]. Default 5. Other servers'
+    /// 423 is a client's WebDAV lock: [`Error::Locked`] at once.
     pub locked_retries: u32,
     /// How long to wait for a weak ETag to become strong (Apache marks ETags weak for
     /// one second after a write) before falling back to a content hash. Default 3 s.

@@ -144,34 +144,7 @@ pub(crate) fn parse_multistatus(body: &[u8]) -> Result<Vec<PropResponse>, Error>
                     std::str::from_utf8(&t).map_err(|_| corrupt("PROPFIND answer is not UTF-8"))?;
                 push_text(&mut text, s)?;
             }
-            Event::GeneralRef(r) => {
-                if r.is_char_ref() {
-                    let c = r
-                        .resolve_char_ref()
-                        .map_err(|e| corrupt(format!("bad character reference: {e}")))?
-                        .ok_or_else(|| corrupt("bad character reference"))?;
-                    let mut b = [0u8; 4];
-                    push_text(&mut text, c.encode_utf8(&mut b))?;
-                } else {
-                    let name = r
-                        .decode()
-                        .map_err(|e| corrupt(format!("bad entity reference: {e}")))?;
-                    let s = match name.as_ref() {
-                        "amp" => "&",
-                        "lt" => "<",
-                        "gt" => ">",
-                        "quot" => "\"",
-                        "apos" => "'",
-                        other => {
-                            return Err(corrupt(format!(
-                                "PROPFIND answer references undeclared entity &{}; (refused)",
-                                other.chars().take(32).collect::<String>()
-                            )))
-                        }
-                    };
-                    push_text(&mut text, s)?;
-                }
-            }
+            Event::GeneralRef(r) => push_text(&mut text, &general_ref(&r)?)?,
             Event::Eof => break,
             Event::Comment(_) | Event::Decl(_) | Event::PI(_) => {}
         }
@@ -181,6 +154,140 @@ pub(crate) fn parse_multistatus(body: &[u8]) -> Result<Vec<PropResponse>, Error>
     }
     if !saw_multistatus {
         return Err(corrupt("PROPFIND answer has no DAV:multistatus element"));
+    }
+    Ok(out)
+}
+
+/// The text of an entity or character reference: only character references and the
+/// five predefined entities; anything else is refused (never expanded).
+fn general_ref(r: &quick_xml::events::BytesRef<'_>) -> Result<String, Error> {
+    if r.is_char_ref() {
+        let c = r
+            .resolve_char_ref()
+            .map_err(|e| corrupt(format!("bad character reference: {e}")))?
+            .ok_or_else(|| corrupt("bad character reference"))?;
+        return Ok(c.to_string());
+    }
+    let name = r
+        .decode()
+        .map_err(|e| corrupt(format!("bad entity reference: {e}")))?;
+    Ok(match name.as_ref() {
+        "amp" => "&",
+        "lt" => "<",
+        "gt" => ">",
+        "quot" => "\"",
+        "apos" => "'",
+        other => {
+            return Err(corrupt(format!(
+                "WebDAV answer references undeclared entity &{}; (refused)",
+                other.chars().take(32).collect::<String>()
+            )))
+        }
+    }
+    .to_string())
+}
+
+/// One `<D:activelock>` of a `LOCK` answer or a `lockdiscovery` property.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct ActiveLock {
+    /// `locktoken/href`, e.g. `opaquelocktoken:…`.
+    pub token: Option<String>,
+    /// All text inside `owner` (we write an href there).
+    pub owner: String,
+    /// `timeout`, e.g. `Second-60` or `Infinite`.
+    pub timeout: Option<String>,
+}
+
+impl ActiveLock {
+    /// The timeout in seconds, when the server gave a finite one.
+    pub fn timeout_secs(&self) -> Option<u64> {
+        self.timeout
+            .as_deref()?
+            .trim()
+            .strip_prefix("Second-")?
+            .parse()
+            .ok()
+    }
+}
+
+/// Every `<D:activelock>` in a `LOCK` answer (`<D:prop><D:lockdiscovery>`) or a
+/// PROPFIND multistatus asking for `lockdiscovery`, with the same refusals as
+/// [`parse_multistatus`] (no DOCTYPE, no custom entity, bounded text and nesting).
+pub(crate) fn parse_activelocks(body: &[u8]) -> Result<Vec<ActiveLock>, Error> {
+    let mut reader = NsReader::from_reader(body);
+    reader.config_mut().trim_text(true);
+    let mut buf = Vec::new();
+    let mut stack: Vec<(bool, Vec<u8>)> = Vec::new();
+    let mut out = Vec::new();
+    let mut cur: Option<ActiveLock> = None;
+    let mut text = String::new();
+    loop {
+        buf.clear();
+        let (ns, ev) = reader
+            .read_resolved_event_into(&mut buf)
+            .map_err(|e| corrupt(format!("malformed XML in LOCK answer: {e}")))?;
+        let is_dav = matches!(ns, ResolveResult::Bound(Namespace(n)) if n == DAV_NS);
+        let (start, end, local) = match &ev {
+            Event::DocType(_) => {
+                return Err(corrupt(
+                    "LOCK answer carries a DOCTYPE (refused: entity declarations)",
+                ))
+            }
+            Event::Start(e) => (true, false, e.local_name().as_ref().to_vec()),
+            Event::Empty(e) => (true, true, e.local_name().as_ref().to_vec()),
+            Event::End(_) => (false, true, Vec::new()),
+            Event::Text(t) => {
+                let s = t
+                    .decode()
+                    .map_err(|e| corrupt(format!("bad text in LOCK answer: {e}")))?;
+                push_text(&mut text, &s)?;
+                continue;
+            }
+            Event::CData(t) => {
+                let s = std::str::from_utf8(t).map_err(|_| corrupt("LOCK answer is not UTF-8"))?;
+                push_text(&mut text, s)?;
+                continue;
+            }
+            Event::GeneralRef(r) => {
+                push_text(&mut text, &general_ref(r)?)?;
+                continue;
+            }
+            Event::Eof => break,
+            Event::Comment(_) | Event::Decl(_) | Event::PI(_) => continue,
+        };
+        if start {
+            if stack.len() >= MAX_DEPTH {
+                return Err(corrupt("LOCK answer nests too deep"));
+            }
+            if is_dav && local == b"activelock" {
+                cur = Some(ActiveLock::default());
+            }
+            stack.push((is_dav, local));
+            text.clear();
+        }
+        if end {
+            if let Some(l) = cur.as_mut() {
+                if in_dav(&stack, &[b"locktoken", b"href"]) {
+                    l.token = Some(text.trim().to_string());
+                } else if in_dav(&stack, &[b"activelock", b"timeout"]) {
+                    l.timeout = Some(text.trim().to_string());
+                } else if stack.iter().any(|(d, n)| *d && n == b"owner") && !text.is_empty() {
+                    l.owner.push_str(text.trim());
+                }
+            }
+            if in_dav(&stack, &[b"activelock"]) {
+                if let Some(l) = cur.take() {
+                    if out.len() < 64 {
+                        out.push(l);
+                    }
+                }
+            }
+            stack.pop();
+            text.clear();
+        }
+    }
+    if !stack.is_empty() {
+        return Err(corrupt("LOCK answer ends before its elements close"));
     }
     Ok(out)
 }

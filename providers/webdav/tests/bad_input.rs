@@ -346,8 +346,16 @@ async fn a_huge_error_body_is_not_read_into_memory() {
     );
 }
 
+/// Nextcloud's `423 Locked` is its own short-lived file locking: retried. Elsewhere a
+/// 423 is a client's WebDAV lock: `Locked` at once, never retried as if it would pass.
 #[tokio::test]
-async fn locked_is_retried_then_succeeds() {
+async fn locked_is_retried_on_nextcloud_and_reported_elsewhere() {
+    let nextcloud = |addr: SocketAddr| {
+        let cfg = WebDavConfig::new(format!("http://{addr}/dav/root/"))
+            .with_credentials("u", Secret::new("pw"))
+            .with_profile(Profile::Nextcloud);
+        WebDavStorage::new(cfg).unwrap()
+    };
     let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let n2 = n.clone();
     let (addr, seen) = responder(Arc::new(move |_h: &str| {
@@ -358,24 +366,67 @@ async fn locked_is_retried_then_succeeds() {
         }
     }))
     .await;
-    storage(addr)
-        .await
+    nextcloud(addr)
         .delete(&RemotePath::parse("f").unwrap(), Precondition::None)
         .await
         .unwrap();
     assert_eq!(seen.lock().unwrap().len(), 3);
     // Always locked: a transient error after the configured retries.
-    let (addr, seen) = responder(Arc::new(|_h: &str| {
-        http("423 Locked", "Retry-After: 0\r\n", b"")
-    }))
-    .await;
-    let e = storage(addr)
-        .await
+    let always = || {
+        responder(Arc::new(|_h: &str| {
+            http("423 Locked", "Retry-After: 0\r\n", b"")
+        }))
+    };
+    let (addr, seen) = always().await;
+    let e = nextcloud(addr)
         .delete(&RemotePath::parse("f").unwrap(), Precondition::None)
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Transient { .. }), "{e:?}");
     assert_eq!(seen.lock().unwrap().len(), 6, "1 try + 5 retries");
+    // Any other server: Locked after one request, for deletes and writes alike.
+    let (addr, seen) = always().await;
+    let s = storage(addr).await;
+    let e = s
+        .delete(&RemotePath::parse("f").unwrap(), Precondition::None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Locked { .. }), "{e:?}");
+    let e = s
+        .write(
+            &RemotePath::parse("f").unwrap(),
+            Body::from(b"x".to_vec()),
+            Precondition::None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Locked { .. }), "{e:?}");
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+/// Apache answers a PUT of a new file into a folder someone else locked with `207
+/// Multi-Status` (424 for the file, 423 for the folder): a failure, never a success.
+#[tokio::test]
+async fn a_multi_status_answer_to_a_put_is_a_failure() {
+    let body = r#"<?xml version="1.0" encoding="utf-8"?>
+<D:multistatus xmlns:D="DAV:"><D:response><D:href>/dav/root/f</D:href><D:status>HTTP/1.1 424 Failed Dependency</D:status></D:response>
+<D:response><D:href>/dav/root/</D:href><D:status>HTTP/1.1 423 Locked</D:status></D:response></D:multistatus>"#;
+    let (addr, _) = responder(Arc::new(move |_h: &str| multistatus(body))).await;
+    let s = storage(addr).await;
+    let e = s
+        .write(
+            &RemotePath::parse("f").unwrap(),
+            Body::from(b"x".to_vec()),
+            Precondition::None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Locked { .. }), "{e:?}");
+    let e = s
+        .delete(&RemotePath::parse("f").unwrap(), Precondition::None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Locked { .. }), "{e:?}");
 }
 
 /// The Nextcloud chunked upload, against a fake that answers like Nextcloud's uploads
