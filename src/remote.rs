@@ -127,7 +127,11 @@ pub async fn open(url: &str) -> Result<Arc<dyn Storage>, Error> {
 pub enum Trust {
     /// `IfMatch` and `IfAbsent` were confirmed: the engine commits with them.
     Truthful,
-    /// Not confirmed: the engine serialises commits with the lease lock.
+    /// Not confirmed, but the server's own folder lock (WebDAV `LOCK`) was: the engine
+    /// commits under it, and the server refuses any write of a lock holder whose lock
+    /// has passed on.
+    ServerLock,
+    /// Neither confirmed: the engine serialises commits with the lease lock.
     UseLock,
 }
 
@@ -136,6 +140,7 @@ impl Trust {
     pub fn as_str(self) -> &'static str {
         match self {
             Trust::Truthful => "truthful",
+            Trust::ServerLock => "server-lock",
             Trust::UseLock => "lock",
         }
     }
@@ -143,6 +148,7 @@ impl Trust {
     pub fn parse(s: &str) -> Option<Trust> {
         match s {
             "truthful" => Some(Trust::Truthful),
+            "server-lock" => Some(Trust::ServerLock),
             "lock" => Some(Trust::UseLock),
             _ => None,
         }
@@ -155,21 +161,42 @@ pub async fn probe(storage: &dyn Storage) -> Result<(Trust, ProbeReport), Error>
         syncfabric_core::probe::probe(storage, &RemotePath::parse(".syncfabric-probe")?).await?;
     let trust = if report.effective.has_truthful_cas() {
         Trust::Truthful
+    } else if report.effective.server_lock {
+        Trust::ServerLock
     } else {
         Trust::UseLock
     };
     Ok((trust, report))
 }
 
+/// The verdict to sync with: `recorded` (from the config), or a fresh probe when there
+/// is none, or when the remote was recorded as `lock` (lease) but its provider now
+/// claims a server-enforced lock (a device set up before the provider had one). Every
+/// device of a remote must commit under the same kind of lock: a lease and a server
+/// lock do not exclude each other. The `bool` says the probe ran (record its verdict).
+pub async fn current_trust(
+    storage: &dyn Storage,
+    recorded: Option<Trust>,
+) -> Result<(Trust, bool), Error> {
+    match recorded {
+        Some(Trust::UseLock) if storage.capabilities().server_lock => {
+            Ok((probe(storage).await?.0, true))
+        }
+        Some(t) => Ok((t, false)),
+        None => Ok((probe(storage).await?.0, true)),
+    }
+}
+
 /// The storage as the engine should see it, given the probe's verdict.
 pub fn wrap(storage: Arc<dyn Storage>, trust: Trust) -> Arc<dyn Storage> {
     match trust {
         Trust::Truthful => storage,
-        Trust::UseLock => {
+        Trust::ServerLock | Trust::UseLock => {
             let mut caps = storage.capabilities();
             caps.if_match = false;
             caps.if_absent = false;
             caps.conditional_delete = false;
+            caps.server_lock &= trust == Trust::ServerLock;
             Arc::new(ProbedStorage::new(storage, caps))
         }
     }

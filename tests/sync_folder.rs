@@ -447,6 +447,55 @@ async fn lease_lock_fallback_loses_nothing_without_truthful_cas() {
     );
 }
 
+/// A storage without truthful conditional writes but with a server-enforced folder
+/// lock (the in-memory reference store with its CAS claims switched off, as Apache or
+/// rclone look after the probe): the engine commits under the server lock, never
+/// writes a lease file, and loses nothing while devices race; every change it makes
+/// under the vault folder carries the lock (a write without it would be refused while
+/// another device holds one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_lock_commits_lose_nothing_without_truthful_cas() {
+    use syncfabric::core::probe::ProbedStorage;
+    use syncfabric_conformance::MemoryStorage;
+    let tmp = tempfile::tempdir().unwrap();
+    let memory = MemoryStorage::new();
+    let mut caps = memory.capabilities();
+    caps.if_match = false;
+    caps.if_absent = false;
+    caps.conditional_delete = false;
+    assert!(caps.server_lock);
+    let counting = Arc::new(CountingStorage::new(Arc::new(ProbedStorage::new(
+        memory.client(),
+        caps,
+    ))));
+    let storage: Arc<dyn Storage> = counting.clone();
+    let opts = SyncOptions::default();
+
+    let mut a = first_device(tmp.path()).await;
+    sync_vault(&mut a.vault, &storage, &a.state, &opts)
+        .await
+        .unwrap();
+    let uuid = uuid_of(&a);
+    race_rounds(tmp.path(), a, 3, 2, &storage, &memory, &opts).await;
+    let dir = syncfabric::core::RemotePath::parse(&uuid).unwrap();
+    let left = memory.list(&dir).await.unwrap();
+    assert!(
+        left.iter().all(|e| e.path.file_name() != Some(".lock")),
+        "no lease file: {left:?}"
+    );
+    // Every lock was released: another client can take one at once.
+    let l = memory
+        .lock_dir(&dir, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    memory.unlock_dir(&l).await.unwrap();
+    let c = counting.counters();
+    assert!(
+        c.lock_calls.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the commits ran under the server lock"
+    );
+}
+
 /// Everything a full sync prints or logs at the most verbose level, and every error
 /// and report, is free of the master password, item passwords and the raw key.
 #[tokio::test]

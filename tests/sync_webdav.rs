@@ -60,7 +60,10 @@ fn two_devices(kind: Kind) {
         .build()
         .unwrap();
     rt.block_on(async {
-        let (storage, _trust) = open(&server, "e2e").await;
+        let (storage, trust) = open(&server, "e2e").await;
+        // Neither server's conditional writes are truthful, but both enforce their
+        // WebDAV locks: the commits run under them.
+        assert_eq!(trust, syncfabric::remote::Trust::ServerLock);
         let mut opts = SyncOptions::default();
         opts.lease.settle = std::time::Duration::from_millis(300);
         opts.lease.poll_interval = std::time::Duration::from_millis(100);

@@ -34,7 +34,7 @@ pub struct RemoteConfig {
     pub name: String,
     pub vault: PathBuf,
     pub url: String,
-    /// The honesty probe's verdict: "truthful" or "lock" (re-run: `remote probe NAME`).
+    /// The honesty probe's verdict: "truthful", "server-lock" or "lock" (re-run: `remote probe NAME`).
     #[serde(default)]
     pub cas: Option<String>,
     /// For cloud remotes (`onedrive:`, `sharepoint:`): the logged-in account it uses.

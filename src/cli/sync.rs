@@ -238,10 +238,22 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
     let mut out = Vec::new();
     for r in remotes {
         let storage = open_remote(ctx, &rt, &r.url, r.account.as_deref())?;
-        let trust = match r.cas.as_deref().and_then(Trust::parse) {
-            Some(t) => t,
-            None => rt.block_on(syncfabric::remote::probe(storage.as_ref()))?.0,
-        };
+        let recorded = r.cas.as_deref().and_then(Trust::parse);
+        let (trust, probed) = rt.block_on(syncfabric::remote::current_trust(
+            storage.as_ref(),
+            recorded,
+        ))?;
+        if probed && recorded.is_some() && recorded != Some(trust) {
+            for c in ctx
+                .config
+                .remotes
+                .iter_mut()
+                .filter(|c| c.name == r.name && canonical(&c.vault) == dir)
+            {
+                c.cas = Some(trust.as_str().to_string());
+            }
+            ctx.config.save(&ctx.config_path)?;
+        }
         let storage = syncfabric::remote::wrap(storage, trust);
         let state = state_dir(&dir, &r.name)?;
         let report = rt.block_on(sync_vault(&mut vault, &storage, &state, &opts))?;
@@ -424,10 +436,10 @@ pub fn watch_cmd(ctx: &mut Ctx, args: WatchArgs) -> CliResult {
         .enable_all()
         .build()?;
     let storage = open_remote(ctx, &rt, &r.url, r.account.as_deref())?;
-    let trust = match r.cas.as_deref().and_then(Trust::parse) {
-        Some(t) => t,
-        None => rt.block_on(syncfabric::remote::probe(storage.as_ref()))?.0,
-    };
+    let (trust, _) = rt.block_on(syncfabric::remote::current_trust(
+        storage.as_ref(),
+        r.cas.as_deref().and_then(Trust::parse),
+    ))?;
     let storage = syncfabric::remote::wrap(storage, trust);
     let state = state_dir(&dir, &r.name)?;
     let uuid = vault.meta().vault_uuid().unwrap_or_default().to_string();
@@ -499,11 +511,10 @@ fn undo_cmd(ctx: &mut Ctx, seq: u64, remote: Option<&str>) -> CliResult {
     };
     let rt = runtime()?;
     let storage = open_remote(ctx, &rt, &r.url, r.account.as_deref())?;
-    let trust = r
-        .cas
-        .as_deref()
-        .and_then(Trust::parse)
-        .unwrap_or(Trust::UseLock);
+    let (trust, _) = rt.block_on(syncfabric::remote::current_trust(
+        storage.as_ref(),
+        r.cas.as_deref().and_then(Trust::parse),
+    ))?;
     let storage = syncfabric::remote::wrap(storage, trust);
     let state = state_dir(&dir, &r.name)?;
     let report = rt.block_on(syncfabric::engine::restore_journal(

@@ -25,6 +25,8 @@ pub struct Counters {
     pub deletes: AtomicU64,
     /// `create_dir` calls.
     pub create_dirs: AtomicU64,
+    /// `lock_dir`, `refresh_lock` and `unlock_dir` calls.
+    pub lock_calls: AtomicU64,
     /// Bytes delivered by reads.
     pub bytes_read: AtomicU64,
     /// Bytes handed to writes.
@@ -45,6 +47,7 @@ impl Counters {
             &self.writes,
             &self.deletes,
             &self.create_dirs,
+            &self.lock_calls,
         ]
         .iter()
         .map(|c| c.load(Ordering::SeqCst))
@@ -59,6 +62,7 @@ impl Counters {
             &self.writes,
             &self.deletes,
             &self.create_dirs,
+            &self.lock_calls,
             &self.bytes_read,
             &self.bytes_written,
         ] {
@@ -152,5 +156,25 @@ impl Storage for CountingStorage {
     }
     async fn watch(&self, dir: &RemotePath) -> Result<syncfabric_core::ChangeStream> {
         self.inner.watch(dir).await
+    }
+    async fn lock_dir(
+        &self,
+        dir: &RemotePath,
+        ttl: std::time::Duration,
+    ) -> Result<syncfabric_core::DirLock> {
+        bump(&self.counters.lock_calls);
+        self.inner.lock_dir(dir, ttl).await
+    }
+    async fn refresh_lock(
+        &self,
+        lock: &syncfabric_core::DirLock,
+        ttl: std::time::Duration,
+    ) -> Result<syncfabric_core::DirLock> {
+        bump(&self.counters.lock_calls);
+        self.inner.refresh_lock(lock, ttl).await
+    }
+    async fn unlock_dir(&self, lock: &syncfabric_core::DirLock) -> Result<()> {
+        bump(&self.counters.lock_calls);
+        self.inner.unlock_dir(lock).await
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use syncfabric_core::lock::{LeaseGuard, LeaseLock, LeaseOptions};
 use syncfabric_core::progress::{Direction, Meter, ProgressHook, Transfer};
+use syncfabric_core::server_lock::ServerLockGuard;
 use syncfabric_core::{Body, Error as StorageError, Precondition, RemotePath, Storage};
 use syncfabric_merge::{merge_sources, AttachmentFiles, MergeOptions, MergeOutcome};
 use syncfabric_vault::{RowSource, Snapshot, SnapshotReader, Vault};
@@ -495,9 +496,12 @@ async fn check_remote_meta(
 /// sync state in `state`.
 ///
 /// On a storage whose capabilities do not include truthful `IfMatch`/`IfAbsent`
-/// (pass a [`syncfabric_core::probe::ProbedStorage`] so the claim was tested), the
-/// slow path runs under the lease lock `<vault_uuid>/.lock` and the commit is checked
-/// against the lease right before it is written.
+/// (pass a [`syncfabric_core::probe::ProbedStorage`] so the claims were tested), the
+/// commit runs under the server's own folder lock where `Capabilities::server_lock`
+/// says it has one (taken only for the commit; every write carries it and the server
+/// refuses it once the lock is gone), else the slow path runs under the lease lock
+/// `<vault_uuid>/.lock` and the commit is checked against the lease right before it
+/// is written.
 ///
 /// Errors leave the local vault as it was before the failing step: a remote that fails
 /// verification is never merged, and the local vault changes only through one
@@ -583,18 +587,23 @@ async fn sync_once(
         return Ok(report);
     }
     let caps = storage.capabilities();
-    let guard = if caps.has_truthful_cas() || opts.dry_run {
+    // Without truthful compare-and-swap, commits are serialised: by the server's own
+    // folder lock where it has one (taken only for the commit, in `sync_slow`), else
+    // by the lease lock around the whole slow path.
+    let guard = if caps.has_truthful_cas() || caps.server_lock || opts.dry_run {
         None
     } else {
         Some(LeaseLock::acquire(storage.clone(), &dir, opts.lease.clone()).await?)
     };
+    let mut server_lock = None;
     let result = sync_slow(
         vault,
-        storage.as_ref(),
+        storage,
         state,
         opts,
         uuid,
         guard.as_ref(),
+        &mut server_lock,
         st,
         report,
         remote_entry,
@@ -606,22 +615,40 @@ async fn sync_once(
             tracing::warn!("could not release the lease lock: {e}");
         }
     }
+    if let Some(g) = server_lock {
+        if let Err(e) = g.release().await {
+            tracing::warn!("could not release the server lock: {e}");
+        }
+    }
     result
+}
+
+/// A write under a server lock that another client took over (`Locked`) lost the race
+/// like a failed `IfMatch`: nothing of ours landed after the takeover; start over.
+fn lost_lock_is_a_race(e: StorageError, path: &RemotePath) -> StorageError {
+    match e {
+        StorageError::Locked { .. } => StorageError::PreconditionFailed {
+            path: path.to_string(),
+        },
+        other => other,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn sync_slow(
     vault: &mut Vault,
-    storage: &dyn Storage,
+    shared: &Arc<dyn Storage>,
     state: &StateDir,
     opts: &SyncOptions,
     uuid: &str,
     guard: Option<&LeaseGuard>,
+    server_lock: &mut Option<ServerLockGuard>,
     mut st: SyncState,
     mut report: SyncReport,
     remote_entry: Option<syncfabric_core::Entry>,
     local_changed: bool,
 ) -> Result<SyncReport, SyncError> {
+    let storage: &dyn Storage = shared.as_ref();
     let (dir, db_path, json_path) = remote_layout(uuid)?;
     // Under a lease, look again: the first stat was taken before we held it.
     let remote_entry = if guard.is_some() {
@@ -833,6 +860,26 @@ async fn sync_slow(
         if plan.remote_missing {
             storage.create_dir(&dir).await?;
         }
+        let caps = storage.capabilities();
+        // The server's folder lock, taken only now: nobody else can write under `dir`
+        // until it is released, and every write of ours below is refused by the server
+        // once the lock is gone (fencing), so checking the version once is enough.
+        let under = if guard.is_none() && !caps.has_truthful_cas() && caps.server_lock {
+            let g = ServerLockGuard::acquire(shared.clone(), &dir, &opts.lease).await?;
+            let lock = g.precondition();
+            *server_lock = Some(g);
+            let now = storage.stat(&db_path).await?.and_then(|e| e.version);
+            if now != plan.remote_version {
+                let _ = tokio::fs::remove_file(&download_tmp).await;
+                return Err(StorageError::PreconditionFailed {
+                    path: db_path.to_string(),
+                }
+                .into());
+            }
+            Some(lock)
+        } else {
+            None
+        };
         let remote_has: BTreeSet<String> = match storage.list(&dir).await {
             Ok(entries) => entries
                 .iter()
@@ -844,10 +891,10 @@ async fn sync_slow(
         // An attachment file is named by its uuid and never changes, so where the
         // storage cannot promise IfAbsent (lease-lock storages) a plain write is just
         // as safe: the only file it could replace is the same bytes.
-        let create = if storage.capabilities().if_absent {
-            Precondition::IfAbsent
-        } else {
-            Precondition::None
+        let create = match &under {
+            Some(lock) => lock.clone(),
+            None if caps.if_absent => Precondition::IfAbsent,
+            None => Precondition::None,
         };
         let missing: Vec<String> = plan
             .live
@@ -863,15 +910,15 @@ async fn sync_slow(
             let body = Body::from_file(&local_file).await?;
             match upload(storage, &remote, body, create.clone(), m).await {
                 Ok(_) | Err(StorageError::AlreadyExists { .. }) => report.attachments.1 += 1,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(lost_lock_is_a_race(e, &remote).into()),
             }
         }
         let commit_file = state.temp_path("commit");
         let t = std::time::Instant::now();
         vault.copy_database_to(&commit_file)?;
         tracing::debug!(ms = t.elapsed().as_millis() as u64, "copy database");
-        let caps = storage.capabilities();
         let pre = match (&plan.remote_version, guard) {
+            _ if under.is_some() => under.clone().unwrap_or(Precondition::None),
             // Without truthful CAS the lease is the only protection: re-check that we
             // still hold it and that nobody committed meanwhile, then write.
             (v, Some(g)) if !(caps.if_match && caps.if_absent) => {
@@ -915,7 +962,9 @@ async fn sync_slow(
                     },
                     other => other,
                 }),
-            None => upload(storage, &db_path, body, pre, m).await,
+            None => upload(storage, &db_path, body, pre, m)
+                .await
+                .map_err(|e| lost_lock_is_a_race(e, &db_path)),
         };
         let entry = match written {
             Ok(e) => e,
@@ -943,7 +992,7 @@ async fn sync_slow(
             storage,
             &json_path,
             Body::from(meta_bytes),
-            Precondition::None,
+            under.clone().unwrap_or(Precondition::None),
             m,
         )
         .await?;
@@ -957,7 +1006,10 @@ async fn sync_slow(
             let name = attachment_file_name(a);
             if remote_has.contains(&name) {
                 storage
-                    .delete(&dir.join(&name)?, Precondition::None)
+                    .delete(
+                        &dir.join(&name)?,
+                        under.clone().unwrap_or(Precondition::None),
+                    )
                     .await?;
                 report.attachments.2 += 1;
             }
