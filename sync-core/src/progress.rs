@@ -23,7 +23,8 @@
 //! [`Meter::scope`], and every [`Body::open`](crate::Body::open) in it counts the bytes
 //! read from it (each open after the first is a restart). A provider that reads a
 //! body file through its own path gives no counts between `Started` and `Finished`,
-//! unless it reports them itself through [`Meter::current`] + [`Meter::advance`].
+//! unless it reports them itself through [`Meter::current`], [`Meter::begin_attempt`]
+//! and [`Meter::advance`] (the WebDAV and OneDrive providers do).
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
@@ -310,6 +311,15 @@ impl Meter {
     /// wants to report its progress with [`advance`](Self::advance).
     pub fn current() -> Option<Meter> {
         CURRENT_UPLOAD.try_with(|m| m.clone()).ok()
+    }
+
+    /// For a provider that sends a body its own way (see [`current`](Self::current)):
+    /// an attempt starts sending `len` bytes from the first one. The first call
+    /// continues the attempt the caller began with [`start`](Self::start); each later
+    /// call is a restart (`done` back to 0), as a later [`Body::open`](crate::Body::open)
+    /// would be.
+    pub fn begin_attempt(&self, len: u64) {
+        self.body_opened(len)
     }
 
     /// Called by `Body::open` inside a scope: see [`scope`](Self::scope).

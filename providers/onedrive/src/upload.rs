@@ -113,7 +113,13 @@ impl OneDriveStorage {
         };
         let fail = matches!(pre, Precondition::IfAbsent);
         let mut restarts = 0;
+        // Progress: the bytes the session has confirmed (a resumed fragment is not
+        // counted twice; a new session starts the count again).
+        let meter = syncfabric_core::progress::Meter::current();
         loop {
+            if let Some(m) = &meter {
+                m.begin_attempt(body.len());
+            }
             let upload_url = self
                 .create_session(&create_url, if_match.as_ref(), fail, &what)
                 .await?;
@@ -236,9 +242,12 @@ impl OneDriveStorage {
         item_id: Option<&str>,
         what: &str,
     ) -> std::result::Result<DriveItem, Stop> {
+        // The caller's upload meter (this runs inside its scope).
+        let meter = syncfabric_core::progress::Meter::current();
         let total = body.len();
         let frag = self.cfg().fragment_size;
         let mut offset = 0u64;
+        let mut reported = 0u64;
         let mut resumes = 0u32;
         loop {
             let len = frag.min(total - offset);
@@ -271,6 +280,10 @@ impl OneDriveStorage {
                         offset = self.resume_point(url, what, last, &mut resumes).await?;
                     } else {
                         offset = next;
+                    }
+                    if let Some(m) = meter.as_ref().filter(|_| offset > reported) {
+                        m.advance(offset - reported);
+                        reported = offset;
                     }
                 }
                 Ok(Frag::Done(item)) => return Ok(*item),

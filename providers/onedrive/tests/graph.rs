@@ -674,3 +674,46 @@ async fn sharepoint_and_app_folder_and_registry() {
         .describe()
         .starts_with("sharepoint://contoso.sharepoint.com/sites/Team/Documents"));
 }
+
+/// An upload session reports its progress as the fragments the session accepted: the
+/// bar moves during the upload, a cut fragment resumed is not counted twice, and the
+/// count ends at the size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_uploads_report_progress_by_accepted_fragments() {
+    use syncfabric_core::progress::{Direction, Phase, ProgressHook, Transfer, Update};
+    let fake = GraphFake::start(FakeConfig::default()).await.unwrap();
+    let s = raw(&fake, "onedrive:/P?fragment_kib=1280").retrying();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(6_000_000, 9);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let hook = ProgressHook::new(move |u: &Update<'_>| log.lock().unwrap().push((u.phase, u.done)));
+    let meter = hook.meter(Transfer {
+        direction: Direction::Upload,
+        path: p("db"),
+        label: "database".into(),
+    });
+    meter.start(Some(data.len() as u64));
+    fake.cut_next_fragments(1);
+    let body = Body::from_file(file_body(&tmp, "p", &data)).await.unwrap();
+    meter
+        .scope(s.write(&p("db"), body, Precondition::None))
+        .await
+        .unwrap();
+    meter.finish();
+    let seen = seen.lock().unwrap().clone();
+    let advanced: Vec<u64> = seen
+        .iter()
+        .filter(|(ph, _)| *ph == Phase::Advanced)
+        .map(|(_, d)| *d)
+        .collect();
+    assert!(advanced.len() >= 3, "progress during the upload: {seen:?}");
+    assert!(advanced.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert!(*advanced.last().unwrap() <= data.len() as u64, "{seen:?}");
+    assert!(
+        !seen.iter().any(|(ph, _)| *ph == Phase::Restarted),
+        "{seen:?}"
+    );
+    assert_eq!(seen.last(), Some(&(Phase::Finished, data.len() as u64)));
+    assert_eq!(fake.file_content(ME_DRIVE, "P/db").unwrap(), data);
+}

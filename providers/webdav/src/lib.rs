@@ -850,11 +850,14 @@ impl WebDavStorage {
         }
     }
 
+    /// PUT `body` to `url`; with `hash`, also the SHA-256 of what was sent (bytes in
+    /// memory are always hashed: it is cheap).
     async fn put(
         &self,
         url: Url,
         body: &Body,
         headers: HeaderMap,
+        hash: bool,
         what: &str,
     ) -> Result<(reqwest::Response, Option<String>)> {
         if let Body::Bytes(bytes) = body {
@@ -877,9 +880,16 @@ impl WebDavStorage {
             });
         };
         let len = *len;
-        // A reader thread reads and hashes 1 MiB blocks while the request sends the
-        // previous ones (at most 4 in flight: bounded memory). A file shorter or longer
-        // than declared (it changed under us) aborts the request: never completed short.
+        // Progress: this provider reads the file itself, so it counts the blocks it
+        // hands to the request (at most 4 MiB ahead of the socket).
+        let meter = syncfabric_core::progress::Meter::current();
+        if let Some(m) = &meter {
+            m.begin_attempt(len);
+        }
+        // A reader thread reads (and, when asked, hashes) 1 MiB blocks while the
+        // request sends the previous ones (at most 4 in flight: bounded memory). A file
+        // shorter or longer than declared (it changed under us) aborts the request:
+        // never completed short.
         let digest_slot: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let slot = digest_slot.clone();
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
@@ -920,7 +930,9 @@ impl WebDavStorage {
                         return;
                     }
                 }
-                hasher.update(&buf);
+                if hash {
+                    hasher.update(&buf);
+                }
                 sent += want as u64;
                 if sent == len {
                     // Check for extra bytes before the last block goes out.
@@ -928,7 +940,7 @@ impl WebDavStorage {
                     if matches!(f.read(&mut one), Ok(n) if n > 0) {
                         return fail(&tx, "body is longer than its declared length");
                     }
-                    if let Ok(mut g) = slot.lock() {
+                    if let (true, Ok(mut g)) = (hash, slot.lock()) {
                         *g = Some(hex(&std::mem::replace(
                             &mut hasher,
                             openssl::sha::Sha256::new(),
@@ -938,6 +950,9 @@ impl WebDavStorage {
                 }
                 if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
                     return; // the request was dropped
+                }
+                if let Some(m) = &meter {
+                    m.advance(want as u64);
                 }
             }
         });
@@ -1035,6 +1050,7 @@ impl WebDavStorage {
         pre: &Precondition,
         if_match: Option<String>,
         exists: bool,
+        hash: bool,
     ) -> Result<(reqwest::Response, Option<String>)> {
         let t = self.inner.traits;
         let what = path.to_string();
@@ -1075,15 +1091,17 @@ impl WebDavStorage {
             let tmp_url = self.url_for(&tmp, false);
             let mut attempt = 0;
             let (resp, digest) = loop {
-                let (resp, digest) =
-                    match self.put(tmp_url.clone(), body, lock.clone(), &what).await {
-                        Ok(r) => r,
-                        Err(e) => {
-                            // A cut upload may have left a partial temporary file: remove it.
-                            self.remove_temp(&tmp, &tmp_url, &lock, &what).await;
-                            return Err(e);
-                        }
-                    };
+                let (resp, digest) = match self
+                    .put(tmp_url.clone(), body, lock.clone(), true, &what)
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // A cut upload may have left a partial temporary file: remove it.
+                        self.remove_temp(&tmp, &tmp_url, &lock, &what).await;
+                        return Err(e);
+                    }
+                };
                 if attempt == 0 && self.parent_was_missing(path, resp.status()).await? {
                     attempt += 1;
                     continue;
@@ -1156,7 +1174,7 @@ impl WebDavStorage {
         let mut attempt = 0;
         loop {
             let (resp, digest) = self
-                .put(target.clone(), body, headers.clone(), &what)
+                .put(target.clone(), body, headers.clone(), hash, &what)
                 .await?;
             if attempt == 0 && self.parent_was_missing(path, resp.status()).await? {
                 attempt += 1;
@@ -1455,6 +1473,34 @@ fn random_hex(n: usize) -> String {
     hex(&b)
 }
 
+/// The content-hash version of a body, read once more (for the rare write whose
+/// version had to fall back to the hash after it was sent unhashed).
+async fn hash_body(body: &Body) -> Result<Version> {
+    let digest = match body {
+        Body::Bytes(b) => hex(&openssl::sha::sha256(b)),
+        Body::File { path, .. } => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                use std::io::Read;
+                let mut f = std::fs::File::open(&path)?;
+                let mut h = openssl::sha::Sha256::new();
+                let mut buf = vec![0u8; 1024 * 1024];
+                loop {
+                    let n = f.read(&mut buf)?;
+                    if n == 0 {
+                        return Ok::<_, std::io::Error>(hex(&h.finish()));
+                    }
+                    h.update(&buf[..n]);
+                }
+            })
+            .await
+            .map_err(|e| Error::transient(format!("hashing the body: {e}")))?
+            .map_err(|e| Error::from_io(e, "write body"))?
+        }
+    };
+    Ok(Version::new(format!("{HASH_PREFIX}{digest}")))
+}
+
 /// `Retry-After` in seconds or as an HTTP date.
 fn retry_after(h: &HeaderMap) -> Option<Duration> {
     let v = h.get("retry-after")?.to_str().ok()?.trim();
@@ -1696,7 +1742,7 @@ impl Storage for WebDavStorage {
         let mut weak_retry = 0;
         loop {
             let (resp, digest) = self
-                .upload(path, &body, &pre, if_match.clone(), exists)
+                .upload(path, &body, &pre, if_match.clone(), exists, !deweaken)
                 .await?;
             let status = resp.status();
             if status == StatusCode::PRECONDITION_FAILED
@@ -1758,7 +1804,10 @@ impl Storage for WebDavStorage {
                 .and_then(|d| httpdate::parse_http_date(d).ok())
                 .or_else(|| Some(SystemTime::now()));
             let _ = read_capped(resp, 64 * 1024, &what).await;
-            let hash_version = digest.map(|d| Version::new(format!("{HASH_PREFIX}{d}")));
+            let mut hash_version = digest.map(|d| Version::new(format!("{HASH_PREFIX}{d}")));
+            if hash_version.is_none() && !deweaken {
+                hash_version = Some(hash_body(&body).await?);
+            }
             let entry = |version: Option<Version>| Entry {
                 path: path.clone(),
                 kind: EntryKind::File,
@@ -1781,7 +1830,12 @@ impl Storage for WebDavStorage {
                 Ok(first) => first,
                 Err(e) if e.is_retryable() => {
                     tracing::debug!(%path, error = %e, "ETag look-up after PUT failed; using the content hash");
-                    return Ok(entry(hash_version));
+                    let v = match hash_version {
+                        Some(v) => v,
+                        // Not hashed on the way (Apache): read the body once more.
+                        None => hash_body(&body).await?,
+                    };
+                    return Ok(entry(Some(v)));
                 }
                 Err(e) => return Err(e),
             };
@@ -1810,7 +1864,13 @@ impl Storage for WebDavStorage {
                         Err(e) => Err(e),
                     };
                 }
-                None => return Ok(entry(hash_version)),
+                None => {
+                    let v = match hash_version {
+                        Some(v) => v,
+                        None => hash_body(&body).await?,
+                    };
+                    return Ok(entry(Some(v)));
+                }
             }
         }
     }

@@ -372,3 +372,45 @@ fn measure_apache_if_match_under_concurrency() {
         println!("apache, If-Match trusted as atomic: {r:?}");
     });
 }
+
+/// A file upload reports its progress block by block while it is sent (the provider
+/// reads the file itself), and ends at the size.
+#[test]
+fn uploads_report_progress_while_sending() {
+    use syncfabric_core::progress::{Direction, Phase, ProgressHook, Transfer, Update};
+    let Some(server) = Server::start(Kind::Apache) else {
+        return;
+    };
+    rt().block_on(async {
+        let s = connect(&server.scratch("progress")).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("big");
+        let data: Vec<u8> = (0..6_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&file, &data).unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let hook =
+            ProgressHook::new(move |u: &Update<'_>| log.lock().unwrap().push((u.phase, u.done)));
+        let path = RemotePath::parse("big.bin").unwrap();
+        let meter = hook.meter(Transfer {
+            direction: Direction::Upload,
+            path: path.clone(),
+            label: "database".into(),
+        });
+        meter.start(Some(data.len() as u64));
+        let body = syncfabric_core::Body::from_file(&file).await.unwrap();
+        meter
+            .scope(s.write(&path, body, syncfabric_core::Precondition::None))
+            .await
+            .unwrap();
+        meter.finish();
+        let seen = seen.lock().unwrap().clone();
+        let advanced = seen.iter().filter(|(p, _)| *p == Phase::Advanced).count();
+        assert!(advanced >= 5, "one update per 1 MiB block: {seen:?}");
+        assert!(
+            !seen.iter().any(|(p, _)| *p == Phase::Restarted),
+            "{seen:?}"
+        );
+        assert_eq!(seen.last(), Some(&(Phase::Finished, data.len() as u64)));
+    });
+}
