@@ -125,7 +125,8 @@ run() {
     download) cmp -s "$WORK/local/big.bin" "$WORK/down-$client/big.bin" ;;
   esac || { echo "$client $op: the copy differs" >&2; exit 1; }
   echo "$op $client $(python3 -c "print(f'{$t1 - $t0:.3f}')") \
-$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/time")" >> "$WORK/runs"
+$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/time") \
+$(awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {printf "%.2f", u+s}' "$WORK/time")" >> "$WORK/runs"
   tail -n 1 "$WORK/runs"
 }
 
@@ -144,9 +145,10 @@ runs = [l.split() for l in open(sys.argv[1])]
 size = int(sys.argv[2])
 def med(op, c): return statistics.median(float(r[2]) for r in runs if r[0] == op and r[1] == c)
 def peak(op, c): return max(int(r[3]) for r in runs if r[0] == op and r[1] == c) / 1024
-print(f"{'op':<10}{'ours_s':>9}{'rclone_s':>10}{'ours_MB/s':>11}{'rclone_MB/s':>13}{'ratio':>7}{'ours_peak_MB':>14}{'rclone_peak_MB':>16}")
+def cpu(op, c): return statistics.median(float(r[4]) for r in runs if r[0] == op and r[1] == c)
+print(f"{'op':<10}{'ours_s':>9}{'rclone_s':>10}{'ours_MB/s':>11}{'rclone_MB/s':>13}{'ratio':>7}{'ours_peak_MB':>14}{'rclone_peak_MB':>16}{'ours_cpu_s':>12}{'rclone_cpu_s':>14}")
 for op in ("upload", "download"):
     o, r = med(op, "ours"), med(op, "rclone")
-    print(f"{op:<10}{o:>9.3f}{r:>10.3f}{size/o/1e6:>11.1f}{size/r/1e6:>13.1f}{r/o:>7.2f}{peak(op,'ours'):>14.1f}{peak(op,'rclone'):>16.1f}")
-print("(medians; ratio = median rclone time / median our time; peaks = max RSS over the runs)")
+    print(f"{op:<10}{o:>9.3f}{r:>10.3f}{size/o/1e6:>11.1f}{size/r/1e6:>13.1f}{r/o:>7.2f}{peak(op,'ours'):>14.1f}{peak(op,'rclone'):>16.1f}{cpu(op,'ours'):>12.2f}{cpu(op,'rclone'):>14.2f}")
+print("(medians; ratio = median rclone time / median our time; peaks = max RSS over the runs; cpu = user + system of the client)")
 PY
