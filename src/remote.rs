@@ -141,15 +141,16 @@ impl Trust {
         match self {
             Trust::Truthful => "truthful",
             Trust::ServerLock => "server-lock",
-            Trust::UseLock => "lock",
+            Trust::UseLock => "lease",
         }
     }
-    /// Parses the config-file spelling.
+    /// Parses the config-file spelling. `lock` is how versions before server locks
+    /// wrote [`Trust::UseLock`]; [`current_trust`] probes such a remote again.
     pub fn parse(s: &str) -> Option<Trust> {
         match s {
             "truthful" => Some(Trust::Truthful),
             "server-lock" => Some(Trust::ServerLock),
-            "lock" => Some(Trust::UseLock),
+            "lease" | "lock" => Some(Trust::UseLock),
             _ => None,
         }
     }
@@ -169,17 +170,17 @@ pub async fn probe(storage: &dyn Storage) -> Result<(Trust, ProbeReport), Error>
     Ok((trust, report))
 }
 
-/// The verdict to sync with: `recorded` (from the config), or a fresh probe when there
-/// is none, or when the remote was recorded as `lock` (lease) but its provider now
-/// claims a server-enforced lock (a device set up before the provider had one). Every
-/// device of a remote must commit under the same kind of lock: a lease and a server
-/// lock do not exclude each other. The `bool` says the probe ran (record its verdict).
+/// The verdict to sync with, from the config's spelling `recorded`: that verdict, or a
+/// fresh probe when there is none, or when it is the `lock` of versions that had no
+/// server locks and the provider now claims one (every device of a remote must commit
+/// under the same kind of lock: a lease and a server lock do not exclude each other).
+/// The `bool` says the probe ran: record the verdict's [`Trust::as_str`].
 pub async fn current_trust(
     storage: &dyn Storage,
-    recorded: Option<Trust>,
+    recorded: Option<&str>,
 ) -> Result<(Trust, bool), Error> {
-    match recorded {
-        Some(Trust::UseLock) if storage.capabilities().server_lock => {
+    match recorded.and_then(Trust::parse) {
+        Some(Trust::UseLock) if recorded == Some("lock") && storage.capabilities().server_lock => {
             Ok((probe(storage).await?.0, true))
         }
         Some(t) => Ok((t, false)),
@@ -199,5 +200,59 @@ pub fn wrap(storage: Arc<dyn Storage>, trust: Trust) -> Arc<dyn Storage> {
             caps.server_lock &= trust == Trust::ServerLock;
             Arc::new(ProbedStorage::new(storage, caps))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syncfabric_conformance::doubles::WithCapabilities;
+    use syncfabric_conformance::MemoryStorage;
+
+    /// The in-memory reference store as Apache looks after the probe: no truthful CAS,
+    /// an enforced folder lock.
+    fn like_apache() -> WithCapabilities<MemoryStorage> {
+        let inner = MemoryStorage::new();
+        let mut caps = inner.capabilities();
+        caps.if_match = false;
+        caps.if_absent = false;
+        caps.conditional_delete = false;
+        WithCapabilities { inner, caps }
+    }
+
+    #[tokio::test]
+    async fn old_lock_verdicts_are_probed_again_once_a_server_lock_is_claimed() {
+        let s = like_apache();
+        assert_eq!(
+            current_trust(&s, None).await.unwrap(),
+            (Trust::ServerLock, true)
+        );
+        // Written by a version without server locks: probed again.
+        assert_eq!(
+            current_trust(&s, Some("lock")).await.unwrap(),
+            (Trust::ServerLock, true)
+        );
+        // Recorded verdicts are kept as they are.
+        for t in [Trust::Truthful, Trust::ServerLock, Trust::UseLock] {
+            assert_eq!(Trust::parse(t.as_str()), Some(t));
+            assert_eq!(
+                current_trust(&s, Some(t.as_str())).await.unwrap(),
+                (t, false)
+            );
+        }
+        // An old verdict on a provider without a server lock stays the lease.
+        let mut caps = s.caps.clone();
+        caps.server_lock = false;
+        let no_lock = WithCapabilities {
+            inner: s.inner.clone(),
+            caps,
+        };
+        assert_eq!(
+            current_trust(&no_lock, Some("lock")).await.unwrap(),
+            (Trust::UseLock, false)
+        );
+        // The engine sees only the lock the verdict names.
+        let wrapped = wrap(Arc::new(s), Trust::UseLock);
+        assert!(!wrapped.capabilities().server_lock);
     }
 }

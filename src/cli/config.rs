@@ -34,7 +34,8 @@ pub struct RemoteConfig {
     pub name: String,
     pub vault: PathBuf,
     pub url: String,
-    /// The honesty probe's verdict: "truthful", "server-lock" or "lock" (re-run: `remote probe NAME`).
+    /// The honesty probe's verdict: "truthful", "server-lock" or "lease" ("lock"
+    /// before server locks; probed again). Re-run: `remote probe NAME`.
     #[serde(default)]
     pub cas: Option<String>,
     /// For cloud remotes (`onedrive:`, `sharepoint:`): the logged-in account it uses.

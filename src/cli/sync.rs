@@ -5,7 +5,6 @@ use super::{CliResult, Ctx};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use syncfabric::engine::{restore_from_remote_with_progress, sync_vault, StateDir, SyncOptions};
-use syncfabric::remote::Trust;
 
 #[derive(Subcommand, Debug)]
 pub enum RemoteCmd {
@@ -238,12 +237,11 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
     let mut out = Vec::new();
     for r in remotes {
         let storage = open_remote(ctx, &rt, &r.url, r.account.as_deref())?;
-        let recorded = r.cas.as_deref().and_then(Trust::parse);
         let (trust, probed) = rt.block_on(syncfabric::remote::current_trust(
             storage.as_ref(),
-            recorded,
+            r.cas.as_deref(),
         ))?;
-        if probed && recorded.is_some() && recorded != Some(trust) {
+        if probed && r.cas.as_deref() != Some(trust.as_str()) {
             for c in ctx
                 .config
                 .remotes
@@ -438,7 +436,7 @@ pub fn watch_cmd(ctx: &mut Ctx, args: WatchArgs) -> CliResult {
     let storage = open_remote(ctx, &rt, &r.url, r.account.as_deref())?;
     let (trust, _) = rt.block_on(syncfabric::remote::current_trust(
         storage.as_ref(),
-        r.cas.as_deref().and_then(Trust::parse),
+        r.cas.as_deref(),
     ))?;
     let storage = syncfabric::remote::wrap(storage, trust);
     let state = state_dir(&dir, &r.name)?;
@@ -513,7 +511,7 @@ fn undo_cmd(ctx: &mut Ctx, seq: u64, remote: Option<&str>) -> CliResult {
     let storage = open_remote(ctx, &rt, &r.url, r.account.as_deref())?;
     let (trust, _) = rt.block_on(syncfabric::remote::current_trust(
         storage.as_ref(),
-        r.cas.as_deref().and_then(Trust::parse),
+        r.cas.as_deref(),
     ))?;
     let storage = syncfabric::remote::wrap(storage, trust);
     let state = state_dir(&dir, &r.name)?;
