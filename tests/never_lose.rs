@@ -535,6 +535,8 @@ struct RunResult {
     violations: Vec<String>,
     /// Sync errors the run does not accept (false corruption alarms, vault errors).
     bad_errors: Vec<String>,
+    /// Why syncs failed cleanly: the first words of each error, counted.
+    failures: std::collections::BTreeMap<String, usize>,
     secs: f64,
 }
 
@@ -575,6 +577,9 @@ fn run_seeds(backend: Backend, server: Option<&Server>, test: &str) -> Vec<(u64,
             r.ops, r.syncs_ok, r.syncs_failed, r.final_rounds, r.journal_dbs, r.proxy_requests,
             r.proxy_faults, r.violations.len(), r.secs
         );
+        if !r.failures.is_empty() {
+            eprintln!("  clean failures by kind: {:?}", r.failures);
+        }
         if !r.violations.is_empty() || !r.bad_errors.is_empty() {
             eprintln!(
                 "replay: SYNCFABRIC_NLD_SEEDS={seed} SYNCFABRIC_NLD_OPS={} cargo nextest run -p syncfabric --test never_lose {test} --no-capture",
@@ -921,9 +926,21 @@ fn content(v: &Vault) -> Content {
     }
 }
 
-fn read_oracle(root: &Path) -> (Vec<Rec>, usize, usize, usize, Vec<String>) {
+/// The oracle's records, with: operations, syncs that succeeded, syncs that failed
+/// cleanly, errors the run does not accept, and the clean failures by kind.
+type OracleSummary = (
+    Vec<Rec>,
+    usize,
+    usize,
+    usize,
+    Vec<String>,
+    std::collections::BTreeMap<String, usize>,
+);
+
+fn read_oracle(root: &Path) -> OracleSummary {
     let mut recs = Vec::new();
     let (mut ops, mut ok, mut failed) = (0, 0, 0);
+    let mut failures = std::collections::BTreeMap::new();
     let mut bad = Vec::new();
     let mut files = vec![root.join("oracle-setup.jsonl")];
     files.extend((0..DEVICES).map(|d| root.join(format!("oracle-{d}.jsonl"))));
@@ -940,6 +957,17 @@ fn read_oracle(root: &Path) -> (Vec<Rec>, usize, usize, usize, Vec<String>) {
                     ..
                 } => {
                     failed += 1;
+                    // The kind and the step, without the changing details.
+                    let kind: String = error
+                        .as_deref()
+                        .unwrap_or("")
+                        .split(|c: char| c == '/' || c.is_ascii_digit())
+                        .next()
+                        .unwrap_or("")
+                        .chars()
+                        .take(60)
+                        .collect();
+                    *failures.entry(kind).or_insert(0) += 1;
                     if outcome == "BUG" {
                         bad.push(format!(
                             "{}: {}",
@@ -953,11 +981,12 @@ fn read_oracle(root: &Path) -> (Vec<Rec>, usize, usize, usize, Vec<String>) {
             recs.push(r);
         }
     }
-    (recs, ops, ok, failed, bad)
+    (recs, ops, ok, failed, bad, failures)
 }
 
 fn check(root: &Path, remote_dir: &Path, key: &syncfabric::vault::VaultKey, out: &mut RunResult) {
-    let (recs, ops, ok, failed, bad) = read_oracle(root);
+    let (recs, ops, ok, failed, bad, failures) = read_oracle(root);
+    out.failures = failures;
     out.ops = ops;
     out.syncs_ok = ok;
     out.syncs_failed = failed;
