@@ -94,11 +94,12 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use syncfabric_core::auth::BearerAuth;
-use syncfabric_core::retry::{parse_retry_after, Pacer, Retrier, RetryingStorage};
+use syncfabric_core::retry::{Pacer, Retrier, RetryingStorage};
 use syncfabric_core::{
     Body, Capabilities, ChangeFeed, Download, Entry, EntryKind, Error, Precondition, RemotePath,
     Result, Storage, Version,
 };
+use syncfabric_http::{read_capped, retry_after, transport_error};
 
 /// Characters left as they are in a URL path segment; everything else is %-encoded.
 const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -703,49 +704,12 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     })
 }
 
-async fn read_capped(resp: reqwest::Response, cap: usize, what: &str) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut s = resp.bytes_stream();
-    while let Some(chunk) = s.next().await {
-        let chunk = chunk.map_err(|e| transport_error(e, what))?;
-        if out.len() + chunk.len() > cap {
-            return Err(Error::Corrupt {
-                message: format!("{what}: the answer is larger than {cap} bytes"),
-            });
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
-}
-
-fn transport_error(e: reqwest::Error, what: &str) -> Error {
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(&e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    Error::Transient {
-        message: format!("{what}: {msg}"),
-        source: Some(Box::new(e)),
-    }
-}
-
-/// The `Retry-After` of an answer, in either form.
-fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
-    resp.headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, SystemTime::now()))
-}
-
 /// Maps a Graph error answer (status, `Retry-After`, `{"error":{"code","message"}}`)
 /// to an error kind. The server's message is kept short and free of control characters;
 /// it never holds a token.
 pub(crate) async fn graph_error(resp: reqwest::Response, what: &str) -> Error {
     let status = resp.status().as_u16();
-    let ra = retry_after(&resp);
+    let ra = retry_after(resp.headers());
     let raw = read_capped(resp, 64 * 1024, what).await.unwrap_or_default();
     let (code, message) = parse_error_body(&raw);
     map_error(status, ra, &code, &message, what)

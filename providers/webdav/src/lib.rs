@@ -168,6 +168,7 @@ mod lock;
 mod xml;
 
 pub use config::{Credentials, Profile, Secret, WebDavConfig};
+use syncfabric_http::{body_error, read_capped, retry_after, transport_error};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -1500,73 +1501,6 @@ async fn hash_body(body: &Body) -> Result<Version> {
         }
     };
     Ok(Version::new(format!("{HASH_PREFIX}{digest}")))
-}
-
-/// `Retry-After` in seconds or as an HTTP date.
-fn retry_after(h: &HeaderMap) -> Option<Duration> {
-    let v = h.get("retry-after")?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(v).ok()?;
-    Some(
-        when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
-/// Reads a response body up to `cap` bytes; more is Corrupt.
-async fn read_capped(resp: reqwest::Response, cap: usize, what: &str) -> Result<Vec<u8>> {
-    if resp.content_length().is_some_and(|n| n > cap as u64) {
-        return Err(Error::Corrupt {
-            message: format!("{what}: answer larger than the {cap}-byte cap"),
-        });
-    }
-    let mut out = Vec::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| body_error(e, what))?;
-        if out.len() + chunk.len() > cap {
-            return Err(Error::Corrupt {
-                message: format!("{what}: answer larger than the {cap}-byte cap"),
-            });
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
-}
-
-fn transport_error(e: reqwest::Error, what: &str) -> Error {
-    // reqwest's Display never includes credentials (they are in a header), but may
-    // include the URL; our URLs carry no credentials.
-    Error::Transient {
-        message: format!("{what}: {}", with_causes(e.without_url())),
-        source: None,
-    }
-}
-
-fn body_error(e: reqwest::Error, what: &str) -> Error {
-    Error::Transient {
-        message: format!("{what}: body interrupted: {}", with_causes(e.without_url())),
-        source: None,
-    }
-}
-
-/// `e` and its chain of causes (`a: b: c`), so that e.g. a TLS certificate failure is
-/// named ("error sending request" alone says nothing). The causes are hyper, I/O and
-/// OpenSSL errors: they carry no URL and no credentials. Capped at 1 KiB.
-fn with_causes(e: reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        let m = c.to_string();
-        if !m.is_empty() && !out.contains(&m) {
-            out.push_str(": ");
-            out.push_str(&m);
-        }
-        cause = c.source();
-    }
-    out.chars().take(1024).collect()
 }
 
 /// The status-to-kind table. `what` is the path (never a URL with credentials).
