@@ -68,7 +68,8 @@ pub enum Profile {
     /// lighttpd mod_webdav.
     Lighttpd,
     /// `rclone serve webdav`: conditional PUT ignored, PUT writes in place; uploads go
-    /// to a temporary name and are moved over the target.
+    /// to a temporary name and are moved over the target; tags (mtime + size) are
+    /// versions, with two seconds between writes of one file.
     Rclone,
     /// SabreDAV (the engine inside Nextcloud), e.g. served by `php -S`.
     SabreDav,

@@ -45,10 +45,17 @@
 //!   version is the tag a later `stat` shows (no re-download). The rule binds writers
 //!   that go through this provider; another program writing the same file twice within
 //!   one mtime tick could produce a repeated tag, as it could for Apache itself.
+//! * **rclone** (golang.org/x/net/webdav) builds its tag from the mtime in nanoseconds
+//!   and the size (`"<mtime ns hex><size hex>"`; a content hash with `--etag-hash`).
+//!   The tag is the version, and the provider **never writes a file whose content is
+//!   less than two seconds old by the server's `Date`** (it waits first): the mtime of
+//!   the next write is then more than a second later, so the tag differs even where
+//!   the filesystem clock ticks coarsely. `stat` is one PROPFIND; before this rule,
+//!   every `stat` downloaded the file to hash it (a whole database per no-change sync).
 //! * servers whose ETags are built from whole-second mtimes, inode and size (nginx,
-//!   lighttpd), or missing, and rclone (mtime-based) get content-hash versions: `stat`
-//!   and `list` download each file to hash it. That costs a download per stat: it is
-//!   the price of a version that is actually strong there.
+//!   lighttpd), or missing, get content-hash versions: `stat` and `list` download each
+//!   file to hash it. That costs a download per stat: it is the price of a version
+//!   that is actually strong there.
 //!
 //! `IfMatch` with an ETag version is sent as `If-Match`. With a hash version the
 //! provider downloads the current content, compares hashes and then PUTs with
@@ -96,7 +103,7 @@
 //! | Apache 2.4 mod_dav_fs (event MPM) | `Apache` | ETag (a weak one without its `W/`, see above) | Honoured / Honoured / Honoured | false / false / false: conditions are checked before the body is streamed, not atomically with the rename; with concurrent workers 6 and 9 of 40 race increments were lost through If-Match alone in two runs (`measure_apache_if_match_under_concurrency`) | 40/40 (server lock) | temp file + rename by Apache: old content stays | 17/17 |
 //! | nginx 1.22 + dav-ext 3.0 | `Nginx` | SHA-256 | Ignored / Ignored / (client check) | false / false / false | 40/40 (lease lock) | body buffered before the file is replaced | 15/17 (`server_lock` skipped): dav-ext leaves names starting with `.` out of PROPFIND listings |
 //! | lighttpd 1.4.69 mod_webdav | `Lighttpd` | SHA-256 (ETag = inode + mtime seconds + size) | Honoured / Honoured / Honoured | false / true / false | 40/40 (lease lock) | temp file + rename | 17/17 (`server_lock` skipped) |
-//! | rclone 1.60 `serve webdav` | `Rclone` | SHA-256 | Ignored / Ignored / Ignored | false / false / false | 40/40 (server lock) | PUT writes in place: the provider uploads to `.<name>.syncfabric-<rand>.tmp`, checks its size, MOVEs it over the target, removes it on any failure | 17/17 |
+//! | rclone 1.60 `serve webdav` | `Rclone` | ETag (mtime ns + size; 2 s between writes of a file) | Ignored / Ignored / Ignored | false / false / false | 40/40 (server lock) | PUT writes in place: the provider uploads to `.<name>.syncfabric-<rand>.tmp`, checks its size, MOVEs it over the target, removes it on any failure | 17/17 |
 //! | SabreDAV 1.8 FSExt under `php -S` | `SabreDav` | ETag (content MD5) | Honoured / Honoured / Honoured | false / false / false (check-then-write like Apache; `php -S` serialises requests, a pool would not) | 40/40 (server lock) | php receives the whole body before the script runs | 17/17 |
 //! | Nextcloud / ownCloud | `Nextcloud` | ETag (`OC-ETag`) | not tested here (no server on this machine) | true / true / true (Nextcloud locks files around writes; confirm with the probe) | — | chunked upload above [`WebDavConfig::chunk_size`]: MKCOL `remote.php/dav/uploads/<user>/<id>/`, numbered chunks, MOVE `.file` with the conditions | — |
 //!
@@ -194,6 +201,11 @@ pub(crate) fn encode_segment(s: &str) -> String {
 
 const HASH_PREFIX: &str = "sha256:";
 
+/// How old (by the server's `Date`, whole seconds) a file's content must be before this
+/// provider writes it again on a server whose tags come from the mtime (rclone): two
+/// seconds of whole-second dates guarantee more than one second of real time.
+const MTIME_WINDOW: Duration = Duration::from_secs(2);
+
 /// From this size on, a write whose answer has no strong ETag returns the content-hash
 /// version at once instead of waiting (Apache: about a second) for a strong ETag.
 pub const LARGE_UPLOAD: u64 = 64 * 1024 * 1024;
@@ -233,6 +245,13 @@ struct Traits {
     /// whose current tag is still weak (it waits first), so two writes of one file are
     /// at least a second apart and their mtimes, hence tags, differ.
     weak_window: bool,
+    /// The server's tags are built from the mtime in nanoseconds and the size
+    /// (golang.org/x/net/webdav: `"<mtime ns hex><size hex>"`, under rclone). They are
+    /// used as versions, and in exchange this provider never writes a file whose
+    /// content is less than [`MTIME_WINDOW`] old by the server's clock: two writes of a
+    /// file are then more than a second apart, so their mtimes, hence tags, differ even
+    /// on a filesystem whose clock ticks coarsely.
+    mtime_window: bool,
 }
 
 impl Traits {
@@ -247,6 +266,7 @@ impl Traits {
             atomic_conditions: true,
             usable_locks: true,
             weak_window: false,
+            mtime_window: false,
         };
         match p {
             // Unknown server: claim, and let the honesty probe decide.
@@ -286,7 +306,7 @@ impl Traits {
             // `Overwrite: F` two clients can both succeed, so IfAbsent is not atomic
             // either; with `Overwrite: T` it removes the destination before renaming.
             Profile::Rclone => Traits {
-                trust_etag: false,
+                mtime_window: true,
                 server_if_match: false,
                 server_if_none_match: false,
                 temp_then_move: true,
@@ -566,6 +586,19 @@ impl WebDavStorage {
         dir: bool,
         depth: &'static str,
     ) -> Result<Option<Vec<xml::PropResponse>>> {
+        Ok(self
+            .propfind_dated(path, dir, depth)
+            .await?
+            .map(|(list, _)| list))
+    }
+
+    /// [`propfind`](Self::propfind), with the server's clock (the answer's `Date`).
+    async fn propfind_dated(
+        &self,
+        path: &RemotePath,
+        dir: bool,
+        depth: &'static str,
+    ) -> Result<Option<(Vec<xml::PropResponse>, Option<SystemTime>)>> {
         const BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <D:propfind xmlns:D="DAV:"><D:prop><D:resourcetype/><D:getcontentlength/><D:getetag/><D:getlastmodified/></D:prop></D:propfind>"#;
         let url = self.url_for(path, dir);
@@ -591,8 +624,41 @@ impl WebDavStorage {
         if status != StatusCode::MULTI_STATUS {
             return Err(self.status_error(resp, &what).await);
         }
+        let date = resp
+            .headers()
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|d| httpdate::parse_http_date(d).ok());
         let body = read_capped(resp, self.inner.cfg.max_response_bytes, &what).await?;
-        xml::parse_multistatus(&body).map(Some)
+        Ok(Some((xml::parse_multistatus(&body)?, date)))
+    }
+
+    /// The mtime-window rule (see `Traits::mtime_window`): waits until the file's
+    /// current content is at least [`MTIME_WINDOW`] old by the server's own clock, so
+    /// that the write about to happen gets another mtime, hence another tag.
+    async fn wait_out_mtime_window(&self, path: &RemotePath) -> Result<()> {
+        let Some((list, date)) = self.propfind_dated(path, false, "0").await? else {
+            return Ok(());
+        };
+        let modified = list
+            .first()
+            .and_then(|r| r.last_modified.as_deref())
+            .and_then(|d| httpdate::parse_http_date(d).ok());
+        let wait = match (date, modified) {
+            // Both are whole seconds (rounded down): the true age is at least the
+            // difference minus one second.
+            (Some(now), Some(m)) => match now.duration_since(m) {
+                Ok(age) => MTIME_WINDOW.saturating_sub(age),
+                Err(_) => MTIME_WINDOW, // modified "after" now: clocks disagree; wait
+            },
+            // No dates to judge by: wait the whole window.
+            _ => MTIME_WINDOW,
+        };
+        if !wait.is_zero() {
+            tracing::debug!(%path, ?wait, "waiting out the previous write's mtime window");
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
     }
 
     /// Maps a (possibly absolute-URL) href to a path under the root; anything outside
@@ -814,6 +880,18 @@ impl WebDavStorage {
         let is_hash = v.as_str().starts_with(HASH_PREFIX);
         if !is_hash && t.trust_etag && t.server_if_match {
             return Ok(Some(v.as_str().to_string()));
+        }
+        if !is_hash && t.trust_etag {
+            // The server ignores If-Match: check the tag ourselves (not atomically; the
+            // capability says so).
+            let current = self.stat(path).await?.and_then(|e| e.version);
+            return if current.as_ref() == Some(v) {
+                Ok(None)
+            } else {
+                Err(Error::PreconditionFailed {
+                    path: path.to_string(),
+                })
+            };
         }
         if !is_hash {
             // An ETag version on a server whose ETags we do not trust cannot come from
@@ -1659,6 +1737,9 @@ impl Storage for WebDavStorage {
         };
         // Never write into the weak window of the previous write (see
         // `Traits::weak_window`); if the tag stays weak, this write's version is the hash.
+        if t.mtime_window {
+            self.wait_out_mtime_window(path).await?;
+        }
         let mut deweaken = t.weak_window;
         let mut exists = false;
         if t.weak_window {

@@ -414,3 +414,40 @@ fn uploads_report_progress_while_sending() {
         assert_eq!(seen.last(), Some(&(Phase::Finished, data.len() as u64)));
     });
 }
+
+/// rclone's tags (mtime in ns + size) are the versions: a `stat` is one PROPFIND, no
+/// download. Two same-size writes in a row still get different versions, because the
+/// second waits until the first is two seconds old by the server's clock.
+#[test]
+fn rclone_versions_are_its_tags_and_change_on_every_write() {
+    let Some(server) = Server::start(Kind::Rclone) else {
+        return;
+    };
+    rt().block_on(async {
+        let s = connect(&server.scratch("tags")).await;
+        assert_eq!(s.profile(), Profile::Rclone);
+        let p = RemotePath::parse("same-size.txt").unwrap();
+        let started = std::time::Instant::now();
+        let a = s
+            .write(&p, Body::from(b"first".to_vec()), Precondition::None)
+            .await
+            .unwrap();
+        let b = s
+            .write(&p, Body::from(b"again".to_vec()), Precondition::None)
+            .await
+            .unwrap();
+        let (va, vb) = (a.version.unwrap(), b.version.unwrap());
+        assert_ne!(va, vb);
+        for v in [&va, &vb] {
+            assert!(
+                v.as_str().starts_with('"') && !v.as_str().starts_with("sha256:"),
+                "{v:?}"
+            );
+        }
+        assert!(
+            started.elapsed() >= std::time::Duration::from_secs(1),
+            "the second write waited out the first one's mtime window"
+        );
+        assert_eq!(s.stat(&p).await.unwrap().unwrap().version, Some(vb));
+    });
+}
