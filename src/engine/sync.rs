@@ -623,8 +623,9 @@ async fn sync_once(
     result
 }
 
-/// A write under a server lock that another client took over (`Locked`) lost the race
-/// like a failed `IfMatch`: nothing of ours landed after the takeover; start over.
+/// A lock lost to another client (`Locked`: a lease taken over, or a server lock that
+/// refused our write) is a lost race like a failed `IfMatch`: nothing of ours landed
+/// after the takeover; start over.
 fn lost_lock_is_a_race(e: StorageError, path: &RemotePath) -> StorageError {
     match e {
         StorageError::Locked { .. } => StorageError::PreconditionFailed {
@@ -924,12 +925,9 @@ async fn sync_slow(
             (v, Some(g)) if !(caps.if_match && caps.if_absent) => {
                 // A lease lost before the commit (another device took over) is a lost
                 // race like a failed IfMatch: nothing was written, start over.
-                g.check().await.map_err(|e| match e {
-                    StorageError::Locked { .. } => StorageError::PreconditionFailed {
-                        path: db_path.to_string(),
-                    },
-                    other => other,
-                })?;
+                g.check()
+                    .await
+                    .map_err(|e| lost_lock_is_a_race(e, &db_path))?;
                 let now = storage.stat(&db_path).await?.and_then(|e| e.version);
                 if now != *v {
                     return Err(StorageError::PreconditionFailed {
@@ -956,12 +954,7 @@ async fn sync_slow(
             Some(g) => g
                 .bounded(upload(storage, &db_path, body, pre, m))
                 .await
-                .map_err(|e| match e {
-                    StorageError::Locked { .. } => StorageError::PreconditionFailed {
-                        path: db_path.to_string(),
-                    },
-                    other => other,
-                }),
+                .map_err(|e| lost_lock_is_a_race(e, &db_path)),
             None => upload(storage, &db_path, body, pre, m)
                 .await
                 .map_err(|e| lost_lock_is_a_race(e, &db_path)),

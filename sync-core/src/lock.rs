@@ -790,19 +790,29 @@ mod tests {
         a.release().await.unwrap();
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn work_under_a_lost_lease_is_abandoned() {
-        let s: Arc<dyn Storage> = Arc::new(MemStore::new());
-        let a = LeaseLock::acquire(s.clone(), &dir(), opts()).await.unwrap();
-        let lock = LeaseLock::path(&dir()).unwrap();
+    /// Another client overwrites the lock with its own, as a takeover would; returns
+    /// the bytes it wrote.
+    async fn steal(s: &dyn Storage) -> Vec<u8> {
         let thief = LockInfo {
             holder: "thief".into(),
             label: String::new(),
             ttl: Duration::from_secs(60),
         };
-        s.write(&lock, Body::from(thief.encode()), Precondition::None)
-            .await
-            .unwrap();
+        s.write(
+            &LeaseLock::path(&dir()).unwrap(),
+            Body::from(thief.encode()),
+            Precondition::None,
+        )
+        .await
+        .unwrap();
+        thief.encode()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn work_under_a_lost_lease_is_abandoned() {
+        let s: Arc<dyn Storage> = Arc::new(MemStore::new());
+        let a = LeaseLock::acquire(s.clone(), &dir(), opts()).await.unwrap();
+        steal(s.as_ref()).await;
         // The next refresh finds the thief's lock: the never-ending write is dropped.
         let never = std::future::pending::<Result<()>>();
         let r = a.bounded(never).await;
@@ -908,20 +918,13 @@ mod tests {
     async fn stolen_lease_is_noticed() {
         let s: Arc<dyn Storage> = Arc::new(MemStore::new());
         let a = LeaseLock::acquire(s.clone(), &dir(), opts()).await.unwrap();
-        let lock = LeaseLock::path(&dir()).unwrap();
-        let thief = LockInfo {
-            holder: "thief".into(),
-            label: String::new(),
-            ttl: Duration::from_secs(60),
-        };
-        s.write(&lock, Body::from(thief.encode()), Precondition::None)
-            .await
-            .unwrap();
+        let thief = steal(s.as_ref()).await;
         assert!(matches!(a.check().await, Err(Error::Locked { .. })));
         assert!(!a.is_held());
         a.release().await.unwrap();
         // The thief's lock is left alone.
-        assert_eq!(contents(s.as_ref(), &lock).await.unwrap(), thief.encode());
+        let lock = LeaseLock::path(&dir()).unwrap();
+        assert_eq!(contents(s.as_ref(), &lock).await.unwrap(), thief);
     }
 
     /// N tasks × M increments under the lock, on a store that lies about every

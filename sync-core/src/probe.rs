@@ -149,24 +149,17 @@ pub async fn probe(storage: &dyn Storage, dir: &RemotePath) -> Result<ProbeRepor
     let tag = format!("{:016x}", fastrand::u64(..));
     let main = dir.join(&format!(".syncfabric-probe-{tag}"))?;
     let fresh = dir.join(&format!(".syncfabric-probe-{tag}-new"))?;
-    let res = match run_probe(storage, &main, &fresh, &tag).await {
-        Ok(mut report) if report.claimed.server_lock => {
-            match probe_server_lock(storage, dir, &main, &fresh, &tag).await {
-                Ok(v) => {
-                    report.effective.server_lock = v.usable();
-                    report.server_lock = v;
-                    log_report(storage, &report);
-                    Ok(report)
-                }
-                Err(e) => Err(e),
-            }
+    let res = async {
+        let mut report = run_probe(storage, &main, &fresh, &tag).await?;
+        if report.claimed.server_lock {
+            let v = probe_server_lock(storage, dir, &main, &fresh, &tag).await?;
+            report.effective.server_lock = v.usable();
+            report.server_lock = v;
         }
-        Ok(report) => {
-            log_report(storage, &report);
-            Ok(report)
-        }
-        Err(e) => Err(e),
-    };
+        log_report(storage, &report);
+        Ok(report)
+    }
+    .await;
     for p in [&main, &fresh] {
         match storage.delete(p, Precondition::None).await {
             Ok(()) | Err(Error::NotFound { .. }) => {}

@@ -455,8 +455,9 @@ impl WebDavStorage {
         }
     }
 
-    /// Builds the storage and, when `config.profile` is unset, asks the server
-    /// (`OPTIONS` on the root) which family it is. Also checks the root answers:
+    /// Builds the storage and asks the server (`OPTIONS` on the root) whether it has
+    /// WebDAV locks (class 2) and, when `config.profile` is unset, which family it is.
+    /// Also checks the root answers:
     /// [`Error::Unauthorized`] for bad credentials, [`Error::NotFound`] for a missing root.
     pub async fn connect(config: WebDavConfig) -> Result<WebDavStorage> {
         let preset = config.profile;
@@ -631,6 +632,21 @@ impl WebDavStorage {
             .and_then(|d| httpdate::parse_http_date(d).ok());
         let body = read_capped(resp, self.inner.cfg.max_response_bytes, &what).await?;
         Ok(Some((xml::parse_multistatus(&body)?, date)))
+    }
+
+    /// The weak-window rule (see `Traits::weak_window`): waits until the file's current
+    /// tag is strong. Returns whether the file exists, and whether its tag is strong
+    /// now (or it is missing), i.e. whether the next write's tag may be used without
+    /// its `W/`.
+    async fn wait_out_weak_window(&self, path: &RemotePath) -> Result<(bool, bool)> {
+        let Some(current) = self.propfind(path, false, "0").await? else {
+            return Ok((false, true));
+        };
+        let weak = current
+            .first()
+            .and_then(|r| r.etag.as_deref())
+            .is_some_and(|e| !is_strong(e));
+        Ok((true, !weak || self.wait_strong(path, None).await?.is_some()))
     }
 
     /// The mtime-window rule (see `Traits::mtime_window`): waits until the file's
@@ -852,14 +868,19 @@ impl WebDavStorage {
         // Read (a bounded amount of) the body so the connection can be reused; never
         // put it in the error (it may echo anything).
         let _ = read_capped(resp, 64 * 1024, what).await;
+        self.error_for(status, ra, what)
+    }
+
+    /// The status-to-kind table ([`status_to_error`]) for this server: a 423 is a
+    /// WebDAV lock held by another client (or ours, passed on), `Locked`, not a passing
+    /// failure; only Nextcloud's 423 is its own short-lived file locking, transient.
+    fn error_for(&self, status: StatusCode, retry_after: Option<Duration>, what: &str) -> Error {
         if status == StatusCode::LOCKED && self.inner.profile != Profile::Nextcloud {
-            // A WebDAV lock held by another client (or ours, passed on): not a passing
-            // failure. Nextcloud's 423 is its own short-lived file locking: transient.
             return Error::Locked {
                 path: what.to_string(),
             };
         }
-        status_to_error(status, ra, what)
+        status_to_error(status, retry_after, what)
     }
 
     /// Current version of `path` as this provider computes it (for client-side checks).
@@ -1740,21 +1761,11 @@ impl Storage for WebDavStorage {
         if t.mtime_window {
             self.wait_out_mtime_window(path).await?;
         }
-        let mut deweaken = t.weak_window;
-        let mut exists = false;
-        if t.weak_window {
-            let current = self.propfind(path, false, "0").await?;
-            exists = current.is_some();
-            if current
-                .as_ref()
-                .and_then(|l| l.first())
-                .and_then(|r| r.etag.as_deref())
-                .is_some_and(|e| !is_strong(e))
-                && self.wait_strong(path, None).await?.is_none()
-            {
-                deweaken = false;
-            }
-        }
+        let (exists, deweaken) = if t.weak_window {
+            self.wait_out_weak_window(path).await?
+        } else {
+            (false, false)
+        };
         let mut weak_retry = 0;
         loop {
             let (resp, digest) = self
@@ -1900,16 +1911,8 @@ impl Storage for WebDavStorage {
         let what = path.to_string();
         if self.inner.traits.weak_window && matches!(pre, Precondition::IfMatch(_)) {
             // Apache compares If-Match strongly: a tag still in its weak window never
-            // matches, so wait for it to turn strong (see `Traits::weak_window`).
-            let current = self.propfind(path, false, "0").await?;
-            if current
-                .as_ref()
-                .and_then(|l| l.first())
-                .and_then(|r| r.etag.as_deref())
-                .is_some_and(|e| !is_strong(e))
-            {
-                self.wait_strong(path, None).await?;
-            }
+            // matches, so wait for it to turn strong.
+            self.wait_out_weak_window(path).await?;
         }
         let if_match = match &pre {
             Precondition::IfMatch(v) => {
@@ -1962,11 +1965,10 @@ impl Storage for WebDavStorage {
             412 if matches!(pre, Precondition::UnderLock(_)) => {
                 Err(Error::PreconditionFailed { path: what })
             }
-            423 if self.inner.profile != Profile::Nextcloud => Err(Error::Locked { path: what }),
             404 | 410 | 412 if matches!(pre, Precondition::IfMatch(_)) => {
                 Err(Error::PreconditionFailed { path: what })
             }
-            _ => Err(status_to_error(status, None, &what)),
+            _ => Err(self.error_for(status, None, &what)),
         }
     }
 
@@ -2018,7 +2020,7 @@ impl Storage for WebDavStorage {
                 _ if s != StatusCode::UNAUTHORIZED
                     && matches!(self.propfind(&cur, true, "0").await, Ok(Some(ref l)) if l.first().is_some_and(|r| r.is_collection)) =>
                     {}
-                _ => return Err(status_to_error(s, None, &cur.to_string())),
+                _ => return Err(self.error_for(s, None, &cur.to_string())),
             }
         }
         Ok(())

@@ -20,7 +20,7 @@
 //!   handed out already. Servers that do not show tokens there (golang.org/x/net/webdav,
 //!   under rclone) leave the lock to expire after its timeout.
 
-use crate::{read_capped, status_to_error, trunc, xml, Profile, WebDavStorage};
+use crate::{read_capped, trunc, xml, Profile, WebDavStorage};
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use std::time::Duration;
@@ -249,7 +249,7 @@ impl WebDavStorage {
                 self.forget(lock.token());
                 Ok(())
             }
-            _ => Err(status_to_error(status, None, &what)),
+            _ => Err(self.error_for(status, None, &what)),
         }
     }
 

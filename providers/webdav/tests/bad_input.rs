@@ -387,20 +387,7 @@ async fn locked_is_retried_on_nextcloud_and_reported_elsewhere() {
     // Any other server: Locked after one request, for deletes and writes alike.
     let (addr, seen) = always().await;
     let s = storage(addr).await;
-    let e = s
-        .delete(&RemotePath::parse("f").unwrap(), Precondition::None)
-        .await
-        .unwrap_err();
-    assert!(matches!(e, Error::Locked { .. }), "{e:?}");
-    let e = s
-        .write(
-            &RemotePath::parse("f").unwrap(),
-            Body::from(b"x".to_vec()),
-            Precondition::None,
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(e, Error::Locked { .. }), "{e:?}");
+    delete_and_write_are_locked(&s).await;
     assert_eq!(seen.lock().unwrap().len(), 2);
 }
 
@@ -413,20 +400,19 @@ async fn a_multi_status_answer_to_a_put_is_a_failure() {
 <D:response><D:href>/dav/root/</D:href><D:status>HTTP/1.1 423 Locked</D:status></D:response></D:multistatus>"#;
     let (addr, _) = responder(Arc::new(move |_h: &str| multistatus(body))).await;
     let s = storage(addr).await;
+    delete_and_write_are_locked(&s).await;
+}
+
+/// A delete and a write of `f` both fail with `Locked`.
+async fn delete_and_write_are_locked(s: &WebDavStorage) {
+    let f = RemotePath::parse("f").unwrap();
+    let e = s.delete(&f, Precondition::None).await.unwrap_err();
+    assert!(matches!(e, Error::Locked { .. }), "delete: {e:?}");
     let e = s
-        .write(
-            &RemotePath::parse("f").unwrap(),
-            Body::from(b"x".to_vec()),
-            Precondition::None,
-        )
+        .write(&f, Body::from(b"x".to_vec()), Precondition::None)
         .await
         .unwrap_err();
-    assert!(matches!(e, Error::Locked { .. }), "{e:?}");
-    let e = s
-        .delete(&RemotePath::parse("f").unwrap(), Precondition::None)
-        .await
-        .unwrap_err();
-    assert!(matches!(e, Error::Locked { .. }), "{e:?}");
+    assert!(matches!(e, Error::Locked { .. }), "write: {e:?}");
 }
 
 /// The Nextcloud chunked upload, against a fake that answers like Nextcloud's uploads
