@@ -82,6 +82,8 @@
 #![deny(missing_docs)]
 
 mod config;
+#[doc(hidden)]
+pub mod fuzz;
 mod names;
 mod upload;
 mod watch;
