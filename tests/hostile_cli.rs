@@ -291,7 +291,14 @@ fn a_corrupt_remote_is_called_corrupt_not_a_changed_password() {
             "{what}: the local vault changed"
         );
     }
-    // The way out the message names: push this device's copy over it.
+    // The way out the message names: push this device's copy over it, also over a
+    // vault.json that does not parse.
+    std::fs::write(rdir.join("vault.json"), "{ not json").unwrap();
+    let err = d.fail(&["sync"]);
+    assert!(
+        err.contains("corrupt") && err.contains("vault.json"),
+        "{err}"
+    );
     d.run(&["sync", "--recreate-remote"]);
     let other = Dev::new(tmp.path(), "other");
     other.run(&["restore", &format!("folder://{}", shared.display())]);

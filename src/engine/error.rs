@@ -14,7 +14,7 @@ pub enum SyncError {
     #[error("merge: {0}")]
     Merge(#[from] syncfabric_merge::MergeError),
     /// The remote database failed verification: it was not merged and not overwritten.
-    #[error("the remote vault is corrupt or was tampered with ({0}); nothing was merged or overwritten. Undo the bad commit with `syncfabric restore --journal SEQ` (see `syncfabric status`) or push this device's copy over it with `syncfabric sync --recreate-remote`")]
+    #[error("the remote vault is corrupt or was tampered with ({0}); nothing was merged or overwritten. To replace it with this device's copy (whatever only the corrupt copy held is lost): `syncfabric sync --recreate-remote`")]
     RemoteCorrupt(String),
     /// The remote copy belongs to another vault.
     #[error("the remote folder holds another vault ({0}); check the remote's URL")]

@@ -452,6 +452,35 @@ fn guard_counts(opts: &SyncOptions, gone: usize, live: usize) -> Result<(), Sync
     Ok(())
 }
 
+/// Where the remote's files are and where the database is downloaded to.
+struct RemotePaths<'a> {
+    json: &'a RemotePath,
+    db: &'a RemotePath,
+    download_tmp: &'a Path,
+}
+
+/// The remote as the full merge reads it: `vault.json` checked, the database
+/// downloaded, verified and opened as a row source. Returns the version the storage
+/// reported with the download, if any.
+async fn fetch_remote(
+    vault: &Vault,
+    storage: &dyn Storage,
+    state: &StateDir,
+    opts: &SyncOptions,
+    paths: &RemotePaths<'_>,
+) -> Result<(SnapshotReader, Option<syncfabric_core::Version>), SyncError> {
+    let progress = opts.progress.as_ref();
+    let scratch = state.temp_path("json");
+    let meta = check_remote_meta(vault, storage, paths.json, &scratch, progress).await?;
+    let m = meter(progress, Direction::Download, paths.db, "database");
+    let v = download(storage, paths.db, paths.download_tmp, &m).await?;
+    let t = std::time::Instant::now();
+    let snap = syncfabric_vault::open_snapshot_file(paths.download_tmp, vault.key())
+        .map_err(|e| remote_read_error(e, paths.download_tmp, meta))?;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "verify + open remote");
+    Ok((snap, v))
+}
+
 /// Maps a failure to read the downloaded remote database `file` to what the person
 /// must know. A file under another key is [`SyncError::KeyChanged`] only when it looks
 /// like an Enpass database of another salt; anything else that does not open is
@@ -808,31 +837,23 @@ async fn sync_slow(
                     (None, false, remote_version.clone(), false)
                 }
                 (Some(_), _, _) => {
-                    let progress = opts.progress.as_ref();
-                    let meta = check_remote_meta(
-                        vault,
-                        storage,
-                        &json_path,
-                        &state.temp_path("json"),
-                        progress,
-                    )
-                    .await?;
-                    let m = meter(progress, Direction::Download, &db_path, "database");
-                    let v = download(storage, &db_path, &download_tmp, &m).await?;
-                    report.downloaded_db = true;
-                    let t = std::time::Instant::now();
-                    let snap = syncfabric_vault::open_snapshot_file(&download_tmp, vault.key())
-                        .map_err(|e| remote_read_error(e, &download_tmp, meta));
-                    tracing::debug!(ms = t.elapsed().as_millis() as u64, "verify + open remote");
-                    match snap {
-                        Ok(snap) => (Some(snap), false, v.or(remote_version.clone()), true),
+                    let paths = RemotePaths {
+                        json: &json_path,
+                        db: &db_path,
+                        download_tmp: &download_tmp,
+                    };
+                    match fetch_remote(vault, storage, state, opts, &paths).await {
+                        Ok((snap, v)) => {
+                            report.downloaded_db = true;
+                            (Some(snap), false, v.or(remote_version.clone()), true)
+                        }
                         // Asked to replace a remote that does not verify: it counts as
                         // unchanged since the base (merge(base, local, base) = local),
                         // and the local vault is pushed over it below.
                         Err(SyncError::RemoteCorrupt(why)) if opts.recreate_remote => {
                             tracing::warn!("replacing the corrupt remote copy: {why}");
                             force_upload = true;
-                            (None, base.is_some(), v.or(remote_version.clone()), false)
+                            (None, base.is_some(), remote_version.clone(), false)
                         }
                         Err(e) => return Err(e),
                     }
