@@ -15,7 +15,11 @@ fn main() {
             if json {
                 println!("{}", serde_json::json!({ "error": e.to_string() }));
             } else {
-                eprintln!("error: {e}");
+                // An error can carry a server's words or a vault's text.
+                eprintln!("error: {}", cli::escape::for_terminal(&e.to_string()));
+                if let Some(hint) = cli::hint_for(e.as_ref()) {
+                    eprintln!("{hint}");
+                }
             }
             1
         }

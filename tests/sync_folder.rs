@@ -349,9 +349,19 @@ async fn remote_vault_json_that_lies_is_refused() {
     assert!(matches!(err, SyncError::OtherVault(_)), "{err:?}");
     assert_eq!(std::fs::read(b.vault.db_path()).unwrap(), before);
 
-    std::fs::write(&json, text.replace("\"kdf_iter\": 1000", "\"kdf_iter\": 5")).unwrap();
+    std::fs::write(
+        &json,
+        text.replace("\"kdf_iter\": 1000", "\"kdf_iter\": 2000"),
+    )
+    .unwrap();
     let err = b.sync(&storage).await.unwrap_err();
     assert!(matches!(err, SyncError::KeyChanged), "{err:?}");
+    assert_eq!(std::fs::read(b.vault.db_path()).unwrap(), before);
+
+    // Rounds outside the bounds are a corrupt file, not another key (and cost no time).
+    std::fs::write(&json, text.replace("\"kdf_iter\": 1000", "\"kdf_iter\": 5")).unwrap();
+    let err = b.sync(&storage).await.unwrap_err();
+    assert!(matches!(err, SyncError::RemoteCorrupt(_)), "{err:?}");
     assert_eq!(std::fs::read(b.vault.db_path()).unwrap(), before);
 }
 
@@ -629,7 +639,9 @@ async fn truncated_remote_and_rekeyed_remote_are_refused_with_nothing_written() 
     }
     std::fs::write(&db, &good).unwrap();
 
-    // The master password changed on A: B's key no longer opens the remote.
+    // The master password changed on A: B's key no longer opens the remote. (vault.json
+    // records the change in whole seconds: let the second of the restore pass.)
+    wait_for_the_next_second();
     a.vault
         .change_password(&Secret::new("a brand new password"), None, Some(1000))
         .unwrap();
@@ -904,4 +916,17 @@ async fn a_bad_push_is_undone_from_the_journal() {
     ];
     assert_eq!(a.titles(), expected);
     assert_eq!(b.titles(), expected);
+}
+
+/// Sleeps until the Unix second changes (at most one second).
+fn wait_for_the_next_second() {
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+    };
+    let start = now().as_secs();
+    while now().as_secs() == start {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

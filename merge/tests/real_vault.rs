@@ -1,4 +1,4 @@
-//! Two diverged copies of the real Enpass vault (shared/testdata/enpass-2020) merge
+//! Two diverged copies of the real Enpass vault (testdata/enpass-2020) merge
 //! into vaults that open and show both sides' edits. Uses the vault crate's API:
 //! open, edit, snapshot, apply.
 
@@ -14,7 +14,7 @@ use syncfabric_vault::{field_type, NewItem, Secret, Vault};
 const LOGIN: &str = "9b07477b-5da3-4242-b6de-d2f9d123ceeb";
 
 fn testdata() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/enpass-2020");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/enpass-2020");
     assert!(
         p.join("vault.enpassdb").exists(),
         "the real test vault is missing at {}",

@@ -80,19 +80,72 @@ pub fn default_path() -> PathBuf {
     base.join("syncfabric").join("config.toml")
 }
 
+/// The longest remote name: it becomes a folder name under `<vault>/.syncfabric/`.
+pub const MAX_REMOTE_NAME: usize = 64;
+
+/// Checks a remote name: 1 to [`MAX_REMOTE_NAME`] ASCII letters, digits, `-` and `_`,
+/// starting with a letter or digit. The name becomes a path component of the vault's
+/// state folder, so nothing else (no `.`, `..`, `/`) may pass.
+pub fn check_remote_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_REMOTE_NAME
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        return Ok(());
+    }
+    Err(format!(
+        "remote name {:?}: a remote name is 1 to {MAX_REMOTE_NAME} letters, digits, '-' or '_', starting with a letter or digit",
+        super::escape::for_terminal(&name.chars().take(80).collect::<String>())
+    ))
+}
+
+/// Refuses a remote URL that holds a password: the URL is stored in config.toml and
+/// printed by `remote list` and `status`. The message never repeats the password.
+pub fn check_remote_url(url: &str) -> Result<(), String> {
+    let parsed = syncfabric::core::registry::StorageUrl::parse(url).map_err(|e| e.to_string())?;
+    if parsed.password().is_none() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: a password in the URL would be stored in config.toml and shown by `syncfabric remote list`; \
+         leave it out ({}://{}@{}…) and give it in $SYNCFABRIC_REMOTE_PASSWORD or at the prompt",
+        parsed.redacted(),
+        parsed.scheme(),
+        parsed.username().unwrap_or_default(),
+        parsed.host().unwrap_or(""),
+    ))
+}
+
 impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
         match std::fs::read_to_string(path) {
-            Ok(s) => toml::from_str(&s).map_err(|e| format!("{}: {e}", path.display())),
+            Ok(s) => Config::parse(&s).map_err(|e| format!("{}: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
             Err(e) => Err(format!("{}: {e}", path.display())),
         }
     }
 
+    /// Parses the file's text and checks every remote: its name (it becomes a path)
+    /// and its URL (no password in it). A bad entry is an error that names it, never
+    /// something acted on.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        for r in &config.remotes {
+            check_remote_name(&r.name)
+                .and_then(|()| check_remote_url(&r.url))
+                .map_err(|e| format!("[[remote]] entry: {e}; fix or remove that entry"))?;
+        }
+        Ok(config)
+    }
+
+    /// Writes the file atomically, owner-only (0600, in a 0700 folder when it makes it).
     pub fn save(&self, path: &Path) -> Result<(), String> {
         let text = toml::to_string_pretty(self).map_err(|e| e.to_string())?;
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            create_private_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         syncfabric::engine::state::write_atomic(path, text.as_bytes())
             .map_err(|e| format!("{}: {e}", path.display()))
@@ -105,6 +158,15 @@ impl Config {
             .filter(|r| canonical(&r.vault) == canon)
             .collect()
     }
+}
+
+/// Creates `dir` and its missing parents, each new one owner-only (0700).
+fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
 }
 
 pub fn canonical(p: &Path) -> PathBuf {

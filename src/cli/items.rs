@@ -1,5 +1,6 @@
 //! `syncfabric item ...`
 
+use super::escape::for_terminal as t;
 use super::{CliResult, Ctx};
 use clap::{Args, Subcommand};
 use syncfabric::vault::{field_type, Item, NewItem, Secret};
@@ -176,7 +177,7 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
                     } else {
                         ""
                     };
-                    println!("{}  {:<30} {}{}", i.uuid, i.title, i.subtitle, flag);
+                    println!("{}  {:<30} {}{}", i.uuid, t(&i.title), t(&i.subtitle), flag);
                 }
             }
         }
@@ -202,17 +203,17 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
                     .collect();
                 ctx.print_json(&v);
             } else {
-                println!("{} ({})", i.title, i.uuid);
+                println!("{} ({})", t(&i.title), i.uuid);
                 for f in fields.iter().filter(|f| !f.value.is_empty()) {
                     let label = if f.label.is_empty() {
                         f.kind.as_str()
                     } else {
                         f.label.as_str()
                     };
-                    println!("  {label:<12} {}", shown(f));
+                    println!("  {:<12} {}", t(label), t(&shown(f)));
                 }
                 if !i.note.is_empty() {
-                    println!("  {:<12} {}", "note", i.note.expose());
+                    println!("  {:<12} {}", "note", t(i.note.expose()));
                 }
             }
         }
@@ -237,7 +238,7 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
             if ctx.json {
                 ctx.print_json(&summary(&item));
             } else {
-                println!("added {} {}", item.uuid, item.title);
+                println!("added {} {}", item.uuid, t(&item.title));
             }
         }
         ItemCmd::Edit { item, values: v } => {
@@ -269,7 +270,7 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
             if ctx.json {
                 ctx.print_json(&summary(&i));
             } else {
-                println!("updated {} {}", i.uuid, i.title);
+                println!("updated {} {}", i.uuid, t(&i.title));
             }
         }
         ItemCmd::Trash { item } => {
@@ -295,6 +296,6 @@ fn done(ctx: &Ctx, what: &str, i: &Item) {
     if ctx.json {
         ctx.print_json(&serde_json::json!({ "uuid": i.uuid, "done": what }));
     } else {
-        println!("{what} {} {}", i.uuid, i.title);
+        println!("{what} {} {}", i.uuid, t(&i.title));
     }
 }

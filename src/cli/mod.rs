@@ -2,6 +2,7 @@
 
 mod accounts;
 mod config;
+pub mod escape;
 mod items;
 mod progress;
 mod sync;
@@ -107,8 +108,10 @@ enum VaultCmd {
         /// The vault's display name.
         #[arg(long, default_value = "Primary")]
         name: String,
-        /// Key-derivation rounds (PBKDF2-HMAC-SHA512).
-        #[arg(long, default_value_t = syncfabric::vault::DEFAULT_KDF_ITER)]
+        /// Key-derivation rounds (PBKDF2-HMAC-SHA512), 1,000 to 5,000,000.
+        #[arg(long, default_value_t = syncfabric::vault::DEFAULT_KDF_ITER,
+              value_parser = clap::value_parser!(u32).range(
+                  i64::from(syncfabric::vault::MIN_KDF_ITER)..=i64::from(syncfabric::vault::MAX_KDF_ITER)))]
         kdf_iter: u32,
     },
     /// Show the vault's metadata and item counts.
@@ -141,12 +144,30 @@ pub fn init_logging(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
+    // $SYNCFABRIC_LOG, else $RUST_LOG (what Rust users try first), else -v's level.
     let filter = tracing_subscriber::EnvFilter::try_from_env("SYNCFABRIC_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// The next step for an error whose message alone leaves a person stuck.
+pub fn hint_for(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    use syncfabric::engine::SyncError;
+    let vault_err = e.downcast_ref::<syncfabric::vault::Error>().or_else(|| {
+        match e.downcast_ref::<SyncError>() {
+            Some(SyncError::Vault(v)) => Some(v),
+            _ => None,
+        }
+    });
+    vault_err.filter(|v| v.is_damage()).map(|_| {
+        "the local vault file is damaged. Your synced data is safe on the remote: make a fresh copy \
+with `syncfabric --vault NEW_FOLDER restore URL` (`syncfabric remote list` shows the URL) and use that \
+folder; keep the damaged one until you have checked the copy"
+    })
 }
 
 /// Everything a command needs from the global options.
@@ -189,9 +210,14 @@ impl Ctx {
                 ),
             };
         }
-        Ok(Secret::new(rpassword::prompt_password(format!(
-            "{prompt}: "
-        ))?))
+        rpassword::prompt_password(format!("{prompt}: "))
+            .map(Secret::new)
+            .map_err(|e| {
+                format!(
+                    "cannot ask for the {prompt} ({e}: no terminal?): set ${env}, or pass it on standard input with --password-stdin"
+                )
+                .into()
+            })
     }
 
     pub fn keyfile(&self) -> CliResult<Option<Keyfile>> {
@@ -306,15 +332,62 @@ fn vault_cmd(ctx: &mut Ctx, cmd: VaultCmd) -> CliResult {
                 (None, true) => None,
                 (None, false) => ctx.keyfile()?,
             };
+            let old_key = v.key().clone();
             v.change_password(&new_pw, kf.as_ref(), None)?;
+            let (rekeyed, removed) = rekey_sync_copies(v.dir(), &old_key, v.key())?;
             if ctx.json {
-                ctx.print_json(&serde_json::json!({ "changed": true }));
+                ctx.print_json(&serde_json::json!({ "changed": true, "sync_copies_rekeyed": rekeyed, "sync_copies_removed": removed }));
             } else {
-                println!("master password changed; other devices must unlock with the new one before they sync again");
+                println!(
+                    "master password changed; {rekeyed} local sync copies re-encrypted with it{}",
+                    if removed > 0 {
+                        format!(", {removed} unreadable ones deleted")
+                    } else {
+                        String::new()
+                    }
+                );
+                println!("the next `syncfabric sync` pushes the vault under the new password; other devices then need a fresh copy: `syncfabric --vault NEW_FOLDER restore URL` with the new password");
             }
             Ok(())
         }
     }
+}
+
+/// Moves every remote's sync copies (`<vault>/.syncfabric/<remote>/`: base and
+/// journal) from `old` to `new`, so that none still opens with the old password.
+/// Returns how many were re-keyed and how many deleted.
+fn rekey_sync_copies(
+    vault_dir: &std::path::Path,
+    old: &syncfabric::vault::VaultKey,
+    new: &syncfabric::vault::VaultKey,
+) -> CliResult<(usize, usize)> {
+    let root = vault_dir.join(".syncfabric");
+    let entries = match std::fs::read_dir(&root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(e.into()),
+    };
+    let (mut rekeyed, mut removed) = (0, 0);
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        // Only real folders with a remote's name: nothing here is followed as a link.
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        let Some(name) = name
+            .to_str()
+            .filter(|n| config::check_remote_name(n).is_ok())
+        else {
+            continue;
+        };
+        if !is_dir {
+            continue;
+        }
+        let state = sync::state_dir(vault_dir, name)?;
+        let r = syncfabric::engine::rekey_state(&state, old, new)?;
+        rekeyed += r.rekeyed;
+        removed += r.removed.len();
+    }
+    Ok((rekeyed, removed))
 }
 
 fn info(ctx: &Ctx, v: &Vault) -> CliResult {
@@ -347,4 +420,90 @@ fn info(ctx: &Ctx, v: &Vault) -> CliResult {
         println!("items   {live} live, {trashed} in trash");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::error::ErrorKind;
+    use clap::Parser;
+    use std::path::Path;
+
+    /// Every `` `syncfabric …` `` command quoted in the library and CLI sources: what an
+    /// error message or a printed hint tells a person to run.
+    fn suggested_commands() -> Vec<(String, String)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        for dir in [
+            "src",
+            "sync-core/src",
+            "vault/src",
+            "merge/src",
+            "auth/src",
+            "providers",
+        ] {
+            collect_rs(&root.join(dir), &mut files);
+        }
+        let mut out = Vec::new();
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for quoted in text.split('`').skip(1).step_by(2) {
+                if let Some(rest) = quoted.strip_prefix("syncfabric ") {
+                    // (`remote|sync|…` names a module's commands in its doc, not a command.)
+                    if !rest.contains('\n') && !rest.contains('|') {
+                        out.push((f.display().to_string(), rest.to_string()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn collect_rs(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() && !p.ends_with("tests") {
+                collect_rs(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+
+    /// A placeholder (`NAME`, `URL`, `{provider}`, `…`) as a value the parser takes.
+    fn fill(word: &str) -> Option<String> {
+        let upper = word.len() > 1
+            && word
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c == '_' || c == '.');
+        match word {
+            "…" | "..." => None,
+            "<command>" => Some("sync".into()),
+            w if w.starts_with('{') || w.starts_with('<') => Some("onedrive".into()),
+            w if upper && w.contains("URL") => Some("folder:///x".into()),
+            w if upper && w.contains("SEQ") => Some("1".into()),
+            _ if upper => Some("x".into()),
+            w => Some(w.trim_end_matches('…').to_string()),
+        }
+    }
+
+    #[test]
+    fn every_command_a_message_suggests_exists() {
+        let commands = suggested_commands();
+        assert!(commands.len() > 10, "found only {commands:?}");
+        for (file, cmd) in commands {
+            let mut argv = vec!["syncfabric".to_string()];
+            argv.extend(cmd.split_whitespace().filter_map(fill));
+            match Cli::try_parse_from(&argv) {
+                Ok(_) => {}
+                Err(e) => assert!(
+                    !matches!(
+                        e.kind(),
+                        ErrorKind::UnknownArgument | ErrorKind::InvalidSubcommand
+                    ),
+                    "{file} suggests `syncfabric {cmd}`, which does not exist: {e}"
+                ),
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! `syncfabric remote|sync|status|restore`
 
-use super::config::{canonical, RemoteConfig};
+use super::config::{canonical, check_remote_name, check_remote_url, RemoteConfig};
+use super::escape::for_terminal as t;
 use super::{CliResult, Ctx};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
@@ -44,6 +45,10 @@ pub struct SyncArgs {
     /// Allow a merge that deletes more than half of the vault's items.
     #[arg(long)]
     allow_mass_delete: bool,
+    /// Upload this device's vault as the remote's copy when the remote copy is gone or
+    /// corrupt (what was in a corrupt copy is lost; everything this device holds stays).
+    #[arg(long)]
+    recreate_remote: bool,
 }
 
 #[derive(Args, Debug)]
@@ -112,7 +117,9 @@ fn open_remote(
     Ok(rt.block_on(syncfabric::remote::open(url))?)
 }
 
+/// The sync state folder of `remote` (a checked name: it becomes a path component).
 pub fn state_dir(vault: &Path, remote: &str) -> CliResult<StateDir> {
+    check_remote_name(remote)?;
     Ok(StateDir::open(vault.join(".syncfabric").join(remote))?)
 }
 
@@ -120,13 +127,8 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
     let vault = canonical(&ctx.vault_dir()?);
     match cmd {
         RemoteCmd::Add { name, url, account } => {
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err("a remote name uses letters, digits, '-' and '_'".into());
-            }
+            check_remote_name(&name)?;
+            check_remote_url(&url)?;
             if ctx.config.remotes_of(&vault).iter().any(|r| r.name == name) {
                 return Err(format!("remote {name:?} exists already (remove it first)").into());
             }
@@ -161,7 +163,7 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
                     .collect::<Vec<_>>()));
             } else {
                 for r in rs {
-                    println!("{:<12} {}", r.name, r.url);
+                    println!("{:<12} {}", r.name, t(&r.url));
                 }
             }
         }
@@ -203,6 +205,8 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
                 return Err(format!("no remote {name:?} for this vault").into());
             }
             ctx.config.save(&ctx.config_path)?;
+            // The name was checked when the config was read: one path component.
+            check_remote_name(&name)?;
             let _ = std::fs::remove_dir_all(vault.join(".syncfabric").join(&name));
             if ctx.json {
                 ctx.print_json(&serde_json::json!({ "removed": name }));
@@ -230,6 +234,7 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
     let opts = SyncOptions {
         dry_run: args.dry_run,
         allow_mass_delete: args.allow_mass_delete,
+        recreate_remote: args.recreate_remote,
         progress: ctx.progress(),
         ..Default::default()
     };
@@ -278,7 +283,7 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
             );
             if args.dry_run {
                 if let Some(m) = &report.merge_report {
-                    println!("{m}");
+                    println!("{}", t(m));
                 }
             }
         }
@@ -306,7 +311,7 @@ pub fn status_cmd(ctx: &mut Ctx) -> CliResult {
                 .last_sync
                 .map(|t| format!("last sync at unix {t}"))
                 .unwrap_or_else(|| "never synced".into());
-            println!("{:<12} {}  ({when})", r.name, r.url);
+            println!("{:<12} {}  ({when})", r.name, t(&r.url));
             for e in st.journal.iter().rev() {
                 println!(
                     "    journal {:>4}  committed at unix {}  version {}",
@@ -330,6 +335,8 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
             "restore needs a URL (restore from cloud) or --journal SEQ (undo a bad push)".into(),
         );
     };
+    check_remote_name(&args.name)?;
+    check_remote_url(&url)?;
     let dest: PathBuf = ctx.vault_dir()?;
     if dest.join("vault.json").exists() {
         return Err(format!(
@@ -470,7 +477,7 @@ pub fn watch_cmd(ctx: &mut Ctx, args: WatchArgs) -> CliResult {
                 Err(e) => {
                     // Keep watching through outages, backing off; say what happened.
                     failures += 1;
-                    eprintln!("{}: sync failed: {e}", r.name);
+                    eprintln!("{}: sync failed: {}", r.name, t(&e.to_string()));
                     let wait = Duration::from_secs((1u64 << failures.min(8)).min(300));
                     tokio::time::sleep(wait).await;
                 }

@@ -14,14 +14,21 @@ pub enum SyncError {
     #[error("merge: {0}")]
     Merge(#[from] syncfabric_merge::MergeError),
     /// The remote database failed verification: it was not merged and not overwritten.
-    #[error("the remote vault is corrupt or was tampered with ({0}); local vault untouched. Restore a good copy with `syncfabric restore`")]
+    #[error("the remote vault is corrupt or was tampered with ({0}); nothing was merged or overwritten. To replace it with this device's copy (whatever only the corrupt copy held is lost): `syncfabric sync --recreate-remote`")]
     RemoteCorrupt(String),
     /// The remote copy belongs to another vault.
     #[error("the remote folder holds another vault ({0}); check the remote's URL")]
     OtherVault(String),
-    /// The remote copy was re-keyed (master password or keyfile changed elsewhere).
-    #[error("the master password or keyfile of the remote copy differs from this device's; unlock this vault with the new one, or restore the remote from this device with `syncfabric restore --from-local`")]
+    /// The remote copy was re-keyed (master password or keyfile changed elsewhere, or
+    /// here after another device's last commit).
+    #[error("the remote copy is encrypted with another master password or keyfile than this device's vault (its vault.json records a password change); nothing was merged or overwritten. Make a fresh copy with the current password into a new folder, `syncfabric --vault NEW_FOLDER restore URL`, and copy over any edit this device has not synced")]
     KeyChanged,
+    /// The remote database this device synced with before is gone.
+    #[error("the remote copy of this vault is gone ({path} was there at the last sync); nothing was changed. If it was removed by mistake, upload this device's copy again with `syncfabric sync --recreate-remote`; to stop syncing with this remote, `syncfabric remote rm NAME`")]
+    RemoteGone {
+        /// The database's path on the remote.
+        path: String,
+    },
     /// The merge would delete more of the vault than the guard allows.
     #[error("refusing to sync: the merge would delete {deleted} of {live} live items (more than the guard allows); check with `syncfabric sync --dry-run`, then rerun with `--allow-mass-delete` if that is really intended")]
     MassDelete {

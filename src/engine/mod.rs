@@ -7,11 +7,13 @@
 
 mod counting;
 mod error;
+mod rekey;
 pub mod state;
 mod sync;
 
 pub use counting::{Counters, CountingStorage};
 pub use error::SyncError;
+pub use rekey::{rekey_state, RekeyReport};
 pub use state::{StateDir, SyncState};
 pub use sync::{
     remote_layout, restore_from_remote, restore_from_remote_with_progress, restore_journal,

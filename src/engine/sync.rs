@@ -35,6 +35,11 @@ pub struct SyncOptions {
     /// [`syncfabric_core::progress`] for the order of updates. A download that breaks
     /// off and starts again is reported as a restart from 0. `None`: no reports.
     pub progress: Option<ProgressHook>,
+    /// Upload this vault as the remote's copy when the remote database is gone or does
+    /// not verify, instead of failing with [`SyncError::RemoteGone`] or
+    /// [`SyncError::RemoteCorrupt`]. (A remote that lacks the vault because nobody
+    /// pushed it yet is always created.)
+    pub recreate_remote: bool,
 }
 
 impl Default for SyncOptions {
@@ -50,6 +55,7 @@ impl Default for SyncOptions {
                 ..LeaseOptions::default()
             },
             progress: None,
+            recreate_remote: false,
         }
     }
 }
@@ -336,7 +342,7 @@ async fn fast_pull(
     };
     let t = std::time::Instant::now();
     let progress = opts.progress.as_ref();
-    check_remote_meta(
+    let meta = check_remote_meta(
         vault,
         storage,
         ctx.json_path,
@@ -348,18 +354,18 @@ async fn fast_pull(
     let version = download(storage, ctx.db_path, ctx.download_tmp, &db_meter).await?;
     report.downloaded_db = true;
     syncfabric_vault::verify_database_file(ctx.download_tmp, vault.key())
-        .map_err(remote_read_error)?;
+        .map_err(|e| remote_read_error(e, ctx.download_tmp, meta))?;
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
         "pull-only: download and verify"
     );
     let after = syncfabric_vault::live_item_uuids_in_file(ctx.download_tmp, vault.key())
-        .map_err(remote_read_error)?;
+        .map_err(|e| remote_read_error(e, ctx.download_tmp, meta))?;
     // Rows are never removed: a remote that lacks an item the base had does not descend
     // from our last commit (a lost update elsewhere). Let the full merge keep those rows.
     let base_all = syncfabric_vault::all_item_uuids_in_file(&base_file, vault.key())?;
     let remote_all = syncfabric_vault::all_item_uuids_in_file(ctx.download_tmp, vault.key())
-        .map_err(remote_read_error)?;
+        .map_err(|e| remote_read_error(e, ctx.download_tmp, meta))?;
     if !base_all.is_subset(&remote_all) {
         tracing::warn!(
             "the remote lacks items of the last synced state; merging instead of adopting it"
@@ -368,7 +374,7 @@ async fn fast_pull(
     }
     guard_sets(opts, &before, &after)?;
     let (live, dead) = syncfabric_vault::attachment_files_in_file(ctx.download_tmp, vault.key())
-        .map_err(remote_read_error)?;
+        .map_err(|e| remote_read_error(e, ctx.download_tmp, meta))?;
     report.attachments.0 +=
         fetch_missing_attachments(vault, storage, state, ctx.dir, &live, progress).await?;
     // The version stat'ed before the download, never one read after it: an older
@@ -446,34 +452,101 @@ fn guard_counts(opts: &SyncOptions, gone: usize, live: usize) -> Result<(), Sync
     Ok(())
 }
 
-/// Maps a failure to read a downloaded remote database to what the person must know.
-fn remote_read_error(e: syncfabric_vault::Error) -> SyncError {
+/// Where the remote's files are and where the database is downloaded to.
+struct RemotePaths<'a> {
+    json: &'a RemotePath,
+    db: &'a RemotePath,
+    download_tmp: &'a Path,
+}
+
+/// The remote as the full merge reads it: `vault.json` checked, the database
+/// downloaded, verified and opened as a row source. Returns the version the storage
+/// reported with the download, if any.
+async fn fetch_remote(
+    vault: &Vault,
+    storage: &dyn Storage,
+    state: &StateDir,
+    opts: &SyncOptions,
+    paths: &RemotePaths<'_>,
+) -> Result<(SnapshotReader, Option<syncfabric_core::Version>), SyncError> {
+    let progress = opts.progress.as_ref();
+    let scratch = state.temp_path("json");
+    let meta = check_remote_meta(vault, storage, paths.json, &scratch, progress).await?;
+    let m = meter(progress, Direction::Download, paths.db, "database");
+    let v = download(storage, paths.db, paths.download_tmp, &m).await?;
+    let t = std::time::Instant::now();
+    let snap = syncfabric_vault::open_snapshot_file(paths.download_tmp, vault.key())
+        .map_err(|e| remote_read_error(e, paths.download_tmp, meta))?;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "verify + open remote");
+    Ok((snap, v))
+}
+
+/// Maps a failure to read the downloaded remote database `file` to what the person
+/// must know. A file under another key is [`SyncError::KeyChanged`] only when it looks
+/// like an Enpass database of another salt; anything else that does not open is
+/// corrupt, with the reason.
+fn remote_read_error(e: syncfabric_vault::Error, file: &Path, meta: RemoteMeta) -> SyncError {
     use syncfabric_vault::Error as V;
+    let corrupt = |why: &str| SyncError::RemoteCorrupt(format!("remote vault.enpassdb: {why}"));
     match e {
-        V::WrongKey | V::KeyChanged => SyncError::KeyChanged,
+        // Same salt as our key, yet the key does not open it: a damaged first page.
+        V::WrongKey => corrupt("it has this vault's salt but does not decrypt with its key"),
+        V::KeyChanged => match not_an_encrypted_database(file) {
+            Some(why) => corrupt(why),
+            None if meta.password_changed => SyncError::KeyChanged,
+            None => corrupt(
+                "it does not open with this vault's key, and the remote vault.json records no change of master password",
+            ),
+        },
         V::Corrupt(m) => SyncError::RemoteCorrupt(m),
         other => SyncError::Vault(other),
     }
 }
 
+/// Why `file` cannot be an SQLCipher database at all (a plain SQLite file, too short,
+/// not whole pages), or `None` when it could be one under some other key.
+fn not_an_encrypted_database(file: &Path) -> Option<&'static str> {
+    use std::io::Read;
+    const PAGE: u64 = 1024;
+    let len = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    let mut head = [0u8; 16];
+    let read = std::fs::File::open(file).and_then(|mut f| f.read_exact(&mut head));
+    if read.is_err() || len < PAGE {
+        Some("it is shorter than one database page")
+    } else if &head == b"SQLite format 3\0" {
+        Some("it is a plain, unencrypted SQLite database")
+    } else if !len.is_multiple_of(PAGE) {
+        Some("its size is not a whole number of database pages")
+    } else {
+        None
+    }
+}
+
 /// Checks the remote `vault.json` (if present) against the local vault: same uuid,
-/// same key derivation. A remote that lies is refused before anything is merged.
+/// same key derivation, a supported format with `kdf_iter` within bounds. A remote
+/// that lies is refused before anything is merged. A missing `vault.json` tells
+/// nothing (`password_changed` is then assumed).
 async fn check_remote_meta(
     vault: &Vault,
     storage: &dyn Storage,
     json_path: &RemotePath,
     scratch: &Path,
     progress: Option<&ProgressHook>,
-) -> Result<(), SyncError> {
+) -> Result<RemoteMeta, SyncError> {
     let m = meter(progress, Direction::Download, json_path, "vault.json");
     match download(storage, json_path, scratch, &m).await {
         Ok(_) => {}
-        Err(SyncError::Storage(StorageError::NotFound { .. })) => return Ok(()),
+        Err(SyncError::Storage(StorageError::NotFound { .. })) => {
+            return Ok(RemoteMeta {
+                password_changed: true,
+            })
+        }
         Err(e) => return Err(e),
     }
     let bytes = tokio::fs::read(scratch).await?;
     let _ = tokio::fs::remove_file(scratch).await;
     let remote = syncfabric_vault::meta::VaultMeta::parse(&bytes)
+        .and_then(|m| m.check_supported().map(|()| m))
         .map_err(|e| SyncError::RemoteCorrupt(format!("remote vault.json: {e}")))?;
     let local = vault.meta();
     if remote.vault_uuid() != local.vault_uuid() {
@@ -489,7 +562,20 @@ async fn check_remote_meta(
     if !same_kdf {
         return Err(SyncError::KeyChanged);
     }
-    Ok(())
+    Ok(RemoteMeta {
+        password_changed: remote.int(PASSWORD_CHANGED) != local.int(PASSWORD_CHANGED),
+    })
+}
+
+/// The `vault.json` key Enpass sets when the master password or keyfile changes.
+const PASSWORD_CHANGED: &str = "last_password_changed_time";
+
+/// What the remote `vault.json` told about the remote database.
+#[derive(Clone, Copy, Debug, Default)]
+struct RemoteMeta {
+    /// It records another password change than the local vault.json: a remote
+    /// database under another key is expected then, and corrupt otherwise.
+    password_changed: bool,
 }
 
 /// Syncs `vault` with its copy on `storage` (under `<vault_uuid>/`), keeping local
@@ -586,6 +672,11 @@ async fn sync_once(
     if remote_unchanged && !local_changed {
         return Ok(report);
     }
+    if remote_entry.is_none() && st.remote_version.is_some() && !opts.recreate_remote {
+        return Err(SyncError::RemoteGone {
+            path: db_path.to_string(),
+        });
+    }
     let caps = storage.capabilities();
     // Without truthful compare-and-swap, commits are serialised: by the server's own
     // folder lock where it has one (taken only for the commit, in `sync_slow`), else
@@ -665,6 +756,8 @@ async fn sync_slow(
     }
 
     let download_tmp = state.temp_path("download");
+    // Replacing a corrupt remote takes the full path, which decides on it after the
+    // download (a pull-only fast path would only fail on it).
     let fast = match fast_push(
         vault,
         state,
@@ -674,6 +767,7 @@ async fn sync_slow(
         &remote_version,
     )? {
         Some(plan) => Some(plan),
+        None if opts.recreate_remote => None,
         None => {
             let ctx = PullCtx {
                 dir: &dir,
@@ -705,6 +799,7 @@ async fn sync_slow(
             // A base the current key cannot read means this device changed the master password
             // (or keyfile) since the last sync: the local vault is re-keyed.
             let mut rekeyed_locally = false;
+            let mut force_upload = false;
             let base = if base_file.exists() && st.remote_version.is_some() {
                 let t = std::time::Instant::now();
                 let read = syncfabric_vault::open_snapshot_file(&base_file, vault.key());
@@ -742,23 +837,26 @@ async fn sync_slow(
                     (None, false, remote_version.clone(), false)
                 }
                 (Some(_), _, _) => {
-                    let progress = opts.progress.as_ref();
-                    check_remote_meta(
-                        vault,
-                        storage,
-                        &json_path,
-                        &state.temp_path("json"),
-                        progress,
-                    )
-                    .await?;
-                    let m = meter(progress, Direction::Download, &db_path, "database");
-                    let v = download(storage, &db_path, &download_tmp, &m).await?;
-                    report.downloaded_db = true;
-                    let t = std::time::Instant::now();
-                    let snap = syncfabric_vault::open_snapshot_file(&download_tmp, vault.key())
-                        .map_err(remote_read_error)?;
-                    tracing::debug!(ms = t.elapsed().as_millis() as u64, "verify + open remote");
-                    (Some(snap), false, v.or(remote_version.clone()), true)
+                    let paths = RemotePaths {
+                        json: &json_path,
+                        db: &db_path,
+                        download_tmp: &download_tmp,
+                    };
+                    match fetch_remote(vault, storage, state, opts, &paths).await {
+                        Ok((snap, v)) => {
+                            report.downloaded_db = true;
+                            (Some(snap), false, v.or(remote_version.clone()), true)
+                        }
+                        // Asked to replace a remote that does not verify: it counts as
+                        // unchanged since the base (merge(base, local, base) = local),
+                        // and the local vault is pushed over it below.
+                        Err(SyncError::RemoteCorrupt(why)) if opts.recreate_remote => {
+                            tracing::warn!("replacing the corrupt remote copy: {why}");
+                            force_upload = true;
+                            (None, base.is_some(), remote_version.clone(), false)
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             };
             let have_remote = remote.is_some() || remote_is_base;
@@ -847,7 +945,7 @@ async fn sync_slow(
             Plan {
                 live: merged_live,
                 dead: merged_dead,
-                needs_upload: !have_remote || outcome.remote_needs_upload(),
+                needs_upload: !have_remote || force_upload || outcome.remote_needs_upload(),
                 applied: outcome.local_needs_apply(),
                 remote_missing: !have_remote,
                 downloaded,

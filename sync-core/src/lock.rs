@@ -322,6 +322,7 @@ impl LeaseLock {
         let deadline = Instant::now() + opts.acquire_timeout;
         // The version of a foreign lock and when we first saw it (monotonic clock).
         let mut seen: Option<(Option<Version>, Instant, Duration)> = None;
+        let mut told = false;
         loop {
             let attempt_started = Instant::now();
             let got =
@@ -371,6 +372,14 @@ impl LeaseLock {
                 return Err(Error::Locked {
                     path: path.to_string(),
                 });
+            }
+            if let Some((_, first_seen, ttl)) = seen.as_ref().filter(|_| !told) {
+                told = true;
+                let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+                let expires = ttl.saturating_sub(first_seen.elapsed()).as_secs();
+                tracing::warn!(
+                    "{path} is held by another device's sync (its lease ends within {expires} s unless renewed); waiting up to {left} s"
+                );
             }
             tokio::time::sleep(wait).await;
         }

@@ -354,10 +354,19 @@ impl Registry {
     }
 
     /// Parses `url` and opens it with the factory of its scheme.
-    /// [`Error::InvalidInput`] for a malformed URL or a scheme nobody registered
-    /// (the message lists the known ones).
+    /// [`Error::InvalidInput`] for a malformed URL, a URL that holds a password (a
+    /// URL is stored and shown; passwords come from [`OpenOptions::with_tokens`]), or a
+    /// scheme nobody registered (the message lists the known ones).
     pub async fn open_with(&self, url: &str, opts: &OpenOptions) -> Result<Arc<dyn Storage>> {
         let url = StorageUrl::parse(url)?;
+        if url.password().is_some() {
+            return Err(Error::InvalidInput {
+                message: format!(
+                    "{}: the URL holds a password; take it out of the URL and give it separately",
+                    url.redacted()
+                ),
+            });
+        }
         let factory = self.factory_for(&url).ok_or_else(|| Error::InvalidInput {
             message: format!(
                 "no provider for scheme {:?} (known: {})",

@@ -283,6 +283,7 @@ impl Retrier {
         let mut backoff = self.policy.backoff();
         let mut last_err: Option<Error> = None;
         let mut attempt = 0usize;
+        let mut told = false;
         loop {
             if let Err(until) = self.pacer.ready_before(deadline).await {
                 return Err(last_err.unwrap_or_else(|| Error::RateLimited {
@@ -317,6 +318,12 @@ impl Retrier {
                 return Err(err);
             }
             tracing::debug!(attempt, error = %err, ?wait, "retrying");
+            if !told && start.elapsed() + wait >= QUIET_RETRYING {
+                // A person waiting at a prompt is told why, and for how long at most.
+                told = true;
+                let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+                tracing::warn!("{err}; retrying for up to {left} s more");
+            }
             if matches!(err, Error::RateLimited { .. }) {
                 // Everyone on the account waits; the pacer wait at the top of the loop
                 // is this call's sleep too.
@@ -328,6 +335,9 @@ impl Retrier {
         }
     }
 }
+
+/// How long retries go on before a warning says why (and for how long at most).
+const QUIET_RETRYING: Duration = Duration::from_secs(5);
 
 /// Shorthand for `Retrier::new(policy.clone(), pacer.clone()).run(op)`.
 pub async fn retry<T, F, Fut>(policy: &RetryPolicy, pacer: &Pacer, op: F) -> Result<T>

@@ -51,6 +51,7 @@ impl ServerLockGuard {
         opts: &LeaseOptions,
     ) -> Result<ServerLockGuard> {
         let deadline = Instant::now() + opts.acquire_timeout;
+        let mut told = false;
         let lock = loop {
             match storage.lock_dir(dir, opts.ttl).await {
                 Ok(l) => break l,
@@ -60,7 +61,14 @@ impl ServerLockGuard {
                     }
                     let base = opts.poll_interval.max(Duration::from_millis(10));
                     let jitter = base.mul_f64(fastrand::f64());
-                    tracing::debug!(%dir, "folder locked by another client; waiting");
+                    if !told {
+                        told = true;
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        tracing::warn!(
+                            "{dir} is locked by another client (a sync on another device); waiting up to {} s for it",
+                            left.as_secs()
+                        );
+                    }
                     tokio::time::sleep((base + jitter).min(
                         deadline.saturating_duration_since(Instant::now())
                             + Duration::from_millis(1),

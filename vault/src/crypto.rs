@@ -234,8 +234,8 @@ mod probe_tests {
     #[test]
     fn page1_probe_on_real_vault() {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/testdata/enpass-2020/vault.enpassdb");
-        let Ok(bytes) = std::fs::read(&p) else { return };
+            .join("../testdata/enpass-2020/vault.enpassdb");
+        let bytes = std::fs::read(&p).expect("the real test vault (testdata/enpass-2020)");
         let mut key = [0u8; 32];
         hex::decode_to_slice(
             "fee57a6b3e0514915621bd51b022807b85dc325e3f4be3542300d13657c06b0d",

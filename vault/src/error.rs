@@ -59,6 +59,21 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Whether this says a database file is damaged: [`Error::Corrupt`], or SQLite's
+    /// "database disk image is malformed" / "file is not a database" on a file that
+    /// opened.
+    pub fn is_damage(&self) -> bool {
+        use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+        match self {
+            Error::Corrupt(_) => true,
+            Error::Database(e) => matches!(
+                e.sqlite_error_code(),
+                Some(DatabaseCorrupt) | Some(NotADatabase)
+            ),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io {
             path: path.into(),

@@ -18,6 +18,28 @@ pub struct VaultMeta {
 /// The `kdf_iter` Enpass uses for new vaults and password changes.
 pub const DEFAULT_KDF_ITER: u32 = 320_000;
 
+/// The fewest PBKDF2 rounds a vault may use (created here, or read from any file).
+/// Enpass itself has used 24,000 to 320,000; fewer than this protects nothing. (Tests
+/// create vaults with exactly this many, to stay fast.)
+pub const MIN_KDF_ITER: u32 = 1_000;
+
+/// The most PBKDF2 rounds a vault may use: deriving the key costs about a second per
+/// million rounds on a laptop core, so a `vault.json` from a remote cannot make a
+/// device compute for minutes (100,000,000 rounds took 95 s). Over 15 times Enpass's
+/// own default.
+pub const MAX_KDF_ITER: u32 = 5_000_000;
+
+/// Checks a round count against [`MIN_KDF_ITER`] ..= [`MAX_KDF_ITER`].
+/// Errors: [`Error::Unsupported`], naming the bounds.
+pub fn check_kdf_iter(n: i64) -> Result<u32> {
+    match u32::try_from(n) {
+        Ok(n) if (MIN_KDF_ITER..=MAX_KDF_ITER).contains(&n) => Ok(n),
+        _ => Err(Error::Unsupported(format!(
+            "kdf_iter {n} is outside {MIN_KDF_ITER}..={MAX_KDF_ITER}"
+        ))),
+    }
+}
+
 impl VaultMeta {
     /// Parses `vault.json` content. Errors: [`Error::Corrupt`] when it is not a JSON
     /// object. (Whether the vault is supported is checked by [`VaultMeta::check_supported`].)
@@ -94,11 +116,15 @@ impl VaultMeta {
         self.kdf_iter().map(|_| ())
     }
 
-    /// `kdf_iter` (1 ..= 100,000,000). Errors: [`Error::Unsupported`].
+    /// `kdf_iter`, within [`MIN_KDF_ITER`] ..= [`MAX_KDF_ITER`]. Errors:
+    /// [`Error::Unsupported`] when it is missing, not an integer, or out of bounds.
     pub fn kdf_iter(&self) -> Result<u32> {
         match self.int("kdf_iter") {
-            Some(n) if (1..=100_000_000).contains(&n) => Ok(n as u32),
-            other => Err(Error::Unsupported(format!("kdf_iter {other:?}"))),
+            Some(n) => check_kdf_iter(n),
+            None => Err(Error::Unsupported(format!(
+                "kdf_iter is missing or not an integer ({})",
+                self.map.get("kdf_iter").map(json_kind).unwrap_or("absent")
+            ))),
         }
     }
 
@@ -177,6 +203,18 @@ fn sort_json(v: &Json) -> Json {
     }
 }
 
+/// What kind of JSON value `v` is, for messages (never the value itself).
+fn json_kind(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number that is not an integer",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,14 +222,14 @@ mod tests {
     #[test]
     fn unknown_keys_kept_and_sorted() {
         let m = VaultMeta::parse(
-            br#"{"zeta": {"b":1,"a":2}, "kdf_algo":"pbkdf2","kdf_iter":5,"version":6}"#,
+            br#"{"zeta": {"b":1,"a":2}, "kdf_algo":"pbkdf2","kdf_iter":5000,"version":6}"#,
         )
         .unwrap();
         m.check_supported().unwrap();
         let s = m.to_json_string();
         assert_eq!(
             s,
-            "{\n    \"kdf_algo\": \"pbkdf2\",\n    \"kdf_iter\": 5,\n    \"version\": 6,\n    \"zeta\": {\n        \"a\": 2,\n        \"b\": 1\n    }\n}\n"
+            "{\n    \"kdf_algo\": \"pbkdf2\",\n    \"kdf_iter\": 5000,\n    \"version\": 6,\n    \"zeta\": {\n        \"a\": 2,\n        \"b\": 1\n    }\n}\n"
         );
     }
 
@@ -200,6 +238,13 @@ mod tests {
         for j in [
             r#"{"kdf_algo":"argon2","kdf_iter":5}"#,
             r#"{"kdf_algo":"pbkdf2","kdf_iter":0}"#,
+            r#"{"kdf_algo":"pbkdf2","kdf_iter":-1}"#,
+            r#"{"kdf_algo":"pbkdf2","kdf_iter":999}"#,
+            r#"{"kdf_algo":"pbkdf2","kdf_iter":"100000"}"#,
+            r#"{"kdf_algo":"pbkdf2","kdf_iter":100000000}"#,
+            r#"{"kdf_algo":"pbkdf2","kdf_iter":9223372036854775807}"#,
+            r#"{"kdf_algo":"pbkdf2","kdf_iter":1e300}"#,
+            r#"{"kdf_algo":"pbkdf2","kdf_iter":5000.5}"#,
             r#"{"kdf_algo":"pbkdf2"}"#,
             r#"{"kdf_algo":"pbkdf2","kdf_iter":5,"version":7}"#,
             r#"{"kdf_algo":"pbkdf2","kdf_iter":5,"encryption_algo":"chacha"}"#,

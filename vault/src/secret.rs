@@ -75,9 +75,7 @@ impl VaultKey {
         salt: [u8; 16],
         iterations: u32,
     ) -> Result<VaultKey> {
-        if iterations == 0 {
-            return Err(Error::Unsupported("kdf_iter must be at least 1".into()));
-        }
+        crate::meta::check_kdf_iter(i64::from(iterations))?;
         let mut secret = Zeroizing::new(Vec::with_capacity(password.expose().len() + 32));
         secret.extend_from_slice(password.expose().as_bytes());
         if let Some(k) = keyfile {

@@ -892,6 +892,32 @@ pub fn verify_database_file(path: impl AsRef<Path>, key: &VaultKey) -> Result<()
     Ok(())
 }
 
+/// Re-encrypts the database file at `path` from `old` to `new` in place: verified with
+/// `old` first (as [`verify_database_file`]), exported under `new` to a temp file beside
+/// it, that copy verified with `new`, then renamed over `path`. For the copies a sync
+/// keeps (the base and the journal) after the master password changed, so that none
+/// of them still opens with the old one. A failure leaves `path` as it was and no
+/// temp file behind.
+pub fn rekey_database_file(path: impl AsRef<Path>, old: &VaultKey, new: &VaultKey) -> Result<()> {
+    let path = path.as_ref();
+    drop(open_verified(path, old)?);
+    // Exporting attaches the target through this connection: it must be writable.
+    let conn = db::open_keyed(path, old, false)?;
+    let tmp = crate::fsutil::temp_sibling(path, "rekey")?;
+    let res = (|| -> Result<()> {
+        crate::vault::export_with_key(&conn, &tmp, new)?;
+        crate::fsutil::sync_file(&tmp)?;
+        drop(open_verified(&tmp, new)?);
+        Ok(())
+    })();
+    drop(conn);
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    crate::fsutil::rename_durable(&tmp, path)
+}
+
 fn open_verified(path: &Path, key: &VaultKey) -> Result<Connection> {
     if db::file_salt(path)? != key.salt() {
         return Err(Error::KeyChanged);

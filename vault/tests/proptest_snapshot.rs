@@ -31,7 +31,7 @@ fn new_vault(dir: &std::path::Path) -> Vault {
         dir,
         &Secret::new("pw"),
         &CreateOptions {
-            kdf_iter: 1,
+            kdf_iter: syncfabric_vault::MIN_KDF_ITER,
             ..Default::default()
         },
     )

@@ -1,4 +1,4 @@
-//! The real Enpass vault (shared/testdata/enpass-2020) opens and reads correctly.
+//! The real Enpass vault (testdata/enpass-2020) opens and reads correctly.
 
 mod common;
 use common::*;

@@ -287,6 +287,9 @@ struct Faults {
     /// (fragments to let through first, drive, path, content): another client's write
     /// that lands while an upload session is under way.
     interleave: Option<(u32, String, String, Vec<u8>)>,
+    /// A hostile server: every session status names this offset, whatever was
+    /// received (tests that the client checks the server's word).
+    lie_next_range: Option<u64>,
 }
 
 struct State {
@@ -470,6 +473,13 @@ impl GraphFake {
     /// reads half of the fragment, keeps none of it, and closes without answering).
     pub fn cut_next_fragments(&self, n: u32) {
         self.shared.lock().faults.cut_fragments = n;
+    }
+
+    /// Hostile, not Graph's behaviour: from now on every upload-session status (the
+    /// `202` to a fragment and `GET` of the session) answers
+    /// `nextExpectedRanges: ["<offset>-"]`, whatever the session received.
+    pub fn lie_in_session_status(&self, offset: u64) {
+        self.shared.lock().faults.lie_next_range = Some(offset);
     }
 
     /// The next `n` fragment uploads find their session expired (404, session gone).
@@ -1619,9 +1629,13 @@ async fn upload_session_request(
     match req.method.as_str() {
         "GET" => {
             let st = shared.lock();
-            Reply::Send(match st.sessions.get(&sid) {
-                Some(s) => Response::json(200, &session_status(s)),
-                None => not_found(),
+            let lie = st.faults.lie_next_range;
+            Reply::Send(match (st.sessions.get(&sid), lie) {
+                (Some(_), Some(at)) => {
+                    Response::json(200, &json!({ "nextExpectedRanges": [format!("{at}-")] }))
+                }
+                (Some(s), None) => Response::json(200, &session_status(s)),
+                (None, _) => not_found(),
             })
         }
         "DELETE" => {
@@ -1753,7 +1767,10 @@ async fn put_fragment(
         total,
     });
     if end + 1 < total {
-        let v = session_status(&st.sessions[sid]);
+        let v = match st.faults.lie_next_range {
+            Some(at) => json!({ "nextExpectedRanges": [format!("{at}-")] }),
+            None => session_status(&st.sessions[sid]),
+        };
         return Reply::Send(Response::json(202, &v));
     }
     Reply::Send(commit_session(&mut st, sid, total))

@@ -1,5 +1,5 @@
 //! Test fixtures: snapshots with the real Enpass 6 schema (as read from
-//! shared/testdata/enpass-2020 with sqlcipher: every table and column in database
+//! testdata/enpass-2020 with sqlcipher: every table and column in database
 //! order, minus the local `ID` rowid and `item.key`, as the vault crate's snapshot
 //! leaves them out), and edits that behave like the Enpass app.
 #![allow(dead_code)]

@@ -277,7 +277,9 @@ impl OneDriveStorage {
                     if next <= offset || next > total {
                         // The server wants something we did not offer: ask it.
                         resumes += 1;
-                        offset = self.resume_point(url, what, last, &mut resumes).await?;
+                        offset = self
+                            .resume_point(url, what, last, total, &mut resumes)
+                            .await?;
                     } else {
                         offset = next;
                     }
@@ -289,7 +291,9 @@ impl OneDriveStorage {
                 Ok(Frag::Done(item)) => return Ok(*item),
                 Ok(Frag::Resume) => {
                     resumes += 1;
-                    offset = self.resume_point(url, what, last, &mut resumes).await?;
+                    offset = self
+                        .resume_point(url, what, last, total, &mut resumes)
+                        .await?;
                 }
                 Ok(Frag::Gone) if last => {
                     // The last fragment went out and the session is gone: it may have
@@ -310,6 +314,7 @@ impl OneDriveStorage {
         url: &str,
         what: &str,
         last: bool,
+        total: u64,
         resumes: &mut u32,
     ) -> std::result::Result<u64, Stop> {
         if *resumes > 100 {
@@ -318,6 +323,13 @@ impl OneDriveStorage {
             }));
         }
         match self.session_next(url, what).await.map_err(Stop::Fail)? {
+            // The server's word is checked: an offset past the body would make the next
+            // fragment's length underflow.
+            Some(n) if n > total => Err(Stop::Fail(Error::Corrupt {
+                message: format!(
+                    "{what}: the upload session asks for byte {n} of a {total}-byte body"
+                ),
+            })),
             Some(n) => Ok(n),
             None if last => Err(Stop::Fail(Error::transient(format!(
                 "{what}: the upload session ended without answering the last fragment"

@@ -262,6 +262,30 @@ async fn a_cut_fragment_resumes_and_the_result_is_whole() {
     assert_eq!(s.stat(&p("db")).await.unwrap().unwrap().version, v2.version);
 }
 
+/// A hostile server that, asked where to resume, names a byte past the body: the
+/// upload fails with `Corrupt` (it used to underflow the next fragment's length).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_offset_past_the_body_is_refused() {
+    let fake = GraphFake::start(FakeConfig::default()).await.unwrap();
+    let s = raw(&fake, "onedrive:/H?fragment_kib=1280").retrying();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(6_000_000, 9);
+    fake.lie_in_session_status(u64::MAX - 1);
+    let err = s
+        .write(
+            &p("db"),
+            Body::from_file(file_body(&tmp, "h", &data)).await.unwrap(),
+            Precondition::None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, syncfabric_core::Error::Corrupt { .. }),
+        "{err:?}"
+    );
+    assert_eq!(fake.file_content(ME_DRIVE, "H/db"), None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_session_restarts_and_a_failed_one_keeps_the_old_file() {
     let fake = GraphFake::start(FakeConfig::default()).await.unwrap();

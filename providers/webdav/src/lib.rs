@@ -2189,12 +2189,11 @@ impl syncfabric_core::registry::ProviderFactory for WebDavFactory {
         }
         s.push_str(hostport);
         s.push_str(url.path());
-        let mut password = url.password().map(|p| Secret::new(p.expose()));
-        if password.is_none() {
-            if let (Some(tokens), Some(u)) = (&opts.tokens, &user) {
-                let account = format!("webdav:{u}@{hostport}");
-                password = tokens.get(&account).await?.map(|t| Secret::new(t.expose()));
-            }
+        // The registry refuses URLs that hold a password: it comes from the token store.
+        let mut password = None;
+        if let (Some(tokens), Some(u)) = (&opts.tokens, &user) {
+            let account = format!("webdav:{u}@{hostport}");
+            password = tokens.get(&account).await?.map(|t| Secret::new(t.expose()));
         }
         let config = WebDavConfig::from_url(&s, password)?;
         let pacer = syncfabric_core::retry::Pacer::for_account(&format!(

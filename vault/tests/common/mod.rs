@@ -3,18 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-/// The real Enpass vault shipped in shared/testdata.
+/// The real Enpass vault kept in the repository (`testdata/enpass-2020`).
 pub fn real_vault_dir() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for cand in [
-        here.join("../../shared/testdata/enpass-2020"),
-        here.join("../shared/testdata/enpass-2020"),
-    ] {
-        if cand.join("vault.json").exists() {
-            return cand;
-        }
-    }
-    panic!("shared/testdata/enpass-2020 not found beside the workspace");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/enpass-2020");
+    assert!(
+        dir.join("vault.json").exists(),
+        "the real test vault is missing at {}",
+        dir.display()
+    );
+    dir
 }
 
 /// A writable copy of the real vault in a fresh temp dir.
