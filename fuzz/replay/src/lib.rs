@@ -17,11 +17,15 @@
 
 use std::time::{Duration, SystemTime};
 
-// The CLI's configuration lives in the binary; included by path until the CLI
-// becomes a crate of its own (then this depends on that crate instead).
+// The CLI's configuration lives in the binary; included by path (with the escaping
+// its messages use) until the CLI becomes a crate of its own, when this goes away
+// and the replay crate depends on that crate instead.
 #[allow(dead_code)]
 #[path = "../../../src/cli/config.rs"]
 mod config;
+#[allow(dead_code)]
+#[path = "../../../src/cli/escape.rs"]
+mod escape;
 
 /// The body of a fuzz target: one input, a panic when an invariant breaks.
 pub type Body = fn(&[u8]);
@@ -51,7 +55,8 @@ pub fn vault_json(data: &[u8]) {
     // The accessors the vault opens it with.
     let _ = meta.check_supported();
     if let Ok(n) = meta.kdf_iter() {
-        assert!((1..=100_000_000).contains(&n), "kdf_iter {n}");
+        use syncfabric_vault::meta::{MAX_KDF_ITER, MIN_KDF_ITER};
+        assert!((MIN_KDF_ITER..=MAX_KDF_ITER).contains(&n), "kdf_iter {n}");
     }
     let _ = (meta.have_keyfile(), meta.vault_uuid(), meta.vault_name());
     let _ = meta.int("version");
@@ -99,17 +104,30 @@ pub fn state_json(data: &[u8]) {
     assert_eq!(again, state, "state.json round trip");
 }
 
-/// `config.toml` as the CLI reads it; what loads saves (as `Config::save` writes it)
-/// and loads back equal.
+/// `config.toml` through `Config::parse`, as the CLI loads it; what loads has only
+/// valid remote names and no password in a URL, and saves (as `Config::save` writes
+/// it) and loads back equal.
 pub fn config_toml(data: &[u8]) {
+    use config::{check_remote_name, check_remote_url, Config};
     let Ok(text) = std::str::from_utf8(data) else {
         return; // `Config::load` reads a String: not UTF-8 is an I/O error there.
     };
-    let Ok(cfg) = toml::from_str::<config::Config>(text) else {
+    let Ok(cfg) = Config::parse(text) else {
         return;
     };
+    for r in &cfg.remotes {
+        assert!(
+            check_remote_name(&r.name).is_ok(),
+            "remote name {:?}",
+            r.name
+        );
+        assert!(
+            check_remote_url(&r.url).is_ok(),
+            "a remote URL with a password"
+        );
+    }
     let saved = toml::to_string_pretty(&cfg).expect("a loaded config saves");
-    let again: config::Config = toml::from_str(&saved).expect("our own config.toml loads");
+    let again = Config::parse(&saved).expect("our own config.toml loads");
     assert_eq!(again.default_vault, cfg.default_vault);
     assert_eq!(again.device_name, cfg.device_name);
     assert_eq!(again.token_file, cfg.token_file);
