@@ -7,6 +7,7 @@
 
 mod counting;
 mod error;
+pub mod limits;
 pub mod state;
 mod sync;
 
