@@ -234,12 +234,13 @@ enum Hostility {
 const ENDLESS_CAP: u64 = 64 * 1024 * 1024;
 const SLOW_CAP: u64 = 5_000;
 
-/// A storage double: `MemoryStorage`, except that reads of `<uuid>/vault.enpassdb`
+/// A storage double: `MemoryStorage`, except that reads of the file named `target`
 /// answer with a hostile body. Counts the bytes it handed out.
 #[derive(Debug)]
 struct Hostile {
     inner: MemoryStorage,
     how: Hostility,
+    target: &'static str,
     pulled: Arc<AtomicU64>,
 }
 
@@ -259,7 +260,7 @@ impl Storage for Hostile {
     }
     async fn read(&self, path: &RemotePath) -> StorageResult<Download> {
         let real = self.inner.read(path).await?;
-        if path.file_name() != Some("vault.enpassdb") {
+        if path.file_name() != Some(self.target) {
             return Ok(real);
         }
         let pulled = self.pulled.clone();
@@ -308,6 +309,7 @@ impl Storage for Hostile {
 async fn hostile_setup(
     root: &Path,
     how: Hostility,
+    target: &'static str,
 ) -> (Vault, Arc<dyn Storage>, StateDir, Arc<AtomicU64>, u64) {
     let mem = MemoryStorage::new();
     let plain: Arc<dyn Storage> = Arc::new(mem.clone());
@@ -322,6 +324,7 @@ async fn hostile_setup(
     let hostile: Arc<dyn Storage> = Arc::new(Hostile {
         inner: mem,
         how,
+        target,
         pulled: pulled.clone(),
     });
     let st = StateDir::open(root.join("s2")).unwrap();
@@ -333,7 +336,8 @@ async fn hostile_setup(
 #[tokio::test]
 async fn an_endless_database_download_stops_at_its_bound_and_leaves_no_temp_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut v, hostile, st, pulled, size) = hostile_setup(tmp.path(), Hostility::Endless).await;
+    let (mut v, hostile, st, pulled, size) =
+        hostile_setup(tmp.path(), Hostility::Endless, "vault.enpassdb").await;
     let err = sync(&mut v, &hostile, &st).await.unwrap_err().to_string();
     eprintln!("{err}");
     assert!(
@@ -350,12 +354,30 @@ async fn an_endless_database_download_stops_at_its_bound_and_leaves_no_temp_file
     assert_eq!(temp_files(v.dir()), Vec::<PathBuf>::new());
 }
 
+/// Bug 4: an endless vault.json body with no announced size is stopped while
+/// streaming, at its limit.
+#[tokio::test]
+async fn an_endless_vault_json_is_stopped_at_its_limit_while_streaming() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut v, hostile, st, pulled, _) =
+        hostile_setup(tmp.path(), Hostility::Endless, "vault.json").await;
+    let err = sync(&mut v, &hostile, &st).await.unwrap_err().to_string();
+    assert!(
+        err.contains("refused to download") && err.contains("vault.json"),
+        "{err}"
+    );
+    let got = pulled.load(Ordering::SeqCst);
+    assert!(got <= 2 * 1024 * 1024, "{got} bytes pulled");
+    assert_eq!(temp_files(st.path()), Vec::<PathBuf>::new());
+}
+
 /// Bug 5: a body that trickles (one byte every 20 s: never idle long enough for an
 /// HTTP timeout) stops at the overall deadline. Paused clock: no real waiting.
 #[tokio::test(start_paused = true)]
 async fn a_trickling_database_download_stops_at_its_deadline() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut v, hostile, st, pulled, size) = hostile_setup(tmp.path(), Hostility::Slow).await;
+    let (mut v, hostile, st, pulled, size) =
+        hostile_setup(tmp.path(), Hostility::Slow, "vault.enpassdb").await;
     let t0 = tokio::time::Instant::now();
     let err = sync(&mut v, &hostile, &st).await.unwrap_err().to_string();
     let took = t0.elapsed();
