@@ -195,6 +195,7 @@ impl StateDir {
             }
             Err(e) => tracing::warn!(dir = %dir.display(), "could not sweep old temp files: {e}"),
         }
+        remove_links(&dir)?;
         Ok(StateDir {
             dir,
             journal_len: JOURNAL_LEN,
@@ -493,6 +494,25 @@ impl Drop for TempFile {
     }
 }
 
+/// Removes symbolic links where the state keeps its databases (`base.enpassdb`,
+/// `journal/*`): syncfabric never makes one, and SQLCipher would follow it. (A linked
+/// `state.json` is set aside by [`StateDir::load`].)
+fn remove_links(dir: &Path) -> std::io::Result<()> {
+    let journal = std::fs::read_dir(dir.join("journal"))?
+        .flatten()
+        .map(|e| e.path());
+    for p in std::iter::once(dir.join("base.enpassdb")).chain(journal) {
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+            tracing::warn!(
+                "{} is a symbolic link; removed it (never followed)",
+                p.display()
+            );
+            std::fs::remove_file(&p)?;
+        }
+    }
+    Ok(())
+}
+
 /// Deletes the `.tmp-*` entries of `dir` left by dead writers (see [`StateDir::open`]).
 fn sweep_stale_temps(dir: &Path) -> std::io::Result<usize> {
     let now = SystemTime::now();
@@ -698,6 +718,21 @@ mod tests {
         assert_eq!(sd.load().unwrap(), SyncState::default());
         assert!(other.exists());
         assert!(std::fs::symlink_metadata(sd.path().join("state.json")).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_where_the_databases_are_kept_are_removed_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let secret = tmp.path().join("secret");
+        std::fs::write(&secret, b"s").unwrap();
+        let sd = StateDir::open(tmp.path().join("s")).unwrap();
+        std::os::unix::fs::symlink(&secret, sd.base_db()).unwrap();
+        std::os::unix::fs::symlink(&secret, sd.journal_path(1)).unwrap();
+        let sd = StateDir::open(sd.path()).unwrap();
+        assert!(std::fs::symlink_metadata(sd.base_db()).is_err());
+        assert!(std::fs::symlink_metadata(sd.journal_path(1)).is_err());
+        assert!(secret.exists());
     }
 
     #[test]
