@@ -234,8 +234,8 @@ enum Hostility {
 const ENDLESS_CAP: u64 = 64 * 1024 * 1024;
 const SLOW_CAP: u64 = 5_000;
 
-/// A storage double: `MemoryStorage`, except that reads of the file named `target`
-/// answer with a hostile body. Counts the bytes it handed out.
+/// A storage double: `MemoryStorage`, except that reads of the files whose name ends
+/// with `target` answer with a hostile body. Counts the bytes it handed out.
 #[derive(Debug)]
 struct Hostile {
     inner: MemoryStorage,
@@ -260,7 +260,7 @@ impl Storage for Hostile {
     }
     async fn read(&self, path: &RemotePath) -> StorageResult<Download> {
         let real = self.inner.read(path).await?;
-        if path.file_name() != Some(self.target) {
+        if !path.file_name().is_some_and(|n| n.ends_with(self.target)) {
             return Ok(real);
         }
         let pulled = self.pulled.clone();
@@ -510,6 +510,53 @@ async fn a_failed_restore_leaves_nothing_behind() {
     )
     .await;
     assert!(r.is_err());
+    assert!(!dest.exists(), "left: {:?}", all_files(&dest));
+    assert_eq!(all_files(st.path()), Vec::<PathBuf>::new());
+}
+
+/// An endless attachment body stops at the size the listing announced plus the margin,
+/// during a restore, which then leaves nothing behind.
+#[tokio::test]
+async fn an_endless_attachment_download_stops_at_its_bound_and_the_restore_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mem = MemoryStorage::new();
+    let plain: Arc<dyn Storage> = Arc::new(mem.clone());
+    let mut v = new_vault(&tmp.path().join("v"));
+    let item = v
+        .add_item(NewItem::login("Docs", "me", Secret::new("p"), ""))
+        .unwrap();
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
+    v.add_attachment(&item.uuid, "scan.pdf", "application/pdf", &mut &big[..])
+        .unwrap();
+    sync(
+        &mut v,
+        &plain,
+        &StateDir::open(tmp.path().join("s1")).unwrap(),
+    )
+    .await
+    .unwrap();
+    let pulled = Arc::new(AtomicU64::new(0));
+    let hostile = Hostile {
+        inner: mem,
+        how: Hostility::Endless,
+        target: ".enpassattach",
+        pulled: pulled.clone(),
+    };
+    let dest = tmp.path().join("restored");
+    let st = StateDir::open(tmp.path().join("restored-state")).unwrap();
+    let err = restore_from_remote(&hostile, &uuid_of(&v), &dest, &st, &Secret::new(PW), None)
+        .await
+        .err()
+        .expect("the restore must fail")
+        .to_string();
+    eprintln!("{err}");
+    assert!(
+        err.contains("refused to download") && err.contains(".enpassattach"),
+        "{err}"
+    );
+    let got = pulled.load(Ordering::SeqCst);
+    let bound = 20 * 1024 * 1024; // the margin, the file and one chunk, well below the 64 MiB cap
+    assert!(got <= bound, "{got} bytes pulled");
     assert!(!dest.exists(), "left: {:?}", all_files(&dest));
     assert_eq!(all_files(st.path()), Vec::<PathBuf>::new());
 }
