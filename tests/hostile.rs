@@ -546,8 +546,7 @@ async fn an_endless_attachment_download_stops_at_its_bound_and_the_restore_clean
     let st = StateDir::open(tmp.path().join("restored-state")).unwrap();
     let err = restore_from_remote(&hostile, &uuid_of(&v), &dest, &st, &Secret::new(PW), None)
         .await
-        .err()
-        .expect("the restore must fail")
+        .expect_err("the restore must fail")
         .to_string();
     eprintln!("{err}");
     assert!(
