@@ -129,10 +129,17 @@ impl SyncState {
         }
         let mut prev = 0u64;
         for e in &self.journal {
-            if e.seq <= prev || e.seq == u64::MAX {
+            if e.seq == u64::MAX {
+                return Err(invalid(format!(
+                    "state.json: journal seq {} leaves no next number (the largest allowed \
+                     is 2^64-2)",
+                    e.seq
+                )));
+            }
+            if e.seq <= prev {
                 return Err(invalid(format!(
                     "state.json: journal seq {} does not follow {prev} (sequence numbers \
-                     grow strictly, from 1, below 2^64-1)",
+                     grow strictly, from 1)",
                     e.seq
                 )));
             }
