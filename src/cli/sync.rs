@@ -382,6 +382,7 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
     };
     let pw = ctx.secret("SYNCFABRIC_PASSWORD", "Master password")?;
     let kf = ctx.keyfile()?;
+    let cleanup = RestoreCleanup::new(&dest, &args.name);
     std::fs::create_dir_all(&dest)?;
     let state = state_dir(&dest, &args.name)?;
     let vault = rt.block_on(restore_from_remote_with_progress(
@@ -393,6 +394,7 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
         kf.as_ref(),
         ctx.progress().as_ref(),
     ))?;
+    cleanup.done();
     let vdir = canonical(vault.dir());
     if !ctx
         .config
@@ -420,6 +422,46 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
         );
     }
     Ok(())
+}
+
+/// What `restore` makes before the engine runs (the vault folder, its `.syncfabric`
+/// and the remote's state folder), removed again if the restore fails. The engine
+/// removes what it makes itself (staging folder, vault files, state files).
+struct RestoreCleanup {
+    made: Vec<PathBuf>,
+    state: Option<PathBuf>,
+}
+
+impl RestoreCleanup {
+    fn new(dest: &Path, remote: &str) -> RestoreCleanup {
+        let sf = dest.join(".syncfabric");
+        let state = sf.join(remote);
+        let missing = |p: &Path| std::fs::symlink_metadata(p).is_err();
+        RestoreCleanup {
+            // Innermost first: each is removed only if empty.
+            made: [sf.clone(), dest.to_path_buf()]
+                .into_iter()
+                .filter(|p| missing(p))
+                .collect(),
+            state: missing(&state).then_some(state),
+        }
+    }
+
+    fn done(mut self) {
+        self.made.clear();
+        self.state = None;
+    }
+}
+
+impl Drop for RestoreCleanup {
+    fn drop(&mut self) {
+        if let Some(state) = &self.state {
+            let _ = std::fs::remove_dir_all(state);
+        }
+        for dir in &self.made {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 pub fn watch_cmd(ctx: &mut Ctx, args: WatchArgs) -> CliResult {

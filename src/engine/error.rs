@@ -43,6 +43,16 @@ pub enum SyncError {
         /// How many attempts were made.
         attempts: u32,
     },
+    /// A download went past one of the engine's limits (see `engine::limits`): a
+    /// damaged or hostile remote. Stopped at the limit, nothing of it kept; never
+    /// retried, since the same file would do the same again.
+    #[error("refused to download {path}: {reason}; nothing of it was kept. The remote copy looks damaged or tampered with: check it, or replace it from a good device")]
+    DownloadLimit {
+        /// The remote file.
+        path: String,
+        /// Which limit, with its value.
+        reason: String,
+    },
     /// The local sync state could not be read or written.
     #[error("local sync state: {0}")]
     State(#[from] std::io::Error),

@@ -7,6 +7,7 @@
 
 mod counting;
 mod error;
+pub mod limits;
 mod rekey;
 pub mod state;
 mod sync;

@@ -1,6 +1,7 @@
 //! One sync of one vault: the protocol of `ARCHITECTURE.md`, step by step.
 
-use super::state::{StateDir, SyncState};
+use super::limits::DownloadBound;
+use super::state::{StateDir, SyncState, TempFile};
 use super::SyncError;
 use futures_util::StreamExt;
 use std::collections::BTreeSet;
@@ -168,19 +169,32 @@ async fn upload(
 /// How many times a download that broke off is started again.
 const DOWNLOAD_TRIES: u32 = 5;
 
-/// Streams `path` of `storage` into the local file `dest` (created or truncated);
-/// returns the version the storage reported with the read, if any. A download that
-/// breaks off half-way (a reset, a body cut short: errors the storage's retry layer
-/// cannot replay, since the body was already handed over) starts again from the
-/// beginning, up to [`DOWNLOAD_TRIES`] times in all. `meter` sees each attempt
-/// (a restart counts from 0 again), then `Finished` or `Failed`.
+/// Streams `path` of `storage` into the temp file `dest` (emptied first); returns the
+/// version the storage reported with the read, if any. A download that breaks off
+/// half-way (a reset, a body cut short: errors the storage's retry layer cannot replay,
+/// since the body was already handed over) starts again from the beginning, up to
+/// [`DOWNLOAD_TRIES`] times in all. `meter` sees each attempt (a restart counts from 0
+/// again), then `Finished` or `Failed`.
+///
+/// Every download runs under `bound` (see [`super::limits`]): it is stopped as soon as
+/// it passes `bound.max_bytes` or the size the read announced, and when all its
+/// attempts together pass `bound.deadline`: [`SyncError::DownloadLimit`], not retried.
+/// On any error the caller drops `dest`, which deletes what was written.
 async fn download(
     storage: &dyn Storage,
     path: &RemotePath,
-    dest: &Path,
+    dest: &TempFile,
+    bound: &DownloadBound,
     meter: &Meter,
 ) -> Result<Option<syncfabric_core::Version>, SyncError> {
-    let result = download_tries(storage, path, dest, meter).await;
+    let tries = download_tries(storage, path, dest, bound, meter);
+    let result = match tokio::time::timeout(bound.deadline, tries).await {
+        Ok(r) => r,
+        Err(_) => Err(SyncError::DownloadLimit {
+            path: path.to_string(),
+            reason: bound.too_slow(),
+        }),
+    };
     match &result {
         Ok(_) => meter.finish(),
         Err(_) => meter.fail(),
@@ -191,12 +205,13 @@ async fn download(
 async fn download_tries(
     storage: &dyn Storage,
     path: &RemotePath,
-    dest: &Path,
+    dest: &TempFile,
+    bound: &DownloadBound,
     meter: &Meter,
 ) -> Result<Option<syncfabric_core::Version>, SyncError> {
     let mut attempt = 1;
     loop {
-        match download_once(storage, path, dest, meter).await {
+        match download_once(storage, path, dest, bound, meter).await {
             Err(SyncError::Storage(e)) if e.is_retryable() && attempt < DOWNLOAD_TRIES => {
                 tracing::debug!(%path, error = %e, attempt, "download broke off; starting again");
                 tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
@@ -210,19 +225,50 @@ async fn download_tries(
 async fn download_once(
     storage: &dyn Storage,
     path: &RemotePath,
-    dest: &Path,
+    dest: &TempFile,
+    bound: &DownloadBound,
     meter: &Meter,
 ) -> Result<Option<syncfabric_core::Version>, SyncError> {
+    use std::io::Seek;
     let mut d = storage.read(path).await?;
-    let mut f = tokio::fs::File::create(dest).await?;
+    let too_large = || SyncError::DownloadLimit {
+        path: path.to_string(),
+        reason: bound.too_large(),
+    };
+    if d.size.is_some_and(|size| size > bound.max_bytes) {
+        return Err(too_large());
+    }
+    // Each attempt starts from an empty file, written from offset 0.
+    let mut std_file = dest.file().try_clone()?;
+    std_file.set_len(0)?;
+    std_file.seek(std::io::SeekFrom::Start(0))?;
+    let mut f = tokio::fs::File::from_std(std_file);
     meter.start(d.size);
     let mut got = 0u64;
-    while let Some(chunk) = d.stream.next().await {
-        let chunk = chunk?;
-        got += chunk.len() as u64;
-        f.write_all(&chunk).await?;
-        meter.advance(chunk.len() as u64);
+    let streamed: Result<(), SyncError> = async {
+        while let Some(chunk) = d.stream.next().await {
+            let chunk = chunk?;
+            got = got.saturating_add(chunk.len() as u64);
+            if got > bound.max_bytes {
+                return Err(too_large());
+            }
+            if let Some(size) = d.size.filter(|size| got > *size) {
+                return Err(SyncError::DownloadLimit {
+                    path: path.to_string(),
+                    reason: format!("it sent more than the {size} bytes it announced"),
+                });
+            }
+            f.write_all(&chunk).await?;
+            meter.advance(chunk.len() as u64);
+        }
+        Ok(())
     }
+    .await;
+    // Wait for a write still in flight before the file is emptied for another attempt
+    // or deleted.
+    let flushed = f.flush().await;
+    streamed?;
+    flushed?;
     if let Some(size) = d.size {
         if size != got {
             // A body cut short is the network's doing, not the file's.
@@ -307,7 +353,9 @@ struct PullCtx<'a> {
     dir: &'a RemotePath,
     db_path: &'a RemotePath,
     json_path: &'a RemotePath,
-    download_tmp: &'a Path,
+    download_tmp: &'a TempFile,
+    /// The size the `stat` of the database announced.
+    remote_size: u64,
     remote_version: Option<syncfabric_core::Version>,
 }
 
@@ -351,21 +399,22 @@ async fn fast_pull(
     )
     .await?;
     let db_meter = meter(progress, Direction::Download, ctx.db_path, "database");
-    let version = download(storage, ctx.db_path, ctx.download_tmp, &db_meter).await?;
+    let bound = DownloadBound::announced(ctx.remote_size);
+    let version = download(storage, ctx.db_path, ctx.download_tmp, &bound, &db_meter).await?;
     report.downloaded_db = true;
     syncfabric_vault::verify_database_file(ctx.download_tmp, vault.key())
-        .map_err(|e| remote_read_error(e, ctx.download_tmp, meta))?;
+        .map_err(|e| remote_read_error(e, ctx.download_tmp.path(), meta))?;
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
         "pull-only: download and verify"
     );
     let after = syncfabric_vault::live_item_uuids_in_file(ctx.download_tmp, vault.key())
-        .map_err(|e| remote_read_error(e, ctx.download_tmp, meta))?;
+        .map_err(|e| remote_read_error(e, ctx.download_tmp.path(), meta))?;
     // Rows are never removed: a remote that lacks an item the base had does not descend
     // from our last commit (a lost update elsewhere). Let the full merge keep those rows.
     let base_all = syncfabric_vault::all_item_uuids_in_file(&base_file, vault.key())?;
     let remote_all = syncfabric_vault::all_item_uuids_in_file(ctx.download_tmp, vault.key())
-        .map_err(|e| remote_read_error(e, ctx.download_tmp, meta))?;
+        .map_err(|e| remote_read_error(e, ctx.download_tmp.path(), meta))?;
     if !base_all.is_subset(&remote_all) {
         tracing::warn!(
             "the remote lacks items of the last synced state; merging instead of adopting it"
@@ -374,7 +423,7 @@ async fn fast_pull(
     }
     guard_sets(opts, &before, &after)?;
     let (live, dead) = syncfabric_vault::attachment_files_in_file(ctx.download_tmp, vault.key())
-        .map_err(|e| remote_read_error(e, ctx.download_tmp, meta))?;
+        .map_err(|e| remote_read_error(e, ctx.download_tmp.path(), meta))?;
     report.attachments.0 +=
         fetch_missing_attachments(vault, storage, state, ctx.dir, &live, progress).await?;
     // The version stat'ed before the download, never one read after it: an older
@@ -403,7 +452,9 @@ async fn fast_pull(
 }
 
 /// Downloads the attachment files of `wanted` that the local vault folder lacks (each
-/// to a temp file, then renamed into place); returns how many.
+/// to a temp file, then renamed into place); returns how many. Each download is
+/// bounded by the size the folder's listing announced (one `list`, a `stat` for a
+/// file the listing lacks).
 async fn fetch_missing_attachments(
     vault: &Vault,
     storage: &dyn Storage,
@@ -412,20 +463,75 @@ async fn fetch_missing_attachments(
     wanted: &BTreeSet<String>,
     progress: Option<&ProgressHook>,
 ) -> Result<usize, SyncError> {
-    let missing: Vec<&String> = wanted
-        .iter()
-        .filter(|a| !vault.dir().join(attachment_file_name(a)).exists())
-        .collect();
-    for (i, a) in missing.iter().enumerate() {
-        let local_file = vault.dir().join(attachment_file_name(a));
-        let tmp = state.temp_path("attachment");
-        let remote = dir.join(&attachment_file_name(a))?;
+    let mut missing = Vec::new();
+    for a in wanted {
+        let name = checked_attachment_file_name(a)?;
+        if !vault.dir().join(&name).exists() {
+            missing.push(name);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    let sizes = listed_sizes(storage, dir).await?;
+    for (i, name) in missing.iter().enumerate() {
+        let remote = dir.join(name)?;
+        let size = announced_size(storage, &sizes, &remote).await?;
+        let tmp = state.temp_file("attachment")?;
         let label = format!("attachment {} of {}", i + 1, missing.len());
         let m = meter(progress, Direction::Download, &remote, label);
-        download(storage, &remote, &tmp, &m).await?;
-        tokio::fs::rename(&tmp, &local_file).await?;
+        download(storage, &remote, &tmp, &DownloadBound::announced(size), &m).await?;
+        tmp.persist(&vault.dir().join(name))?;
     }
     Ok(missing.len())
+}
+
+/// An attachment's file name, `<uuid>.enpassattach`, for a uuid read from a database
+/// (maybe a remote one): the uuid must be 1 to 64 ASCII letters, digits or `-`, so that
+/// the name is one plain path segment.
+fn checked_attachment_file_name(uuid: &str) -> Result<String, SyncError> {
+    let ok = (1..=64).contains(&uuid.len())
+        && uuid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !ok {
+        return Err(SyncError::RemoteCorrupt(format!(
+            "an attachment uuid is not 1 to 64 letters, digits or '-' ({:?})",
+            uuid.chars().take(80).collect::<String>()
+        )));
+    }
+    Ok(attachment_file_name(uuid))
+}
+
+/// File name → size, from one listing of `dir` (empty if the folder is missing).
+async fn listed_sizes(
+    storage: &dyn Storage,
+    dir: &RemotePath,
+) -> Result<std::collections::BTreeMap<String, u64>, SyncError> {
+    match storage.list(dir).await {
+        Ok(entries) => Ok(entries
+            .into_iter()
+            .filter_map(|e| Some((e.path.file_name()?.to_string(), e.size)))
+            .collect()),
+        Err(StorageError::NotFound { .. }) => Ok(Default::default()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The size `sizes` (a listing) gives `path`, else the size its `stat` gives;
+/// `NotFound` if it is not there.
+async fn announced_size(
+    storage: &dyn Storage,
+    sizes: &std::collections::BTreeMap<String, u64>,
+    path: &RemotePath,
+) -> Result<u64, SyncError> {
+    if let Some(size) = path.file_name().and_then(|n| sizes.get(n)) {
+        return Ok(*size);
+    }
+    match storage.stat(path).await? {
+        Some(e) => Ok(e.size),
+        None => Err(SyncError::Storage(StorageError::NotFound {
+            path: path.to_string(),
+        })),
+    }
 }
 
 /// Refuses a change that takes more than the allowed share of `was` out of the live set.
@@ -456,7 +562,9 @@ fn guard_counts(opts: &SyncOptions, gone: usize, live: usize) -> Result<(), Sync
 struct RemotePaths<'a> {
     json: &'a RemotePath,
     db: &'a RemotePath,
-    download_tmp: &'a Path,
+    download_tmp: &'a TempFile,
+    /// The database's size as its `stat` announced it: the download's bound.
+    size: u64,
 }
 
 /// The remote as the full merge reads it: `vault.json` checked, the database
@@ -473,10 +581,12 @@ async fn fetch_remote(
     let scratch = state.temp_path("json");
     let meta = check_remote_meta(vault, storage, paths.json, &scratch, progress).await?;
     let m = meter(progress, Direction::Download, paths.db, "database");
-    let v = download(storage, paths.db, paths.download_tmp, &m).await?;
+    let bound = DownloadBound::announced(paths.size);
+    let v = download(storage, paths.db, paths.download_tmp, &bound, &m).await?;
     let t = std::time::Instant::now();
-    let snap = syncfabric_vault::open_snapshot_file(paths.download_tmp, vault.key())
-        .map_err(|e| remote_read_error(e, paths.download_tmp, meta))?;
+    let file = paths.download_tmp.path();
+    let snap = syncfabric_vault::open_snapshot_file(file, vault.key())
+        .map_err(|e| remote_read_error(e, file, meta))?;
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "verify + open remote");
     Ok((snap, v))
 }
@@ -534,7 +644,8 @@ async fn check_remote_meta(
     progress: Option<&ProgressHook>,
 ) -> Result<RemoteMeta, SyncError> {
     let m = meter(progress, Direction::Download, json_path, "vault.json");
-    match download(storage, json_path, scratch, &m).await {
+    let tmp = TempFile::create_at(scratch.to_path_buf())?;
+    match download(storage, json_path, &tmp, &DownloadBound::vault_json(), &m).await {
         Ok(_) => {}
         Err(SyncError::Storage(StorageError::NotFound { .. })) => {
             return Ok(RemoteMeta {
@@ -543,8 +654,8 @@ async fn check_remote_meta(
         }
         Err(e) => return Err(e),
     }
-    let bytes = tokio::fs::read(scratch).await?;
-    let _ = tokio::fs::remove_file(scratch).await;
+    let bytes = tokio::fs::read(tmp.path()).await?;
+    drop(tmp);
     let remote = syncfabric_vault::meta::VaultMeta::parse(&bytes)
         .and_then(|m| m.check_supported().map(|()| m))
         .map_err(|e| SyncError::RemoteCorrupt(format!("remote vault.json: {e}")))?;
@@ -755,7 +866,8 @@ async fn sync_slow(
         return Ok(report);
     }
 
-    let download_tmp = state.temp_path("download");
+    // Deleted when this function returns, whichever way (unless recorded as the base).
+    let download_tmp = state.temp_file("download")?;
     // Replacing a corrupt remote takes the full path, which decides on it after the
     // download (a pull-only fast path would only fail on it).
     let fast = match fast_push(
@@ -774,6 +886,7 @@ async fn sync_slow(
                 db_path: &db_path,
                 json_path: &json_path,
                 download_tmp: &download_tmp,
+                remote_size: remote_entry.as_ref().map_or(0, |e| e.size),
                 remote_version: remote_version.clone(),
             };
             fast_pull(
@@ -836,11 +949,12 @@ async fn sync_slow(
                 (Some(_), true, None) if rekeyed_locally => {
                     (None, false, remote_version.clone(), false)
                 }
-                (Some(_), _, _) => {
+                (Some(entry), _, _) => {
                     let paths = RemotePaths {
                         json: &json_path,
                         db: &db_path,
                         download_tmp: &download_tmp,
+                        size: entry.size,
                     };
                     match fetch_remote(vault, storage, state, opts, &paths).await {
                         Ok((snap, v)) => {
@@ -896,7 +1010,6 @@ async fn sync_slow(
                 guard_counts(opts, live.remote_lost, live.remote)?;
             }
             if opts.dry_run {
-                let _ = tokio::fs::remove_file(&download_tmp).await;
                 report.outcome = SyncOutcome::DryRun;
                 return Ok(report);
             }
@@ -969,7 +1082,6 @@ async fn sync_slow(
             *server_lock = Some(g);
             let now = storage.stat(&db_path).await?.and_then(|e| e.version);
             if now != plan.remote_version {
-                let _ = tokio::fs::remove_file(&download_tmp).await;
                 return Err(StorageError::PreconditionFailed {
                     path: db_path.to_string(),
                 }
@@ -1012,9 +1124,10 @@ async fn sync_slow(
                 Err(e) => return Err(lost_lock_is_a_race(e, &remote).into()),
             }
         }
-        let commit_file = state.temp_path("commit");
+        let mut commit_file = state.temp_file("commit")?;
         let t = std::time::Instant::now();
-        vault.copy_database_to(&commit_file)?;
+        vault.copy_database_to(commit_file.path())?;
+        commit_file.reopen()?; // the copy replaced the empty file: lock the new one
         tracing::debug!(ms = t.elapsed().as_millis() as u64, "copy database");
         let pre = match (&plan.remote_version, guard) {
             _ if under.is_some() => under.clone().unwrap_or(Precondition::None),
@@ -1044,7 +1157,7 @@ async fn sync_slow(
             &db_path,
             "database",
         );
-        let body = Body::from_file(&commit_file).await?;
+        let body = Body::from_file(commit_file.path()).await?;
         let written = match guard {
             // Under a lease the commit may only land while the lease is certainly ours:
             // a write still retrying when it could have passed to another device is
@@ -1060,8 +1173,6 @@ async fn sync_slow(
         let entry = match written {
             Ok(e) => e,
             Err(e) => {
-                let _ = tokio::fs::remove_file(&commit_file).await;
-                let _ = tokio::fs::remove_file(&download_tmp).await;
                 return Err(e.into());
             }
         };
@@ -1088,7 +1199,7 @@ async fn sync_slow(
         )
         .await?;
         state.record_commit(&mut st, &commit_file, version.as_str(), now_unix())?;
-        let _ = tokio::fs::remove_file(&commit_file).await;
+        drop(commit_file);
         committed_version = version;
         report.outcome = SyncOutcome::Pushed;
 
@@ -1125,7 +1236,6 @@ async fn sync_slow(
             SyncOutcome::UpToDate
         };
     }
-    let _ = tokio::fs::remove_file(&download_tmp).await;
 
     st.vault_uuid = uuid.to_string();
     st.remote_version = Some(committed_version.as_str().to_string());
@@ -1154,6 +1264,10 @@ pub async fn restore_from_remote(
 
 /// [`restore_from_remote`], telling `progress` the byte counts of each download
 /// (`vault.json`, `database`, `attachment N of M`), as [`SyncOptions::progress`] does.
+///
+/// Every download is bounded as in a sync (see [`super::limits`]). A restore that fails
+/// removes what it made: the staging folder `dest/.syncfabric-restore`, the files it
+/// moved into `dest`, `dest` itself if it made it, and the state files it wrote.
 pub async fn restore_from_remote_with_progress(
     storage: &dyn Storage,
     vault_uuid: &str,
@@ -1164,16 +1278,42 @@ pub async fn restore_from_remote_with_progress(
     progress: Option<&ProgressHook>,
 ) -> Result<Vault, SyncError> {
     let (dir, db_path, json_path) = remote_layout(vault_uuid)?;
-    std::fs::create_dir_all(dest)?;
-    let staging: PathBuf = dest.join(".syncfabric-restore");
-    std::fs::create_dir_all(&staging)?;
+    let mut undo = RestoreUndo::start(dest)?;
+    let staging = undo.staging.clone();
     // Stat before the download: see fast_pull on why never after.
-    let stated = storage.stat(&db_path).await?.and_then(|e| e.version);
-    let m = meter(progress, Direction::Download, &json_path, "vault.json");
-    download(storage, &json_path, &staging.join("vault.json"), &m).await?;
-    let m = meter(progress, Direction::Download, &db_path, "database");
-    let version = download(storage, &db_path, &staging.join("vault.enpassdb"), &m).await?;
-    let version = version.or(stated).ok_or_else(|| {
+    let stated = storage.stat(&db_path).await?.ok_or_else(|| {
+        SyncError::Storage(StorageError::NotFound {
+            path: db_path.to_string(),
+        })
+    })?;
+    let fetch = |remote: RemotePath, name: String, bound: DownloadBound, label: String| {
+        let staging = staging.clone();
+        async move {
+            let tmp = TempFile::create_at(staging.join(format!(".tmp-{name}")))?;
+            let m = meter(progress, Direction::Download, &remote, label);
+            let v = download(storage, &remote, &tmp, &bound, &m).await?;
+            tmp.persist(&staging.join(&name))?;
+            Ok::<_, SyncError>(v)
+        }
+    };
+    let json_bound = DownloadBound::vault_json();
+    fetch(
+        json_path,
+        "vault.json".into(),
+        json_bound,
+        "vault.json".into(),
+    )
+    .await?;
+    let db_bound = DownloadBound::announced(stated.size);
+    let version = fetch(
+        db_path.clone(),
+        "vault.enpassdb".into(),
+        db_bound,
+        "database".into(),
+    )
+    .await?
+    .or(stated.version)
+    .ok_or_else(|| {
         SyncError::Storage(StorageError::NotFound {
             path: db_path.to_string(),
         })
@@ -1184,29 +1324,124 @@ pub async fn restore_from_remote_with_progress(
     probe.verify()?;
     let (live, _) = syncfabric_vault::attachment_files_in_file(probe.db_path(), probe.key())?;
     drop(probe);
+    let sizes = if live.is_empty() {
+        Default::default()
+    } else {
+        listed_sizes(storage, &dir).await?
+    };
     for (i, a) in live.iter().enumerate() {
-        let name = attachment_file_name(a);
+        let name = checked_attachment_file_name(a)?;
         let remote = dir.join(&name)?;
+        let bound = DownloadBound::announced(announced_size(storage, &sizes, &remote).await?);
         let label = format!("attachment {} of {}", i + 1, live.len());
-        let m = meter(progress, Direction::Download, &remote, label);
-        download(storage, &remote, &staging.join(&name), &m).await?;
+        fetch(remote, name, bound, label).await?;
     }
-    for entry in std::fs::read_dir(&staging)? {
-        let entry = entry?;
-        std::fs::rename(entry.path(), dest.join(entry.file_name()))?;
-    }
-    std::fs::remove_dir(&staging)?;
+    undo.move_into_place()?;
     let vault = Vault::open(dest, password, keyfile)?;
     let mut st = SyncState {
         vault_uuid: vault_uuid.to_string(),
         ..Default::default()
     };
-    state.record_commit(&mut st, &vault.db_path(), version.as_str(), now_unix())?;
+    undo.state_files(state);
+    state.record_commit(&mut st, vault.db_path(), version.as_str(), now_unix())?;
     st.remote_version = Some(version.as_str().to_string());
     st.local_db_sha256 = Some(sha256_file(&vault.db_path())?);
     st.last_sync = Some(now_unix());
     state.save(&st)?;
+    undo.done();
     Ok(vault)
+}
+
+/// What a restore made, removed again on drop unless [`RestoreUndo::done`] was called:
+/// a guard, so that every failure path (an error, a panic, a cancelled future) cleans up.
+struct RestoreUndo {
+    dest: PathBuf,
+    /// `dest` did not exist before.
+    made_dest: bool,
+    staging: PathBuf,
+    /// Files moved from the staging folder into `dest`, and state files written.
+    files: Vec<PathBuf>,
+    armed: bool,
+}
+
+impl RestoreUndo {
+    /// Creates `dest` if needed and a fresh, private staging folder in it.
+    fn start(dest: &Path) -> Result<RestoreUndo, SyncError> {
+        let made_dest = std::fs::symlink_metadata(dest).is_err();
+        std::fs::create_dir_all(dest)?;
+        let staging = dest.join(".syncfabric-restore");
+        // A crashed restore's leftovers: the name is ours (a link there is removed, not
+        // followed).
+        match std::fs::remove_dir_all(&staging) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        let undo = RestoreUndo {
+            dest: dest.to_path_buf(),
+            made_dest,
+            staging,
+            files: Vec::new(),
+            armed: true,
+        };
+        let mut b = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(&undo.staging)?;
+        Ok(undo)
+    }
+
+    /// Moves every staged file into `dest`, refusing to replace anything there.
+    fn move_into_place(&mut self) -> Result<(), SyncError> {
+        for entry in std::fs::read_dir(&self.staging)? {
+            let entry = entry?;
+            let to = self.dest.join(entry.file_name());
+            if std::fs::symlink_metadata(&to).is_ok() {
+                return Err(SyncError::Storage(StorageError::InvalidInput {
+                    message: format!(
+                        "{} already exists; restore into an empty folder",
+                        to.display()
+                    ),
+                }));
+            }
+            std::fs::rename(entry.path(), &to)?;
+            self.files.push(to);
+        }
+        std::fs::remove_dir(&self.staging)?;
+        Ok(())
+    }
+
+    /// The state files the restore is about to write (none of them existed: the state
+    /// of a vault folder that held no vault is stale).
+    fn state_files(&mut self, state: &StateDir) {
+        self.files.push(state.path().join("state.json"));
+        self.files.push(state.base_db());
+        self.files.push(
+            state
+                .path()
+                .join("journal")
+                .join(super::state::journal_file_name(1)),
+        );
+    }
+
+    fn done(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for RestoreUndo {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.staging);
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+        if self.made_dest {
+            let _ = std::fs::remove_dir(&self.dest); // only if empty
+        }
+    }
 }
 
 /// Undoes a bad push: makes the committed database number `seq` of the local journal

@@ -408,6 +408,7 @@ fn write_attach_file(
         let mut salt = [0u8; 16];
         crypto::random_bytes(&mut salt)?;
         let vk = VaultKey::from_raw(*key, salt);
+        fsutil::create_private(&tmp)?; // 0600 before SQLCipher opens it
         let conn = db::create_keyed(&tmp, &vk)?;
         conn.execute_batch(
             "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -4096;\

@@ -1,4 +1,8 @@
-//! Small file helpers: atomic replace, fsync of a directory.
+//! Small file helpers: atomic replace, fsync of a directory, private files.
+//!
+//! Every file this crate writes is 0600 whatever the umask: the database, `vault.json`
+//! and the attachment files are made through [`create_private`] or [`write_atomic`], or
+//! set with [`make_private`] after a copy (`fs::copy` would copy its source's mode).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,12 +17,39 @@ pub(crate) fn temp_sibling(path: &Path, tag: &str) -> Result<PathBuf> {
     Ok(path.with_file_name(format!(".{name}.{tag}-{}", hex::encode(r))))
 }
 
-/// Writes `bytes` to a temp file beside `path`, fsyncs it, renames it over `path`,
-/// fsyncs the directory.
+/// Creates the new, empty file `path` (`O_EXCL`: never through an existing name or
+/// link), mode 0600.
+pub(crate) fn create_private(path: &Path) -> Result<std::fs::File> {
+    private_new(path).map_err(|e| Error::io(path, e))
+}
+
+fn private_new(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
+}
+
+/// Sets the file `path` to mode 0600 (Unix; elsewhere nothing).
+pub(crate) fn make_private(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(path, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Writes `bytes` to a new 0600 temp file beside `path`, fsyncs it, renames it over
+/// `path`, fsyncs the directory.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_sibling(path, "tmp")?;
     let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = private_new(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()
     })();

@@ -6,6 +6,10 @@ use serde_json::{Map, Value as Json};
 
 use crate::error::{Error, Result};
 
+/// The largest `vault.json` accepted (1 MiB; Enpass writes well under 1 KiB). The sync
+/// engine stops a download of a remote `vault.json` at this size.
+pub const MAX_VAULT_JSON_BYTES: usize = 1024 * 1024;
+
 /// The content of `vault.json`, every key kept (unknown ones too).
 ///
 /// Enpass writes it pretty-printed with sorted keys and a 4-space indent; so does
@@ -44,8 +48,10 @@ impl VaultMeta {
     /// Parses `vault.json` content. Errors: [`Error::Corrupt`] when it is not a JSON
     /// object. (Whether the vault is supported is checked by [`VaultMeta::check_supported`].)
     pub fn parse(bytes: &[u8]) -> Result<VaultMeta> {
-        if bytes.len() > 1024 * 1024 {
-            return Err(Error::Corrupt("vault.json is larger than 1 MiB".into()));
+        if bytes.len() > MAX_VAULT_JSON_BYTES {
+            return Err(Error::Corrupt(format!(
+                "vault.json is larger than {MAX_VAULT_JSON_BYTES} bytes"
+            )));
         }
         match serde_json::from_slice::<Json>(bytes) {
             Ok(Json::Object(map)) => Ok(VaultMeta { map }),

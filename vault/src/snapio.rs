@@ -1057,6 +1057,7 @@ impl Vault {
         let db_path = self.db_path();
         let tmp = self.dir.join(".vault.enpassdb.adopt");
         std::fs::copy(src, &tmp).map_err(|e| Error::io(&tmp, e))?;
+        crate::fsutil::make_private(&tmp)?; // not the source's mode
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(|e| Error::io(&tmp, e))?;

@@ -250,6 +250,9 @@ impl Vault {
         let key = VaultKey::derive(password, opts.keyfile.as_ref(), salt, opts.kdf_iter)?;
         let tmp = fsutil::temp_sibling(&db_path, "new")?;
         let res = (|| {
+            // Made 0600 first: SQLCipher would create it with the umask's mode (and
+            // gives its journal the database's mode).
+            fsutil::create_private(&tmp)?;
             let conn = db::create_keyed(&tmp, &key)?;
             init_schema(&conn)?;
             drop(conn);
@@ -771,6 +774,11 @@ impl Vault {
             let _ = std::fs::remove_file(&tmp);
             return Err(Error::io(dest, e));
         }
+        // `fs::copy` gave it the vault's mode, which an older version left 0644.
+        if let Err(e) = fsutil::make_private(&tmp) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
         let checked =
             db::open_keyed(&tmp, &self.key, true).and_then(|c| db::verify(&c, &tmp, false));
         if let Err(e) = checked {
@@ -863,11 +871,7 @@ pub(crate) fn export_with_key(conn: &Connection, dest: &Path, key: &VaultKey) ->
         .ok_or_else(|| Error::InvalidInput(format!("path {} is not UTF-8", dest.display())))?;
     // The main connection was opened without SQLITE_OPEN_CREATE: ATTACH cannot create
     // the file, so create it empty (an empty file is a valid new database).
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(dest)
-        .map_err(|e| Error::io(dest, e))?;
+    fsutil::create_private(dest)?;
     let k = key.pragma_key_with_salt();
     let mut attach = Zeroizing::new(String::from("ATTACH DATABASE ?1 AS rekey KEY \""));
     attach.push_str(&k);

@@ -46,12 +46,14 @@ impl DirLock {
         let deadline = std::time::Instant::now() + timeout;
         let mut pause = Duration::from_millis(1);
         loop {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&lock_path)?;
+            let file = nofollow(
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false),
+            )
+            .open(&lock_path)?;
             loop {
                 match fs4::FileExt::try_lock(&file) {
                     Ok(()) => {
@@ -107,6 +109,14 @@ impl Drop for DirLock {
         // even if a duplicate of the descriptor were still open somewhere.
         let _ = fs4::FileExt::unlock(&self.file);
     }
+}
+
+/// Adds `O_NOFOLLOW` (Unix): opening a symbolic link fails (`ELOOP`) instead of
+/// reaching whatever it points to.
+pub(crate) fn nofollow(o: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(o, libc::O_NOFOLLOW);
+    o
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -246,7 +256,7 @@ pub fn sweep_stale_temps(dir: &Path, older_than: Duration) -> io::Result<usize> 
             continue;
         }
         let path = ent.path();
-        let f = match OpenOptions::new().read(true).write(true).open(&path) {
+        let f = match nofollow(OpenOptions::new().read(true).write(true)).open(&path) {
             Ok(f) => f,
             Err(_) => continue,
         };

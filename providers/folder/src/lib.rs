@@ -65,8 +65,15 @@
 //!   and is [`Error::AlreadyExists`] otherwise.
 //! * Writing over a folder, or below a file, is [`Error::InvalidInput`]; reading a
 //!   folder is [`Error::InvalidInput`]; `stat` below a file is `Ok(None)`.
-//! * Symbolic links inside the folder are followed (the person owns the folder); the
-//!   provider itself never creates one, and a write replaces a link, not its target.
+//! * Symbolic links inside the folder are never followed: the files of a shared folder
+//!   are input from other people and programs, and a link `vault.enpassdb ->
+//!   /etc/shadow` must not make the sync engine copy a secret file. A link as a file
+//!   or folder on the path of a `stat`, `read`, `list`, `write` or `create_dir` is
+//!   [`Error::InvalidInput`] ("... is a symbolic link ..."); `list` skips links with a
+//!   warning; `delete` removes a link itself. Files are opened with `O_NOFOLLOW` on
+//!   Unix, so a link swapped in after the check is refused too. (The root folder
+//!   itself may be reached through links: it is resolved once, when the storage is
+//!   made.) The provider itself never creates a link.
 //! * Names that are not UTF-8, or not valid [`RemotePath`] segments (a backslash on
 //!   Unix), are skipped by `list` with a warning.
 //! * `list` and `stat` hash files to give their versions; see [`version`] for the
@@ -184,7 +191,42 @@ pub struct FolderStorage {
 }
 
 fn io_err(e: std::io::Error, path: &RemotePath) -> Error {
+    if is_loop(&e) {
+        return symlink_err(path);
+    }
     Error::from_io(e, path.as_str())
+}
+
+/// The error for a symbolic link met on `path`.
+fn symlink_err(path: &RemotePath) -> Error {
+    Error::InvalidInput {
+        message: format!(
+            "{path} is or goes through a symbolic link; a folder remote never follows links \
+             (replace the link with the real file or folder)"
+        ),
+    }
+}
+
+/// `ELOOP`: what `O_NOFOLLOW` gives for a link.
+fn is_loop(e: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        e.raw_os_error() == Some(libc::ELOOP)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
+    }
+}
+
+/// Opens the file `local` for reading, refusing a symbolic link (`O_NOFOLLOW`).
+fn open_nofollow(local: &Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut o, libc::O_NOFOLLOW);
+    o.open(local)
 }
 
 fn join_err(e: tokio::task::JoinError) -> Error {
@@ -329,6 +371,22 @@ impl FolderStorage {
         Ok(conflict::conflict_copies(&listing, file))
     }
 
+    /// Refuses `path` when a symbolic link is on it: the file itself or any folder
+    /// between the root and it (each is `lstat`ed; the walk stops at the first name
+    /// that does not exist).
+    fn check_no_links(&self, path: &RemotePath) -> Result<()> {
+        let mut cur = self.inner.root.clone();
+        for s in path.segments() {
+            cur.push(s);
+            match std::fs::symlink_metadata(&cur) {
+                Ok(m) if m.file_type().is_symlink() => return Err(symlink_err(path)),
+                Ok(_) => {}
+                Err(_) => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses paths the provider cannot write: the root, and reserved names.
     fn check_writable(path: &RemotePath) -> Result<()> {
         if path.is_root() {
@@ -368,7 +426,8 @@ impl FolderStorage {
         if path.segments().any(fsops::is_internal_name) {
             return Ok(None);
         }
-        let meta = match std::fs::metadata(local) {
+        self.check_no_links(path)?;
+        let meta = match std::fs::symlink_metadata(local) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return match self.placeholder_error(path, local) {
@@ -389,7 +448,7 @@ impl FolderStorage {
                 version: None,
             }));
         }
-        let file = match std::fs::File::open(local) {
+        let file = match open_nofollow(local) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err(e, path)),
@@ -412,7 +471,7 @@ impl FolderStorage {
     /// The current version of the file at `local` (None if absent), for a precondition
     /// check under the lock. A folder there is an error.
     fn current_version(&self, path: &RemotePath, local: &Path) -> Result<Option<Version>> {
-        match std::fs::File::open(local) {
+        match open_nofollow(local) {
             Ok(f) => {
                 let meta = f.metadata().map_err(|e| io_err(e, path))?;
                 if meta.is_dir() {
@@ -453,6 +512,7 @@ impl FolderStorage {
                     message: format!("{path} is a folder"),
                 });
             }
+            Ok(m) if m.file_type().is_symlink() => return Err(symlink_err(path)),
             _ => {}
         }
         match pre {
@@ -759,6 +819,7 @@ impl Storage for FolderStorage {
         let d = dir.clone();
         self.blocking(move |me| {
             let local = me.local_path(&d);
+            me.check_no_links(&d)?;
             let rd = match std::fs::read_dir(&local) {
                 Ok(rd) => rd,
                 Err(e)
@@ -797,6 +858,10 @@ impl Storage for FolderStorage {
                     // "." / ".." style names cannot come from read_dir, but be strict.
                     continue;
                 }
+                if ent.file_type().is_ok_and(|t| t.is_symlink()) {
+                    tracing::warn!(path = %child, "skipping a symbolic link (never followed)");
+                    continue;
+                }
                 // Vanished between read_dir and stat: not listed.
                 if let Some(e) = me.stat_blocking(&child, &ent.path()).ok().flatten() {
                     out.push(e);
@@ -817,7 +882,8 @@ impl Storage for FolderStorage {
                         path: p.as_str().to_string(),
                     });
                 }
-                let mut f = match std::fs::File::open(&local) {
+                me.check_no_links(&p)?;
+                let mut f = match open_nofollow(&local) {
                     Ok(f) => f,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         return Err(me.placeholder_error(&p, &local).unwrap_or_else(|| {
@@ -898,6 +964,8 @@ impl Storage for FolderStorage {
 
     async fn write(&self, path: &RemotePath, body: Body, pre: Precondition) -> Result<Entry> {
         Self::check_writable(path)?;
+        let p = path.clone();
+        self.blocking(move |me| me.check_no_links(&p)).await?;
         let local = self.local_path(path);
         let parent = local
             .parent()
@@ -1003,6 +1071,8 @@ impl Storage for FolderStorage {
                 message: format!("{path}: {TEMP_PREFIX}* and {LOCK_NAME} are reserved names"),
             });
         }
+        let p = path.clone();
+        self.blocking(move |me| me.check_no_links(&p)).await?;
         let local = self.local_path(path);
         match tokio::fs::create_dir_all(&local).await {
             Ok(()) => Ok(()),

@@ -841,7 +841,7 @@ impl WebDavStorage {
         if !resp.status().is_success() {
             return Err(self.status_error(resp, &what).await);
         }
-        let etag = header_str(resp.headers(), "etag");
+        let etag = etag_header(resp.headers());
         let expected = resp.content_length();
         let mut hasher = openssl::sha::Sha256::new();
         let mut size = 0u64;
@@ -1464,7 +1464,7 @@ impl WebDavStorage {
         if !status.is_success() {
             return Err(self.status_error(resp, &what).await);
         }
-        let etag = header_str(resp.headers(), "etag");
+        let etag = etag_header(resp.headers());
         let version = if self.inner.traits.trust_etag && offset == 0 {
             etag.filter(|e| is_strong(e)).map(Version::new)
         } else {
@@ -1544,6 +1544,11 @@ fn is_strong(tag: &str) -> bool {
 
 fn strip_weak(tag: &str) -> &str {
     tag.strip_prefix("W/").unwrap_or(tag)
+}
+
+/// The `ETag` header in the same form as a `getetag` ([`xml::normalize_etag`]).
+fn etag_header(h: &HeaderMap) -> Option<String> {
+    header_str(h, "etag").and_then(|t| xml::normalize_etag(&t))
 }
 
 fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
@@ -1823,7 +1828,7 @@ impl Storage for WebDavStorage {
                         format!("\"{e}\"")
                     }
                 })
-                .or_else(|| header_str(resp.headers(), "etag"));
+                .or_else(|| etag_header(resp.headers()));
             // The server's clock (its Date header), so `modified` is comparable with the
             // getlastmodified of other files (the lease lock relies on it).
             let now = resp

@@ -31,7 +31,7 @@ pub(crate) struct PropResponse {
     pub is_collection: bool,
     /// `getcontentlength`.
     pub content_length: Option<u64>,
-    /// `getetag`, verbatim (quotes and a `W/` prefix kept).
+    /// `getetag` in its quoted form (see [`normalize_etag`]; a `W/` prefix kept).
     pub etag: Option<String>,
     /// `getlastmodified`, as the HTTP date string.
     pub last_modified: Option<String>,
@@ -406,8 +406,8 @@ fn close(
         }
         Field::Etag => {
             if let Some(p) = pending.as_mut() {
-                if !text.is_empty() {
-                    p.etag = Some(text.to_string());
+                if let Some(tag) = normalize_etag(text) {
+                    p.etag = Some(tag);
                 }
             }
         }
@@ -453,9 +453,52 @@ fn close(
     Ok(())
 }
 
+/// An entity tag in its one form, wherever it was read (`getetag`, an `ETag` header):
+/// surrounding space trimmed, the value quoted (`abc` → `"abc"`; some servers, wsgidav
+/// among them, leave the quotes out of `getetag` but send them in `ETag`), and a weak
+/// prefix spelled `W/`. What a weak tag means is the server profile's call.
+/// `None` for an empty tag or one with a stray quote inside.
+pub(crate) fn normalize_etag(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let (weak, rest) = match raw.get(..2) {
+        Some("W/") | Some("w/") => (true, raw[2..].trim_start()),
+        _ => (false, raw),
+    };
+    let inner = match rest.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(inner) => inner,
+        None => rest,
+    };
+    if inner.is_empty() || inner.contains('"') || inner.chars().any(|c| c.is_control()) {
+        return None;
+    }
+    Some(format!("{}\"{inner}\"", if weak { "W/" } else { "" }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn etags_have_one_form_however_the_server_spells_them() {
+        for (raw, want) in [
+            ("\"abc\"", Some("\"abc\"")),
+            ("abc", Some("\"abc\"")),
+            ("  abc-12 ", Some("\"abc-12\"")),
+            ("W/\"5-a1\"", Some("W/\"5-a1\"")),
+            ("W/5-a1", Some("W/\"5-a1\"")),
+            ("w/\"x\"", Some("W/\"x\"")),
+            ("\"\"", None),
+            ("", None),
+            ("a\"b", None),
+            ("\"a\"b\"", None),
+        ] {
+            assert_eq!(normalize_etag(raw).as_deref(), want, "{raw:?}");
+        }
+        // getetag without quotes (wsgidav) reads as the ETag header's quoted form.
+        let xml = br#"<multistatus xmlns="DAV:"><response><href>/x</href><propstat><prop><getetag>1700000000-12</getetag></prop><status>HTTP/1.1 200 OK</status></propstat></response></multistatus>"#;
+        let r = parse_multistatus(xml).unwrap();
+        assert_eq!(r[0].etag.as_deref(), Some("\"1700000000-12\""));
+    }
 
     #[test]
     fn parses_a_typical_answer() {
