@@ -9,6 +9,11 @@
 //! cargo +nightly fuzz cmin -s none vault_json      # keep the corpus small
 //! ```
 //!
+//! (`-s none`: the code under test is safe Rust, so AddressSanitizer would only slow
+//! the search; a panic, an overflow or a failed assertion is the crash.) Targets:
+//! `vault_json`, `state_json`, `config_toml`, `webdav_multistatus`, `graph_json`,
+//! `retry_after`; the first run builds into `fuzz/target`.
+//!
 //! CI replays what the fuzzers found on stable, as an ordinary test of this crate
 //! (`tests/replay.rs`): every file in `fuzz/corpus/<target>/` and
 //! `fuzz/regressions/<target>/` goes through the matching function. A crash input goes
@@ -93,14 +98,31 @@ fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
     }
 }
 
-/// `state.json` as the engine reads it; what reads saves and reads back equal.
+/// `state.json` through [`syncfabric::engine::state::SyncState::from_json`], as the
+/// engine loads it: what loads names no path (each journal file is the one derived from
+/// its number), numbers its journal strictly upwards with room for the next entry, and
+/// saves and loads back equal.
 pub fn state_json(data: &[u8]) {
-    use syncfabric::engine::SyncState;
-    let Ok(state) = serde_json::from_slice::<SyncState>(data) else {
+    use syncfabric::engine::state::{journal_file_name, SyncState};
+    let Ok(state) = SyncState::from_json(data) else {
         return;
     };
+    let mut prev = 0u64;
+    for e in &state.journal {
+        assert!(
+            e.seq > prev && e.seq < u64::MAX,
+            "journal seq {} after {prev}",
+            e.seq
+        );
+        prev = e.seq;
+        assert_eq!(
+            e.file,
+            journal_file_name(e.seq),
+            "a journal file names a path"
+        );
+    }
     let saved = serde_json::to_vec_pretty(&state).expect("a state serialises");
-    let again: SyncState = serde_json::from_slice(&saved).expect("our own state.json reads");
+    let again = SyncState::from_json(&saved).expect("our own state.json loads");
     assert_eq!(again, state, "state.json round trip");
 }
 
