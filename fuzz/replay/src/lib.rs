@@ -158,10 +158,14 @@ pub fn config_toml(data: &[u8]) {
 }
 
 /// A WebDAV `207 Multi-Status` body (PROPFIND) and a `LOCK` answer body, through
-/// the WebDAV provider's parsers and the mapping of each href to a path.
+/// the WebDAV provider's parsers and the mapping of each href to a path; the same
+/// bytes (when short) as an `ETag` header value.
 pub fn webdav_multistatus(data: &[u8]) {
     syncfabric_webdav::fuzz::multistatus(data);
     syncfabric_webdav::fuzz::activelocks(data);
+    if data.len() <= 256 {
+        syncfabric_webdav::fuzz::etag(&String::from_utf8_lossy(data));
+    }
 }
 
 /// A Microsoft Graph JSON answer, through every answer type the OneDrive provider

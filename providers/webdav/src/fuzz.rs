@@ -33,6 +33,10 @@ pub fn multistatus(body: &[u8]) {
             !r.href.is_empty(),
             "a response without an href was accepted"
         );
+        if let Some(tag) = &r.etag {
+            let again = xml::normalize_etag(tag);
+            assert_eq!(again.as_deref(), Some(tag.as_str()), "an ETag in two forms");
+        }
         if let Ok(path) = dav.href_to_path(&r.href) {
             // Our own URL for that path lists as the same path again.
             let url = dav.url_for(&path, false);
@@ -43,6 +47,16 @@ pub fn multistatus(body: &[u8]) {
             let again = dav.href_to_path(url.path());
             assert_eq!(again.ok().as_ref(), Some(&path), "href round trip of {url}");
         }
+    }
+}
+
+/// An `ETag` header value (or a `getetag` text) through [`xml::normalize_etag`]: its
+/// one form is quoted, and normalising it again changes nothing.
+pub fn etag(raw: &str) {
+    if let Some(tag) = xml::normalize_etag(raw) {
+        let inner = tag.strip_prefix("W/").unwrap_or(&tag);
+        assert!(inner.len() >= 3 && inner.starts_with('"') && inner.ends_with('"'));
+        assert_eq!(xml::normalize_etag(&tag).as_deref(), Some(tag.as_str()));
     }
 }
 
