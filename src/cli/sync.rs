@@ -117,6 +117,18 @@ fn open_remote(
     Ok(rt.block_on(syncfabric::remote::open(url))?)
 }
 
+/// What the honesty probe measured, at default verbosity: the verdict's reasons, and
+/// a warning a person must see when the server's versions can repeat.
+fn print_probe(report: &syncfabric::core::probe::ProbeReport) {
+    println!("  probe: {}", report.summary());
+    if !report.strong_versions {
+        println!(
+            "  warning: two writes in a row got the same version from this storage; a commit \
+another device makes within the same second may not be told apart from the one before it"
+        );
+    }
+}
+
 /// The sync state folder of `remote` (a checked name: it becomes a path component).
 pub fn state_dir(vault: &Path, remote: &str) -> CliResult<StateDir> {
     check_remote_name(remote)?;
@@ -149,9 +161,10 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
                 ctx.print_json(&serde_json::json!({ "added": name, "cas": trust.as_str(), "probe": report.summary() }));
             } else {
                 println!(
-                    "added remote {name} (conditional writes: {}); run `syncfabric sync` to sync",
+                    "added remote {name} (commits: {}); run `syncfabric sync` to sync",
                     trust.as_str()
                 );
+                print_probe(&report);
             }
         }
         RemoteCmd::List => {
@@ -193,7 +206,8 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
             if ctx.json {
                 ctx.print_json(&serde_json::json!({ "remote": name, "cas": trust.as_str(), "probe": report.summary() }));
             } else {
-                println!("{name}: {}", report.summary());
+                println!("{name}: commits: {}", trust.as_str());
+                print_probe(&report);
             }
         }
         RemoteCmd::Rm { name } => {

@@ -23,6 +23,7 @@
 use crate::{read_capped, trunc, xml, Profile, WebDavStorage};
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use syncfabric_core::{DirLock, Error, Precondition, RemotePath, Result};
 
@@ -47,6 +48,9 @@ fn if_value(folder_url: &str, file_url: Option<&str>, l: &DirLock) -> Result<Hea
         message: format!("lock on {}: token is not a valid header value", l.dir()),
     })
 }
+
+/// Whether this process already said that a server grants longer locks than asked.
+static TOLD_LONG_LOCKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn lock_method() -> Method {
     Method::from_bytes(b"LOCK").unwrap_or(Method::POST)
@@ -128,6 +132,16 @@ impl WebDavStorage {
                     // the granted timeout.
                     Err(_) => None,
                 };
+                let longer = granted.filter(|g| *g > ttl + Duration::from_secs(5));
+                if let Some(g) = longer.filter(|_| !TOLD_LONG_LOCKS.swap(true, Relaxed)) {
+                    // A crashed holder blocks everyone's commits this long (SabreDAV
+                    // grants 1800 s whatever is asked).
+                    tracing::warn!(
+                        "{what}: the server granted a {} s lock where {} s were asked; if this device stops before releasing it, other devices wait up to that long",
+                        g.as_secs(),
+                        ttl.as_secs()
+                    );
+                }
                 let lock = DirLock::new(dir.clone(), token, granted.unwrap_or(ttl));
                 self.remember(&lock);
                 Ok(lock)
