@@ -172,6 +172,7 @@
 
 mod config;
 mod lock;
+mod root;
 mod xml;
 
 pub use config::{Credentials, Profile, Secret, WebDavConfig};
@@ -465,9 +466,12 @@ impl WebDavStorage {
         let (probed, class2) = s.probe_profile().await?;
         let profile = preset.unwrap_or(probed);
         s = s.with_profile(profile, class2 && Traits::of(profile).usable_locks);
+        if s.inner.cfg.create_root {
+            s.create_root().await?;
+        }
         match s.propfind(&RemotePath::root(), true, "0").await? {
             Some(_) => Ok(s),
-            None => Err(Error::NotFound { path: "/".into() }),
+            None => Err(s.missing_root().await),
         }
     }
 
@@ -2198,7 +2202,8 @@ impl syncfabric_core::registry::ProviderFactory for WebDavFactory {
             let account = format!("webdav:{u}@{hostport}");
             password = tokens.get(&account).await?.map(|t| Secret::new(t.expose()));
         }
-        let config = WebDavConfig::from_url(&s, password)?;
+        let mut config = WebDavConfig::from_url(&s, password)?;
+        config.create_root = opts.create_root;
         let pacer = syncfabric_core::retry::Pacer::for_account(&format!(
             "webdav:{}@{hostport}",
             user.unwrap_or_default()

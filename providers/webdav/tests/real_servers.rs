@@ -467,3 +467,39 @@ fn rclone_versions_are_its_tags_and_change_on_every_write() {
         assert_eq!(s.stat(&p).await.unwrap().unwrap().version, Some(vb));
     });
 }
+
+/// `remote add` to a folder that does not exist yet: without `create_root` the error
+/// names the deepest folder there and the first one missing; with it, every missing
+/// folder of the path is made (MKCOL, top down) on every server.
+#[test]
+fn a_missing_root_is_named_or_created_on_request() {
+    for kind in Kind::ALL {
+        let Some(server) = Server::start(kind) else {
+            continue;
+        };
+        rt().block_on(async {
+            server.scratch("top");
+            let cfg = WebDavConfig::new(format!("{}top/a/b/", server.url))
+                .with_credentials(USER, Secret::new(PASS));
+            let e = WebDavStorage::connect(cfg.clone()).await.unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                matches!(e, Error::NotFound { .. })
+                    && msg.contains("the server has /top/, but no /top/a/"),
+                "{}: {msg}",
+                kind.name()
+            );
+            let mut create = cfg;
+            create.create_root = true;
+            let s = WebDavStorage::connect(create).await.unwrap();
+            s.write(
+                &RemotePath::parse("x").unwrap(),
+                Body::from(b"1".to_vec()),
+                Precondition::None,
+            )
+            .await
+            .unwrap();
+            assert!(server.data.join("top/a/b/x").is_file(), "{}", kind.name());
+        });
+    }
+}
