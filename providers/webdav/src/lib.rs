@@ -1077,8 +1077,12 @@ impl WebDavStorage {
     }
 
     async fn mkcol(&self, path: &RemotePath) -> Result<StatusCode> {
-        let url = self.url_for(path, true);
-        let what = path.to_string();
+        self.mkcol_url(&self.url_for(path, true), &path.to_string())
+            .await
+    }
+
+    /// `MKCOL url`: the status as the server answered it (the body read and dropped).
+    async fn mkcol_url(&self, url: &Url, what: &str) -> Result<StatusCode> {
         let resp = self
             .send(
                 || {
@@ -1087,11 +1091,11 @@ impl WebDavStorage {
                         url.clone(),
                     )
                 },
-                &what,
+                what,
             )
             .await?;
         let s = resp.status();
-        let _ = read_capped(resp, 64 * 1024, &what).await;
+        let _ = read_capped(resp, 64 * 1024, what).await;
         Ok(s)
     }
 

@@ -90,19 +90,7 @@ impl WebDavStorage {
         let missing = self.missing_depth(&chain).await?;
         for url in chain[..missing].iter().rev() {
             let what = url.path().to_string();
-            let resp = self
-                .send(
-                    || {
-                        self.request(
-                            Method::from_bytes(b"MKCOL").unwrap_or(Method::PUT),
-                            url.clone(),
-                        )
-                    },
-                    &what,
-                )
-                .await?;
-            let status = resp.status();
-            let _ = read_capped(resp, 64 * 1024, &what).await;
+            let status = self.mkcol_url(url, &what).await?;
             // 405: it exists after all (made at the same moment by someone else).
             if !(status.is_success() || status == StatusCode::METHOD_NOT_ALLOWED) {
                 return Err(Error::NotFound {
