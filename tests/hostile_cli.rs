@@ -276,6 +276,22 @@ fn a_remote_database_that_vanished_is_named_and_can_be_recreated() {
 }
 
 #[test]
+fn remote_add_leaves_nothing_of_the_probe_on_the_remote() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, shared) = synced(tmp.path());
+    let names: Vec<String> = std::fs::read_dir(&shared)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    // (The folder provider's own lock file may stay: it is not the probe's.)
+    assert!(
+        !names.iter().any(|n| n.starts_with(".syncfabric-probe")),
+        "{names:?}"
+    );
+    assert!(names.len() <= 2, "{names:?}");
+}
+
+#[test]
 fn kdf_rounds_are_bounded_on_create() {
     let tmp = tempfile::tempdir().unwrap();
     let d = Dev::new(tmp.path(), "dev");

@@ -2001,6 +2001,10 @@ impl Storage for WebDavStorage {
         self.unlock_dir_impl(lock).await
     }
 
+    async fn remove_empty_dir(&self, path: &RemotePath) -> Result<()> {
+        self.remove_empty_dir_impl(path).await
+    }
+
     async fn create_dir(&self, path: &RemotePath) -> Result<()> {
         if path.is_root() {
             return Ok(());

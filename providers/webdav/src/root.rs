@@ -1,10 +1,11 @@
-//! The remote's own folder (the URL's path): saying exactly which part of it is
-//! missing, and creating it when a remote is being set up
-//! ([`WebDavConfig::create_root`](crate::WebDavConfig::create_root)).
+//! Folders as a whole: the remote's own folder (the URL's path), saying exactly which
+//! part of it is missing and creating it when a remote is being set up
+//! ([`WebDavConfig::create_root`](crate::WebDavConfig::create_root)); and removing an
+//! empty folder ([`Storage::remove_empty_dir`](syncfabric_core::Storage::remove_empty_dir)).
 
 use crate::{read_capped, WebDavStorage};
 use reqwest::{Method, StatusCode, Url};
-use syncfabric_core::{Error, Result};
+use syncfabric_core::{Error, RemotePath, Result};
 
 impl WebDavStorage {
     /// The root folder's URL and its ancestors', deepest first, each ending in `/`.
@@ -100,5 +101,35 @@ impl WebDavStorage {
             tracing::info!(folder = %what, "created the remote folder");
         }
         Ok(())
+    }
+
+    /// `DELETE` of folder `path` once a `PROPFIND` shows it empty (a collection
+    /// `DELETE` is recursive, so the check comes first); a missing folder is fine.
+    pub(crate) async fn remove_empty_dir_impl(&self, path: &RemotePath) -> Result<()> {
+        let what = path.to_string();
+        if path.is_root() {
+            return Err(Error::InvalidInput {
+                message: "cannot remove the root folder".into(),
+            });
+        }
+        match self.propfind(path, true, "1").await? {
+            None => return Ok(()),
+            Some(list) if list.len() > 1 => {
+                return Err(Error::InvalidInput {
+                    message: format!("{what}: the folder is not empty"),
+                })
+            }
+            Some(_) => {}
+        }
+        let url = self.url_for(path, true);
+        let resp = self
+            .send(|| self.request(Method::DELETE, url.clone()), &what)
+            .await?;
+        let status = resp.status();
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            let _ = read_capped(resp, 64 * 1024, &what).await;
+            return Ok(());
+        }
+        Err(self.status_error(resp, &what).await)
     }
 }

@@ -503,3 +503,46 @@ fn a_missing_root_is_named_or_created_on_request() {
         });
     }
 }
+
+/// The probe's scratch folder can be removed once the probe is done (nothing of it
+/// stays on the server), while a folder that holds anything is refused, on every
+/// server.
+#[test]
+fn an_empty_folder_is_removed_and_a_full_one_kept() {
+    for kind in Kind::ALL {
+        let Some(server) = Server::start(kind) else {
+            continue;
+        };
+        rt().block_on(async {
+            let url = server.scratch("rm");
+            let s = WebDavStorage::connect(
+                WebDavConfig::new(url).with_credentials(USER, Secret::new(PASS)),
+            )
+            .await
+            .unwrap();
+            let dir = RemotePath::parse("probe-dir").unwrap();
+            probe(&s, &dir).await.unwrap();
+            s.remove_empty_dir(&dir).await.unwrap();
+            assert!(
+                !server.data.join("rm/probe-dir").exists(),
+                "{}",
+                kind.name()
+            );
+            s.remove_empty_dir(&dir).await.unwrap(); // already gone: fine
+            let full = RemotePath::parse("full/x").unwrap();
+            s.write(&full, Body::from(b"1".to_vec()), Precondition::None)
+                .await
+                .unwrap();
+            let e = s
+                .remove_empty_dir(&RemotePath::parse("full").unwrap())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(e, Error::InvalidInput { .. }),
+                "{}: {e:?}",
+                kind.name()
+            );
+            assert!(server.data.join("rm/full/x").is_file());
+        });
+    }
+}
