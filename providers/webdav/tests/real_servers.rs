@@ -546,3 +546,42 @@ fn an_empty_folder_is_removed_and_a_full_one_kept() {
         });
     }
 }
+
+/// Another client's lock names how long the server keeps it (a crashed holder
+/// blocks commits that long), where the server shows it in `lockdiscovery`.
+#[test]
+fn a_foreign_lock_says_how_long_it_lasts() {
+    for kind in [Kind::Apache, Kind::Sabre] {
+        let Some(server) = Server::start(kind) else {
+            continue;
+        };
+        rt().block_on(async {
+            let url = server.scratch("held");
+            let open = || async {
+                WebDavStorage::connect(
+                    WebDavConfig::new(url.clone()).with_credentials(USER, Secret::new(PASS)),
+                )
+                .await
+                .unwrap()
+            };
+            let (a, b) = (open().await, open().await);
+            let dir = RemotePath::parse("v").unwrap();
+            a.create_dir(&dir).await.unwrap();
+            let held = a
+                .lock_dir(&dir, std::time::Duration::from_secs(60))
+                .await
+                .unwrap();
+            let e = b
+                .lock_dir(&dir, std::time::Duration::from_secs(60))
+                .await
+                .unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                matches!(e, Error::Locked { .. }) && msg.contains("s more"),
+                "{}: {msg}",
+                kind.name()
+            );
+            a.unlock_dir(&held).await.unwrap();
+        });
+    }
+}
