@@ -156,10 +156,17 @@ impl Trust {
     }
 }
 
-/// Runs the honesty probe in `.syncfabric-probe/` of `storage` (cleaned up after).
+/// Runs the honesty probe in a folder of its own, `.syncfabric-probe-<random>/` of
+/// `storage`, and removes that folder after (where the storage can remove folders:
+/// nothing of the probe stays on the server).
 pub async fn probe(storage: &dyn Storage) -> Result<(Trust, ProbeReport), Error> {
-    let report =
-        syncfabric_core::probe::probe(storage, &RemotePath::parse(".syncfabric-probe")?).await?;
+    let dir = RemotePath::parse(&format!(".syncfabric-probe-{:016x}", random_u64()))?;
+    let report = syncfabric_core::probe::probe(storage, &dir).await;
+    match storage.remove_empty_dir(&dir).await {
+        Ok(()) | Err(Error::Unsupported { .. }) => {}
+        Err(e) => tracing::warn!("could not remove the probe's folder {dir}: {e}"),
+    }
+    let report = report?;
     let trust = if report.effective.has_truthful_cas() {
         Trust::Truthful
     } else if report.effective.server_lock {
@@ -168,6 +175,19 @@ pub async fn probe(storage: &dyn Storage) -> Result<(Trust, ProbeReport), Error>
         Trust::UseLock
     };
     Ok((trust, report))
+}
+
+/// A random number for a scratch folder's name (the OS's randomness through OpenSSL).
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    match openssl::rand::rand_bytes(&mut b) {
+        Ok(()) => u64::from_le_bytes(b),
+        // Only the name's uniqueness is at stake: fall back to the clock.
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    }
 }
 
 /// The verdict to sync with, from the config's spelling `recorded`: that verdict, or a

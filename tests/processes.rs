@@ -2,56 +2,12 @@
 //! harness that SIGKILLs a sync at random moments.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use syncfabric::vault::{Secret, Vault};
 
-const PW: &str = "process test password";
-
-struct Dev {
-    vault: PathBuf,
-    config: PathBuf,
-}
-
-impl Dev {
-    fn new(root: &Path, name: &str) -> Dev {
-        Dev {
-            vault: root.join(name),
-            config: root.join(format!("{name}.toml")),
-        }
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_syncfabric"));
-        c.arg("--vault").arg(&self.vault).args(args);
-        c.env("SYNCFABRIC_PASSWORD", PW)
-            .env("SYNCFABRIC_CONFIG", &self.config)
-            .env_remove("SYNCFABRIC_VAULT");
-        c.stdin(Stdio::null());
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        let out = self.cmd(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "syncfabric {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-    fn titles(&self) -> Vec<String> {
-        let out = self.run(&["item", "list", "--json"]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let mut t: Vec<String> = v
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["title"].as_str().unwrap().to_string())
-            .collect();
-        t.sort();
-        t
-    }
-}
+mod common;
+use common::{Dev, PW};
 
 fn setup(root: &Path, n: usize) -> (Vec<Dev>, PathBuf) {
     let shared = root.join("shared");

@@ -103,18 +103,43 @@ fn open_remote(
     url: &str,
     account: Option<&str>,
 ) -> CliResult<std::sync::Arc<dyn syncfabric::core::Storage>> {
+    open_remote_with(ctx, rt, url, account, Default::default())
+}
+
+/// [`open_remote`] with options for the provider (`remote add` asks a WebDAV server
+/// to create the remote's folder).
+fn open_remote_with(
+    ctx: &mut Ctx,
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    account: Option<&str>,
+    opts: syncfabric::core::registry::OpenOptions,
+) -> CliResult<std::sync::Arc<dyn syncfabric::core::Storage>> {
     if let Some(provider) = syncfabric::remote::account_provider(url) {
         let bearer = super::accounts::bearer_for(ctx, provider, account)?;
         return Ok(rt.block_on(syncfabric::remote::open_with_bearer(url, bearer))?);
     }
     if syncfabric::remote::needs_password(url) {
         let pw = ctx.secret("SYNCFABRIC_REMOTE_PASSWORD", "Remote password")?;
-        return Ok(rt.block_on(syncfabric::remote::open_with_password(
+        return Ok(rt.block_on(syncfabric::remote::open_with_password_and(
             url,
             Some(pw.expose()),
+            opts,
         ))?);
     }
     Ok(rt.block_on(syncfabric::remote::open(url))?)
+}
+
+/// What the honesty probe measured, at default verbosity: the verdict's reasons, and
+/// a warning a person must see when the server's versions can repeat.
+fn print_probe(report: &syncfabric::core::probe::ProbeReport) {
+    println!("  probe: {}", report.summary());
+    if !report.strong_versions {
+        println!(
+            "  warning: two writes in a row got the same version from this storage; a commit \
+another device makes within the same second may not be told apart from the one before it"
+        );
+    }
 }
 
 /// The sync state folder of `remote` (a checked name: it becomes a path component).
@@ -135,7 +160,8 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
             let rt = runtime()?;
             let account = syncfabric::remote::account_provider(&url)
                 .map(|_| account.unwrap_or_else(|| "default".to_string()));
-            let storage = open_remote(ctx, &rt, &url, account.as_deref())?;
+            let create = syncfabric::core::registry::OpenOptions::default().with_create_root();
+            let storage = open_remote_with(ctx, &rt, &url, account.as_deref(), create)?;
             let (trust, report) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
             ctx.config.remotes.push(RemoteConfig {
                 name: name.clone(),
@@ -149,9 +175,10 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
                 ctx.print_json(&serde_json::json!({ "added": name, "cas": trust.as_str(), "probe": report.summary() }));
             } else {
                 println!(
-                    "added remote {name} (conditional writes: {}); run `syncfabric sync` to sync",
+                    "added remote {name} (commits: {}); run `syncfabric sync` to sync",
                     trust.as_str()
                 );
+                print_probe(&report);
             }
         }
         RemoteCmd::List => {
@@ -193,7 +220,8 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
             if ctx.json {
                 ctx.print_json(&serde_json::json!({ "remote": name, "cas": trust.as_str(), "probe": report.summary() }));
             } else {
-                println!("{name}: {}", report.summary());
+                println!("{name}: commits: {}", trust.as_str());
+                print_probe(&report);
             }
         }
         RemoteCmd::Rm { name } => {

@@ -154,6 +154,9 @@ impl Storage for CountingStorage {
         bump(&self.counters.create_dirs);
         self.inner.create_dir(path).await
     }
+    async fn remove_empty_dir(&self, path: &RemotePath) -> Result<()> {
+        self.inner.remove_empty_dir(path).await
+    }
     async fn watch(&self, dir: &RemotePath) -> Result<syncfabric_core::ChangeStream> {
         self.inner.watch(dir).await
     }

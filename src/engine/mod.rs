@@ -1,4 +1,4 @@
-//! The sync engine: one sync of one vault against one [`Storage`].
+//! The sync engine: one sync of one vault against one [`Storage`](syncfabric_core::Storage).
 //!
 //! See `ARCHITECTURE.md` for the protocol. In short: a no-change sync is one `stat`;
 //! otherwise the remote database is downloaded to a temp file, verified, merged

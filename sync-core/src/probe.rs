@@ -514,6 +514,9 @@ impl<S: Storage> Storage for ProbedStorage<S> {
     async fn create_dir(&self, path: &RemotePath) -> Result<()> {
         self.inner.create_dir(path).await
     }
+    async fn remove_empty_dir(&self, path: &RemotePath) -> Result<()> {
+        self.inner.remove_empty_dir(path).await
+    }
     async fn watch(&self, dir: &RemotePath) -> Result<crate::watch::ChangeStream> {
         self.inner.watch(dir).await
     }

@@ -243,6 +243,10 @@ pub struct OpenOptions {
     pub bearer: Option<Arc<dyn crate::auth::BearerAuth>>,
     /// The retry policy providers should use (see [`crate::retry`]).
     pub retry: crate::retry::RetryPolicy,
+    /// Create the storage's root folder (and its missing parents) when it is not
+    /// there, for a remote being set up; providers where a missing root more likely
+    /// means a mistake (an unmounted local folder) ignore it.
+    pub create_root: bool,
 }
 
 impl OpenOptions {
@@ -255,6 +259,12 @@ impl OpenOptions {
     /// Options acting as this account.
     pub fn with_bearer(mut self, bearer: Arc<dyn crate::auth::BearerAuth>) -> Self {
         self.bearer = Some(bearer);
+        self
+    }
+
+    /// Options that create a missing root folder (see [`OpenOptions::create_root`]).
+    pub fn with_create_root(mut self) -> Self {
+        self.create_root = true;
         self
     }
 

@@ -523,6 +523,10 @@ impl<S: Storage> Storage for RetryingStorage<S> {
         self.retrier.run(|| self.inner.create_dir(path)).await
     }
 
+    async fn remove_empty_dir(&self, path: &RemotePath) -> Result<()> {
+        self.retrier.run(|| self.inner.remove_empty_dir(path)).await
+    }
+
     async fn watch(&self, dir: &RemotePath) -> Result<crate::watch::ChangeStream> {
         self.retrier.run(|| self.inner.watch(dir)).await
     }

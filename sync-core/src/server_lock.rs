@@ -65,7 +65,7 @@ impl ServerLockGuard {
                         told = true;
                         let left = deadline.saturating_duration_since(Instant::now());
                         tracing::warn!(
-                            "{dir} is locked by another client (a sync on another device); waiting up to {} s for it",
+                            "{path}: locked by another client (a sync on another device); waiting up to {} s for it",
                             left.as_secs()
                         );
                     }

@@ -221,6 +221,16 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Creates folder `path` and its parents; succeeds if it already exists.
     async fn create_dir(&self, path: &RemotePath) -> Result<()>;
 
+    /// Removes folder `path` if it is empty; succeeds if it is missing. A folder that
+    /// still holds anything is left as it is: [`Error::InvalidInput`](crate::Error::InvalidInput).
+    /// (For cleaning up a scratch folder, e.g. the honesty probe's; sync never removes
+    /// folders.) The default returns [`Error::Unsupported`](crate::Error::Unsupported).
+    async fn remove_empty_dir(&self, path: &RemotePath) -> Result<()> {
+        Err(crate::Error::Unsupported {
+            message: format!("{}: removing folders", path),
+        })
+    }
+
     /// Starts watching the direct children of folder `dir` and returns the feed of
     /// their changes (see [`crate::watch`] for the delivery guarantees: at least once,
     /// [`Change::Rescan`](crate::watch::Change::Rescan) when events may have been lost).
@@ -313,6 +323,9 @@ impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
     }
     async fn create_dir(&self, path: &RemotePath) -> Result<()> {
         (**self).create_dir(path).await
+    }
+    async fn remove_empty_dir(&self, path: &RemotePath) -> Result<()> {
+        (**self).remove_empty_dir(path).await
     }
     async fn watch(&self, dir: &RemotePath) -> Result<crate::watch::ChangeStream> {
         (**self).watch(dir).await

@@ -1065,6 +1065,17 @@ impl Storage for FolderStorage {
             .await
     }
 
+    /// Through [`delete`](Storage::delete), which removes an empty folder under the
+    /// folder locks (its own lock file and dead writers' temp files do not count).
+    async fn remove_empty_dir(&self, path: &RemotePath) -> Result<()> {
+        match self.stat(path).await? {
+            Some(e) if e.kind != syncfabric_core::EntryKind::Dir => Err(Error::InvalidInput {
+                message: format!("{path}: not a folder"),
+            }),
+            _ => self.delete(path, Precondition::None).await,
+        }
+    }
+
     async fn create_dir(&self, path: &RemotePath) -> Result<()> {
         if path.segments().any(fsops::is_internal_name) {
             return Err(Error::InvalidInput {

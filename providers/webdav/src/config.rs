@@ -122,6 +122,11 @@ pub struct WebDavConfig {
     /// How long to wait for a weak ETag to become strong (Apache marks ETags weak for
     /// one second after a write) before falling back to a content hash. Default 3 s.
     pub weak_etag_wait: Duration,
+    /// [`WebDavStorage::connect`](crate::WebDavStorage::connect) creates the root
+    /// folder and its missing parents (for a remote being set up). Default `false`:
+    /// a missing root is [`Error::NotFound`](syncfabric_core::Error::NotFound), naming
+    /// the part of the path that is missing.
+    pub create_root: bool,
 }
 
 impl WebDavConfig {
@@ -138,6 +143,7 @@ impl WebDavConfig {
             chunk_size: 10 * 1024 * 1024,
             locked_retries: 5,
             weak_etag_wait: Duration::from_secs(3),
+            create_root: false,
         }
     }
 

@@ -174,6 +174,7 @@ mod config;
 #[doc(hidden)]
 pub mod fuzz;
 mod lock;
+mod root;
 mod xml;
 
 pub use config::{Credentials, Profile, Secret, WebDavConfig};
@@ -467,9 +468,12 @@ impl WebDavStorage {
         let (probed, class2) = s.probe_profile().await?;
         let profile = preset.unwrap_or(probed);
         s = s.with_profile(profile, class2 && Traits::of(profile).usable_locks);
+        if s.inner.cfg.create_root {
+            s.create_root().await?;
+        }
         match s.propfind(&RemotePath::root(), true, "0").await? {
             Some(_) => Ok(s),
-            None => Err(Error::NotFound { path: "/".into() }),
+            None => Err(s.missing_root().await),
         }
     }
 
@@ -1075,8 +1079,12 @@ impl WebDavStorage {
     }
 
     async fn mkcol(&self, path: &RemotePath) -> Result<StatusCode> {
-        let url = self.url_for(path, true);
-        let what = path.to_string();
+        self.mkcol_url(&self.url_for(path, true), &path.to_string())
+            .await
+    }
+
+    /// `MKCOL url`: the status as the server answered it (the body read and dropped).
+    async fn mkcol_url(&self, url: &Url, what: &str) -> Result<StatusCode> {
         let resp = self
             .send(
                 || {
@@ -1085,11 +1093,11 @@ impl WebDavStorage {
                         url.clone(),
                     )
                 },
-                &what,
+                what,
             )
             .await?;
         let s = resp.status();
-        let _ = read_capped(resp, 64 * 1024, &what).await;
+        let _ = read_capped(resp, 64 * 1024, what).await;
         Ok(s)
     }
 
@@ -1995,6 +2003,10 @@ impl Storage for WebDavStorage {
         self.unlock_dir_impl(lock).await
     }
 
+    async fn remove_empty_dir(&self, path: &RemotePath) -> Result<()> {
+        self.remove_empty_dir_impl(path).await
+    }
+
     async fn create_dir(&self, path: &RemotePath) -> Result<()> {
         if path.is_root() {
             return Ok(());
@@ -2200,7 +2212,8 @@ impl syncfabric_core::registry::ProviderFactory for WebDavFactory {
             let account = format!("webdav:{u}@{hostport}");
             password = tokens.get(&account).await?.map(|t| Secret::new(t.expose()));
         }
-        let config = WebDavConfig::from_url(&s, password)?;
+        let mut config = WebDavConfig::from_url(&s, password)?;
+        config.create_root = opts.create_root;
         let pacer = syncfabric_core::retry::Pacer::for_account(&format!(
             "webdav:{}@{hostport}",
             user.unwrap_or_default()

@@ -23,6 +23,7 @@
 use crate::{read_capped, trunc, xml, Profile, WebDavStorage};
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use syncfabric_core::{DirLock, Error, Precondition, RemotePath, Result};
 
@@ -46,6 +47,18 @@ fn if_value(folder_url: &str, file_url: Option<&str>, l: &DirLock) -> Result<Hea
     HeaderValue::from_str(&v).map_err(|_| Error::InvalidInput {
         message: format!("lock on {}: token is not a valid header value", l.dir()),
     })
+}
+
+/// Whether this process already said that a server grants longer locks than asked.
+static TOLD_LONG_LOCKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `what`, and how long the server says the lock on it lasts, for the `Locked` error
+/// another client's lock gives (a crashed device's lock blocks commits that long).
+fn held_until(what: &str, held: &[xml::ActiveLock]) -> String {
+    match held.iter().filter_map(|l| l.timeout_secs()).max() {
+        Some(s) => format!("{what} (the server keeps that lock for up to {s} s more unless its holder releases it)"),
+        None => what.to_string(),
+    }
 }
 
 fn lock_method() -> Method {
@@ -128,15 +141,28 @@ impl WebDavStorage {
                     // the granted timeout.
                     Err(_) => None,
                 };
+                let longer = granted.filter(|g| *g > ttl + Duration::from_secs(5));
+                if let Some(g) = longer.filter(|_| !TOLD_LONG_LOCKS.swap(true, Relaxed)) {
+                    // A crashed holder blocks everyone's commits this long (SabreDAV
+                    // grants 1800 s whatever is asked).
+                    tracing::warn!(
+                        "{what}: the server granted a {} s lock where {} s were asked; if this device stops before releasing it, other devices wait up to that long",
+                        g.as_secs(),
+                        ttl.as_secs()
+                    );
+                }
                 let lock = DirLock::new(dir.clone(), token, granted.unwrap_or(ttl));
                 self.remember(&lock);
                 Ok(lock)
             }
             423 => {
                 let _ = read_capped(resp, 64 * 1024, &what).await;
-                match self.adopt(dir, ttl).await {
+                let held = self.active_locks(dir).await.unwrap_or_default();
+                match self.adopt(dir, ttl, &held).await {
                     Some(lock) => Ok(lock),
-                    None => Err(Error::Locked { path: what }),
+                    None => Err(Error::Locked {
+                        path: held_until(&what, &held),
+                    }),
                 }
             }
             404 | 409 => Err(Error::NotFound { path: what }),
@@ -147,9 +173,9 @@ impl WebDavStorage {
         }
     }
 
-    /// A lock on `dir` that an earlier attempt of ours took without hearing the answer,
-    /// if the server shows its token in `lockdiscovery`; refreshed to `ttl`.
-    async fn adopt(&self, dir: &RemotePath, ttl: Duration) -> Option<DirLock> {
+    /// The locks the server shows on `dir` (`lockdiscovery`); `None` when it shows
+    /// none or the look-up fails.
+    async fn active_locks(&self, dir: &RemotePath) -> Option<Vec<xml::ActiveLock>> {
         if self.inner.profile == Profile::Rclone {
             return None; // x/net/webdav has no lockdiscovery property
         }
@@ -171,12 +197,22 @@ impl WebDavStorage {
             return None;
         }
         let body = read_capped(resp, 256 * 1024, &what).await.ok()?;
+        xml::parse_activelocks(&body).ok()
+    }
+
+    /// A lock on `dir` among `held` that an earlier attempt of ours took without hearing
+    /// the answer, if the server shows its token in `lockdiscovery`; refreshed to `ttl`.
+    async fn adopt(
+        &self,
+        dir: &RemotePath,
+        ttl: Duration,
+        held: &[xml::ActiveLock],
+    ) -> Option<DirLock> {
         let owner = self.lock_owner();
-        let found = xml::parse_activelocks(&body)
-            .ok()?
-            .into_iter()
+        let found = held
+            .iter()
             .filter(|l| l.owner.contains(&owner))
-            .filter_map(|l| l.token)
+            .filter_map(|l| l.token.clone())
             .find(|t| !self.is_handed_out(t))?;
         let lock = DirLock::new(dir.clone(), found, ttl);
         match self.refresh_lock_impl(&lock, ttl).await {

@@ -331,6 +331,19 @@ fn opens_through_the_registry() {
             b"hi"
         );
         // A wrong password is Unauthorized.
+        let wrong = syncfabric_core::auth::MemoryTokenStore::default();
+        wrong
+            .put(
+                &format!("webdav:{USER}@127.0.0.1:{}", server.port),
+                syncfabric_core::auth::SecretToken::new("nope"),
+            )
+            .await
+            .unwrap();
+        let url = format!("webdav+http://{USER}@127.0.0.1:{}/reg", server.port);
+        let opts = syncfabric_core::registry::OpenOptions::default().with_tokens(Arc::new(wrong));
+        let e = registry.open_with(&url, &opts).await.unwrap_err();
+        assert!(matches!(e, Error::Unauthorized { .. }), "{e:?}");
+        // A password in the URL is refused before anything is sent, and not repeated.
         let e = registry
             .open(&format!(
                 "webdav+http://{USER}:nope@127.0.0.1:{}/reg",
@@ -338,7 +351,10 @@ fn opens_through_the_registry() {
             ))
             .await
             .unwrap_err();
-        assert!(matches!(e, Error::Unauthorized { .. }), "{e:?}");
+        assert!(
+            matches!(e, Error::InvalidInput { ref message } if !message.contains("nope")),
+            "{e:?}"
+        );
     });
 }
 
@@ -450,4 +466,122 @@ fn rclone_versions_are_its_tags_and_change_on_every_write() {
         );
         assert_eq!(s.stat(&p).await.unwrap().unwrap().version, Some(vb));
     });
+}
+
+/// `remote add` to a folder that does not exist yet: without `create_root` the error
+/// names the deepest folder there and the first one missing; with it, every missing
+/// folder of the path is made (MKCOL, top down) on every server.
+#[test]
+fn a_missing_root_is_named_or_created_on_request() {
+    for kind in Kind::ALL {
+        let Some(server) = Server::start(kind) else {
+            continue;
+        };
+        rt().block_on(async {
+            server.scratch("top");
+            let cfg = WebDavConfig::new(format!("{}top/a/b/", server.url))
+                .with_credentials(USER, Secret::new(PASS));
+            let e = WebDavStorage::connect(cfg.clone()).await.unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                matches!(e, Error::NotFound { .. })
+                    && msg.contains("the server has /top/, but no /top/a/"),
+                "{}: {msg}",
+                kind.name()
+            );
+            let mut create = cfg;
+            create.create_root = true;
+            let s = WebDavStorage::connect(create).await.unwrap();
+            s.write(
+                &RemotePath::parse("x").unwrap(),
+                Body::from(b"1".to_vec()),
+                Precondition::None,
+            )
+            .await
+            .unwrap();
+            assert!(server.data.join("top/a/b/x").is_file(), "{}", kind.name());
+        });
+    }
+}
+
+/// The probe's scratch folder can be removed once the probe is done (nothing of it
+/// stays on the server), while a folder that holds anything is refused, on every
+/// server.
+#[test]
+fn an_empty_folder_is_removed_and_a_full_one_kept() {
+    for kind in Kind::ALL {
+        let Some(server) = Server::start(kind) else {
+            continue;
+        };
+        rt().block_on(async {
+            let url = server.scratch("rm");
+            let s = WebDavStorage::connect(
+                WebDavConfig::new(url).with_credentials(USER, Secret::new(PASS)),
+            )
+            .await
+            .unwrap();
+            let dir = RemotePath::parse("probe-dir").unwrap();
+            probe(&s, &dir).await.unwrap();
+            s.remove_empty_dir(&dir).await.unwrap();
+            assert!(
+                !server.data.join("rm/probe-dir").exists(),
+                "{}",
+                kind.name()
+            );
+            s.remove_empty_dir(&dir).await.unwrap(); // already gone: fine
+            let full = RemotePath::parse("full/x").unwrap();
+            s.write(&full, Body::from(b"1".to_vec()), Precondition::None)
+                .await
+                .unwrap();
+            let e = s
+                .remove_empty_dir(&RemotePath::parse("full").unwrap())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(e, Error::InvalidInput { .. }),
+                "{}: {e:?}",
+                kind.name()
+            );
+            assert!(server.data.join("rm/full/x").is_file());
+        });
+    }
+}
+
+/// Another client's lock names how long the server keeps it (a crashed holder
+/// blocks commits that long), where the server shows it in `lockdiscovery`.
+#[test]
+fn a_foreign_lock_says_how_long_it_lasts() {
+    for kind in [Kind::Apache, Kind::Sabre] {
+        let Some(server) = Server::start(kind) else {
+            continue;
+        };
+        rt().block_on(async {
+            let url = server.scratch("held");
+            let open = || async {
+                WebDavStorage::connect(
+                    WebDavConfig::new(url.clone()).with_credentials(USER, Secret::new(PASS)),
+                )
+                .await
+                .unwrap()
+            };
+            let (a, b) = (open().await, open().await);
+            let dir = RemotePath::parse("v").unwrap();
+            a.create_dir(&dir).await.unwrap();
+            let held = a
+                .lock_dir(&dir, std::time::Duration::from_secs(60))
+                .await
+                .unwrap();
+            let e = b
+                .lock_dir(&dir, std::time::Duration::from_secs(60))
+                .await
+                .unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                matches!(e, Error::Locked { .. }) && msg.contains("s more"),
+                "{}: {msg}",
+                kind.name()
+            );
+            a.unlock_dir(&held).await.unwrap();
+        });
+    }
 }
