@@ -310,7 +310,10 @@ impl Retrier {
                 return Err(err);
             };
             let wait = err.retry_after().unwrap_or(step);
-            if Instant::now() + wait > deadline {
+            if Instant::now()
+                .checked_add(wait)
+                .is_none_or(|t| t > deadline)
+            {
                 tracing::debug!(attempt, error = %err, ?wait, "giving up: wait ends past the deadline");
                 return Err(err);
             }
@@ -775,6 +778,23 @@ mod tests {
         );
         assert_eq!(s.count(), 1);
         assert_eq!(Instant::now(), start);
+    }
+
+    /// Found by fuzzing: `Retry-After: 99999999999999999999` saturates to u64::MAX
+    /// seconds, which overflowed `Instant` (a panic) instead of failing fast.
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_past_any_instant_fails_fast() {
+        let ra = parse_retry_after("99999999999999999999", SystemTime::now());
+        let e = Error::RateLimited {
+            retry_after: ra,
+            message: "never".into(),
+        };
+        let s = Script::new(vec![e]);
+        let r = Retrier::new(policy(), Pacer::new()).run(|| s.call()).await;
+        assert!(
+            matches!(r, Err(Error::RateLimited { retry_after: Some(d), .. }) if d.as_secs() == u64::MAX)
+        );
+        assert_eq!(s.count(), 1);
     }
 
     #[tokio::test(start_paused = true)]

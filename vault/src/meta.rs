@@ -266,4 +266,17 @@ mod tests {
         assert!(matches!(VaultMeta::parse(b"[1]"), Err(Error::Corrupt(_))));
         assert!(matches!(VaultMeta::parse(b"{"), Err(Error::Corrupt(_))));
     }
+
+    /// Found by fuzzing: without serde_json's exact float parsing, a number in an
+    /// unknown key moved by a unit or two in the last place on every rewrite.
+    #[test]
+    fn rewriting_keeps_numbers_exact() {
+        let m = VaultMeta::parse(
+            br#"{"kdf_iter":5000,"x":[1.1111000001595633e+39,2.5555555555555554e+23]}"#,
+        )
+        .unwrap();
+        let again = VaultMeta::parse(m.to_json_string().as_bytes()).unwrap();
+        assert_eq!(again, m);
+        assert_eq!(again.map()["x"][0].as_f64(), Some(1.1111000001595633e+39));
+    }
 }

@@ -82,6 +82,8 @@
 #![deny(missing_docs)]
 
 mod config;
+#[doc(hidden)]
+pub mod fuzz;
 mod names;
 mod upload;
 mod watch;
@@ -777,7 +779,13 @@ fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let hh: i64 = t.next()?.parse().ok()?;
     let mm: i64 = t.next()?.parse().ok()?;
     let ss: i64 = t.next()?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+    if y > 9999
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || hh > 23
+        || mm > 59
+        || ss > 60
+    {
         return None;
     }
     // Days from civil (H. Hinnant).
@@ -1196,5 +1204,14 @@ mod tests {
         assert!(parse_rfc3339("2015-10-21T07:28:00+00:00").is_some());
         assert!(parse_rfc3339("2015-13-21T07:28:00Z").is_none());
         assert!(parse_rfc3339("yesterday").is_none());
+    }
+
+    /// Found by fuzzing: a huge year overflowed the seconds computation (a panic in
+    /// debug builds, a wrapped time in release builds).
+    #[test]
+    fn absurd_years_are_refused() {
+        assert!(parse_rfc3339("9223372036854775807-01-01T00:00:00Z").is_none());
+        assert!(parse_rfc3339("10000-01-01T00:00:00Z").is_none());
+        assert!(parse_rfc3339("9999-12-31T23:59:59Z").is_some());
     }
 }

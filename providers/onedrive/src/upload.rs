@@ -520,3 +520,10 @@ fn file_range_stream(
         Some((Ok(buf.freeze()), st))
     })
 }
+
+/// For the fuzzer (`crate::fuzz`): an upload-session answer read as `create_session`,
+/// `session_next` and `put_fragment` read it; `None` when it is not one.
+pub(crate) fn fuzz_session(raw: &[u8]) -> Option<(Option<String>, Option<u64>)> {
+    let info: SessionInfo = serde_json::from_slice(raw).ok()?;
+    Some((info.upload_url, first_range_start(&info.next)))
+}

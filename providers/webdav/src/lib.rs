@@ -171,6 +171,8 @@
 #![deny(missing_docs)]
 
 mod config;
+#[doc(hidden)]
+pub mod fuzz;
 mod lock;
 mod root;
 mod xml;

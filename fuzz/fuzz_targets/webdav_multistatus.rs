@@ -1,0 +1,2 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| syncfabric_fuzz::webdav_multistatus(data));
