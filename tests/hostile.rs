@@ -475,6 +475,7 @@ async fn files_are_0600_and_folders_0700_whatever_the_umask() {
         .iter()
         .any(|f| f.extension().is_some_and(|e| e == "enpassattach")));
     for d in [
+        v.dir().to_path_buf(), // made by `Vault::create`
         v.dir().join(".syncfabric"),
         st.path().to_path_buf(),
         st.path().join("journal"),

@@ -145,7 +145,8 @@ impl Config {
     pub fn save(&self, path: &Path) -> Result<(), String> {
         let text = toml::to_string_pretty(self).map_err(|e| e.to_string())?;
         if let Some(dir) = path.parent() {
-            create_private_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            syncfabric::vault::create_private_dir_all(dir)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         syncfabric::engine::state::write_atomic(path, text.as_bytes())
             .map_err(|e| format!("{}: {e}", path.display()))
@@ -158,15 +159,6 @@ impl Config {
             .filter(|r| canonical(&r.vault) == canon)
             .collect()
     }
-}
-
-/// Creates `dir` and its missing parents, each new one owner-only (0700).
-fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(dir)
 }
 
 pub fn canonical(p: &Path) -> PathBuf {

@@ -411,7 +411,7 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
     let pw = ctx.secret("SYNCFABRIC_PASSWORD", "Master password")?;
     let kf = ctx.keyfile()?;
     let cleanup = RestoreCleanup::new(&dest, &args.name);
-    std::fs::create_dir_all(&dest)?;
+    syncfabric::vault::create_private_dir_all(&dest)?;
     let state = state_dir(&dest, &args.name)?;
     let vault = rt.block_on(restore_from_remote_with_progress(
         storage.as_ref(),

@@ -1368,7 +1368,7 @@ impl RestoreUndo {
     /// Creates `dest` if needed and a fresh, private staging folder in it.
     fn start(dest: &Path) -> Result<RestoreUndo, SyncError> {
         let made_dest = std::fs::symlink_metadata(dest).is_err();
-        std::fs::create_dir_all(dest)?;
+        syncfabric_vault::create_private_dir_all(dest)?;
         let staging = dest.join(".syncfabric-restore");
         // A crashed restore's leftovers: the name is ours (a link there is removed, not
         // followed).

@@ -9,6 +9,17 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// Creates `dir` and its missing parents, each folder it makes owner-only (0700 on
+/// Unix, whatever the umask); folders that exist keep their mode. For a vault's folder,
+/// which holds secrets.
+pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
 /// A sibling temp path: `<dir>/.<name>.<tag>-<random>`.
 pub(crate) fn temp_sibling(path: &Path, tag: &str) -> Result<PathBuf> {
     let mut r = [0u8; 6];

@@ -231,7 +231,7 @@ impl Vault {
     /// Errors: [`Error::InvalidInput`] if a vault exists there, [`Error::Io`].
     pub fn create(dir: impl AsRef<Path>, password: &Secret, opts: &CreateOptions) -> Result<Vault> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        fsutil::create_private_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let db_path = dir.join(VAULT_DB);
         let json_path = dir.join(VAULT_JSON);
         if db_path.exists() || json_path.exists() {
