@@ -92,7 +92,7 @@ pub(crate) fn open_keyed(path: &Path, key: &VaultKey, read_only: bool) -> Result
             };
             if crypto::page1_header_plausible(&page1, key.expose_raw()) {
                 Err(Error::Corrupt(format!(
-                    "{}: page 1 fails its HMAC",
+                    "{}: a page fails its HMAC (the key opens page 1, so the file is damaged)",
                     path.display()
                 )))
             } else {
