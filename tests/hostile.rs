@@ -49,6 +49,17 @@ async fn sync(
     sync_vault(v, s, st, &SyncOptions::default()).await
 }
 
+/// A vault with one item, synced once to a folder remote: the remote, its folder on
+/// disk, the vault and its sync state.
+async fn synced_once(root: &Path) -> (Arc<dyn Storage>, PathBuf, Vault, StateDir) {
+    let (remote, dir) = folder_remote(root);
+    let mut v = new_vault(&root.join("v"));
+    let st = StateDir::open(root.join("s")).unwrap();
+    add(&mut v, "one");
+    sync(&mut v, &remote, &st).await.unwrap();
+    (remote, dir, v, st)
+}
+
 fn add(v: &mut Vault, title: &str) {
     v.add_item(NewItem::login(title, "u", Secret::new("p"), ""))
         .unwrap();
@@ -107,11 +118,7 @@ fn set_aside_files(st: &StateDir) -> usize {
 #[tokio::test]
 async fn a_journal_file_name_from_state_json_never_becomes_a_path() {
     let tmp = tempfile::tempdir().unwrap();
-    let (remote, _) = folder_remote(tmp.path());
-    let mut v = new_vault(&tmp.path().join("v"));
-    let st = StateDir::open(tmp.path().join("s")).unwrap();
-    add(&mut v, "one");
-    sync(&mut v, &remote, &st).await.unwrap();
+    let (remote, _, mut v, st) = synced_once(tmp.path()).await;
     // <tmp>/s/journal/../../victim.txt is <tmp>/victim.txt.
     let victim = tmp.path().join("victim.txt");
     std::fs::write(&victim, b"not yours").unwrap();
@@ -135,11 +142,7 @@ async fn a_journal_file_name_from_state_json_never_becomes_a_path() {
 #[tokio::test]
 async fn a_journal_seq_at_the_u64_limit_does_not_panic_a_push() {
     let tmp = tempfile::tempdir().unwrap();
-    let (remote, _) = folder_remote(tmp.path());
-    let mut v = new_vault(&tmp.path().join("v"));
-    let st = StateDir::open(tmp.path().join("s")).unwrap();
-    add(&mut v, "one");
-    sync(&mut v, &remote, &st).await.unwrap();
+    let (remote, _, mut v, st) = synced_once(tmp.path()).await;
     edit_state(&st, |j| {
         j["journal"][0]["seq"] = u64::MAX.into();
         j["journal"][0]["file"] = format!("{:08}.enpassdb", u64::MAX).into();
@@ -164,11 +167,7 @@ async fn a_journal_seq_at_the_u64_limit_does_not_panic_a_push() {
 #[tokio::test]
 async fn a_corrupt_state_json_is_set_aside_and_rebuilt() {
     let tmp = tempfile::tempdir().unwrap();
-    let (remote, _) = folder_remote(tmp.path());
-    let mut v = new_vault(&tmp.path().join("v"));
-    let st = StateDir::open(tmp.path().join("s")).unwrap();
-    add(&mut v, "one");
-    sync(&mut v, &remote, &st).await.unwrap();
+    let (remote, _, mut v, st) = synced_once(tmp.path()).await;
     std::fs::write(
         st.path().join("state.json"),
         b"{\"vault_uuid\": 17, garbage",
@@ -187,16 +186,7 @@ async fn a_corrupt_state_json_is_set_aside_and_rebuilt() {
 #[tokio::test]
 async fn an_oversized_remote_vault_json_is_refused_without_downloading_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let (remote, rdir) = folder_remote(tmp.path());
-    let mut v = new_vault(&tmp.path().join("v"));
-    add(&mut v, "one");
-    sync(
-        &mut v,
-        &remote,
-        &StateDir::open(tmp.path().join("s1")).unwrap(),
-    )
-    .await
-    .unwrap();
+    let (remote, rdir, mut v, _) = synced_once(tmp.path()).await;
     let json = rdir.join(uuid_of(&v)).join("vault.json");
     let mut big = std::fs::read(&json).unwrap();
     big.truncate(big.len() - 2); // before the closing "}\n"
@@ -403,16 +393,7 @@ async fn a_trickling_database_download_stops_at_its_deadline() {
 #[tokio::test]
 async fn a_symlinked_remote_database_is_refused_and_nothing_is_copied() {
     let tmp = tempfile::tempdir().unwrap();
-    let (remote, rdir) = folder_remote(tmp.path());
-    let mut v = new_vault(&tmp.path().join("v"));
-    add(&mut v, "one");
-    sync(
-        &mut v,
-        &remote,
-        &StateDir::open(tmp.path().join("s1")).unwrap(),
-    )
-    .await
-    .unwrap();
+    let (remote, rdir, mut v, _) = synced_once(tmp.path()).await;
     let secret = tmp.path().join("secret.txt");
     std::fs::write(&secret, "TOPSECRET-6f1d\n".repeat(1000)).unwrap();
     let db = rdir.join(uuid_of(&v)).join("vault.enpassdb");
@@ -489,16 +470,7 @@ async fn files_are_0600_and_folders_0700_whatever_the_umask() {
 #[tokio::test]
 async fn a_failed_restore_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
-    let (remote, _) = folder_remote(tmp.path());
-    let mut v = new_vault(&tmp.path().join("v"));
-    add(&mut v, "one");
-    sync(
-        &mut v,
-        &remote,
-        &StateDir::open(tmp.path().join("s1")).unwrap(),
-    )
-    .await
-    .unwrap();
+    let (remote, _, v, _) = synced_once(tmp.path()).await;
     let dest = tmp.path().join("restored");
     let st = StateDir::open(tmp.path().join("restored-state")).unwrap();
     let r = restore_from_remote(
