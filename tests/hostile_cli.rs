@@ -63,6 +63,11 @@ fn remote_names_from_the_config_never_become_paths() {
         assert!(sibling.join("keep").exists(), "{bad}: sibling deleted");
     }
     std::fs::write(&d.config, &config).unwrap();
+    // A plain absolute path is still a folder remote (no scheme to check).
+    let plain = tmp.path().join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    d.run(&["remote", "add", "plain", plain.to_str().unwrap()]);
+    d.run(&["remote", "list"]);
     for bad in ["..", "../x", "_x", &"n".repeat(65)] {
         let err = d.fail(&["remote", "add", "--", bad, "folder:///tmp"]);
         assert!(err.contains("a remote name is 1 to 64"), "{err}");

@@ -105,7 +105,11 @@ pub fn check_remote_name(name: &str) -> Result<(), String> {
 /// Refuses a remote URL that holds a password: the URL is stored in config.toml and
 /// printed by `remote list` and `status`. The message never repeats the password.
 pub fn check_remote_url(url: &str) -> Result<(), String> {
-    let parsed = syncfabric::core::registry::StorageUrl::parse(url).map_err(|e| e.to_string())?;
+    // A plain absolute path (a folder remote) or a URL that does not parse holds no
+    // password; opening it says what is wrong with it.
+    let Ok(parsed) = syncfabric::core::registry::StorageUrl::parse(url) else {
+        return Ok(());
+    };
     if parsed.password().is_none() {
         return Ok(());
     }
