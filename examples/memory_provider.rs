@@ -74,6 +74,7 @@ impl Storage for TinyStore {
             read_after_write: true,
             server_clock: false,
             server_lock: false,
+            strong_versions: true,
         }
     }
 

@@ -14,9 +14,10 @@
 //! factory in [`registry`]. An app can add its own with [`Registry::register`].
 //!
 //! Whether a storage's conditional writes can be trusted is decided by the honesty
-//! probe ([`probe`]); [`Trust`] records the verdict so that a sync does not pay for a
-//! probe every time, and [`wrap`] hands the engine a storage that claims only what
-//! was confirmed (so the engine knows when to use the lease lock).
+//! probe ([`probe`]); a [`Verdict`] records it so that a sync does not pay for a
+//! probe every time, and [`connect`] (through [`wrap`]) hands the engine a storage
+//! that claims only what was confirmed (so the engine knows when to lock, and whether
+//! it may compare the storage's versions at all).
 
 use std::sync::Arc;
 use syncfabric_core::probe::{ProbeReport, ProbedStorage};
@@ -132,7 +133,7 @@ pub enum Trust {
     /// has passed on.
     ServerLock,
     /// Neither confirmed: the engine serialises commits with the lease lock.
-    UseLock,
+    Lease,
 }
 
 impl Trust {
@@ -141,17 +142,93 @@ impl Trust {
         match self {
             Trust::Truthful => "truthful",
             Trust::ServerLock => "server-lock",
-            Trust::UseLock => "lease",
+            Trust::Lease => "lease",
         }
     }
     /// Parses the config-file spelling. `lock` is how versions before server locks
-    /// wrote [`Trust::UseLock`]; [`current_trust`] probes such a remote again.
+    /// wrote [`Trust::Lease`]; [`connect`] probes such a remote again.
     pub fn parse(s: &str) -> Option<Trust> {
         match s {
             "truthful" => Some(Trust::Truthful),
             "server-lock" => Some(Trust::ServerLock),
-            "lease" | "lock" => Some(Trust::UseLock),
+            "lease" | "lock" => Some(Trust::Lease),
             _ => None,
+        }
+    }
+}
+
+/// Everything the honesty probe decided about a remote, as the config records it
+/// (`cas` and `versions` of a `[[remote]]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// How commits are protected.
+    pub trust: Trust,
+    /// Every write gave a new version. When false, the engine tells commits apart by
+    /// its own commit marker ([`crate::engine::marker`]), never by the storage's
+    /// versions.
+    pub strong_versions: bool,
+}
+
+impl Verdict {
+    /// The verdict a probe report proves.
+    pub fn from_report(report: &ProbeReport) -> Verdict {
+        let e = &report.effective;
+        let trust = if e.has_truthful_cas() && e.strong_versions {
+            Trust::Truthful
+        } else if e.server_lock {
+            Trust::ServerLock
+        } else {
+            Trust::Lease
+        };
+        Verdict {
+            trust,
+            strong_versions: e.strong_versions,
+        }
+    }
+
+    /// The config spelling of [`Verdict::strong_versions`].
+    pub fn versions_str(&self) -> &'static str {
+        if self.strong_versions {
+            "strong"
+        } else {
+            "repeating"
+        }
+    }
+
+    /// A verdict recorded as `cas` and `versions`; `None` when either is missing or
+    /// unknown (a config written before the probe measured versions), or when it is the
+    /// old `lock` spelling and `storage` now claims a server lock (every device of a
+    /// remote must commit under the same kind of lock: a lease and a server lock do not
+    /// exclude each other). `None` means: probe again.
+    pub fn recorded(
+        storage: &dyn Storage,
+        cas: Option<&str>,
+        versions: Option<&str>,
+    ) -> Option<Verdict> {
+        let trust = Trust::parse(cas?)?;
+        if cas == Some("lock") && storage.capabilities().server_lock {
+            return None;
+        }
+        let strong_versions = match versions? {
+            "strong" => true,
+            // Compare-and-swap is never truthful on versions that repeat.
+            "repeating" if trust != Trust::Truthful => false,
+            _ => return None,
+        };
+        Some(Verdict {
+            trust,
+            strong_versions,
+        })
+    }
+
+    /// A short reason a person reads (`remote add`, `remote probe`).
+    pub fn explain(&self) -> &'static str {
+        match (self.trust, self.strong_versions) {
+            (Trust::Truthful, _) => "the storage enforces compare-and-swap: no lock needed",
+            (Trust::ServerLock, true) => "compare-and-swap is not enforced; commits run under the server's own lock",
+            (Trust::Lease, true) => "neither compare-and-swap nor a server lock is enforced; commits run under a lease lock",
+            (Trust::ServerLock, false) => "compare-and-swap is not enforced and versions can repeat; commits run under the server's own lock and are told apart by a commit marker",
+            (Trust::Lease, false) => "neither compare-and-swap nor a server lock is enforced and versions can repeat; commits run under a lease lock and are told apart by a commit marker",
         }
     }
 }
@@ -159,7 +236,7 @@ impl Trust {
 /// Runs the honesty probe in a folder of its own, `.syncfabric-probe-<random>/` of
 /// `storage`, and removes that folder after (where the storage can remove folders:
 /// nothing of the probe stays on the server).
-pub async fn probe(storage: &dyn Storage) -> Result<(Trust, ProbeReport), Error> {
+pub async fn probe(storage: &dyn Storage) -> Result<(Verdict, ProbeReport), Error> {
     let dir = RemotePath::parse(&format!(".syncfabric-probe-{:016x}", random_u64()))?;
     let report = syncfabric_core::probe::probe(storage, &dir).await;
     match storage.remove_empty_dir(&dir).await {
@@ -167,14 +244,7 @@ pub async fn probe(storage: &dyn Storage) -> Result<(Trust, ProbeReport), Error>
         Err(e) => tracing::warn!("could not remove the probe's folder {dir}: {e}"),
     }
     let report = report?;
-    let trust = if report.effective.has_truthful_cas() {
-        Trust::Truthful
-    } else if report.effective.server_lock {
-        Trust::ServerLock
-    } else {
-        Trust::UseLock
-    };
-    Ok((trust, report))
+    Ok((Verdict::from_report(&report), report))
 }
 
 /// A random number for a scratch folder's name (the OS's randomness through OpenSSL).
@@ -190,37 +260,53 @@ fn random_u64() -> u64 {
     }
 }
 
-/// The verdict to sync with, from the config's spelling `recorded`: that verdict, or a
-/// fresh probe when there is none, or when it is the `lock` of versions that had no
-/// server locks and the provider now claims one (every device of a remote must commit
-/// under the same kind of lock: a lease and a server lock do not exclude each other).
-/// The `bool` says the probe ran: record the verdict's [`Trust::as_str`].
-pub async fn current_trust(
-    storage: &dyn Storage,
-    recorded: Option<&str>,
-) -> Result<(Trust, bool), Error> {
-    match recorded.and_then(Trust::parse) {
-        Some(Trust::UseLock) if recorded == Some("lock") && storage.capabilities().server_lock => {
-            Ok((probe(storage).await?.0, true))
-        }
-        Some(t) => Ok((t, false)),
-        None => Ok((probe(storage).await?.0, true)),
-    }
+/// A remote ready for the engine: see [`connect`].
+#[derive(Debug)]
+pub struct Connected {
+    /// The storage as the engine must see it: claiming only what the verdict proves.
+    pub storage: Arc<dyn Storage>,
+    /// The verdict it syncs with.
+    pub verdict: Verdict,
+    /// The probe that ran now, if one did: record `verdict` then.
+    pub probe: Option<ProbeReport>,
 }
 
-/// The storage as the engine should see it, given the probe's verdict.
-pub fn wrap(storage: Arc<dyn Storage>, trust: Trust) -> Arc<dyn Storage> {
-    match trust {
-        Trust::Truthful => storage,
-        Trust::ServerLock | Trust::UseLock => {
-            let mut caps = storage.capabilities();
-            caps.if_match = false;
-            caps.if_absent = false;
-            caps.conditional_delete = false;
-            caps.server_lock &= trust == Trust::ServerLock;
-            Arc::new(ProbedStorage::new(storage, caps))
+/// Readies an opened `storage` for the engine: the `recorded` verdict (see
+/// [`Verdict::recorded`]), or a fresh probe when there is none, applied with [`wrap`].
+/// This is the one safe way from a storage to [`crate::engine::sync_vault`]: an
+/// unprobed storage claims what its provider hopes, not what its server does.
+pub async fn connect(
+    storage: Arc<dyn Storage>,
+    recorded: Option<Verdict>,
+) -> Result<Connected, Error> {
+    let (verdict, probe) = match recorded {
+        Some(v) => (v, None),
+        None => {
+            let (v, report) = probe(storage.as_ref()).await?;
+            (v, Some(report))
         }
+    };
+    Ok(Connected {
+        storage: wrap(storage, verdict),
+        verdict,
+        probe,
+    })
+}
+
+/// The storage as the engine should see it, given the probe's verdict: claims the
+/// verdict does not prove are switched off.
+pub fn wrap(storage: Arc<dyn Storage>, verdict: Verdict) -> Arc<dyn Storage> {
+    let mut caps = storage.capabilities();
+    caps.strong_versions &= verdict.strong_versions;
+    if verdict.trust == Trust::Truthful && caps.strong_versions {
+        return storage;
     }
+    // Compare-and-swap on versions that can repeat protects nothing: a lock it is.
+    caps.if_match = false;
+    caps.if_absent = false;
+    caps.conditional_delete = false;
+    caps.server_lock &= verdict.trust == Trust::ServerLock;
+    Arc::new(ProbedStorage::new(storage, caps))
 }
 
 #[cfg(test)]
@@ -241,24 +327,47 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn old_lock_verdicts_are_probed_again_once_a_server_lock_is_claimed() {
+    async fn recorded_verdicts_are_kept_and_old_ones_probed_again() {
         let s = like_apache();
+        let connected = connect(Arc::new(like_apache()), None).await.unwrap();
+        let measured = Verdict {
+            trust: Trust::ServerLock,
+            strong_versions: true,
+        };
+        assert_eq!(connected.verdict, measured);
+        assert!(connected.probe.is_some());
+        // Written by a version without server locks, or before versions were measured:
+        // probed again.
+        assert_eq!(Verdict::recorded(&s, Some("lock"), Some("strong")), None);
+        assert_eq!(Verdict::recorded(&s, Some("server-lock"), None), None);
+        assert_eq!(Verdict::recorded(&s, None, Some("strong")), None);
+        // Compare-and-swap on repeating versions is not a verdict the probe gives.
         assert_eq!(
-            current_trust(&s, None).await.unwrap(),
-            (Trust::ServerLock, true)
-        );
-        // Written by a version without server locks: probed again.
-        assert_eq!(
-            current_trust(&s, Some("lock")).await.unwrap(),
-            (Trust::ServerLock, true)
+            Verdict::recorded(&s, Some("truthful"), Some("repeating")),
+            None
         );
         // Recorded verdicts are kept as they are.
-        for t in [Trust::Truthful, Trust::ServerLock, Trust::UseLock] {
-            assert_eq!(Trust::parse(t.as_str()), Some(t));
-            assert_eq!(
-                current_trust(&s, Some(t.as_str())).await.unwrap(),
-                (t, false)
-            );
+        for trust in [Trust::Truthful, Trust::ServerLock, Trust::Lease] {
+            for strong_versions in [true, false] {
+                let v = Verdict {
+                    trust,
+                    strong_versions,
+                };
+                if trust == Trust::Truthful && !strong_versions {
+                    continue;
+                }
+                let back = Verdict::recorded(&s, Some(trust.as_str()), Some(v.versions_str()));
+                assert_eq!(back, Some(v));
+                // A store that claims everything sees only what the verdict proves.
+                let c = connect(Arc::new(MemoryStorage::new()), back).await.unwrap();
+                assert!(c.probe.is_none());
+                let caps = c.storage.capabilities();
+                assert_eq!(caps.strong_versions, strong_versions);
+                assert_eq!(caps.has_truthful_cas(), trust == Trust::Truthful);
+                if trust != Trust::Truthful {
+                    assert_eq!(caps.server_lock, trust == Trust::ServerLock);
+                }
+            }
         }
         // An old verdict on a provider without a server lock stays the lease.
         let mut caps = s.caps.clone();
@@ -268,11 +377,8 @@ mod tests {
             caps,
         };
         assert_eq!(
-            current_trust(&no_lock, Some("lock")).await.unwrap(),
-            (Trust::UseLock, false)
+            Verdict::recorded(&no_lock, Some("lock"), Some("strong")).map(|v| v.trust),
+            Some(Trust::Lease)
         );
-        // The engine sees only the lock the verdict names.
-        let wrapped = wrap(Arc::new(s), Trust::UseLock);
-        assert!(!wrapped.capabilities().server_lock);
     }
 }

@@ -58,7 +58,7 @@ use syncfabric::core::Storage;
 use syncfabric::engine::{
     remote_layout, restore_from_remote, sync_vault, StateDir, SyncError, SyncOptions, SyncOutcome,
 };
-use syncfabric::remote::Trust;
+use syncfabric::remote::{Trust, Verdict};
 use syncfabric::vault::{field_type, CreateOptions, NewItem, Secret, Vault};
 use syncfabric_conformance::flaky_proxy::{FaultPlan, FlakyProxy};
 
@@ -139,6 +139,8 @@ struct WorkerSpec {
     url: String,
     remote_password: Option<String>,
     trust: String,
+    /// The probe's verdict on versions ("strong" or "repeating").
+    versions: String,
     /// Unix milliseconds at which every device edits the "Hot" password, then syncs.
     hot_at_ms: Vec<u64>,
 }
@@ -154,7 +156,7 @@ fn sha256(bytes: &[u8]) -> String {
     hex::encode(openssl::sha::sha256(bytes))
 }
 
-fn sync_options(trust: Trust) -> SyncOptions {
+fn sync_options(verdict: Verdict) -> SyncOptions {
     // The guard is about one device's merge; this workload trashes and deletes on
     // purpose, so it must not stop the run (its own tests are in sync_folder.rs).
     let mut opts = SyncOptions {
@@ -162,7 +164,7 @@ fn sync_options(trust: Trust) -> SyncOptions {
         max_attempts: 20,
         ..SyncOptions::default()
     };
-    if trust != Trust::Truthful {
+    if verdict.trust != Trust::Truthful {
         // The same timings serve the server lock (its lease length and polling).
         // Loopback servers show a write at once; the default settle is for clouds.
         // A shorter lease (refreshed every 3 s) lets a lock whose holder lost every
@@ -185,7 +187,7 @@ fn acceptable(e: &SyncError) -> bool {
 /// Opens the run's storage as the CLI would, except for a retry policy scaled to
 /// loopback (first retry after 50 ms instead of 500 ms; `Retry-After` is obeyed as
 /// always), so that a run with a fault in every fifth request ends in minutes.
-async fn open_storage(url: &str, password: Option<&str>, trust: Trust) -> Arc<dyn Storage> {
+async fn open_storage(url: &str, password: Option<&str>, verdict: Verdict) -> Arc<dyn Storage> {
     let retry = syncfabric::core::retry::RetryPolicy {
         min_delay: Duration::from_millis(50),
         max_delay: Duration::from_secs(2),
@@ -197,7 +199,7 @@ async fn open_storage(url: &str, password: Option<&str>, trust: Trust) -> Arc<dy
     let raw = syncfabric::remote::open_with_password_and(url, password, opts)
         .await
         .expect("open remote");
-    syncfabric::remote::wrap(raw, trust)
+    syncfabric::remote::wrap(raw, verdict)
 }
 
 // ------------------------------------------------------------ device process
@@ -447,12 +449,15 @@ async fn worker(spec: WorkerSpec) {
         n: 0,
     };
     dev.vault.set_device_name(format!("device {}", spec.device));
-    let trust = Trust::parse(&spec.trust).expect("trust");
-    let storage = open_storage(&spec.url, spec.remote_password.as_deref(), trust).await;
+    let verdict = Verdict {
+        trust: Trust::parse(&spec.trust).expect("trust"),
+        strong_versions: spec.versions == "strong",
+    };
+    let storage = open_storage(&spec.url, spec.remote_password.as_deref(), verdict).await;
     let state = StateDir::open(&spec.state)
         .unwrap()
         .with_journal_len(100_000);
-    let opts = sync_options(trust);
+    let opts = sync_options(verdict);
     let hot = dev
         .vault
         .items()
@@ -649,16 +654,16 @@ fn run_one_then(
     };
 
     // Setup: device 0 creates the vault and pushes it; the others restore from it.
-    let (trust, vault_uuid, key) = rt.block_on(async {
+    let (verdict, vault_uuid, key) = rt.block_on(async {
         let raw = syncfabric::remote::open_with_password(&direct_url, password.as_deref())
             .await
             .unwrap();
-        let (trust, report) = syncfabric::remote::probe(raw.as_ref()).await.unwrap();
+        let (verdict, report) = syncfabric::remote::probe(raw.as_ref()).await.unwrap();
         if backend != Backend::Folder {
             // Apache and rclone enforce their WebDAV locks: commits run under them.
-            assert_eq!(trust, Trust::ServerLock, "{}", report.summary());
+            assert_eq!(verdict.trust, Trust::ServerLock, "{}", report.summary());
         }
-        let storage = open_storage(&direct_url, password.as_deref(), trust).await;
+        let storage = open_storage(&direct_url, password.as_deref(), verdict).await;
         let create = CreateOptions {
             kdf_iter: 1000,
             ..Default::default()
@@ -694,7 +699,7 @@ fn run_one_then(
         let st0 = StateDir::open(root.join("state0"))
             .unwrap()
             .with_journal_len(100_000);
-        sync_vault(&mut v, &storage, &st0, &sync_options(trust))
+        sync_vault(&mut v, &storage, &st0, &sync_options(verdict))
             .await
             .unwrap();
         let uuid = v.meta().vault_uuid().expect("vault uuid").to_string();
@@ -715,7 +720,7 @@ fn run_one_then(
             .await
             .unwrap();
         }
-        (trust, uuid, key)
+        (verdict, uuid, key)
     });
 
     // The run: five processes at once.
@@ -732,7 +737,8 @@ fn run_one_then(
             oracle: root.join(format!("oracle-{d}.jsonl")),
             url: run_url.clone(),
             remote_password: password.clone(),
-            trust: trust.as_str().to_string(),
+            trust: verdict.trust.as_str().to_string(),
+            versions: verdict.versions_str().to_string(),
             hot_at_ms: hot_at_ms.clone(),
         };
         let log = std::fs::File::create(root.join(format!("device-{d}.log"))).unwrap();
@@ -761,8 +767,8 @@ fn run_one_then(
 
     // The end: every device syncs until a whole round changes nothing.
     let final_rounds = rt.block_on(async {
-        let storage = open_storage(&run_url, password.as_deref(), trust).await;
-        let opts = sync_options(trust);
+        let storage = open_storage(&run_url, password.as_deref(), verdict).await;
+        let opts = sync_options(verdict);
         let mut vaults: Vec<(Vault, StateDir)> = (0..DEVICES)
             .map(|d| {
                 (
@@ -815,7 +821,7 @@ fn run_one_then(
     // The remote database itself, as another reader sees it.
     let remote_dir = root.join("remote-copy");
     rt.block_on(async {
-        let storage = open_storage(&direct_url, password.as_deref(), trust).await;
+        let storage = open_storage(&direct_url, password.as_deref(), verdict).await;
         let (_, db, json) = remote_layout(&vault_uuid).unwrap();
         std::fs::create_dir_all(&remote_dir).unwrap();
         for (p, name) in [(db, "vault.enpassdb"), (json, "vault.json")] {

@@ -251,3 +251,36 @@ fn a_full_local_disk_fails_cleanly_and_the_next_sync_completes() {
     b.run(&["sync"]);
     assert_eq!(a.titles(), b.titles());
 }
+
+/// `remote add` says what the probe proved and why, at default verbosity, and records
+/// it; a config written before versions were measured is probed again by `sync` and
+/// the verdict recorded, so no device keeps comparing versions nobody measured.
+#[test]
+fn the_probe_verdict_is_shown_recorded_and_refreshed_when_incomplete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let url = format!("folder://{}", shared.display());
+    let a = Dev::new(tmp.path(), "dev0");
+    a.run(&["vault", "create", "--name", "Proc", "--kdf-iter", "1000"]);
+    let out = a.run(&["remote", "add", "shared", &url]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("commits: truthful"), "{said}");
+    assert!(
+        said.contains("why: the storage enforces compare-and-swap"),
+        "{said}"
+    );
+    assert!(said.contains("strong versions: true"), "{said}");
+    let config = std::fs::read_to_string(&a.config).unwrap();
+    assert!(config.contains("versions = \"strong\""), "{config}");
+    // As an older syncfabric wrote it: no `versions`.
+    let old: String = config
+        .lines()
+        .filter(|l| !l.starts_with("versions"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&a.config, old).unwrap();
+    a.run(&["sync"]);
+    let config = std::fs::read_to_string(&a.config).unwrap();
+    assert!(config.contains("versions = \"strong\""), "{config}");
+}

@@ -63,16 +63,16 @@ fn two_devices_over_the_graph_fake_with_throttling() {
         .await
         .unwrap();
         let raw = device_storage(&fake);
-        let (trust, report) = syncfabric::remote::probe(raw.as_ref()).await.unwrap();
+        let (verdict, report) = syncfabric::remote::probe(raw.as_ref()).await.unwrap();
         eprintln!("graph fake: {}", report.summary());
         assert_eq!(
-            trust,
+            verdict.trust,
             syncfabric::remote::Trust::Truthful,
             "{}",
             report.summary()
         );
-        let sa_store = syncfabric::remote::wrap(raw, trust);
-        let sb_store = syncfabric::remote::wrap(device_storage(&fake), trust);
+        let sa_store = syncfabric::remote::wrap(raw, verdict);
+        let sb_store = syncfabric::remote::wrap(device_storage(&fake), verdict);
         let opts = SyncOptions::default();
         let tmp = tempfile::tempdir().unwrap();
         let create = CreateOptions {

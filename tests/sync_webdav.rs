@@ -46,9 +46,9 @@ async fn open(server: &Server, folder: &str) -> (Arc<dyn Storage>, syncfabric::r
     let raw = syncfabric::remote::open_with_password(&url, Some(PASS))
         .await
         .unwrap();
-    let (trust, report) = syncfabric::remote::probe(raw.as_ref()).await.unwrap();
+    let (verdict, report) = syncfabric::remote::probe(raw.as_ref()).await.unwrap();
     eprintln!("{}: {}", server.kind.name(), report.summary());
-    (syncfabric::remote::wrap(raw, trust), trust)
+    (syncfabric::remote::wrap(raw, verdict), verdict.trust)
 }
 
 fn two_devices(kind: Kind) {

@@ -132,6 +132,7 @@ impl Storage for MemoryStorage {
             read_after_write: true,
             server_clock: true,
             server_lock: true,
+            strong_versions: true,
         }
     }
 

@@ -38,6 +38,11 @@ pub struct RemoteConfig {
     /// before server locks; probed again). Re-run: `remote probe NAME`.
     #[serde(default)]
     pub cas: Option<String>,
+    /// Whether the probe saw a new version on every write: "strong" or "repeating"
+    /// (commits are then told apart by a commit marker). Missing in configs written
+    /// before it was measured: probed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<String>,
     /// For cloud remotes (`onedrive:`, `sharepoint:`): the logged-in account it uses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,

@@ -6,6 +6,7 @@ use super::{CliResult, Ctx};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use syncfabric::engine::{restore_from_remote_with_progress, sync_vault, StateDir, SyncOptions};
+use syncfabric::remote::Verdict;
 
 #[derive(Subcommand, Debug)]
 pub enum RemoteCmd {
@@ -132,14 +133,49 @@ fn open_remote_with(
 
 /// What the honesty probe measured, at default verbosity: the verdict's reasons, and
 /// a warning a person must see when the server's versions can repeat.
-fn print_probe(report: &syncfabric::core::probe::ProbeReport) {
+fn print_probe(report: &syncfabric::core::probe::ProbeReport, verdict: &Verdict) {
+    println!("  why: {}", verdict.explain());
     println!("  probe: {}", report.summary());
     if !report.strong_versions {
         println!(
-            "  warning: two writes in a row got the same version from this storage; a commit \
-another device makes within the same second may not be told apart from the one before it"
+            "  warning: this server gave two writes in a row the same version (its ETag is \
+likely built from a whole-second time and the size); syncfabric does not trust it and \
+marks every commit with a file of its own, {}",
+            syncfabric::engine::marker::MARKER
         );
     }
+}
+
+/// Records `verdict` for the remote `name` of the vault `vault` in the config.
+fn record_verdict(ctx: &mut Ctx, name: &str, vault: &Path, verdict: &Verdict) -> CliResult {
+    for r in ctx
+        .config
+        .remotes
+        .iter_mut()
+        .filter(|r| r.name == name && canonical(&r.vault) == vault)
+    {
+        r.cas = Some(verdict.trust.as_str().to_string());
+        r.versions = Some(verdict.versions_str().to_string());
+    }
+    ctx.config.save(&ctx.config_path)?;
+    Ok(())
+}
+
+/// The remote `r` of the vault `vault`, ready for the engine: opened, and wrapped with
+/// its recorded verdict, or probed now (and the verdict recorded) when it has none.
+fn connect_remote(
+    ctx: &mut Ctx,
+    rt: &tokio::runtime::Runtime,
+    r: &RemoteConfig,
+    vault: &Path,
+) -> CliResult<std::sync::Arc<dyn syncfabric::core::Storage>> {
+    let storage = open_remote(ctx, rt, &r.url, r.account.as_deref())?;
+    let recorded = Verdict::recorded(storage.as_ref(), r.cas.as_deref(), r.versions.as_deref());
+    let connected = rt.block_on(syncfabric::remote::connect(storage, recorded))?;
+    if connected.probe.is_some() {
+        record_verdict(ctx, &r.name, vault, &connected.verdict)?;
+    }
+    Ok(connected.storage)
 }
 
 /// The sync state folder of `remote` (a checked name: it becomes a path component).
@@ -162,23 +198,24 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
                 .map(|_| account.unwrap_or_else(|| "default".to_string()));
             let create = syncfabric::core::registry::OpenOptions::default().with_create_root();
             let storage = open_remote_with(ctx, &rt, &url, account.as_deref(), create)?;
-            let (trust, report) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
+            let (verdict, report) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
             ctx.config.remotes.push(RemoteConfig {
                 name: name.clone(),
                 vault: vault.clone(),
                 url,
-                cas: Some(trust.as_str().to_string()),
+                cas: Some(verdict.trust.as_str().to_string()),
+                versions: Some(verdict.versions_str().to_string()),
                 account,
             });
             ctx.config.save(&ctx.config_path)?;
             if ctx.json {
-                ctx.print_json(&serde_json::json!({ "added": name, "cas": trust.as_str(), "probe": report.summary() }));
+                ctx.print_json(&serde_json::json!({ "added": name, "cas": verdict.trust.as_str(), "versions": verdict.versions_str(), "probe": report.summary() }));
             } else {
                 println!(
                     "added remote {name} (commits: {}); run `syncfabric sync` to sync",
-                    trust.as_str()
+                    verdict.trust.as_str()
                 );
-                print_probe(&report);
+                print_probe(&report, &verdict);
             }
         }
         RemoteCmd::List => {
@@ -207,21 +244,13 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
             };
             let (url, account) = url;
             let storage = open_remote(ctx, &rt, &url, account.as_deref())?;
-            let (trust, report) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
-            for r in ctx
-                .config
-                .remotes
-                .iter_mut()
-                .filter(|r| r.name == name && canonical(&r.vault) == vault)
-            {
-                r.cas = Some(trust.as_str().to_string());
-            }
-            ctx.config.save(&ctx.config_path)?;
+            let (verdict, report) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
+            record_verdict(ctx, &name, &vault, &verdict)?;
             if ctx.json {
-                ctx.print_json(&serde_json::json!({ "remote": name, "cas": trust.as_str(), "probe": report.summary() }));
+                ctx.print_json(&serde_json::json!({ "remote": name, "cas": verdict.trust.as_str(), "versions": verdict.versions_str(), "probe": report.summary() }));
             } else {
-                println!("{name}: commits: {}", trust.as_str());
-                print_probe(&report);
+                println!("{name}: commits: {}", verdict.trust.as_str());
+                print_probe(&report, &verdict);
             }
         }
         RemoteCmd::Rm { name } => {
@@ -269,23 +298,7 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
     let rt = runtime()?;
     let mut out = Vec::new();
     for r in remotes {
-        let storage = open_remote(ctx, &rt, &r.url, r.account.as_deref())?;
-        let (trust, probed) = rt.block_on(syncfabric::remote::current_trust(
-            storage.as_ref(),
-            r.cas.as_deref(),
-        ))?;
-        if probed && r.cas.as_deref() != Some(trust.as_str()) {
-            for c in ctx
-                .config
-                .remotes
-                .iter_mut()
-                .filter(|c| c.name == r.name && canonical(&c.vault) == dir)
-            {
-                c.cas = Some(trust.as_str().to_string());
-            }
-            ctx.config.save(&ctx.config_path)?;
-        }
-        let storage = syncfabric::remote::wrap(storage, trust);
+        let storage = connect_remote(ctx, &rt, &r, &dir)?;
         let state = state_dir(&dir, &r.name)?;
         let report = rt.block_on(sync_vault(&mut vault, &storage, &state, &opts))?;
         if ctx.json {
@@ -380,6 +393,10 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
             .unwrap_or_else(|| "default".to_string())
     });
     let storage = open_remote(ctx, &rt, &url, account.as_deref())?;
+    // Probed first: the restore records the version it syncs with next, and where
+    // versions repeat that is the commit marker's, not the server's.
+    let (verdict, _) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
+    let storage = syncfabric::remote::wrap(storage, verdict);
     let uuid = match args.uuid {
         Some(u) => u,
         None => {
@@ -430,12 +447,12 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
         .iter()
         .any(|r| r.name == args.name)
     {
-        let (trust, _) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
         ctx.config.remotes.push(RemoteConfig {
             name: args.name.clone(),
             vault: vdir,
             url: url.clone(),
-            cas: Some(trust.as_str().to_string()),
+            cas: Some(verdict.trust.as_str().to_string()),
+            versions: Some(verdict.versions_str().to_string()),
             account,
         });
         ctx.config.save(&ctx.config_path)?;
@@ -510,12 +527,7 @@ pub fn watch_cmd(ctx: &mut Ctx, args: WatchArgs) -> CliResult {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let storage = open_remote(ctx, &rt, &r.url, r.account.as_deref())?;
-    let (trust, _) = rt.block_on(syncfabric::remote::current_trust(
-        storage.as_ref(),
-        r.cas.as_deref(),
-    ))?;
-    let storage = syncfabric::remote::wrap(storage, trust);
+    let storage = connect_remote(ctx, &rt, &r, &dir)?;
     let state = state_dir(&dir, &r.name)?;
     let uuid = vault.meta().vault_uuid().unwrap_or_default().to_string();
     let (remote_dir, _, _) = syncfabric::engine::remote_layout(&uuid)?;
@@ -585,12 +597,7 @@ fn undo_cmd(ctx: &mut Ctx, seq: u64, remote: Option<&str>) -> CliResult {
         );
     };
     let rt = runtime()?;
-    let storage = open_remote(ctx, &rt, &r.url, r.account.as_deref())?;
-    let (trust, _) = rt.block_on(syncfabric::remote::current_trust(
-        storage.as_ref(),
-        r.cas.as_deref(),
-    ))?;
-    let storage = syncfabric::remote::wrap(storage, trust);
+    let storage = connect_remote(ctx, &rt, &r, &dir)?;
     let state = state_dir(&dir, &r.name)?;
     let report = rt.block_on(syncfabric::engine::restore_journal(
         &mut vault,

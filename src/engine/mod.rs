@@ -8,6 +8,7 @@
 mod counting;
 mod error;
 pub mod limits;
+pub mod marker;
 mod rekey;
 pub mod state;
 mod sync;

@@ -1,6 +1,7 @@
 //! One sync of one vault: the protocol of `ARCHITECTURE.md`, step by step.
 
 use super::limits::DownloadBound;
+use super::marker::Versioning;
 use super::state::{StateDir, SyncState, TempFile};
 use super::SyncError;
 use futures_util::StreamExt;
@@ -357,6 +358,8 @@ struct PullCtx<'a> {
     /// The size the `stat` of the database announced.
     remote_size: u64,
     remote_version: Option<syncfabric_core::Version>,
+    /// How commits are told apart (the storage's versions or the commit marker).
+    versioning: &'a Versioning,
 }
 
 /// The pull-only case: the local vault is unchanged since our last sync and the remote
@@ -429,7 +432,10 @@ async fn fast_pull(
     // The version stat'ed before the download, never one read after it: an older
     // version only makes the next commit fail its IfMatch and start over, while a newer
     // one would let it overwrite a commit we never saw.
-    let Some(version) = version.or_else(|| ctx.remote_version.clone()) else {
+    let Some(version) = ctx
+        .versioning
+        .downloaded(version, ctx.remote_version.clone())
+    else {
         return Err(SyncError::Storage(StorageError::NotFound {
             path: ctx.db_path.to_string(),
         }));
@@ -773,8 +779,9 @@ async fn sync_once(
         remote_version: st.remote_version.clone(),
     };
 
-    // 1. The fast path: one stat.
-    let remote_entry = storage.stat(&db_path).await?;
+    // 1. The fast path: one stat (and the commit marker where versions can repeat).
+    let versioning = Versioning::of(storage.as_ref(), &dir)?;
+    let remote_entry = versioning.stat_db(storage.as_ref(), &db_path).await?;
     let local_hash = sha256_file(&vault.db_path())?;
     let local_changed = st.local_db_sha256.as_deref() != Some(local_hash.as_str());
     let remote_version = remote_entry.as_ref().and_then(|e| e.version.clone());
@@ -806,6 +813,7 @@ async fn sync_once(
         uuid,
         guard.as_ref(),
         &mut server_lock,
+        &versioning,
         st,
         report,
         remote_entry,
@@ -846,6 +854,7 @@ async fn sync_slow(
     uuid: &str,
     guard: Option<&LeaseGuard>,
     server_lock: &mut Option<ServerLockGuard>,
+    versioning: &Versioning,
     mut st: SyncState,
     mut report: SyncReport,
     remote_entry: Option<syncfabric_core::Entry>,
@@ -855,7 +864,7 @@ async fn sync_slow(
     let (dir, db_path, json_path) = remote_layout(uuid)?;
     // Under a lease, look again: the first stat was taken before we held it.
     let remote_entry = if guard.is_some() {
-        storage.stat(&db_path).await?
+        versioning.stat_db(storage, &db_path).await?
     } else {
         remote_entry
     };
@@ -888,6 +897,7 @@ async fn sync_slow(
                 download_tmp: &download_tmp,
                 remote_size: remote_entry.as_ref().map_or(0, |e| e.size),
                 remote_version: remote_version.clone(),
+                versioning,
             };
             fast_pull(
                 vault,
@@ -959,7 +969,8 @@ async fn sync_slow(
                     match fetch_remote(vault, storage, state, opts, &paths).await {
                         Ok((snap, v)) => {
                             report.downloaded_db = true;
-                            (Some(snap), false, v.or(remote_version.clone()), true)
+                            let v = versioning.downloaded(v, remote_version.clone());
+                            (Some(snap), false, v, true)
                         }
                         // Asked to replace a remote that does not verify: it counts as
                         // unchanged since the base (merge(base, local, base) = local),
@@ -1080,8 +1091,8 @@ async fn sync_slow(
             let g = ServerLockGuard::acquire(shared.clone(), &dir, &opts.lease).await?;
             let lock = g.precondition();
             *server_lock = Some(g);
-            let now = storage.stat(&db_path).await?.and_then(|e| e.version);
-            if now != plan.remote_version {
+            let now = versioning.stat_db(storage, &db_path).await?;
+            if now.and_then(|e| e.version) != plan.remote_version {
                 return Err(StorageError::PreconditionFailed {
                     path: db_path.to_string(),
                 }
@@ -1139,8 +1150,8 @@ async fn sync_slow(
                 g.check()
                     .await
                     .map_err(|e| lost_lock_is_a_race(e, &db_path))?;
-                let now = storage.stat(&db_path).await?.and_then(|e| e.version);
-                if now != *v {
+                let now = versioning.stat_db(storage, &db_path).await?;
+                if now.and_then(|e| e.version) != *v {
                     return Err(StorageError::PreconditionFailed {
                         path: db_path.to_string(),
                     }
@@ -1198,6 +1209,18 @@ async fn sync_slow(
             m,
         )
         .await?;
+        // Where versions can repeat, the commit marker seals the commit (under the same
+        // lock); its version is the commit's.
+        let seal = versioning.seal(
+            storage,
+            under.clone().unwrap_or(Precondition::None),
+            version,
+        );
+        let version = match guard {
+            Some(g) => g.bounded(seal).await,
+            None => seal.await,
+        }
+        .map_err(|e| lost_lock_is_a_race(e, &db_path))?;
         state.record_commit(&mut st, &commit_file, version.as_str(), now_unix())?;
         drop(commit_file);
         committed_version = version;
@@ -1281,11 +1304,15 @@ pub async fn restore_from_remote_with_progress(
     let mut undo = RestoreUndo::start(dest)?;
     let staging = undo.staging.clone();
     // Stat before the download: see fast_pull on why never after.
-    let stated = storage.stat(&db_path).await?.ok_or_else(|| {
-        SyncError::Storage(StorageError::NotFound {
-            path: db_path.to_string(),
-        })
-    })?;
+    let versioning = Versioning::of(storage, &dir)?;
+    let stated = versioning
+        .stat_db(storage, &db_path)
+        .await?
+        .ok_or_else(|| {
+            SyncError::Storage(StorageError::NotFound {
+                path: db_path.to_string(),
+            })
+        })?;
     let fetch = |remote: RemotePath, name: String, bound: DownloadBound, label: String| {
         let staging = staging.clone();
         async move {
@@ -1305,19 +1332,20 @@ pub async fn restore_from_remote_with_progress(
     )
     .await?;
     let db_bound = DownloadBound::announced(stated.size);
-    let version = fetch(
+    let with_download = fetch(
         db_path.clone(),
         "vault.enpassdb".into(),
         db_bound,
         "database".into(),
     )
-    .await?
-    .or(stated.version)
-    .ok_or_else(|| {
-        SyncError::Storage(StorageError::NotFound {
-            path: db_path.to_string(),
-        })
-    })?;
+    .await?;
+    let version = versioning
+        .downloaded(with_download, stated.version)
+        .ok_or_else(|| {
+            SyncError::Storage(StorageError::NotFound {
+                path: db_path.to_string(),
+            })
+        })?;
     // Verify before anything is moved into place.
     let probe = Vault::open(&staging, password, keyfile)?;
     // `open` checks only the key, header and length: a remote file gets every page.

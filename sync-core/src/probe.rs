@@ -5,8 +5,9 @@
 //! A dropped precondition is a lost update, so at connect time the engine runs
 //! [`probe`] in a scratch folder and trusts only what it confirmed:
 //!
-//! 1. write a probe file twice, same size, back to back: the version must change
-//!    (else versions are not strong and `IfMatch` cannot protect anything);
+//! 1. write a probe file three times, same size, different contents, back to back:
+//!    the three versions must all differ (else versions are not strong: `IfMatch` cannot protect
+//!    anything, and [`Capabilities::strong_versions`] is switched off);
 //! 2. write it with a made-up `IfMatch` version, and with the *previous* real version:
 //!    both must fail with `PreconditionFailed` (or `Unsupported`);
 //! 3. write it with `IfAbsent`: must fail with `AlreadyExists` (or `Unsupported`);
@@ -66,10 +67,10 @@ pub struct ProbeReport {
     /// What the provider claimed.
     pub claimed: Capabilities,
     /// The claims confirmed on this connection: `claimed` with `if_match`, `if_absent`,
-    /// `conditional_delete`, `read_after_write` and `server_lock` switched off where the
-    /// probe failed.
+    /// `conditional_delete`, `read_after_write`, `server_lock` and `strong_versions`
+    /// switched off where the probe failed.
     pub effective: Capabilities,
-    /// Two same-size writes in a row got different versions.
+    /// Three same-size writes in a row each got a new version.
     pub strong_versions: bool,
     /// `IfMatch` on write.
     pub if_match: Verdict,
@@ -179,11 +180,18 @@ async fn run_probe(
     let text = |n: u8| Bytes::from(format!("syncfabric honesty probe {tag} #{n}\n"));
     let body = |n: u8| Body::Bytes(text(n));
 
-    let first = storage.write(main, body(1), Precondition::None).await?;
-    let v1 = version_of(&first, main)?;
-    let second = storage.write(main, body(2), Precondition::None).await?;
-    let v2 = version_of(&second, main)?;
-    let strong_versions = v1 != v2;
+    // Three same-size writes of three contents in a row: all three versions must
+    // differ. A server whose tag holds a whole-second mtime passes only if both gaps
+    // straddle a second boundary, and one that reuses a tag of two writes ago (an inode
+    // freed by a rename and taken again) fails too.
+    let mut versions = Vec::with_capacity(3);
+    for n in [8, 9, 2] {
+        let e = storage.write(main, body(n), Precondition::None).await?;
+        versions.push(version_of(&e, main)?);
+    }
+    let strong_versions =
+        versions[0] != versions[1] && versions[1] != versions[2] && versions[0] != versions[2];
+    let (v1, v2) = (versions[1].clone(), versions[2].clone());
     let read_after_write = read_all(storage, main).await? == text(2);
     // What the file should hold: the last write that was accepted.
     let mut expected = text(2);
@@ -289,6 +297,7 @@ async fn run_probe(
     effective.if_absent &= if_absent.usable();
     effective.conditional_delete &= conditional_delete.usable();
     effective.read_after_write &= read_after_write;
+    effective.strong_versions &= strong_versions;
     let report = ProbeReport {
         claimed,
         effective,

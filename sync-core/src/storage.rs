@@ -174,6 +174,13 @@ pub struct Capabilities {
     /// folder (WebDAV class 2 `LOCK`). The engine then commits under it instead of the
     /// lease lock where compare-and-swap is not truthful.
     pub server_lock: bool,
+    /// Every write gives the file a [`Version`] it did not have just before, so "same
+    /// version" means "nobody wrote since". Every provider must claim this (it is the
+    /// contract of `Version`); the honesty probe switches it off where two writes in a
+    /// row came back with one version (an ETag built from a whole-second mtime and the
+    /// size, say). The engine then never compares the vault's versions: it tells
+    /// commits apart by a commit marker of its own, written under its lock.
+    pub strong_versions: bool,
 }
 
 impl Capabilities {

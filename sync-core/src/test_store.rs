@@ -57,6 +57,7 @@ impl Storage for MemStore {
             read_after_write: true,
             server_clock: self.server_clock,
             server_lock: false,
+            strong_versions: true,
         }
     }
     fn describe(&self) -> String {

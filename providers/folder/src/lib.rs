@@ -799,6 +799,7 @@ impl Storage for FolderStorage {
             read_after_write: true,
             server_clock: false,
             server_lock: false,
+            strong_versions: true,
         }
     }
 

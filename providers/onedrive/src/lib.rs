@@ -831,6 +831,7 @@ impl Storage for OneDriveStorage {
             read_after_write: false,
             server_clock: true,
             server_lock: false,
+            strong_versions: true,
         }
     }
 

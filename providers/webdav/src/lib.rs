@@ -1677,6 +1677,7 @@ impl Storage for WebDavStorage {
             read_after_write: true,
             server_clock: true,
             server_lock: self.inner.server_locks,
+            strong_versions: true,
         }
     }
 

@@ -1,0 +1,142 @@
+//! The commit marker: how commits are told apart where the storage's versions repeat.
+//!
+//! The engine decides "nobody committed since I merged" by comparing the database's
+//! version with the one it recorded. That holds only where every write gives a new
+//! version. Where the honesty probe saw two writes in a row come back with one version
+//! ([`Capabilities::strong_versions`](syncfabric_core::Capabilities::strong_versions)
+//! is off: an ETag built from a whole-second mtime and the size, as nginx, lighttpd
+//! and wsgidav make them), two same-size commits within one second look alike, and a
+//! commit checked that way silently replaces another device's. SQLCipher files grow by
+//! whole pages, so same-size commits are the rule, not the exception.
+//!
+//! On such storages every commit also writes [`MARKER`] in the vault's folder, 16
+//! random bytes, under the same lock as the database (the server's lock, or the lease)
+//! and after the database and `vault.json`. The version the engine records and
+//! compares is then the SHA-256 of the marker's bytes (`commit:<hex>`), not anything
+//! the server says; a missing marker reads as `commit:none`. Bytes that nobody else
+//! can produce change on every commit by construction, so the comparison under the
+//! lock cannot be fooled by the server's clock or by equal sizes.
+//!
+//! * **The marker is the commit point.** A database written by a device that died
+//!   before writing its marker is not a commit yet: the next committer's check passes
+//!   and replaces it, and the dead device's edits, still in its own vault, are merged
+//!   by its next sync.
+//! * **Readers read the marker before the database** (`stat_db`), and writers write it
+//!   after, so a recorded version is never newer than the content recorded with it; an
+//!   older one only costs the next sync a download and a merge.
+//! * The marker's content is never parsed, only hashed, and its read is bounded.
+
+use super::SyncError;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use syncfabric_core::{
+    Body, Entry, Error as StorageError, Precondition, RemotePath, Storage, Version,
+};
+
+/// The marker's file name in the vault's remote folder.
+pub const MARKER: &str = "syncfabric-commit";
+
+/// The most of a marker that is read: ours are 33 bytes; of anything larger only the
+/// first bytes count (a committer replacing it still changes them). The read also
+/// ends by the storage's own request timeouts.
+const MAX_MARKER_BYTES: u64 = 4096;
+
+/// How this sync tells commits apart: by the storage's own versions, or (where they
+/// can repeat) by the commit marker at `marker`.
+#[derive(Clone, Debug)]
+pub(crate) struct Versioning {
+    marker: Option<RemotePath>,
+}
+
+impl Versioning {
+    /// The versioning `storage`'s (probed) capabilities call for, for the vault folder
+    /// `dir`.
+    pub(crate) fn of(storage: &dyn Storage, dir: &RemotePath) -> Result<Versioning, SyncError> {
+        let marker = if storage.capabilities().strong_versions {
+            None
+        } else {
+            Some(dir.join(MARKER)?)
+        };
+        Ok(Versioning { marker })
+    }
+
+    /// The database's entry at `db`, with its version replaced by the commit marker's
+    /// where versions can repeat (the marker is read first: see the module docs).
+    pub(crate) async fn stat_db(
+        &self,
+        storage: &dyn Storage,
+        db: &RemotePath,
+    ) -> Result<Option<Entry>, SyncError> {
+        let Some(marker) = &self.marker else {
+            return Ok(storage.stat(db).await?);
+        };
+        let version = read_marker(storage, marker).await?;
+        Ok(storage.stat(db).await?.map(|mut e| {
+            e.version = Some(version);
+            e
+        }))
+    }
+
+    /// The version to record for a database just downloaded: where versions can repeat,
+    /// the marker's version read before the download (`stated`), never the server's tag;
+    /// else the version the storage gave with the download, or `stated`.
+    pub(crate) fn downloaded(
+        &self,
+        with_download: Option<Version>,
+        stated: Option<Version>,
+    ) -> Option<Version> {
+        match self.marker {
+            Some(_) => stated,
+            None => with_download.or(stated),
+        }
+    }
+
+    /// Called once the database (version `db_version`) and `vault.json` are written:
+    /// where versions can repeat, writes a new marker with `pre` (the lock) and returns
+    /// its version, which is the commit's; else the commit's version is `db_version`.
+    pub(crate) async fn seal(
+        &self,
+        storage: &dyn Storage,
+        pre: Precondition,
+        db_version: Version,
+    ) -> Result<Version, StorageError> {
+        let Some(marker) = &self.marker else {
+            return Ok(db_version);
+        };
+        let mut id = [0u8; 16];
+        openssl::rand::rand_bytes(&mut id).map_err(|e| StorageError::Io {
+            path: marker.to_string(),
+            source: std::io::Error::other(format!("no randomness for the commit marker: {e}")),
+        })?;
+        let bytes = Bytes::from(format!("{}\n", hex::encode(id)));
+        let version = marker_version(&bytes);
+        storage.write(marker, Body::Bytes(bytes), pre).await?;
+        Ok(version)
+    }
+}
+
+/// `commit:<SHA-256 of the marker's bytes>`, or `commit:none` where there is none.
+async fn read_marker(storage: &dyn Storage, marker: &RemotePath) -> Result<Version, SyncError> {
+    let mut dl = match storage.read(marker).await {
+        Ok(dl) => dl,
+        Err(StorageError::NotFound { .. }) => return Ok(Version::new("commit:none")),
+        Err(e) => return Err(e.into()),
+    };
+    let mut bytes = Vec::new();
+    while let Some(chunk) = dl.stream.next().await {
+        let chunk = chunk?;
+        let room = (MAX_MARKER_BYTES as usize).saturating_sub(bytes.len());
+        bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if room <= chunk.len() {
+            break;
+        }
+    }
+    Ok(marker_version(&bytes))
+}
+
+fn marker_version(bytes: &[u8]) -> Version {
+    Version::new(format!(
+        "commit:{}",
+        hex::encode(openssl::sha::sha256(bytes))
+    ))
+}
