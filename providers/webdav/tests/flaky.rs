@@ -1,7 +1,8 @@
 //! Through the flaky proxy (5xx, resets before and after the server acted, 429 with
-//! Retry-After, latency, truncated answers), with the core retry machinery: every
-//! operation completes or fails with a clean error, and the file on the server's disk
-//! is always a whole version (the previous one or the new one), never a partial upload.
+//! Retry-After, latency, truncated answers, uploads cut mid-body), with the core retry
+//! machinery: every operation completes or fails with a clean error, and the file on
+//! the server's disk is always a whole version (the previous one or the new one), never
+//! a partial upload.
 
 mod servers;
 
@@ -75,6 +76,8 @@ fn run(kind: Kind, seed: u64) {
             target,
             FaultPlan {
                 grace_requests: 2,
+                // Uploads cut mid-body too: the file must stay whole through them.
+                cut_upload: 0.05,
                 ..FaultPlan::chaos(seed)
             },
         )
@@ -186,6 +189,7 @@ fn run(kind: Kind, seed: u64) {
                 + st.resets_after
                 + st.truncated
                 + st.too_many_requests
+                + st.cut_uploads
                 > 5,
             "{st:?}"
         );
