@@ -446,7 +446,9 @@ pub async fn delete_stale_if_match(s: &dyn Storage, dir: &RemotePath) -> Check {
     Ok(Outcome::Passed)
 }
 
-/// The honesty probe finds every claim true and leaves no probe file behind.
+/// The honesty probe finds every claim true, finds that a write cut mid-body leaves
+/// the previous content whole, and leaves no probe file (nor a provider's temporary
+/// upload) behind.
 pub async fn honesty_probe(s: &dyn Storage, dir: &RemotePath) -> Check {
     s.create_dir(dir).await?;
     let before = names(&s.list(dir).await?);
@@ -454,6 +456,11 @@ pub async fn honesty_probe(s: &dyn Storage, dir: &RemotePath) -> Check {
     ensure!(
         report.is_truthful(),
         "the honesty probe found false claims: {}",
+        report.summary()
+    );
+    ensure!(
+        report.atomic_writes,
+        "a write cut mid-body did not leave the previous content whole: {}",
         report.summary()
     );
     let after = names(&s.list(dir).await?);

@@ -2,7 +2,7 @@
 //! 127.0.0.1, it forwards requests and, by a seeded schedule, injects `5xx` answers,
 //! connection resets (before the request reaches the server, or after the server
 //! handled it and before the answer is complete), `429` with `Retry-After`, latency,
-//! and truncated response bodies.
+//! truncated response bodies, and uploads (`PUT`) cut mid-body.
 //!
 //! ```no_run
 //! # async fn demo(server: std::net::SocketAddr) -> std::io::Result<()> {
@@ -52,6 +52,11 @@ pub struct FaultPlan {
     pub latency: Duration,
     /// Requests before this many have passed are never faulted (lets a test set up).
     pub grace_requests: u64,
+    /// Forward a `PUT`'s head and the first half of its body, then close the
+    /// connection to the server (it sees the upload end early, as when a client dies
+    /// mid-upload) and reset the client's. Drawn for every request, acted on only for a
+    /// `PUT` with a body (other requests then go through untouched).
+    pub cut_upload: f64,
 }
 
 impl FaultPlan {
@@ -68,6 +73,7 @@ impl FaultPlan {
             slow: 0.0,
             latency: Duration::from_millis(0),
             grace_requests: 0,
+            cut_upload: 0.0,
         }
     }
 
@@ -86,6 +92,7 @@ impl FaultPlan {
             slow: 0.10,
             latency: Duration::from_millis(50),
             grace_requests: 0,
+            cut_upload: 0.0,
         }
     }
 }
@@ -109,6 +116,8 @@ pub struct ProxyStats {
     pub truncated: u64,
     /// Delayed requests.
     pub delayed: u64,
+    /// Uploads cut mid-body.
+    pub cut_uploads: u64,
 }
 
 #[derive(Default)]
@@ -121,6 +130,7 @@ struct Counters {
     too_many_requests: AtomicU64,
     truncated: AtomicU64,
     delayed: AtomicU64,
+    cut_uploads: AtomicU64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +141,7 @@ enum Fault {
     ResetAfter,
     TooMany,
     Truncate,
+    CutUpload,
 }
 
 struct Shared {
@@ -168,6 +179,8 @@ impl Shared {
             Fault::TooMany
         } else if pick(p.truncate_body) {
             Fault::Truncate
+        } else if pick(p.cut_upload) {
+            Fault::CutUpload
         } else {
             Fault::None
         };
@@ -240,6 +253,7 @@ impl FlakyProxy {
             too_many_requests: l(&c.too_many_requests),
             truncated: l(&c.truncated),
             delayed: l(&c.delayed),
+            cut_uploads: l(&c.cut_uploads),
         }
     }
 }
@@ -512,6 +526,31 @@ async fn serve(client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
         };
         c.forwarded.fetch_add(1, Ordering::SeqCst);
         uw.write_all(&req.raw).await?;
+        if fault == Fault::CutUpload && req.first.eq_ignore_ascii_case("PUT") {
+            let half = match req.framing {
+                Framing::Length(n) => n / 2,
+                _ => 4096,
+            };
+            if half > 0 {
+                c.cut_uploads.fetch_add(1, Ordering::SeqCst);
+                copy_body(&mut cr, Some(uw), req.framing, Some(half)).await?;
+                uw.flush().await?;
+                // The server gets the bytes sent so far and then the end of the stream
+                // (a FIN, so it reads them all before it sees the end).
+                uw.shutdown().await?;
+                let client = cr
+                    .into_inner()
+                    .reunite(cw)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                reset(client);
+                // Hold the server's side until it has closed it: it is still handling
+                // the cut request meanwhile.
+                let mut sink = Vec::new();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(10), ur.read_to_end(&mut sink)).await;
+                return Ok(());
+            }
+        }
         copy_body(&mut cr, Some(uw), req.framing, None).await?;
         uw.flush().await?;
         let Some(mut resp) = read_head(ur, false).await? else {
@@ -664,5 +703,53 @@ mod tests {
             outcomes.push(seen);
         }
         assert_eq!(outcomes[0], outcomes[1], "same seed, same schedule");
+    }
+
+    #[tokio::test]
+    async fn a_cut_upload_reaches_the_server_half_sent() {
+        // An origin that records how many body bytes each request brought before it
+        // ended (whole or cut).
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let o = l.local_addr().unwrap();
+        let got: Arc<Mutex<Vec<(u64, bool)>>> = Arc::default();
+        let g = got.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = l.accept().await {
+                let g = g.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = sock.into_split();
+                    let mut r = BufReader::new(r);
+                    while let Ok(Some(h)) = read_head(&mut r, true).await {
+                        let mut body = Vec::new();
+                        let whole = copy_body(&mut r, Some(&mut body), h.framing, None)
+                            .await
+                            .is_ok();
+                        g.lock().unwrap().push((body.len() as u64, whole));
+                        if !whole {
+                            return;
+                        }
+                        let _ = w
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                            .await;
+                    }
+                });
+            }
+        });
+        let plan = FaultPlan {
+            cut_upload: 1.0,
+            ..FaultPlan::none()
+        };
+        let p = FlakyProxy::start(o, plan).await.unwrap();
+        assert!(roundtrip(p.addr(), &[7u8; 100_000]).await.is_err());
+        // Other methods go through.
+        let mut s = TcpStream::connect(p.addr()).await.unwrap();
+        s.write_all(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
+            .await
+            .unwrap();
+        let mut r = BufReader::new(s);
+        let h = read_head(&mut r, false).await.unwrap().unwrap();
+        assert_eq!(h.first, "200");
+        assert_eq!(*got.lock().unwrap(), vec![(50_000, false), (0, true)]);
+        assert_eq!(p.stats().cut_uploads, 1);
     }
 }

@@ -81,6 +81,7 @@ pub mod doubles;
 pub mod flaky_proxy;
 pub mod graph_fake;
 mod memory;
+pub mod nextcloud_fake;
 pub mod oauth_fake;
 
 pub use memory::MemoryStorage;

@@ -5,11 +5,16 @@ use bytes::Bytes;
 use futures_core::Stream;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use crate::Version;
 
 /// A stream of bytes read from a storage. Errors carry the storage's [`Error`].
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, Error>> + Send + 'static>>;
+
+/// Makes the stream of a [`Body::Stream`] from its first byte; called once per open.
+pub type StreamSource = Arc<dyn Fn() -> ByteStream + Send + Sync>;
 
 /// The body of a write. It can be opened more than once, so a write can be retried
 /// from the start without the caller keeping the whole file in memory.
@@ -24,6 +29,17 @@ pub enum Body {
         /// Its length in bytes, taken when the body was made.
         len: u64,
     },
+    /// Bytes from a stream made on demand: `open` is called once per attempt and must
+    /// start from the first byte. A stream that fails, or that yields another number
+    /// of bytes than `len`, makes the write fail: a provider abandons its request
+    /// mid-body and leaves the previous content current. The honesty probe uses one
+    /// that fails half-way to see whether a cut upload truncates the file.
+    Stream {
+        /// The number of bytes the stream must yield.
+        len: u64,
+        /// Makes the stream.
+        open: StreamSource,
+    },
 }
 
 impl Body {
@@ -37,11 +53,19 @@ impl Body {
         Ok(Body::File { path, len })
     }
 
+    /// A body of `len` bytes read from the streams `open` makes (see [`Body::Stream`]).
+    pub fn from_stream(len: u64, open: impl Fn() -> ByteStream + Send + Sync + 'static) -> Body {
+        Body::Stream {
+            len,
+            open: Arc::new(open),
+        }
+    }
+
     /// The number of bytes the body holds.
     pub fn len(&self) -> u64 {
         match self {
             Body::Bytes(b) => b.len() as u64,
-            Body::File { len, .. } => *len,
+            Body::File { len, .. } | Body::Stream { len, .. } => *len,
         }
     }
 
@@ -66,6 +90,10 @@ impl Body {
                     .map_err(|e| Error::from_io(e, &path.display().to_string()))?;
                 Box::pin(f)
             }
+            Body::Stream { open, .. } => Box::pin(StreamReader {
+                stream: std::sync::Mutex::new(open()),
+                chunk: Bytes::new(),
+            }),
         };
         Ok(match crate::progress::Meter::current() {
             Some(meter) if meter.is_enabled() => {
@@ -85,7 +113,43 @@ impl std::fmt::Debug for Body {
         match self {
             Body::Bytes(b) => write!(f, "Body::Bytes({} bytes)", b.len()),
             Body::File { path, len } => write!(f, "Body::File({}, {len} bytes)", path.display()),
+            Body::Stream { len, .. } => write!(f, "Body::Stream({len} bytes)"),
         }
+    }
+}
+
+/// A [`ByteStream`] as an `AsyncRead` (for [`Body::open`]). A stream error becomes an
+/// I/O error carrying the storage error as its source.
+struct StreamReader {
+    /// In a mutex only to be `Sync` (as `open` promises); reached through `get_mut`,
+    /// never locked.
+    stream: std::sync::Mutex<ByteStream>,
+    chunk: Bytes,
+}
+
+impl tokio::io::AsyncRead for StreamReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        use futures_util::StreamExt;
+        let this = &mut *self;
+        while this.chunk.is_empty() {
+            let stream = this.stream.get_mut().unwrap_or_else(|p| p.into_inner());
+            match stream.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Ready(Some(Ok(b))) => this.chunk = b,
+                // `Other`, whatever the cause: a reader must not take it for a
+                // passing `Interrupted` and read on.
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(std::io::Error::other(e))),
+            }
+        }
+        let n = this.chunk.len().min(buf.remaining());
+        let head = this.chunk.split_to(n);
+        buf.put_slice(&head);
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -54,7 +54,7 @@ mod storage;
 mod test_store;
 pub mod watch;
 
-pub use body::{Body, ByteStream, Download};
+pub use body::{Body, ByteStream, Download, StreamSource};
 pub use error::{Error, Result};
 /// The `Stream` trait of [`ByteStream`] and [`ChangeStream`] (from `futures-core`), so
 /// providers can name it without another dependency.

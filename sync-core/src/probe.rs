@@ -15,11 +15,17 @@
 //!    version and an `IfAbsent` write of a fresh file must succeed;
 //! 5. delete it with a stale `IfMatch`: must fail with `PreconditionFailed`
 //!    (or `Unsupported`);
-//! 6. where the provider claims a server-enforced lock ([`Storage::lock_dir`]): lock
+//! 6. a write cut mid-body: a third probe file, written whole first, is written again
+//!    with a [`Body::Stream`] that yields [`CUT_SENT`] of its [`CUT_LEN`] bytes, pauses
+//!    so they reach the server, and then fails. The write must fail, and the file must
+//!    still hold its previous whole content ([`ProbeReport::atomic_writes`]). A server
+//!    that writes a PUT in place (rclone, wsgidav) leaves a truncated file unless the
+//!    provider uploads to a temporary name and moves it into place;
+//! 7. where the provider claims a server-enforced lock ([`Storage::lock_dir`]): lock
 //!    the probe folder; a second lock must fail with `Locked`, a write without the
 //!    lock must fail with `Locked`, a write under it must succeed, a write under a
 //!    made-up lock must fail, and after the release a plain write must succeed;
-//! 7. clean up every probe file, whatever happened.
+//! 8. clean up every probe file, whatever happened.
 //!
 //! Each claim that failed is switched off in [`ProbeReport::effective`]; wrap the
 //! storage in [`ProbedStorage`] so the rest of the program sees only those. A claim is
@@ -38,6 +44,17 @@
 use crate::{Body, Capabilities, Entry, Error, Precondition, RemotePath, Result, Storage, Version};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use std::time::Duration;
+
+/// The length the cut write of step 6 declares.
+pub const CUT_LEN: u64 = 256 * 1024;
+/// How many bytes the cut write of step 6 sends before its body fails.
+pub const CUT_SENT: u64 = 64 * 1024;
+/// How long the cut body waits between its bytes and its failure, so the bytes leave
+/// the client (an HTTP client that sees the failure first may never send them), and
+/// how long the probe waits after the failure before it reads the file back (a server
+/// may still be handling the aborted request).
+const CUT_PAUSE: Duration = Duration::from_millis(300);
 
 /// What the probe saw for one kind of precondition.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +100,11 @@ pub struct ProbeReport {
     /// The server-enforced folder lock ([`Storage::lock_dir`]); `Untested` when the
     /// provider does not claim one.
     pub server_lock: Verdict,
+    /// A write cut mid-body failed and left the file's previous content whole (step 6).
+    /// `false` means a cut upload can leave a truncated file on this storage as the
+    /// provider drives it: every write there must go to a temporary name and be moved
+    /// into place. Not a capability: nothing is switched off in `effective`.
+    pub atomic_writes: bool,
 }
 
 impl ProbeReport {
@@ -99,13 +121,14 @@ impl ProbeReport {
     /// One line per finding, for logs and the CLI.
     pub fn summary(&self) -> String {
         format!(
-            "strong versions: {}; if-match: {:?}; if-absent: {:?}; conditional delete: {:?}; read-after-write: {}; server lock: {:?}; truthful: {}",
+            "strong versions: {}; if-match: {:?}; if-absent: {:?}; conditional delete: {:?}; read-after-write: {}; server lock: {:?}; cut write keeps the old content: {}; truthful: {}",
             self.strong_versions,
             self.if_match,
             self.if_absent,
             self.conditional_delete,
             self.read_after_write,
             self.server_lock,
+            self.atomic_writes,
             self.is_truthful()
         )
     }
@@ -150,8 +173,16 @@ pub async fn probe(storage: &dyn Storage, dir: &RemotePath) -> Result<ProbeRepor
     let tag = format!("{:016x}", fastrand::u64(..));
     let main = dir.join(&format!(".syncfabric-probe-{tag}"))?;
     let fresh = dir.join(&format!(".syncfabric-probe-{tag}-new"))?;
+    let cut = dir.join(&format!(".syncfabric-probe-{tag}-cut"))?;
     let res = async {
+        // Written first, so it is not brand new when it is cut (rclone waits for a
+        // file's content to be two seconds old before writing it again).
+        let whole = Bytes::from(format!("syncfabric cut-write probe {tag}: whole\n"));
+        storage
+            .write(&cut, Body::Bytes(whole.clone()), Precondition::None)
+            .await?;
         let mut report = run_probe(storage, &main, &fresh, &tag).await?;
+        report.atomic_writes = probe_cut_write(storage, &cut, &whole).await?;
         if report.claimed.server_lock {
             let v = probe_server_lock(storage, dir, &main, &fresh, &tag).await?;
             report.effective.server_lock = v.usable();
@@ -161,7 +192,7 @@ pub async fn probe(storage: &dyn Storage, dir: &RemotePath) -> Result<ProbeRepor
         Ok(report)
     }
     .await;
-    for p in [&main, &fresh] {
+    for p in [&main, &fresh, &cut] {
         match storage.delete(p, Precondition::None).await {
             Ok(()) | Err(Error::NotFound { .. }) => {}
             Err(e) => tracing::warn!(path = %p, error = %e, "could not remove a probe file"),
@@ -307,15 +338,78 @@ async fn run_probe(
         conditional_delete,
         read_after_write,
         server_lock: Verdict::Untested,
+        atomic_writes: false,
     };
     Ok(report)
 }
 
+/// Yields [`CUT_SENT`] bytes, pauses ([`CUT_PAUSE`]), then fails: a body of
+/// [`CUT_LEN`] bytes whose upload is cut mid-way.
+fn cut_body() -> Body {
+    Body::from_stream(CUT_LEN, || {
+        let bytes = Bytes::from(vec![b'x'; CUT_SENT as usize]);
+        Box::pin(futures_util::stream::unfold(0u8, move |step| {
+            let bytes = bytes.clone();
+            async move {
+                match step {
+                    0 => Some((Ok(bytes), 1)),
+                    1 => {
+                        tokio::time::sleep(CUT_PAUSE).await;
+                        let cut = Error::Io {
+                            path: "honesty probe body".into(),
+                            source: std::io::Error::other("upload cut on purpose by the probe"),
+                        };
+                        Some((Err(cut), 2))
+                    }
+                    _ => None,
+                }
+            }
+        }))
+    })
+}
+
+/// Step 6 of the probe: writes `path` (which holds `whole`) with a body that fails
+/// mid-way; true when the write failed and `path` still holds `whole`.
+async fn probe_cut_write(storage: &dyn Storage, path: &RemotePath, whole: &Bytes) -> Result<bool> {
+    match storage.write(path, cut_body(), Precondition::None).await {
+        Ok(e) => {
+            tracing::warn!(%path, size = e.size, "a write whose body failed half-way was reported as done");
+            return Ok(false);
+        }
+        Err(e) => tracing::debug!(%path, error = %e, "the cut write failed, as it should"),
+    }
+    // The server may still be handling the aborted request: give it a moment, then
+    // read (a read that races an in-place writer may itself break off: retry it).
+    tokio::time::sleep(CUT_PAUSE).await;
+    let mut attempt = 0;
+    let now = loop {
+        match read_all(storage, path).await {
+            Ok(b) => break Some(b),
+            Err(Error::NotFound { .. }) => break None,
+            Err(e) if e.is_retryable() && attempt < 3 => {
+                attempt += 1;
+                tokio::time::sleep(CUT_PAUSE).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let kept = now.as_ref() == Some(whole);
+    if !kept {
+        tracing::warn!(
+            %path,
+            now = ?now.map(|b| b.len()),
+            before = whole.len(),
+            "a write cut mid-body did not leave the previous content whole"
+        );
+    }
+    Ok(kept)
+}
+
 fn log_report(storage: &dyn Storage, report: &ProbeReport) {
-    if report.is_truthful() {
+    if report.is_truthful() && report.atomic_writes {
         tracing::debug!(storage = %storage.describe(), "honesty probe: {}", report.summary());
     } else {
-        tracing::warn!(storage = %storage.describe(), "honesty probe downgraded claims: {}", report.summary());
+        tracing::warn!(storage = %storage.describe(), "honesty probe found a problem: {}", report.summary());
     }
 }
 
@@ -565,6 +659,10 @@ mod tests {
         assert_eq!(r.if_absent, Verdict::Honoured);
         assert_eq!(r.conditional_delete, Verdict::Honoured);
         assert!(r.strong_versions && r.read_after_write);
+        assert!(
+            r.atomic_writes,
+            "the store keeps the old content on a failed write"
+        );
         assert_eq!(r.effective, s.capabilities());
         // Cleaned up.
         assert!(s.files.lock().unwrap().is_empty());
@@ -643,5 +741,85 @@ mod tests {
         assert!(r.effective.if_absent);
         assert!(!r.is_truthful());
         assert!(s.0.files.lock().unwrap().is_empty());
+    }
+
+    /// Writes in place, like a WebDAV server that opens the target and copies the
+    /// request body into it: a body that breaks off leaves what arrived so far.
+    #[derive(Debug)]
+    struct WritesInPlace(MemStore);
+    #[async_trait::async_trait]
+    impl Storage for WritesInPlace {
+        fn capabilities(&self) -> Capabilities {
+            self.0.capabilities()
+        }
+        fn describe(&self) -> String {
+            "writes in place".into()
+        }
+        async fn stat(&self, p: &RemotePath) -> Result<Option<Entry>> {
+            self.0.stat(p).await
+        }
+        async fn list(&self, p: &RemotePath) -> Result<Vec<Entry>> {
+            self.0.list(p).await
+        }
+        async fn read(&self, p: &RemotePath) -> Result<crate::Download> {
+            self.0.read(p).await
+        }
+        async fn write(&self, p: &RemotePath, b: Body, pre: Precondition) -> Result<Entry> {
+            use tokio::io::AsyncReadExt;
+            let mut r = b.open().await?;
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 8192];
+            loop {
+                match r.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) => {
+                        // The target was truncated when the request arrived.
+                        self.0.write(p, Body::from(got), Precondition::None).await?;
+                        return Err(Error::from_io(e, "body"));
+                    }
+                }
+            }
+            self.0.write(p, Body::from(got), pre).await
+        }
+        async fn delete(&self, p: &RemotePath, pre: Precondition) -> Result<()> {
+            self.0.delete(p, pre).await
+        }
+        async fn create_dir(&self, p: &RemotePath) -> Result<()> {
+            self.0.create_dir(p).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_that_writes_in_place_fails_the_cut_write() {
+        let s = WritesInPlace(MemStore::new());
+        let r = probe(&s, &dir()).await.unwrap();
+        assert!(!r.atomic_writes, "{}", r.summary());
+        assert!(r
+            .summary()
+            .contains("cut write keeps the old content: false"));
+        // Its conditions are honest; only the cut write is found out.
+        assert_eq!(r.if_match, Verdict::Honoured);
+        assert!(s.0.files.lock().unwrap().is_empty(), "cleaned up");
+    }
+
+    #[tokio::test]
+    async fn the_cut_body_sends_part_then_fails() {
+        let body = cut_body();
+        assert_eq!(body.len(), CUT_LEN);
+        let mut r = body.open().await.unwrap();
+        let mut got = Vec::new();
+        let e = tokio::io::AsyncReadExt::read_to_end(&mut r, &mut got)
+            .await
+            .unwrap_err();
+        assert_eq!(got.len() as u64, CUT_SENT);
+        assert!(e.to_string().contains("cut on purpose"), "{e}");
+        // A second open starts again from the first byte.
+        let mut again = Vec::new();
+        let mut r = body.open().await.unwrap();
+        assert!(tokio::io::AsyncReadExt::read_to_end(&mut r, &mut again)
+            .await
+            .is_err());
+        assert_eq!(again.len() as u64, CUT_SENT);
     }
 }

@@ -1,4 +1,4 @@
-//! Just enough HTTP/1.1 for the Graph fake: one request at a time per connection,
+//! Just enough HTTP/1.1 for the Graph fake (and the Nextcloud fake): one request at a time per connection,
 //! keep-alive, request bodies framed by `Content-Length` (what every Graph client
 //! sends; the upload-session pages require it on fragment PUTs), bodies streamed so a
 //! 60 MiB fragment never sits in memory, responses from memory or from a file.
@@ -223,11 +223,14 @@ fn reason(status: u16) -> &'static str {
         201 => "Created",
         202 => "Accepted",
         204 => "No Content",
+        206 => "Partial Content",
+        207 => "Multi-Status",
         302 => "Found",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
+        405 => "Method Not Allowed",
         409 => "Conflict",
         410 => "Gone",
         412 => "Precondition Failed",
@@ -235,6 +238,7 @@ fn reason(status: u16) -> &'static str {
         416 => "Requested Range Not Satisfiable",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
         503 => "Service Unavailable",
         _ => "Status",
     }

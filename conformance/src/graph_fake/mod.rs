@@ -33,7 +33,7 @@
 //!   delta (a configurable lag), and faults: a connection cut inside an upload
 //!   fragment, an upload session that expires, delta tokens that expire.
 
-mod http;
+pub(crate) mod http;
 
 use http::{pct_decode, BodyReader, Request, RespBody, Response};
 use serde_json::{json, Value};

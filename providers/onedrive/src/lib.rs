@@ -665,6 +665,14 @@ impl OneDriveStorage {
 async fn body_bytes(body: &Body, max: u64) -> Result<Bytes> {
     match body {
         Body::Bytes(b) => Ok(b.clone()),
+        Body::Stream { len, .. } => {
+            if *len > max {
+                return Err(Error::InvalidInput {
+                    message: "body too large for a simple upload".into(),
+                });
+            }
+            stream_range(body, 0, *len, "write body").await
+        }
         Body::File { path, len } => {
             if *len > max {
                 return Err(Error::InvalidInput {
@@ -682,6 +690,27 @@ async fn body_bytes(body: &Body, max: u64) -> Result<Bytes> {
             Ok(Bytes::from(data))
         }
     }
+}
+
+/// Bytes `offset..offset + len` of a [`Body::Stream`] (or any body), read through
+/// [`Body::open`]; a body that fails or ends early fails here, before any request.
+pub(crate) async fn stream_range(body: &Body, offset: u64, len: u64, what: &str) -> Result<Bytes> {
+    use tokio::io::AsyncReadExt;
+    let mut r = body.open().await?;
+    let io = |e| Error::from_io(e, what);
+    tokio::io::copy(&mut (&mut r).take(offset), &mut tokio::io::sink())
+        .await
+        .map_err(io)?;
+    let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
+    (&mut r).take(len).read_to_end(&mut out).await.map_err(io)?;
+    if out.len() as u64 != len {
+        return Err(body_length_error(
+            what,
+            body.len(),
+            offset + out.len() as u64,
+        ));
+    }
+    Ok(Bytes::from(out))
 }
 
 /// A local body file whose length is not the declared one: a failed write, never retried.

@@ -356,6 +356,11 @@ impl OneDriveStorage {
                 let s = b.slice(offset as usize..(offset + len) as usize);
                 reqwest::Body::from(s)
             }
+            // Only the honesty probe streams bodies: its range is read into memory
+            // first, so a stream that fails fails before anything is sent.
+            Body::Stream { .. } => {
+                reqwest::Body::from(crate::stream_range(body, offset, len, what).await?)
+            }
             Body::File {
                 path,
                 len: declared,

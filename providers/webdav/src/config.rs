@@ -127,6 +127,14 @@ pub struct WebDavConfig {
     /// a missing root is [`Error::NotFound`](syncfabric_core::Error::NotFound), naming
     /// the part of the path that is missing.
     pub create_root: bool,
+    /// Whether every write goes to a temporary name in the target's folder and is then
+    /// MOVEd into place under the write's condition. `None` (the default): the profile
+    /// decides: yes for `Generic` (an unknown server might write a PUT in place, so a
+    /// cut upload would truncate the file) and `Rclone` (it does), no where a cut PUT
+    /// was measured to leave the old content (Apache, nginx, lighttpd, SabreDAV) and on
+    /// Nextcloud. `Some(false)` writes in place: use it only for a server whose honesty
+    /// probe, run with it, reported `atomic_writes` (a cut write kept the old content).
+    pub temp_uploads: Option<bool>,
 }
 
 impl WebDavConfig {
@@ -144,6 +152,7 @@ impl WebDavConfig {
             locked_retries: 5,
             weak_etag_wait: Duration::from_secs(3),
             create_root: false,
+            temp_uploads: None,
         }
     }
 
@@ -153,6 +162,12 @@ impl WebDavConfig {
             user: user.into(),
             password,
         });
+        self
+    }
+
+    /// Sets [`temp_uploads`](Self::temp_uploads).
+    pub fn with_temp_uploads(mut self, temp: bool) -> Self {
+        self.temp_uploads = Some(temp);
         self
     }
 

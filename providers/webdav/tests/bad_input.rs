@@ -479,7 +479,11 @@ async fn nextcloud_chunked_upload_follows_the_protocol() {
         )),
         "{mv}"
     );
-    assert!(mv.contains("if-none-match: *"), "{mv}");
+    // Create-only is `Overwrite: F` on the MOVE: an `If-None-Match: *` there would be
+    // evaluated against the upload itself, which exists (issue #14).
+    assert!(mv.contains("overwrite: f"), "{mv}");
+    assert!(!mv.contains("if-none-match"), "{mv}");
+    assert!(!mv.contains("if-match"), "{mv}");
     assert!(mv.contains("oc-total-length: 2500"), "{mv}");
     assert_eq!(lines.len(), 5);
 }

@@ -1,7 +1,8 @@
 //! Through the flaky proxy (5xx, resets before and after the server acted, 429 with
-//! Retry-After, latency, truncated answers), with the core retry machinery: every
-//! operation completes or fails with a clean error, and the file on the server's disk
-//! is always a whole version (the previous one or the new one), never a partial upload.
+//! Retry-After, latency, truncated answers, uploads cut mid-body), with the core retry
+//! machinery: every operation completes or fails with a clean error, and the file on
+//! the server's disk is always a whole version (the previous one or the new one), never
+//! a partial upload.
 
 mod servers;
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 use syncfabric_conformance::flaky_proxy::{FaultPlan, FlakyProxy};
 use syncfabric_core::retry::{Pacer, Retrier, RetryPolicy, RetryingStorage};
 use syncfabric_core::{Body, Error, Precondition, RemotePath, Storage};
-use syncfabric_webdav::{Secret, WebDavConfig, WebDavStorage};
+use syncfabric_webdav::{Profile, Secret, WebDavConfig, WebDavStorage};
 
 fn data(round: u64, len: usize) -> Vec<u8> {
     let mut x = round.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -75,6 +76,8 @@ fn run(kind: Kind, seed: u64) {
             target,
             FaultPlan {
                 grace_requests: 2,
+                // Uploads cut mid-body too: the file must stay whole through them.
+                cut_upload: 0.05,
                 ..FaultPlan::chaos(seed)
             },
         )
@@ -186,6 +189,7 @@ fn run(kind: Kind, seed: u64) {
                 + st.resets_after
                 + st.truncated
                 + st.too_many_requests
+                + st.cut_uploads
                 > 5,
             "{st:?}"
         );
@@ -227,4 +231,162 @@ fn lighttpd_through_flaky_proxy() {
 #[test]
 fn sabredav_through_flaky_proxy() {
     run(Kind::Sabre, 5);
+}
+
+/// Every `PUT` through the proxy is cut after half its body (the server sees the
+/// upload end early, as when a device dies mid-upload). Writes with each kind of
+/// condition, through the profile the server is probed as and through `Generic` (an
+/// unknown server), must fail and leave the file on the server's disk exactly as it
+/// was, and leave no temporary upload behind. `temp_uploads` forces the provider's
+/// choice (`None`: the profile's).
+///
+/// Returns the number of cut writes that left the file other than it was: 0 is the
+/// only acceptable answer, except in [`rclone_writes_a_cut_put_in_place`].
+fn cut_uploads(kind: Kind, temp_uploads: Option<bool>) -> Option<usize> {
+    let server = Server::start(kind)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    Some(rt.block_on(async {
+        let target: SocketAddr = ([127, 0, 0, 1], server.port).into();
+        let plan = FaultPlan {
+            cut_upload: 1.0,
+            ..FaultPlan::none()
+        };
+        let proxy = FlakyProxy::start(target, plan).await.unwrap();
+        let old = data(1, 200_000);
+        let new = data(2, 200_000);
+        let mut damaged = 0;
+        let root = server.scratch("cut");
+        let probed = WebDavStorage::connect(
+            WebDavConfig::new(&root).with_credentials(USER, Secret::new(PASS)),
+        )
+        .await
+        .unwrap()
+        .profile();
+        for profile in [probed, Profile::Generic] {
+            // One folder per profile, made through the provider (rclone does not see a
+            // folder made on its disk behind its back at once).
+            let folder = profile.name();
+            let direct = WebDavStorage::connect(
+                WebDavConfig::new(&root)
+                    .with_credentials(USER, Secret::new(PASS))
+                    .with_profile(profile),
+            )
+            .await
+            .unwrap();
+            direct
+                .create_dir(&RemotePath::parse(folder).unwrap())
+                .await
+                .unwrap();
+            let direct = WebDavStorage::connect(
+                WebDavConfig::new(format!("{root}{folder}/"))
+                    .with_credentials(USER, Secret::new(PASS))
+                    .with_profile(profile),
+            )
+            .await
+            .unwrap();
+            let mut cfg = WebDavConfig::new(format!("{}cut/{folder}/", proxy.url()))
+                .with_credentials(USER, Secret::new(PASS))
+                .with_profile(profile);
+            cfg.temp_uploads = temp_uploads;
+            // No retries: one request, one cut.
+            let cut = WebDavStorage::new(cfg).unwrap();
+            let p = RemotePath::parse("vault.enpassdb").unwrap();
+            let on_disk = server.data.join("cut").join(folder).join("vault.enpassdb");
+            let e = direct
+                .write(&p, Body::from(old.clone()), Precondition::None)
+                .await
+                .unwrap();
+            let v = e.version.unwrap();
+            let tmpdir = tempfile::tempdir().unwrap();
+            let file = tmpdir.path().join("new");
+            std::fs::write(&file, &new).unwrap();
+            let bodies = [
+                Body::from(new.clone()),
+                Body::from_file(&file).await.unwrap(),
+            ];
+            for (i, body) in bodies.into_iter().enumerate() {
+                for pre in [Precondition::None, Precondition::IfMatch(v.clone())] {
+                    let r = cut.write(&p, body.clone(), pre.clone()).await;
+                    assert!(
+                        r.is_err(),
+                        "{} ({}): a cut upload succeeded: {r:?}",
+                        kind.name(),
+                        profile.name()
+                    );
+                    // The server may still be handling the cut request.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let disk = std::fs::read(&on_disk).ok();
+                    if disk.as_deref() != Some(&old[..]) {
+                        damaged += 1;
+                        println!(
+                            "{} ({}, body {i}, {pre:?}): the file holds {:?} bytes after a cut upload",
+                            kind.name(),
+                            profile.name(),
+                            disk.as_ref().map(|d| d.len())
+                        );
+                        // Put it back for the next case.
+                        direct
+                            .write(&p, Body::from(old.clone()), Precondition::None)
+                            .await
+                            .unwrap();
+                    }
+                }
+            }
+            // (`.sabredav` is SabreDAV's own property store.)
+            let names: Vec<_> = std::fs::read_dir(server.data.join("cut").join(folder))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .filter(|n| n != ".sabredav")
+                .collect();
+            assert_eq!(
+                names.len(),
+                1,
+                "{} ({}): temporary uploads left behind: {names:?}",
+                kind.name(),
+                profile.name()
+            );
+        }
+        let st = proxy.stats();
+        assert!(st.cut_uploads >= 4, "{st:?}");
+        println!(
+            "{}: {damaged} damaged files after {} cut uploads (temp uploads {temp_uploads:?})",
+            kind.name(),
+            st.cut_uploads
+        );
+        damaged
+    }))
+}
+
+macro_rules! cut_upload_tests {
+    ($($name:ident => $kind:expr),* $(,)?) => {
+        $(#[test]
+        fn $name() {
+            if let Some(damaged) = cut_uploads($kind, None) {
+                assert_eq!(damaged, 0, "{}: a cut upload damaged the file", $kind.name());
+            }
+        })*
+    };
+}
+
+cut_upload_tests! {
+    apache_cut_upload_keeps_the_old_file => Kind::Apache,
+    nginx_cut_upload_keeps_the_old_file => Kind::Nginx,
+    lighttpd_cut_upload_keeps_the_old_file => Kind::Lighttpd,
+    rclone_cut_upload_keeps_the_old_file => Kind::Rclone,
+    sabredav_cut_upload_keeps_the_old_file => Kind::Sabre,
+}
+
+/// What the temporary upload is for: with it switched off, rclone (which writes a PUT
+/// in place) is left with a truncated file by a cut upload. This keeps the test above
+/// honest: it can see the damage it guards against.
+#[test]
+fn rclone_writes_a_cut_put_in_place() {
+    if let Some(damaged) = cut_uploads(Kind::Rclone, Some(false)) {
+        assert!(damaged > 0, "rclone kept the old file without temp uploads");
+    }
 }

@@ -83,19 +83,39 @@ fn conformance(kind: Kind) {
     });
 }
 
-/// The honesty probe run on a `Generic` profile (every condition claimed and sent as
-/// headers, nothing checked by the client) must find out what the server really does.
-fn probe_verdict(kind: Kind) -> Option<(Verdict, Verdict, Verdict)> {
+/// The honesty probe run on a `Generic` profile with direct PUTs (every condition
+/// claimed and sent as headers, nothing checked by the client, each write a PUT of the
+/// file itself) must find out what the server really does, also with a PUT cut
+/// mid-body. The `Generic` profile as it connects by default (writes through a
+/// temporary name and MOVE) must keep the old content on a cut write on every server.
+fn probe_verdict(kind: Kind) -> Option<(Verdict, Verdict, Verdict, bool)> {
     let server = Server::start(kind)?;
     Some(rt().block_on(async {
         let url = server.scratch("probe");
-        let s = WebDavStorage::connect(config(&url).with_profile(Profile::Generic))
-            .await
-            .unwrap();
+        let s = WebDavStorage::connect(
+            config(&url)
+                .with_profile(Profile::Generic)
+                .with_temp_uploads(false),
+        )
+        .await
+        .unwrap();
         let r = probe(&s, &RemotePath::parse("p").unwrap())
             .await
             .expect("probe ran");
-        println!("{}: {}", kind.name(), r.summary());
+        println!("{} (generic, direct PUT): {}", kind.name(), r.summary());
+        let generic = WebDavStorage::connect(config(&url).with_profile(Profile::Generic))
+            .await
+            .unwrap();
+        let g = probe(&generic, &RemotePath::parse("p3").unwrap())
+            .await
+            .expect("probe ran");
+        println!("{} (generic, temp uploads): {}", kind.name(), g.summary());
+        assert!(
+            g.atomic_writes,
+            "{}: a cut write through a temporary name damaged the file: {}",
+            kind.name(),
+            g.summary()
+        );
         // And the probe on the provider as it really connects (probed profile) finds
         // every claim true.
         let honest = connect(&url).await;
@@ -113,7 +133,18 @@ fn probe_verdict(kind: Kind) -> Option<(Verdict, Verdict, Verdict)> {
             .lock()
             .unwrap()
             .push((kind.name(), r2.server_lock.clone()));
-        (r.if_match, r.if_absent, r.conditional_delete)
+        assert!(
+            r2.atomic_writes,
+            "{}: a cut write damaged the file with the probed profile: {}",
+            kind.name(),
+            r2.summary()
+        );
+        (
+            r.if_match,
+            r.if_absent,
+            r.conditional_delete,
+            r.atomic_writes,
+        )
     }))
 }
 
@@ -148,26 +179,35 @@ per_server! {
 #[test]
 fn honesty_probe_verdicts_match_reality() {
     // If-Match on PUT is enforced by Apache and SabreDAV, ignored by nginx and rclone.
-    if let Some((m, _, d)) = probe_verdict(Kind::Apache) {
+    // A PUT cut mid-body leaves the old file on all but rclone, which writes in place.
+    if let Some((m, _, d, cut)) = probe_verdict(Kind::Apache) {
         assert_eq!(m, Verdict::Honoured, "apache If-Match");
         assert_eq!(d, Verdict::Honoured, "apache conditional delete");
+        assert!(cut, "apache: a cut PUT keeps the old file");
     }
-    if let Some((m, a, _)) = probe_verdict(Kind::Nginx) {
+    if let Some((m, a, _, cut)) = probe_verdict(Kind::Nginx) {
         assert_eq!(m, Verdict::Ignored, "nginx If-Match");
         assert_eq!(a, Verdict::Ignored, "nginx If-None-Match");
+        assert!(cut, "nginx: a cut PUT keeps the old file");
     }
-    if let Some((m, _, _)) = probe_verdict(Kind::Rclone) {
+    if let Some((m, _, _, cut)) = probe_verdict(Kind::Rclone) {
         assert_eq!(m, Verdict::Ignored, "rclone If-Match");
+        assert!(
+            !cut,
+            "rclone writes a PUT in place: the probe must see the damage"
+        );
     }
-    if let Some((m, a, d)) = probe_verdict(Kind::Sabre) {
+    if let Some((m, a, d, cut)) = probe_verdict(Kind::Sabre) {
         assert_eq!(
             (m, a, d),
             (Verdict::Honoured, Verdict::Honoured, Verdict::Honoured),
             "sabredav"
         );
+        assert!(cut, "sabredav: a cut PUT keeps the old file");
     }
     if let Some(v) = probe_verdict(Kind::Lighttpd) {
         println!("lighttpd verdicts with the Generic profile: {v:?}");
+        assert!(v.3, "lighttpd: a cut PUT keeps the old file");
     }
     // The WebDAV class 2 lock, as the probe judged it on each server.
     let locks = LOCK_VERDICTS.lock().unwrap().clone();
