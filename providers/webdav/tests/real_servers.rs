@@ -28,6 +28,7 @@ fn expected_profile(kind: Kind) -> Profile {
         Kind::Lighttpd => Profile::Lighttpd,
         Kind::Rclone => Profile::Rclone,
         Kind::Sabre => Profile::SabreDav,
+        Kind::Wsgidav | Kind::NodeWebdav => Profile::Generic,
     }
 }
 
