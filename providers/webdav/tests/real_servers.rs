@@ -28,7 +28,8 @@ fn expected_profile(kind: Kind) -> Profile {
         Kind::Lighttpd => Profile::Lighttpd,
         Kind::Rclone => Profile::Rclone,
         Kind::Sabre => Profile::SabreDav,
-        Kind::Wsgidav | Kind::NodeWebdav => Profile::Generic,
+        Kind::Wsgidav => Profile::WsgiDav,
+        Kind::NodeWebdav => Profile::NodeWebdav,
     }
 }
 
@@ -56,32 +57,67 @@ fn conformance(kind: Kind) {
     rt().block_on(async {
         let url = server.scratch("suite");
         let s = connect(&url).await;
-        assert_eq!(s.profile(), expected_profile(kind), "profile probed for {}", kind.name());
+        assert_eq!(
+            s.profile(),
+            expected_profile(kind),
+            "profile probed for {}",
+            kind.name()
+        );
         let url2 = url.clone();
         // As the registry opens it: wrapped in the core retry machinery.
-        let h = Harness::new(Arc::new(retrying(s)), RemotePath::parse("conformance").unwrap()).with_clients(move || {
+        let h = Harness::new(
+            Arc::new(retrying(s)),
+            RemotePath::parse("conformance").unwrap(),
+        )
+        .with_clients(move || {
             let url = url2.clone();
             async move { Ok(Arc::new(retrying(connect(&url).await)) as Arc<dyn Storage>) }
         });
         let report = run_all(&h).await;
         println!("{report}");
-        // nginx's dav-ext module leaves names that start with '.' out of PROPFIND
-        // listings (they are stored and can be read by name; `nginx_hides_dot_names`
-        // proves it). Those two behaviours list such names; any other failure counts.
-        let known: &[&str] = if kind == Kind::Nginx { &["awkward_names", "escape_attempts_refused"] } else { &[] };
+        let known = known_failures(kind);
         let unexpected: Vec<_> = report
             .failures()
             .into_iter()
-            .filter(|(name, f)| {
-                !(known.contains(name)
-                    && (f.message == r#"listing differs: missing ["...", "..double-dot", ".hidden"], unexpected []"#
-                        || f.message == r#"names were not stored literally: listed {"%2F", "%2e%2e", "%2e%2e%2fescaped"}"#))
-            })
+            .filter(|(name, f)| !known.contains(&(*name, f.message.as_str())))
             .collect();
         if !unexpected.is_empty() {
-            panic!("conformance on {} failed:\n{report}\n{}", kind.name(), server.logs());
+            panic!(
+                "conformance on {} failed:\n{report}\n{}",
+                kind.name(),
+                server.logs()
+            );
         }
     });
+}
+
+/// Failures of the conformance suite that are explained, per server: (behaviour, the
+/// exact message). Any other failure, or another message, fails the test.
+fn known_failures(kind: Kind) -> &'static [(&'static str, &'static str)] {
+    match kind {
+        // nginx's dav-ext module leaves names that start with '.' out of PROPFIND
+        // listings (they are stored and can be read by name; `nginx_hides_dot_names`
+        // proves it). These two behaviours list such names.
+        Kind::Nginx => &[
+            (
+                "awkward_names",
+                r#"listing differs: missing ["...", "..double-dot", ".hidden"], unexpected []"#,
+            ),
+            (
+                "escape_attempts_refused",
+                r#"names were not stored literally: listed {"%2F", "%2e%2e", "%2e%2e%2fescaped"}"#,
+            ),
+        ],
+        // WsgiDAV and webdav-server write a PUT into the target file as it arrives
+        // (webdav-server opens it with 'w+'): a write whose body fails after the
+        // request started leaves the file truncated. Issue #14 item 3 (atomic
+        // replacement, its own branch) fixes that; drop these when it lands.
+        Kind::Wsgidav | Kind::NodeWebdav => &[(
+            "failed_write_keeps_previous",
+            "after a failed write of a body file that does not exist the file holds 0 other bytes",
+        )],
+        _ => &[],
+    }
 }
 
 /// The honesty probe run on a `Generic` profile (every condition claimed and sent as
@@ -144,6 +180,8 @@ per_server! {
     lighttpd => Kind::Lighttpd,
     rclone => Kind::Rclone,
     sabredav => Kind::Sabre,
+    wsgidav => Kind::Wsgidav,
+    webdav_server => Kind::NodeWebdav,
 }
 
 #[test]
@@ -169,6 +207,12 @@ fn honesty_probe_verdicts_match_reality() {
     }
     if let Some(v) = probe_verdict(Kind::Lighttpd) {
         println!("lighttpd verdicts with the Generic profile: {v:?}");
+    }
+    if let Some(v) = probe_verdict(Kind::Wsgidav) {
+        println!("wsgidav verdicts with the Generic profile: {v:?}");
+    }
+    if let Some(v) = probe_verdict(Kind::NodeWebdav) {
+        println!("webdav-server verdicts with the Generic profile: {v:?}");
     }
     // The WebDAV class 2 lock, as the probe judged it on each server.
     let locks = LOCK_VERDICTS.lock().unwrap().clone();

@@ -34,12 +34,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Apache,
         Kind::Nginx,
         Kind::Lighttpd,
         Kind::Rclone,
         Kind::Sabre,
+        Kind::Wsgidav,
+        Kind::NodeWebdav,
     ];
     pub fn name(self) -> &'static str {
         match self {
