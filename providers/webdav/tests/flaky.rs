@@ -228,3 +228,13 @@ fn lighttpd_through_flaky_proxy() {
 fn sabredav_through_flaky_proxy() {
     run(Kind::Sabre, 5);
 }
+
+#[test]
+fn wsgidav_through_flaky_proxy() {
+    run(Kind::Wsgidav, 6);
+}
+
+#[test]
+fn webdav_server_through_flaky_proxy() {
+    run(Kind::NodeWebdav, 7);
+}

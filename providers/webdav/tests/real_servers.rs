@@ -208,11 +208,31 @@ fn honesty_probe_verdicts_match_reality() {
     if let Some(v) = probe_verdict(Kind::Lighttpd) {
         println!("lighttpd verdicts with the Generic profile: {v:?}");
     }
-    if let Some(v) = probe_verdict(Kind::Wsgidav) {
-        println!("wsgidav verdicts with the Generic profile: {v:?}");
+    // WsgiDAV honours If-None-Match: * (412). Its If-Match verdict depends on the
+    // clock: two writes within one second keep the tag (`Broken`), else `Honoured`.
+    if let Some((m, a, d)) = probe_verdict(Kind::Wsgidav) {
+        println!(
+            "wsgidav verdicts with the Generic profile: {:?}",
+            (&m, &a, &d)
+        );
+        assert_eq!(a, Verdict::Honoured, "wsgidav If-None-Match");
     }
-    if let Some(v) = probe_verdict(Kind::NodeWebdav) {
-        println!("webdav-server verdicts with the Generic profile: {v:?}");
+    // webdav-server ignores every condition (its tag changes on every write unless two
+    // land within one millisecond, which makes If-Match `Broken` instead).
+    if let Some((m, a, d)) = probe_verdict(Kind::NodeWebdav) {
+        println!(
+            "webdav-server verdicts with the Generic profile: {:?}",
+            (&m, &a, &d)
+        );
+        assert!(
+            matches!(m, Verdict::Ignored | Verdict::Broken(_)),
+            "webdav-server If-Match: {m:?}"
+        );
+        assert_eq!(a, Verdict::Ignored, "webdav-server If-None-Match");
+        assert!(
+            d != Verdict::Honoured,
+            "webdav-server conditional delete: {d:?}"
+        );
     }
     // The WebDAV class 2 lock, as the probe judged it on each server.
     let locks = LOCK_VERDICTS.lock().unwrap().clone();
@@ -224,9 +244,73 @@ fn honesty_probe_verdicts_match_reality() {
             // lighttpd never expires one (see the crate docs); neither is configured
             // with locks here either.
             "nginx" | "lighttpd" => Verdict::Untested,
+            // Not claimed: neither fences (see `new_servers_locks_do_not_fence`).
+            "wsgidav" | "webdav-server" => Verdict::Untested,
             _ => continue,
         };
         assert_eq!(v, want, "{name}: server lock");
+    }
+}
+
+/// Why the `WsgiDav` and `NodeWebdav` profiles do not use the servers' WebDAV locks,
+/// measured through a `Generic` profile (which claims them): WsgiDAV lets a write
+/// carrying a released lock's token through (it never evaluates an `If` list tagged
+/// with a URL), and webdav-server lets another client write into a folder locked with
+/// `Depth: infinity`. If this fails, the server changed: run the probe and the suite
+/// with `usable_locks` on, and update the profile and the crate docs.
+#[test]
+fn new_servers_locks_do_not_fence() {
+    for kind in [Kind::Wsgidav, Kind::NodeWebdav] {
+        let Some(server) = Server::start(kind) else {
+            continue;
+        };
+        rt().block_on(async {
+            let url = server.scratch("fence");
+            let open = || async {
+                WebDavStorage::connect(config(&url).with_profile(Profile::Generic))
+                    .await
+                    .unwrap()
+            };
+            let (holder, other) = (open().await, open().await);
+            let dir = RemotePath::parse("v").unwrap();
+            let file = RemotePath::parse("v/db").unwrap();
+            holder
+                .write(&file, Body::from(b"before".to_vec()), Precondition::None)
+                .await
+                .unwrap();
+            let lock = holder
+                .lock_dir(&dir, std::time::Duration::from_secs(60))
+                .await
+                .expect("the server grants the lock");
+            let foreign = other
+                .write(&file, Body::from(b"foreign".to_vec()), Precondition::None)
+                .await;
+            holder.unlock_dir(&lock).await.unwrap();
+            let stale = holder
+                .write(
+                    &file,
+                    Body::from(b"stale".to_vec()),
+                    Precondition::UnderLock(lock.clone()),
+                )
+                .await;
+            let on_disk = std::fs::read(server.data.join("fence/v/db")).unwrap();
+            match kind {
+                Kind::Wsgidav => {
+                    assert!(matches!(foreign, Err(Error::Locked { .. })), "{foreign:?}");
+                    assert!(
+                        stale.is_ok(),
+                        "wsgidav now refuses a released token: {stale:?}"
+                    );
+                    assert_eq!(on_disk, b"stale");
+                }
+                _ => {
+                    assert!(
+                        foreign.is_ok(),
+                        "webdav-server now enforces the lock: {foreign:?}"
+                    );
+                }
+            }
+        });
     }
 }
 
