@@ -86,6 +86,8 @@
 //! | SabreDAV 1.8 + Locks plugin | yes | **yes** | enforced, stale token 412; grants 1800 s whatever is asked, so a device that crashes between LOCK and UNLOCK blocks commits for up to 30 minutes (reads and pulls go on) |
 //! | nginx 1.22 + dav-ext 3.0 (`dav_ext_lock_zone`) | only when configured | no | accepts writes carrying the token of an expired or released lock (no fencing), acknowledges UNLOCK with a wrong token, ignores the asked timeout |
 //! | lighttpd 1.4.69 (`webdav.sqlite-db-name`) | only when configured | no | never expires a lock (a crashed device would block the folder for good); MKCOL not enforced |
+//! | WsgiDAV 4.3.3 (cheroot, in-memory lock storage) | yes | no | refuses writes without the token while held (423) and honours the asked timeout, but does not fence: `If` lists tagged with a URL are looked up by its path-only ref URL and never evaluated, and a new name's `If` not at all, so a write with a released token passes (204; `new_servers_locks_do_not_fence`) |
+//! | webdav-server 2.6.3 (npm, in-memory) | yes | no | refuses a second `LOCK` (423), but another client's PUT into a folder locked with `Depth: infinity` goes through (201, 200); grants 3600 s whatever is asked |
 //! | Nextcloud / ownCloud | yes | no | conditional writes are truthful there: no lock needed |
 //!
 //! ## Verdicts per server (measured by `tests/real_servers.rs`, `tests/flaky.rs`)
@@ -95,8 +97,8 @@
 //! server does with `If-Match` / `If-None-Match: *` / conditional DELETE. The
 //! capability columns are what the probed profile claims; the race (4 clients × 10
 //! increments) loses nothing on any server, through a lock where CAS is `false`: the
-//! server's WebDAV lock on Apache, rclone and SabreDAV, the lease lock on nginx and
-//! lighttpd.
+//! server's WebDAV lock on Apache, rclone and SabreDAV, the lease lock on nginx,
+//! lighttpd, WsgiDAV and webdav-server.
 //!
 //! | server (Debian 12) | profile | versions | probe (Generic) | `if_match` / `if_absent` / cond. delete | race | cut upload | suite |
 //! |---|---|---|---|---|---|---|---|
@@ -105,6 +107,8 @@
 //! | lighttpd 1.4.69 mod_webdav | `Lighttpd` | SHA-256 (ETag = inode + mtime seconds + size) | Honoured / Honoured / Honoured | false / true / false | 40/40 (lease lock) | temp file + rename | 17/17 (`server_lock` skipped) |
 //! | rclone 1.60 `serve webdav` | `Rclone` | ETag (mtime ns + size; 2 s between writes of a file) | Ignored / Ignored / Ignored | false / false / false | 40/40 (server lock) | PUT writes in place: the provider uploads to `.<name>.syncfabric-<rand>.tmp`, checks its size, MOVEs it over the target, removes it on any failure | 17/17 |
 //! | SabreDAV 1.8 FSExt under `php -S` | `SabreDav` | ETag (content MD5) | Honoured / Honoured / Honoured | false / false / false (check-then-write like Apache; `php -S` serialises requests, a pool would not) | 40/40 (server lock) | php receives the whole body before the script runs | 17/17 |
+//! | WsgiDAV 4.3.3 on cheroot 11.1 (PyPI) | `WsgiDav` | SHA-256 (ETag = inode + mtime seconds + size, unquoted in PROPFIND) | If-Match `Broken` (the tag repeats within a second; `Honoured` when the two writes straddle a second) / Honoured / Untested (or Honoured) | false / false / false: conditions are checked before the file is written in place by one of cheroot's threads, and `If-Match` on a missing file creates it (201) | 40/40 (lease lock) | PUT writes in place: a failed upload leaves the file truncated | 15/17 (`server_lock` skipped; `failed_write_keeps_previous` fails: the in-place PUT) |
+//! | webdav-server 2.6.3 (npm) on Node 20 | `NodeWebdav` | SHA-256 (ETag = MD5 of the mtime in ms, not of the content) | Ignored / Ignored / Ignored | false / false / false | 40/40 (lease lock) | PUT writes in place (`w+`) | 15/17 (as WsgiDAV); its hrefs leave `?` and `#` unescaped, which this provider reads as part of the name |
 //! | Nextcloud / ownCloud | `Nextcloud` | ETag (`OC-ETag`) | not tested here (no server on this machine) | true / true / true (Nextcloud locks files around writes; confirm with the probe) | — | chunked upload above [`WebDavConfig::chunk_size`]: MKCOL `remote.php/dav/uploads/<user>/<id>/`, numbered chunks, MOVE `.file` with the conditions | — |
 //!
 //! `lighttpd` claims `if_absent` because it evaluates `If-None-Match` in its single
@@ -161,7 +165,9 @@
 //! a redirect to another origin `Corrupt`. PROPFIND answers are read into memory up to
 //! [`WebDavConfig::max_response_bytes`] (16 MiB by default) and at most 100,000 entries;
 //! error bodies up to 64 KiB (and never put into errors). A `<!DOCTYPE>` or an
-//! undeclared entity is refused: no entity is ever expanded. An href outside the root,
+//! undeclared entity is refused: no entity is ever expanded. A `?` or `#` in an href is
+//! part of the name (a listed resource has no query or fragment; webdav-server sends
+//! them unescaped). An href outside the root,
 //! on another host, or not a direct child of the listed folder is [`Error::Corrupt`] and
 //! never followed. Redirects are followed only to the same origin (or http → https on
 //! the same host). TLS is always verified (system OpenSSL, plus
