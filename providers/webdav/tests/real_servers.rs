@@ -108,18 +108,21 @@ fn known_failure(kind: Kind, behaviour: &str, message: &str) -> bool {
         // WsgiDAV and webdav-server write a PUT into the target file as it arrives
         // (webdav-server opens it with 'w+'): a write whose body fails after the
         // request started leaves the file truncated, to 0 bytes or to what had
-        // arrived, depending on when the server opened it. Issue #14 item 3 (atomic
-        // replacement, its own branch) fixes that; drop this when it lands.
+        // arrived, or leaves a new file behind, depending on when the server opened
+        // it. Issue #14 item 3 (atomic replacement, its own branch) fixes that; drop
+        // this when it lands.
         (Kind::Wsgidav | Kind::NodeWebdav, "failed_write_keeps_previous") => {
             ["that does not exist", "shorter than declared"]
                 .iter()
                 .any(|what| {
-                    message
-                        .strip_prefix(&format!(
-                            "after a failed write of a body file {what} the file holds "
-                        ))
-                        .and_then(|rest| rest.strip_suffix(" other bytes"))
-                        .is_some_and(|n| n.parse::<u64>().is_ok())
+                    let what = format!("a body file {what}");
+                    message == format!("a failed new-file write of {what} left the file")
+                        || message
+                            .strip_prefix(&format!(
+                                "after a failed write of {what} the file holds "
+                            ))
+                            .and_then(|rest| rest.strip_suffix(" other bytes"))
+                            .is_some_and(|n| n.parse::<u64>().is_ok())
                 })
         }
         _ => false,
