@@ -73,6 +73,13 @@ pub enum Profile {
     Rclone,
     /// SabreDAV (the engine inside Nextcloud), e.g. served by `php -S`.
     SabreDav,
+    /// WsgiDAV 4 (Python): ETags built from inode, whole-second mtime and size, so
+    /// versions are content hashes; conditions are checked before an in-place write.
+    WsgiDav,
+    /// `webdav-server` 2 (npm, Node.js): `If-Match` / `If-None-Match` ignored, ETags
+    /// built from the mtime alone, so versions are content hashes and conditions are
+    /// checked by the provider.
+    NodeWebdav,
 }
 
 impl Profile {
@@ -86,6 +93,8 @@ impl Profile {
             Profile::Lighttpd => "lighttpd",
             Profile::Rclone => "rclone",
             Profile::SabreDav => "sabredav",
+            Profile::WsgiDav => "wsgidav",
+            Profile::NodeWebdav => "webdav-server",
         }
     }
 }

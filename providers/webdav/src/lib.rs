@@ -86,6 +86,8 @@
 //! | SabreDAV 1.8 + Locks plugin | yes | **yes** | enforced, stale token 412; grants 1800 s whatever is asked, so a device that crashes between LOCK and UNLOCK blocks commits for up to 30 minutes (reads and pulls go on) |
 //! | nginx 1.22 + dav-ext 3.0 (`dav_ext_lock_zone`) | only when configured | no | accepts writes carrying the token of an expired or released lock (no fencing), acknowledges UNLOCK with a wrong token, ignores the asked timeout |
 //! | lighttpd 1.4.69 (`webdav.sqlite-db-name`) | only when configured | no | never expires a lock (a crashed device would block the folder for good); MKCOL not enforced |
+//! | WsgiDAV 4.3.3 (cheroot, in-memory lock storage) | yes | no | refuses writes without the token while held (423) and honours the asked timeout, but does not fence: `If` lists tagged with a URL are looked up by its path-only ref URL and never evaluated, and a new name's `If` not at all, so a write with a released token passes (204; `new_servers_locks_do_not_fence`) |
+//! | webdav-server 2.6.3 (npm, in-memory) | yes | no | refuses a second `LOCK` (423), but another client's PUT into a folder locked with `Depth: infinity` goes through (201, 200); grants 3600 s whatever is asked |
 //! | Nextcloud / ownCloud | yes | no | conditional writes are truthful there: no lock needed |
 //!
 //! ## Verdicts per server (measured by `tests/real_servers.rs`, `tests/flaky.rs`)
@@ -96,8 +98,8 @@
 //! `If-Match` / `If-None-Match: *` / conditional DELETE, and with a PUT cut mid-body. The
 //! capability columns are what the probed profile claims; the race (4 clients × 10
 //! increments) loses nothing on any server, through a lock where CAS is `false`: the
-//! server's WebDAV lock on Apache, rclone and SabreDAV, the lease lock on nginx and
-//! lighttpd.
+//! server's WebDAV lock on Apache, rclone and SabreDAV, the lease lock on nginx,
+//! lighttpd, WsgiDAV and webdav-server.
 //!
 //! | server (Debian 12) | profile | versions | probe (Generic) | `if_match` / `if_absent` / cond. delete | race | cut upload | suite |
 //! |---|---|---|---|---|---|---|---|
@@ -106,6 +108,8 @@
 //! | lighttpd 1.4.69 mod_webdav | `Lighttpd` | SHA-256 (ETag = inode + mtime seconds + size) | Honoured / Honoured / Honoured | false / true / false | 40/40 (lease lock) | temp file + rename (probe: `atomic_writes`) | 17/17 (`server_lock` skipped) |
 //! | rclone 1.60 `serve webdav` | `Rclone` | ETag (mtime ns + size; 2 s between writes of a file) | Ignored / Ignored / Ignored | false / false / false | 40/40 (server lock) | PUT writes in place (a PUT cut after 100,000 of 200,000 bytes leaves a 100,000-byte file; probe with direct PUTs: `atomic_writes: false`): the provider uploads to `.<name>.syncfabric-<rand>.tmp`, checks its size, MOVEs it over the target, removes it on any failure | 17/17 |
 //! | SabreDAV 1.8 FSExt under `php -S` | `SabreDav` | ETag (content MD5) | Honoured / Honoured / Honoured | false / false / false (check-then-write like Apache; `php -S` serialises requests, a pool would not) | 40/40 (server lock) | php receives the whole body before the script runs (probe: `atomic_writes`) | 17/17 |
+//! | WsgiDAV 4.3.3 on cheroot 11.1 (PyPI) | `WsgiDav` | SHA-256 (ETag = inode + mtime seconds + size, unquoted in PROPFIND) | If-Match `Broken` (the tag repeats within a second; `Honoured` when the two writes straddle a second) / Honoured / Untested (or Honoured) | false / false / false: conditions are checked before the file is written in place by one of cheroot's threads, and `If-Match` on a missing file creates it (201) | 40/40 (lease lock) | PUT writes in place (a failed upload leaves the file truncated): uploads go to a temporary name and are MOVEd into place, as on rclone | 15/17 (`server_lock` skipped; `failed_write_keeps_previous` fails: the in-place PUT) |
+//! | webdav-server 2.6.3 (npm) on Node 20 | `NodeWebdav` | SHA-256 (ETag = MD5 of the mtime in ms, not of the content) | Ignored / Ignored / Ignored | false / false / false | 40/40 (lease lock) | PUT writes in place (`w+`): uploads go to a temporary name and are MOVEd into place, as on rclone | 15/17 (as WsgiDAV); its hrefs leave `?` and `#` unescaped, which this provider reads as part of the name |
 //! | Nextcloud / ownCloud | `Nextcloud` | ETag (`OC-ETag`) | not tested here (no server on this machine) | true / true / true (Nextcloud locks files around writes; confirm with the probe) | — | PUT to a part file, renamed when whole; above [`WebDavConfig::chunk_size`] chunked upload v2: MKCOL `remote.php/dav/uploads/<user>/<id>/`, numbered chunks, MOVE `.file` carrying the destination's condition as `If: <dest URL> (["etag"])` and `Overwrite: F` for create-only (see below) | 16/17 against the Nextcloud fake (`tests/nextcloud.rs`; `server_lock` skipped) |
 //! | unknown server | `Generic` | ETag | — | as the probe confirms | — | not trusted until measured: every write goes to a temporary name and is MOVEd into place with `If: <dest URL> (["etag"])` / `Overwrite: F` ([`WebDavConfig::temp_uploads`]) | — |
 //!
@@ -192,7 +196,9 @@
 //! a redirect to another origin `Corrupt`. PROPFIND answers are read into memory up to
 //! [`WebDavConfig::max_response_bytes`] (16 MiB by default) and at most 100,000 entries;
 //! error bodies up to 64 KiB (and never put into errors). A `<!DOCTYPE>` or an
-//! undeclared entity is refused: no entity is ever expanded. An href outside the root,
+//! undeclared entity is refused: no entity is ever expanded. A `?` or `#` in an href is
+//! part of the name (a listed resource has no query or fragment; webdav-server sends
+//! them unescaped). An href outside the root,
 //! on another host, or not a direct child of the listed folder is [`Error::Corrupt`] and
 //! never followed. Redirects are followed only to the same origin (or http → https on
 //! the same host). TLS is always verified (system OpenSSL, plus
@@ -341,6 +347,41 @@ impl Traits {
             Profile::Lighttpd => Traits {
                 trust_etag: false,
                 usable_locks: false,
+                ..base
+            },
+            // ETag `<inode>-<whole-second mtime>-<size>` (wsgidav `util.get_file_etag`):
+            // two same-size writes within a second keep it (measured: the conformance
+            // behaviour `versions_change_on_every_write` failed with `Generic`). A PUT
+            // with `If-Match` creates a missing file (201, measured), and cheroot's
+            // worker threads check the conditions before writing the file in place.
+            // Locks are enforced while held but do not fence: an `If` list tagged with a
+            // URL is never evaluated (WsgiDAV looks lists up by its path-only ref URL)
+            // and a new name's `If` not at all, so a write with a released token goes
+            // through (measured with curl: 204; the conformance `server_lock` failed).
+            // PUT writes in place (a cut upload leaves a truncated file, measured by
+            // the conformance `failed_write_keeps_previous`): temporary upload + MOVE.
+            Profile::WsgiDav => Traits {
+                trust_etag: false,
+                server_if_match: false,
+                atomic_conditions: false,
+                usable_locks: false,
+                temp_then_move: true,
+                move_no_overwrite: false,
+                ..base
+            },
+            // `If-Match`, `If-None-Match: *` and a conditional DELETE are ignored (200,
+            // measured with curl), and the ETag is an MD5 of the mtime alone
+            // (webdav-server 2.6 `FileSystem.etag`): it does not follow the content. A
+            // `Depth: infinity` lock on a folder does not stop another client's write
+            // without the token inside it (201 / 200, measured with curl).
+            // PUT writes in place (`w+`): temporary upload + MOVE.
+            Profile::NodeWebdav => Traits {
+                trust_etag: false,
+                server_if_match: false,
+                server_if_none_match: false,
+                usable_locks: false,
+                temp_then_move: true,
+                move_no_overwrite: false,
                 ..base
             },
             // ETag from mtime and size; PUT ignores the conditions and writes in place.
@@ -561,6 +602,10 @@ impl WebDavStorage {
             Profile::Lighttpd
         } else if h.contains_key("x-sabre-version") {
             Profile::SabreDav
+        } else if server.starts_with("wsgidav/") {
+            Profile::WsgiDav
+        } else if server.starts_with("webdav-server/") {
+            Profile::NodeWebdav
         } else if server.is_empty()
             && get("ms-author-via") == "dav"
             && get("dav").replace(' ', "") == "1,2"
@@ -740,10 +785,21 @@ impl WebDavStorage {
                     message: format!("server sent an href on another host: {:?}", trunc(href)),
                 });
             }
-            u.path().to_string()
+            // The whole of the href after the origin: see below for `?` and `#`.
+            let mut p = u.path().to_string();
+            for (mark, part) in [('?', u.query()), ('#', u.fragment())] {
+                if let Some(part) = part {
+                    p.push(mark);
+                    p.push_str(part);
+                }
+            }
+            p
         };
-        let raw_path = raw_path.split(['?', '#']).next().unwrap_or("");
-        let decoded = percent_encoding::percent_decode_str(raw_path)
+        // A resource in a listing has no query or fragment, so a literal `?` or `#` is
+        // part of its name: webdav-server 2.6 escapes hrefs like JavaScript's
+        // `encodeURI` (`/hash#tag` for the file `hash#tag`, measured); splitting there
+        // listed such a file under a name it does not have and made its `stat` fail.
+        let decoded = percent_encoding::percent_decode_str(&raw_path)
             .decode_utf8()
             .map_err(|_| Error::Corrupt {
                 message: format!("href is not UTF-8: {:?}", trunc(href)),
@@ -1901,6 +1957,15 @@ impl Storage for WebDavStorage {
         let Some(list) = self.propfind(path, false, "0").await? else {
             return Ok(None);
         };
+        if list.is_empty() {
+            // webdav-server 2.6 answers an empty 207, not 404, when the file goes away
+            // while it reads its properties (its Propfind.js drops a response that meets
+            // ResourceNotFound); seen in the race of the conformance suite, as another
+            // client replaced the lease file. Asked again, the server says which.
+            return Err(Error::transient(format!(
+                "{path}: PROPFIND answered with no entry at all (the file changed meanwhile?)"
+            )));
+        }
         let Some(r) = list.into_iter().find(|r| r.status.is_none_or(|s| s == 200)) else {
             return Err(Error::Corrupt {
                 message: format!("{path}: PROPFIND answer without an entry"),
@@ -2290,6 +2355,18 @@ mod tests {
                 .as_str(),
             "x"
         );
+        // `?` and `#` left unescaped (webdav-server) belong to the name.
+        for href in [
+            "/dav/my%20root/a b/hash#tag ?x",
+            "http://127.0.0.1:9/dav/my%20root/a%20b/hash#tag%20?x",
+            "http://127.0.0.1:9/dav/my%20root/a%20b/hash%23tag%20%3Fx",
+        ] {
+            assert_eq!(
+                d.href_to_path(href).unwrap().as_str(),
+                "a b/hash#tag ?x",
+                "{href}"
+            );
+        }
         for bad in [
             "/dav/other/x",
             "/dav/my%20rootx/y",

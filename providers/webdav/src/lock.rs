@@ -70,11 +70,32 @@ fn timeout_header(ttl: Duration) -> String {
     format!("Second-{}", ttl.as_secs().max(1))
 }
 
-/// The token of a `Lock-Token: <opaquelocktoken:…>` header.
+/// The token of a `Lock-Token` header. RFC 4918 §10.5 makes it a Coded-URL,
+/// `<opaquelocktoken:…>`; WsgiDAV 4.3 and webdav-server 2.6 send the URI without the
+/// angle brackets (`opaquelocktoken:0x…`, `urn:uuid:…`, measured with curl), so a bare
+/// value is taken too when it is one absolute URI: a scheme, a colon, and no space,
+/// comma or bracket.
 fn token_of(h: &HeaderMap) -> Option<String> {
     let v = h.get("lock-token")?.to_str().ok()?.trim();
-    let t = v.strip_prefix('<').and_then(|v| v.strip_suffix('>'))?;
+    let t = match v.strip_prefix('<') {
+        Some(coded) => coded.strip_suffix('>')?,
+        None if is_absolute_uri(v) => v,
+        None => return None,
+    };
     (!t.is_empty() && t.len() <= 512 && !t.contains(['<', '>', '(', ')'])).then(|| t.to_string())
+}
+
+/// `scheme:rest` (RFC 3986 §3.1 scheme), with nothing that would end a token in an
+/// `If` header or a list of them.
+fn is_absolute_uri(v: &str) -> bool {
+    let Some((scheme, rest)) = v.split_once(':') else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        && !rest.is_empty()
+        && !v.contains(|c: char| c.is_whitespace() || c == ',')
 }
 
 impl WebDavStorage {
@@ -362,10 +383,30 @@ mod tests {
             HeaderValue::from_static("<opaquelocktoken:1b2c-3d>"),
         );
         assert_eq!(token_of(&h).as_deref(), Some("opaquelocktoken:1b2c-3d"));
-        h.insert("Lock-Token", HeaderValue::from_static("opaquelocktoken:x"));
-        assert_eq!(token_of(&h), None);
         h.insert("Lock-Token", HeaderValue::from_static("<a>b>"));
         assert_eq!(token_of(&h), None);
+        // Bare URIs, as WsgiDAV and webdav-server send them.
+        for bare in [
+            "opaquelocktoken:0x7da57a5f3e6e1b8a700b2579",
+            "urn:uuid:42f954f5-54f5-12f9-004a-00003c7c0479",
+        ] {
+            h.insert("Lock-Token", HeaderValue::from_static(bare));
+            assert_eq!(token_of(&h).as_deref(), Some(bare));
+        }
+        // Anything else bare is not a token.
+        for junk in [
+            "no-scheme",
+            ":x",
+            "1x:y",
+            "opaquelocktoken:",
+            "a:b c",
+            "a:b,c:d",
+            "a:(b)",
+            "",
+        ] {
+            h.insert("Lock-Token", HeaderValue::from_static(junk));
+            assert_eq!(token_of(&h), None, "{junk:?}");
+        }
     }
 
     #[test]

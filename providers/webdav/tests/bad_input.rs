@@ -111,6 +111,23 @@ fn listing(hrefs: &[&str]) -> String {
     s
 }
 
+/// webdav-server 2.6 answers a PROPFIND of a file that is removed while it reads the
+/// file's properties with an empty `207` (its `Propfind.js` drops a response that
+/// meets `ResourceNotFound`). That is a race, not a broken server: a retryable error,
+/// never `Corrupt` (which stopped the lease lock's holder in the race behaviour).
+#[tokio::test]
+async fn an_empty_multistatus_to_a_stat_is_retryable() {
+    let empty =
+        r#"<?xml version="1.0" encoding="utf-8"?><D:multistatus xmlns:D="DAV:"></D:multistatus>"#;
+    let (addr, _) = responder(Arc::new(move |_m: &str| multistatus(empty))).await;
+    let s = storage(addr).await;
+    let e = s
+        .stat(&RemotePath::parse(".lock").unwrap())
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+}
+
 #[tokio::test]
 async fn malformed_xml_is_corrupt() {
     for xml in [

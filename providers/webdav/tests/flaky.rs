@@ -379,6 +379,8 @@ cut_upload_tests! {
     lighttpd_cut_upload_keeps_the_old_file => Kind::Lighttpd,
     rclone_cut_upload_keeps_the_old_file => Kind::Rclone,
     sabredav_cut_upload_keeps_the_old_file => Kind::Sabre,
+    wsgidav_cut_upload_keeps_the_old_file => Kind::Wsgidav,
+    webdav_server_cut_upload_keeps_the_old_file => Kind::NodeWebdav,
 }
 
 /// What the temporary upload is for: with it switched off, rclone (which writes a PUT
@@ -389,4 +391,14 @@ fn rclone_writes_a_cut_put_in_place() {
     if let Some(damaged) = cut_uploads(Kind::Rclone, Some(false)) {
         assert!(damaged > 0, "rclone kept the old file without temp uploads");
     }
+}
+
+#[test]
+fn wsgidav_through_flaky_proxy() {
+    run(Kind::Wsgidav, 6);
+}
+
+#[test]
+fn webdav_server_through_flaky_proxy() {
+    run(Kind::NodeWebdav, 7);
 }

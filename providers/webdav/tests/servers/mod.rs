@@ -3,6 +3,11 @@
 //!
 //! A missing server binary makes `start` return `None` with a loud message, or panic
 //! when `SYNCFABRIC_REQUIRE_SERVERS=1` (CI).
+//!
+//! Most servers are Debian packages. WsgiDAV (PyPI) and `webdav-server` (npm) are pinned
+//! in `requirements.txt` and `package-lock.json` beside this file; `scripts/test`
+//! installs them into [`installed_servers_dir`] (inside the workspace's `target/`, so
+//! nothing global is assumed), where the launcher finds them.
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,15 +27,21 @@ pub enum Kind {
     Lighttpd,
     Rclone,
     Sabre,
+    /// WsgiDAV 4 (PyPI) on cheroot, its filesystem provider and its lock manager.
+    Wsgidav,
+    /// `webdav-server` 2 (npm, Node.js): its `PhysicalFileSystem` and lock manager.
+    NodeWebdav,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Apache,
         Kind::Nginx,
         Kind::Lighttpd,
         Kind::Rclone,
         Kind::Sabre,
+        Kind::Wsgidav,
+        Kind::NodeWebdav,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -39,6 +50,8 @@ impl Kind {
             Kind::Lighttpd => "lighttpd",
             Kind::Rclone => "rclone",
             Kind::Sabre => "sabredav",
+            Kind::Wsgidav => "wsgidav",
+            Kind::NodeWebdav => "webdav-server",
         }
     }
     fn binary(self) -> &'static str {
@@ -48,18 +61,54 @@ impl Kind {
             Kind::Lighttpd => "/usr/sbin/lighttpd",
             Kind::Rclone => "rclone",
             Kind::Sabre => "php",
+            Kind::Wsgidav => "python3",
+            Kind::NodeWebdav => "node",
         }
     }
-    /// Extra files that must exist (modules).
-    fn needs(self) -> &'static [&'static str] {
+    /// Extra files that must exist (modules, packages).
+    fn needs(self) -> Vec<PathBuf> {
+        let installed = installed_servers_dir();
         match self {
-            Kind::Apache => &["/usr/lib/apache2/modules/mod_dav_fs.so"],
-            Kind::Nginx => &["/usr/lib/nginx/modules/ngx_http_dav_ext_module.so"],
-            Kind::Lighttpd => &["/usr/lib/lighttpd/mod_webdav.so"],
-            Kind::Rclone => &[],
-            Kind::Sabre => &["/usr/share/php/Sabre/autoload.php"],
+            Kind::Apache => vec!["/usr/lib/apache2/modules/mod_dav_fs.so".into()],
+            Kind::Nginx => vec!["/usr/lib/nginx/modules/ngx_http_dav_ext_module.so".into()],
+            Kind::Lighttpd => vec!["/usr/lib/lighttpd/mod_webdav.so".into()],
+            Kind::Rclone => vec![],
+            Kind::Sabre => vec!["/usr/share/php/Sabre/autoload.php".into()],
+            Kind::Wsgidav => vec![
+                installed.join("python/wsgidav/__init__.py"),
+                installed.join("python/cheroot/__init__.py"),
+            ],
+            Kind::NodeWebdav => {
+                vec![installed.join("node/node_modules/webdav-server/package.json")]
+            }
         }
     }
+    /// How to get it.
+    fn install_hint(self) -> &'static str {
+        match self {
+            Kind::Wsgidav | Kind::NodeWebdav => {
+                "run scripts/test once: it installs the pinned wsgidav (pip) and webdav-server (npm) into target/test-servers/"
+            }
+            _ => "install apache2 nginx libnginx-mod-http-dav-ext lighttpd lighttpd-mod-webdav rclone php-cli php-sabre-dav",
+        }
+    }
+}
+
+/// Where `scripts/test` installs the servers that come from PyPI and npm:
+/// `$SYNCFABRIC_TEST_SERVERS`, else `target/test-servers` of the workspace (the folder
+/// above this crate that holds `Cargo.lock`).
+pub fn installed_servers_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("SYNCFABRIC_TEST_SERVERS") {
+        return d.into();
+    }
+    let mut dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    while !dir.join("Cargo.lock").exists() {
+        match dir.parent() {
+            Some(up) => dir = up,
+            None => break,
+        }
+    }
+    dir.join("target/test-servers")
 }
 
 pub struct Server {
@@ -138,14 +187,15 @@ impl Server {
     }
 
     fn start_with(kind: Kind, tls: Option<(&Path, &Path)>) -> Option<Server> {
-        let missing: Vec<&str> = std::iter::once(kind.binary())
-            .chain(kind.needs().iter().copied())
+        let missing: Vec<String> = std::iter::once(kind.binary().to_string())
+            .chain(kind.needs().iter().map(|p| p.display().to_string()))
             .filter(|b| !which(b))
             .collect();
         if !missing.is_empty() {
             let msg = format!(
-                "!!!!! WebDAV server {} not installed (missing {missing:?}); install apache2 nginx libnginx-mod-http-dav-ext lighttpd lighttpd-mod-webdav rclone php-cli php-sabre-dav",
-                kind.name()
+                "!!!!! WebDAV server {} not installed (missing {missing:?}); {}",
+                kind.name(),
+                kind.install_hint()
             );
             if require_servers() {
                 panic!("{msg} (SYNCFABRIC_REQUIRE_SERVERS=1)");
@@ -329,6 +379,8 @@ $server->exec();
                 .arg(dir.path().join("server.php"))
                 .current_dir(dir.path());
             }
+            Kind::Wsgidav => cmd = wsgidav_command(dir.path(), port),
+            Kind::NodeWebdav => cmd = node_webdav_command(dir.path(), port),
         }
         let log = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
         let log2 = log.try_clone().unwrap();
@@ -410,6 +462,72 @@ $server->exec();
         }
         format!("{}{}/", self.url, name)
     }
+}
+
+/// WsgiDAV 4 on cheroot: its filesystem provider serving `<dir>/data`, basic auth
+/// only (digest off), its lock manager with the in-memory lock storage, and its
+/// in-memory property manager. Configuration keys as in WsgiDAV's `default_conf.py`.
+fn wsgidav_command(dir: &Path, port: u16) -> Command {
+    let data = dir.join("data").display().to_string();
+    let conf = format!(
+        r#"{{
+  "host": "127.0.0.1",
+  "port": {port},
+  "server": "cheroot",
+  "provider_mapping": {{ "/": {data:?} }},
+  "http_authenticator": {{
+    "accept_basic": true,
+    "accept_digest": false,
+    "default_to_digest": false
+  }},
+  "simple_dc": {{ "user_mapping": {{ "*": {{ {USER:?}: {{ "password": {PASS:?} }} }} }} }},
+  "lock_storage": true,
+  "property_manager": true,
+  "dir_browser": {{ "enable": false }},
+  "verbose": 2
+}}
+"#
+    );
+    std::fs::write(dir.join("wsgidav.json"), conf).unwrap();
+    let mut cmd = Command::new(Kind::Wsgidav.binary());
+    cmd.env("PYTHONPATH", installed_servers_dir().join("python"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .args(["-m", "wsgidav.server.server_cli", "--config"])
+        .arg(dir.join("wsgidav.json"))
+        .current_dir(dir);
+    cmd
+}
+
+/// `webdav-server` 2 (npm) on Node.js: a `PhysicalFileSystem` on `<dir>/data`, basic
+/// auth through its `SimpleUserManager`, all rights for that user, its own lock
+/// manager (v2 API as in the package's README).
+fn node_webdav_command(dir: &Path, port: u16) -> Command {
+    let data = dir.join("data").display().to_string();
+    let js = format!(
+        r#"const webdav = require('webdav-server').v2;
+const users = new webdav.SimpleUserManager();
+const user = users.addUser({USER:?}, {PASS:?}, false);
+const privileges = new webdav.SimplePathPrivilegeManager();
+privileges.setRights(user, '/', ['all']);
+const server = new webdav.WebDAVServer({{
+  hostname: '127.0.0.1',
+  port: {port},
+  httpAuthentication: new webdav.HTTPBasicAuthentication(users, 'dav'),
+  privilegeManager: privileges,
+  rootFileSystem: new webdav.PhysicalFileSystem({data:?}),
+}});
+server.start(() => console.log('webdav-server listening on 127.0.0.1:{port}'));
+"#
+    );
+    std::fs::write(dir.join("server.js"), js).unwrap();
+    let mut cmd = Command::new(Kind::NodeWebdav.binary());
+    cmd.env(
+        "NODE_PATH",
+        installed_servers_dir().join("node/node_modules"),
+    )
+    .arg(dir.join("server.js"))
+    .current_dir(dir);
+    cmd
 }
 
 impl Drop for Server {
