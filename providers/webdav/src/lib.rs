@@ -338,7 +338,8 @@ struct Inner {
     /// The server announced DAV class 2 (`LOCK`) at connect; the honesty probe checks
     /// that it enforces it.
     server_locks: bool,
-    /// Random, per storage value: the `owner` of our locks (see [`lock`]).
+    /// Random, per storage value: the device and process of our locks when the caller
+    /// names no [`LockOwner`](syncfabric_core::LockOwner) (see [`lock`]).
     lock_owner_id: String,
     /// Tokens of the locks handed out by `lock_dir` and not yet released.
     held_locks: Mutex<std::collections::HashSet<String>>,
@@ -884,6 +885,7 @@ impl WebDavStorage {
         if status == StatusCode::LOCKED && self.inner.profile != Profile::Nextcloud {
             return Error::Locked {
                 path: what.to_string(),
+                holder: None,
             };
         }
         status_to_error(status, retry_after, what)
@@ -1988,7 +1990,20 @@ impl Storage for WebDavStorage {
     }
 
     async fn lock_dir(&self, dir: &RemotePath, ttl: Duration) -> Result<syncfabric_core::DirLock> {
-        self.lock_dir_impl(dir, ttl).await
+        self.lock_dir_impl(dir, ttl, None).await
+    }
+
+    async fn lock_dir_as(
+        &self,
+        dir: &RemotePath,
+        ttl: Duration,
+        owner: &syncfabric_core::LockOwner,
+    ) -> Result<syncfabric_core::DirLock> {
+        self.lock_dir_impl(dir, ttl, Some(owner)).await
+    }
+
+    async fn dir_locks(&self, dir: &RemotePath) -> Result<Vec<syncfabric_core::LockHolder>> {
+        self.dir_locks_impl(dir).await
     }
 
     async fn refresh_lock(
@@ -2029,6 +2044,7 @@ impl Storage for WebDavStorage {
                 207 => {
                     return Err(Error::Locked {
                         path: cur.to_string(),
+                        holder: None,
                     })
                 }
                 200..=299 => {}
