@@ -11,6 +11,7 @@
 //! `cargo test --test stale_locks`; `SYNCFABRIC_REQUIRE_SERVERS=1` makes a missing
 //! server a failure.
 
+mod common;
 #[path = "../providers/webdav/tests/servers/mod.rs"]
 mod servers;
 
@@ -22,7 +23,7 @@ use syncfabric::core::{RemotePath, Storage};
 use syncfabric::engine::{restore_from_remote, sync_vault, StateDir, SyncOptions};
 use syncfabric::vault::{CreateOptions, NewItem, Secret, Vault};
 
-const PW: &str = "stale lock password";
+use common::{Dev, PW};
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn open(server: &Server, folder: &str) -> Arc<dyn Storage> {
@@ -157,4 +158,88 @@ fn a_crashed_holder_on_sabredav_is_named_and_its_device_goes_on() {
 #[test]
 fn a_crashed_holder_on_apache_is_named_and_its_device_goes_on() {
     crashed_holder(Kind::Apache);
+}
+
+/// `syncfabric remote unlock NAME` from another device, after a crash mid-commit:
+/// refused without confirmation; with `--yes` it breaks the lock where the server shows
+/// its token (Apache), and that device's next sync commits at once. Where the server
+/// hides tokens (SabreDAV) it says so and changes nothing.
+fn unlock_by_hand(kind: Kind) {
+    let Some(server) = Server::start(kind) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = server.scratch("unlock");
+    let url = base.replacen("http://", &format!("webdav+http://{USER}@"), 1);
+    let storage = rt.block_on(open(&server, "unlock"));
+    let create = CreateOptions {
+        kdf_iter: 1000,
+        ..Default::default()
+    };
+    let mut a = Vault::create(tmp.path().join("a"), &Secret::new(PW), &create).unwrap();
+    let sa = tmp.path().join("sa");
+    rt.block_on(sync_vault(
+        &mut a,
+        &storage,
+        &StateDir::open(&sa).unwrap(),
+        &opts("laptop"),
+    ))
+    .unwrap();
+    let phone = Dev::new(tmp.path(), "phone");
+    let with_pw = |args: &[&str]| {
+        let mut c = phone.cmd(args);
+        c.env("SYNCFABRIC_REMOTE_PASSWORD", PASS);
+        c.output().unwrap()
+    };
+    let out = with_pw(&["restore", &url]);
+    assert!(out.status.success(), "{out:?}");
+    a.add_item(NewItem::login("Mail", "me", Secret::new("m1"), ""))
+        .unwrap();
+    rt.block_on(crash_mid_commit(
+        &mut a,
+        &storage,
+        &StateDir::open(&sa).unwrap(),
+    ));
+
+    let out = with_pw(&["remote", "unlock", "origin"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("locked by device \"laptop\""), "{err}");
+    assert!(
+        err.contains("cut off") && err.contains("merged at its next sync"),
+        "{err}"
+    );
+    assert!(err.contains("not confirmed"), "{err}");
+
+    let out = with_pw(&["remote", "unlock", "origin", "--yes"]);
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    if kind == Kind::Sabre {
+        assert!(!out.status.success(), "{so}{se}");
+        assert!(se.contains("does not show this lock's token"), "{se}");
+        return;
+    }
+    assert!(out.status.success(), "{so}{se}");
+    assert!(so.contains("lock broken"), "{so}");
+    phone.run(&["item", "add", "--title", "Shop"]);
+    let out = with_pw(&["sync"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(phone.titles().contains(&"Shop".to_string()));
+}
+
+#[test]
+fn remote_unlock_breaks_a_crashed_holders_lock_on_apache() {
+    unlock_by_hand(Kind::Apache);
+}
+
+#[test]
+fn remote_unlock_on_sabredav_says_it_cannot_see_the_token() {
+    unlock_by_hand(Kind::Sabre);
 }
