@@ -13,6 +13,9 @@
 //! [`LeaseOptions::acquire_timeout`]), then refreshes the lock in the background every
 //! third of its granted length. [`ServerLockGuard::release`] stops refreshing and
 //! unlocks; a dropped guard stops refreshing and the server lets the lock expire.
+//! [`ServerLockGuard::acquire_as`] takes it as a [`LockOwner`]: the
+//! same device's crashed lock is released at once (see [`crate::lock_owner`]), and
+//! the warning and error for another holder name it and its expiry.
 //!
 //! ```no_run
 //! # async fn demo(storage: std::sync::Arc<dyn syncfabric_core::Storage>) -> syncfabric_core::Result<()> {
