@@ -275,6 +275,7 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
         allow_mass_delete: args.allow_mass_delete,
         recreate_remote: args.recreate_remote,
         progress: ctx.progress(),
+        lease: super::unlock::lease_options(ctx),
         ..Default::default()
     };
     let rt = runtime()?;
@@ -536,6 +537,7 @@ pub fn watch_cmd(ctx: &mut Ctx, args: WatchArgs) -> CliResult {
     let json = ctx.json;
     let opts = SyncOptions {
         progress: ctx.progress(),
+        lease: super::unlock::lease_options(ctx),
         ..Default::default()
     };
     let interval = Duration::from_secs(args.interval.max(1));
@@ -610,6 +612,7 @@ fn undo_cmd(ctx: &mut Ctx, seq: u64, remote: Option<&str>) -> CliResult {
         seq,
         &SyncOptions {
             progress: ctx.progress(),
+            lease: super::unlock::lease_options(ctx),
             ..Default::default()
         },
     ))?;

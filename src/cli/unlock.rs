@@ -111,3 +111,20 @@ fn report(ctx: &Ctx, name: &str, held: &[LockHolder], broken: usize, left: &[Loc
         println!("{name}: lock broken; syncs on every device can commit again");
     }
 }
+
+/// The engine's lock options with this device's name as the label other devices see
+/// when it holds the remote's lock: the config's `device_name`, else the host name.
+pub fn lease_options(ctx: &Ctx) -> syncfabric::core::lock::LeaseOptions {
+    let host = || {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+    };
+    let mut o = syncfabric::engine::SyncOptions::default().lease;
+    if let Some(name) = ctx.config.device_name.clone().or_else(host) {
+        o.label = name;
+    }
+    o
+}
