@@ -84,6 +84,17 @@ impl<S: Storage> Storage for WithCapabilities<S> {
     ) -> Result<syncfabric_core::DirLock> {
         self.inner.lock_dir(dir, ttl).await
     }
+    async fn lock_dir_as(
+        &self,
+        dir: &RemotePath,
+        ttl: std::time::Duration,
+        owner: &syncfabric_core::LockOwner,
+    ) -> Result<syncfabric_core::DirLock> {
+        self.inner.lock_dir_as(dir, ttl, owner).await
+    }
+    async fn dir_locks(&self, dir: &RemotePath) -> Result<Vec<syncfabric_core::LockHolder>> {
+        self.inner.dir_locks(dir).await
+    }
     async fn refresh_lock(
         &self,
         lock: &syncfabric_core::DirLock,

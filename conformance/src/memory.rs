@@ -40,6 +40,7 @@ impl State {
             Precondition::UnderLock(l) if over.iter().any(|t| t == l.token()) => Ok(()),
             _ if !over.is_empty() => Err(Error::Locked {
                 path: path.to_string(),
+                holder: None,
             }),
             Precondition::UnderLock(_) => Err(Error::PreconditionFailed {
                 path: path.to_string(),
@@ -314,6 +315,7 @@ impl Storage for MemoryStorage {
         if conflict {
             return Err(Error::Locked {
                 path: dir.to_string(),
+                holder: None,
             });
         }
         let n = self.counter.fetch_add(1, Ordering::SeqCst) + 1;

@@ -6,6 +6,7 @@ pub mod escape;
 mod items;
 mod progress;
 mod sync;
+mod unlock;
 
 use clap::{Parser, Subcommand};
 use config::Config;
@@ -157,6 +158,14 @@ pub fn init_logging(verbose: u8) {
 /// The next step for an error whose message alone leaves a person stuck.
 pub fn hint_for(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
     use syncfabric::engine::SyncError;
+    if let Some(SyncError::Storage(syncfabric::core::Error::Locked {
+        holder: Some(_), ..
+    })) = e.downcast_ref::<SyncError>()
+    {
+        return Some(
+            "a sync holds the remote's lock while it commits. If the device named above is not syncing right now (it crashed or lost its connection mid-sync), `syncfabric remote unlock NAME` breaks the lock; otherwise sync again in a moment",
+        );
+    }
     let vault_err = e.downcast_ref::<syncfabric::vault::Error>().or_else(|| {
         match e.downcast_ref::<SyncError>() {
             Some(SyncError::Vault(v)) => Some(v),

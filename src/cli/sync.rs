@@ -29,6 +29,16 @@ pub enum RemoteCmd {
         /// The remote's name.
         name: String,
     },
+    /// Break the server lock on the remote's vault folder, left by a sync that stopped
+    /// mid-commit on another device (a crash, a lost connection). Shows who holds it
+    /// and asks first.
+    Unlock {
+        /// The remote's name.
+        name: String,
+        /// Do not ask (needed with --json or without a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Forget a remote (its local sync state is removed; the remote is untouched).
     Rm {
         /// The remote's name.
@@ -90,7 +100,7 @@ pub struct RestoreArgs {
     account: Option<String>,
 }
 
-fn runtime() -> CliResult<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> CliResult<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
@@ -98,7 +108,7 @@ fn runtime() -> CliResult<tokio::runtime::Runtime> {
 
 /// Opens a remote, asking for its password when it needs one
 /// (`$SYNCFABRIC_REMOTE_PASSWORD`, the next stdin line with --password-stdin, or a prompt).
-fn open_remote(
+pub(super) fn open_remote(
     ctx: &mut Ctx,
     rt: &tokio::runtime::Runtime,
     url: &str,
@@ -253,6 +263,7 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
                 print_probe(&report, &verdict);
             }
         }
+        RemoteCmd::Unlock { name, yes } => super::unlock::unlock_cmd(ctx, &vault, &name, yes)?,
         RemoteCmd::Rm { name } => {
             let before = ctx.config.remotes.len();
             ctx.config
@@ -293,6 +304,7 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
         allow_mass_delete: args.allow_mass_delete,
         recreate_remote: args.recreate_remote,
         progress: ctx.progress(),
+        lease: super::unlock::lease_options(ctx),
         ..Default::default()
     };
     let rt = runtime()?;
@@ -537,6 +549,7 @@ pub fn watch_cmd(ctx: &mut Ctx, args: WatchArgs) -> CliResult {
     let json = ctx.json;
     let opts = SyncOptions {
         progress: ctx.progress(),
+        lease: super::unlock::lease_options(ctx),
         ..Default::default()
     };
     let interval = Duration::from_secs(args.interval.max(1));
@@ -606,6 +619,7 @@ fn undo_cmd(ctx: &mut Ctx, seq: u64, remote: Option<&str>) -> CliResult {
         seq,
         &SyncOptions {
             progress: ctx.progress(),
+            lease: super::unlock::lease_options(ctx),
             ..Default::default()
         },
     ))?;

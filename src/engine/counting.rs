@@ -168,6 +168,18 @@ impl Storage for CountingStorage {
         bump(&self.counters.lock_calls);
         self.inner.lock_dir(dir, ttl).await
     }
+    async fn lock_dir_as(
+        &self,
+        dir: &RemotePath,
+        ttl: std::time::Duration,
+        owner: &syncfabric_core::LockOwner,
+    ) -> Result<syncfabric_core::DirLock> {
+        bump(&self.counters.lock_calls);
+        self.inner.lock_dir_as(dir, ttl, owner).await
+    }
+    async fn dir_locks(&self, dir: &RemotePath) -> Result<Vec<syncfabric_core::LockHolder>> {
+        self.inner.dir_locks(dir).await
+    }
     async fn refresh_lock(
         &self,
         lock: &syncfabric_core::DirLock,

@@ -53,6 +53,13 @@ pub enum SyncError {
         /// Which limit, with its value.
         reason: String,
     },
+    /// Another sync of the same vault with the same remote kept running on this
+    /// device (it holds the state folder's local lock) for longer than the wait allowed.
+    #[error("another sync of this vault with this remote is still running on this device ({path} is locked); let it finish, then sync again")]
+    LocalBusy {
+        /// The sync state folder.
+        path: String,
+    },
     /// The local sync state could not be read or written.
     #[error("local sync state: {0}")]
     State(#[from] std::io::Error),

@@ -6,6 +6,7 @@
 //! the result is committed with a conditional write of the database.
 
 mod counting;
+mod device;
 mod error;
 pub mod limits;
 pub mod marker;
@@ -14,6 +15,7 @@ pub mod state;
 mod sync;
 
 pub use counting::{Counters, CountingStorage};
+pub use device::LocalSyncLock;
 pub use error::SyncError;
 pub use rekey::{rekey_state, RekeyReport};
 pub use state::{StateDir, SyncState};

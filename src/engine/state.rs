@@ -387,7 +387,7 @@ fn make_private_dir(dir: &Path) -> std::io::Result<()> {
 /// Opens `path` (read, plus write if `write`) only if it is a regular file and not a
 /// symbolic link: `lstat` first, then the opened handle must be that same file (device
 /// and inode), so a link swapped in between is caught too. Portable, no `O_NOFOLLOW`.
-fn open_nofollow(path: &Path, write: bool) -> std::io::Result<File> {
+pub(crate) fn open_nofollow(path: &Path, write: bool) -> std::io::Result<File> {
     let before = std::fs::symlink_metadata(path)?;
     if !before.is_file() {
         return Err(invalid(format!(
@@ -414,7 +414,7 @@ fn open_nofollow(path: &Path, write: bool) -> std::io::Result<File> {
 }
 
 /// Reads `path` whole (no symbolic link), refusing more than `max` bytes.
-fn read_nofollow(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_nofollow(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let f = open_nofollow(path, false)?;
     let mut bytes = Vec::new();

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use syncfabric_core::lock::{LeaseGuard, LeaseLock, LeaseOptions};
 use syncfabric_core::progress::{Direction, Meter, ProgressHook, Transfer};
 use syncfabric_core::server_lock::ServerLockGuard;
+use syncfabric_core::LockOwner;
 use syncfabric_core::{Body, Error as StorageError, Precondition, RemotePath, Storage};
 use syncfabric_merge::{merge_sources, AttachmentFiles, MergeOptions, MergeOutcome};
 use syncfabric_vault::{RowSource, Snapshot, SnapshotReader, Vault};
@@ -725,10 +726,15 @@ pub async fn sync_vault(
             ))
         })?
         .to_string();
+    // One sync at a time per state folder, and this device's lock identity; a server
+    // lock a crashed run of this device left is released first (see `device.rs`).
+    let _local = super::device::hold_local(state, opts.lease.acquire_timeout).await?;
+    let owner = LockOwner::new(&state.device_id()?, &opts.lease.label)?.exclusive();
+    super::device::release_recorded_lock(state, storage.as_ref()).await;
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        match sync_once(vault, storage, state, opts, &uuid, attempts).await {
+        match sync_once(vault, storage, state, opts, &uuid, &owner, attempts).await {
             Err(SyncError::Storage(StorageError::PreconditionFailed { .. }))
             | Err(SyncError::Storage(StorageError::AlreadyExists { .. }))
                 if attempts < opts.max_attempts =>
@@ -758,6 +764,7 @@ async fn sync_once(
     state: &StateDir,
     opts: &SyncOptions,
     uuid: &str,
+    owner: &LockOwner,
     attempts: u32,
 ) -> Result<SyncReport, SyncError> {
     let (dir, db_path, _) = remote_layout(uuid)?;
@@ -811,6 +818,7 @@ async fn sync_once(
         state,
         opts,
         uuid,
+        owner,
         guard.as_ref(),
         &mut server_lock,
         &versioning,
@@ -826,8 +834,10 @@ async fn sync_once(
         }
     }
     if let Some(g) = server_lock {
-        if let Err(e) = g.release().await {
-            tracing::warn!("could not release the server lock: {e}");
+        match g.release().await {
+            // Kept otherwise: the next sync releases it (see `device.rs`).
+            Ok(()) => state.clear_server_lock()?,
+            Err(e) => tracing::warn!("could not release the server lock: {e}"),
         }
     }
     result
@@ -852,6 +862,7 @@ async fn sync_slow(
     state: &StateDir,
     opts: &SyncOptions,
     uuid: &str,
+    owner: &LockOwner,
     guard: Option<&LeaseGuard>,
     server_lock: &mut Option<ServerLockGuard>,
     versioning: &Versioning,
@@ -1088,9 +1099,12 @@ async fn sync_slow(
         // until it is released, and every write of ours below is refused by the server
         // once the lock is gone (fencing), so checking the version once is enough.
         let under = if guard.is_none() && !caps.has_truthful_cas() && caps.server_lock {
-            let g = ServerLockGuard::acquire(shared.clone(), &dir, &opts.lease).await?;
+            let g =
+                ServerLockGuard::acquire_as(shared.clone(), &dir, &opts.lease, Some(owner)).await?;
             let lock = g.precondition();
+            let recorded = state.record_server_lock(g.lock());
             *server_lock = Some(g);
+            recorded?;
             let now = versioning.stat_db(storage, &db_path).await?;
             if now.and_then(|e| e.version) != plan.remote_version {
                 return Err(StorageError::PreconditionFailed {

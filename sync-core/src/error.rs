@@ -91,10 +91,13 @@ pub enum Error {
     /// let go within the wait allowed, or our own lease was lost to another client;
     /// or a server-enforced lock ([`crate::Storage::lock_dir`]) held by another client
     /// refused this request. Not retryable at once: sync again later.
-    #[error("locked: {path} is held by another client")]
+    #[error("locked: {path} is held by {}", .holder.as_deref().unwrap_or("another client"))]
     Locked {
-        /// The lock file.
+        /// The lock file, or the locked folder.
         path: String,
+        /// Who holds the lock and until when, where the storage tells (see
+        /// [`crate::LockHolder`]'s `Display`); `None`: "another client".
+        holder: Option<String>,
     },
     /// A local I/O failure that fits none of the kinds above.
     #[error("i/o error on {path}: {source}")]

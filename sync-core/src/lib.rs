@@ -43,6 +43,7 @@ pub mod auth;
 mod body;
 mod error;
 pub mod lock;
+pub mod lock_owner;
 mod path;
 pub mod probe;
 pub mod progress;
@@ -59,6 +60,7 @@ pub use error::{Error, Result};
 /// The `Stream` trait of [`ByteStream`] and [`ChangeStream`] (from `futures-core`), so
 /// providers can name it without another dependency.
 pub use futures_core::Stream;
+pub use lock_owner::{LockHolder, LockOwner};
 pub use path::RemotePath;
 pub use storage::{
     Capabilities, ChangeFeed, DirLock, Entry, EntryKind, Precondition, Storage, Version,

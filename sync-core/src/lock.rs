@@ -371,6 +371,7 @@ impl LeaseLock {
             if Instant::now() + wait > deadline {
                 return Err(Error::Locked {
                     path: path.to_string(),
+                    holder: None,
                 });
             }
             if let Some((_, first_seen, ttl)) = seen.as_ref().filter(|_| !told) {
@@ -626,6 +627,7 @@ impl LeaseGuard {
                 tracing::warn!(lock = %self.shared.path, "lease about to lapse: the write under it is abandoned");
                 Err(Error::Locked {
                     path: self.shared.path.to_string(),
+                    holder: None,
                 })
             }
         }
@@ -639,6 +641,7 @@ impl LeaseGuard {
             self.shared.lost.store(true, Ordering::SeqCst);
             return Err(Error::Locked {
                 path: self.shared.path.to_string(),
+                holder: None,
             });
         }
         Ok(())

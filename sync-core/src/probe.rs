@@ -629,6 +629,20 @@ impl<S: Storage> Storage for ProbedStorage<S> {
         }
         self.inner.lock_dir(dir, ttl).await
     }
+    async fn lock_dir_as(
+        &self,
+        dir: &RemotePath,
+        ttl: std::time::Duration,
+        owner: &crate::LockOwner,
+    ) -> Result<crate::DirLock> {
+        if !self.effective.server_lock {
+            return Err(self.refuse("a server-enforced lock", dir));
+        }
+        self.inner.lock_dir_as(dir, ttl, owner).await
+    }
+    async fn dir_locks(&self, dir: &RemotePath) -> Result<Vec<crate::LockHolder>> {
+        self.inner.dir_locks(dir).await
+    }
     async fn refresh_lock(
         &self,
         lock: &crate::DirLock,

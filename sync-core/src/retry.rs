@@ -539,6 +539,23 @@ impl<S: Storage> Storage for RetryingStorage<S> {
         self.retrier.run(|| self.inner.lock_dir(dir, ttl)).await
     }
 
+    /// Retried like [`Storage::lock_dir`]: a retry after a lost answer finds the lock
+    /// as this owner's own (same process part) and adopts it.
+    async fn lock_dir_as(
+        &self,
+        dir: &RemotePath,
+        ttl: std::time::Duration,
+        owner: &crate::LockOwner,
+    ) -> Result<crate::DirLock> {
+        self.retrier
+            .run(|| self.inner.lock_dir_as(dir, ttl, owner))
+            .await
+    }
+
+    async fn dir_locks(&self, dir: &RemotePath) -> Result<Vec<crate::LockHolder>> {
+        self.retrier.run(|| self.inner.dir_locks(dir)).await
+    }
+
     async fn refresh_lock(
         &self,
         lock: &crate::DirLock,

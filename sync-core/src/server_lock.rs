@@ -13,6 +13,9 @@
 //! [`LeaseOptions::acquire_timeout`]), then refreshes the lock in the background every
 //! third of its granted length. [`ServerLockGuard::release`] stops refreshing and
 //! unlocks; a dropped guard stops refreshing and the server lets the lock expire.
+//! [`ServerLockGuard::acquire_as`] takes it as a [`LockOwner`]: the
+//! same device's crashed lock is released at once (see [`crate::lock_owner`]), and
+//! the warning and error for another holder name it and its expiry.
 //!
 //! ```no_run
 //! # async fn demo(storage: std::sync::Arc<dyn syncfabric_core::Storage>) -> syncfabric_core::Result<()> {
@@ -28,7 +31,7 @@
 //! ```
 
 use crate::lock::LeaseOptions;
-use crate::{DirLock, Error, Precondition, RemotePath, Result, Storage};
+use crate::{DirLock, Error, LockOwner, Precondition, RemotePath, Result, Storage};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -50,14 +53,33 @@ impl ServerLockGuard {
         dir: &RemotePath,
         opts: &LeaseOptions,
     ) -> Result<ServerLockGuard> {
+        Self::acquire_as(storage, dir, opts, None).await
+    }
+
+    /// [`ServerLockGuard::acquire`] as `owner` ([`Storage::lock_dir_as`]): a lock of
+    /// `owner`'s own device left by a crashed run is released at once. While another
+    /// client holds the lock, the first refusal is warned at once, naming the holder and
+    /// how long the server may keep its lock where the server tells; the wait stays
+    /// bounded by `opts.acquire_timeout`, and the final [`Error::Locked`] names the
+    /// holder too.
+    pub async fn acquire_as(
+        storage: Arc<dyn Storage>,
+        dir: &RemotePath,
+        opts: &LeaseOptions,
+        owner: Option<&LockOwner>,
+    ) -> Result<ServerLockGuard> {
         let deadline = Instant::now() + opts.acquire_timeout;
         let mut told = false;
         let lock = loop {
-            match storage.lock_dir(dir, opts.ttl).await {
+            let taken = match owner {
+                Some(o) => storage.lock_dir_as(dir, opts.ttl, o).await,
+                None => storage.lock_dir(dir, opts.ttl).await,
+            };
+            match taken {
                 Ok(l) => break l,
-                Err(Error::Locked { path }) => {
+                Err(e @ Error::Locked { .. }) => {
                     if Instant::now() >= deadline {
-                        return Err(Error::Locked { path });
+                        return Err(e);
                     }
                     let base = opts.poll_interval.max(Duration::from_millis(10));
                     let jitter = base.mul_f64(fastrand::f64());
@@ -65,7 +87,7 @@ impl ServerLockGuard {
                         told = true;
                         let left = deadline.saturating_duration_since(Instant::now());
                         tracing::warn!(
-                            "{path}: locked by another client (a sync on another device); waiting up to {} s for it",
+                            "{e} (a sync on another device); waiting up to {} s for it",
                             left.as_secs()
                         );
                     }

@@ -275,6 +275,32 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         })
     }
 
+    /// [`Storage::lock_dir`] as `owner` (see [`crate::lock_owner`]): the lock names
+    /// the owner's device, process and label. When the folder is locked and the
+    /// server shows the lock as held by `owner`'s device while `owner` is
+    /// [exclusive](crate::LockOwner::exclusive), that lock is a crashed run's: it is
+    /// released and the lock taken at once. Another holder: [`Error::Locked`](crate::Error::Locked)
+    /// naming it where the server tells who it is. The default ignores `owner` and
+    /// calls [`Storage::lock_dir`]; wrappers must forward this method.
+    async fn lock_dir_as(
+        &self,
+        dir: &RemotePath,
+        ttl: Duration,
+        owner: &crate::LockOwner,
+    ) -> Result<DirLock> {
+        let _ = owner;
+        self.lock_dir(dir, ttl).await
+    }
+
+    /// The locks the server shows on `dir` (with their tokens where it shows them, so
+    /// that a person can break a stale one with [`Storage::unlock_dir`]). Default:
+    /// `Unsupported`; also for servers that cannot list locks.
+    async fn dir_locks(&self, dir: &RemotePath) -> Result<Vec<crate::LockHolder>> {
+        Err(crate::Error::Unsupported {
+            message: format!("{}: cannot list the locks on {dir}", self.describe()),
+        })
+    }
+
     /// Extends `lock` for `ttl` from now and returns it as granted.
     /// [`Error::PreconditionFailed`](crate::Error::PreconditionFailed) if it is no
     /// longer held (expired, released or replaced). Default: `Unsupported`.
@@ -339,6 +365,17 @@ impl<T: Storage + ?Sized> Storage for std::sync::Arc<T> {
     }
     async fn lock_dir(&self, dir: &RemotePath, ttl: Duration) -> Result<DirLock> {
         (**self).lock_dir(dir, ttl).await
+    }
+    async fn lock_dir_as(
+        &self,
+        dir: &RemotePath,
+        ttl: Duration,
+        owner: &crate::LockOwner,
+    ) -> Result<DirLock> {
+        (**self).lock_dir_as(dir, ttl, owner).await
+    }
+    async fn dir_locks(&self, dir: &RemotePath) -> Result<Vec<crate::LockHolder>> {
+        (**self).dir_locks(dir).await
     }
     async fn refresh_lock(&self, lock: &DirLock, ttl: Duration) -> Result<DirLock> {
         (**self).refresh_lock(lock, ttl).await

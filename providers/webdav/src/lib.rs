@@ -76,14 +76,18 @@
 //! the conformance behaviour `server_lock` also checks new files, deletes, reads
 //! while locked, refresh, and that a released lock's token is refused. A `207
 //! Multi-Status` answer to a PUT, DELETE, MKCOL or MOVE is never a success (Apache
-//! refuses a new file under someone else's lock that way). Measured with curl on this
+//! refuses a new file under someone else's lock that way). Each lock names its owner
+//! ([`Storage::lock_dir_as`]: the device id, a per-sync part and the device's name,
+//! written as the `owner` text), so a device releases the lock a crashed sync of its
+//! own left, and another device's `Locked` error says who holds the lock and until
+//! when ([`Storage::dir_locks`]; details in `lock.rs`). Measured with curl on this
 //! machine's Debian packages (every cell of `docs/locks-measured.md` is a request):
 //!
 //! | server | class 2 | used | why |
 //! |---|---|---|---|
-//! | Apache 2.4 mod_dav_fs + `DavLockDB` | yes | **yes** | enforced, honours short timeouts, refuses a stale token (412); the untagged `If: (<token>)` makes it refuse new names (412), hence the tagged form; the owner is shown in `lockdiscovery`, so a `LOCK` whose answer was lost is adopted |
+//! | Apache 2.4 mod_dav_fs + `DavLockDB` | yes | **yes** | enforced, honours short timeouts, refuses a stale token (412); the untagged `If: (<token>)` makes it refuse new names (412), hence the tagged form; owner and token are shown in `lockdiscovery`, so a `LOCK` whose answer was lost is adopted, a crashed run's lock of the same device released, and `remote unlock` can break another device's |
 //! | rclone 1.60 `serve webdav` (x/net/webdav) | yes | **yes** | enforced, honours timeouts, stale token 412; no `lockdiscovery`: a lost `LOCK` answer leaves a lock that expires after its timeout |
-//! | SabreDAV 1.8 + Locks plugin | yes | **yes** | enforced, stale token 412; grants 1800 s whatever is asked, so a device that crashes between LOCK and UNLOCK blocks commits for up to 30 minutes (reads and pulls go on) |
+//! | SabreDAV 1.8 + Locks plugin | yes | **yes** | enforced, stale token 412; grants 1800 s whatever is asked; keeps only the text of `owner` (an `href` inside it is dropped) and never shows tokens in `lockdiscovery`: a device that crashes between LOCK and UNLOCK releases its lock at its next sync with the token it recorded locally; other devices are told who holds it and until when, and cannot break it (reads and pulls go on) |
 //! | nginx 1.22 + dav-ext 3.0 (`dav_ext_lock_zone`) | only when configured | no | accepts writes carrying the token of an expired or released lock (no fencing), acknowledges UNLOCK with a wrong token, ignores the asked timeout |
 //! | lighttpd 1.4.69 (`webdav.sqlite-db-name`) | only when configured | no | never expires a lock (a crashed device would block the folder for good); MKCOL not enforced |
 //! | WsgiDAV 4.3.3 (cheroot, in-memory lock storage) | yes | no | refuses writes without the token while held (423) and honours the asked timeout, but does not fence: `If` lists tagged with a URL are looked up by its path-only ref URL and never evaluated, and a new name's `If` not at all, so a write with a released token passes (204; `new_servers_locks_do_not_fence`) |
@@ -418,7 +422,8 @@ struct Inner {
     /// The server announced DAV class 2 (`LOCK`) at connect; the honesty probe checks
     /// that it enforces it.
     server_locks: bool,
-    /// Random, per storage value: the `owner` of our locks (see [`lock`]).
+    /// Random, per storage value: the device and process of our locks when the caller
+    /// names no [`LockOwner`](syncfabric_core::LockOwner) (see [`lock`]).
     lock_owner_id: String,
     /// Tokens of the locks handed out by `lock_dir` and not yet released.
     held_locks: Mutex<std::collections::HashSet<String>>,
@@ -979,6 +984,7 @@ impl WebDavStorage {
         if status == StatusCode::LOCKED && self.inner.profile != Profile::Nextcloud {
             return Error::Locked {
                 path: what.to_string(),
+                holder: None,
             };
         }
         status_to_error(status, retry_after, what)
@@ -2266,7 +2272,20 @@ impl Storage for WebDavStorage {
     }
 
     async fn lock_dir(&self, dir: &RemotePath, ttl: Duration) -> Result<syncfabric_core::DirLock> {
-        self.lock_dir_impl(dir, ttl).await
+        self.lock_dir_impl(dir, ttl, None).await
+    }
+
+    async fn lock_dir_as(
+        &self,
+        dir: &RemotePath,
+        ttl: Duration,
+        owner: &syncfabric_core::LockOwner,
+    ) -> Result<syncfabric_core::DirLock> {
+        self.lock_dir_impl(dir, ttl, Some(owner)).await
+    }
+
+    async fn dir_locks(&self, dir: &RemotePath) -> Result<Vec<syncfabric_core::LockHolder>> {
+        self.dir_locks_impl(dir).await
     }
 
     async fn refresh_lock(
@@ -2307,6 +2326,7 @@ impl Storage for WebDavStorage {
                 207 => {
                     return Err(Error::Locked {
                         path: cur.to_string(),
+                        holder: None,
                     })
                 }
                 200..=299 => {}

@@ -13,19 +13,39 @@
 //! * **Refresh.** `LOCK` without a body and with `If: (<token>)`.
 //! * **Release.** `UNLOCK` with `Lock-Token: <token>`; a lock that is already gone
 //!   counts as released.
+//! * **Owner.** The `owner` we write is the text
+//!   `syncfabric:device=<id>;process=<id>;name=<label, percent-encoded>` (text, not an
+//!   `href` element: SabreDAV keeps only the owner's own text, `(string)$owner`): the caller's
+//!   [`LockOwner`] (the engine's device id persists per vault and remote in the sync
+//!   state folder; the process part is new per sync), or a random device and process
+//!   per [`WebDavStorage`] when no owner is given. `lockdiscovery` shows it to others.
 //! * **A lost answer.** When the answer to a `LOCK` is lost, the server may hold a lock
-//!   whose token we never learnt, and the retry meets `423`. The `owner` we write names
-//!   this storage value (random per [`WebDavStorage`]); on `423` the provider reads
-//!   `lockdiscovery` and adopts a lock whose owner is its own and whose token it has not
-//!   handed out already. Servers that do not show tokens there (golang.org/x/net/webdav,
-//!   under rclone) leave the lock to expire after its timeout.
+//!   whose token we never learnt, and the retry meets `423`. On `423` the provider
+//!   reads `lockdiscovery` and adopts a lock whose device and process are its own and
+//!   whose token it has not handed out already.
+//! * **A crashed run's lock.** With an [exclusive](LockOwner::exclusive) owner (the
+//!   engine holds a local lock on the sync state folder, so no other live process uses
+//!   that device id), a lock shown as held by the same device is stale: it is released
+//!   with `UNLOCK` and the token `lockdiscovery` shows, and the `LOCK` is sent again at
+//!   once (once). Measured (`tests/stale_locks.rs`): Apache shows owner and token and
+//!   accepts the `UNLOCK`. SabreDAV shows the owner but never the token (its
+//!   `lockdiscovery` hides it), and rclone's x/net/webdav has no `lockdiscovery` at
+//!   all: there only the token the engine recorded in the sync state folder when it
+//!   took the lock lets the device release it (`src/engine/sync.rs`); without it the
+//!   device waits like for anyone's lock until the timeout the server granted.
+//! * **Someone else's lock.** `423` is [`Error::Locked`] naming each holder the
+//!   server shows (its device label and id, and the latest time the server keeps the
+//!   lock, see [`LockHolder`]); `syncfabric remote unlock NAME` breaks such a lock
+//!   by its token ([`Storage::dir_locks`](syncfabric_core::Storage::dir_locks), then
+//!   `UNLOCK`).
 
 use crate::{read_capped, trunc, xml, Profile, WebDavStorage};
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
-use syncfabric_core::{DirLock, Error, Precondition, RemotePath, Result};
+use std::time::SystemTime;
+use syncfabric_core::{DirLock, Error, LockHolder, LockOwner, Precondition, RemotePath, Result};
 
 /// `If: <folder URL> (<token>)`: a tagged list naming the locked folder by its absolute
 /// URL (the host and port we send as `Host`). Measured on the five servers: the
@@ -52,12 +72,87 @@ fn if_value(folder_url: &str, file_url: Option<&str>, l: &DirLock) -> Result<Hea
 /// Whether this process already said that a server grants longer locks than asked.
 static TOLD_LONG_LOCKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// `what`, and how long the server says the lock on it lasts, for the `Locked` error
-/// another client's lock gives (a crashed device's lock blocks commits that long).
-fn held_until(what: &str, held: &[xml::ActiveLock]) -> String {
-    match held.iter().filter_map(|l| l.timeout_secs()).max() {
-        Some(s) => format!("{what} (the server keeps that lock for up to {s} s more unless its holder releases it)"),
-        None => what.to_string(),
+/// Characters of a label that stay as they are in the owner href.
+const LABEL: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.');
+
+/// The prefix of the owner hrefs this provider writes.
+const OWNER_PREFIX: &str = "syncfabric:device=";
+
+/// The owner href for `device`, `process` and `label` (see the module docs).
+fn owner_text(device: &str, process: &str, label: &str) -> String {
+    let mut h = format!("{OWNER_PREFIX}{device};process={process}");
+    if !label.is_empty() {
+        h.push_str(";name=");
+        h.extend(percent_encoding::utf8_percent_encode(label, LABEL));
+    }
+    h
+}
+
+/// What the server shows of one lock, read as a [`LockHolder`]: the fields of our own
+/// owner href where there is one (checked: an id is letters, digits and `-` only),
+/// else the owner text, cleaned and cut short.
+fn holder_of(l: &xml::ActiveLock, seen_at: SystemTime) -> LockHolder {
+    let id_ok = |v: &str| {
+        (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let mut h = LockHolder {
+        device: None,
+        process: None,
+        label: None,
+        other_owner: None,
+        expires_in: l.timeout_secs().map(Duration::from_secs),
+        seen_at,
+        token: l.token.clone().filter(|t| !t.is_empty()),
+    };
+    let own = l
+        .owner
+        .find(OWNER_PREFIX)
+        .map(|i| &l.owner[i + "syncfabric:".len()..]);
+    let own = own.map(|o| {
+        o.split(|c: char| c.is_whitespace() || c == '<')
+            .next()
+            .unwrap_or("")
+    });
+    for part in own.unwrap_or("").split(';') {
+        match part.split_once('=') {
+            Some(("device", v)) if id_ok(v) => h.device = Some(v.to_string()),
+            Some(("process", v)) if id_ok(v) => h.process = Some(v.to_string()),
+            Some(("name", v)) => {
+                let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+                h.label = Some(syncfabric_core::lock_owner::clean_label(&v));
+            }
+            _ => {}
+        }
+    }
+    if h.device.is_none() {
+        h.process = None;
+        h.label = None;
+        let o = syncfabric_core::lock_owner::clean_label(&l.owner);
+        h.other_owner = (!o.is_empty()).then_some(o);
+    }
+    h
+}
+
+/// The `holder` of the `Locked` error for `held` (`None` when the server shows none).
+fn describe(held: &[LockHolder]) -> Option<String> {
+    let parts: Vec<String> = held.iter().map(|h| h.to_string()).collect();
+    (!parts.is_empty()).then(|| parts.join("; and "))
+}
+
+/// Says once per process that the server granted a lock longer than asked: a device
+/// that stops before releasing it blocks other devices' commits that long (SabreDAV
+/// grants 1800 s whatever is asked).
+fn warn_long_lock(what: &str, granted: Option<Duration>, asked: Duration) {
+    let longer = granted.filter(|g| *g > asked + Duration::from_secs(5));
+    if let Some(g) = longer.filter(|_| !TOLD_LONG_LOCKS.swap(true, Relaxed)) {
+        tracing::warn!(
+            "{what}: the server granted a {} s lock where {} s were asked; if this device stops before releasing it, other devices wait up to that long (this device releases it at its next sync)",
+            g.as_secs(),
+            asked.as_secs()
+        );
     }
 }
 
@@ -122,13 +217,56 @@ impl WebDavStorage {
         Ok(h)
     }
 
-    /// `owner` href of our locks: the same for every lock this storage value takes, so a
-    /// retried `LOCK` can find the lock an earlier, unanswered attempt took.
-    fn lock_owner(&self) -> String {
-        format!("syncfabric:{}", self.inner.lock_owner_id)
+    /// The device and process our locks name: the caller's `owner`, else this storage
+    /// value's random id for both (the same for every lock it takes, so a retried
+    /// `LOCK` can find the lock an earlier, unanswered attempt took).
+    fn owner_ids<'a>(&'a self, owner: Option<&'a LockOwner>) -> (&'a str, &'a str) {
+        match owner {
+            Some(o) => (o.device(), o.process()),
+            None => (&self.inner.lock_owner_id, &self.inner.lock_owner_id),
+        }
     }
 
-    pub(crate) async fn lock_dir_impl(&self, dir: &RemotePath, ttl: Duration) -> Result<DirLock> {
+    pub(crate) async fn lock_dir_impl(
+        &self,
+        dir: &RemotePath,
+        ttl: Duration,
+        owner: Option<&LockOwner>,
+    ) -> Result<DirLock> {
+        match self.send_lock(dir, ttl, owner).await? {
+            Ok(lock) => Ok(lock),
+            Err(held) => {
+                if let Some(lock) = self.adopt(dir, ttl, owner, &held).await {
+                    return Ok(lock);
+                }
+                let stale = self.release_stale(dir, owner, &held).await;
+                if stale == 0 {
+                    return Err(Error::Locked {
+                        path: dir.to_string(),
+                        holder: describe(&held),
+                    });
+                }
+                tracing::warn!(
+                    "{dir}: released {stale} lock(s) of this device that a sync which stopped before its end had left; taking the lock again"
+                );
+                match self.send_lock(dir, ttl, owner).await? {
+                    Ok(lock) => Ok(lock),
+                    Err(held) => Err(Error::Locked {
+                        path: dir.to_string(),
+                        holder: describe(&held),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// One `LOCK`: the lock, or (on `423`) what the server shows of the locks there.
+    async fn send_lock(
+        &self,
+        dir: &RemotePath,
+        ttl: Duration,
+        owner: Option<&LockOwner>,
+    ) -> Result<std::result::Result<DirLock, Vec<LockHolder>>> {
         if !self.inner.server_locks {
             return Err(Error::Unsupported {
                 message: format!("{}: the server has no WebDAV locks (DAV class 2)", dir),
@@ -136,10 +274,11 @@ impl WebDavStorage {
         }
         let what = dir.to_string();
         let url = self.url_for(dir, true);
+        let (device, process) = self.owner_ids(owner);
+        let href = owner_text(device, process, owner.map(|o| o.label()).unwrap_or(""));
         let body = format!(
             r#"<?xml version="1.0" encoding="utf-8"?>
-<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner><D:href>{}</D:href></D:owner></D:lockinfo>"#,
-            self.lock_owner()
+<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>{href}</D:owner></D:lockinfo>"#
         );
         let resp = self
             .request(lock_method(), url)
@@ -162,29 +301,14 @@ impl WebDavStorage {
                     // the granted timeout.
                     Err(_) => None,
                 };
-                let longer = granted.filter(|g| *g > ttl + Duration::from_secs(5));
-                if let Some(g) = longer.filter(|_| !TOLD_LONG_LOCKS.swap(true, Relaxed)) {
-                    // A crashed holder blocks everyone's commits this long (SabreDAV
-                    // grants 1800 s whatever is asked).
-                    tracing::warn!(
-                        "{what}: the server granted a {} s lock where {} s were asked; if this device stops before releasing it, other devices wait up to that long",
-                        g.as_secs(),
-                        ttl.as_secs()
-                    );
-                }
+                warn_long_lock(&what, granted, ttl);
                 let lock = DirLock::new(dir.clone(), token, granted.unwrap_or(ttl));
                 self.remember(&lock);
-                Ok(lock)
+                Ok(Ok(lock))
             }
             423 => {
                 let _ = read_capped(resp, 64 * 1024, &what).await;
-                let held = self.active_locks(dir).await.unwrap_or_default();
-                match self.adopt(dir, ttl, &held).await {
-                    Some(lock) => Ok(lock),
-                    None => Err(Error::Locked {
-                        path: held_until(&what, &held),
-                    }),
-                }
+                Ok(Err(self.dir_locks_impl(dir).await.unwrap_or_default()))
             }
             404 | 409 => Err(Error::NotFound { path: what }),
             405 | 501 => Err(Error::Unsupported {
@@ -194,11 +318,15 @@ impl WebDavStorage {
         }
     }
 
-    /// The locks the server shows on `dir` (`lockdiscovery`); `None` when it shows
-    /// none or the look-up fails.
-    async fn active_locks(&self, dir: &RemotePath) -> Option<Vec<xml::ActiveLock>> {
+    /// The locks the server shows on `dir` (`lockdiscovery`). `Unsupported` where the
+    /// server has no such property (rclone); `Corrupt` for an unreadable answer.
+    pub(crate) async fn dir_locks_impl(&self, dir: &RemotePath) -> Result<Vec<LockHolder>> {
         if self.inner.profile == Profile::Rclone {
-            return None; // x/net/webdav has no lockdiscovery property
+            return Err(Error::Unsupported {
+                message: format!(
+                    "{dir}: the server (x/net/webdav) does not show who holds a lock; it expires after the timeout it granted"
+                ),
+            });
         }
         const BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <D:propfind xmlns:D="DAV:"><D:prop><D:lockdiscovery/></D:prop></D:propfind>"#;
@@ -213,27 +341,34 @@ impl WebDavStorage {
             .body(BODY)
             .send()
             .await
-            .ok()?;
+            .map_err(|e| crate::transport_error(e, &what))?;
         if resp.status() != StatusCode::MULTI_STATUS {
-            return None;
+            return Err(self.status_error(resp, &what).await);
         }
-        let body = read_capped(resp, 256 * 1024, &what).await.ok()?;
-        xml::parse_activelocks(&body).ok()
+        let seen_at = SystemTime::now();
+        let body = read_capped(resp, 256 * 1024, &what).await?;
+        Ok(xml::parse_activelocks(&body)?
+            .iter()
+            .map(|l| holder_of(l, seen_at))
+            .collect())
     }
 
-    /// A lock on `dir` among `held` that an earlier attempt of ours took without hearing
-    /// the answer, if the server shows its token in `lockdiscovery`; refreshed to `ttl`.
+    /// A lock on `dir` among `held` that an earlier attempt of ours (same device and
+    /// process) took without hearing the answer, if the server shows its token;
+    /// refreshed to `ttl`.
     async fn adopt(
         &self,
         dir: &RemotePath,
         ttl: Duration,
-        held: &[xml::ActiveLock],
+        owner: Option<&LockOwner>,
+        held: &[LockHolder],
     ) -> Option<DirLock> {
-        let owner = self.lock_owner();
+        let (device, process) = self.owner_ids(owner);
         let found = held
             .iter()
-            .filter(|l| l.owner.contains(&owner))
-            .filter_map(|l| l.token.clone())
+            .filter(|h| h.device.as_deref() == Some(device))
+            .filter(|h| h.process.as_deref() == Some(process))
+            .filter_map(|h| h.token.clone())
             .find(|t| !self.is_handed_out(t))?;
         let lock = DirLock::new(dir.clone(), found, ttl);
         match self.refresh_lock_impl(&lock, ttl).await {
@@ -244,6 +379,35 @@ impl WebDavStorage {
             }
             Err(_) => None,
         }
+    }
+
+    /// Releases the locks among `held` that name `owner`'s device when the caller holds
+    /// that device exclusively (a crashed run's locks; see the module docs). How many
+    /// were released.
+    async fn release_stale(
+        &self,
+        dir: &RemotePath,
+        owner: Option<&LockOwner>,
+        held: &[LockHolder],
+    ) -> usize {
+        let Some(owner) = owner.filter(|o| o.is_exclusive()) else {
+            return 0;
+        };
+        let mut released = 0;
+        for h in held.iter().filter(|h| h.is_device_of(owner)) {
+            let Some(token) = h.token.as_deref().filter(|t| !self.is_handed_out(t)) else {
+                tracing::warn!(
+                    "{dir}: a lock of this device is left from a sync that stopped, but the server does not show its token: it cannot be released before it expires"
+                );
+                continue;
+            };
+            let stale = DirLock::new(dir.clone(), token, Duration::from_secs(1));
+            match self.unlock_dir_impl(&stale).await {
+                Ok(()) => released += 1,
+                Err(e) => tracing::warn!("{dir}: could not release this device's stale lock: {e}"),
+            }
+        }
+        released
     }
 
     pub(crate) async fn refresh_lock_impl(&self, lock: &DirLock, ttl: Duration) -> Result<DirLock> {
@@ -343,6 +507,7 @@ pub(crate) async fn multi_status_failure(resp: reqwest::Response, what: &str) ->
     if codes.contains(&423) {
         Error::Locked {
             path: what.to_string(),
+            holder: None,
         }
     } else if codes.contains(&412) {
         Error::PreconditionFailed {
@@ -428,6 +593,59 @@ mod tests {
         // Infinite or missing: the caller keeps what it asked for.
         let inf = String::from_utf8_lossy(body).replace("Second-120", "Infinite");
         assert_eq!(granted_ttl(inf.as_bytes(), "opaquelocktoken:t-1"), None);
+    }
+
+    #[test]
+    fn owner_texts_round_trip_through_lockdiscovery() {
+        let href = owner_text("0123456789abcdef", "77aa", "Anna's <laptop> & co");
+        assert!(!href.contains(['<', '>', '&', '\'', ' ']), "{href}");
+        let body = format!(
+            r#"<D:prop xmlns:D="DAV:"><D:lockdiscovery><D:activelock>
+<D:owner>{href}</D:owner><D:timeout>Second-1800</D:timeout>
+<D:locktoken><D:href>opaquelocktoken:t-1</D:href></D:locktoken>
+</D:activelock></D:lockdiscovery></D:prop>"#
+        );
+        let l = &xml::parse_activelocks(body.as_bytes()).unwrap()[0];
+        let h = holder_of(l, SystemTime::UNIX_EPOCH);
+        assert_eq!(h.device.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(h.process.as_deref(), Some("77aa"));
+        assert_eq!(h.label.as_deref(), Some("Anna's <laptop> & co"));
+        assert_eq!(h.token.as_deref(), Some("opaquelocktoken:t-1"));
+        assert_eq!(h.expires_in, Some(Duration::from_secs(1800)));
+        let text = describe(&[h]).unwrap();
+        assert!(
+            text.starts_with("device \"Anna's <laptop> & co\" (id 01234567)"),
+            "{text}"
+        );
+        assert!(text.contains("00:30:00 GMT at the latest"), "{text}");
+    }
+
+    #[test]
+    fn foreign_and_hostile_owners_are_not_taken_for_ours() {
+        let lock = |owner: &str| xml::ActiveLock {
+            token: Some("opaquelocktoken:x".into()),
+            owner: owner.into(),
+            timeout: None,
+        };
+        // Another program's lock: shown as it is, cleaned.
+        let h = holder_of(
+            &lock("mailto:bob@example.org\u{1b}[2J"),
+            SystemTime::UNIX_EPOCH,
+        );
+        assert_eq!(h.device, None);
+        assert_eq!(h.other_owner.as_deref(), Some("mailto:bob@example.org [2J"));
+        // A device id that is not an id is not a device.
+        let h = holder_of(
+            &lock("syncfabric:device=../../x;process=1"),
+            SystemTime::UNIX_EPOCH,
+        );
+        assert_eq!(h.device, None);
+        assert_eq!(h.process, None);
+        // Older versions wrote `syncfabric:<hex>`: another client.
+        let h = holder_of(&lock("syncfabric:00ff"), SystemTime::UNIX_EPOCH);
+        assert_eq!(h.device, None);
+        assert!(h.to_string().contains("no expiry"), "{h}");
+        assert_eq!(describe(&[]), None);
     }
 
     #[test]

@@ -735,7 +735,7 @@ fn a_foreign_lock_says_how_long_it_lasts() {
                 .unwrap_err();
             let msg = e.to_string();
             assert!(
-                matches!(e, Error::Locked { .. }) && msg.contains("s more"),
+                matches!(e, Error::Locked { .. }) && msg.contains("GMT at the latest"),
                 "{}: {msg}",
                 kind.name()
             );
