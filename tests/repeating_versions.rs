@@ -6,6 +6,18 @@
 //! one second. Before the commit marker, the second device's commit checked "the
 //! database still has the version I merged" against that tag and replaced the first
 //! device's commit: its edit was gone, with no conflict reported.
+//!
+//! The same rounds run against a real server whose ETags have one-second resolution:
+//! WsgiDAV (inode, whole-second mtime and size), opened with the `Generic` profile an
+//! unknown server gets, so that nothing but the probe's verdict protects the commits.
+//! There the probe must see the versions repeat; the rounds themselves also passed with
+//! the marker switched off (the lease's pauses put the commits seconds apart, and each
+//! temporary upload gets a new inode), so the in-memory double is the test that fails
+//! without the marker (round 1), this one the check on a real server.
+
+#[path = "../providers/webdav/tests/servers/mod.rs"]
+#[allow(dead_code)]
+mod servers;
 
 use std::sync::Arc;
 use syncfabric::core::Storage;
@@ -65,6 +77,31 @@ async fn the_probe_sees_versions_that_repeat() {
 async fn same_size_commits_from_two_devices_are_never_lost() {
     let (storage, _) = connected().await;
     same_size_rounds(storage, ROUNDS).await;
+}
+
+#[test]
+fn same_size_commits_over_wsgidav_with_one_second_etags_are_never_lost() {
+    use syncfabric_webdav::{Profile, Secret as DavSecret, WebDavConfig, WebDavStorage};
+    let Some(server) = servers::Server::start(servers::Kind::Wsgidav) else {
+        return;
+    };
+    let url = server.scratch("repeating");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cfg = WebDavConfig::new(url)
+            .with_credentials(servers::USER, DavSecret::new(servers::PASS))
+            .with_profile(Profile::Generic);
+        let raw: Arc<dyn Storage> = Arc::new(WebDavStorage::connect(cfg).await.unwrap());
+        let c = syncfabric::remote::connect(raw, None).await.unwrap();
+        let report = c.probe.unwrap();
+        assert!(!report.strong_versions, "{}", report.summary());
+        assert!(!c.verdict.strong_versions);
+        same_size_rounds(c.storage, 10).await;
+    });
 }
 
 /// Two devices edit one item each (same-length values: the database keeps its size)
