@@ -524,6 +524,10 @@ enum Backend {
     Folder,
     ApacheFlaky,
     RcloneFlaky,
+    /// WsgiDAV and webdav-server: no usable server lock (the lease), versions hashed by
+    /// their profiles.
+    WsgidavFlaky,
+    NodeWebdavFlaky,
 }
 
 /// What one seed's run found.
@@ -558,7 +562,7 @@ fn seeds(backend: Backend) -> Vec<u64> {
     // The CI version: a WebDAV run under the faults takes minutes.
     match backend {
         Backend::Folder => vec![1, 2],
-        Backend::ApacheFlaky | Backend::RcloneFlaky => vec![1],
+        _ => vec![1],
     }
 }
 
@@ -569,7 +573,7 @@ fn ops(backend: Backend) -> usize {
         .unwrap_or(match backend {
             Backend::Folder => 200,
             // The CI version; the long run sets SYNCFABRIC_NLD_OPS=200.
-            Backend::ApacheFlaky | Backend::RcloneFlaky => 30,
+            _ => 30,
         })
 }
 
@@ -659,7 +663,7 @@ fn run_one_then(
             .await
             .unwrap();
         let (verdict, report) = syncfabric::remote::probe(raw.as_ref()).await.unwrap();
-        if backend != Backend::Folder {
+        if matches!(backend, Backend::ApacheFlaky | Backend::RcloneFlaky) {
             // Apache and rclone enforce their WebDAV locks: commits run under them.
             assert_eq!(verdict.trust, Trust::ServerLock, "{}", report.summary());
         }
@@ -1210,6 +1214,27 @@ fn never_lose_data_rclone_through_flaky_proxy() {
         Kind::Rclone,
         Backend::RcloneFlaky,
         "never_lose_data_rclone_through_flaky_proxy",
+    );
+}
+
+/// WsgiDAV (PyPI) and webdav-server (npm): neither has a lock that fences, so commits
+/// run under the lease lock; their PUTs write in place, so every upload goes through a
+/// temporary name.
+#[test]
+fn never_lose_data_wsgidav_through_flaky_proxy() {
+    through_flaky_proxy(
+        Kind::Wsgidav,
+        Backend::WsgidavFlaky,
+        "never_lose_data_wsgidav_through_flaky_proxy",
+    );
+}
+
+#[test]
+fn never_lose_data_webdav_server_through_flaky_proxy() {
+    through_flaky_proxy(
+        Kind::NodeWebdav,
+        Backend::NodeWebdavFlaky,
+        "never_lose_data_webdav_server_through_flaky_proxy",
     );
 }
 

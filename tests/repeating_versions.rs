@@ -16,7 +16,6 @@
 //! without the marker (round 1), this one the check on a real server.
 
 #[path = "../providers/webdav/tests/servers/mod.rs"]
-#[allow(dead_code)]
 mod servers;
 
 use std::sync::Arc;
