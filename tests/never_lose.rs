@@ -58,7 +58,7 @@ use syncfabric::core::Storage;
 use syncfabric::engine::{
     remote_layout, restore_from_remote, sync_vault, StateDir, SyncError, SyncOptions, SyncOutcome,
 };
-use syncfabric::remote::{Trust, Verdict};
+use syncfabric::remote::{Trust, Verdict, Writes};
 use syncfabric::vault::{field_type, CreateOptions, NewItem, Secret, Vault};
 use syncfabric_conformance::flaky_proxy::{FaultPlan, FlakyProxy};
 
@@ -141,6 +141,8 @@ struct WorkerSpec {
     trust: String,
     /// The probe's verdict on versions ("strong" or "repeating").
     versions: String,
+    /// The probe's verdict on cut writes ([`Writes::as_str`]).
+    writes: String,
     /// Unix milliseconds at which every device edits the "Hot" password, then syncs.
     hot_at_ms: Vec<u64>,
 }
@@ -196,6 +198,7 @@ async fn open_storage(url: &str, password: Option<&str>, verdict: Verdict) -> Ar
         ..Default::default()
     };
     let opts = syncfabric::core::registry::OpenOptions::default().with_retry(retry);
+    let opts = verdict.writes.open_options(opts);
     let raw = syncfabric::remote::open_with_password_and(url, password, opts)
         .await
         .expect("open remote");
@@ -452,6 +455,7 @@ async fn worker(spec: WorkerSpec) {
     let verdict = Verdict {
         trust: Trust::parse(&spec.trust).expect("trust"),
         strong_versions: spec.versions == "strong",
+        writes: Writes::parse(&spec.writes).expect("writes"),
     };
     let storage = open_storage(&spec.url, spec.remote_password.as_deref(), verdict).await;
     let state = StateDir::open(&spec.state)
@@ -522,12 +526,8 @@ async fn sync_once(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Backend {
     Folder,
-    ApacheFlaky,
-    RcloneFlaky,
-    /// WsgiDAV and webdav-server: no usable server lock (the lease), versions hashed by
-    /// their profiles.
-    WsgidavFlaky,
-    NodeWebdavFlaky,
+    /// A real WebDAV server of the suite behind the flaky proxy.
+    Flaky(Kind),
 }
 
 /// What one seed's run found.
@@ -663,10 +663,17 @@ fn run_one_then(
             .await
             .unwrap();
         let (verdict, report) = syncfabric::remote::probe(raw.as_ref()).await.unwrap();
-        if matches!(backend, Backend::ApacheFlaky | Backend::RcloneFlaky) {
-            // Apache and rclone enforce their WebDAV locks: commits run under them.
+        if matches!(
+            backend,
+            Backend::Flaky(Kind::Apache | Kind::Rclone | Kind::Sabre)
+        ) {
+            // Apache, rclone and SabreDAV enforce their WebDAV locks: commits run under
+            // them.
             assert_eq!(verdict.trust, Trust::ServerLock, "{}", report.summary());
         }
+        // Every server of the suite, with its profile, keeps a file whole when a write
+        // to it breaks off.
+        assert_eq!(verdict.writes, Writes::Atomic, "{}", report.summary());
         let storage = open_storage(&direct_url, password.as_deref(), verdict).await;
         let create = CreateOptions {
             kdf_iter: 1000,
@@ -743,6 +750,7 @@ fn run_one_then(
             remote_password: password.clone(),
             trust: verdict.trust.as_str().to_string(),
             versions: verdict.versions_str().to_string(),
+            writes: verdict.writes.as_str().to_string(),
             hot_at_ms: hot_at_ms.clone(),
         };
         let log = std::fs::File::create(root.join(format!("device-{d}.log"))).unwrap();
@@ -1185,11 +1193,11 @@ fn never_lose_data_folder() {
 
 /// A WebDAV server behind the flaky proxy: the proxy must really have injected
 /// faults, and nothing may be lost.
-fn through_flaky_proxy(kind: Kind, backend: Backend, test: &str) {
+fn through_flaky_proxy(kind: Kind, test: &str) {
     let Some(server) = Server::start(kind) else {
         return;
     };
-    let results = run_seeds(backend, Some(&server), test);
+    let results = run_seeds(Backend::Flaky(kind), Some(&server), test);
     for (_, r) in &results {
         assert!(r.proxy_faults > 0, "the proxy injected no fault: {r:?}");
     }
@@ -1198,11 +1206,7 @@ fn through_flaky_proxy(kind: Kind, backend: Backend, test: &str) {
 
 #[test]
 fn never_lose_data_apache_through_flaky_proxy() {
-    through_flaky_proxy(
-        Kind::Apache,
-        Backend::ApacheFlaky,
-        "never_lose_data_apache_through_flaky_proxy",
-    );
+    through_flaky_proxy(Kind::Apache, "never_lose_data_apache_through_flaky_proxy");
 }
 
 /// rclone's conditional writes are not truthful. Under the lease lock this run lost
@@ -1210,11 +1214,7 @@ fn never_lose_data_apache_through_flaky_proxy() {
 /// lease cannot fence. Under rclone's own WebDAV lock it must lose nothing.
 #[test]
 fn never_lose_data_rclone_through_flaky_proxy() {
-    through_flaky_proxy(
-        Kind::Rclone,
-        Backend::RcloneFlaky,
-        "never_lose_data_rclone_through_flaky_proxy",
-    );
+    through_flaky_proxy(Kind::Rclone, "never_lose_data_rclone_through_flaky_proxy");
 }
 
 /// WsgiDAV (PyPI) and webdav-server (npm): neither has a lock that fences, so commits
@@ -1222,20 +1222,37 @@ fn never_lose_data_rclone_through_flaky_proxy() {
 /// temporary name.
 #[test]
 fn never_lose_data_wsgidav_through_flaky_proxy() {
-    through_flaky_proxy(
-        Kind::Wsgidav,
-        Backend::WsgidavFlaky,
-        "never_lose_data_wsgidav_through_flaky_proxy",
-    );
+    through_flaky_proxy(Kind::Wsgidav, "never_lose_data_wsgidav_through_flaky_proxy");
 }
 
 #[test]
 fn never_lose_data_webdav_server_through_flaky_proxy() {
     through_flaky_proxy(
         Kind::NodeWebdav,
-        Backend::NodeWebdavFlaky,
         "never_lose_data_webdav_server_through_flaky_proxy",
     );
+}
+
+/// nginx with dav-ext: neither conditions nor locks are enforced (the lease); its
+/// versions are content hashes.
+#[test]
+fn never_lose_data_nginx_through_flaky_proxy() {
+    through_flaky_proxy(Kind::Nginx, "never_lose_data_nginx_through_flaky_proxy");
+}
+
+/// lighttpd's mod_webdav: the lease (its locks are not used), versions hashed.
+#[test]
+fn never_lose_data_lighttpd_through_flaky_proxy() {
+    through_flaky_proxy(
+        Kind::Lighttpd,
+        "never_lose_data_lighttpd_through_flaky_proxy",
+    );
+}
+
+/// SabreDAV under `php -S`: commits run under its WebDAV lock.
+#[test]
+fn never_lose_data_sabredav_through_flaky_proxy() {
+    through_flaky_proxy(Kind::Sabre, "never_lose_data_sabredav_through_flaky_proxy");
 }
 
 /// The oracle can fail: a finished, clean run is broken on purpose on device 0 (a

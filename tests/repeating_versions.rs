@@ -21,7 +21,7 @@ mod servers;
 use std::sync::Arc;
 use syncfabric::core::Storage;
 use syncfabric::engine::{restore_from_remote, sync_vault, StateDir, SyncOptions, SyncOutcome};
-use syncfabric::remote::{Trust, Verdict};
+use syncfabric::remote::{Trust, Verdict, Writes};
 use syncfabric::vault::{CreateOptions, NewItem, Secret, Vault};
 use syncfabric_conformance::doubles::RepeatingVersions;
 use syncfabric_conformance::MemoryStorage;
@@ -65,7 +65,8 @@ async fn the_probe_sees_versions_that_repeat() {
         verdict,
         Verdict {
             trust: Trust::ServerLock,
-            strong_versions: false
+            strong_versions: false,
+            writes: Writes::Atomic,
         }
     );
     let caps = storage.capabilities();

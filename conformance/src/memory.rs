@@ -300,6 +300,24 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
+    async fn remove_empty_dir(&self, path: &RemotePath) -> Result<()> {
+        let mut st = self.state();
+        if path.is_root() || !st.dirs.contains(path) {
+            return Err(Error::NotFound {
+                path: path.to_string(),
+            });
+        }
+        let inside = |p: &RemotePath| p.parent().as_ref() == Some(path);
+        if st.files.keys().any(inside) || st.dirs.iter().any(inside) {
+            return Err(Error::InvalidInput {
+                message: format!("{path} is not empty"),
+            });
+        }
+        st.check_locks(path, &Precondition::None)?;
+        st.dirs.remove(path);
+        Ok(())
+    }
+
     async fn lock_dir(&self, dir: &RemotePath, ttl: std::time::Duration) -> Result<DirLock> {
         let mut st = self.state();
         if !dir.is_root() && !st.dirs.contains(dir) {

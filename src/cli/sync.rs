@@ -5,8 +5,9 @@ use super::escape::for_terminal as t;
 use super::{CliResult, Ctx};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
+use syncfabric::core::registry::OpenOptions;
 use syncfabric::engine::{restore_from_remote_with_progress, sync_vault, StateDir, SyncOptions};
-use syncfabric::remote::Verdict;
+use syncfabric::remote::{Recorded, Verdict, Writes};
 
 #[derive(Subcommand, Debug)]
 pub enum RemoteCmd {
@@ -106,43 +107,76 @@ pub(super) fn runtime() -> CliResult<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Opens a remote, asking for its password when it needs one
-/// (`$SYNCFABRIC_REMOTE_PASSWORD`, the next stdin line with --password-stdin, or a prompt).
+/// How a remote is reached: its URL and the credentials it needs, asked for once.
+pub(super) struct Opener {
+    url: String,
+    creds: Creds,
+}
+
+enum Creds {
+    None,
+    Password(syncfabric::vault::Secret),
+    Bearer(std::sync::Arc<dyn syncfabric::core::auth::BearerAuth>),
+}
+
+impl Opener {
+    /// The credentials of `url`: a logged-in account's bearer for cloud remotes, or a
+    /// password (`$SYNCFABRIC_REMOTE_PASSWORD`, the next stdin line with
+    /// --password-stdin, or a prompt) for WebDAV.
+    pub(super) fn new(ctx: &mut Ctx, url: &str, account: Option<&str>) -> CliResult<Opener> {
+        let creds = if let Some(provider) = syncfabric::remote::account_provider(url) {
+            Creds::Bearer(super::accounts::bearer_for(ctx, provider, account)?)
+        } else if syncfabric::remote::needs_password(url) {
+            Creds::Password(ctx.secret("SYNCFABRIC_REMOTE_PASSWORD", "Remote password")?)
+        } else {
+            Creds::None
+        };
+        Ok(Opener {
+            url: url.to_string(),
+            creds,
+        })
+    }
+
+    /// Opens the storage with `opts` (for `remote add`: create the remote's folder).
+    pub(super) async fn open(
+        &self,
+        opts: OpenOptions,
+    ) -> Result<std::sync::Arc<dyn syncfabric::core::Storage>, syncfabric::core::Error> {
+        match &self.creds {
+            Creds::Bearer(b) => syncfabric::remote::open_with_bearer(&self.url, b.clone()).await,
+            Creds::Password(pw) => {
+                syncfabric::remote::open_with_password_and(&self.url, Some(pw.expose()), opts).await
+            }
+            Creds::None => syncfabric::remote::open(&self.url).await,
+        }
+    }
+
+    /// Opens and readies the remote for the engine (see
+    /// [`syncfabric::remote::connect_with`]): with `recorded`, or probed now.
+    pub(super) fn connect(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        opts: OpenOptions,
+        recorded: Recorded<'_>,
+    ) -> CliResult<syncfabric::remote::Connected> {
+        let open = |o| self.open(o);
+        Ok(rt.block_on(syncfabric::remote::connect_with(open, opts, recorded))?)
+    }
+}
+
+/// Opens a remote as it is, unprobed (for looking at its locks).
 pub(super) fn open_remote(
     ctx: &mut Ctx,
     rt: &tokio::runtime::Runtime,
     url: &str,
     account: Option<&str>,
 ) -> CliResult<std::sync::Arc<dyn syncfabric::core::Storage>> {
-    open_remote_with(ctx, rt, url, account, Default::default())
-}
-
-/// [`open_remote`] with options for the provider (`remote add` asks a WebDAV server
-/// to create the remote's folder).
-fn open_remote_with(
-    ctx: &mut Ctx,
-    rt: &tokio::runtime::Runtime,
-    url: &str,
-    account: Option<&str>,
-    opts: syncfabric::core::registry::OpenOptions,
-) -> CliResult<std::sync::Arc<dyn syncfabric::core::Storage>> {
-    if let Some(provider) = syncfabric::remote::account_provider(url) {
-        let bearer = super::accounts::bearer_for(ctx, provider, account)?;
-        return Ok(rt.block_on(syncfabric::remote::open_with_bearer(url, bearer))?);
-    }
-    if syncfabric::remote::needs_password(url) {
-        let pw = ctx.secret("SYNCFABRIC_REMOTE_PASSWORD", "Remote password")?;
-        return Ok(rt.block_on(syncfabric::remote::open_with_password_and(
-            url,
-            Some(pw.expose()),
-            opts,
-        ))?);
-    }
-    Ok(rt.block_on(syncfabric::remote::open(url))?)
+    let opener = Opener::new(ctx, url, account)?;
+    Ok(rt.block_on(opener.open(OpenOptions::default()))?)
 }
 
 /// What the honesty probe measured, at default verbosity: the verdict's reasons, and
-/// a warning a person must see when the server's versions can repeat.
+/// the warnings a person must see (versions that repeat, writes that damage files).
 fn print_probe(report: &syncfabric::core::probe::ProbeReport, verdict: &Verdict) {
     println!("  why: {}", verdict.explain());
     println!("  probe: {}", report.summary());
@@ -154,6 +188,19 @@ marks every commit with a file of its own, {}",
             syncfabric::engine::marker::MARKER
         );
     }
+    match verdict.writes {
+        Writes::Atomic => {}
+        Writes::Staged => println!(
+            "  note: a write cut mid-body damaged the file on this server; every upload \
+now goes to a temporary name and is moved into place, which kept the old content"
+        ),
+        Writes::Unsafe => println!(
+            "  warning: a write cut mid-body damaged the file on this server, even when \
+uploaded to a temporary name first: a broken connection during a sync can leave a \
+damaged vault file there until the next sync replaces it (this device's copy is never \
+touched)"
+        ),
+    }
 }
 
 /// Records `verdict` for the remote `name` of the vault `vault` in the config.
@@ -164,8 +211,7 @@ fn record_verdict(ctx: &mut Ctx, name: &str, vault: &Path, verdict: &Verdict) ->
         .iter_mut()
         .filter(|r| r.name == name && canonical(&r.vault) == vault)
     {
-        r.cas = Some(verdict.trust.as_str().to_string());
-        r.versions = Some(verdict.versions_str().to_string());
+        r.record(verdict);
     }
     ctx.config.save(&ctx.config_path)?;
     Ok(())
@@ -179,9 +225,8 @@ fn connect_remote(
     r: &RemoteConfig,
     vault: &Path,
 ) -> CliResult<std::sync::Arc<dyn syncfabric::core::Storage>> {
-    let storage = open_remote(ctx, rt, &r.url, r.account.as_deref())?;
-    let recorded = Verdict::recorded(storage.as_ref(), r.cas.as_deref(), r.versions.as_deref());
-    let connected = rt.block_on(syncfabric::remote::connect(storage, recorded))?;
+    let opener = Opener::new(ctx, &r.url, r.account.as_deref())?;
+    let connected = opener.connect(rt, OpenOptions::default(), r.recorded())?;
     if connected.probe.is_some() {
         record_verdict(ctx, &r.name, vault, &connected.verdict)?;
     }
@@ -206,20 +251,27 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
             let rt = runtime()?;
             let account = syncfabric::remote::account_provider(&url)
                 .map(|_| account.unwrap_or_else(|| "default".to_string()));
-            let create = syncfabric::core::registry::OpenOptions::default().with_create_root();
-            let storage = open_remote_with(ctx, &rt, &url, account.as_deref(), create)?;
-            let (verdict, report) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
-            ctx.config.remotes.push(RemoteConfig {
+            let opener = Opener::new(ctx, &url, account.as_deref())?;
+            let create = OpenOptions::default().with_create_root();
+            let connected = opener.connect(&rt, create, Recorded::default())?;
+            let (verdict, report) = (
+                connected.verdict,
+                connected.probe.ok_or("the probe did not run")?,
+            );
+            let mut remote = RemoteConfig {
                 name: name.clone(),
                 vault: vault.clone(),
                 url,
-                cas: Some(verdict.trust.as_str().to_string()),
-                versions: Some(verdict.versions_str().to_string()),
+                cas: None,
+                versions: None,
+                writes: None,
                 account,
-            });
+            };
+            remote.record(&verdict);
+            ctx.config.remotes.push(remote);
             ctx.config.save(&ctx.config_path)?;
             if ctx.json {
-                ctx.print_json(&serde_json::json!({ "added": name, "cas": verdict.trust.as_str(), "versions": verdict.versions_str(), "probe": report.summary() }));
+                ctx.print_json(&serde_json::json!({ "added": name, "cas": verdict.trust.as_str(), "versions": verdict.versions_str(), "writes": verdict.writes.as_str(), "probe": report.summary() }));
             } else {
                 println!(
                     "added remote {name} (commits: {}); run `syncfabric sync` to sync",
@@ -253,11 +305,15 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
                 return Err(format!("no remote {name:?} for this vault").into());
             };
             let (url, account) = url;
-            let storage = open_remote(ctx, &rt, &url, account.as_deref())?;
-            let (verdict, report) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
+            let opener = Opener::new(ctx, &url, account.as_deref())?;
+            let connected = opener.connect(&rt, OpenOptions::default(), Recorded::default())?;
+            let (verdict, report) = (
+                connected.verdict,
+                connected.probe.ok_or("the probe did not run")?,
+            );
             record_verdict(ctx, &name, &vault, &verdict)?;
             if ctx.json {
-                ctx.print_json(&serde_json::json!({ "remote": name, "cas": verdict.trust.as_str(), "versions": verdict.versions_str(), "probe": report.summary() }));
+                ctx.print_json(&serde_json::json!({ "remote": name, "cas": verdict.trust.as_str(), "versions": verdict.versions_str(), "writes": verdict.writes.as_str(), "probe": report.summary() }));
             } else {
                 println!("{name}: commits: {}", verdict.trust.as_str());
                 print_probe(&report, &verdict);
@@ -404,11 +460,11 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
             .clone()
             .unwrap_or_else(|| "default".to_string())
     });
-    let storage = open_remote(ctx, &rt, &url, account.as_deref())?;
     // Probed first: the restore records the version it syncs with next, and where
     // versions repeat that is the commit marker's, not the server's.
-    let (verdict, _) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
-    let storage = syncfabric::remote::wrap(storage, verdict);
+    let opener = Opener::new(ctx, &url, account.as_deref())?;
+    let connected = opener.connect(&rt, OpenOptions::default(), Recorded::default())?;
+    let (storage, verdict) = (connected.storage, connected.verdict);
     let uuid = match args.uuid {
         Some(u) => u,
         None => {
@@ -459,14 +515,17 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
         .iter()
         .any(|r| r.name == args.name)
     {
-        ctx.config.remotes.push(RemoteConfig {
+        let mut remote = RemoteConfig {
             name: args.name.clone(),
             vault: vdir,
             url: url.clone(),
-            cas: Some(verdict.trust.as_str().to_string()),
-            versions: Some(verdict.versions_str().to_string()),
+            cas: None,
+            versions: None,
+            writes: None,
             account,
-        });
+        };
+        remote.record(&verdict);
+        ctx.config.remotes.push(remote);
         ctx.config.save(&ctx.config_path)?;
     }
     if ctx.json {

@@ -757,66 +757,6 @@ mod tests {
         assert!(s.0.files.lock().unwrap().is_empty());
     }
 
-    /// Writes in place, like a WebDAV server that opens the target and copies the
-    /// request body into it: a body that breaks off leaves what arrived so far.
-    #[derive(Debug)]
-    struct WritesInPlace(MemStore);
-    #[async_trait::async_trait]
-    impl Storage for WritesInPlace {
-        fn capabilities(&self) -> Capabilities {
-            self.0.capabilities()
-        }
-        fn describe(&self) -> String {
-            "writes in place".into()
-        }
-        async fn stat(&self, p: &RemotePath) -> Result<Option<Entry>> {
-            self.0.stat(p).await
-        }
-        async fn list(&self, p: &RemotePath) -> Result<Vec<Entry>> {
-            self.0.list(p).await
-        }
-        async fn read(&self, p: &RemotePath) -> Result<crate::Download> {
-            self.0.read(p).await
-        }
-        async fn write(&self, p: &RemotePath, b: Body, pre: Precondition) -> Result<Entry> {
-            use tokio::io::AsyncReadExt;
-            let mut r = b.open().await?;
-            let mut got = Vec::new();
-            let mut buf = vec![0u8; 8192];
-            loop {
-                match r.read(&mut buf).await {
-                    Ok(0) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                    Err(e) => {
-                        // The target was truncated when the request arrived.
-                        self.0.write(p, Body::from(got), Precondition::None).await?;
-                        return Err(Error::from_io(e, "body"));
-                    }
-                }
-            }
-            self.0.write(p, Body::from(got), pre).await
-        }
-        async fn delete(&self, p: &RemotePath, pre: Precondition) -> Result<()> {
-            self.0.delete(p, pre).await
-        }
-        async fn create_dir(&self, p: &RemotePath) -> Result<()> {
-            self.0.create_dir(p).await
-        }
-    }
-
-    #[tokio::test]
-    async fn a_store_that_writes_in_place_fails_the_cut_write() {
-        let s = WritesInPlace(MemStore::new());
-        let r = probe(&s, &dir()).await.unwrap();
-        assert!(!r.atomic_writes, "{}", r.summary());
-        assert!(r
-            .summary()
-            .contains("cut write keeps the old content: false"));
-        // Its conditions are honest; only the cut write is found out.
-        assert_eq!(r.if_match, Verdict::Honoured);
-        assert!(s.0.files.lock().unwrap().is_empty(), "cleaned up");
-    }
-
     #[tokio::test]
     async fn the_cut_body_sends_part_then_fails() {
         let body = cut_body();

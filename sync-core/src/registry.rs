@@ -247,6 +247,12 @@ pub struct OpenOptions {
     /// there, for a remote being set up; providers where a missing root more likely
     /// means a mistake (an unmounted local folder) ignore it.
     pub create_root: bool,
+    /// Every write must leave the file's previous content whole when it breaks off:
+    /// providers that can upload to a temporary name and move it into place do so. Set
+    /// where the honesty probe measured that a write cut mid-body damaged the file
+    /// ([`ProbeReport::atomic_writes`](crate::probe::ProbeReport::atomic_writes));
+    /// providers whose writes are already atomic ignore it.
+    pub staged_writes: bool,
 }
 
 impl OpenOptions {
@@ -265,6 +271,12 @@ impl OpenOptions {
     /// Options that create a missing root folder (see [`OpenOptions::create_root`]).
     pub fn with_create_root(mut self) -> Self {
         self.create_root = true;
+        self
+    }
+
+    /// Options that stage every write (see [`OpenOptions::staged_writes`]).
+    pub fn with_staged_writes(mut self) -> Self {
+        self.staged_writes = true;
         self
     }
 

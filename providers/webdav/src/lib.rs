@@ -2524,6 +2524,9 @@ impl syncfabric_core::registry::ProviderFactory for WebDavFactory {
         }
         let mut config = WebDavConfig::from_url(&s, password)?;
         config.create_root = opts.create_root;
+        if opts.staged_writes {
+            config.temp_uploads = Some(true);
+        }
         let pacer = syncfabric_core::retry::Pacer::for_account(&format!(
             "webdav:{}@{hostport}",
             user.unwrap_or_default()
