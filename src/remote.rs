@@ -318,15 +318,104 @@ fn random_u64() -> u64 {
     }
 }
 
-/// A remote ready for the engine: see [`connect`].
-#[derive(Debug)]
-pub struct Connected {
-    /// The storage as the engine must see it: claiming only what the verdict proves.
-    pub storage: Arc<dyn Storage>,
+/// A remote ready for the engine: a storage that claims only what the honesty probe
+/// proved of it, with that verdict. The only ways to one are [`connect`],
+/// [`connect_with`], [`Remote::open`] (which probe, or apply a recorded verdict) and
+/// [`wrap`] (which applies a verdict the caller recorded from an earlier probe): the
+/// engine never meets a storage whose claims nobody tested.
+#[derive(Clone, Debug)]
+pub struct Remote {
+    storage: Arc<dyn Storage>,
+    verdict: Verdict,
+    probe: Option<ProbeReport>,
+}
+
+impl Remote {
+    /// Opens `url` with `credentials` and readies it: the `recorded` verdict, or a fresh
+    /// probe when it has none (record [`Remote::verdict`] then, see [`Recorded`]).
+    pub async fn open(
+        url: &str,
+        credentials: &Credentials,
+        recorded: Recorded<'_>,
+    ) -> Result<Remote, Error> {
+        Remote::open_with(url, credentials, OpenOptions::default(), recorded).await
+    }
+
+    /// [`Remote::open`] with options for the provider (e.g.
+    /// [`OpenOptions::with_create_root`] for a remote being set up).
+    pub async fn open_with(
+        url: &str,
+        credentials: &Credentials,
+        opts: OpenOptions,
+        recorded: Recorded<'_>,
+    ) -> Result<Remote, Error> {
+        let open = |o| open_url(url, credentials, o);
+        connect_with(open, opts, recorded).await
+    }
+
+    /// The storage as the engine sees it.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
     /// The verdict it syncs with.
-    pub verdict: Verdict,
-    /// The probe that ran now, if one did: record `verdict` then.
-    pub probe: Option<ProbeReport>,
+    pub fn verdict(&self) -> Verdict {
+        self.verdict
+    }
+
+    /// The probe that ran when it was readied, if one did: record the verdict then.
+    pub fn probe(&self) -> Option<&ProbeReport> {
+        self.probe.as_ref()
+    }
+}
+
+/// A remote is read and looked at like its storage (as the engine sees it).
+impl std::ops::Deref for Remote {
+    type Target = dyn Storage;
+    fn deref(&self) -> &(dyn Storage + 'static) {
+        self.storage.as_ref()
+    }
+}
+
+/// What opening a remote takes besides its URL.
+#[derive(Clone)]
+pub enum Credentials {
+    /// Nothing (a local folder).
+    None,
+    /// A password for the URL's user (WebDAV, Nextcloud), handed to the provider
+    /// through an in-memory token store; never written anywhere.
+    Password(syncfabric_vault::Secret),
+    /// A logged-in account (OneDrive, SharePoint).
+    Bearer(Arc<dyn syncfabric_core::auth::BearerAuth>),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credentials::None => "Credentials::None",
+            Credentials::Password(_) => "Credentials::Password(<redacted>)",
+            Credentials::Bearer(_) => "Credentials::Bearer(..)",
+        })
+    }
+}
+
+/// Opens `url` as it is, unprobed: for looking at a remote (its locks, its folders),
+/// never for the engine (see [`Remote`]).
+pub async fn open_url(
+    url: &str,
+    credentials: &Credentials,
+    opts: OpenOptions,
+) -> Result<Arc<dyn Storage>, Error> {
+    match credentials {
+        Credentials::Bearer(b) => open_with_bearer(url, b.clone()).await,
+        Credentials::Password(pw) => open_with_password_and(url, Some(pw.expose()), opts).await,
+        Credentials::None if url.starts_with('/') => {
+            registry()
+                .open_with(&format!("folder://{url}"), &opts)
+                .await
+        }
+        Credentials::None => registry().open_with(url, &opts).await,
+    }
 }
 
 /// Readies an opened `storage` for the engine: the `recorded` verdict (see
@@ -336,7 +425,7 @@ pub struct Connected {
 pub async fn connect(
     storage: Arc<dyn Storage>,
     recorded: Option<Verdict>,
-) -> Result<Connected, Error> {
+) -> Result<Remote, Error> {
     let (verdict, probe) = match recorded {
         Some(v) => (v, None),
         None => {
@@ -344,11 +433,9 @@ pub async fn connect(
             (v, Some(report))
         }
     };
-    Ok(Connected {
-        storage: wrap(storage, verdict),
-        verdict,
-        probe,
-    })
+    let mut remote = wrap(storage, verdict);
+    remote.probe = probe;
+    Ok(remote)
 }
 
 /// Opens and readies a remote: [`connect`], with the opening in the caller's hands
@@ -361,7 +448,7 @@ pub async fn connect_with<F, Fut>(
     open: F,
     base: OpenOptions,
     recorded: Recorded<'_>,
-) -> Result<Connected, Error>
+) -> Result<Remote, Error>
 where
     F: Fn(OpenOptions) -> Fut,
     Fut: std::future::Future<Output = Result<Arc<dyn Storage>, Error>>,
@@ -380,27 +467,31 @@ where
     if report.atomic_writes {
         verdict.writes = Writes::Staged;
     }
-    Ok(Connected {
-        storage: wrap(staged, verdict),
-        verdict,
-        probe: Some(report),
-    })
+    let mut remote = wrap(staged, verdict);
+    remote.probe = Some(report);
+    Ok(remote)
 }
 
-/// The storage as the engine should see it, given the probe's verdict: claims the
-/// verdict does not prove are switched off.
-pub fn wrap(storage: Arc<dyn Storage>, verdict: Verdict) -> Arc<dyn Storage> {
+/// The remote as the engine should see it, given a verdict of the probe (recorded
+/// from an earlier run): claims the verdict does not prove are switched off.
+pub fn wrap(storage: Arc<dyn Storage>, verdict: Verdict) -> Remote {
     let mut caps = storage.capabilities();
     caps.strong_versions &= verdict.strong_versions;
-    if verdict.trust == Trust::Truthful && caps.strong_versions {
-        return storage;
+    let storage: Arc<dyn Storage> = if verdict.trust == Trust::Truthful && caps.strong_versions {
+        storage
+    } else {
+        // Compare-and-swap on versions that can repeat protects nothing: a lock it is.
+        caps.if_match = false;
+        caps.if_absent = false;
+        caps.conditional_delete = false;
+        caps.server_lock &= verdict.trust == Trust::ServerLock;
+        Arc::new(ProbedStorage::new(storage, caps))
+    };
+    Remote {
+        storage,
+        verdict,
+        probe: None,
     }
-    // Compare-and-swap on versions that can repeat protects nothing: a lock it is.
-    caps.if_match = false;
-    caps.if_absent = false;
-    caps.conditional_delete = false;
-    caps.server_lock &= verdict.trust == Trust::ServerLock;
-    Arc::new(ProbedStorage::new(storage, caps))
 }
 
 #[cfg(test)]

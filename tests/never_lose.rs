@@ -52,13 +52,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use syncfabric::core::Storage;
 use syncfabric::engine::{
     remote_layout, restore_from_remote, sync_vault, StateDir, SyncError, SyncOptions, SyncOutcome,
 };
-use syncfabric::remote::{Trust, Verdict, Writes};
+use syncfabric::remote::{Remote, Trust, Verdict, Writes};
 use syncfabric::vault::{field_type, CreateOptions, NewItem, Secret, Vault};
 use syncfabric_conformance::flaky_proxy::{FaultPlan, FlakyProxy};
 
@@ -189,7 +187,7 @@ fn acceptable(e: &SyncError) -> bool {
 /// Opens the run's storage as the CLI would, except for a retry policy scaled to
 /// loopback (first retry after 50 ms instead of 500 ms; `Retry-After` is obeyed as
 /// always), so that a run with a fault in every fifth request ends in minutes.
-async fn open_storage(url: &str, password: Option<&str>, verdict: Verdict) -> Arc<dyn Storage> {
+async fn open_storage(url: &str, password: Option<&str>, verdict: Verdict) -> Remote {
     let retry = syncfabric::core::retry::RetryPolicy {
         min_delay: Duration::from_millis(50),
         max_delay: Duration::from_secs(2),
@@ -492,12 +490,7 @@ async fn worker(spec: WorkerSpec) {
     sync_once(&mut dev, &storage, &state, &opts).await;
 }
 
-async fn sync_once(
-    dev: &mut Dev,
-    storage: &Arc<dyn Storage>,
-    state: &StateDir,
-    opts: &SyncOptions,
-) {
+async fn sync_once(dev: &mut Dev, storage: &Remote, state: &StateDir, opts: &SyncOptions) {
     let t = Instant::now();
     let r = sync_vault(&mut dev.vault, storage, state, opts).await;
     let ms = t.elapsed().as_millis() as u64;
@@ -721,7 +714,7 @@ fn run_one_then(
                 .unwrap()
                 .with_journal_len(100_000);
             restore_from_remote(
-                storage.as_ref(),
+                &storage,
                 &uuid,
                 &root.join(format!("dev{d}")),
                 &st,

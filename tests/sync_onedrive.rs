@@ -93,7 +93,7 @@ fn two_devices_over_the_graph_fake_with_throttling() {
         let uuid = a.meta().vault_uuid().unwrap().to_string();
         let sb = StateDir::open(tmp.path().join("sb")).unwrap();
         let mut b = restore_from_remote(
-            sb_store.as_ref(),
+            &sb_store,
             &uuid,
             &tmp.path().join("b"),
             &sb,

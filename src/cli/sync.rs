@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use syncfabric::core::registry::OpenOptions;
 use syncfabric::engine::{restore_from_remote_with_progress, sync_vault, StateDir, SyncOptions};
-use syncfabric::remote::{Recorded, Verdict, Writes};
+use syncfabric::remote::{Credentials, Recorded, Remote, Verdict, Writes};
 
 #[derive(Subcommand, Debug)]
 pub enum RemoteCmd {
@@ -110,13 +110,7 @@ pub(super) fn runtime() -> CliResult<tokio::runtime::Runtime> {
 /// How a remote is reached: its URL and the credentials it needs, asked for once.
 pub(super) struct Opener {
     url: String,
-    creds: Creds,
-}
-
-enum Creds {
-    None,
-    Password(syncfabric::vault::Secret),
-    Bearer(std::sync::Arc<dyn syncfabric::core::auth::BearerAuth>),
+    creds: Credentials,
 }
 
 impl Opener {
@@ -125,11 +119,11 @@ impl Opener {
     /// --password-stdin, or a prompt) for WebDAV.
     pub(super) fn new(ctx: &mut Ctx, url: &str, account: Option<&str>) -> CliResult<Opener> {
         let creds = if let Some(provider) = syncfabric::remote::account_provider(url) {
-            Creds::Bearer(super::accounts::bearer_for(ctx, provider, account)?)
+            Credentials::Bearer(super::accounts::bearer_for(ctx, provider, account)?)
         } else if syncfabric::remote::needs_password(url) {
-            Creds::Password(ctx.secret("SYNCFABRIC_REMOTE_PASSWORD", "Remote password")?)
+            Credentials::Password(ctx.secret("SYNCFABRIC_REMOTE_PASSWORD", "Remote password")?)
         } else {
-            Creds::None
+            Credentials::None
         };
         Ok(Opener {
             url: url.to_string(),
@@ -137,30 +131,16 @@ impl Opener {
         })
     }
 
-    /// Opens the storage with `opts` (for `remote add`: create the remote's folder).
-    pub(super) async fn open(
-        &self,
-        opts: OpenOptions,
-    ) -> Result<std::sync::Arc<dyn syncfabric::core::Storage>, syncfabric::core::Error> {
-        match &self.creds {
-            Creds::Bearer(b) => syncfabric::remote::open_with_bearer(&self.url, b.clone()).await,
-            Creds::Password(pw) => {
-                syncfabric::remote::open_with_password_and(&self.url, Some(pw.expose()), opts).await
-            }
-            Creds::None => syncfabric::remote::open(&self.url).await,
-        }
-    }
-
-    /// Opens and readies the remote for the engine (see
-    /// [`syncfabric::remote::connect_with`]): with `recorded`, or probed now.
+    /// Opens and readies the remote for the engine (see [`Remote::open_with`]): with
+    /// `recorded`, or probed now.
     pub(super) fn connect(
         &self,
         rt: &tokio::runtime::Runtime,
         opts: OpenOptions,
         recorded: Recorded<'_>,
-    ) -> CliResult<syncfabric::remote::Connected> {
-        let open = |o| self.open(o);
-        Ok(rt.block_on(syncfabric::remote::connect_with(open, opts, recorded))?)
+    ) -> CliResult<Remote> {
+        let open = Remote::open_with(&self.url, &self.creds, opts, recorded);
+        Ok(rt.block_on(open)?)
     }
 }
 
@@ -172,7 +152,8 @@ pub(super) fn open_remote(
     account: Option<&str>,
 ) -> CliResult<std::sync::Arc<dyn syncfabric::core::Storage>> {
     let opener = Opener::new(ctx, url, account)?;
-    Ok(rt.block_on(opener.open(OpenOptions::default()))?)
+    let open = syncfabric::remote::open_url(url, &opener.creds, OpenOptions::default());
+    Ok(rt.block_on(open)?)
 }
 
 /// What the honesty probe measured, at default verbosity: the verdict's reasons, and
@@ -224,13 +205,13 @@ fn connect_remote(
     rt: &tokio::runtime::Runtime,
     r: &RemoteConfig,
     vault: &Path,
-) -> CliResult<std::sync::Arc<dyn syncfabric::core::Storage>> {
+) -> CliResult<Remote> {
     let opener = Opener::new(ctx, &r.url, r.account.as_deref())?;
-    let connected = opener.connect(rt, OpenOptions::default(), r.recorded())?;
-    if connected.probe.is_some() {
-        record_verdict(ctx, &r.name, vault, &connected.verdict)?;
+    let remote = opener.connect(rt, OpenOptions::default(), r.recorded())?;
+    if remote.probe().is_some() {
+        record_verdict(ctx, &r.name, vault, &remote.verdict())?;
     }
-    Ok(connected.storage)
+    Ok(remote)
 }
 
 /// The sync state folder of `remote` (a checked name: it becomes a path component).
@@ -254,10 +235,8 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
             let opener = Opener::new(ctx, &url, account.as_deref())?;
             let create = OpenOptions::default().with_create_root();
             let connected = opener.connect(&rt, create, Recorded::default())?;
-            let (verdict, report) = (
-                connected.verdict,
-                connected.probe.ok_or("the probe did not run")?,
-            );
+            let verdict = connected.verdict();
+            let report = connected.probe().ok_or("the probe did not run")?.clone();
             let mut remote = RemoteConfig {
                 name: name.clone(),
                 vault: vault.clone(),
@@ -307,10 +286,8 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
             let (url, account) = url;
             let opener = Opener::new(ctx, &url, account.as_deref())?;
             let connected = opener.connect(&rt, OpenOptions::default(), Recorded::default())?;
-            let (verdict, report) = (
-                connected.verdict,
-                connected.probe.ok_or("the probe did not run")?,
-            );
+            let verdict = connected.verdict();
+            let report = connected.probe().ok_or("the probe did not run")?.clone();
             record_verdict(ctx, &name, &vault, &verdict)?;
             if ctx.json {
                 ctx.print_json(&serde_json::json!({ "remote": name, "cas": verdict.trust.as_str(), "versions": verdict.versions_str(), "writes": verdict.writes.as_str(), "probe": report.summary() }));
@@ -366,9 +343,9 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
     let rt = runtime()?;
     let mut out = Vec::new();
     for r in remotes {
-        let storage = connect_remote(ctx, &rt, &r, &dir)?;
+        let remote = connect_remote(ctx, &rt, &r, &dir)?;
         let state = state_dir(&dir, &r.name)?;
-        let report = rt.block_on(sync_vault(&mut vault, &storage, &state, &opts))?;
+        let report = rt.block_on(sync_vault(&mut vault, &remote, &state, &opts))?;
         if ctx.json {
             out.push(serde_json::json!({
                 "remote": r.name,
@@ -463,8 +440,8 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
     // Probed first: the restore records the version it syncs with next, and where
     // versions repeat that is the commit marker's, not the server's.
     let opener = Opener::new(ctx, &url, account.as_deref())?;
-    let connected = opener.connect(&rt, OpenOptions::default(), Recorded::default())?;
-    let (storage, verdict) = (connected.storage, connected.verdict);
+    let remote = opener.connect(&rt, OpenOptions::default(), Recorded::default())?;
+    let (storage, verdict) = (remote.storage().clone(), remote.verdict());
     let uuid = match args.uuid {
         Some(u) => u,
         None => {
@@ -499,7 +476,7 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
     syncfabric::vault::create_private_dir_all(&dest)?;
     let state = state_dir(&dest, &args.name)?;
     let vault = rt.block_on(restore_from_remote_with_progress(
-        storage.as_ref(),
+        &remote,
         &uuid,
         &dest,
         &state,
@@ -598,7 +575,7 @@ pub fn watch_cmd(ctx: &mut Ctx, args: WatchArgs) -> CliResult {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let storage = connect_remote(ctx, &rt, &r, &dir)?;
+    let remote = connect_remote(ctx, &rt, &r, &dir)?;
     let state = state_dir(&dir, &r.name)?;
     let uuid = vault.meta().vault_uuid().unwrap_or_default().to_string();
     let (remote_dir, _, _) = syncfabric::engine::remote_layout(&uuid)?;
@@ -614,12 +591,12 @@ pub fn watch_cmd(ctx: &mut Ctx, args: WatchArgs) -> CliResult {
     let interval = Duration::from_secs(args.interval.max(1));
     let debounce = Duration::from_secs(args.debounce);
     rt.block_on(async move {
-        let mut remote_feed = watch_or_poll(storage.clone(), &remote_dir, interval).await?;
+        let mut remote_feed = watch_or_poll(remote.storage().clone(), &remote_dir, interval).await?;
         let mut local_feed = watch_or_poll(local.clone(), &RemotePath::root(), interval).await?;
         let mut syncs = 0u64;
         let mut failures = 0u32;
         loop {
-            match sync_vault(&mut vault, &storage, &state, &opts).await {
+            match sync_vault(&mut vault, &remote, &state, &opts).await {
                 Ok(report) => {
                     failures = 0;
                     if json {
@@ -669,11 +646,11 @@ fn undo_cmd(ctx: &mut Ctx, seq: u64, remote: Option<&str>) -> CliResult {
         );
     };
     let rt = runtime()?;
-    let storage = connect_remote(ctx, &rt, &r, &dir)?;
+    let remote = connect_remote(ctx, &rt, &r, &dir)?;
     let state = state_dir(&dir, &r.name)?;
     let report = rt.block_on(syncfabric::engine::restore_journal(
         &mut vault,
-        &storage,
+        &remote,
         &state,
         seq,
         &SyncOptions {

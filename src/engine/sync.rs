@@ -4,6 +4,7 @@ use super::limits::DownloadBound;
 use super::marker::Versioning;
 use super::state::{StateDir, SyncState, TempFile};
 use super::SyncError;
+use crate::remote::Remote;
 use futures_util::StreamExt;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -713,10 +714,11 @@ struct RemoteMeta {
 /// `opts.max_attempts` times.
 pub async fn sync_vault(
     vault: &mut Vault,
-    storage: &Arc<dyn Storage>,
+    remote: &Remote,
     state: &StateDir,
     opts: &SyncOptions,
 ) -> Result<SyncReport, SyncError> {
+    let storage = remote.storage();
     let uuid = vault
         .meta()
         .vault_uuid()
@@ -1288,14 +1290,14 @@ async fn sync_slow(
 /// the next sync is a fast path. The copy is verified (opened with the password and
 /// keyfile) before it is kept.
 pub async fn restore_from_remote(
-    storage: &dyn Storage,
+    remote: &Remote,
     vault_uuid: &str,
     dest: &Path,
     state: &StateDir,
     password: &syncfabric_vault::Secret,
     keyfile: Option<&syncfabric_vault::Keyfile>,
 ) -> Result<Vault, SyncError> {
-    restore_from_remote_with_progress(storage, vault_uuid, dest, state, password, keyfile, None)
+    restore_from_remote_with_progress(remote, vault_uuid, dest, state, password, keyfile, None)
         .await
 }
 
@@ -1306,7 +1308,7 @@ pub async fn restore_from_remote(
 /// removes what it made: the staging folder `dest/.syncfabric-restore`, the files it
 /// moved into `dest`, `dest` itself if it made it, and the state files it wrote.
 pub async fn restore_from_remote_with_progress(
-    storage: &dyn Storage,
+    remote: &Remote,
     vault_uuid: &str,
     dest: &Path,
     state: &StateDir,
@@ -1314,6 +1316,7 @@ pub async fn restore_from_remote_with_progress(
     keyfile: Option<&syncfabric_vault::Keyfile>,
     progress: Option<&ProgressHook>,
 ) -> Result<Vault, SyncError> {
+    let storage = remote.storage().as_ref();
     let (dir, db_path, json_path) = remote_layout(vault_uuid)?;
     let mut undo = RestoreUndo::start(dest)?;
     let staging = undo.staging.clone();
@@ -1497,7 +1500,7 @@ impl Drop for RestoreUndo {
 /// vault has changes not yet synced: sync first, so nothing local is discarded.
 pub async fn restore_journal(
     vault: &mut Vault,
-    storage: &Arc<dyn Storage>,
+    remote: &Remote,
     state: &StateDir,
     seq: u64,
     opts: &SyncOptions,
@@ -1522,5 +1525,5 @@ pub async fn restore_journal(
     }
     let restored = syncfabric_vault::read_snapshot_file(state.journal_file(&entry), vault.key())?;
     vault.apply(&restored)?;
-    sync_vault(vault, storage, state, opts).await
+    sync_vault(vault, remote, state, opts).await
 }
