@@ -75,6 +75,7 @@ impl Storage for TinyStore {
             server_clock: false,
             server_lock: false,
             strong_versions: true,
+            spaced_writes: false,
         }
     }
 

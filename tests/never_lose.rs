@@ -161,7 +161,10 @@ fn sync_options(verdict: Verdict) -> SyncOptions {
     // purpose, so it must not stop the run (its own tests are in sync_folder.rs).
     let mut opts = SyncOptions {
         allow_mass_delete: true,
-        max_attempts: 20,
+        race: syncfabric::core::retry::RetryPolicy {
+            max_attempts: 20,
+            ..SyncOptions::default().race
+        },
         ..SyncOptions::default()
     };
     if verdict.trust != Trust::Truthful {
@@ -827,7 +830,8 @@ fn run_one_then(
     let remote_dir = root.join("remote-copy");
     rt.block_on(async {
         let storage = open_storage(&direct_url, password.as_deref(), verdict).await;
-        let (_, db, json) = remote_layout(&vault_uuid).unwrap();
+        let layout = remote_layout(&vault_uuid).unwrap();
+        let (db, json) = (layout.db, layout.json);
         std::fs::create_dir_all(&remote_dir).unwrap();
         for (p, name) in [(db, "vault.enpassdb"), (json, "vault.json")] {
             let mut d = storage.read(&p).await.unwrap();

@@ -134,6 +134,7 @@ impl Storage for MemoryStorage {
             server_clock: true,
             server_lock: true,
             strong_versions: true,
+            spaced_writes: false,
         }
     }
 

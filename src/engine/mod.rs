@@ -5,6 +5,7 @@
 //! three-way with the last committed base, applied locally in one transaction, and
 //! the result is committed with a conditional write of the database.
 
+mod commit;
 mod counting;
 mod device;
 mod error;
@@ -23,4 +24,4 @@ pub use error::SyncError;
 pub use rekey::{rekey_state, RekeyReport};
 pub use restore::{restore_from_remote, restore_from_remote_with_progress, restore_journal};
 pub use state::{StateDir, SyncState};
-pub use sync::{remote_layout, sync_vault, SyncOptions, SyncOutcome, SyncReport};
+pub use sync::{remote_layout, sync_vault, RemoteLayout, SyncOptions, SyncOutcome, SyncReport};

@@ -12,6 +12,7 @@ use syncfabric_vault::Vault;
 
 use super::sync::*;
 use super::transfer::*;
+use super::RemoteLayout;
 
 /// "Restore from cloud": makes a new local copy of the vault `vault_uuid` from
 /// `storage` in the empty folder `dest`, and the sync state that goes with it, so
@@ -45,7 +46,11 @@ pub async fn restore_from_remote_with_progress(
     progress: Option<&ProgressHook>,
 ) -> Result<Vault, SyncError> {
     let storage = remote.storage().as_ref();
-    let (dir, db_path, json_path) = remote_layout(vault_uuid)?;
+    let RemoteLayout {
+        dir,
+        db: db_path,
+        json: json_path,
+    } = remote_layout(vault_uuid)?;
     let mut undo = RestoreUndo::start(dest)?;
     let staging = undo.staging.clone();
     // Stat before the download: see fast_pull on why never after.

@@ -108,6 +108,12 @@ impl RetryPolicy {
         }
     }
 
+    /// The waits between attempts, one fewer than `max_attempts` (jittered when
+    /// `jitter` is set), for a caller that runs its own attempts.
+    pub fn delays(&self) -> impl Iterator<Item = Duration> {
+        self.backoff()
+    }
+
     fn backoff(&self) -> impl Iterator<Item = Duration> {
         let mut b = backon::ExponentialBuilder::default()
             .with_min_delay(self.min_delay)
