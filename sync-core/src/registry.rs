@@ -27,7 +27,7 @@ use crate::auth::TokenStore;
 use crate::{Error, Result, Storage};
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 
 /// A parsed storage URL: `scheme:rest`, where `rest` is either `//authority/path` or a
 /// plain path (possibly empty), each optionally followed by `?query` and `#fragment`.
@@ -309,7 +309,7 @@ where
     }
 }
 
-/// Schemes → factories. Cheap to share (`Arc` it, or use [`Registry::global`]).
+/// Schemes → factories. Cheap to share.
 #[derive(Default)]
 pub struct Registry {
     factories: RwLock<HashMap<String, Arc<dyn ProviderFactory>>>,
@@ -327,12 +327,6 @@ impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// The process-wide registry (empty until something registers into it).
-    pub fn global() -> &'static Registry {
-        static GLOBAL: OnceLock<Registry> = OnceLock::new();
-        GLOBAL.get_or_init(Registry::new)
     }
 
     /// Registers `factory` for `scheme` (case-insensitive), replacing and returning any

@@ -214,12 +214,6 @@ impl Pacer {
         st.not_before = Some(st.not_before.map_or(until, |n| n.max(until)));
     }
 
-    /// When calls may start again, if the account is held off right now.
-    pub fn held_until(&self) -> Option<Instant> {
-        let st = lock(&self.inner.state);
-        st.not_before.filter(|n| *n > Instant::now())
-    }
-
     /// Waits until a call may start, then records its start. If the wait would end
     /// after `deadline`, returns at once with the instant it would have ended.
     async fn ready_before(&self, deadline: Instant) -> std::result::Result<(), Instant> {
