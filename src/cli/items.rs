@@ -1,6 +1,8 @@
 //! `syncfabric item ...`
 
+use super::attach;
 use super::escape::for_terminal as t;
+use super::when;
 use super::{CliResult, Ctx};
 use clap::{Args, Subcommand};
 use syncfabric::vault::{field_type, Item, NewItem, Secret};
@@ -55,6 +57,59 @@ pub enum ItemCmd {
     Rm {
         /// Uuid or title.
         item: String,
+    },
+    /// Attach a file to an item (up to 1 KiB inline, larger ones in their own encrypted
+    /// `.enpassattach` file, as Enpass does; at most 1 GiB).
+    ///
+    /// Example: syncfabric item attach Bank ~/scans/contract.pdf
+    Attach {
+        /// Uuid or title.
+        item: String,
+        /// The file to attach.
+        file: std::path::PathBuf,
+        /// The name shown (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List an item's attachments.
+    ///
+    /// Example: syncfabric item attachments Bank
+    Attachments {
+        /// Uuid or title.
+        item: String,
+    },
+    /// Write an attachment's content to a new file (-o) or to standard output.
+    ///
+    /// Example: syncfabric item extract Bank contract.pdf -o ~/contract.pdf
+    Extract {
+        /// Uuid or title of the item.
+        item: String,
+        /// The attachment's name (or uuid).
+        name: String,
+        /// Write to this new file (never over an existing one).
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Each field's earlier values and when they changed (edits here, and values a
+    /// sync conflict lost, which the merge keeps in the field's history). Secret values
+    /// are masked unless --reveal.
+    ///
+    /// Example: syncfabric item history Bank --reveal
+    History {
+        /// Uuid or title.
+        item: String,
+        /// Print secret values in clear.
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Remove an attachment from an item (the removal syncs).
+    ///
+    /// Example: syncfabric item detach Bank contract.pdf
+    Detach {
+        /// Uuid or title of the item.
+        item: String,
+        /// The attachment's name (or uuid).
+        name: String,
     },
 }
 
@@ -288,8 +343,90 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
             vault.delete_item(&i.uuid)?;
             done(ctx, "deleted", &i);
         }
+        ItemCmd::Attach { item, file, name } => {
+            let i = find(&vault.items()?, &item)?;
+            attach::attach(ctx, &mut vault, &i, &file, name)?;
+        }
+        ItemCmd::Attachments { item } => {
+            let i = find(&vault.items()?, &item)?;
+            attach::list(ctx, &vault, &i)?;
+        }
+        ItemCmd::Extract { item, name, output } => {
+            let i = find(&vault.items()?, &item)?;
+            attach::extract(ctx, &vault, &i, &name, output)?;
+        }
+        ItemCmd::History { item, reveal } => {
+            let i = find(&vault.items()?, &item)?;
+            history(ctx, &i, reveal);
+        }
+        ItemCmd::Detach { item, name } => {
+            let i = find(&vault.items()?, &item)?;
+            attach::detach(ctx, &mut vault, &i, &name)?;
+        }
     }
     Ok(())
+}
+
+fn label_of(f: &syncfabric::vault::Field) -> &str {
+    if f.label.is_empty() {
+        f.kind.as_str()
+    } else {
+        f.label.as_str()
+    }
+}
+
+/// `item history`: per field with earlier values, the current value and each earlier
+/// one (newest first) with the time it was set.
+fn history(ctx: &Ctx, i: &Item, reveal: bool) {
+    let mask = |f: &syncfabric::vault::Field, v: &Secret| -> String {
+        if (f.sensitive || f.is_encrypted_type()) && !reveal && !v.is_empty() {
+            "••••••••".into()
+        } else {
+            v.expose().to_string()
+        }
+    };
+    let fields: Vec<&syncfabric::vault::Field> =
+        i.fields.iter().filter(|f| !f.history.is_empty()).collect();
+    if ctx.json {
+        let v: Vec<serde_json::Value> = fields
+            .iter()
+            .map(|f| {
+                let mut h: Vec<&syncfabric::vault::HistoryEntry> = f.history.iter().collect();
+                h.sort_by_key(|e| std::cmp::Reverse(e.updated_at));
+                serde_json::json!({
+                    "uid": f.uid, "type": f.kind, "label": f.label, "deleted": f.deleted,
+                    "value": mask(f, &f.value), "value_updated_at": f.value_updated_at,
+                    "history": h.iter().map(|e| serde_json::json!({
+                        "value": mask(f, &e.value), "updated_at": e.updated_at,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        ctx.print_json(&serde_json::json!({ "uuid": i.uuid, "title": i.title, "fields": v }));
+        return;
+    }
+    println!("{} ({})", t(&i.title), i.uuid);
+    if fields.is_empty() {
+        println!("  no field has an earlier value");
+    }
+    for f in fields {
+        let gone = if f.deleted { " [field removed]" } else { "" };
+        println!("  {}{gone}", t(label_of(f)));
+        println!(
+            "    now      {}  (since {})",
+            t(&mask(f, &f.value)),
+            when::date_ago(f.value_updated_at)
+        );
+        let mut h: Vec<&syncfabric::vault::HistoryEntry> = f.history.iter().collect();
+        h.sort_by_key(|e| std::cmp::Reverse(e.updated_at));
+        for e in h {
+            println!(
+                "    earlier  {}  (set {})",
+                t(&mask(f, &e.value)),
+                when::date_ago(e.updated_at)
+            );
+        }
+    }
 }
 
 fn done(ctx: &Ctx, what: &str, i: &Item) {

@@ -1,12 +1,14 @@
 //! Argument parsing and command dispatch.
 
 mod accounts;
+mod attach;
 mod config;
 pub mod escape;
 mod items;
 mod progress;
 mod sync;
 mod unlock;
+mod when;
 
 use clap::{Parser, Subcommand};
 use config::Config;

@@ -92,7 +92,7 @@ pub mod snapio;
 pub mod snapshot;
 mod vault;
 
-pub use attach::{Attachment, AttachmentReader, CHUNK_SIZE, INLINE_MAX};
+pub use attach::{Attachment, AttachmentReader, CHUNK_SIZE, INLINE_MAX, MAX_ATTACHMENT};
 pub use error::{Error, Result};
 pub use fsutil::create_private_dir_all;
 pub use item::{field_type, Field, Folder, HistoryEntry, Item, NewItem};

@@ -1,0 +1,358 @@
+//! The commands a person lives in around the sync (issue #19): attachments, field
+//! history, the generator, TOTP, strength, sharing, audit. Each drives the real binary,
+//! bad input included.
+
+use std::io::Write;
+use std::path::Path;
+
+mod common;
+use common::{Dev, PW};
+
+fn device(root: &Path, name: &str) -> Dev {
+    let d = Dev::new(root, name);
+    d.run(&["vault", "create", "--name", "T", "--kdf-iter", "1000"]);
+    d.run(&["item", "add", "--title", "Bank", "--username", "me"]);
+    d
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `n` pseudo-random bytes (fixed seed: a failure reproduces).
+fn bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut r = fastrand::Rng::with_seed(seed);
+    (0..n).map(|_| r.u8(..)).collect()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs the `sqlcipher` CLI (SQLCipher 3 settings, raw key) on `db`; returns stdout.
+fn sqlcipher(db: &Path, raw_key: &[u8], sql: &str) -> String {
+    let mut child = std::process::Command::new("sqlcipher")
+        .arg(db)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the sqlcipher CLI (scripts/test installs it: apt-get install sqlcipher)");
+    let script = format!(
+        "PRAGMA key=\"x'{}'\";\nPRAGMA cipher_compatibility = 3;\n{sql}\n",
+        hex::encode(raw_key)
+    );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "sqlcipher failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The vault's raw key, derived here as the format says (not through the crate):
+/// PBKDF2-HMAC-SHA512(password, the file's first 16 bytes, kdf_iter), 32 bytes.
+fn raw_key(vault: &Path) -> Vec<u8> {
+    let db = std::fs::read(vault.join("vault.enpassdb")).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(vault.join("vault.json")).unwrap()).unwrap();
+    let iter = meta["kdf_iter"].as_u64().unwrap() as usize;
+    let mut key = vec![0u8; 32];
+    openssl::pkcs5::pbkdf2_hmac(
+        PW.as_bytes(),
+        &db[..16],
+        iter,
+        openssl::hash::MessageDigest::sha512(),
+        &mut key,
+    )
+    .unwrap();
+    key
+}
+
+#[test]
+fn attachments_through_the_cli_with_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = device(tmp.path(), "dev");
+    let small = tmp.path().join("note.txt");
+    std::fs::write(&small, b"a small note, stored inline").unwrap();
+    let big_content = bytes(7, 3 * 1024 * 1024 + 17);
+    let big = tmp.path().join("scan.pdf");
+    std::fs::write(&big, &big_content).unwrap();
+
+    let out = d.run(&["item", "attach", "Bank", small.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("inline"));
+    d.run(&["item", "attach", "Bank", big.to_str().unwrap()]);
+    let list = json(&d.run(&["--json", "item", "attachments", "Bank"]));
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["name"], "note.txt");
+    assert_eq!(list[0]["stored"], "inline");
+    assert_eq!(list[1]["name"], "scan.pdf");
+    assert_eq!(list[1]["stored"], "file");
+    assert_eq!(list[1]["mime"], "application/pdf");
+    assert_eq!(list[1]["size"], big_content.len());
+    let big_uuid = list[1]["uuid"].as_str().unwrap().to_string();
+    assert!(d.vault.join(format!("{big_uuid}.enpassattach")).exists());
+
+    // Out to a file and to standard output, byte for byte.
+    let dest = tmp.path().join("out.pdf");
+    d.run(&[
+        "item",
+        "extract",
+        "Bank",
+        "scan.pdf",
+        "-o",
+        dest.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&dest).unwrap(), big_content);
+    let out = d.run(&["item", "extract", "Bank", "note.txt"]);
+    assert_eq!(out.stdout, b"a small note, stored inline");
+    let out = d.run(&["item", "extract", "Bank", &big_uuid]);
+    assert!(out.stdout == big_content, "by uuid, to stdout");
+    // Never over an existing file.
+    std::fs::write(&dest, b"keep me").unwrap();
+    let err = d.fail(&[
+        "item",
+        "extract",
+        "Bank",
+        "scan.pdf",
+        "-o",
+        dest.to_str().unwrap(),
+    ]);
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(std::fs::read(&dest).unwrap(), b"keep me");
+
+    // Bad input: each a clear error, and nothing added.
+    let err = d.fail(&["item", "attach", "Nope", small.to_str().unwrap()]);
+    assert!(err.contains("no item with uuid or title \"Nope\""), "{err}");
+    let missing = tmp.path().join("missing.bin");
+    let err = d.fail(&["item", "attach", "Bank", missing.to_str().unwrap()]);
+    assert!(
+        err.contains("cannot read") && err.contains("missing.bin"),
+        "{err}"
+    );
+    let err = d.fail(&["item", "attach", "Bank", tmp.path().to_str().unwrap()]);
+    assert!(err.contains("is a folder"), "{err}");
+    if !is_root() {
+        let locked = tmp.path().join("locked.bin");
+        std::fs::write(&locked, b"secret").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let err = d.fail(&["item", "attach", "Bank", locked.to_str().unwrap()]);
+        assert!(err.contains("cannot read"), "{err}");
+    }
+    // A sparse file just over the 1 GiB limit (no disk space used).
+    let huge = tmp.path().join("huge.iso");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len((1 << 30) + 1)
+        .unwrap();
+    let err = d.fail(&["item", "attach", "Bank", huge.to_str().unwrap()]);
+    assert!(err.contains("at most 1073741824 bytes"), "{err}");
+    let err = d.fail(&["item", "extract", "Bank", "nope.txt"]);
+    assert!(err.contains("no attachment named \"nope.txt\""), "{err}");
+    let err = d.fail(&["item", "detach", "Nope", "note.txt"]);
+    assert!(err.contains("no item"), "{err}");
+    let list = json(&d.run(&["--json", "item", "attachments", "Bank"]));
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        2,
+        "nothing was added: {list}"
+    );
+
+    // Detach: gone from the list, and extracting it is an error.
+    d.run(&["item", "detach", "Bank", "note.txt"]);
+    let list = json(&d.run(&["--json", "item", "attachments", "Bank"]));
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let err = d.fail(&["item", "extract", "Bank", "note.txt"]);
+    assert!(err.contains("no attachment named"), "{err}");
+}
+
+/// An attachment added on one device comes out byte-identical on another after a sync
+/// through a folder remote, and the `sqlcipher` CLI finds it the Enpass way: an
+/// `attachment` row of the item holding a 32-byte key, and `<uuid>.enpassattach` a
+/// SQLCipher file that opens with that key and holds the content.
+#[test]
+fn an_attachment_crosses_devices_and_an_independent_reader_finds_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let url = format!("folder://{}", shared.display());
+    let a = device(tmp.path(), "laptop");
+    a.run(&["remote", "add", "shared", &url]);
+    a.run(&["sync"]);
+    let b = Dev::new(tmp.path(), "phone");
+    b.run(&["restore", &url, "--name", "shared"]);
+
+    let content = bytes(11, 2 * 1024 * 1024 + 333);
+    let file = tmp.path().join("passport.jpg");
+    std::fs::write(&file, &content).unwrap();
+    a.run(&["item", "attach", "Bank", file.to_str().unwrap()]);
+    a.run(&["sync"]);
+    b.run(&["sync"]);
+    let dest = tmp.path().join("from-phone.jpg");
+    b.run(&[
+        "item",
+        "extract",
+        "Bank",
+        "passport.jpg",
+        "-o",
+        dest.to_str().unwrap(),
+    ]);
+    assert!(
+        std::fs::read(&dest).unwrap() == content,
+        "byte-identical on the other device"
+    );
+
+    // The independent reader, on the phone's copy.
+    let key = raw_key(&b.vault);
+    let rows = sqlcipher(
+        &b.vault.join("vault.enpassdb"),
+        &key,
+        "SELECT a.uuid, a.name, a.size, hex(a.password), ifnull(length(a.data),0) FROM attachment a \
+         JOIN item i ON i.uuid = a.item_uuid WHERE i.title = 'Bank' AND a.deleted = 0;",
+    );
+    let cols: Vec<&str> = rows.trim().split('|').collect();
+    assert_eq!(cols.len(), 5, "one live attachment row: {rows}");
+    assert_eq!(cols[1], "passport.jpg");
+    assert_eq!(cols[2], content.len().to_string());
+    assert_eq!(cols[3].len(), 64, "a 32-byte key in attachment.password");
+    assert_eq!(cols[4], "0", "not inline");
+    let att_key = hex::decode(cols[3]).unwrap();
+    let att_file = b.vault.join(format!("{}.enpassattach", cols[0]));
+    let chunks = sqlcipher(
+        &att_file,
+        &att_key,
+        "SELECT hex(data) FROM chunk ORDER BY idx;",
+    );
+    let got: Vec<u8> = chunks
+        .lines()
+        .flat_map(|l| hex::decode(l.trim()).unwrap())
+        .collect();
+    assert!(got == content, "the .enpassattach file holds the content");
+    let sha = sqlcipher(
+        &att_file,
+        &att_key,
+        "SELECT value FROM info WHERE key = 'sha1';",
+    );
+    assert_eq!(sha.trim(), hex::encode(openssl::sha::sha1(&content)));
+}
+
+/// `item history`: earlier values of edited fields, masked unless --reveal, and the
+/// value a sync conflict lost (kept in the field's history by the merge).
+#[test]
+fn history_shows_earlier_values_and_the_value_a_conflict_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let url = format!("folder://{}", shared.display());
+    let a = device(tmp.path(), "laptop");
+    let out = json(&a.run(&["--json", "item", "history", "Bank"]));
+    assert_eq!(out["fields"].as_array().unwrap().len(), 0, "{out}");
+    let shown = |d: &Dev| {
+        let v = json(&d.run(&["--json", "item", "show", "Bank", "--reveal"]));
+        let pw = v["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["type"] == "password")
+            .unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        pw
+    };
+    a.run(&["item", "edit", "Bank", "--generate", "16"]);
+    let first = shown(&a);
+    a.run(&["item", "edit", "Bank", "--generate", "18"]);
+    let second = shown(&a);
+    a.run(&["item", "edit", "Bank", "--generate", "20"]);
+    let h = json(&a.run(&["--json", "item", "history", "Bank"]));
+    let pw = h["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["type"] == "password")
+        .unwrap()
+        .clone();
+    let earlier: Vec<&str> = pw["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        earlier,
+        ["••••••••", "••••••••"],
+        "masked without --reveal: {pw}"
+    );
+    let h = json(&a.run(&["--json", "item", "history", "Bank", "--reveal"]));
+    let pw = h["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["type"] == "password")
+        .unwrap()
+        .clone();
+    let earlier: Vec<&str> = pw["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["value"].as_str().unwrap())
+        .collect();
+    assert!(
+        earlier.contains(&first.as_str()) && earlier.contains(&second.as_str()),
+        "{pw}"
+    );
+    assert!(pw["history"][0]["updated_at"].as_i64().unwrap() > 0);
+    let text = String::from_utf8(a.run(&["item", "history", "Bank"]).stdout).unwrap();
+    assert!(
+        text.contains("earlier  ••••••••  (set 20") && !text.contains(&first),
+        "{text}"
+    );
+
+    // A conflict: both devices change the user name before syncing.
+    a.run(&["remote", "add", "shared", &url]);
+    a.run(&["sync"]);
+    let b = Dev::new(tmp.path(), "phone");
+    b.run(&["restore", &url, "--name", "shared"]);
+    a.run(&["item", "edit", "Bank", "--username", "from-laptop"]);
+    b.run(&["item", "edit", "Bank", "--username", "from-phone"]);
+    a.run(&["sync"]);
+    b.run(&["sync"]);
+    a.run(&["sync"]);
+    for d in [&a, &b] {
+        let h = json(&d.run(&["--json", "item", "history", "Bank"]));
+        let user = h["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["type"] == "username")
+            .unwrap()
+            .clone();
+        let mut values: Vec<String> = user["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["value"].as_str().unwrap().to_string())
+            .collect();
+        values.push(user["value"].as_str().unwrap().to_string());
+        for want in ["me", "from-laptop", "from-phone"] {
+            assert!(
+                values.iter().any(|v| v == want),
+                "{want} is the current value or in the history: {user}"
+            );
+        }
+    }
+    let err = a.fail(&["item", "history", "Nope"]);
+    assert!(err.contains("no item"), "{err}");
+}
