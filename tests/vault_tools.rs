@@ -356,3 +356,211 @@ fn history_shows_earlier_values_and_the_value_a_conflict_lost() {
     let err = a.fail(&["item", "history", "Nope"]);
     assert!(err.contains("no item"), "{err}");
 }
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The EFF list as shipped in the repository.
+fn eff_words() -> std::collections::HashSet<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("vault/wordlists/eff_large_wordlist.txt");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('\t').nth(1).unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn generate_passwords_and_passphrases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Dev::new(tmp.path(), "nodevice"); // generate needs no vault
+    let out = d.run(&["generate"]);
+    let pw = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(pw.trim_end().chars().count(), 20, "{pw}");
+    let err = stderr(&out);
+    assert!(err.contains("entropy") && err.contains("strength"), "{err}");
+
+    let v = json(&d.run(&[
+        "--json",
+        "generate",
+        "--length",
+        "12",
+        "--no-lookalikes",
+        "--count",
+        "200",
+    ]));
+    let all = v.as_array().unwrap();
+    assert_eq!(all.len(), 200);
+    for g in all {
+        let p = g["password"].as_str().unwrap();
+        assert_eq!(p.chars().count(), 12);
+        assert!(!p.chars().any(|c| "0OoIl1|".contains(c)), "{p}");
+        assert!(p.chars().any(|c| c.is_ascii_digit()) && p.chars().any(|c| c.is_ascii_uppercase()));
+        assert!(g["entropy_bits"].as_f64().unwrap() > 70.0);
+        assert!(g["strength"]["level"].is_string());
+    }
+    let v = json(&d.run(&[
+        "--json",
+        "generate",
+        "--length",
+        "8",
+        "--no-lower",
+        "--no-upper",
+        "--no-symbols",
+    ]));
+    let p = v[0]["password"].as_str().unwrap();
+    assert!(p.len() == 8 && p.chars().all(|c| c.is_ascii_digit()), "{p}");
+    assert_eq!(v[0]["entropy_bits"], 26.6);
+    assert_eq!(v[0]["strength"]["level"], "Very Poor");
+
+    // Passphrases from the shipped EFF list: 12.925 bits a word.
+    let words = eff_words();
+    assert_eq!(words.len(), 7776);
+    let v = json(&d.run(&["--json", "generate", "--words", "6", "--separator", " "]));
+    let p = v[0]["password"].as_str().unwrap();
+    assert_eq!(p.split(' ').count(), 6);
+    assert!(p.split(' ').all(|w| words.contains(w)), "{p}");
+    assert_eq!(v[0]["entropy_bits"], 77.5);
+    assert!(
+        v[0]["strength"]["bits"].as_f64().unwrap() <= 77.5,
+        "the Diceware count bounds the estimate"
+    );
+    // Another list.
+    let list = tmp.path().join("mine.txt");
+    std::fs::write(&list, "alpha\nbravo\n").unwrap();
+    let v = json(&d.run(&[
+        "--json",
+        "generate",
+        "--words",
+        "10",
+        "--wordlist",
+        list.to_str().unwrap(),
+    ]));
+    let p = v[0]["password"].as_str().unwrap();
+    assert!(p.split('-').all(|w| w == "alpha" || w == "bravo"), "{p}");
+    assert_eq!(v[0]["entropy_bits"], 10.0);
+
+    // Bad recipes are clear errors.
+    for (args, want) in [
+        (&["generate", "--length", "2"][..], "length from 4 to 1024"),
+        (
+            &[
+                "generate",
+                "--no-lower",
+                "--no-upper",
+                "--no-digits",
+                "--no-symbols",
+            ],
+            "at least one character class",
+        ),
+        (&["generate", "--words", "0"], "1 to 64 words"),
+        (
+            &[
+                "generate",
+                "--words",
+                "3",
+                "--wordlist",
+                "/nonexistent/list",
+            ],
+            "cannot read the word list",
+        ),
+    ] {
+        let err = d.fail(args);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    std::fs::write(&list, "only\n").unwrap();
+    let err = d.fail(&[
+        "generate",
+        "--words",
+        "3",
+        "--wordlist",
+        list.to_str().unwrap(),
+    ]);
+    assert!(err.contains("at least 2 distinct words"), "{err}");
+}
+
+#[test]
+fn items_get_generated_passwords_and_show_their_strength() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = device(tmp.path(), "dev");
+    let out = d.run(&["item", "add", "--title", "Mail", "--generate-words", "7"]);
+    assert!(
+        stderr(&out).contains("entropy 90.5 bits"),
+        "{}",
+        stderr(&out)
+    );
+    let v = json(&d.run(&["--json", "item", "show", "Mail", "--reveal"]));
+    let pw = v["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["type"] == "password")
+        .unwrap()
+        .clone();
+    assert!(pw["value"].as_str().unwrap().len() >= 7 * 3 + 6);
+    assert!(pw["strength"]["level"].is_string(), "{pw}");
+    d.run(&["item", "edit", "Bank", "--generate", "24"]);
+    let text = String::from_utf8(d.run(&["item", "show", "Bank"]).stdout).unwrap();
+    assert!(
+        text.contains("strength     Excellent") || text.contains("strength     Good"),
+        "{text}"
+    );
+    let err = d.fail(&["item", "edit", "Bank", "--generate", "4"]);
+    assert!(err.contains("from 8 to 256"), "{err}");
+}
+
+/// `vault create` and `vault passwd` rate the master password with the KDF bonus:
+/// Very Poor is refused unless --force, below Average warned about.
+#[test]
+fn weak_master_passwords_are_refused_or_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Dev::new(tmp.path(), "weak");
+    let err = d
+        .cmd(&["vault", "create", "--kdf-iter", "1000"])
+        .env("SYNCFABRIC_PASSWORD", "password")
+        .output()
+        .unwrap();
+    assert!(!err.status.success());
+    assert!(stderr(&err).contains("Very Poor"), "{}", stderr(&err));
+    assert!(!d.vault.join("vault.json").exists(), "nothing was created");
+    let out = d
+        .cmd(&["vault", "create", "--kdf-iter", "1000"])
+        .env("SYNCFABRIC_PASSWORD", "repeating versions")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("warning: this master password is Weak"),
+        "{}",
+        stderr(&out)
+    );
+    let out = d
+        .cmd(&["vault", "passwd"])
+        .env("SYNCFABRIC_PASSWORD", "repeating versions")
+        .env("SYNCFABRIC_NEW_PASSWORD", "12345")
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && stderr(&out).contains("Very Poor"),
+        "{}",
+        stderr(&out)
+    );
+    let out = d
+        .cmd(&["vault", "passwd", "--force"])
+        .env("SYNCFABRIC_PASSWORD", "repeating versions")
+        .env("SYNCFABRIC_NEW_PASSWORD", "12345")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ok = d
+        .cmd(&["item", "list"])
+        .env("SYNCFABRIC_PASSWORD", "12345")
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "forced: the new password is in use");
+    // A strong one: no warning.
+    let s = Dev::new(tmp.path(), "strong");
+    let out = s.run(&["vault", "create", "--kdf-iter", "1000"]);
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}

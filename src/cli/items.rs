@@ -134,34 +134,42 @@ pub struct ItemValues {
     /// --password-stdin, the line after the master password) or a prompt.
     #[arg(long, conflicts_with = "generate")]
     ask_password: bool,
-    /// Generate a random password of this length.
-    #[arg(long)]
+    /// Generate a random password of this length (all character classes, from
+    /// OpenSSL's RAND_bytes; see `syncfabric generate` for other recipes).
+    #[arg(long, conflicts_with = "generate_words")]
     generate: Option<usize>,
-}
-
-fn generate_password(len: usize) -> CliResult<Secret> {
-    const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789!@#$%^&*-_=+";
-    if !(8..=256).contains(&len) {
-        return Err("--generate takes a length from 8 to 256".into());
-    }
-    let mut out = String::with_capacity(len);
-    let mut buf = [0u8; 64];
-    // Rejection sampling keeps every character equally likely.
-    let limit = 256 - (256 % CHARS.len());
-    while out.len() < len {
-        openssl::rand::rand_bytes(&mut buf)?;
-        for b in buf {
-            if (b as usize) < limit && out.len() < len {
-                out.push(CHARS[b as usize % CHARS.len()] as char);
-            }
-        }
-    }
-    Ok(Secret::new(out))
+    /// Generate a passphrase of this many words (EFF large word list).
+    #[arg(long, value_name = "N", conflicts_with = "ask_password")]
+    generate_words: Option<usize>,
 }
 
 fn new_password(ctx: &mut Ctx, v: &ItemValues) -> CliResult<Option<Secret>> {
-    if let Some(n) = v.generate {
-        return Ok(Some(generate_password(n)?));
+    let recipe = match (v.generate, v.generate_words) {
+        (Some(n), _) => Some(super::generate::Recipe {
+            length: n,
+            ..Default::default()
+        }),
+        (None, Some(w)) => Some(super::generate::Recipe {
+            words: Some(w),
+            separator: "-".into(),
+            ..Default::default()
+        }),
+        (None, None) => None,
+    };
+    if let Some(r) = recipe {
+        if r.words.is_none() && !(8..=256).contains(&r.length) {
+            return Err("--generate takes a length from 8 to 256".into());
+        }
+        let g = r.make(&mut syncfabric::vault::generate::Rng::new())?;
+        if !ctx.json && !ctx.quiet {
+            let s = super::strength::of_generated(&g, r.words.is_some());
+            eprintln!(
+                "generated a password: entropy {:.1} bits; strength {}",
+                g.entropy_bits,
+                s.describe()
+            );
+        }
+        return Ok(Some(g.password));
     }
     if v.ask_password {
         return Ok(Some(
@@ -250,11 +258,22 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
                 .iter()
                 .filter(|f| !f.deleted && f.kind != field_type::SECTION)
                 .collect();
+            let inputs = [i.title.as_str(), i.subtitle.as_str()];
+            let strength = |f: &syncfabric::vault::Field| {
+                (f.kind == field_type::PASSWORD && !f.value.is_empty())
+                    .then(|| super::strength::of_password(f.value.expose(), &inputs))
+            };
             if ctx.json {
                 let mut v = summary(&i);
                 v["fields"] = fields
                     .iter()
-                    .map(|f| serde_json::json!({ "uid": f.uid, "type": f.kind, "label": f.label, "value": shown(f), "history": f.history.len() }))
+                    .map(|f| {
+                        let mut j = serde_json::json!({ "uid": f.uid, "type": f.kind, "label": f.label, "value": shown(f), "history": f.history.len() });
+                        if let Some(s) = strength(f) {
+                            j["strength"] = s.json();
+                        }
+                        j
+                    })
                     .collect();
                 ctx.print_json(&v);
             } else {
@@ -266,6 +285,9 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
                         f.label.as_str()
                     };
                     println!("  {:<12} {}", t(label), t(&shown(f)));
+                    if let Some(s) = strength(f) {
+                        println!("  {:<12} {}", "strength", s.describe());
+                    }
                 }
                 if !i.note.is_empty() {
                     println!("  {:<12} {}", "note", t(i.note.expose()));

@@ -4,8 +4,10 @@ mod accounts;
 mod attach;
 mod config;
 pub mod escape;
+mod generate;
 mod items;
 mod progress;
+mod strength;
 mod sync;
 mod unlock;
 mod when;
@@ -100,6 +102,12 @@ enum Command {
     Logout(accounts::LogoutArgs),
     /// List the logged-in accounts (--check: refresh each to prove it still works).
     Accounts(accounts::AccountsArgs),
+    /// Generate a password (random characters from OpenSSL's RAND_bytes, every
+    /// character equally likely) or a passphrase (--words N, from the EFF large word
+    /// list), with its entropy and strength on standard error.
+    ///
+    /// Example: syncfabric generate --length 24 --no-lookalikes
+    Generate(generate::GenerateArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -116,6 +124,9 @@ enum VaultCmd {
               value_parser = clap::value_parser!(u32).range(
                   i64::from(syncfabric::vault::MIN_KDF_ITER)..=i64::from(syncfabric::vault::MAX_KDF_ITER)))]
         kdf_iter: u32,
+        /// Accept a master password the strength meter rates Very Poor.
+        #[arg(long)]
+        force: bool,
     },
     /// Show the vault's metadata and item counts.
     Info,
@@ -128,6 +139,9 @@ enum VaultCmd {
         /// Stop using a keyfile.
         #[arg(long)]
         remove_keyfile: bool,
+        /// Accept a master password the strength meter rates Very Poor.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -268,6 +282,20 @@ impl Ctx {
 }
 
 pub fn run(cli: Cli) -> CliResult {
+    if let Command::Generate(a) = cli.command {
+        // Needs no vault and no config.
+        let ctx = Ctx {
+            json: cli.json,
+            quiet: cli.quiet,
+            vault: None,
+            keyfile: None,
+            password_stdin: false,
+            config_path: PathBuf::new(),
+            config: Config::default(),
+            stdin_lines: None,
+        };
+        return generate::generate_cmd(&ctx, a);
+    }
     let config_path = cli.config.clone().unwrap_or_else(config::default_path);
     let config = Config::load(&config_path)?;
     let mut ctx = Ctx {
@@ -301,17 +329,23 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Login(a) => accounts::login_cmd(&mut ctx, a),
         Command::Logout(a) => accounts::logout_cmd(&mut ctx, a),
         Command::Accounts(a) => accounts::accounts_cmd(&mut ctx, a),
+        Command::Generate(a) => generate::generate_cmd(&ctx, a),
     }
 }
 
 fn vault_cmd(ctx: &mut Ctx, cmd: VaultCmd) -> CliResult {
     match cmd {
-        VaultCmd::Create { name, kdf_iter } => {
+        VaultCmd::Create {
+            name,
+            kdf_iter,
+            force,
+        } => {
             let dir = ctx.vault_dir()?;
             let pw = ctx.secret("SYNCFABRIC_PASSWORD", "New master password")?;
             if pw.is_empty() {
                 return Err("the master password must not be empty".into());
             }
+            check_master(ctx, &pw, kdf_iter, force)?;
             let kf = ctx.keyfile()?;
             let mut opts = syncfabric::vault::CreateOptions {
                 name,
@@ -332,12 +366,19 @@ fn vault_cmd(ctx: &mut Ctx, cmd: VaultCmd) -> CliResult {
         VaultCmd::Passwd {
             new_keyfile,
             remove_keyfile,
+            force,
         } => {
             let mut v = ctx.open_vault()?;
             let new_pw = ctx.secret("SYNCFABRIC_NEW_PASSWORD", "New master password")?;
             if new_pw.is_empty() {
                 return Err("the master password must not be empty".into());
             }
+            let iter = v
+                .meta()
+                .int("kdf_iter")
+                .and_then(|i| u32::try_from(i).ok())
+                .unwrap_or(syncfabric::vault::DEFAULT_KDF_ITER);
+            check_master(ctx, &new_pw, iter, force)?;
             let kf = match (&new_keyfile, remove_keyfile) {
                 (Some(p), _) => Some(Keyfile::from_path(p)?),
                 (None, true) => None,
@@ -362,6 +403,26 @@ fn vault_cmd(ctx: &mut Ctx, cmd: VaultCmd) -> CliResult {
             Ok(())
         }
     }
+}
+
+/// The strength meter on a new master password (with the bonus of its KDF rounds):
+/// Very Poor is refused unless `force`, below Average is warned about.
+fn check_master(ctx: &Ctx, pw: &Secret, kdf_iter: u32, force: bool) -> CliResult {
+    let s = strength::of_master(pw.expose(), kdf_iter);
+    if s.level == strength::Level::VeryPoor && !force {
+        return Err(format!(
+            "this master password is Very Poor ({}): choose a longer one (e.g. `syncfabric generate --words 6`), or pass --force to use it anyway",
+            s.describe()
+        )
+        .into());
+    }
+    if s.level < strength::Level::Average && !ctx.quiet {
+        eprintln!(
+            "warning: this master password is {}; a passphrase of 6 random words (`syncfabric generate --words 6`) is Excellent",
+            s.describe()
+        );
+    }
+    Ok(())
 }
 
 /// Moves every remote's sync copies (`<vault>/.syncfabric/<remote>/`: base and

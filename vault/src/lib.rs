@@ -85,6 +85,7 @@ mod db;
 pub mod error;
 mod fieldcrypt;
 mod fsutil;
+pub mod generate;
 pub mod item;
 pub mod meta;
 pub mod secret;
