@@ -564,3 +564,65 @@ fn weak_master_passwords_are_refused_or_warned_about() {
     let out = s.run(&["vault", "create", "--kdf-iter", "1000"]);
     assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
 }
+
+/// `item totp`: RFC 6238's SHA-1 vector through the binary (a base32 secret, then an
+/// otpauth URI with SHA-256/SHA-512 and 8 digits), seconds left, and malformed
+/// secrets refused with a clear error, the stored value unchanged.
+#[test]
+fn totp_codes_from_secrets_and_otpauth_uris() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = device(tmp.path(), "dev");
+    let err = d.fail(&["item", "totp", "Bank"]);
+    assert!(err.contains("has no TOTP secret"), "{err}");
+    // "12345678901234567890" in base32; RFC 6238 at T=59: SHA-1 94287082 (8 digits).
+    let b32 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    d.run(&["item", "edit", "Bank", "--totp", &b32.to_lowercase()]);
+    let v = json(&d.run(&["--json", "item", "totp", "Bank", "--at", "59"]));
+    assert_eq!(v["code"], "287082", "the 6-digit code of 94287082");
+    assert_eq!(v["seconds_left"], 1);
+    let out = d.run(&["item", "totp", "Bank", "--at", "1111111109"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "081804");
+    assert!(
+        stderr(&out).contains("valid for 1 more second"),
+        "{}",
+        stderr(&out)
+    );
+    // Now: a 6-digit code and 1..=30 seconds left (no assertion on the clock).
+    let v = json(&d.run(&["--json", "item", "totp", "Bank"]));
+    assert_eq!(v["code"].as_str().unwrap().len(), 6);
+    assert!((1..=30).contains(&v["seconds_left"].as_u64().unwrap()));
+
+    let seed32 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZA"; // 32 bytes
+    let uri =
+        format!("otpauth://totp/ACME%3Ame?secret={seed32}&algorithm=SHA256&digits=8&issuer=ACME");
+    d.run(&["item", "edit", "Bank", "--totp", &uri]);
+    let v = json(&d.run(&["--json", "item", "totp", "Bank", "--at", "1234567890"]));
+    assert_eq!(v["code"], "91819424");
+    let seed64 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNA";
+    let uri = format!("otpauth://totp/x?secret={seed64}&algorithm=SHA512&digits=8");
+    d.run(&["item", "add", "--title", "Bank2", "--totp", &uri]);
+    let v = json(&d.run(&["--json", "item", "totp", "Bank2", "--at", "20000000000"]));
+    assert_eq!(v["code"], "47863826");
+
+    for (bad, want) in [
+        (
+            "otpauth://totp/x?issuer=ACME",
+            "malformed otpauth URI: no secret parameter",
+        ),
+        ("otpauth://totp/x", "malformed otpauth URI: no parameters"),
+        (
+            "otpauth://hotp/x?secret=GEZDGNBV&counter=3",
+            "unsupported TOTP parameter: hotp",
+        ),
+        (
+            "otpauth://totp/x?secret=GEZDGNBV&digits=4",
+            "unsupported TOTP parameter: digits",
+        ),
+        ("not base32 at all!", "not valid base32"),
+    ] {
+        let err = d.fail(&["item", "edit", "Bank2", "--totp", bad]);
+        assert!(err.contains(want), "{bad}: {err}");
+    }
+    let v = json(&d.run(&["--json", "item", "totp", "Bank2", "--at", "20000000000"]));
+    assert_eq!(v["code"], "47863826", "a refused value changed nothing");
+}

@@ -91,6 +91,7 @@ pub mod meta;
 pub mod secret;
 pub mod snapio;
 pub mod snapshot;
+pub mod totp;
 mod vault;
 
 pub use attach::{Attachment, AttachmentReader, CHUNK_SIZE, INLINE_MAX, MAX_ATTACHMENT};
