@@ -626,3 +626,150 @@ fn totp_codes_from_secrets_and_otpauth_uris() {
     let v = json(&d.run(&["--json", "item", "totp", "Bank2", "--at", "20000000000"]));
     assert_eq!(v["code"], "47863826", "a refused value changed nothing");
 }
+
+/// `psk new`, `item share`, `item receive` between two unrelated vaults: the item
+/// arrives whole; a wrong PSK, a tampered blob and garbage import nothing.
+#[test]
+fn items_shared_with_a_psk_arrive_whole_and_tampering_imports_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = device(tmp.path(), "alice");
+    let b = device(tmp.path(), "bob");
+    a.run(&[
+        "item",
+        "edit",
+        "Bank",
+        "--generate",
+        "24",
+        "--url",
+        "https://bank.example",
+        "--totp",
+        "GEZDGNBVGY3TQOJQ",
+    ]);
+    let psk = String::from_utf8(a.run(&["psk", "new"]).stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(psk.len(), 64, "{psk}");
+    assert!(psk.split('-').all(|g| g.len() == 4
+        && g.chars()
+            .all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c))));
+    let other = String::from_utf8(a.run(&["psk", "new"]).stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_ne!(psk, other);
+
+    let blob_file = tmp.path().join("bank.share");
+    let out = a
+        .cmd(&["item", "share", "Bank", "-o", blob_file.to_str().unwrap()])
+        .env("SYNCFABRIC_PSK", &psk)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let blob = std::fs::read_to_string(&blob_file).unwrap();
+    assert!(
+        blob.starts_with("-----BEGIN SYNCFABRIC SHARED ITEM-----\n"),
+        "{blob}"
+    );
+    let secret_pw = {
+        let v = json(&a.run(&["--json", "item", "show", "Bank", "--reveal"]));
+        v["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["type"] == "password")
+            .unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(!blob.contains(&secret_pw) && !blob.contains("bank.example"));
+
+    let receive = |file: &Path, key: &str| {
+        b.cmd(&["item", "receive", file.to_str().unwrap()])
+            .env("SYNCFABRIC_PSK", key)
+            .output()
+            .unwrap()
+    };
+    // Wrong key: a clear error, nothing imported.
+    let out = receive(&blob_file, &other);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("wrong pre-shared key, or the shared item was changed"),
+        "{}",
+        stderr(&out)
+    );
+    // Tampered: one base64 character of the body changed.
+    let mut lines: Vec<String> = blob.lines().map(str::to_string).collect();
+    let line = &mut lines[2];
+    let c = line.remove(10);
+    line.insert(10, if c == 'A' { 'B' } else { 'A' });
+    let tampered = tmp.path().join("tampered.share");
+    std::fs::write(&tampered, lines.join("\n")).unwrap();
+    let out = receive(&tampered, &psk);
+    assert!(
+        !out.status.success() && stderr(&out).contains("nothing was imported"),
+        "{}",
+        stderr(&out)
+    );
+    // Garbage and a missing file.
+    let junk = tmp.path().join("junk.share");
+    std::fs::write(&junk, "hello").unwrap();
+    let out = receive(&junk, &psk);
+    assert!(
+        stderr(&out).contains("not a syncfabric shared item"),
+        "{}",
+        stderr(&out)
+    );
+    let out = receive(&tmp.path().join("missing.share"), &psk);
+    assert!(stderr(&out).contains("cannot read"), "{}", stderr(&out));
+    assert_eq!(b.titles(), ["Bank"], "nothing was imported");
+
+    // The right key, from a file: the item arrives as a new item, fields intact.
+    let key_file = tmp.path().join("psk.txt");
+    std::fs::write(&key_file, format!("{psk}\n")).unwrap();
+    let out = b.run(&[
+        "--json",
+        "item",
+        "receive",
+        blob_file.to_str().unwrap(),
+        "--psk-file",
+        key_file.to_str().unwrap(),
+    ]);
+    let uuid = json(&out)["uuid"].as_str().unwrap().to_string();
+    assert_eq!(b.titles(), ["Bank", "Bank"]);
+    let v = json(&b.run(&["--json", "item", "show", &uuid, "--reveal"]));
+    let field = |t: &str| {
+        v["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["type"] == t)
+            .unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(field("password"), secret_pw);
+    assert_eq!(field("url"), "https://bank.example");
+    assert_eq!(field("totp"), "GEZDGNBVGY3TQOJQ");
+    let totp = json(&b.run(&["--json", "item", "totp", &uuid, "--at", "59"]));
+    assert_eq!(totp["code"].as_str().unwrap().len(), 6);
+    // Standard input works too.
+    let mut child = b
+        .cmd(&["item", "receive", "-"])
+        .env("SYNCFABRIC_PSK", &psk)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(blob.as_bytes())
+        .unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    assert_eq!(b.titles().len(), 3);
+}

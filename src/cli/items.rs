@@ -113,6 +113,34 @@ pub enum ItemCmd {
         #[arg(long, value_name = "UNIX")]
         at: Option<u64>,
     },
+    /// Encrypt an item for someone who knows a pre-shared key (see `syncfabric psk
+    /// new`): a text blob to send them, the PSK through another channel. The PSK comes
+    /// from $SYNCFABRIC_PSK, --psk-file, the next line of stdin with --password-stdin,
+    /// or a prompt (never an argument: it would stay in shell history). Attachments and
+    /// field history are not shared.
+    ///
+    /// Example: SYNCFABRIC_PSK=... syncfabric item share Bank -o bank.share
+    Share {
+        /// Uuid or title.
+        item: String,
+        /// Read the PSK from this file (its first line).
+        #[arg(long, value_name = "FILE")]
+        psk_file: Option<std::path::PathBuf>,
+        /// Write the blob to this new file instead of standard output.
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Import an item shared with `item share` as a new item; a wrong PSK or a blob
+    /// changed on the way imports nothing.
+    ///
+    /// Example: SYNCFABRIC_PSK=... syncfabric item receive bank.share
+    Receive {
+        /// The blob's file (`-`: standard input).
+        file: std::path::PathBuf,
+        /// Read the PSK from this file (its first line).
+        #[arg(long, value_name = "FILE")]
+        psk_file: Option<std::path::PathBuf>,
+    },
     /// Remove an attachment from an item (the removal syncs).
     ///
     /// Example: syncfabric item detach Bank contract.pdf
@@ -191,6 +219,22 @@ fn new_password(ctx: &mut Ctx, v: &ItemValues) -> CliResult<Option<Secret>> {
         ));
     }
     Ok(None)
+}
+
+/// The pre-shared key: the first line of `file`, or $SYNCFABRIC_PSK / stdin / a prompt.
+fn psk(ctx: &mut Ctx, file: Option<&std::path::Path>) -> CliResult<Secret> {
+    let psk = match file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read the pre-shared key from {}: {e}", p.display()))?;
+            Secret::new(text.lines().next().unwrap_or("").trim().to_string())
+        }
+        None => ctx.secret("SYNCFABRIC_PSK", "Pre-shared key")?,
+    };
+    if psk.expose().trim().is_empty() {
+        return Err("the pre-shared key is empty".into());
+    }
+    Ok(psk)
 }
 
 /// A TOTP value is stored only if codes can be made from it.
@@ -455,6 +499,60 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
         ItemCmd::Totp { item, at } => {
             let i = find(&vault.items()?, &item)?;
             totp(ctx, &i, at)?;
+        }
+        ItemCmd::Share {
+            item,
+            psk_file,
+            output,
+        } => {
+            let i = find(&vault.items()?, &item)?;
+            let psk = psk(ctx, psk_file.as_deref())?;
+            let blob = syncfabric::vault::share::share_item(&i, &psk)?;
+            match output {
+                Some(path) => {
+                    let mut o = std::fs::OpenOptions::new();
+                    o.write(true).create_new(true);
+                    let mut f = o
+                        .open(&path)
+                        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+                    std::io::Write::write_all(&mut f, blob.as_bytes())?;
+                    if !ctx.quiet {
+                        eprintln!("wrote {} shared under the pre-shared key to {}; send the key through another channel", t(&i.title), path.display());
+                    }
+                }
+                None => print!("{blob}"),
+            }
+        }
+        ItemCmd::Receive { file, psk_file } => {
+            let psk = psk(ctx, psk_file.as_deref())?;
+            let text = if file.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(
+                    &mut std::io::Read::take(
+                        std::io::stdin(),
+                        syncfabric::vault::share::MAX_BLOB as u64 + 1,
+                    ),
+                    &mut s,
+                )?;
+                s
+            } else {
+                let md = std::fs::metadata(&file)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+                if md.len() > syncfabric::vault::share::MAX_BLOB as u64 {
+                    return Err(
+                        format!("{} is too large to be a shared item", file.display()).into(),
+                    );
+                }
+                std::fs::read_to_string(&file)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))?
+            };
+            let new = syncfabric::vault::share::receive_item(&text, &psk)?;
+            let item = vault.add_item(new)?;
+            if ctx.json {
+                ctx.print_json(&summary(&item));
+            } else {
+                println!("received {} {}", item.uuid, t(&item.title));
+            }
         }
         ItemCmd::Detach { item, name } => {
             let i = find(&vault.items()?, &item)?;

@@ -108,6 +108,18 @@ enum Command {
     ///
     /// Example: syncfabric generate --length 24 --no-lookalikes
     Generate(generate::GenerateArgs),
+    /// Pre-shared keys for `item share` / `item receive`.
+    #[command(subcommand)]
+    Psk(PskCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum PskCmd {
+    /// Make a new pre-shared key (256 random bits, base32) and print it. Give it to
+    /// the other person through another channel than the shared items.
+    ///
+    /// Example: syncfabric psk new
+    New,
 }
 
 #[derive(Subcommand, Debug)]
@@ -282,6 +294,18 @@ impl Ctx {
 }
 
 pub fn run(cli: Cli) -> CliResult {
+    if let Command::Psk(PskCmd::New) = cli.command {
+        let psk = syncfabric::vault::share::new_psk()?;
+        if cli.json {
+            println!("{}", serde_json::json!({ "psk": psk.expose() }));
+        } else {
+            println!("{}", psk.expose());
+            if !cli.quiet {
+                eprintln!("give this key to the other person through another channel than the items you share (in person, by phone); then `syncfabric item share TITLE` with it in $SYNCFABRIC_PSK");
+            }
+        }
+        return Ok(());
+    }
     if let Command::Generate(a) = cli.command {
         // Needs no vault and no config.
         let ctx = Ctx {
@@ -330,6 +354,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Logout(a) => accounts::logout_cmd(&mut ctx, a),
         Command::Accounts(a) => accounts::accounts_cmd(&mut ctx, a),
         Command::Generate(a) => generate::generate_cmd(&ctx, a),
+        Command::Psk(PskCmd::New) => Ok(()), // handled above
     }
 }
 

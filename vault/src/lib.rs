@@ -89,6 +89,7 @@ pub mod generate;
 pub mod item;
 pub mod meta;
 pub mod secret;
+pub mod share;
 pub mod snapio;
 pub mod snapshot;
 pub mod totp;
