@@ -773,3 +773,189 @@ fn items_shared_with_a_psk_arrive_whole_and_tampering_imports_nothing() {
     assert!(child.wait_with_output().unwrap().status.success());
     assert_eq!(b.titles().len(), 3);
 }
+
+/// A fake Pwned Passwords range server on 127.0.0.1: records every request, answers
+/// from `answers` (prefix → body) and with padding only for other prefixes.
+struct RangeServer {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn range_server(answers: std::collections::HashMap<String, String>) -> RangeServer {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/range/", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (seen2, answers) = (seen.clone(), std::sync::Arc::new(answers));
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let (seen, answers) = (seen2.clone(), answers.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut request = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        request.push_str(&line);
+                    }
+                    let path = request.split(' ').nth(1).unwrap_or("").to_string();
+                    seen.lock().unwrap().push(request);
+                    let prefix = path.trim_start_matches("/range/");
+                    let padding = "0000000000000000000000000000000000A:0\r\nFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF:0\r\n";
+                    let body = format!(
+                        "{}{padding}",
+                        answers.get(prefix).cloned().unwrap_or_default()
+                    );
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if conn.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    RangeServer { url, seen }
+}
+
+fn sha1_upper(s: &str) -> String {
+    hex::encode_upper(openssl::sha::sha1(s.as_bytes()))
+}
+
+/// `audit`: weak, reused and old passwords; with --breached, the fake range server
+/// sees only 5-character prefixes (one request per distinct prefix: answers are
+/// cached), `Add-Padding: true` on each, and a suffix listed with count 0 (padding)
+/// is not reported as breached.
+#[test]
+fn audit_reports_weak_reused_old_and_breached_sending_only_prefixes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Dev::new(tmp.path(), "dev");
+    d.run(&["vault", "create", "--kdf-iter", "1000"]);
+    let add = |title: &str, pw: &str| {
+        let out = d
+            .cmd(&["item", "add", "--title", title, "--ask-password"])
+            .env("SYNCFABRIC_ITEM_PASSWORD", pw)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    let quiet = "Tr0ub4dor&3-quiet-lantern-harbor";
+    add("Bank", "password");
+    add("Mail", "password");
+    add("Shop", quiet);
+    d.run(&["item", "add", "--title", "Strong", "--generate", "24"]);
+    d.run(&["item", "add", "--title", "NoPassword"]);
+
+    // Offline: weak and reused, nothing old yet, no request.
+    let v = json(&d.run(&["--json", "audit"]));
+    assert_eq!(v["checked"], 4, "{v}");
+    assert_eq!(v["weak"], 2);
+    assert_eq!(v["reused"], 2);
+    assert_eq!(v["old"], 0);
+    assert!(v["breached"].is_null());
+    let v = json(&d.run(&["--json", "audit", "--days", "0"]));
+    assert_eq!(v["old"], 4, "--days 0: every password is old");
+
+    let h_pw = sha1_upper("password");
+    let (p_pw, s_pw) = (h_pw[..5].to_string(), h_pw[5..].to_string());
+    let h_quiet = sha1_upper(quiet);
+    let mut answers = std::collections::HashMap::new();
+    answers.insert(p_pw.clone(), format!("{s_pw}:3861493\r\n"));
+    // The quiet password's own suffix, but as a padding line (count 0).
+    answers.insert(h_quiet[..5].to_string(), format!("{}:0\r\n", &h_quiet[5..]));
+    let server = range_server(answers);
+    let v = json(&d.run(&["--json", "audit", "--breached", "--endpoint", &server.url]));
+    assert_eq!(v["breached"], 2, "{v}");
+    assert_eq!(v["breach_requests"], 3, "one request per distinct prefix");
+    let item = |t: &str| {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["title"] == t)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(item("Bank")["breached"], 3861493);
+    assert_eq!(item("Mail")["breached"], 3861493);
+    assert_eq!(
+        item("Shop")["breached"],
+        0,
+        "a padding line is not a breach"
+    );
+    assert_eq!(item("Strong")["breached"], 0);
+
+    let seen = server.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let strong_pw = {
+        let v = json(&d.run(&["--json", "item", "show", "Strong", "--reveal"]));
+        v["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["type"] == "password")
+            .unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for req in &seen {
+        let first = req.lines().next().unwrap();
+        let path = first.split(' ').nth(1).unwrap();
+        let prefix = path
+            .strip_prefix("/range/")
+            .unwrap_or_else(|| panic!("{first}"));
+        assert!(
+            prefix.len() == 5
+                && prefix
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()),
+            "{first}"
+        );
+        assert!(
+            req.to_ascii_lowercase().contains("add-padding: true"),
+            "{req}"
+        );
+        for secret in [
+            s_pw.as_str(),
+            &h_quiet[5..],
+            "password",
+            quiet,
+            &strong_pw,
+            &sha1_upper(&strong_pw)[5..],
+        ] {
+            assert!(
+                !req.contains(secret),
+                "a request carried more than a prefix: {req}"
+            );
+        }
+    }
+    // The text report names them.
+    let text = String::from_utf8(
+        d.run(&["audit", "--breached", "--endpoint", &server.url])
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        text.contains("seen 3861493 times in breaches") && text.contains("reused in 1 other item"),
+        "{text}"
+    );
+
+    // An unreachable service is a clear error.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/range/", l.local_addr().unwrap())
+    };
+    let err = d.fail(&["audit", "--breached", "--endpoint", &closed]);
+    assert!(err.contains("could not be reached"), "{err}");
+}

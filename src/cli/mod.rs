@@ -2,6 +2,8 @@
 
 mod accounts;
 mod attach;
+mod audit;
+mod breach;
 mod config;
 pub mod escape;
 mod generate;
@@ -108,6 +110,11 @@ enum Command {
     ///
     /// Example: syncfabric generate --length 24 --no-lookalikes
     Generate(generate::GenerateArgs),
+    /// Report weak, reused and old passwords, and with --breached those Have I Been
+    /// Pwned knows (only the first 5 hex characters of each SHA-1 are sent).
+    ///
+    /// Example: syncfabric audit --breached --days 180
+    Audit(audit::AuditArgs),
     /// Pre-shared keys for `item share` / `item receive`.
     #[command(subcommand)]
     Psk(PskCmd),
@@ -354,6 +361,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Logout(a) => accounts::logout_cmd(&mut ctx, a),
         Command::Accounts(a) => accounts::accounts_cmd(&mut ctx, a),
         Command::Generate(a) => generate::generate_cmd(&ctx, a),
+        Command::Audit(a) => audit::audit_cmd(&mut ctx, a),
         Command::Psk(PskCmd::New) => Ok(()), // handled above
     }
 }
