@@ -959,3 +959,81 @@ fn audit_reports_weak_reused_old_and_breached_sending_only_prefixes() {
     let err = d.fail(&["audit", "--breached", "--endpoint", &closed]);
     assert!(err.contains("could not be reached"), "{err}");
 }
+
+/// Each sync says what it did: items in and out, conflicts and where the losing values
+/// went, attachments moved; `status` shows dates a person reads, and `--changes` what
+/// each journal commit changed.
+#[test]
+fn sync_summaries_and_readable_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let url = format!("folder://{}", shared.display());
+    let a = device(tmp.path(), "laptop");
+    a.run(&["remote", "add", "shared", &url]);
+    let v = json(&a.run(&["--json", "sync"]));
+    assert_eq!(v[0]["items_out"]["new"], 1, "the first push: {v}");
+    let b = Dev::new(tmp.path(), "phone");
+    b.run(&["restore", &url, "--name", "shared"]);
+
+    a.run(&["item", "add", "--title", "Mail"]);
+    a.run(&["item", "edit", "Bank", "--username", "new-me"]);
+    let file = tmp.path().join("big.bin");
+    std::fs::write(&file, bytes(3, 5000)).unwrap();
+    a.run(&["item", "attach", "Bank", file.to_str().unwrap()]);
+    let v = json(&a.run(&["--json", "sync"]));
+    assert_eq!(
+        v[0]["items_out"],
+        serde_json::json!({"total": 2, "new": 1, "changed": 1, "deleted": 0}),
+        "{v}"
+    );
+    assert_eq!(v[0]["items_in"]["total"], 0);
+    assert_eq!(v[0]["attachments"]["uploaded"], 1);
+    let out = b.run(&["sync"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("in   2 items (1 new, 1 changed)") && text.contains("out  no item"),
+        "{text}"
+    );
+    assert!(text.contains("attachments: 1 downloaded"), "{text}");
+
+    // Both change the same field: one conflict, and where the loser went.
+    a.run(&["item", "edit", "Bank", "--username", "laptop-name"]);
+    b.run(&["item", "edit", "Bank", "--username", "phone-name"]);
+    b.run(&["item", "rm", "Mail"]);
+    a.run(&["sync"]);
+    let text = String::from_utf8(b.run(&["sync"]).stdout).unwrap();
+    assert!(
+        text.contains(" resolved; each losing value is kept")
+            && text.contains("syncfabric item history TITLE"),
+        "{text}"
+    );
+    assert!(
+        text.contains("in   1 item (1 changed)"),
+        "the losing value came into the history: {text}"
+    );
+    assert!(
+        text.contains("1 deleted"),
+        "the phone's delete went out: {text}"
+    );
+
+    // Status: dates, never a bare unix number.
+    let text = String::from_utf8(b.run(&["status"]).stdout).unwrap();
+    assert!(
+        text.contains("last sync 20") && text.contains(" ago)") || text.contains("just now)"),
+        "{text}"
+    );
+    assert!(!text.contains("unix"), "{text}");
+    let text = String::from_utf8(b.run(&["status", "--changes"]).stdout).unwrap();
+    assert!(
+        text.contains("changed ") && text.contains("holds "),
+        "{text}"
+    );
+    let v = json(&b.run(&["--json", "status", "--changes"]));
+    let journal = v[0]["journal"].as_array().unwrap();
+    assert!(journal.len() >= 2, "{v}");
+    assert!(
+        journal.iter().all(|e| e["changed"]["total"].is_u64()),
+        "{v}"
+    );
+}

@@ -10,6 +10,7 @@ mod generate;
 mod items;
 mod progress;
 mod strength;
+mod summary;
 mod sync;
 mod unlock;
 mod when;
@@ -81,8 +82,15 @@ enum Command {
     ///
     /// Example: syncfabric sync nas --dry-run
     Sync(sync::SyncArgs),
-    /// Show the sync state of the vault's remotes.
-    Status,
+    /// Show the sync state of the vault's remotes: the last sync and the journal of
+    /// commits, with dates (UTC) and how long ago.
+    ///
+    /// Example: syncfabric status --changes
+    Status {
+        /// Also say what each journal commit changed (opens the vault).
+        #[arg(long)]
+        changes: bool,
+    },
     /// Keep syncing: at start, whenever the remote changes (change feed where the
     /// storage has one, polling otherwise), and after local saves (debounced).
     ///
@@ -354,7 +362,7 @@ pub fn run(cli: Cli) -> CliResult {
         }
         Command::Remote(c) => sync::remote_cmd(&mut ctx, c),
         Command::Sync(a) => sync::sync_cmd(&mut ctx, a),
-        Command::Status => sync::status_cmd(&mut ctx),
+        Command::Status { changes } => sync::status_cmd(&mut ctx, changes),
         Command::Watch(a) => sync::watch_cmd(&mut ctx, a),
         Command::Restore(a) => sync::restore_cmd(&mut ctx, a),
         Command::Login(a) => accounts::login_cmd(&mut ctx, a),
