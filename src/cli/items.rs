@@ -302,6 +302,13 @@ fn find(items: &[Item], key: &str) -> CliResult<Item> {
     }
 }
 
+fn listing(i: &syncfabric::vault::ItemSummary) -> serde_json::Value {
+    serde_json::json!({
+        "uuid": i.uuid, "title": i.title, "subtitle": i.subtitle, "category": i.category,
+        "trashed": i.trashed, "deleted": i.deleted, "updated_at": i.updated_at,
+    })
+}
+
 fn summary(i: &Item) -> serde_json::Value {
     serde_json::json!({
         "uuid": i.uuid, "title": i.title, "subtitle": i.subtitle, "category": i.category,
@@ -313,8 +320,9 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
     let mut vault = ctx.open_vault()?;
     match cmd {
         ItemCmd::List { trashed, all } => {
-            let mut items: Vec<Item> = vault
-                .items()?
+            // Listing columns only: one query, no field decrypted.
+            let mut items: Vec<syncfabric::vault::ItemSummary> = vault
+                .item_summaries()?
                 .into_iter()
                 .filter(|i| {
                     if all {
@@ -326,17 +334,14 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
                     }
                 })
                 .collect();
-            items.sort_by(|a, b| {
-                a.title
-                    .to_lowercase()
-                    .cmp(&b.title.to_lowercase())
-                    .then(a.uuid.cmp(&b.uuid))
-            });
+            items.sort_by_cached_key(|i| (i.title.to_lowercase(), i.uuid.clone()));
             if ctx.json {
                 ctx.print_json(&serde_json::Value::Array(
-                    items.iter().map(summary).collect(),
+                    items.iter().map(listing).collect(),
                 ));
             } else {
+                use std::io::Write;
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
                 for i in &items {
                     let flag = if i.deleted {
                         " [deleted]"
@@ -345,8 +350,16 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
                     } else {
                         ""
                     };
-                    println!("{}  {:<30} {}{}", i.uuid, t(&i.title), t(&i.subtitle), flag);
+                    writeln!(
+                        out,
+                        "{}  {:<30} {}{}",
+                        i.uuid,
+                        t(&i.title),
+                        t(&i.subtitle),
+                        flag
+                    )?;
                 }
+                out.flush()?;
             }
         }
         ItemCmd::Show { item, reveal } => {

@@ -98,7 +98,7 @@ mod vault;
 pub use attach::{Attachment, AttachmentReader, CHUNK_SIZE, INLINE_MAX, MAX_ATTACHMENT};
 pub use error::{Error, Result};
 pub use fsutil::create_private_dir_all;
-pub use item::{field_type, Field, Folder, HistoryEntry, Item, NewItem};
+pub use item::{field_type, Field, Folder, HistoryEntry, Item, ItemSummary, NewItem};
 pub use meta::{check_kdf_iter, VaultMeta, DEFAULT_KDF_ITER, MAX_KDF_ITER, MIN_KDF_ITER};
 pub use secret::{Keyfile, Password, Secret, VaultKey};
 pub use snapio::{
