@@ -1024,6 +1024,12 @@ fn sync_summaries_and_readable_status() {
         "{text}"
     );
     assert!(!text.contains("unix"), "{text}");
+    // In the local zone: a POSIX TZ string needs no time-zone database.
+    let out = b.cmd(&["status"]).env("TZ", "JST-9").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(" JST ("), "{text}");
+    let out = b.cmd(&["status"]).env("TZ", "UTC0").output().unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().contains(" UTC ("));
     let text = String::from_utf8(b.run(&["status", "--changes"]).stdout).unwrap();
     assert!(
         text.contains("changed ") && text.contains("holds "),

@@ -1,4 +1,6 @@
-//! Times a person reads: `2026-12-05 08:11 UTC (3 days ago)`, from unix seconds.
+//! Times a person reads: `2026-12-05 09:11 CET (3 days ago)`, from unix seconds, in
+//! the local time zone ($TZ, else /etc/localtime, through the C library), UTC when
+//! that is unknown.
 
 /// Now, in unix seconds.
 pub fn now() -> i64 {
@@ -23,11 +25,48 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// `2026-12-05 08:11 UTC`; `never` for 0 or less (unset timestamps).
+/// `2026-12-05 09:11 CET` in the local zone (UTC if it cannot be had); `never` for 0
+/// or less (unset timestamps).
 pub fn date(ts: i64) -> String {
     if ts <= 0 {
         return "never".into();
     }
+    local(ts).unwrap_or_else(|| utc(ts))
+}
+
+/// The local date, time and zone abbreviation of `ts`, from `localtime_r`.
+fn local(ts: i64) -> Option<String> {
+    // (time_t is 32 bits on some targets.)
+    #[allow(clippy::useless_conversion)]
+    let t: libc::time_t = ts.try_into().ok()?;
+    // SAFETY: `tm` is a plain C struct for which all-zero bytes are a valid value;
+    // `localtime_r` writes only into it (it is reentrant) and returns NULL on failure.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the duration of the call.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return None;
+    }
+    let zone = if tm.tm_zone.is_null() {
+        String::new()
+    } else {
+        // SAFETY: glibc points `tm_zone` at a NUL-terminated abbreviation that lives
+        // as long as the process's time-zone data.
+        unsafe { std::ffi::CStr::from_ptr(tm.tm_zone) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    Some(format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} {zone}",
+        i64::from(tm.tm_year) + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min
+    ))
+}
+
+/// `2026-12-05 08:11 UTC`.
+fn utc(ts: i64) -> String {
     let (y, m, d) = civil_from_days(ts.div_euclid(86_400));
     let s = ts.rem_euclid(86_400);
     format!(
@@ -67,10 +106,13 @@ mod tests {
     #[test]
     fn dates_match_known_instants() {
         assert_eq!(date(0), "never");
-        assert_eq!(date(1), "1970-01-01 00:00 UTC");
-        assert_eq!(date(951_782_400), "2000-02-29 00:00 UTC");
-        assert_eq!(date(1_796_399_134), "2026-12-04 15:45 UTC");
-        assert_eq!(date(4_102_444_799), "2099-12-31 23:59 UTC");
+        assert_eq!(utc(1), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(utc(1_796_399_134), "2026-12-04 15:45 UTC");
+        assert_eq!(utc(4_102_444_799), "2099-12-31 23:59 UTC");
+        // Local time: whatever the zone, the same instant within a day of UTC's date.
+        let l = date(1_796_399_134);
+        assert!(l.starts_with("2026-12-0"), "{l}");
     }
 
     #[test]
