@@ -169,6 +169,35 @@ fn attachments_through_the_cli_with_bad_input() {
         "nothing was added: {list}"
     );
 
+    // A damaged attachment file: a clear error, and no file (not even a temp) is left.
+    let att = d.vault.join(format!("{big_uuid}.enpassattach"));
+    let pristine = std::fs::read(&att).unwrap();
+    let mut bad = pristine.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x20;
+    std::fs::write(&att, &bad).unwrap();
+    let outdir = tmp.path().join("out");
+    std::fs::create_dir_all(&outdir).unwrap();
+    let target = outdir.join("scan.pdf");
+    let err = d.fail(&[
+        "item",
+        "extract",
+        "Bank",
+        "scan.pdf",
+        "-o",
+        target.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("corrupt") || err.contains("does not match"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&outdir).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
+    std::fs::write(&att, &pristine).unwrap();
+
     // Detach: gone from the list, and extracting it is an error.
     d.run(&["item", "detach", "Bank", "note.txt"]);
     let list = json(&d.run(&["--json", "item", "attachments", "Bank"]));

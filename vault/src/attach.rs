@@ -388,10 +388,20 @@ impl Vault {
         }
     }
 
-    /// Copies an attachment's content into `out`; returns the byte count.
+    /// Copies an attachment's content into `out`; returns the byte count. A damaged
+    /// attachment file or content that does not match its record is [`Error::Corrupt`]
+    /// (`out` may then hold part of it: write to a temporary place).
     pub fn read_attachment_to(&self, uuid: &str, out: &mut dyn Write) -> Result<u64> {
         let mut r = self.open_attachment(uuid)?;
-        io::copy(&mut r, out).map_err(|e| Error::io(self.attachment_path(uuid), e))
+        io::copy(&mut r, out).map_err(|e| {
+            if e.kind() == io::ErrorKind::InvalidData {
+                // A chunk that fails its page check, or content that does not match
+                // its recorded size/SHA-1: damage, not an I/O failure.
+                Error::Corrupt(format!("attachment {uuid}: {e}"))
+            } else {
+                Error::io(self.attachment_path(uuid), e)
+            }
+        })
     }
 
     /// Marks an attachment deleted (tombstone). Its file stays until
