@@ -21,6 +21,13 @@
 //! * Attachments over 1 KiB live in `<uuid>.enpassattach`, a SQLCipher file keyed by a
 //!   random key kept in `attachment.password` (layout: [`attach`]).
 //!
+//! ## Around the vault
+//! * [`generate`]: passwords and EFF-list passphrases from OpenSSL's CSPRNG, unbiased,
+//!   with their entropy.
+//! * [`totp`]: RFC 6238 codes from an item's base32 secret or `otpauth://` URI.
+//! * [`share`]: one item encrypted under a pre-shared key (the blob format is
+//!   documented there).
+//!
 //! Crypto is OpenSSL's (the library SQLCipher links). This crate makes SQLCipher 3
 //! settings the process-wide SQLCipher default (`PRAGMA cipher_default_compatibility
 //! = 3`), since every SQLCipher file of a vault uses them.

@@ -224,12 +224,19 @@ impl Totp {
         let mac = Zeroizing::new(signer.sign_to_vec().map_err(crypto)?);
         let off = (mac[mac.len() - 1] & 0x0f) as usize;
         let bin = u32::from_be_bytes([mac[off] & 0x7f, mac[off + 1], mac[off + 2], mac[off + 3]]);
-        let code = u64::from(bin) % 10u64.pow(self.digits);
+        let modulus = 10u64
+            .checked_pow(self.digits)
+            .filter(|_| (6..=10).contains(&self.digits))
+            .ok_or_else(|| TotpError::Unsupported("digits (6 to 10)".into()))?;
+        let code = u64::from(bin) % modulus;
         Ok(format!("{code:0width$}", width = self.digits as usize))
     }
 
     /// The code at unix time `unix` and the seconds it stays valid.
     pub fn at(&self, unix: u64) -> Result<(String, u64), TotpError> {
+        if !(1..=3600).contains(&self.period) {
+            return Err(TotpError::Unsupported("period (1 to 3600 seconds)".into()));
+        }
         let code = self.hotp(unix / self.period)?;
         Ok((code, self.period - unix % self.period))
     }
@@ -305,6 +312,17 @@ mod tests {
         let (code, left) = Totp::parse(b32).unwrap().at(59).unwrap();
         assert_eq!((code.as_str(), left), ("287082", 1));
         assert!(!format!("{t:?}").contains("GEZD"));
+        // Public fields set out of range are errors, not panics.
+        let bad = Totp {
+            digits: 30,
+            ..Totp::new(b"k".to_vec())
+        };
+        assert!(matches!(bad.at(1), Err(TotpError::Unsupported(_))));
+        let bad = Totp {
+            period: 0,
+            ..Totp::new(b"k".to_vec())
+        };
+        assert!(matches!(bad.at(1), Err(TotpError::Unsupported(_))));
     }
 
     #[test]
