@@ -150,6 +150,9 @@ fn attachments_through_the_cli_with_bad_input() {
         let err = d.fail(&["item", "attach", "Bank", locked.to_str().unwrap()]);
         assert!(err.contains("cannot read"), "{err}");
     }
+    // A file that opens but cannot be read, even by root: /proc/self/mem at offset 0.
+    let err = d.fail(&["item", "attach", "Bank", "/proc/self/mem"]);
+    assert!(err.contains("cannot read /proc/self/mem"), "{err}");
     // A sparse file just over the 1 GiB limit (no disk space used).
     let huge = tmp.path().join("huge.iso");
     std::fs::File::create(&huge)

@@ -98,7 +98,17 @@ pub fn attach(
             .ok_or_else(|| format!("{} has no file name: give one with --name", file.display()))?,
     };
     let mut reader = std::io::BufReader::new(f);
-    let a = vault.add_attachment(&item.uuid, &name, mime_for(&name), &mut reader)?;
+    let a = vault
+        .add_attachment(&item.uuid, &name, mime_for(&name), &mut reader)
+        .map_err(|e| -> Box<dyn std::error::Error> {
+            match e {
+                // Reading the file failed part-way (nothing was kept).
+                syncfabric::vault::Error::Io { path, source } if path == Path::new(&name) => {
+                    format!("cannot read {}: {source}", file.display()).into()
+                }
+                e => e.into(),
+            }
+        })?;
     if ctx.json {
         ctx.print_json(&json_of(&a));
     } else {
