@@ -95,6 +95,25 @@ pub struct Config {
     /// Per-provider OAuth overrides, `[oauth.<provider>]`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub oauth: std::collections::BTreeMap<String, OAuthOverride>,
+    /// `syncfabric audit` defaults, `[audit]`.
+    #[serde(default, skip_serializing_if = "AuditConfig::is_default")]
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: whether `syncfabric audit` checks breaches without `--breached`, the
+/// range API's address, and the age in days that makes a password old.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditConfig {
+    #[serde(default)]
+    pub breached: bool,
+    pub endpoint: Option<String>,
+    pub days: Option<u32>,
+}
+
+impl AuditConfig {
+    fn is_default(&self) -> bool {
+        self == &AuditConfig::default()
+    }
 }
 
 pub fn default_path() -> PathBuf {

@@ -1,6 +1,8 @@
 //! `syncfabric item ...`
 
+use super::attach;
 use super::escape::for_terminal as t;
+use super::when;
 use super::{CliResult, Ctx};
 use clap::{Args, Subcommand};
 use syncfabric::vault::{field_type, Item, NewItem, Secret};
@@ -56,6 +58,98 @@ pub enum ItemCmd {
         /// Uuid or title.
         item: String,
     },
+    /// Attach a file to an item (up to 1 KiB inline, larger ones in their own encrypted
+    /// `.enpassattach` file, as Enpass does; at most 1 GiB).
+    ///
+    /// Example: syncfabric item attach Bank ~/scans/contract.pdf
+    Attach {
+        /// Uuid or title.
+        item: String,
+        /// The file to attach.
+        file: std::path::PathBuf,
+        /// The name shown (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List an item's attachments.
+    ///
+    /// Example: syncfabric item attachments Bank
+    Attachments {
+        /// Uuid or title.
+        item: String,
+    },
+    /// Write an attachment's content to a new file (-o) or to standard output.
+    ///
+    /// Example: syncfabric item extract Bank contract.pdf -o ~/contract.pdf
+    Extract {
+        /// Uuid or title of the item.
+        item: String,
+        /// The attachment's name (or uuid).
+        name: String,
+        /// Write to this new file (never over an existing one).
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Each field's earlier values and when they changed (edits here, and values a
+    /// sync conflict lost, which the merge keeps in the field's history). Secret values
+    /// are masked unless --reveal.
+    ///
+    /// Example: syncfabric item history Bank --reveal
+    History {
+        /// Uuid or title.
+        item: String,
+        /// Print secret values in clear.
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// The item's current TOTP code (from its base32 secret or otpauth:// URI) and the
+    /// seconds it stays valid.
+    ///
+    /// Example: syncfabric item totp Bank
+    Totp {
+        /// Uuid or title.
+        item: String,
+        /// The code at this unix time instead of now.
+        #[arg(long, value_name = "UNIX")]
+        at: Option<u64>,
+    },
+    /// Encrypt an item for someone who knows a pre-shared key (see `syncfabric psk
+    /// new`): a text blob to send them, the PSK through another channel. The PSK comes
+    /// from $SYNCFABRIC_PSK, --psk-file, the next line of stdin with --password-stdin,
+    /// or a prompt (never an argument: it would stay in shell history). Attachments and
+    /// field history are not shared.
+    ///
+    /// Example: SYNCFABRIC_PSK=... syncfabric item share Bank -o bank.share
+    Share {
+        /// Uuid or title.
+        item: String,
+        /// Read the PSK from this file (its first line).
+        #[arg(long, value_name = "FILE")]
+        psk_file: Option<std::path::PathBuf>,
+        /// Write the blob to this new file instead of standard output.
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Import an item shared with `item share` as a new item; a wrong PSK or a blob
+    /// changed on the way imports nothing.
+    ///
+    /// Example: SYNCFABRIC_PSK=... syncfabric item receive bank.share
+    Receive {
+        /// The blob's file (`-`: standard input).
+        file: std::path::PathBuf,
+        /// Read the PSK from this file (its first line).
+        #[arg(long, value_name = "FILE")]
+        psk_file: Option<std::path::PathBuf>,
+    },
+    /// Remove an attachment from an item (the removal syncs).
+    ///
+    /// Example: syncfabric item detach Bank contract.pdf
+    Detach {
+        /// Uuid or title of the item.
+        item: String,
+        /// The attachment's name (or uuid).
+        name: String,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -79,34 +173,45 @@ pub struct ItemValues {
     /// --password-stdin, the line after the master password) or a prompt.
     #[arg(long, conflicts_with = "generate")]
     ask_password: bool,
-    /// Generate a random password of this length.
-    #[arg(long)]
+    /// Generate a random password of this length (all character classes, from
+    /// OpenSSL's RAND_bytes; see `syncfabric generate` for other recipes).
+    #[arg(long, conflicts_with = "generate_words")]
     generate: Option<usize>,
-}
-
-fn generate_password(len: usize) -> CliResult<Secret> {
-    const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789!@#$%^&*-_=+";
-    if !(8..=256).contains(&len) {
-        return Err("--generate takes a length from 8 to 256".into());
-    }
-    let mut out = String::with_capacity(len);
-    let mut buf = [0u8; 64];
-    // Rejection sampling keeps every character equally likely.
-    let limit = 256 - (256 % CHARS.len());
-    while out.len() < len {
-        openssl::rand::rand_bytes(&mut buf)?;
-        for b in buf {
-            if (b as usize) < limit && out.len() < len {
-                out.push(CHARS[b as usize % CHARS.len()] as char);
-            }
-        }
-    }
-    Ok(Secret::new(out))
+    /// Generate a passphrase of this many words (EFF large word list).
+    #[arg(long, value_name = "N", conflicts_with = "ask_password")]
+    generate_words: Option<usize>,
+    /// The TOTP secret: base32, or an otpauth://totp/ URI.
+    #[arg(long)]
+    totp: Option<String>,
 }
 
 fn new_password(ctx: &mut Ctx, v: &ItemValues) -> CliResult<Option<Secret>> {
-    if let Some(n) = v.generate {
-        return Ok(Some(generate_password(n)?));
+    let recipe = match (v.generate, v.generate_words) {
+        (Some(n), _) => Some(super::generate::Recipe {
+            length: n,
+            ..Default::default()
+        }),
+        (None, Some(w)) => Some(super::generate::Recipe {
+            words: Some(w),
+            separator: "-".into(),
+            ..Default::default()
+        }),
+        (None, None) => None,
+    };
+    if let Some(r) = recipe {
+        if r.words.is_none() && !(8..=256).contains(&r.length) {
+            return Err("--generate takes a length from 8 to 256".into());
+        }
+        let g = r.make(&mut syncfabric::vault::generate::Rng::new())?;
+        if !ctx.json && !ctx.quiet {
+            let s = super::strength::of_generated(&g, r.words.is_some());
+            eprintln!(
+                "generated a password: entropy {:.1} bits; strength {}",
+                g.entropy_bits,
+                s.describe()
+            );
+        }
+        return Ok(Some(g.password));
     }
     if v.ask_password {
         return Ok(Some(
@@ -114,6 +219,69 @@ fn new_password(ctx: &mut Ctx, v: &ItemValues) -> CliResult<Option<Secret>> {
         ));
     }
     Ok(None)
+}
+
+/// The pre-shared key: the first line of `file`, or $SYNCFABRIC_PSK / stdin / a prompt.
+fn psk(ctx: &mut Ctx, file: Option<&std::path::Path>) -> CliResult<Secret> {
+    let psk = match file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read the pre-shared key from {}: {e}", p.display()))?;
+            Secret::new(text.lines().next().unwrap_or("").trim().to_string())
+        }
+        None => ctx.secret("SYNCFABRIC_PSK", "Pre-shared key")?,
+    };
+    if psk.expose().trim().is_empty() {
+        return Err("the pre-shared key is empty".into());
+    }
+    Ok(psk)
+}
+
+/// A TOTP value is stored only if codes can be made from it.
+fn check_totp(v: &str) -> CliResult {
+    if v.is_empty() {
+        return Ok(());
+    }
+    syncfabric::vault::totp::Totp::parse(v).map_err(|e| format!("--totp: {e}"))?;
+    Ok(())
+}
+
+/// `item totp`: the current code of the item's TOTP field (or `at` a given time).
+fn totp(ctx: &Ctx, i: &Item, at: Option<u64>) -> CliResult {
+    let field = i
+        .fields
+        .iter()
+        .filter(|f| !f.deleted && !f.value.is_empty())
+        .find(|f| {
+            f.kind == field_type::TOTP
+                || f.value
+                    .expose()
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("otpauth://")
+        })
+        .ok_or_else(|| {
+            format!(
+                "{} has no TOTP secret (set one with `syncfabric item edit TITLE --totp SECRET`)",
+                t(&i.title)
+            )
+        })?;
+    let otp = syncfabric::vault::totp::Totp::parse(field.value.expose())
+        .map_err(|e| format!("{}: {e}", t(&i.title)))?;
+    let now = at.unwrap_or_else(|| when::now().max(0) as u64);
+    let (code, left) = otp.at(now)?;
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({ "code": code, "seconds_left": left, "period": otp.period, "digits": otp.digits }));
+    } else {
+        println!("{code}");
+        if !ctx.quiet {
+            eprintln!(
+                "valid for {left} more second{}",
+                if left == 1 { "" } else { "s" }
+            );
+        }
+    }
+    Ok(())
 }
 
 fn find(items: &[Item], key: &str) -> CliResult<Item> {
@@ -134,6 +302,13 @@ fn find(items: &[Item], key: &str) -> CliResult<Item> {
     }
 }
 
+fn listing(i: &syncfabric::vault::ItemSummary) -> serde_json::Value {
+    serde_json::json!({
+        "uuid": i.uuid, "title": i.title, "subtitle": i.subtitle, "category": i.category,
+        "trashed": i.trashed, "deleted": i.deleted, "updated_at": i.updated_at,
+    })
+}
+
 fn summary(i: &Item) -> serde_json::Value {
     serde_json::json!({
         "uuid": i.uuid, "title": i.title, "subtitle": i.subtitle, "category": i.category,
@@ -145,8 +320,9 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
     let mut vault = ctx.open_vault()?;
     match cmd {
         ItemCmd::List { trashed, all } => {
-            let mut items: Vec<Item> = vault
-                .items()?
+            // Listing columns only: one query, no field decrypted.
+            let mut items: Vec<syncfabric::vault::ItemSummary> = vault
+                .item_summaries()?
                 .into_iter()
                 .filter(|i| {
                     if all {
@@ -158,17 +334,14 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
                     }
                 })
                 .collect();
-            items.sort_by(|a, b| {
-                a.title
-                    .to_lowercase()
-                    .cmp(&b.title.to_lowercase())
-                    .then(a.uuid.cmp(&b.uuid))
-            });
+            items.sort_by_cached_key(|i| (i.title.to_lowercase(), i.uuid.clone()));
             if ctx.json {
                 ctx.print_json(&serde_json::Value::Array(
-                    items.iter().map(summary).collect(),
+                    items.iter().map(listing).collect(),
                 ));
             } else {
+                use std::io::Write;
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
                 for i in &items {
                     let flag = if i.deleted {
                         " [deleted]"
@@ -177,8 +350,16 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
                     } else {
                         ""
                     };
-                    println!("{}  {:<30} {}{}", i.uuid, t(&i.title), t(&i.subtitle), flag);
+                    writeln!(
+                        out,
+                        "{}  {:<30} {}{}",
+                        i.uuid,
+                        t(&i.title),
+                        t(&i.subtitle),
+                        flag
+                    )?;
                 }
+                out.flush()?;
             }
         }
         ItemCmd::Show { item, reveal } => {
@@ -195,11 +376,22 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
                 .iter()
                 .filter(|f| !f.deleted && f.kind != field_type::SECTION)
                 .collect();
+            let inputs = [i.title.as_str(), i.subtitle.as_str()];
+            let strength = |f: &syncfabric::vault::Field| {
+                (f.kind == field_type::PASSWORD && !f.value.is_empty())
+                    .then(|| super::strength::of_password(f.value.expose(), &inputs))
+            };
             if ctx.json {
                 let mut v = summary(&i);
                 v["fields"] = fields
                     .iter()
-                    .map(|f| serde_json::json!({ "uid": f.uid, "type": f.kind, "label": f.label, "value": shown(f), "history": f.history.len() }))
+                    .map(|f| {
+                        let mut j = serde_json::json!({ "uid": f.uid, "type": f.kind, "label": f.label, "value": shown(f), "history": f.history.len() });
+                        if let Some(s) = strength(f) {
+                            j["strength"] = s.json();
+                        }
+                        j
+                    })
                     .collect();
                 ctx.print_json(&v);
             } else {
@@ -211,6 +403,9 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
                         f.label.as_str()
                     };
                     println!("  {:<12} {}", t(label), t(&shown(f)));
+                    if let Some(s) = strength(f) {
+                        println!("  {:<12} {}", "strength", s.describe());
+                    }
                 }
                 if !i.note.is_empty() {
                     println!("  {:<12} {}", "note", t(i.note.expose()));
@@ -233,6 +428,12 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
             }
             if let Some(n) = &v.note {
                 new.note = Secret::new(n.clone());
+            }
+            if let Some(x) = &v.totp {
+                check_totp(x)?;
+                if let Some(f) = new.fields.iter_mut().find(|f| f.kind == field_type::TOTP) {
+                    f.value = Secret::new(x.clone());
+                }
             }
             let item = vault.add_item(new)?;
             if ctx.json {
@@ -263,6 +464,10 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
             set(field_type::EMAIL, v.email.clone().map(Secret::new))?;
             set(field_type::URL, v.url.clone().map(Secret::new))?;
             set(field_type::PASSWORD, pw)?;
+            if let Some(x) = &v.totp {
+                check_totp(x)?;
+            }
+            set(field_type::TOTP, v.totp.clone().map(Secret::new))?;
             if let Some(u) = &v.username {
                 i.subtitle = u.clone();
             }
@@ -288,8 +493,148 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
             vault.delete_item(&i.uuid)?;
             done(ctx, "deleted", &i);
         }
+        ItemCmd::Attach { item, file, name } => {
+            let i = find(&vault.items()?, &item)?;
+            attach::attach(ctx, &mut vault, &i, &file, name)?;
+        }
+        ItemCmd::Attachments { item } => {
+            let i = find(&vault.items()?, &item)?;
+            attach::list(ctx, &vault, &i)?;
+        }
+        ItemCmd::Extract { item, name, output } => {
+            let i = find(&vault.items()?, &item)?;
+            attach::extract(ctx, &vault, &i, &name, output)?;
+        }
+        ItemCmd::History { item, reveal } => {
+            let i = find(&vault.items()?, &item)?;
+            history(ctx, &i, reveal);
+        }
+        ItemCmd::Totp { item, at } => {
+            let i = find(&vault.items()?, &item)?;
+            totp(ctx, &i, at)?;
+        }
+        ItemCmd::Share {
+            item,
+            psk_file,
+            output,
+        } => {
+            let i = find(&vault.items()?, &item)?;
+            let psk = psk(ctx, psk_file.as_deref())?;
+            let blob = syncfabric::vault::share::share_item(&i, &psk)?;
+            match output {
+                Some(path) => {
+                    let mut o = std::fs::OpenOptions::new();
+                    o.write(true).create_new(true);
+                    let mut f = o
+                        .open(&path)
+                        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+                    std::io::Write::write_all(&mut f, blob.as_bytes())?;
+                    if !ctx.quiet {
+                        eprintln!("wrote {} shared under the pre-shared key to {}; send the key through another channel", t(&i.title), path.display());
+                    }
+                }
+                None => print!("{blob}"),
+            }
+        }
+        ItemCmd::Receive { file, psk_file } => {
+            let psk = psk(ctx, psk_file.as_deref())?;
+            let text = if file.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(
+                    &mut std::io::Read::take(
+                        std::io::stdin(),
+                        syncfabric::vault::share::MAX_BLOB as u64 + 1,
+                    ),
+                    &mut s,
+                )?;
+                s
+            } else {
+                let md = std::fs::metadata(&file)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+                if md.len() > syncfabric::vault::share::MAX_BLOB as u64 {
+                    return Err(
+                        format!("{} is too large to be a shared item", file.display()).into(),
+                    );
+                }
+                std::fs::read_to_string(&file)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))?
+            };
+            let new = syncfabric::vault::share::receive_item(&text, &psk)?;
+            let item = vault.add_item(new)?;
+            if ctx.json {
+                ctx.print_json(&summary(&item));
+            } else {
+                println!("received {} {}", item.uuid, t(&item.title));
+            }
+        }
+        ItemCmd::Detach { item, name } => {
+            let i = find(&vault.items()?, &item)?;
+            attach::detach(ctx, &mut vault, &i, &name)?;
+        }
     }
     Ok(())
+}
+
+fn label_of(f: &syncfabric::vault::Field) -> &str {
+    if f.label.is_empty() {
+        f.kind.as_str()
+    } else {
+        f.label.as_str()
+    }
+}
+
+/// `item history`: per field with earlier values, the current value and each earlier
+/// one (newest first) with the time it was set.
+fn history(ctx: &Ctx, i: &Item, reveal: bool) {
+    let mask = |f: &syncfabric::vault::Field, v: &Secret| -> String {
+        if (f.sensitive || f.is_encrypted_type()) && !reveal && !v.is_empty() {
+            "••••••••".into()
+        } else {
+            v.expose().to_string()
+        }
+    };
+    let fields: Vec<&syncfabric::vault::Field> =
+        i.fields.iter().filter(|f| !f.history.is_empty()).collect();
+    if ctx.json {
+        let v: Vec<serde_json::Value> = fields
+            .iter()
+            .map(|f| {
+                let mut h: Vec<&syncfabric::vault::HistoryEntry> = f.history.iter().collect();
+                h.sort_by_key(|e| std::cmp::Reverse(e.updated_at));
+                serde_json::json!({
+                    "uid": f.uid, "type": f.kind, "label": f.label, "deleted": f.deleted,
+                    "value": mask(f, &f.value), "value_updated_at": f.value_updated_at,
+                    "history": h.iter().map(|e| serde_json::json!({
+                        "value": mask(f, &e.value), "updated_at": e.updated_at,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        ctx.print_json(&serde_json::json!({ "uuid": i.uuid, "title": i.title, "fields": v }));
+        return;
+    }
+    println!("{} ({})", t(&i.title), i.uuid);
+    if fields.is_empty() {
+        println!("  no field has an earlier value");
+    }
+    for f in fields {
+        let gone = if f.deleted { " [field removed]" } else { "" };
+        println!("  {}{gone}", t(label_of(f)));
+        println!(
+            "    now      {}  (since {})",
+            t(&mask(f, &f.value)),
+            when::date_ago(f.value_updated_at)
+        );
+        let mut h: Vec<&syncfabric::vault::HistoryEntry> = f.history.iter().collect();
+        h.sort_by_key(|e| std::cmp::Reverse(e.updated_at));
+        for e in h {
+            println!(
+                "    earlier  {}  (set {})",
+                t(&mask(f, &e.value)),
+                when::date_ago(e.updated_at)
+            );
+        }
+    }
 }
 
 fn done(ctx: &Ctx, what: &str, i: &Item) {

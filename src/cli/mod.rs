@@ -1,12 +1,19 @@
 //! Argument parsing and command dispatch.
 
 mod accounts;
+mod attach;
+mod audit;
+mod breach;
 mod config;
 pub mod escape;
+mod generate;
 mod items;
 mod progress;
+mod strength;
+mod summary;
 mod sync;
 mod unlock;
+mod when;
 
 use clap::{Parser, Subcommand};
 use config::Config;
@@ -75,8 +82,15 @@ enum Command {
     ///
     /// Example: syncfabric sync nas --dry-run
     Sync(sync::SyncArgs),
-    /// Show the sync state of the vault's remotes.
-    Status,
+    /// Show the sync state of the vault's remotes: the last sync and the journal of
+    /// commits, with dates (UTC) and how long ago.
+    ///
+    /// Example: syncfabric status --changes
+    Status {
+        /// Also say what each journal commit changed (opens the vault).
+        #[arg(long)]
+        changes: bool,
+    },
     /// Keep syncing: at start, whenever the remote changes (change feed where the
     /// storage has one, polling otherwise), and after local saves (debounced).
     ///
@@ -98,6 +112,29 @@ enum Command {
     Logout(accounts::LogoutArgs),
     /// List the logged-in accounts (--check: refresh each to prove it still works).
     Accounts(accounts::AccountsArgs),
+    /// Generate a password (random characters from OpenSSL's RAND_bytes, every
+    /// character equally likely) or a passphrase (--words N, from the EFF large word
+    /// list), with its entropy and strength on standard error.
+    ///
+    /// Example: syncfabric generate --length 24 --no-lookalikes
+    Generate(generate::GenerateArgs),
+    /// Report weak, reused and old passwords, and with --breached those Have I Been
+    /// Pwned knows (only the first 5 hex characters of each SHA-1 are sent).
+    ///
+    /// Example: syncfabric audit --breached --days 180
+    Audit(audit::AuditArgs),
+    /// Pre-shared keys for `item share` / `item receive`.
+    #[command(subcommand)]
+    Psk(PskCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum PskCmd {
+    /// Make a new pre-shared key (256 random bits, base32) and print it. Give it to
+    /// the other person through another channel than the shared items.
+    ///
+    /// Example: syncfabric psk new
+    New,
 }
 
 #[derive(Subcommand, Debug)]
@@ -114,6 +151,9 @@ enum VaultCmd {
               value_parser = clap::value_parser!(u32).range(
                   i64::from(syncfabric::vault::MIN_KDF_ITER)..=i64::from(syncfabric::vault::MAX_KDF_ITER)))]
         kdf_iter: u32,
+        /// Accept a master password the strength meter rates Very Poor.
+        #[arg(long)]
+        force: bool,
     },
     /// Show the vault's metadata and item counts.
     Info,
@@ -126,6 +166,9 @@ enum VaultCmd {
         /// Stop using a keyfile.
         #[arg(long)]
         remove_keyfile: bool,
+        /// Accept a master password the strength meter rates Very Poor.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -266,6 +309,32 @@ impl Ctx {
 }
 
 pub fn run(cli: Cli) -> CliResult {
+    if let Command::Psk(PskCmd::New) = cli.command {
+        let psk = syncfabric::vault::share::new_psk()?;
+        if cli.json {
+            println!("{}", serde_json::json!({ "psk": psk.expose() }));
+        } else {
+            println!("{}", psk.expose());
+            if !cli.quiet {
+                eprintln!("give this key to the other person through another channel than the items you share (in person, by phone); then `syncfabric item share TITLE` with it in $SYNCFABRIC_PSK");
+            }
+        }
+        return Ok(());
+    }
+    if let Command::Generate(a) = cli.command {
+        // Needs no vault and no config.
+        let ctx = Ctx {
+            json: cli.json,
+            quiet: cli.quiet,
+            vault: None,
+            keyfile: None,
+            password_stdin: false,
+            config_path: PathBuf::new(),
+            config: Config::default(),
+            stdin_lines: None,
+        };
+        return generate::generate_cmd(&ctx, a);
+    }
     let config_path = cli.config.clone().unwrap_or_else(config::default_path);
     let config = Config::load(&config_path)?;
     let mut ctx = Ctx {
@@ -293,23 +362,31 @@ pub fn run(cli: Cli) -> CliResult {
         }
         Command::Remote(c) => sync::remote_cmd(&mut ctx, c),
         Command::Sync(a) => sync::sync_cmd(&mut ctx, a),
-        Command::Status => sync::status_cmd(&mut ctx),
+        Command::Status { changes } => sync::status_cmd(&mut ctx, changes),
         Command::Watch(a) => sync::watch_cmd(&mut ctx, a),
         Command::Restore(a) => sync::restore_cmd(&mut ctx, a),
         Command::Login(a) => accounts::login_cmd(&mut ctx, a),
         Command::Logout(a) => accounts::logout_cmd(&mut ctx, a),
         Command::Accounts(a) => accounts::accounts_cmd(&mut ctx, a),
+        Command::Generate(a) => generate::generate_cmd(&ctx, a),
+        Command::Audit(a) => audit::audit_cmd(&mut ctx, a),
+        Command::Psk(PskCmd::New) => Ok(()), // handled above
     }
 }
 
 fn vault_cmd(ctx: &mut Ctx, cmd: VaultCmd) -> CliResult {
     match cmd {
-        VaultCmd::Create { name, kdf_iter } => {
+        VaultCmd::Create {
+            name,
+            kdf_iter,
+            force,
+        } => {
             let dir = ctx.vault_dir()?;
             let pw = ctx.secret("SYNCFABRIC_PASSWORD", "New master password")?;
             if pw.is_empty() {
                 return Err("the master password must not be empty".into());
             }
+            check_master(ctx, &pw, kdf_iter, force)?;
             let kf = ctx.keyfile()?;
             let mut opts = syncfabric::vault::CreateOptions {
                 name,
@@ -330,12 +407,19 @@ fn vault_cmd(ctx: &mut Ctx, cmd: VaultCmd) -> CliResult {
         VaultCmd::Passwd {
             new_keyfile,
             remove_keyfile,
+            force,
         } => {
             let mut v = ctx.open_vault()?;
             let new_pw = ctx.secret("SYNCFABRIC_NEW_PASSWORD", "New master password")?;
             if new_pw.is_empty() {
                 return Err("the master password must not be empty".into());
             }
+            let iter = v
+                .meta()
+                .int("kdf_iter")
+                .and_then(|i| u32::try_from(i).ok())
+                .unwrap_or(syncfabric::vault::DEFAULT_KDF_ITER);
+            check_master(ctx, &new_pw, iter, force)?;
             let kf = match (&new_keyfile, remove_keyfile) {
                 (Some(p), _) => Some(Keyfile::from_path(p)?),
                 (None, true) => None,
@@ -360,6 +444,26 @@ fn vault_cmd(ctx: &mut Ctx, cmd: VaultCmd) -> CliResult {
             Ok(())
         }
     }
+}
+
+/// The strength meter on a new master password (with the bonus of its KDF rounds):
+/// Very Poor is refused unless `force`, below Average is warned about.
+fn check_master(ctx: &Ctx, pw: &Secret, kdf_iter: u32, force: bool) -> CliResult {
+    let s = strength::of_master(pw.expose(), kdf_iter);
+    if s.level == strength::Level::VeryPoor && !force {
+        return Err(format!(
+            "this master password is Very Poor ({}): choose a longer one (e.g. `syncfabric generate --words 6`), or pass --force to use it anyway",
+            s.describe()
+        )
+        .into());
+    }
+    if s.level < strength::Level::Average && !ctx.quiet {
+        eprintln!(
+            "warning: this master password is {}; a passphrase of 6 random words (`syncfabric generate --words 6`) is Excellent",
+            s.describe()
+        );
+    }
+    Ok(())
 }
 
 /// Moves every remote's sync copies (`<vault>/.syncfabric/<remote>/`: base and

@@ -2,7 +2,7 @@
 
 use super::config::{canonical, check_remote_name, check_remote_url, RemoteConfig};
 use super::escape::for_terminal as t;
-use super::{CliResult, Ctx};
+use super::{when, CliResult, Ctx};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use syncfabric::core::registry::OpenOptions;
@@ -345,28 +345,55 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
     for r in remotes {
         let remote = connect_remote(ctx, &rt, &r, &dir)?;
         let state = state_dir(&dir, &r.name)?;
+        // Item stamps before and after, and of the last committed base: what came in
+        // (changed here by the sync) and what went out (local changes since the base).
+        let before = vault.item_stamps()?;
+        let base = state.base_db();
+        let base = if base.exists() {
+            syncfabric::vault::item_stamps_in_file(&base, vault.key()).unwrap_or_default()
+        } else {
+            Default::default()
+        };
         let report = rt.block_on(sync_vault(&mut vault, &remote, &state, &opts))?;
+        let after = vault.item_stamps()?;
+        let items_in = super::summary::diff(&before, &after);
+        let items_out = if report.uploaded_db {
+            super::summary::diff(&base, &before)
+        } else {
+            Default::default()
+        };
+        let (att_down, att_up, att_gone) = report.attachments;
         if ctx.json {
             out.push(serde_json::json!({
                 "remote": r.name,
                 "outcome": format!("{:?}", report.outcome),
                 "downloaded_db": report.downloaded_db,
                 "uploaded_db": report.uploaded_db,
+                "items_in": items_in.json(),
+                "items_out": items_out.json(),
                 "conflicts": report.conflicts,
+                "attachments": { "downloaded": att_down, "uploaded": att_up, "deleted_remotely": att_gone },
                 "attempts": report.attempts,
                 "report": report.merge_report,
             }));
         } else {
-            println!(
-                "{}: {:?}{}",
-                r.name,
-                report.outcome,
-                if report.conflicts > 0 {
-                    format!(", {} conflicts resolved", report.conflicts)
-                } else {
-                    String::new()
-                }
-            );
+            println!("{}: {:?}", r.name, report.outcome);
+            if !args.dry_run {
+                println!("    in   {}", items_in.describe());
+                println!("    out  {}", items_out.describe());
+            }
+            if report.conflicts > 0 {
+                println!(
+                    "    {} conflict{} resolved; each losing value is kept in its field's history (`syncfabric item history TITLE`)",
+                    report.conflicts,
+                    if report.conflicts == 1 { "" } else { "s" }
+                );
+            }
+            if att_down + att_up + att_gone > 0 {
+                println!(
+                    "    attachments: {att_down} downloaded, {att_up} uploaded, {att_gone} removed from the remote"
+                );
+            }
             if args.dry_run {
                 if let Some(m) = &report.merge_report {
                     println!("{}", t(m));
@@ -380,28 +407,67 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
     Ok(())
 }
 
-pub fn status_cmd(ctx: &mut Ctx) -> CliResult {
+pub fn status_cmd(ctx: &mut Ctx, changes: bool) -> CliResult {
     let dir = canonical(&ctx.vault_dir()?);
+    // With --changes, each journal commit is compared with the one before it (item
+    // stamps only; the key is needed to read the files).
+    let key = if changes {
+        Some(ctx.open_vault()?.key().clone())
+    } else {
+        None
+    };
     let mut out = Vec::new();
     for r in ctx.config.remotes_of(&dir) {
-        let st = state_dir(&dir, &r.name)?.load()?;
+        let state = state_dir(&dir, &r.name)?;
+        let st = state.load()?;
+        let mut prev: Option<syncfabric::vault::ItemStamps> = None;
+        let mut journal = Vec::new();
+        for e in &st.journal {
+            let changed = match &key {
+                Some(k) => {
+                    let now = syncfabric::vault::item_stamps_in_file(state.journal_file(e), k).ok();
+                    let c = match (&prev, &now) {
+                        (Some(p), Some(n)) => Some(super::summary::diff(p, n)),
+                        (None, Some(n)) => Some(super::summary::diff(&Default::default(), n)),
+                        _ => None,
+                    };
+                    prev = now;
+                    c
+                }
+                None => None,
+            };
+            journal.push((e, changed));
+        }
         out.push(serde_json::json!({
             "remote": r.name, "url": r.url,
             "last_sync": st.last_sync, "remote_version": st.remote_version,
-            "journal": st.journal.iter().map(|e| serde_json::json!({
-                "seq": e.seq, "remote_version": e.remote_version, "recorded_at": e.recorded_at,
-            })).collect::<Vec<_>>(),
+            "journal": journal.iter().map(|(e, c)| {
+                let mut j = serde_json::json!({
+                    "seq": e.seq, "remote_version": e.remote_version, "recorded_at": e.recorded_at,
+                });
+                if let Some(c) = c {
+                    j["changed"] = c.json();
+                }
+                j
+            }).collect::<Vec<_>>(),
         }));
         if !ctx.json {
-            let when = st
+            let last = st
                 .last_sync
-                .map(|t| format!("last sync at unix {t}"))
+                .map(|t| format!("last sync {}", when::date_ago(t as i64)))
                 .unwrap_or_else(|| "never synced".into());
-            println!("{:<12} {}  ({when})", r.name, t(&r.url));
-            for e in st.journal.iter().rev() {
+            println!("{:<12} {}  ({last})", r.name, t(&r.url));
+            for (i, (e, c)) in journal.iter().enumerate().rev() {
+                let what = match c {
+                    Some(c) if i == 0 => format!("  holds {}", c.describe()),
+                    Some(c) => format!("  changed {}", c.describe()),
+                    None if changes => "  (unreadable)".into(),
+                    None => String::new(),
+                };
                 println!(
-                    "    journal {:>4}  committed at unix {}  version {}",
-                    e.seq, e.recorded_at, e.remote_version
+                    "    journal {:>4}  committed {}{what}",
+                    e.seq,
+                    when::date_ago(e.recorded_at as i64)
                 );
             }
         }

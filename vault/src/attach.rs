@@ -31,6 +31,10 @@ use crate::vault::{int_at, now, text_at, Vault};
 
 /// Attachments up to this many bytes are stored inline in `attachment.data`.
 pub const INLINE_MAX: usize = 1024;
+/// The largest attachment [`Vault::add_attachment`] takes: 1 GiB. Enpass keeps every
+/// attachment in the vault folder and every device downloads it; a bigger file belongs
+/// elsewhere. [`Vault::add_attachment_limited`] takes another limit.
+pub const MAX_ATTACHMENT: u64 = 1 << 30;
 /// Chunk size inside an `.enpassattach` file.
 pub const CHUNK_SIZE: usize = 1024 * 1024;
 const FORMAT: &str = "syncfabric-enpassattach-1";
@@ -216,7 +220,8 @@ impl Vault {
     /// file (written to a temp file, fsynced, renamed) keyed by a fresh random 32-byte
     /// key, then the `attachment` row is inserted. Memory use is one chunk (1 MiB).
     ///
-    /// Errors: [`Error::NotFound`] (item), [`Error::Io`] (reading `content` or writing).
+    /// Errors: [`Error::NotFound`] (item), [`Error::Io`] (reading `content` or writing),
+    /// [`Error::TooLarge`] (more than [`MAX_ATTACHMENT`] bytes: nothing is kept).
     pub fn add_attachment(
         &mut self,
         item_uuid: &str,
@@ -224,12 +229,40 @@ impl Vault {
         mime: &str,
         content: &mut dyn Read,
     ) -> Result<Attachment> {
+        self.add_attachment_limited(item_uuid, name, mime, content, MAX_ATTACHMENT)
+    }
+
+    /// [`Vault::add_attachment`] with another size limit (bytes): content longer than
+    /// `limit` is [`Error::TooLarge`], found while streaming (the content's length need
+    /// not be known beforehand), and nothing is kept. An empty name is
+    /// [`Error::InvalidInput`].
+    pub fn add_attachment_limited(
+        &mut self,
+        item_uuid: &str,
+        name: &str,
+        mime: &str,
+        content: &mut dyn Read,
+        limit: u64,
+    ) -> Result<Attachment> {
         self.require_live("item", item_uuid)?;
+        if name.is_empty() {
+            return Err(Error::InvalidInput("an attachment needs a name".into()));
+        }
+        let too_large = || Error::TooLarge {
+            what: format!("attachment {name:?}"),
+            limit,
+        };
+        // One byte past the limit is enough to know it is too large.
+        let mut content = content.take(limit.saturating_add(1));
+        let content: &mut dyn Read = &mut content;
         let uuid = crypto::new_uuid()?;
         let now = now();
         let mut first = Zeroizing::new(vec![0u8; INLINE_MAX + 1]);
         let n = read_full(content, &mut first).map_err(|e| Error::io(name, e))?;
         first.truncate(n);
+        if n as u64 > limit {
+            return Err(too_large());
+        }
         type Stored = (
             u64,
             Option<Zeroizing<[u8; 32]>>,
@@ -242,7 +275,12 @@ impl Vault {
             let mut key = Zeroizing::new([0u8; 32]);
             crypto::random_bytes(&mut key[..])?;
             let path = self.attachment_path(&uuid);
-            let size = write_attach_file(&path, &uuid, &key, &first, content)?;
+            let size = write_attach_file(&path, &uuid, &key, &first, content, limit).map_err(
+                |e| match e {
+                    Error::TooLarge { .. } => too_large(),
+                    e => e,
+                },
+            )?;
             (size, Some(key), None, Some(path))
         };
         let res = self.conn.execute(
@@ -350,10 +388,20 @@ impl Vault {
         }
     }
 
-    /// Copies an attachment's content into `out`; returns the byte count.
+    /// Copies an attachment's content into `out`; returns the byte count. A damaged
+    /// attachment file or content that does not match its record is [`Error::Corrupt`]
+    /// (`out` may then hold part of it: write to a temporary place).
     pub fn read_attachment_to(&self, uuid: &str, out: &mut dyn Write) -> Result<u64> {
         let mut r = self.open_attachment(uuid)?;
-        io::copy(&mut r, out).map_err(|e| Error::io(self.attachment_path(uuid), e))
+        io::copy(&mut r, out).map_err(|e| {
+            if e.kind() == io::ErrorKind::InvalidData {
+                // A chunk that fails its page check, or content that does not match
+                // its recorded size/SHA-1: damage, not an I/O failure.
+                Error::Corrupt(format!("attachment {uuid}: {e}"))
+            } else {
+                Error::io(self.attachment_path(uuid), e)
+            }
+        })
     }
 
     /// Marks an attachment deleted (tombstone). Its file stays until
@@ -402,6 +450,7 @@ fn write_attach_file(
     key: &[u8; 32],
     first: &[u8],
     rest: &mut dyn Read,
+    limit: u64,
 ) -> Result<u64> {
     let tmp = fsutil::temp_sibling(path, "new")?;
     let res = (|| -> Result<u64> {
@@ -429,6 +478,12 @@ fn write_attach_file(
                 fill += n;
                 if fill == 0 {
                     break;
+                }
+                if total + fill as u64 > limit {
+                    return Err(Error::TooLarge {
+                        what: format!("attachment {uuid}"),
+                        limit,
+                    });
                 }
                 sha1.update(&buf[..fill]);
                 ins.execute(params![idx, &buf[..fill]])?;

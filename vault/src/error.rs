@@ -41,6 +41,15 @@ pub enum Error {
     /// target folder, a malformed uuid, an item field list with duplicate uids).
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// Content is larger than this crate accepts (an attachment over
+    /// [`crate::MAX_ATTACHMENT`] or the limit given).
+    #[error("{what} is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// What was too large (e.g. the attachment's name).
+        what: String,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// A file could not be read or written.
     #[error("I/O error on {path}: {source}")]
     Io {

@@ -223,6 +223,32 @@ impl fmt::Debug for Item {
     }
 }
 
+/// An item's listing columns ([`crate::Vault::item_summaries`]): nothing secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemSummary {
+    /// `uuid`.
+    pub uuid: String,
+    /// `title`.
+    pub title: String,
+    /// `subtitle`.
+    pub subtitle: String,
+    /// `category`.
+    pub category: String,
+    /// `trashed`.
+    pub trashed: bool,
+    /// `deleted` (tombstone).
+    pub deleted: bool,
+    /// `updated_at` (unix seconds).
+    pub updated_at: i64,
+}
+
+impl ItemSummary {
+    /// Neither deleted nor trashed.
+    pub fn is_live(&self) -> bool {
+        !self.deleted && !self.trashed
+    }
+}
+
 /// What [`crate::Vault::add_item`] needs to make an item.
 #[derive(Clone, Debug, Default)]
 pub struct NewItem {

@@ -21,6 +21,13 @@
 //! * Attachments over 1 KiB live in `<uuid>.enpassattach`, a SQLCipher file keyed by a
 //!   random key kept in `attachment.password` (layout: [`attach`]).
 //!
+//! ## Around the vault
+//! * [`generate`]: passwords and EFF-list passphrases from OpenSSL's CSPRNG, unbiased,
+//!   with their entropy.
+//! * [`totp`]: RFC 6238 codes from an item's base32 secret or `otpauth://` URI.
+//! * [`share`]: one item encrypted under a pre-shared key (the blob format is
+//!   documented there).
+//!
 //! Crypto is OpenSSL's (the library SQLCipher links). This crate makes SQLCipher 3
 //! settings the process-wide SQLCipher default (`PRAGMA cipher_default_compatibility
 //! = 3`), since every SQLCipher file of a vault uses them.
@@ -85,22 +92,26 @@ mod db;
 pub mod error;
 mod fieldcrypt;
 mod fsutil;
+pub mod generate;
 pub mod item;
 pub mod meta;
 pub mod secret;
+pub mod share;
 pub mod snapio;
 pub mod snapshot;
+pub mod totp;
 mod vault;
 
-pub use attach::{Attachment, AttachmentReader, CHUNK_SIZE, INLINE_MAX};
+pub use attach::{Attachment, AttachmentReader, CHUNK_SIZE, INLINE_MAX, MAX_ATTACHMENT};
 pub use error::{Error, Result};
 pub use fsutil::create_private_dir_all;
-pub use item::{field_type, Field, Folder, HistoryEntry, Item, NewItem};
+pub use item::{field_type, Field, Folder, HistoryEntry, Item, ItemSummary, NewItem};
 pub use meta::{check_kdf_iter, VaultMeta, DEFAULT_KDF_ITER, MAX_KDF_ITER, MIN_KDF_ITER};
 pub use secret::{Keyfile, Password, Secret, VaultKey};
 pub use snapio::{
-    all_item_uuids_in_file, attachment_files_in_file, live_item_uuids_in_file, open_snapshot_file,
-    read_snapshot_file, rekey_database_file, verify_database_file, ApplyReport, SnapshotReader,
+    all_item_uuids_in_file, attachment_files_in_file, item_stamps_in_file, live_item_uuids_in_file,
+    open_snapshot_file, read_snapshot_file, rekey_database_file, verify_database_file, ApplyReport,
+    ItemStamp, ItemStamps, SnapshotReader,
 };
 pub use snapshot::{
     EmptyCursor, Row, RowCursor, RowKey, RowSource, Snapshot, Table, TableSchema, Value,

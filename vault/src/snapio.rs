@@ -990,6 +990,75 @@ pub fn all_item_uuids_in_file(
     })
 }
 
+/// What tells one version of an item from another, without decrypting anything: the
+/// item row's `updated_at`, `meta_updated_at`, `field_updated_at`, `deleted`, `trashed`,
+/// and of its `itemfield` rows the count, the latest `updated_at` and the total length
+/// of their histories (a merge can add a losing value to a field's history and keep
+/// the item row as it was).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ItemStamp {
+    /// `item.updated_at`.
+    pub updated_at: i64,
+    /// `item.meta_updated_at`.
+    pub meta_updated_at: i64,
+    /// `item.field_updated_at`.
+    pub field_updated_at: i64,
+    /// `item.deleted`.
+    pub deleted: bool,
+    /// `item.trashed`.
+    pub trashed: bool,
+    /// How many `itemfield` rows the item has.
+    pub field_rows: i64,
+    /// The latest `itemfield.updated_at` of the item.
+    pub fields_updated_at: i64,
+    /// The total length of the item's `itemfield.history` cells.
+    pub history_bytes: i64,
+}
+
+/// Every item row's [`ItemStamp`] by uuid, tombstones included.
+pub type ItemStamps = std::collections::BTreeMap<String, ItemStamp>;
+
+fn item_stamps_of(conn: &Connection) -> Result<ItemStamps> {
+    let mut stmt = conn.prepare(
+        "SELECT i.uuid, ifnull(i.updated_at,0), ifnull(i.meta_updated_at,0), ifnull(i.field_updated_at,0), \
+         ifnull(i.deleted,0), ifnull(i.trashed,0), ifnull(f.n,0), ifnull(f.at,0), ifnull(f.h,0) FROM item i \
+         LEFT JOIN (SELECT item_uuid, count(*) AS n, max(ifnull(updated_at,0)) AS at, \
+         sum(length(ifnull(history,''))) AS h FROM itemfield GROUP BY item_uuid) f ON f.item_uuid = i.uuid",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            ItemStamp {
+                updated_at: r.get(1)?,
+                meta_updated_at: r.get(2)?,
+                field_updated_at: r.get(3)?,
+                deleted: r.get::<_, i64>(4)? != 0,
+                trashed: r.get::<_, i64>(5)? != 0,
+                field_rows: r.get(6)?,
+                fields_updated_at: r.get(7)?,
+                history_bytes: r.get(8)?,
+            },
+        ))
+    })?;
+    let mut out = ItemStamps::new();
+    for r in rows {
+        let (k, v) = r?;
+        out.insert(k, v);
+    }
+    Ok(out)
+}
+
+/// The [`ItemStamps`] of a database file (one query, read-only): with those of
+/// another version, what changed between the two.
+pub fn item_stamps_in_file(db_path: impl AsRef<Path>, key: &VaultKey) -> Result<ItemStamps> {
+    let path = db_path.as_ref();
+    let conn = db::open_keyed(path, key, true)?;
+    item_stamps_of(&conn).map_err(|e| match e {
+        Error::Database(e) => db::corrupt_or_db(path, e),
+        other => other,
+    })
+}
+
 pub(crate) fn live_item_uuids_of(conn: &Connection) -> Result<BTreeSet<String>> {
     uuids_of(
         conn,
@@ -1012,6 +1081,11 @@ impl Vault {
     /// [`live_item_uuids_in_file`].
     pub fn live_item_uuids(&self) -> Result<BTreeSet<String>> {
         live_item_uuids_of(self.connection())
+    }
+
+    /// This vault's [`ItemStamps`] (see [`item_stamps_in_file`]).
+    pub fn item_stamps(&self) -> Result<ItemStamps> {
+        item_stamps_of(self.connection())
     }
 }
 

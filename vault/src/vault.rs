@@ -13,7 +13,7 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::fieldcrypt::{self, ItemKey};
 use crate::fsutil;
-use crate::item::{field_type, Field, Folder, HistoryEntry, Item, NewItem};
+use crate::item::{field_type, Field, Folder, HistoryEntry, Item, ItemSummary, NewItem};
 use crate::meta::{VaultMeta, DEFAULT_KDF_ITER};
 use crate::secret::{Keyfile, Secret, VaultKey};
 
@@ -333,6 +333,27 @@ impl Vault {
     /// Errors: [`Error::Corrupt`] when a value does not decrypt with its item key.
     pub fn items(&self) -> Result<Vec<Item>> {
         read_items(&self.conn, None)
+    }
+
+    /// Every item's listing columns (uuid, title, subtitle, category, flags, time), in
+    /// one query and without decrypting any field: what a list shows. Deleted and
+    /// trashed items included.
+    pub fn item_summaries(&self) -> Result<Vec<ItemSummary>> {
+        let mut st = self.conn.prepare(
+            "SELECT uuid, title, subtitle, category, trashed, deleted, updated_at FROM item ORDER BY rowid",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(ItemSummary {
+                uuid: text_at(r, 0)?,
+                title: text_at(r, 1)?,
+                subtitle: text_at(r, 2)?,
+                category: text_at(r, 3)?,
+                trashed: int_at(r, 4, 0)? != 0,
+                deleted: int_at(r, 5, 0)? != 0,
+                updated_at: int_at(r, 6, 0)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     /// Items neither deleted nor trashed.

@@ -181,3 +181,61 @@ fn tampered_attachment_is_detected_and_remove_prune() {
         Err(Error::NotFound(_))
     ));
 }
+
+/// Content over the limit is refused while streaming (its length is not known
+/// beforehand), inline or file-backed, and leaves neither a row nor a file behind.
+#[test]
+fn attachments_over_the_limit_leave_nothing() {
+    let (_td, mut v, item) = vault();
+    let files = |v: &Vault| {
+        std::fs::read_dir(v.dir())
+            .unwrap()
+            .filter(|e| {
+                let n = e.as_ref().unwrap().file_name();
+                let n = n.to_string_lossy();
+                n.contains("enpassattach") || n.contains(".new")
+            })
+            .count()
+    };
+    for (len, limit) in [
+        (600u64, 500u64),
+        (3 * CHUNK_SIZE as u64 + 5, 2 * CHUNK_SIZE as u64 + 7),
+    ] {
+        let err = v
+            .add_attachment_limited(
+                &item,
+                "big.bin",
+                "x",
+                &mut Gen {
+                    state: 5,
+                    left: len,
+                },
+                limit,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::TooLarge { limit: l, what } if *l == limit && what.contains("big.bin")),
+            "{err:?}"
+        );
+        assert!(v.attachments(None).unwrap().is_empty());
+        assert_eq!(files(&v), 0, "no attachment file or temp file is left");
+    }
+    // Exactly at the limit is accepted.
+    let a = v
+        .add_attachment_limited(
+            &item,
+            "ok",
+            "x",
+            &mut Gen {
+                state: 5,
+                left: 2000,
+            },
+            2000,
+        )
+        .unwrap();
+    assert_eq!(a.size, 2000);
+    assert!(matches!(
+        v.add_attachment(&item, "", "x", &mut &b"x"[..]),
+        Err(Error::InvalidInput(_))
+    ));
+}
