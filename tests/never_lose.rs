@@ -32,7 +32,7 @@
 //! seconds, and five devices queue for the lock). The long run:
 //!
 //! ```text
-//! SYNCFABRIC_NLD_RUNS=10 SYNCFABRIC_NLD_OPS=200 cargo nextest run -p syncfabric \
+//! SYNCFABRIC_NLD_RUNS=10 SYNCFABRIC_NLD_OPS=200 cargo nextest run -p syncfabric-cli \
 //!     --test never_lose --no-capture
 //! ```
 //!
@@ -590,7 +590,7 @@ fn run_seeds(backend: Backend, server: Option<&Server>, test: &str) -> Vec<(u64,
         }
         if !r.violations.is_empty() || !r.bad_errors.is_empty() {
             eprintln!(
-                "replay: SYNCFABRIC_NLD_SEEDS={seed} SYNCFABRIC_NLD_OPS={} cargo nextest run -p syncfabric --test never_lose {test} --no-capture",
+                "replay: SYNCFABRIC_NLD_SEEDS={seed} SYNCFABRIC_NLD_OPS={} cargo nextest run -p syncfabric-cli --test never_lose {test} --no-capture",
                 ops(backend)
             );
         }
