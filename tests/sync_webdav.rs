@@ -224,3 +224,66 @@ fn an_app_from_the_crate_doc_commits_as_the_cli_over_nginx() {
 fn an_app_from_the_crate_doc_commits_as_the_cli_over_wsgidav() {
     an_app_from_the_crate_doc(Kind::Wsgidav);
 }
+
+/// `remote check NAME` runs the whole behaviour suite against a configured remote and
+/// removes its scratch folder after; it fails (exit 1) when a behaviour fails, and
+/// still prints the probe's verdict.
+fn remote_check(kind: Kind) -> Option<(std::process::Output, Server)> {
+    let server = Server::start(kind)?;
+    let url = folder_url(&server, "check");
+    let tmp = tempfile::tempdir().unwrap();
+    let cli = common::Dev::new(tmp.path(), "cli");
+    cli.run(&["vault", "create", "--name", "C", "--kdf-iter", "1000"]);
+    let with_pw = |args: &[&str]| {
+        cli.cmd(args)
+            .env("SYNCFABRIC_REMOTE_PASSWORD", PASS)
+            .output()
+            .unwrap()
+    };
+    assert!(with_pw(&["remote", "add", "r", &url]).status.success());
+    let out = with_pw(&["remote", "check", "r"]);
+    Some((out, server))
+}
+
+#[test]
+fn remote_check_passes_on_apache_and_leaves_nothing() {
+    let Some((out, server)) = remote_check(Kind::Apache) else {
+        return;
+    };
+    let dir = server.data.join("check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for b in syncfabric_conformance::BEHAVIOURS {
+        assert!(
+            stdout.contains(&format!("PASS {b}")) || stdout.contains(&format!("SKIP {b}")),
+            "{b}: {stdout}"
+        );
+    }
+    assert!(stdout.contains("probe: strong versions: true"), "{stdout}");
+    assert!(stdout.contains("commits: server-lock"), "{stdout}");
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// nginx hides names starting with '.' from listings: the suite says so, and the
+/// command fails, naming the behaviour.
+#[test]
+fn remote_check_fails_on_nginx_naming_what_failed() {
+    let Some((out, _)) = remote_check(Kind::Nginx) else {
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("FAIL awkward_names"), "{stdout}");
+    assert!(stdout.contains("PASS round_trips"), "{stdout}");
+    assert!(stdout.contains("commits: lease"), "{stdout}");
+    assert!(stderr.contains("behaviour(s) failed on r"), "{stderr}");
+}

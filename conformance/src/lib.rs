@@ -313,8 +313,10 @@ pub async fn run_behaviour(name: &str, h: &Harness) -> Check {
     res
 }
 
-/// Best-effort recursive removal (files first, then folders, deepest first).
-async fn remove_tree(s: &dyn Storage, dir: &RemotePath) {
+/// Removes `dir` and everything under it (files first, then folders, deepest first), as
+/// far as the storage lets it: best effort, errors are ignored. For emptying a scratch
+/// folder.
+pub async fn remove_tree(s: &dyn Storage, dir: &RemotePath) {
     let mut stack = vec![dir.clone()];
     let mut dirs = Vec::new();
     while let Some(d) = stack.pop() {
@@ -332,7 +334,9 @@ async fn remove_tree(s: &dyn Storage, dir: &RemotePath) {
         dirs.push(d);
     }
     for d in dirs.iter().rev() {
-        let _ = s.delete(d, syncfabric_core::Precondition::None).await;
+        if s.remove_empty_dir(d).await.is_err() {
+            let _ = s.delete(d, syncfabric_core::Precondition::None).await;
+        }
     }
 }
 

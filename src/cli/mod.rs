@@ -4,6 +4,7 @@ mod accounts;
 mod attach;
 mod audit;
 mod breach;
+mod check;
 mod config;
 pub mod escape;
 mod generate;

@@ -30,6 +30,15 @@ pub enum RemoteCmd {
         /// The remote's name.
         name: String,
     },
+    /// Run the storage conformance suite against the remote, in a scratch folder that
+    /// is removed after: PASS, FAIL or SKIP per behaviour, then the probe's verdict.
+    /// For qualifying a server (your own, or one in a container) or a new provider.
+    ///
+    /// Example: syncfabric remote check nas
+    Check {
+        /// The remote's name.
+        name: String,
+    },
     /// Break the server lock on the remote's vault folder, left by a sync that stopped
     /// mid-commit on another device (a crash, a lost connection). Shows who holds it
     /// and asks first.
@@ -131,6 +140,14 @@ impl Opener {
         })
     }
 
+    /// Opens the remote as it is, unprobed: for looking at it, never for the engine.
+    pub(super) async fn open_raw(
+        &self,
+        opts: OpenOptions,
+    ) -> Result<std::sync::Arc<dyn syncfabric::core::Storage>, syncfabric::core::Error> {
+        syncfabric::remote::open_url(&self.url, &self.creds, opts).await
+    }
+
     /// Opens and readies the remote for the engine (see [`Remote::open_with`]): with
     /// `recorded`, or probed now.
     pub(super) fn connect(
@@ -152,8 +169,7 @@ pub(super) fn open_remote(
     account: Option<&str>,
 ) -> CliResult<std::sync::Arc<dyn syncfabric::core::Storage>> {
     let opener = Opener::new(ctx, url, account)?;
-    let open = syncfabric::remote::open_url(url, &opener.creds, OpenOptions::default());
-    Ok(rt.block_on(open)?)
+    Ok(rt.block_on(opener.open_raw(OpenOptions::default()))?)
 }
 
 /// What the honesty probe measured, at default verbosity: the verdict's reasons, and
@@ -296,6 +312,7 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
                 print_probe(&report, &verdict);
             }
         }
+        RemoteCmd::Check { name } => super::check::check_cmd(ctx, &vault, &name)?,
         RemoteCmd::Unlock { name, yes } => super::unlock::unlock_cmd(ctx, &vault, &name, yes)?,
         RemoteCmd::Rm { name } => {
             let before = ctx.config.remotes.len();

@@ -407,7 +407,11 @@ pub async fn open_url(
     opts: OpenOptions,
 ) -> Result<Arc<dyn Storage>, Error> {
     match credentials {
-        Credentials::Bearer(b) => open_with_bearer(url, b.clone()).await,
+        Credentials::Bearer(b) => {
+            registry()
+                .open_with(url, &opts.with_bearer(b.clone()))
+                .await
+        }
         Credentials::Password(pw) => open_with_password_and(url, Some(pw.expose()), opts).await,
         Credentials::None if url.starts_with('/') => {
             registry()
