@@ -287,3 +287,27 @@ fn remote_check_fails_on_nginx_naming_what_failed() {
     assert!(stdout.contains("commits: lease"), "{stdout}");
     assert!(stderr.contains("behaviour(s) failed on r"), "{stderr}");
 }
+
+/// `remote check` on every server of the suite, printed (for the notes; not in CI:
+/// several minutes): `cargo nextest run -p syncfabric-cli --test sync_webdav
+/// --run-ignored only --no-capture remote_check_on_every_server`.
+#[test]
+#[ignore = "a survey: prints remote check's output for every server (minutes)"]
+fn remote_check_on_every_server() {
+    for kind in Kind::ALL {
+        let Some((out, _server)) = remote_check(kind) else {
+            continue;
+        };
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let summary: Vec<&str> = stdout
+            .lines()
+            .filter(|l| !l.starts_with("  PASS"))
+            .collect();
+        println!(
+            "== {} (exit {:?})\n{}",
+            kind.name(),
+            out.status.code(),
+            summary.join("\n")
+        );
+    }
+}

@@ -9,34 +9,29 @@
 //! and `_SCOPES` (space-separated).
 
 use super::{CliResult, Ctx};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
 use syncfabric::core::auth::{BearerAuth, SecretToken, TokenStore};
 use syncfabric_auth::{DeviceFlow, EncryptedFileTokenStore, OAuthBearer, OAuthConfig, TokenSet};
 
-/// The providers one can log in to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Provider {
-    /// OneDrive personal or for Business (Microsoft Graph).
-    Onedrive,
-    /// SharePoint document libraries (Microsoft Graph, work or school account).
-    Sharepoint,
-}
-
-impl Provider {
-    fn name(self) -> &'static str {
-        match self {
-            Provider::Onedrive => "onedrive",
-            Provider::Sharepoint => "sharepoint",
-        }
-    }
+/// The providers one can log in to, as the registered providers describe themselves.
+fn login_providers() -> Vec<&'static str> {
+    syncfabric::remote::registry()
+        .providers()
+        .into_iter()
+        .filter_map(|p| match p.credentials {
+            syncfabric::core::registry::Credentials::Login(name) => Some(name),
+            _ => None,
+        })
+        .collect()
 }
 
 #[derive(Args, Debug)]
 pub struct LoginArgs {
     /// Where to log in.
-    provider: Provider,
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(login_providers()))]
+    provider: String,
     /// A name for this login (several accounts of one provider can be logged in).
     #[arg(long, default_value = "default")]
     account: String,
@@ -144,7 +139,7 @@ fn runtime() -> CliResult<tokio::runtime::Runtime> {
 }
 
 pub fn login_cmd(ctx: &mut Ctx, args: LoginArgs) -> CliResult {
-    let provider = args.provider.name();
+    let provider = args.provider.as_str();
     if !valid_account_name(&args.account) {
         return Err("an account name uses letters, digits, '-', '_', '.' and '@'".into());
     }

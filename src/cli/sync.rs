@@ -17,7 +17,8 @@ pub enum RemoteCmd {
     Add {
         /// A short name for it.
         name: String,
-        /// Where: folder:///path, icloud:, webdav+https://user@host/path, onedrive:/path
+        /// Where (the providers below describe themselves).
+        #[arg(long_help = remote_url_help())]
         url: String,
         /// For onedrive:/sharepoint: URLs, the login to use (see `syncfabric login`).
         #[arg(long)]
@@ -108,6 +109,15 @@ pub struct RestoreArgs {
     /// For onedrive:/sharepoint: URLs, the login to use (see `syncfabric login`).
     #[arg(long)]
     account: Option<String>,
+}
+
+/// The URL forms of every registered provider, as they describe themselves.
+fn remote_url_help() -> String {
+    let mut help = String::from("Where the vault is kept, one of:");
+    for p in syncfabric::remote::registry().providers() {
+        help.push_str(&format!("\n  {}  {}", p.example, p.summary));
+    }
+    help
 }
 
 pub(super) fn runtime() -> CliResult<tokio::runtime::Runtime> {

@@ -309,10 +309,55 @@ where
     }
 }
 
-/// Schemes → factories. Cheap to share.
+/// What opening a provider's storages takes besides the URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credentials {
+    /// Nothing (local folders).
+    None,
+    /// A password for the URL's user, handed to the provider through
+    /// [`OpenOptions::tokens`] under [`password_key`] of the URL.
+    Password,
+    /// A logged-in account ([`OpenOptions::bearer`]) of the OAuth provider with this
+    /// login name (`"onedrive"`); the name keys the account's tokens and settings.
+    Login(&'static str),
+}
+
+/// A provider's description of itself, given once with its factory
+/// ([`Registry::register_provider`]): everything a front end needs to offer it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderInfo {
+    /// Its URL schemes (`webdav`, `nextcloud`, …); a `+tls` suffix such as
+    /// `webdav+https` resolves to the base scheme.
+    pub schemes: &'static [&'static str],
+    /// One line a person reads (`"WebDAV and Nextcloud servers"`).
+    pub summary: &'static str,
+    /// A URL to show as an example (`"webdav+https://me@host/path"`).
+    pub example: &'static str,
+    /// What opening it takes.
+    pub credentials: Credentials,
+}
+
+/// The token-store key under which a URL's password is handed to its provider: the
+/// one rule the front end (which stores it) and the provider (which reads it) share.
+pub fn password_key(url: &StorageUrl) -> String {
+    let hostport = url
+        .authority()
+        .unwrap_or("")
+        .rsplit('@')
+        .next()
+        .unwrap_or("");
+    format!(
+        "password:{}:{}@{hostport}",
+        url.base_scheme(),
+        url.username().unwrap_or_default()
+    )
+}
+
+/// Schemes → factories, and what each provider says of itself. Cheap to share.
 #[derive(Default)]
 pub struct Registry {
     factories: RwLock<HashMap<String, Arc<dyn ProviderFactory>>>,
+    providers: RwLock<Vec<ProviderInfo>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -347,6 +392,38 @@ impl Registry {
         Fut: Future<Output = Result<Arc<dyn Storage>>> + Send + 'static,
     {
         self.register(scheme, FnFactory(f))
+    }
+
+    /// Registers a provider: `factory` for each of `info.schemes`, and `info` for
+    /// [`Registry::providers`] and [`Registry::provider_of`].
+    pub fn register_provider(&self, info: ProviderInfo, factory: impl ProviderFactory + 'static) {
+        let factory: Arc<dyn ProviderFactory> = Arc::new(factory);
+        {
+            let mut map = self.factories.write().unwrap_or_else(|p| p.into_inner());
+            for scheme in info.schemes {
+                map.insert(scheme.to_ascii_lowercase(), factory.clone());
+            }
+        }
+        let mut infos = self.providers.write().unwrap_or_else(|p| p.into_inner());
+        infos.retain(|i| i.schemes != info.schemes);
+        infos.push(info);
+    }
+
+    /// The registered providers' descriptions, in registration order.
+    pub fn providers(&self) -> Vec<ProviderInfo> {
+        self.providers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The description of the provider that opens `url` (`None` for a URL that does
+    /// not parse, or a scheme no described provider has).
+    pub fn provider_of(&self, url: &str) -> Option<ProviderInfo> {
+        let url = StorageUrl::parse(url).ok()?;
+        let infos = self.providers.read().unwrap_or_else(|p| p.into_inner());
+        let has = |s: &str| infos.iter().find(|i| i.schemes.contains(&s)).cloned();
+        has(url.scheme()).or_else(|| has(url.base_scheme()))
     }
 
     /// The registered schemes, sorted.
@@ -398,6 +475,29 @@ impl Registry {
 mod tests {
     use super::*;
     use crate::test_store::MemStore;
+
+    #[test]
+    fn a_provider_describes_itself_once() {
+        let r = Registry::new();
+        let info = ProviderInfo {
+            schemes: &["mem", "memory"],
+            summary: "an in-memory store",
+            example: "mem:/x",
+            credentials: Credentials::Password,
+        };
+        let factory = FnFactory(|_: StorageUrl, _: OpenOptions| async {
+            Ok(Arc::new(MemStore::new()) as Arc<dyn Storage>)
+        });
+        r.register_provider(info.clone(), factory);
+        assert_eq!(r.schemes(), vec!["mem".to_string(), "memory".to_string()]);
+        assert_eq!(r.providers(), vec![info.clone()]);
+        assert_eq!(r.provider_of("memory:/y"), Some(info.clone()));
+        assert_eq!(r.provider_of("mem+https://u@h/x"), Some(info));
+        assert_eq!(r.provider_of("other:/x"), None);
+        assert_eq!(r.provider_of("not a url"), None);
+        let url = StorageUrl::parse("mem+https://alice@host:8443/x").unwrap();
+        assert_eq!(password_key(&url), "password:mem:alice@host:8443");
+    }
 
     #[test]
     fn parses_the_documented_forms() {

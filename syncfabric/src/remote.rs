@@ -21,33 +21,25 @@
 
 use std::sync::Arc;
 use syncfabric_core::probe::{ProbeReport, ProbedStorage};
-use syncfabric_core::registry::{OpenOptions, Registry};
+use syncfabric_core::registry::{Credentials as RegistryCredentials, OpenOptions, Registry};
 use syncfabric_core::{Error, RemotePath, Storage};
 
-/// A registry with every built-in provider.
+/// A registry with every built-in provider: one line each.
 pub fn registry() -> Registry {
-    let mut r = Registry::new();
-    syncfabric_folder::registry::register(&r);
+    let r = Registry::new();
+    syncfabric_folder::register(&r);
     #[cfg(feature = "webdav")]
     syncfabric_webdav::register(&r);
-    register_onedrive(&mut r);
+    #[cfg(feature = "onedrive")]
+    syncfabric_onedrive::register(&r);
     r
 }
 
-/// OneDrive / SharePoint (feature `onedrive`, on by default).
-fn register_onedrive(r: &mut Registry) {
-    #[cfg(feature = "onedrive")]
-    syncfabric_onedrive::register(r);
-    let _ = r;
-}
-
 /// The OAuth provider whose login opening `url` needs (`"onedrive"`, `"sharepoint"`),
-/// or `None` for storages without accounts.
+/// as the provider describes itself; `None` for storages without accounts.
 pub fn account_provider(url: &str) -> Option<&'static str> {
-    let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
-    match scheme.split('+').next().unwrap_or("") {
-        "onedrive" => Some("onedrive"),
-        "sharepoint" => Some("sharepoint"),
+    match registry().provider_of(url)?.credentials {
+        RegistryCredentials::Login(name) => Some(name),
         _ => None,
     }
 }
@@ -62,10 +54,11 @@ pub async fn open_with_bearer(
     registry().open_with(url, &opts).await
 }
 
-/// Whether opening `url` needs a password (WebDAV / Nextcloud).
+/// Whether opening `url` needs a password, as its provider describes itself.
 pub fn needs_password(url: &str) -> bool {
-    let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
-    scheme.starts_with("webdav") || scheme.starts_with("nextcloud")
+    registry()
+        .provider_of(url)
+        .is_some_and(|p| p.credentials == RegistryCredentials::Password)
 }
 
 /// Opens `url`, handing `password` (if any) to the provider for the URL's user
@@ -98,18 +91,9 @@ pub async fn open_with_password_and(
         return registry().open_with(url, &opts).await;
     };
     let parsed = StorageUrl::parse(url)?;
-    let user = parsed.username().unwrap_or_default();
-    let hostport = parsed
-        .authority()
-        .unwrap_or("")
-        .rsplit('@')
-        .next()
-        .unwrap_or("")
-        .to_string();
     let tokens = MemoryTokenStore::default();
-    tokens
-        .put(&format!("webdav:{user}@{hostport}"), SecretToken::new(pw))
-        .await?;
+    let key = syncfabric_core::registry::password_key(&parsed);
+    tokens.put(&key, SecretToken::new(pw)).await?;
     let opts = opts.with_tokens(Arc::new(tokens));
     registry().open_with(url, &opts).await
 }

@@ -92,6 +92,7 @@ pub mod desktop_double;
 mod fsops;
 pub mod icloud;
 pub mod registry;
+pub use registry::register;
 pub mod version;
 mod watch;
 

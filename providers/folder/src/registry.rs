@@ -26,7 +26,9 @@
 use crate::{FolderOptions, FolderStorage};
 use std::sync::Arc;
 use std::time::Duration;
-use syncfabric_core::registry::{OpenOptions, ProviderFactory, Registry, StorageUrl};
+use syncfabric_core::registry::{
+    Credentials, OpenOptions, ProviderFactory, ProviderInfo, Registry, StorageUrl,
+};
 use syncfabric_core::{Error, Result, Storage};
 
 /// The subfolder of iCloud Drive that `icloud:` with no path opens.
@@ -139,9 +141,24 @@ impl ProviderFactory for ICloudFactory {
 /// Registers [`FolderFactory`] as `folder` (and `file`, so `file:///x` works too) and
 /// [`ICloudFactory`] as `icloud`.
 pub fn register(registry: &Registry) {
-    registry.register("folder", FolderFactory);
-    registry.register("file", FolderFactory);
-    registry.register("icloud", ICloudFactory);
+    registry.register_provider(
+        ProviderInfo {
+            schemes: &["folder", "file"],
+            summary: "a local or network folder (a NAS share, a synced drive's folder)",
+            example: "folder:///mnt/nas/Enpass",
+            credentials: Credentials::None,
+        },
+        FolderFactory,
+    );
+    registry.register_provider(
+        ProviderInfo {
+            schemes: &["icloud"],
+            summary: "the iCloud Drive folder (macOS)",
+            example: "icloud:/Enpass",
+            credentials: Credentials::None,
+        },
+        ICloudFactory,
+    );
 }
 
 #[cfg(test)]

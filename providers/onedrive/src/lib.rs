@@ -1071,9 +1071,26 @@ impl Storage for OneDriveStorage {
 pub struct OneDriveFactory;
 
 /// Registers [`OneDriveFactory`] for the schemes `onedrive` and `sharepoint`.
-pub fn register(registry: &mut syncfabric_core::registry::Registry) {
-    registry.register("onedrive", OneDriveFactory);
-    registry.register("sharepoint", OneDriveFactory);
+pub fn register(registry: &syncfabric_core::registry::Registry) {
+    use syncfabric_core::registry::{Credentials, ProviderInfo};
+    registry.register_provider(
+        ProviderInfo {
+            schemes: &["onedrive"],
+            summary: "OneDrive, personal or for Business, as a logged-in account",
+            example: "onedrive:/Apps/Enpass",
+            credentials: Credentials::Login("onedrive"),
+        },
+        OneDriveFactory,
+    );
+    registry.register_provider(
+        ProviderInfo {
+            schemes: &["sharepoint"],
+            summary: "a SharePoint document library, as a logged-in work account",
+            example: "sharepoint://contoso.sharepoint.com/sites/Team/Shared%20Documents/Enpass",
+            credentials: Credentials::Login("sharepoint"),
+        },
+        OneDriveFactory,
+    );
 }
 
 #[async_trait::async_trait]

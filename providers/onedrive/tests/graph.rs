@@ -666,8 +666,8 @@ async fn sharepoint_and_app_folder_and_registry() {
         b"{}"
     );
 
-    let mut reg = Registry::new();
-    syncfabric_onedrive::register(&mut reg);
+    let reg = Registry::new();
+    syncfabric_onedrive::register(&reg);
     let url = format!("onedrive:/R?graph_url={}", fake.url());
     match reg.open(&url).await {
         Err(Error::Unauthorized { message }) => assert!(message.contains("log in"), "{message}"),

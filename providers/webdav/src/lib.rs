@@ -2515,8 +2515,16 @@ pub struct WebDavFactory;
 /// Registers [`WebDavFactory`] for `webdav` and `nextcloud` (and their `+http(s)`
 /// forms, through the registry's base-scheme lookup).
 pub fn register(registry: &syncfabric_core::registry::Registry) {
-    registry.register("webdav", WebDavFactory);
-    registry.register("nextcloud", WebDavFactory);
+    use syncfabric_core::registry::{Credentials, ProviderInfo};
+    registry.register_provider(
+        ProviderInfo {
+            schemes: &["webdav", "nextcloud"],
+            summary: "a WebDAV server or Nextcloud (its password: $SYNCFABRIC_REMOTE_PASSWORD or a prompt)",
+            example: "webdav+https://me@dav.example.com/Enpass",
+            credentials: Credentials::Password,
+        },
+        WebDavFactory,
+    );
 }
 
 #[async_trait::async_trait]
@@ -2539,9 +2547,9 @@ impl syncfabric_core::registry::ProviderFactory for WebDavFactory {
         s.push_str(url.path());
         // The registry refuses URLs that hold a password: it comes from the token store.
         let mut password = None;
-        if let (Some(tokens), Some(u)) = (&opts.tokens, &user) {
-            let account = format!("webdav:{u}@{hostport}");
-            password = tokens.get(&account).await?.map(|t| Secret::new(t.expose()));
+        if let (Some(tokens), Some(_)) = (&opts.tokens, &user) {
+            let key = syncfabric_core::registry::password_key(url);
+            password = tokens.get(&key).await?.map(|t| Secret::new(t.expose()));
         }
         let mut config = WebDavConfig::from_url(&s, password)?;
         config.create_root = opts.create_root;
