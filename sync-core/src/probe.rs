@@ -389,23 +389,8 @@ async fn run_probe(
         }
     }
 
-    // Delete with a stale version.
     let conditional_delete = if strong_versions {
-        match storage.delete(main, Precondition::IfMatch(v1)).await {
-            Ok(()) => match storage.stat(main).await? {
-                None => Verdict::Ignored,
-                Some(_) => Verdict::Broken("a refused delete reported success".into()),
-            },
-            Err(Error::Unsupported { .. }) => Verdict::Unsupported,
-            Err(Error::PreconditionFailed { .. }) => match storage.stat(main).await? {
-                Some(e) if e.version.as_ref() == Some(&current) => Verdict::Honoured,
-                _ => Verdict::Broken("a refused delete changed the file".into()),
-            },
-            Err(e) if e.is_retryable() => return Err(e),
-            Err(e) => Verdict::Broken(format!(
-                "a stale conditional delete failed with the wrong kind: {e}"
-            )),
-        }
+        probe_stale_delete(storage, main, v1, &current).await?
     } else {
         Verdict::Untested
     };
@@ -428,6 +413,33 @@ async fn run_probe(
         atomic_writes: false,
     };
     Ok(report)
+}
+
+/// Step 5: deletes `main` with the stale version `stale`; the file (at `current`) must
+/// stay.
+async fn probe_stale_delete(
+    storage: &dyn Storage,
+    main: &RemotePath,
+    stale: Version,
+    current: &Version,
+) -> Result<Verdict> {
+    Ok(
+        match storage.delete(main, Precondition::IfMatch(stale)).await {
+            Ok(()) => match storage.stat(main).await? {
+                None => Verdict::Ignored,
+                Some(_) => Verdict::Broken("a refused delete reported success".into()),
+            },
+            Err(Error::Unsupported { .. }) => Verdict::Unsupported,
+            Err(Error::PreconditionFailed { .. }) => match storage.stat(main).await? {
+                Some(e) if e.version.as_ref() == Some(current) => Verdict::Honoured,
+                _ => Verdict::Broken("a refused delete changed the file".into()),
+            },
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) => Verdict::Broken(format!(
+                "a stale conditional delete failed with the wrong kind: {e}"
+            )),
+        },
+    )
 }
 
 /// Yields [`CUT_SENT`] bytes, pauses ([`CUT_PAUSE`]), then fails: a body of

@@ -1347,6 +1347,103 @@ impl WebDavStorage {
     }
 
     /// The upload itself, with parent creation on 409/404. Returns the final answer.
+    /// A successful PUT's entry: its version is the strong ETag the answer (or a
+    /// look-up right after, waiting out a weak one) gives where the profile trusts
+    /// ETags, else the content hash of what was sent.
+    async fn entry_after_put(
+        &self,
+        path: &RemotePath,
+        body: &Body,
+        resp: reqwest::Response,
+        digest: Option<String>,
+        deweaken: bool,
+    ) -> Result<Entry> {
+        let t = self.inner.traits;
+        let what = path.to_string();
+        let put_etag = header_str(resp.headers(), "oc-etag")
+            .map(|e| {
+                if e.starts_with('"') {
+                    e
+                } else {
+                    format!("\"{e}\"")
+                }
+            })
+            .or_else(|| etag_header(resp.headers()));
+        // The server's clock (its Date header), so `modified` is comparable with the
+        // getlastmodified of other files (the lease lock relies on it).
+        let now = resp
+            .headers()
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|d| httpdate::parse_http_date(d).ok())
+            .or_else(|| Some(SystemTime::now()));
+        let _ = read_capped(resp, 64 * 1024, &what).await;
+        let mut hash_version = digest.map(|d| Version::new(format!("{HASH_PREFIX}{d}")));
+        if hash_version.is_none() && !deweaken {
+            hash_version = Some(hash_body(body).await?);
+        }
+        let entry = |version: Option<Version>| Entry {
+            path: path.clone(),
+            kind: EntryKind::File,
+            size: body.len(),
+            modified: now,
+            version,
+        };
+        if !t.trust_etag {
+            return Ok(entry(hash_version));
+        }
+        if let Some(tag) = put_etag.filter(|e| is_strong(e) && !self.temp_uploads()) {
+            return Ok(entry(Some(Version::new(tag))));
+        }
+        // No strong ETag in the answer: read it now, and wait for it to be strong
+        // while checking nobody wrote in between. The PUT has landed by now, so a
+        // look-up that fails for a passing reason (a reset, a 503) must not fail
+        // the write (the retry layer would send the whole body again): the version
+        // is then the hash of what was sent, as when the server gives no ETag.
+        let first = match self.propfind(path, false, "0").await {
+            Ok(first) => first,
+            Err(e) if e.is_retryable() => {
+                tracing::debug!(%path, error = %e, "ETag look-up after PUT failed; using the content hash");
+                let v = match hash_version {
+                    Some(v) => v,
+                    // Not hashed on the way (Apache): read the body once more.
+                    None => hash_body(body).await?,
+                };
+                return Ok(entry(Some(v)));
+            }
+            Err(e) => return Err(e),
+        };
+        let tag = first
+            .as_ref()
+            .and_then(|l| l.first())
+            .and_then(|r| r.etag.clone());
+        match tag {
+            Some(tag) if is_strong(&tag) => Ok(entry(Some(Version::new(tag)))),
+            Some(tag) if deweaken => Ok(entry(Some(Version::new(strip_weak(&tag))))),
+            // A large upload does not wait a second for the ETag to turn strong: its
+            // version is the hash of what was sent (see the crate docs).
+            Some(_) if body.len() >= LARGE_UPLOAD && hash_version.is_some() => {
+                Ok(entry(hash_version))
+            }
+            Some(tag) => match self.wait_strong(path, Some(&tag)).await {
+                Ok(Some(e)) => Ok(entry(e.version)),
+                Ok(None) => Ok(entry(hash_version)),
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(%path, error = %e, "strong-ETag wait failed; using the content hash");
+                    Ok(entry(hash_version))
+                }
+                Err(e) => Err(e),
+            },
+            None => {
+                let v = match hash_version {
+                    Some(v) => v,
+                    None => hash_body(body).await?,
+                };
+                Ok(entry(Some(v)))
+            }
+        }
+    }
+
     async fn upload(
         &self,
         path: &RemotePath,
@@ -2133,92 +2230,9 @@ impl Storage for WebDavStorage {
             if !status.is_success() {
                 return Err(self.status_error(resp, &what).await);
             }
-            let put_etag = header_str(resp.headers(), "oc-etag")
-                .map(|e| {
-                    if e.starts_with('"') {
-                        e
-                    } else {
-                        format!("\"{e}\"")
-                    }
-                })
-                .or_else(|| etag_header(resp.headers()));
-            // The server's clock (its Date header), so `modified` is comparable with the
-            // getlastmodified of other files (the lease lock relies on it).
-            let now = resp
-                .headers()
-                .get("date")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|d| httpdate::parse_http_date(d).ok())
-                .or_else(|| Some(SystemTime::now()));
-            let _ = read_capped(resp, 64 * 1024, &what).await;
-            let mut hash_version = digest.map(|d| Version::new(format!("{HASH_PREFIX}{d}")));
-            if hash_version.is_none() && !deweaken {
-                hash_version = Some(hash_body(&body).await?);
-            }
-            let entry = |version: Option<Version>| Entry {
-                path: path.clone(),
-                kind: EntryKind::File,
-                size: body.len(),
-                modified: now,
-                version,
-            };
-            if !t.trust_etag {
-                return Ok(entry(hash_version));
-            }
-            if let Some(tag) = put_etag.filter(|e| is_strong(e) && !self.temp_uploads()) {
-                return Ok(entry(Some(Version::new(tag))));
-            }
-            // No strong ETag in the answer: read it now, and wait for it to be strong
-            // while checking nobody wrote in between. The PUT has landed by now, so a
-            // look-up that fails for a passing reason (a reset, a 503) must not fail
-            // the write (the retry layer would send the whole body again): the version
-            // is then the hash of what was sent, as when the server gives no ETag.
-            let first = match self.propfind(path, false, "0").await {
-                Ok(first) => first,
-                Err(e) if e.is_retryable() => {
-                    tracing::debug!(%path, error = %e, "ETag look-up after PUT failed; using the content hash");
-                    let v = match hash_version {
-                        Some(v) => v,
-                        // Not hashed on the way (Apache): read the body once more.
-                        None => hash_body(&body).await?,
-                    };
-                    return Ok(entry(Some(v)));
-                }
-                Err(e) => return Err(e),
-            };
-            let tag = first
-                .as_ref()
-                .and_then(|l| l.first())
-                .and_then(|r| r.etag.clone());
-            match tag {
-                Some(tag) if is_strong(&tag) => return Ok(entry(Some(Version::new(tag)))),
-                Some(tag) if deweaken => {
-                    return Ok(entry(Some(Version::new(strip_weak(&tag)))));
-                }
-                // A large upload does not wait a second for the ETag to turn strong: its
-                // version is the hash of what was sent (see the crate docs).
-                Some(_) if body.len() >= LARGE_UPLOAD && hash_version.is_some() => {
-                    return Ok(entry(hash_version))
-                }
-                Some(tag) => {
-                    return match self.wait_strong(path, Some(&tag)).await {
-                        Ok(Some(e)) => Ok(entry(e.version)),
-                        Ok(None) => Ok(entry(hash_version)),
-                        Err(e) if e.is_retryable() => {
-                            tracing::debug!(%path, error = %e, "strong-ETag wait failed; using the content hash");
-                            Ok(entry(hash_version))
-                        }
-                        Err(e) => Err(e),
-                    };
-                }
-                None => {
-                    let v = match hash_version {
-                        Some(v) => v,
-                        None => hash_body(&body).await?,
-                    };
-                    return Ok(entry(Some(v)));
-                }
-            }
+            return self
+                .entry_after_put(path, &body, resp, digest, deweaken)
+                .await;
         }
     }
 

@@ -480,11 +480,12 @@ fn opens_through_the_registry() {
         syncfabric_webdav::register(&registry);
         let tokens = syncfabric_core::auth::MemoryTokenStore::default();
         use syncfabric_core::auth::TokenStore;
+        let url = format!("webdav+http://{USER}@127.0.0.1:{}/reg", server.port);
+        let key = syncfabric_core::registry::password_key(
+            &syncfabric_core::registry::StorageUrl::parse(&url).unwrap(),
+        );
         tokens
-            .put(
-                &format!("webdav:{USER}@127.0.0.1:{}", server.port),
-                syncfabric_core::auth::SecretToken::new(PASS),
-            )
+            .put(&key, syncfabric_core::auth::SecretToken::new(PASS))
             .await
             .unwrap();
         let opts = syncfabric_core::registry::OpenOptions::default().with_tokens(Arc::new(tokens));
@@ -507,13 +508,9 @@ fn opens_through_the_registry() {
         // A wrong password is Unauthorized.
         let wrong = syncfabric_core::auth::MemoryTokenStore::default();
         wrong
-            .put(
-                &format!("webdav:{USER}@127.0.0.1:{}", server.port),
-                syncfabric_core::auth::SecretToken::new("nope"),
-            )
+            .put(&key, syncfabric_core::auth::SecretToken::new("nope"))
             .await
             .unwrap();
-        let url = format!("webdav+http://{USER}@127.0.0.1:{}/reg", server.port);
         let opts = syncfabric_core::registry::OpenOptions::default().with_tokens(Arc::new(wrong));
         let e = registry.open_with(&url, &opts).await.unwrap_err();
         assert!(matches!(e, Error::Unauthorized { .. }), "{e:?}");
