@@ -326,7 +326,7 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
             vault
                 .connection()
                 .execute_batch("PRAGMA cache_size = 16;")?;
-            let mut items: Vec<syncfabric::vault::ItemSummary> = vault
+            let items: Vec<syncfabric::vault::ItemSummary> = vault
                 .item_summaries()?
                 .into_iter()
                 .filter(|i| {
@@ -339,15 +339,24 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
                     }
                 })
                 .collect();
-            items.sort_by_cached_key(|i| (i.title.to_lowercase(), i.uuid.clone()));
+            // Sorted by lower-cased title, then uuid: the keys made once, no copies.
+            let keys: Vec<String> = items.iter().map(|i| i.title.to_lowercase()).collect();
+            let mut order: Vec<usize> = (0..items.len()).collect();
+            order.sort_unstable_by(|&a, &b| {
+                keys[a]
+                    .cmp(&keys[b])
+                    .then_with(|| items[a].uuid.cmp(&items[b].uuid))
+            });
             if ctx.json {
                 ctx.print_json(&serde_json::Value::Array(
-                    items.iter().map(listing).collect(),
+                    order.iter().map(|&k| listing(&items[k])).collect(),
                 ));
             } else {
+                use super::escape::for_terminal_cow as tc;
                 use std::io::Write;
                 let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-                for i in &items {
+                for &k in &order {
+                    let i = &items[k];
                     let flag = if i.deleted {
                         " [deleted]"
                     } else if i.trashed {
@@ -359,8 +368,8 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
                         out,
                         "{}  {:<30} {}{}",
                         i.uuid,
-                        t(&i.title),
-                        t(&i.subtitle),
+                        tc(&i.title),
+                        tc(&i.subtitle),
                         flag
                     )?;
                 }
