@@ -44,10 +44,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .await?
         }
     };
-    let (trust, _) = syncfabric::remote::probe(raw.as_ref()).await?;
-    let counting = CountingStorage::new(syncfabric::remote::wrap(raw, trust));
+    let (verdict, _) = syncfabric::remote::probe(raw.as_ref()).await?;
+    let counting = CountingStorage::new(raw);
     let counters = counting.counters();
-    let storage: Arc<dyn Storage> = Arc::new(counting);
+    let storage = syncfabric::remote::wrap(Arc::new(counting), verdict);
     let pw = Secret::new("bench password");
     let mut a = Vault::create(
         tmp.path().join("a"),
@@ -73,15 +73,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     sync_vault(&mut a, &storage, &sa, &opts).await?;
     let uuid = a.meta().vault_uuid().unwrap_or_default().to_string();
     let sb = StateDir::open(tmp.path().join("sb"))?;
-    let mut b = restore_from_remote(
-        storage.as_ref(),
-        &uuid,
-        &tmp.path().join("b"),
-        &sb,
-        &pw,
-        None,
-    )
-    .await?;
+    let mut b = restore_from_remote(&storage, &uuid, &tmp.path().join("b"), &sb, &pw, None).await?;
     let db_size = std::fs::metadata(a.db_path())?.len();
 
     let (mut push, mut pull, mut idle) = (Vec::new(), Vec::new(), Vec::new());

@@ -1,5 +1,5 @@
 //! A provider from scratch: a tiny in-memory storage implements
-//! `syncfabric_core::Storage` and runs the conformance suite, as the crate docs of
+//! `syncfabric::core::Storage` and runs the conformance suite, as the crate docs of
 //! `syncfabric-conformance` describe.
 //!
 //! Run with `cargo run --example memory_provider`; it prints one line per behaviour
@@ -9,11 +9,11 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
-use syncfabric_conformance::{run_all, Harness};
-use syncfabric_core::{
+use syncfabric::core::{
     Body, Capabilities, ChangeFeed, Download, Entry, EntryKind, Error, Precondition, RemotePath,
     Result, Storage, Version,
 };
+use syncfabric_conformance::{run_all, Harness};
 use tokio::io::AsyncReadExt;
 
 /// Everything the store holds: files with their version, and folders.
@@ -75,6 +75,7 @@ impl Storage for TinyStore {
             server_clock: false,
             server_lock: false,
             strong_versions: true,
+            spaced_writes: false,
         }
     }
 

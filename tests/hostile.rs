@@ -20,6 +20,9 @@ use syncfabric::folder::FolderStorage;
 use syncfabric::vault::{CreateOptions, NewItem, Secret, Vault};
 use syncfabric_conformance::MemoryStorage;
 
+mod common;
+use common::as_claimed;
+
 const PW: &str = "correct horse battery staple";
 
 fn new_vault(dir: &Path) -> Vault {
@@ -46,7 +49,7 @@ async fn sync(
     s: &Arc<dyn Storage>,
     st: &StateDir,
 ) -> Result<syncfabric::engine::SyncReport, SyncError> {
-    sync_vault(v, s, st, &SyncOptions::default()).await
+    sync_vault(v, &as_claimed(s.clone()), st, &SyncOptions::default()).await
 }
 
 /// A vault with one item, synced once to a folder remote: the remote, its folder on
@@ -474,7 +477,7 @@ async fn a_failed_restore_leaves_nothing_behind() {
     let dest = tmp.path().join("restored");
     let st = StateDir::open(tmp.path().join("restored-state")).unwrap();
     let r = restore_from_remote(
-        remote.as_ref(),
+        &as_claimed(remote),
         &uuid_of(&v),
         &dest,
         &st,
@@ -517,6 +520,7 @@ async fn an_endless_attachment_download_stops_at_its_bound_and_the_restore_clean
     };
     let dest = tmp.path().join("restored");
     let st = StateDir::open(tmp.path().join("restored-state")).unwrap();
+    let hostile = as_claimed(Arc::new(hostile));
     let err = restore_from_remote(&hostile, &uuid_of(&v), &dest, &st, &Secret::new(PW), None)
         .await
         .expect_err("the restore must fail")

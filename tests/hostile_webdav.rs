@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use syncfabric::engine::{restore_from_remote, sync_vault, StateDir, SyncOptions};
+use syncfabric::remote::{Credentials, Recorded, Remote};
+
+mod common;
+use common::as_claimed;
 use syncfabric::vault::{CreateOptions, NewItem, Secret, Vault};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -172,7 +176,8 @@ async fn an_endless_database_body_stops_at_the_announced_size() {
     let mut a = Vault::create(tmp.path().join("a"), &Secret::new(PW), &opts).unwrap();
     a.add_item(NewItem::login("Bank", "me", Secret::new("p"), ""))
         .unwrap();
-    let folder = syncfabric::remote::open(&format!("folder://{}", shared.display()))
+    let url = format!("folder://{}", shared.display());
+    let folder = Remote::open(&url, &Credentials::None, Recorded::default())
         .await
         .unwrap();
     let a_state = StateDir::open(tmp.path().join("a-state")).unwrap();
@@ -189,11 +194,13 @@ async fn an_endless_database_body_stops_at_the_announced_size() {
     let dav = syncfabric::remote::open_with_password(&url, Some("pw"))
         .await
         .unwrap();
+    // The hostile server answers only what the attack needs: no probe against it.
+    let dav = as_claimed(dav);
 
     // A restore onto a new device.
     let dest = tmp.path().join("b");
     let b_state = StateDir::open(tmp.path().join("b-state")).unwrap();
-    let err = restore_from_remote(dav.as_ref(), &uuid, &dest, &b_state, &Secret::new(PW), None)
+    let err = restore_from_remote(&dav, &uuid, &dest, &b_state, &Secret::new(PW), None)
         .await
         .map(|_| ())
         .expect_err("the endless body must fail the restore")

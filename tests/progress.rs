@@ -18,6 +18,9 @@ use syncfabric::engine::{
 use syncfabric::folder::FolderStorage;
 use syncfabric::vault::{CreateOptions, NewItem, Secret, Vault};
 
+mod common;
+use common::as_claimed;
+
 const PW: &str = "correct horse battery staple";
 
 /// One update as recorded: (phase, attempt, done, total).
@@ -189,7 +192,9 @@ async fn the_hook_sees_growing_counts_that_end_at_each_file_size() {
     )
     .unwrap();
     let uuid = a.meta().vault_uuid().unwrap().to_string();
-    let r = sync_vault(&mut a, &folder, &a_state, &opts).await.unwrap();
+    let r = sync_vault(&mut a, &as_claimed(folder.clone()), &a_state, &opts)
+        .await
+        .unwrap();
     assert_eq!(r.outcome, SyncOutcome::Pushed);
 
     let attach: Vec<PathBuf> = std::fs::read_dir(root.join(&uuid))
@@ -230,7 +235,7 @@ async fn the_hook_sees_growing_counts_that_end_at_each_file_size() {
     let b_dir = tmp.path().join("b");
     let b_state = StateDir::open(tmp.path().join("b-state")).unwrap();
     let mut b = restore_from_remote_with_progress(
-        folder.as_ref(),
+        &as_claimed(folder.clone()),
         &uuid,
         &b_dir,
         &b_state,
@@ -256,13 +261,17 @@ async fn the_hook_sees_growing_counts_that_end_at_each_file_size() {
     // A edits; B pulls through a connection that breaks off half-way once.
     a.add_item(NewItem::login("Mail", "me", Secret::new("m"), ""))
         .unwrap();
-    sync_vault(&mut a, &folder, &a_state, &opts).await.unwrap();
+    sync_vault(&mut a, &as_claimed(folder.clone()), &a_state, &opts)
+        .await
+        .unwrap();
     rec.take();
     let cut: Arc<dyn Storage> = Arc::new(CutOnce {
         inner: folder.clone(),
         armed: AtomicBool::new(true),
     });
-    let r = sync_vault(&mut b, &cut, &b_state, &opts).await.unwrap();
+    let r = sync_vault(&mut b, &as_claimed(cut), &b_state, &opts)
+        .await
+        .unwrap();
     assert_eq!(r.outcome, SyncOutcome::Pulled);
     let pulled = rec.take();
     let db = &pulled[&key("down", "database", &db_path)];
@@ -284,9 +293,14 @@ async fn a_download_that_never_completes_ends_failed() {
     let folder: Arc<dyn Storage> = Arc::new(FolderStorage::new(&root).unwrap());
     let mut a = new_vault(&tmp.path().join("a"));
     let a_state = StateDir::open(tmp.path().join("a-state")).unwrap();
-    sync_vault(&mut a, &folder, &a_state, &SyncOptions::default())
-        .await
-        .unwrap();
+    sync_vault(
+        &mut a,
+        &as_claimed(folder.clone()),
+        &a_state,
+        &SyncOptions::default(),
+    )
+    .await
+    .unwrap();
     let uuid = a.meta().vault_uuid().unwrap().to_string();
 
     /// Cuts every read of the database.
@@ -331,7 +345,7 @@ async fn a_download_that_never_completes_ends_failed() {
     });
     let rec = Recorder::default();
     let err = restore_from_remote_with_progress(
-        &broken,
+        &as_claimed(Arc::new(broken)),
         &uuid,
         &tmp.path().join("b"),
         &StateDir::open(tmp.path().join("b-state")).unwrap(),

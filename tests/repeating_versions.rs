@@ -21,7 +21,7 @@ mod servers;
 use std::sync::Arc;
 use syncfabric::core::Storage;
 use syncfabric::engine::{restore_from_remote, sync_vault, StateDir, SyncOptions, SyncOutcome};
-use syncfabric::remote::{Trust, Verdict};
+use syncfabric::remote::{Remote, Trust, Verdict, Writes};
 use syncfabric::vault::{CreateOptions, NewItem, Secret, Vault};
 use syncfabric_conformance::doubles::RepeatingVersions;
 use syncfabric_conformance::MemoryStorage;
@@ -52,10 +52,11 @@ fn set_password(v: &mut Vault, title: &str, value: &str) {
     v.update_item(&item).unwrap();
 }
 
-async fn connected() -> (Arc<dyn Storage>, Verdict) {
+async fn connected() -> (Remote, Verdict) {
     let raw: Arc<dyn Storage> = Arc::new(RepeatingVersions(MemoryStorage::new()));
     let c = syncfabric::remote::connect(raw, None).await.unwrap();
-    (c.storage, c.verdict)
+    let verdict = c.verdict();
+    (c, verdict)
 }
 
 #[tokio::test]
@@ -65,10 +66,11 @@ async fn the_probe_sees_versions_that_repeat() {
         verdict,
         Verdict {
             trust: Trust::ServerLock,
-            strong_versions: false
+            strong_versions: false,
+            writes: Writes::Atomic,
         }
     );
-    let caps = storage.capabilities();
+    let caps = storage.storage().capabilities();
     assert!(!caps.strong_versions && !caps.has_truthful_cas() && caps.server_lock);
 }
 
@@ -96,17 +98,17 @@ fn same_size_commits_over_wsgidav_with_one_second_etags_are_never_lost() {
             .with_profile(Profile::Generic);
         let raw: Arc<dyn Storage> = Arc::new(WebDavStorage::connect(cfg).await.unwrap());
         let c = syncfabric::remote::connect(raw, None).await.unwrap();
-        let report = c.probe.unwrap();
+        let report = c.probe().unwrap();
         assert!(!report.strong_versions, "{}", report.summary());
-        assert!(!c.verdict.strong_versions);
-        same_size_rounds(c.storage, 10).await;
+        assert!(!c.verdict().strong_versions);
+        same_size_rounds(c, 10).await;
     });
 }
 
 /// Two devices edit one item each (same-length values: the database keeps its size)
 /// and sync, `rounds` times, alternately one after the other and racing; after each
 /// round both devices hold both edits.
-async fn same_size_rounds(storage: Arc<dyn Storage>, rounds: usize) {
+async fn same_size_rounds(storage: Remote, rounds: usize) {
     let mut opts = SyncOptions::default();
     opts.lease.settle = std::time::Duration::from_millis(300);
     opts.lease.poll_interval = std::time::Duration::from_millis(100);
@@ -125,7 +127,7 @@ async fn same_size_rounds(storage: Arc<dyn Storage>, rounds: usize) {
     let uuid = a.meta().vault_uuid().unwrap().to_string();
     let sb = StateDir::open(tmp.path().join("sb")).unwrap();
     let mut b = restore_from_remote(
-        storage.as_ref(),
+        &storage,
         &uuid,
         &tmp.path().join("b"),
         &sb,

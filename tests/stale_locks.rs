@@ -19,14 +19,15 @@ use servers::{Kind, Server, PASS, USER};
 use std::sync::Arc;
 use std::time::Duration;
 use syncfabric::core::progress::{Direction, Phase, ProgressHook, Update};
-use syncfabric::core::{RemotePath, Storage};
+use syncfabric::core::RemotePath;
 use syncfabric::engine::{restore_from_remote, sync_vault, StateDir, SyncOptions};
+use syncfabric::remote::Remote;
 use syncfabric::vault::{CreateOptions, NewItem, Secret, Vault};
 
 use common::{Dev, PW};
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn open(server: &Server, folder: &str) -> Arc<dyn Storage> {
+async fn open(server: &Server, folder: &str) -> Remote {
     let base = server.scratch(folder);
     let url = base.replacen("http://", &format!("webdav+http://{USER}@"), 1);
     let raw = syncfabric::remote::open_with_password(&url, Some(PASS))
@@ -47,7 +48,7 @@ fn opts(label: &str) -> SyncOptions {
 
 /// Runs a sync of `vault` and drops it as soon as its database upload starts (under
 /// the server lock): a crash mid-commit.
-async fn crash_mid_commit(vault: &mut Vault, storage: &Arc<dyn Storage>, state: &StateDir) {
+async fn crash_mid_commit(vault: &mut Vault, storage: &Remote, state: &StateDir) {
     let started = Arc::new(tokio::sync::Notify::new());
     let tell = started.clone();
     let mut o = opts("laptop");
@@ -105,7 +106,7 @@ fn crashed_holder(kind: Kind) {
         let dir = RemotePath::parse(&uuid).unwrap();
         let sb = StateDir::open(tmp.path().join("sb")).unwrap();
         let mut b = restore_from_remote(
-            storage.as_ref(),
+            &storage,
             &uuid,
             &tmp.path().join("b"),
             &sb,

@@ -7,7 +7,11 @@ use syncfabric::engine::{
     restore_from_remote, sync_vault, CountingStorage, StateDir, SyncError, SyncOptions, SyncOutcome,
 };
 use syncfabric::folder::FolderStorage;
+use syncfabric::remote::Remote;
 use syncfabric::vault::{CreateOptions, NewItem, Secret, Vault};
+
+mod common;
+use common::as_claimed;
 
 const PW: &str = "correct horse battery staple";
 
@@ -19,7 +23,7 @@ struct Device {
 impl Device {
     async fn sync(
         &mut self,
-        storage: &Arc<dyn Storage>,
+        storage: &Remote,
     ) -> Result<syncfabric::engine::SyncReport, SyncError> {
         sync_vault(
             &mut self.vault,
@@ -64,7 +68,7 @@ async fn first_device(root: &Path) -> Device {
     Device { vault, state }
 }
 
-async fn clone_device(root: &Path, name: &str, storage: &dyn Storage, uuid: &str) -> Device {
+async fn clone_device(root: &Path, name: &str, storage: &Remote, uuid: &str) -> Device {
     let dir: PathBuf = root.join(name);
     let state = StateDir::open(root.join(format!("{name}-state"))).unwrap();
     let vault = restore_from_remote(storage, uuid, &dir, &state, &Secret::new(PW), None)
@@ -73,9 +77,15 @@ async fn clone_device(root: &Path, name: &str, storage: &dyn Storage, uuid: &str
     Device { vault, state }
 }
 
-fn remote(root: &Path) -> Arc<dyn Storage> {
+/// The shared folder, as a storage.
+fn folder(root: &Path) -> Arc<dyn Storage> {
     std::fs::create_dir_all(root.join("remote")).unwrap();
     Arc::new(FolderStorage::new(root.join("remote")).unwrap())
+}
+
+/// The shared folder, as the engine gets it (its claims are the conformance suite's).
+fn remote(root: &Path) -> Remote {
+    as_claimed(folder(root))
 }
 
 fn uuid_of(d: &Device) -> String {
@@ -96,7 +106,7 @@ async fn two_devices_converge_and_keep_both_edits() {
         ))
         .unwrap();
     assert_eq!(a.sync(&storage).await.unwrap().outcome, SyncOutcome::Pushed);
-    let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
+    let mut b = clone_device(tmp.path(), "b", &storage, &uuid_of(&a)).await;
     assert_eq!(b.titles(), a.titles());
 
     // Both edit different items while apart.
@@ -138,10 +148,10 @@ async fn two_devices_converge_and_keep_both_edits() {
 #[tokio::test]
 async fn no_change_sync_is_one_request_and_one_edit_moves_one_db_each_way() {
     let tmp = tempfile::tempdir().unwrap();
-    let inner = remote(tmp.path());
+    let inner = folder(tmp.path());
     let counting_inner = CountingStorage::new(inner.clone());
     let counters = counting_inner.counters();
-    let counting: Arc<dyn Storage> = Arc::new(counting_inner);
+    let counting = as_claimed(Arc::new(counting_inner));
     let mut a = first_device(tmp.path()).await;
     for i in 0..20 {
         a.vault
@@ -154,7 +164,7 @@ async fn no_change_sync_is_one_request_and_one_edit_moves_one_db_each_way() {
             .unwrap();
     }
     a.sync(&counting).await.unwrap();
-    let mut b = clone_device(tmp.path(), "b", inner.as_ref(), &uuid_of(&a)).await;
+    let mut b = clone_device(tmp.path(), "b", &as_claimed(inner.clone()), &uuid_of(&a)).await;
 
     counters.reset();
     assert_eq!(
@@ -229,8 +239,8 @@ async fn race_rounds(
     first: Device,
     n: usize,
     rounds: usize,
-    storage: &Arc<dyn Storage>,
-    plain: &dyn Storage,
+    storage: &Remote,
+    plain: &Remote,
     opts: &SyncOptions,
 ) -> Vec<Device> {
     let uuid = uuid_of(&first);
@@ -281,7 +291,7 @@ async fn concurrent_syncs_lose_nothing() {
         4,
         3,
         &storage,
-        storage.as_ref(),
+        &storage,
         &SyncOptions::default(),
     )
     .await;
@@ -296,7 +306,7 @@ async fn tampered_remote_is_refused_and_local_untouched() {
         .add_item(NewItem::login("Bank", "me", Secret::new("p"), ""))
         .unwrap();
     a.sync(&storage).await.unwrap();
-    let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
+    let mut b = clone_device(tmp.path(), "b", &storage, &uuid_of(&a)).await;
     a.vault
         .add_item(NewItem::login("Other", "me", Secret::new("p"), ""))
         .unwrap();
@@ -328,7 +338,7 @@ async fn remote_vault_json_that_lies_is_refused() {
     let storage = remote(tmp.path());
     let mut a = first_device(tmp.path()).await;
     a.sync(&storage).await.unwrap();
-    let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
+    let mut b = clone_device(tmp.path(), "b", &storage, &uuid_of(&a)).await;
     a.vault
         .add_item(NewItem::login("New", "me", Secret::new("p"), ""))
         .unwrap();
@@ -406,7 +416,7 @@ async fn dry_run_changes_nothing() {
     let storage = remote(tmp.path());
     let mut a = first_device(tmp.path()).await;
     a.sync(&storage).await.unwrap();
-    let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
+    let mut b = clone_device(tmp.path(), "b", &storage, &uuid_of(&a)).await;
     a.vault
         .add_item(NewItem::login("Fresh", "me", Secret::new("p"), ""))
         .unwrap();
@@ -431,11 +441,11 @@ async fn dry_run_changes_nothing() {
 async fn lease_lock_fallback_loses_nothing_without_truthful_cas() {
     use syncfabric::core::probe::ProbedStorage;
     let tmp = tempfile::tempdir().unwrap();
-    let folder = remote(tmp.path());
+    let folder = folder(tmp.path());
     let mut caps = folder.capabilities();
     caps.if_match = false;
     caps.if_absent = false;
-    let storage: Arc<dyn Storage> = Arc::new(ProbedStorage::new(folder.clone(), caps));
+    let storage = as_claimed(Arc::new(ProbedStorage::new(folder.clone(), caps)));
     let mut opts = SyncOptions::default();
     opts.lease.settle = std::time::Duration::from_millis(50);
     opts.lease.poll_interval = std::time::Duration::from_millis(20);
@@ -445,7 +455,16 @@ async fn lease_lock_fallback_loses_nothing_without_truthful_cas() {
         .await
         .unwrap();
     let uuid = uuid_of(&a);
-    race_rounds(tmp.path(), a, 3, 2, &storage, folder.as_ref(), &opts).await;
+    race_rounds(
+        tmp.path(),
+        a,
+        3,
+        2,
+        &storage,
+        &as_claimed(folder.clone()),
+        &opts,
+    )
+    .await;
     // The lock is released: no lease file is left behind.
     let left = folder
         .list(&syncfabric::core::RemotePath::parse(&uuid).unwrap())
@@ -478,7 +497,7 @@ async fn server_lock_commits_lose_nothing_without_truthful_cas() {
         memory.client(),
         caps,
     ))));
-    let storage: Arc<dyn Storage> = counting.clone();
+    let storage = as_claimed(counting.clone());
     let opts = SyncOptions::default();
 
     let mut a = first_device(tmp.path()).await;
@@ -486,7 +505,8 @@ async fn server_lock_commits_lose_nothing_without_truthful_cas() {
         .await
         .unwrap();
     let uuid = uuid_of(&a);
-    race_rounds(tmp.path(), a, 3, 2, &storage, &memory, &opts).await;
+    let plain = as_claimed(Arc::new(memory.clone()));
+    race_rounds(tmp.path(), a, 3, 2, &storage, &plain, &opts).await;
     let dir = syncfabric::core::RemotePath::parse(&uuid).unwrap();
     let left = memory.list(&dir).await.unwrap();
     assert!(
@@ -538,7 +558,7 @@ async fn no_secret_in_logs_reports_or_errors() {
         .add_item(NewItem::login("Bank", "me", Secret::new(item_pw), ""))
         .unwrap();
     let r1 = a.sync(&storage).await.unwrap();
-    let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
+    let mut b = clone_device(tmp.path(), "b", &storage, &uuid_of(&a)).await;
     let mut it = b
         .vault
         .items()
@@ -609,7 +629,7 @@ async fn truncated_remote_and_rekeyed_remote_are_refused_with_nothing_written() 
         .add_item(NewItem::login("Bank", "me", Secret::new("p"), ""))
         .unwrap();
     a.sync(&storage).await.unwrap();
-    let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
+    let mut b = clone_device(tmp.path(), "b", &storage, &uuid_of(&a)).await;
     a.vault
         .add_item(NewItem::login("Second", "me", Secret::new("p"), ""))
         .unwrap();
@@ -653,7 +673,7 @@ async fn truncated_remote_and_rekeyed_remote_are_refused_with_nothing_written() 
     // With the new password, a device restores the re-keyed vault and sees everything.
     let state = StateDir::open(tmp.path().join("c-state")).unwrap();
     let c = restore_from_remote(
-        storage.as_ref(),
+        &storage,
         &uuid_of(&a),
         &tmp.path().join("c"),
         &state,
@@ -675,8 +695,8 @@ async fn a_device_offline_for_many_rounds_catches_up_and_keeps_its_edits() {
         .unwrap();
     a.sync(&storage).await.unwrap();
     let uuid = uuid_of(&a);
-    let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid).await;
-    let mut c = clone_device(tmp.path(), "c", storage.as_ref(), &uuid).await;
+    let mut b = clone_device(tmp.path(), "b", &storage, &uuid).await;
+    let mut c = clone_device(tmp.path(), "c", &storage, &uuid).await;
     // C goes offline and edits "Shared" early; A and B keep working for many rounds.
     let mut shared = c
         .vault
@@ -763,7 +783,7 @@ async fn a_remote_rolled_back_by_someone_else_does_not_lose_our_items() {
         .join(uuid_of(&a))
         .join("vault.enpassdb");
     let stale = std::fs::read(&db).unwrap();
-    let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
+    let mut b = clone_device(tmp.path(), "b", &storage, &uuid_of(&a)).await;
     a.vault
         .add_item(NewItem::login("New", "me", Secret::new("p"), ""))
         .unwrap();
@@ -797,7 +817,7 @@ async fn attachments_sync_both_ways_and_removed_files_are_collected() {
         .add_item(NewItem::login("Docs", "me", Secret::new("p"), ""))
         .unwrap();
     a.sync(&storage).await.unwrap();
-    let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
+    let mut b = clone_device(tmp.path(), "b", &storage, &uuid_of(&a)).await;
 
     let big: Vec<u8> = (0..300_000u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
@@ -872,7 +892,7 @@ async fn a_bad_push_is_undone_from_the_journal() {
         .unwrap();
     a.sync(&storage).await.unwrap();
     let good_seq = a.state.load().unwrap().journal.last().unwrap().seq;
-    let mut b = clone_device(tmp.path(), "b", storage.as_ref(), &uuid_of(&a)).await;
+    let mut b = clone_device(tmp.path(), "b", &storage, &uuid_of(&a)).await;
     // The bad push: a password overwritten, an item deleted, and an item added.
     let mut bank = a
         .vault

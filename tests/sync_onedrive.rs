@@ -4,12 +4,12 @@
 #![cfg(feature = "onedrive")]
 
 use std::sync::Arc;
+use syncfabric::core::auth::{SecretToken, StaticBearer};
+use syncfabric::core::retry::RetryPolicy;
 use syncfabric::core::Storage;
 use syncfabric::engine::{restore_from_remote, sync_vault, StateDir, SyncOptions, SyncOutcome};
 use syncfabric::vault::{CreateOptions, NewItem, Secret, Vault};
 use syncfabric_conformance::graph_fake::{FakeConfig, GraphFake, ThrottlePlan};
-use syncfabric_core::auth::{SecretToken, StaticBearer};
-use syncfabric_core::retry::RetryPolicy;
 use syncfabric_onedrive::{OneDriveConfig, OneDriveStorage};
 
 const PW: &str = "onedrive e2e password";
@@ -93,7 +93,7 @@ fn two_devices_over_the_graph_fake_with_throttling() {
         let uuid = a.meta().vault_uuid().unwrap().to_string();
         let sb = StateDir::open(tmp.path().join("sb")).unwrap();
         let mut b = restore_from_remote(
-            sb_store.as_ref(),
+            &sb_store,
             &uuid,
             &tmp.path().join("b"),
             &sb,

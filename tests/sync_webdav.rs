@@ -2,13 +2,13 @@
 //! engine): two devices converge, and concurrent devices lose nothing. The servers are
 //! started by the WebDAV provider's test harness.
 
+mod common;
 #[path = "../providers/webdav/tests/servers/mod.rs"]
 mod servers;
 
 use servers::{Kind, Server, PASS, USER};
-use std::sync::Arc;
-use syncfabric::core::Storage;
 use syncfabric::engine::{restore_from_remote, sync_vault, StateDir, SyncOptions, SyncOutcome};
+use syncfabric::remote::{Credentials, Recorded, Remote, Trust};
 use syncfabric::vault::{CreateOptions, NewItem, Secret, Vault};
 
 const PW: &str = "webdav e2e password";
@@ -32,23 +32,30 @@ fn titles(v: &Vault) -> Vec<(String, String)> {
     t
 }
 
-async fn open(server: &Server, folder: &str) -> (Arc<dyn Storage>, syncfabric::remote::Trust) {
+/// The URL of a scratch folder `folder` on `server`.
+fn folder_url(server: &Server, folder: &str) -> String {
     server.scratch(folder);
-    let url = format!("webdav+http://{USER}@127.0.0.1:{}/{folder}", server.port);
-    let url = match server.url.split_once(&format!("127.0.0.1:{}", server.port)) {
+    match server.url.split_once(&format!("127.0.0.1:{}", server.port)) {
         // The served root may sit below the host (e.g. /dav/): keep its path.
         Some((_, path)) => format!(
             "webdav+http://{USER}@127.0.0.1:{}{path}{folder}",
             server.port
         ),
-        None => url,
-    };
-    let raw = syncfabric::remote::open_with_password(&url, Some(PASS))
+        None => format!("webdav+http://{USER}@127.0.0.1:{}/{folder}", server.port),
+    }
+}
+
+/// The remote as an app opens it: `Remote::open`, which probes.
+async fn open(server: &Server, folder: &str) -> (Remote, syncfabric::remote::Trust) {
+    let url = folder_url(server, folder);
+    let login = Credentials::Password(Secret::new(PASS));
+    let remote = Remote::open(&url, &login, Recorded::default())
         .await
         .unwrap();
-    let (verdict, report) = syncfabric::remote::probe(raw.as_ref()).await.unwrap();
+    let report = remote.probe().expect("probed");
     eprintln!("{}: {}", server.kind.name(), report.summary());
-    (syncfabric::remote::wrap(raw, verdict), verdict.trust)
+    let trust = remote.verdict().trust;
+    (remote, trust)
 }
 
 fn two_devices(kind: Kind) {
@@ -86,7 +93,7 @@ fn two_devices(kind: Kind) {
         let uuid = a.meta().vault_uuid().unwrap().to_string();
         let sb = StateDir::open(tmp.path().join("sb")).unwrap();
         let mut b = restore_from_remote(
-            storage.as_ref(),
+            &storage,
             &uuid,
             &tmp.path().join("b"),
             &sb,
@@ -140,4 +147,80 @@ fn two_devices_over_apache() {
 #[test]
 fn two_devices_over_sabredav() {
     two_devices(Kind::Sabre);
+}
+
+/// An app written from the crate doc (`src/lib.rs`), as its ten lines read, syncs a
+/// vault through a WebDAV server it knows nothing about, and commits with the verdict
+/// (and so the lock) the CLI records for the same server folder.
+fn an_app_from_the_crate_doc(kind: Kind) {
+    let Some(server) = Server::start(kind) else {
+        return;
+    };
+    let url = folder_url(&server, "app");
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let create = CreateOptions {
+        kdf_iter: 1000,
+        ..Default::default()
+    };
+    let dir = tmp.path().join("primary");
+    Vault::create(&dir, &Secret::new(PW), &create)
+        .unwrap()
+        .add_item(NewItem::login("Bank", "me", Secret::new("b1"), ""))
+        .unwrap();
+    let remote = rt.block_on(async {
+        // The crate doc's example, with this test's paths and passwords.
+        let mut vault = Vault::open(&dir, &Secret::new(PW), None).unwrap();
+        let login = Credentials::Password(Secret::new(PASS));
+        let remote = Remote::open(&url, &login, Recorded::default())
+            .await
+            .unwrap();
+        let state = StateDir::open(dir.join(".syncfabric/cloud")).unwrap();
+        let report = sync_vault(&mut vault, &remote, &state, &SyncOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(report.outcome, SyncOutcome::Pushed);
+        remote
+    });
+    let verdict = remote.verdict();
+    let caps = remote.storage().capabilities();
+    let trust = verdict.trust;
+    assert_eq!(caps.has_truthful_cas(), trust == Trust::Truthful);
+    assert_eq!(caps.server_lock, trust == Trust::ServerLock);
+    assert_eq!(caps.strong_versions, verdict.strong_versions);
+
+    // The CLI, on the same server folder.
+    let cli = common::Dev::new(tmp.path(), "cli");
+    cli.run(&["vault", "create", "--name", "C", "--kdf-iter", "1000"]);
+    let out = cli
+        .cmd(&["remote", "add", "r", &url, "--json"])
+        .env("SYNCFABRIC_REMOTE_PASSWORD", PASS)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let added: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(added["cas"], trust.as_str(), "{added}");
+    assert_eq!(added["versions"], verdict.versions_str(), "{added}");
+    assert_eq!(added["writes"], verdict.writes.as_str(), "{added}");
+}
+
+/// Apache: the server's own lock.
+#[test]
+fn an_app_from_the_crate_doc_commits_as_the_cli_over_apache() {
+    an_app_from_the_crate_doc(Kind::Apache);
+}
+
+/// nginx: neither conditions nor locks, the lease.
+#[test]
+fn an_app_from_the_crate_doc_commits_as_the_cli_over_nginx() {
+    an_app_from_the_crate_doc(Kind::Nginx);
+}
+
+/// wsgidav: a server added after the profiles were written.
+#[test]
+fn an_app_from_the_crate_doc_commits_as_the_cli_over_wsgidav() {
+    an_app_from_the_crate_doc(Kind::Wsgidav);
 }

@@ -212,3 +212,66 @@ impl<S: Storage> Storage for RepeatingVersions<S> {
         self.0.unlock_dir(lock).await
     }
 }
+
+/// Wraps a storage and writes in place, like a WebDAV server that opens the target and
+/// copies the request body into it: a body that breaks off leaves what arrived so far
+/// as the file's content (rclone, wsgidav and webdav-server do this). The honesty
+/// probe's cut write must find it out.
+#[derive(Clone, Debug)]
+pub struct WritesInPlace<S>(pub S);
+
+#[async_trait::async_trait]
+impl<S: Storage> Storage for WritesInPlace<S> {
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities()
+    }
+    fn describe(&self) -> String {
+        format!("{} (writes in place)", self.0.describe())
+    }
+    async fn stat(&self, path: &RemotePath) -> Result<Option<Entry>> {
+        self.0.stat(path).await
+    }
+    async fn list(&self, dir: &RemotePath) -> Result<Vec<Entry>> {
+        self.0.list(dir).await
+    }
+    async fn read(&self, path: &RemotePath) -> Result<Download> {
+        self.0.read(path).await
+    }
+    async fn write(&self, path: &RemotePath, body: Body, pre: Precondition) -> Result<Entry> {
+        use tokio::io::AsyncReadExt;
+        let mut r = body.open().await?;
+        let mut got = Vec::new();
+        if let Err(e) = r.read_to_end(&mut got).await {
+            // The target was truncated when the request arrived; what came is kept.
+            self.0.write(path, Body::from(got), pre).await?;
+            return Err(syncfabric_core::Error::from_io(e, "body"));
+        }
+        self.0.write(path, Body::from(got), pre).await
+    }
+    async fn delete(&self, path: &RemotePath, pre: Precondition) -> Result<()> {
+        self.0.delete(path, pre).await
+    }
+    async fn create_dir(&self, path: &RemotePath) -> Result<()> {
+        self.0.create_dir(path).await
+    }
+    async fn remove_empty_dir(&self, path: &RemotePath) -> Result<()> {
+        self.0.remove_empty_dir(path).await
+    }
+    async fn lock_dir(
+        &self,
+        dir: &RemotePath,
+        ttl: std::time::Duration,
+    ) -> Result<syncfabric_core::DirLock> {
+        self.0.lock_dir(dir, ttl).await
+    }
+    async fn refresh_lock(
+        &self,
+        lock: &syncfabric_core::DirLock,
+        ttl: std::time::Duration,
+    ) -> Result<syncfabric_core::DirLock> {
+        self.0.refresh_lock(lock, ttl).await
+    }
+    async fn unlock_dir(&self, lock: &syncfabric_core::DirLock) -> Result<()> {
+        self.0.unlock_dir(lock).await
+    }
+}

@@ -134,6 +134,7 @@ impl Storage for MemoryStorage {
             server_clock: true,
             server_lock: true,
             strong_versions: true,
+            spaced_writes: false,
         }
     }
 
@@ -297,6 +298,24 @@ impl Storage for MemoryStorage {
             }
             st.dirs.insert(d);
         }
+        Ok(())
+    }
+
+    async fn remove_empty_dir(&self, path: &RemotePath) -> Result<()> {
+        let mut st = self.state();
+        if path.is_root() || !st.dirs.contains(path) {
+            return Err(Error::NotFound {
+                path: path.to_string(),
+            });
+        }
+        let inside = |p: &RemotePath| p.parent().as_ref() == Some(path);
+        if st.files.keys().any(inside) || st.dirs.iter().any(inside) {
+            return Err(Error::InvalidInput {
+                message: format!("{path} is not empty"),
+            });
+        }
+        st.check_locks(path, &Precondition::None)?;
+        st.dirs.remove(path);
         Ok(())
     }
 

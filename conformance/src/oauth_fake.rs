@@ -251,11 +251,6 @@ impl OAuthFake {
         self.lock().interval = secs;
     }
 
-    /// The lifetime (seconds) given with new device codes.
-    pub fn set_code_lifetime(&self, secs: u64) {
-        self.lock().expires_in = secs;
-    }
-
     /// Whether new device codes come with `verification_uri_complete`.
     pub fn set_verification_uri_complete(&self, on: bool) {
         self.lock().complete_uri = on;
@@ -264,11 +259,6 @@ impl OAuthFake {
     /// The `expires_in` (seconds) of access tokens issued from now on.
     pub fn set_access_ttl(&self, secs: u64) {
         self.lock().access_ttl = secs;
-    }
-
-    /// Whether a refresh hands out a new refresh token (invalidating the old one).
-    pub fn set_rotation(&self, on: bool) {
-        self.lock().rotate = on;
     }
 
     /// Appends steps to the script the device-code polls consume.

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use syncfabric_vault::{Row, RowCursor, RowKey, RowSource, Snapshot, Table, TableSchema, Value};
 
 use crate::plan::{Projection, TablePlan};
-use crate::report::{Descr, Detail, MergeReport, Needs, DETAIL_LIMIT};
+use crate::report::{Counts, Descr, Detail, MergeReport, Needs, DETAIL_LIMIT};
 use crate::row::{clocks_behind, merge_row, raise_clocks};
 use crate::{
     AttachmentFiles, Conflict, LiveItems, MergeError, MergeOptions, MergeOutcome, Side, SourceSide,
@@ -164,16 +164,6 @@ struct Walk {
     files: AttachmentFiles,
     /// Folder and item uuids the report must name, and their titles once seen.
     needs: Needs,
-}
-
-/// Per-table counts for the report.
-#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-pub(crate) struct Counts {
-    pub local_added: usize,
-    pub local_updated: usize,
-    pub remote_added: usize,
-    pub remote_updated: usize,
-    pub conflicts: usize,
 }
 
 #[derive(Default)]

@@ -7,9 +7,18 @@ use std::fmt;
 
 use syncfabric_vault::{Row, RowKey, Value};
 
-use crate::engine::Counts;
 use crate::plan::TablePlan;
 use crate::{Conflict, Deletion, Side, Winner};
+
+/// Per-table counts for the report.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub local_added: usize,
+    pub local_updated: usize,
+    pub remote_added: usize,
+    pub remote_updated: usize,
+    pub conflicts: usize,
+}
 
 /// Rows per direction (and conflicts) described one by one; the rest are counted.
 pub(crate) const DETAIL_LIMIT: usize = 100;

@@ -43,9 +43,32 @@ pub struct RemoteConfig {
     /// before it was measured: probed again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub versions: Option<String>,
+    /// Whether a write cut mid-body kept the file whole: "atomic", "staged" (only when
+    /// uploaded to a temporary name and moved into place, which is then always done)
+    /// or "unsafe". Missing in configs written before it was measured: probed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes: Option<String>,
     /// For cloud remotes (`onedrive:`, `sharepoint:`): the logged-in account it uses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+}
+
+impl RemoteConfig {
+    /// The probe's verdict as recorded here.
+    pub fn recorded(&self) -> syncfabric::remote::Recorded<'_> {
+        syncfabric::remote::Recorded {
+            cas: self.cas.as_deref(),
+            versions: self.versions.as_deref(),
+            writes: self.writes.as_deref(),
+        }
+    }
+
+    /// Records `verdict`.
+    pub fn record(&mut self, verdict: &syncfabric::remote::Verdict) {
+        self.cas = Some(verdict.trust.as_str().to_string());
+        self.versions = Some(verdict.versions_str().to_string());
+        self.writes = Some(verdict.writes.as_str().to_string());
+    }
 }
 
 /// Overrides of one provider's OAuth settings (`[oauth.onedrive]`); unset keys keep

@@ -5,8 +5,9 @@ use super::escape::for_terminal as t;
 use super::{when, CliResult, Ctx};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
+use syncfabric::core::registry::OpenOptions;
 use syncfabric::engine::{restore_from_remote_with_progress, sync_vault, StateDir, SyncOptions};
-use syncfabric::remote::Verdict;
+use syncfabric::remote::{Credentials, Recorded, Remote, Verdict, Writes};
 use syncfabric::vault::Vault;
 
 #[derive(Subcommand, Debug)]
@@ -107,43 +108,57 @@ pub(super) fn runtime() -> CliResult<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Opens a remote, asking for its password when it needs one
-/// (`$SYNCFABRIC_REMOTE_PASSWORD`, the next stdin line with --password-stdin, or a prompt).
+/// How a remote is reached: its URL and the credentials it needs, asked for once.
+pub(super) struct Opener {
+    url: String,
+    creds: Credentials,
+}
+
+impl Opener {
+    /// The credentials of `url`: a logged-in account's bearer for cloud remotes, or a
+    /// password (`$SYNCFABRIC_REMOTE_PASSWORD`, the next stdin line with
+    /// --password-stdin, or a prompt) for WebDAV.
+    pub(super) fn new(ctx: &mut Ctx, url: &str, account: Option<&str>) -> CliResult<Opener> {
+        let creds = if let Some(provider) = syncfabric::remote::account_provider(url) {
+            Credentials::Bearer(super::accounts::bearer_for(ctx, provider, account)?)
+        } else if syncfabric::remote::needs_password(url) {
+            Credentials::Password(ctx.secret("SYNCFABRIC_REMOTE_PASSWORD", "Remote password")?)
+        } else {
+            Credentials::None
+        };
+        Ok(Opener {
+            url: url.to_string(),
+            creds,
+        })
+    }
+
+    /// Opens and readies the remote for the engine (see [`Remote::open_with`]): with
+    /// `recorded`, or probed now.
+    pub(super) fn connect(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        opts: OpenOptions,
+        recorded: Recorded<'_>,
+    ) -> CliResult<Remote> {
+        let open = Remote::open_with(&self.url, &self.creds, opts, recorded);
+        Ok(rt.block_on(open)?)
+    }
+}
+
+/// Opens a remote as it is, unprobed (for looking at its locks).
 pub(super) fn open_remote(
     ctx: &mut Ctx,
     rt: &tokio::runtime::Runtime,
     url: &str,
     account: Option<&str>,
 ) -> CliResult<std::sync::Arc<dyn syncfabric::core::Storage>> {
-    open_remote_with(ctx, rt, url, account, Default::default())
-}
-
-/// [`open_remote`] with options for the provider (`remote add` asks a WebDAV server
-/// to create the remote's folder).
-fn open_remote_with(
-    ctx: &mut Ctx,
-    rt: &tokio::runtime::Runtime,
-    url: &str,
-    account: Option<&str>,
-    opts: syncfabric::core::registry::OpenOptions,
-) -> CliResult<std::sync::Arc<dyn syncfabric::core::Storage>> {
-    if let Some(provider) = syncfabric::remote::account_provider(url) {
-        let bearer = super::accounts::bearer_for(ctx, provider, account)?;
-        return Ok(rt.block_on(syncfabric::remote::open_with_bearer(url, bearer))?);
-    }
-    if syncfabric::remote::needs_password(url) {
-        let pw = ctx.secret("SYNCFABRIC_REMOTE_PASSWORD", "Remote password")?;
-        return Ok(rt.block_on(syncfabric::remote::open_with_password_and(
-            url,
-            Some(pw.expose()),
-            opts,
-        ))?);
-    }
-    Ok(rt.block_on(syncfabric::remote::open(url))?)
+    let opener = Opener::new(ctx, url, account)?;
+    let open = syncfabric::remote::open_url(url, &opener.creds, OpenOptions::default());
+    Ok(rt.block_on(open)?)
 }
 
 /// What the honesty probe measured, at default verbosity: the verdict's reasons, and
-/// a warning a person must see when the server's versions can repeat.
+/// the warnings a person must see (versions that repeat, writes that damage files).
 fn print_probe(report: &syncfabric::core::probe::ProbeReport, verdict: &Verdict) {
     println!("  why: {}", verdict.explain());
     println!("  probe: {}", report.summary());
@@ -155,6 +170,19 @@ marks every commit with a file of its own, {}",
             syncfabric::engine::marker::MARKER
         );
     }
+    match verdict.writes {
+        Writes::Atomic => {}
+        Writes::Staged => println!(
+            "  note: a write cut mid-body damaged the file on this server; every upload \
+now goes to a temporary name and is moved into place, which kept the old content"
+        ),
+        Writes::Unsafe => println!(
+            "  warning: a write cut mid-body damaged the file on this server, even when \
+uploaded to a temporary name first: a broken connection during a sync can leave a \
+damaged vault file there until the next sync replaces it (this device's copy is never \
+touched)"
+        ),
+    }
 }
 
 /// Records `verdict` for the remote `name` of the vault `vault` in the config.
@@ -165,8 +193,7 @@ fn record_verdict(ctx: &mut Ctx, name: &str, vault: &Path, verdict: &Verdict) ->
         .iter_mut()
         .filter(|r| r.name == name && canonical(&r.vault) == vault)
     {
-        r.cas = Some(verdict.trust.as_str().to_string());
-        r.versions = Some(verdict.versions_str().to_string());
+        r.record(verdict);
     }
     ctx.config.save(&ctx.config_path)?;
     Ok(())
@@ -179,14 +206,13 @@ fn connect_remote(
     rt: &tokio::runtime::Runtime,
     r: &RemoteConfig,
     vault: &Path,
-) -> CliResult<std::sync::Arc<dyn syncfabric::core::Storage>> {
-    let storage = open_remote(ctx, rt, &r.url, r.account.as_deref())?;
-    let recorded = Verdict::recorded(storage.as_ref(), r.cas.as_deref(), r.versions.as_deref());
-    let connected = rt.block_on(syncfabric::remote::connect(storage, recorded))?;
-    if connected.probe.is_some() {
-        record_verdict(ctx, &r.name, vault, &connected.verdict)?;
+) -> CliResult<Remote> {
+    let opener = Opener::new(ctx, &r.url, r.account.as_deref())?;
+    let remote = opener.connect(rt, OpenOptions::default(), r.recorded())?;
+    if remote.probe().is_some() {
+        record_verdict(ctx, &r.name, vault, &remote.verdict())?;
     }
-    Ok(connected.storage)
+    Ok(remote)
 }
 
 /// The sync state folder of `remote` (a checked name: it becomes a path component).
@@ -207,20 +233,25 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
             let rt = runtime()?;
             let account = syncfabric::remote::account_provider(&url)
                 .map(|_| account.unwrap_or_else(|| "default".to_string()));
-            let create = syncfabric::core::registry::OpenOptions::default().with_create_root();
-            let storage = open_remote_with(ctx, &rt, &url, account.as_deref(), create)?;
-            let (verdict, report) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
-            ctx.config.remotes.push(RemoteConfig {
+            let opener = Opener::new(ctx, &url, account.as_deref())?;
+            let create = OpenOptions::default().with_create_root();
+            let connected = opener.connect(&rt, create, Recorded::default())?;
+            let verdict = connected.verdict();
+            let report = connected.probe().ok_or("the probe did not run")?.clone();
+            let mut remote = RemoteConfig {
                 name: name.clone(),
                 vault: vault.clone(),
                 url,
-                cas: Some(verdict.trust.as_str().to_string()),
-                versions: Some(verdict.versions_str().to_string()),
+                cas: None,
+                versions: None,
+                writes: None,
                 account,
-            });
+            };
+            remote.record(&verdict);
+            ctx.config.remotes.push(remote);
             ctx.config.save(&ctx.config_path)?;
             if ctx.json {
-                ctx.print_json(&serde_json::json!({ "added": name, "cas": verdict.trust.as_str(), "versions": verdict.versions_str(), "probe": report.summary() }));
+                ctx.print_json(&serde_json::json!({ "added": name, "cas": verdict.trust.as_str(), "versions": verdict.versions_str(), "writes": verdict.writes.as_str(), "probe": report.summary() }));
             } else {
                 println!(
                     "added remote {name} (commits: {}); run `syncfabric sync` to sync",
@@ -254,11 +285,13 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
                 return Err(format!("no remote {name:?} for this vault").into());
             };
             let (url, account) = url;
-            let storage = open_remote(ctx, &rt, &url, account.as_deref())?;
-            let (verdict, report) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
+            let opener = Opener::new(ctx, &url, account.as_deref())?;
+            let connected = opener.connect(&rt, OpenOptions::default(), Recorded::default())?;
+            let verdict = connected.verdict();
+            let report = connected.probe().ok_or("the probe did not run")?.clone();
             record_verdict(ctx, &name, &vault, &verdict)?;
             if ctx.json {
-                ctx.print_json(&serde_json::json!({ "remote": name, "cas": verdict.trust.as_str(), "versions": verdict.versions_str(), "probe": report.summary() }));
+                ctx.print_json(&serde_json::json!({ "remote": name, "cas": verdict.trust.as_str(), "versions": verdict.versions_str(), "writes": verdict.writes.as_str(), "probe": report.summary() }));
             } else {
                 println!("{name}: commits: {}", verdict.trust.as_str());
                 print_probe(&report, &verdict);
@@ -406,10 +439,10 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
     let rt = runtime()?;
     let mut out = Vec::new();
     for r in remotes {
-        let storage = connect_remote(ctx, &rt, &r, &dir)?;
+        let remote = connect_remote(ctx, &rt, &r, &dir)?;
         let state = state_dir(&dir, &r.name)?;
         let before = Before::take(&vault, &state)?;
-        let report = rt.block_on(sync_vault(&mut vault, &storage, &state, &opts))?;
+        let report = rt.block_on(sync_vault(&mut vault, &remote, &state, &opts))?;
         let done = Done::of(&vault, before, report)?;
         if ctx.json {
             out.push(done.json(&r.name));
@@ -519,11 +552,11 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
             .clone()
             .unwrap_or_else(|| "default".to_string())
     });
-    let storage = open_remote(ctx, &rt, &url, account.as_deref())?;
     // Probed first: the restore records the version it syncs with next, and where
     // versions repeat that is the commit marker's, not the server's.
-    let (verdict, _) = rt.block_on(syncfabric::remote::probe(storage.as_ref()))?;
-    let storage = syncfabric::remote::wrap(storage, verdict);
+    let opener = Opener::new(ctx, &url, account.as_deref())?;
+    let remote = opener.connect(&rt, OpenOptions::default(), Recorded::default())?;
+    let (storage, verdict) = (remote.storage().clone(), remote.verdict());
     let uuid = match args.uuid {
         Some(u) => u,
         None => {
@@ -558,7 +591,7 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
     syncfabric::vault::create_private_dir_all(&dest)?;
     let state = state_dir(&dest, &args.name)?;
     let vault = rt.block_on(restore_from_remote_with_progress(
-        storage.as_ref(),
+        &remote,
         &uuid,
         &dest,
         &state,
@@ -574,14 +607,17 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
         .iter()
         .any(|r| r.name == args.name)
     {
-        ctx.config.remotes.push(RemoteConfig {
+        let mut remote = RemoteConfig {
             name: args.name.clone(),
             vault: vdir,
             url: url.clone(),
-            cas: Some(verdict.trust.as_str().to_string()),
-            versions: Some(verdict.versions_str().to_string()),
+            cas: None,
+            versions: None,
+            writes: None,
             account,
-        });
+        };
+        remote.record(&verdict);
+        ctx.config.remotes.push(remote);
         ctx.config.save(&ctx.config_path)?;
     }
     if ctx.json {
@@ -654,10 +690,10 @@ pub fn watch_cmd(ctx: &mut Ctx, args: WatchArgs) -> CliResult {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let storage = connect_remote(ctx, &rt, &r, &dir)?;
+    let remote = connect_remote(ctx, &rt, &r, &dir)?;
     let state = state_dir(&dir, &r.name)?;
     let uuid = vault.meta().vault_uuid().unwrap_or_default().to_string();
-    let (remote_dir, _, _) = syncfabric::engine::remote_layout(&uuid)?;
+    let remote_dir = syncfabric::engine::remote_layout(&uuid)?.dir;
     // The local vault folder, watched through the folder provider's own change feed.
     let local: std::sync::Arc<dyn syncfabric::core::Storage> =
         std::sync::Arc::new(syncfabric::folder::FolderStorage::new(&dir)?);
@@ -670,13 +706,13 @@ pub fn watch_cmd(ctx: &mut Ctx, args: WatchArgs) -> CliResult {
     let interval = Duration::from_secs(args.interval.max(1));
     let debounce = Duration::from_secs(args.debounce);
     rt.block_on(async move {
-        let mut remote_feed = watch_or_poll(storage.clone(), &remote_dir, interval).await?;
+        let mut remote_feed = watch_or_poll(remote.storage().clone(), &remote_dir, interval).await?;
         let mut local_feed = watch_or_poll(local.clone(), &RemotePath::root(), interval).await?;
         let mut syncs = 0u64;
         let mut failures = 0u32;
         loop {
             let before = Before::take(&vault, &state)?;
-            match sync_vault(&mut vault, &storage, &state, &opts).await {
+            match sync_vault(&mut vault, &remote, &state, &opts).await {
                 Ok(report) => {
                     failures = 0;
                     let done = Done::of(&vault, before, report)?;
@@ -727,11 +763,11 @@ fn undo_cmd(ctx: &mut Ctx, seq: u64, remote: Option<&str>) -> CliResult {
         );
     };
     let rt = runtime()?;
-    let storage = connect_remote(ctx, &rt, &r, &dir)?;
+    let remote = connect_remote(ctx, &rt, &r, &dir)?;
     let state = state_dir(&dir, &r.name)?;
     let report = rt.block_on(syncfabric::engine::restore_journal(
         &mut vault,
-        &storage,
+        &remote,
         &state,
         seq,
         &SyncOptions {

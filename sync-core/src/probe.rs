@@ -5,9 +5,11 @@
 //! A dropped precondition is a lost update, so at connect time the engine runs
 //! [`probe`] in a scratch folder and trusts only what it confirmed:
 //!
-//! 1. write a probe file three times, same size, different contents, back to back:
-//!    the three versions must all differ (else versions are not strong: `IfMatch` cannot protect
-//!    anything, and [`Capabilities::strong_versions`] is switched off);
+//! 1. write a probe file again and again, same size, different contents, back to back,
+//!    until `k` writes with distinct versions fit in under `k - 2` seconds (so a
+//!    whole-second clock gave two of them the same second): versions are strong only
+//!    then; any repeat, or writes too slow to prove it, and they are not (`IfMatch`
+//!    cannot protect anything, and [`Capabilities::strong_versions`] is switched off);
 //! 2. write it with a made-up `IfMatch` version, and with the *previous* real version:
 //!    both must fail with `PreconditionFailed` (or `Unsupported`);
 //! 3. write it with `IfAbsent`: must fail with `AlreadyExists` (or `Unsupported`);
@@ -201,6 +203,99 @@ pub async fn probe(storage: &dyn Storage, dir: &RemotePath) -> Result<ProbeRepor
     res
 }
 
+/// What step 1 found.
+struct Burst {
+    /// Writes landing within one second were proven to get distinct versions.
+    strong: bool,
+    /// The versions of the writes, in order (at least two).
+    versions: Vec<Version>,
+    /// The content number of the last write.
+    last: u8,
+}
+
+/// The most writes step 1 makes.
+const BURST_MAX: usize = 12;
+
+/// Step 1: writes the probe file again and again with contents of one size until the
+/// run proves whether versions are strong. Any two writes with the same version: not
+/// strong. Strong only once `k` consecutive writes, all with distinct versions, fit in
+/// less than `k - 2` seconds (from the first one's start to the last one's end): a
+/// whole-second clock then gave at least two of them the same second, so a tag built
+/// from the size and a whole-second time would have repeated; or, where the provider
+/// spaces its writes a second apart ([`Capabilities::spaced_writes`]), once three in
+/// a row were seen that far apart. Writes too slow for either prove nothing: not
+/// strong (the engine's commit marker costs one small write; trusting an unproven
+/// version can cost an edit).
+async fn same_size_burst(
+    storage: &dyn Storage,
+    main: &RemotePath,
+    text: &dyn Fn(u8) -> Bytes,
+) -> Result<Burst> {
+    let spaced = storage.capabilities().spaced_writes;
+    let mut versions = Vec::with_capacity(BURST_MAX);
+    let mut spans = Vec::with_capacity(BURST_MAX);
+    // Two-digit numbers: every content has the same size, and no two are alike (a
+    // server whose tag hashes the content repeats it for equal contents, rightly).
+    for n in 10..10 + BURST_MAX as u8 {
+        let start = std::time::Instant::now();
+        let e = storage
+            .write(main, Body::Bytes(text(n)), Precondition::None)
+            .await?;
+        let v = version_of(&e, main)?;
+        spans.push((start, std::time::Instant::now()));
+        if versions.contains(&v) {
+            versions.push(v);
+            return Ok(Burst {
+                strong: false,
+                versions,
+                last: n,
+            });
+        }
+        versions.push(v);
+        if proven_strong(&spans, spaced) {
+            return Ok(Burst {
+                strong: true,
+                versions,
+                last: n,
+            });
+        }
+        // Slower than a second a write: no run of these can prove it.
+        let end = spans[spans.len() - 1].1;
+        let per_write = end.duration_since(spans[0].0) / spans.len() as u32;
+        if spans.len() >= 3 && per_write > std::time::Duration::from_secs(1) {
+            break;
+        }
+    }
+    tracing::warn!(
+        writes = versions.len(),
+        "the probe's writes were too slow to prove that versions never repeat within a second; treating them as repeating"
+    );
+    let last = 10 + versions.len() as u8 - 1;
+    Ok(Burst {
+        strong: false,
+        versions,
+        last,
+    })
+}
+
+/// Whether the writes timed in `spans` (start, end), all with distinct versions, prove
+/// strong versions: `k` consecutive ones within `k - 2` seconds; or, where the provider
+/// claims [`Capabilities::spaced_writes`], three in a row each ending at least 0.9 s
+/// after the one before (the spacing checked, not taken on trust).
+fn proven_strong(spans: &[(std::time::Instant, std::time::Instant)], spaced: bool) -> bool {
+    let second = std::time::Duration::from_secs(1);
+    let end = spans[spans.len() - 1].1;
+    let burst = (3..=spans.len()).any(|k| {
+        let first = spans[spans.len() - k].0;
+        end.duration_since(first) < second * (k as u32 - 2)
+    });
+    let apart = spans.len() >= 3
+        && spans
+            .windows(2)
+            .all(|w| w[1].1.duration_since(w[0].1) >= second * 9 / 10);
+    burst || (spaced && apart)
+}
+
 async fn run_probe(
     storage: &dyn Storage,
     main: &RemotePath,
@@ -211,21 +306,13 @@ async fn run_probe(
     let text = |n: u8| Bytes::from(format!("syncfabric honesty probe {tag} #{n}\n"));
     let body = |n: u8| Body::Bytes(text(n));
 
-    // Three same-size writes of three contents in a row: all three versions must
-    // differ. A server whose tag holds a whole-second mtime passes only if both gaps
-    // straddle a second boundary, and one that reuses a tag of two writes ago (an inode
-    // freed by a rename and taken again) fails too.
-    let mut versions = Vec::with_capacity(3);
-    for n in [8, 9, 2] {
-        let e = storage.write(main, body(n), Precondition::None).await?;
-        versions.push(version_of(&e, main)?);
-    }
-    let strong_versions =
-        versions[0] != versions[1] && versions[1] != versions[2] && versions[0] != versions[2];
-    let (v1, v2) = (versions[1].clone(), versions[2].clone());
-    let read_after_write = read_all(storage, main).await? == text(2);
+    let burst = same_size_burst(storage, main, &text).await?;
+    let strong_versions = burst.strong;
+    let n = burst.versions.len();
+    let (v1, v2) = (burst.versions[n - 2].clone(), burst.versions[n - 1].clone());
+    let read_after_write = read_all(storage, main).await? == text(burst.last);
     // What the file should hold: the last write that was accepted.
-    let mut expected = text(2);
+    let mut expected = text(burst.last);
 
     // IfMatch with a made-up version, then with the previous real one.
     let bogus = Version::new(format!("syncfabric-probe-wrong-{tag}"));
@@ -745,29 +832,20 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn ignoring_only_if_match_downgrades_only_if_match() {
-        let s = IgnoresIfMatch(MemStore::new());
-        let r = probe(&s, &dir()).await.unwrap();
-        assert_eq!(r.if_match, Verdict::Ignored);
-        assert!(!r.effective.if_match);
-        assert_eq!(r.if_absent, Verdict::Honoured);
-        assert!(r.effective.if_absent);
-        assert!(!r.is_truthful());
-        assert!(s.0.files.lock().unwrap().is_empty());
-    }
-
-    /// Writes in place, like a WebDAV server that opens the target and copies the
-    /// request body into it: a body that breaks off leaves what arrived so far.
+    /// Takes over a second for every write, as a far server might: its versions are
+    /// strong, but no run of the probe's writes can prove it.
     #[derive(Debug)]
-    struct WritesInPlace(MemStore);
+    struct Slow(MemStore, bool);
     #[async_trait::async_trait]
-    impl Storage for WritesInPlace {
+    impl Storage for Slow {
         fn capabilities(&self) -> Capabilities {
-            self.0.capabilities()
+            Capabilities {
+                spaced_writes: self.1,
+                ..self.0.capabilities()
+            }
         }
         fn describe(&self) -> String {
-            "writes in place".into()
+            "slow".into()
         }
         async fn stat(&self, p: &RemotePath) -> Result<Option<Entry>> {
             self.0.stat(p).await
@@ -779,22 +857,8 @@ mod tests {
             self.0.read(p).await
         }
         async fn write(&self, p: &RemotePath, b: Body, pre: Precondition) -> Result<Entry> {
-            use tokio::io::AsyncReadExt;
-            let mut r = b.open().await?;
-            let mut got = Vec::new();
-            let mut buf = vec![0u8; 8192];
-            loop {
-                match r.read(&mut buf).await {
-                    Ok(0) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                    Err(e) => {
-                        // The target was truncated when the request arrived.
-                        self.0.write(p, Body::from(got), Precondition::None).await?;
-                        return Err(Error::from_io(e, "body"));
-                    }
-                }
-            }
-            self.0.write(p, Body::from(got), pre).await
+            tokio::time::sleep(std::time::Duration::from_millis(1050)).await;
+            self.0.write(p, b, pre).await
         }
         async fn delete(&self, p: &RemotePath, pre: Precondition) -> Result<()> {
             self.0.delete(p, pre).await
@@ -805,16 +869,52 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_store_that_writes_in_place_fails_the_cut_write() {
-        let s = WritesInPlace(MemStore::new());
+    async fn versions_too_slow_to_prove_strong_are_not_trusted() {
+        let s = Slow(MemStore::new(), false);
+        let text = |n: u8| Bytes::from(format!("probe #{n}"));
+        let b = same_size_burst(&s, &RemotePath::parse("p").unwrap(), &text)
+            .await
+            .unwrap();
+        assert!(!b.strong);
+        assert_eq!(
+            b.versions.len(),
+            3,
+            "gives up once a write takes over a second"
+        );
+        // The same store without the delay proves them strong at the third write.
+        let b = same_size_burst(&s.0, &RemotePath::parse("q").unwrap(), &text)
+            .await
+            .unwrap();
+        assert!(b.strong);
+        assert_eq!(b.versions.len(), 3);
+        assert_eq!(b.last, 12);
+        // A provider that spaces its writes a second apart: the spacing is seen.
+        let spaced = Slow(MemStore::new(), true);
+        let b = same_size_burst(&spaced, &RemotePath::parse("r").unwrap(), &text)
+            .await
+            .unwrap();
+        assert!(b.strong);
+        assert_eq!(b.versions.len(), 3);
+        // Writes half a second apart: neither three inside one second nor a second
+        // apart, whatever the provider claims.
+        let t = std::time::Instant::now();
+        let at = |ms: u64| t + std::time::Duration::from_millis(ms);
+        let half = [(at(0), at(10)), (at(500), at(510)), (at(1000), at(1010))];
+        assert!(!proven_strong(&half, true));
+        let apart = [(at(0), at(10)), (at(1000), at(1010)), (at(2000), at(2010))];
+        assert!(proven_strong(&apart, true) && !proven_strong(&apart, false));
+    }
+
+    #[tokio::test]
+    async fn ignoring_only_if_match_downgrades_only_if_match() {
+        let s = IgnoresIfMatch(MemStore::new());
         let r = probe(&s, &dir()).await.unwrap();
-        assert!(!r.atomic_writes, "{}", r.summary());
-        assert!(r
-            .summary()
-            .contains("cut write keeps the old content: false"));
-        // Its conditions are honest; only the cut write is found out.
-        assert_eq!(r.if_match, Verdict::Honoured);
-        assert!(s.0.files.lock().unwrap().is_empty(), "cleaned up");
+        assert_eq!(r.if_match, Verdict::Ignored);
+        assert!(!r.effective.if_match);
+        assert_eq!(r.if_absent, Verdict::Honoured);
+        assert!(r.effective.if_absent);
+        assert!(!r.is_truthful());
+        assert!(s.0.files.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -27,7 +27,7 @@ use crate::auth::TokenStore;
 use crate::{Error, Result, Storage};
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 
 /// A parsed storage URL: `scheme:rest`, where `rest` is either `//authority/path` or a
 /// plain path (possibly empty), each optionally followed by `?query` and `#fragment`.
@@ -247,6 +247,12 @@ pub struct OpenOptions {
     /// there, for a remote being set up; providers where a missing root more likely
     /// means a mistake (an unmounted local folder) ignore it.
     pub create_root: bool,
+    /// Every write must leave the file's previous content whole when it breaks off:
+    /// providers that can upload to a temporary name and move it into place do so. Set
+    /// where the honesty probe measured that a write cut mid-body damaged the file
+    /// ([`ProbeReport::atomic_writes`](crate::probe::ProbeReport::atomic_writes));
+    /// providers whose writes are already atomic ignore it.
+    pub staged_writes: bool,
 }
 
 impl OpenOptions {
@@ -265,6 +271,12 @@ impl OpenOptions {
     /// Options that create a missing root folder (see [`OpenOptions::create_root`]).
     pub fn with_create_root(mut self) -> Self {
         self.create_root = true;
+        self
+    }
+
+    /// Options that stage every write (see [`OpenOptions::staged_writes`]).
+    pub fn with_staged_writes(mut self) -> Self {
+        self.staged_writes = true;
         self
     }
 
@@ -297,7 +309,7 @@ where
     }
 }
 
-/// Schemes → factories. Cheap to share (`Arc` it, or use [`Registry::global`]).
+/// Schemes → factories. Cheap to share.
 #[derive(Default)]
 pub struct Registry {
     factories: RwLock<HashMap<String, Arc<dyn ProviderFactory>>>,
@@ -315,12 +327,6 @@ impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// The process-wide registry (empty until something registers into it).
-    pub fn global() -> &'static Registry {
-        static GLOBAL: OnceLock<Registry> = OnceLock::new();
-        GLOBAL.get_or_init(Registry::new)
     }
 
     /// Registers `factory` for `scheme` (case-insensitive), replacing and returning any

@@ -108,6 +108,12 @@ impl RetryPolicy {
         }
     }
 
+    /// The waits between attempts, one fewer than `max_attempts` (jittered when
+    /// `jitter` is set), for a caller that runs its own attempts.
+    pub fn delays(&self) -> impl Iterator<Item = Duration> {
+        self.backoff()
+    }
+
     fn backoff(&self) -> impl Iterator<Item = Duration> {
         let mut b = backon::ExponentialBuilder::default()
             .with_min_delay(self.min_delay)
@@ -206,12 +212,6 @@ impl Pacer {
         let until = Instant::now() + wait;
         let mut st = lock(&self.inner.state);
         st.not_before = Some(st.not_before.map_or(until, |n| n.max(until)));
-    }
-
-    /// When calls may start again, if the account is held off right now.
-    pub fn held_until(&self) -> Option<Instant> {
-        let st = lock(&self.inner.state);
-        st.not_before.filter(|n| *n > Instant::now())
     }
 
     /// Waits until a call may start, then records its start. If the wait would end

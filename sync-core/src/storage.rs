@@ -181,6 +181,13 @@ pub struct Capabilities {
     /// size, say). The engine then never compares the vault's versions: it tells
     /// commits apart by a commit marker of its own, written under its lock.
     pub strong_versions: bool,
+    /// Two writes of one file through this provider land at least a second apart by
+    /// the server's clock, whoever makes them (the WebDAV provider's weak-ETag rule on
+    /// Apache: it never writes a file whose tag is still weak). Versions built from a
+    /// whole-second time then cannot repeat, and the honesty probe, whose writes are
+    /// then a second apart, checks the spacing instead of proving strong versions with
+    /// writes inside one second. Default `false`.
+    pub spaced_writes: bool,
 }
 
 impl Capabilities {

@@ -58,6 +58,7 @@ impl Storage for MemStore {
             server_clock: self.server_clock,
             server_lock: false,
             strong_versions: true,
+            spaced_writes: false,
         }
     }
     fn describe(&self) -> String {

@@ -83,3 +83,26 @@ impl Dev {
         self.vault.join(".syncfabric").join(remote)
     }
 }
+
+/// The remote the engine gets for a storage whose claims the test chose on purpose (a
+/// double, a counting or cutting wrapper): its claims taken as the probe's verdict.
+/// Only tests do this; an app goes through `Remote::open` or `remote::connect`.
+pub fn as_claimed(
+    storage: std::sync::Arc<dyn syncfabric::core::Storage>,
+) -> syncfabric::remote::Remote {
+    use syncfabric::remote::{Trust, Verdict, Writes};
+    let caps = storage.capabilities();
+    let trust = if caps.has_truthful_cas() && caps.strong_versions {
+        Trust::Truthful
+    } else if caps.server_lock {
+        Trust::ServerLock
+    } else {
+        Trust::Lease
+    };
+    let verdict = Verdict {
+        trust,
+        strong_versions: caps.strong_versions,
+        writes: Writes::Atomic,
+    };
+    syncfabric::remote::wrap(storage, verdict)
+}

@@ -199,11 +199,6 @@ impl Item {
         self.fields.iter().find(|f| f.uid == uid)
     }
 
-    /// The field with this uid, mutable.
-    pub fn field_by_uid_mut(&mut self, uid: i64) -> Option<&mut Field> {
-        self.fields.iter_mut().find(|f| f.uid == uid)
-    }
-
     /// Neither deleted nor trashed.
     pub fn is_live(&self) -> bool {
         !self.deleted && !self.trashed

@@ -176,26 +176,6 @@ impl Vault {
         Self::open_with(dir, meta, key)
     }
 
-    /// Derives the vault key of the vault in `dir` without opening the database (the
-    /// slow step of [`Vault::open`]). Errors as for `open`, except that a wrong password
-    /// is only noticed when the key is used.
-    pub fn derive_key(
-        dir: impl AsRef<Path>,
-        password: &Secret,
-        keyfile: Option<&Keyfile>,
-    ) -> Result<VaultKey> {
-        let dir = dir.as_ref();
-        let meta = VaultMeta::read(&dir.join(VAULT_JSON))?;
-        meta.check_supported()?;
-        let kf = if meta.have_keyfile() {
-            Some(keyfile.ok_or(Error::MissingKeyfile)?)
-        } else {
-            None
-        };
-        let salt = db::file_salt(&dir.join(VAULT_DB))?;
-        VaultKey::derive(password, kf, salt, meta.kdf_iter()?)
-    }
-
     /// Opens the vault in `dir` with an already derived key (no key derivation).
     /// The database's salt must equal the key's, else [`Error::KeyChanged`].
     pub fn open_with_key(dir: impl AsRef<Path>, key: VaultKey) -> Result<Vault> {
@@ -613,38 +593,6 @@ impl Vault {
             deleted: false,
             updated_at: now,
         })
-    }
-
-    /// Renames a live folder. Errors: [`Error::NotFound`].
-    pub fn rename_folder(&mut self, uuid: &str, title: &str) -> Result<()> {
-        let n = self.conn.execute(
-            "UPDATE folder SET title=?2, updated_at=?3 WHERE uuid=?1 AND ifnull(deleted,0)=0",
-            params![uuid, title, now()],
-        )?;
-        if n == 0 {
-            return Err(Error::NotFound(uuid.to_owned()));
-        }
-        self.touch_meta()
-    }
-
-    /// Deletes a folder (tombstone) and its memberships (tombstones); items stay.
-    /// Errors: [`Error::NotFound`].
-    pub fn delete_folder(&mut self, uuid: &str) -> Result<()> {
-        let now = now();
-        let tx = self.conn.transaction()?;
-        let n = tx.execute(
-            "UPDATE folder SET deleted=1, updated_at=?2 WHERE uuid=?1 AND ifnull(deleted,0)=0",
-            params![uuid, now],
-        )?;
-        if n == 0 {
-            return Err(Error::NotFound(uuid.to_owned()));
-        }
-        tx.execute(
-            "UPDATE folder_items SET deleted=1, updated_at=?2 WHERE folder_uuid=?1 AND ifnull(deleted,0)=0",
-            params![uuid, now],
-        )?;
-        tx.commit()?;
-        self.touch_meta()
     }
 
     /// Puts an item in a folder (reviving an earlier, deleted membership).

@@ -800,6 +800,7 @@ impl Storage for FolderStorage {
             server_clock: false,
             server_lock: false,
             strong_versions: true,
+            spaced_writes: false,
         }
     }
 

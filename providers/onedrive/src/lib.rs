@@ -861,6 +861,7 @@ impl Storage for OneDriveStorage {
             server_clock: true,
             server_lock: false,
             strong_versions: true,
+            spaced_writes: false,
         }
     }
 

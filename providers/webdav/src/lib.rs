@@ -112,7 +112,7 @@
 //! | lighttpd 1.4.69 mod_webdav | `Lighttpd` | SHA-256 (ETag = inode + mtime seconds + size) | Honoured / Honoured / Honoured | false / true / false | 40/40 (lease lock) | temp file + rename (probe: `atomic_writes`) | 17/17 (`server_lock` skipped) |
 //! | rclone 1.60 `serve webdav` | `Rclone` | ETag (mtime ns + size; 2 s between writes of a file) | Ignored / Ignored / Ignored | false / false / false | 40/40 (server lock) | PUT writes in place (a PUT cut after 100,000 of 200,000 bytes leaves a 100,000-byte file; probe with direct PUTs: `atomic_writes: false`): the provider uploads to `.<name>.syncfabric-<rand>.tmp`, checks its size, MOVEs it over the target, removes it on any failure | 17/17 |
 //! | SabreDAV 1.8 FSExt under `php -S` | `SabreDav` | ETag (content MD5) | Honoured / Honoured / Honoured | false / false / false (check-then-write like Apache; `php -S` serialises requests, a pool would not) | 40/40 (server lock) | php receives the whole body before the script runs (probe: `atomic_writes`) | 17/17 |
-//! | WsgiDAV 4.3.3 on cheroot 11.1 (PyPI) | `WsgiDav` | SHA-256 (ETag = inode + mtime seconds + size, unquoted in PROPFIND) | If-Match `Broken` (the tag repeats within a second; `Honoured` when the two writes straddle a second) / Honoured / Untested (or Honoured) | false / false / false: conditions are checked before the file is written in place by one of cheroot's threads, and `If-Match` on a missing file creates it (201) | 40/40 (lease lock) | PUT writes in place (a failed upload leaves the file truncated): uploads go to a temporary name and are MOVEd into place, as on rclone | 15/17 (`server_lock` skipped; `failed_write_keeps_previous` fails: the in-place PUT) |
+//! | WsgiDAV 4.3.3 on cheroot 11.1 (PyPI) | `WsgiDav` | SHA-256 (ETag = inode + mtime seconds + size, unquoted in PROPFIND) | If-Match `Broken` (the tag repeats within a second; `Honoured` when the two writes straddle a second) / Honoured / Untested (or Honoured) | false / false / false: conditions are checked before the file is written in place by one of cheroot's threads, and `If-Match` on a missing file creates it (201) | 40/40 (lease lock) | PUT writes in place (a failed upload leaves the file truncated): uploads go to a temporary name and are MOVEd into place, as on rclone | 16/17 (`server_lock` skipped); `awkward_names` refused for `?` and `;` (its MOVE unescapes `Destination` and parses it as a URL: see `Traits::literal_destination`) |
 //! | webdav-server 2.6.3 (npm) on Node 20 | `NodeWebdav` | SHA-256 (ETag = MD5 of the mtime in ms, not of the content) | Ignored / Ignored / Ignored | false / false / false | 40/40 (lease lock) | PUT writes in place (`w+`): uploads go to a temporary name and are MOVEd into place, as on rclone | 15/17 (as WsgiDAV); its hrefs leave `?` and `#` unescaped, which this provider reads as part of the name |
 //! | Nextcloud / ownCloud | `Nextcloud` | ETag (`OC-ETag`) | not tested here (no server on this machine) | true / true / true (Nextcloud locks files around writes; confirm with the probe) | — | PUT to a part file, renamed when whole; above [`WebDavConfig::chunk_size`] chunked upload v2: MKCOL `remote.php/dav/uploads/<user>/<id>/`, numbered chunks, MOVE `.file` carrying the destination's condition as `If: <dest URL> (["etag"])` and `Overwrite: F` for create-only (see below) | 16/17 against the Nextcloud fake (`tests/nextcloud.rs`; `server_lock` skipped) |
 //! | unknown server | `Generic` | ETag | — | as the probe confirms | — | not trusted until measured: every write goes to a temporary name and is MOVEd into place with `If: <dest URL> (["etag"])` / `Overwrite: F` ([`WebDavConfig::temp_uploads`]) | — |
@@ -299,6 +299,14 @@ struct Traits {
     /// file are then more than a second apart, so their mtimes, hence tags, differ even
     /// on a filesystem whose clock ticks coarsely.
     mtime_window: bool,
+    /// The server reads a MOVE's `Destination` as an escaped URL path, so any name can
+    /// be a MOVE target (measured with the conformance `awkward_names` through
+    /// temporary uploads: Apache, nginx, lighttpd, rclone, SabreDAV, webdav-server).
+    /// WsgiDAV unescapes the header and then parses it as a URL: a `?` starts a query
+    /// and a `;` parameters, so a MOVE to `question?mark` replaced the file `question`.
+    /// Where this is false (and on a server not measured) a staged write to a name
+    /// holding `?` or `;` is refused rather than sent somewhere else.
+    literal_destination: bool,
 }
 
 impl Traits {
@@ -314,6 +322,7 @@ impl Traits {
             usable_locks: true,
             weak_window: false,
             mtime_window: false,
+            literal_destination: true,
         };
         match p {
             // Unknown server: claim, and let the honesty probe decide. A PUT may be
@@ -321,6 +330,7 @@ impl Traits {
             // file: upload to a temporary name and move it into place.
             Profile::Generic => Traits {
                 temp_then_move: true,
+                literal_destination: false,
                 ..base
             },
             Profile::Apache => Traits {
@@ -371,6 +381,7 @@ impl Traits {
                 usable_locks: false,
                 temp_then_move: true,
                 move_no_overwrite: false,
+                literal_destination: false,
                 ..base
             },
             // `If-Match`, `If-None-Match: *` and a conditional DELETE are ignored (200,
@@ -1361,6 +1372,15 @@ impl WebDavStorage {
             return self.nextcloud_chunked(path, body, cond).await;
         }
         if self.temp_uploads() {
+            let name = path.file_name().unwrap_or("");
+            if !t.literal_destination && name.contains(['?', ';']) {
+                return Err(Error::InvalidInput {
+                    message: format!(
+                        "{what}: this server ({}) may move a file to the wrong name when it holds '?' or ';'",
+                        self.inner.profile.name()
+                    ),
+                });
+            }
             let cond = self.move_conditions(&target, pre, if_match.as_deref(), target_lock)?;
             return self.upload_via_temp(path, body, &lock, cond).await;
         }
@@ -1952,6 +1972,7 @@ impl Storage for WebDavStorage {
             server_clock: true,
             server_lock: self.inner.server_locks,
             strong_versions: true,
+            spaced_writes: t.weak_window || t.mtime_window,
         }
     }
 
@@ -2524,6 +2545,9 @@ impl syncfabric_core::registry::ProviderFactory for WebDavFactory {
         }
         let mut config = WebDavConfig::from_url(&s, password)?;
         config.create_root = opts.create_root;
+        if opts.staged_writes {
+            config.temp_uploads = Some(true);
+        }
         let pacer = syncfabric_core::retry::Pacer::for_account(&format!(
             "webdav:{}@{hostport}",
             user.unwrap_or_default()

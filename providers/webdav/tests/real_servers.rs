@@ -105,6 +105,13 @@ fn known_failure(kind: Kind, behaviour: &str, message: &str) -> bool {
             message
                 == r#"names were not stored literally: listed {"%2F", "%2e%2e", "%2e%2e%2fescaped"}"#
         }
+        // WsgiDAV unescapes a MOVE's Destination and then parses it as a URL, so a
+        // staged write to `question?mark` would replace `question`: the provider
+        // refuses such names there (see `Traits::literal_destination`).
+        (Kind::Wsgidav, "awkward_names") => {
+            message
+                == "write /conformance/awkward_names/question?mark (None): invalid input: /conformance/awkward_names/question?mark: this server (wsgidav) may move a file to the wrong name when it holds '?' or ';'"
+        }
         _ => false,
     }
 }
@@ -208,9 +215,18 @@ per_server! {
 fn honesty_probe_verdicts_match_reality() {
     // If-Match on PUT is enforced by Apache and SabreDAV, ignored by nginx and rclone.
     // A PUT cut mid-body leaves the old file on all but rclone, which writes in place.
+    // Through `Generic`, every write waits for Apache's weak tag to turn strong, so
+    // the probe's writes are a second apart and cannot prove that versions never
+    // repeat within one (`Generic` does not space writes: two devices could still
+    // write within one second): If-Match is `Broken`, and the engine would tell
+    // commits apart by its marker. The `Apache` profile spaces its writes, and its
+    // probe proves strong versions (the `probed profile` check above).
     if let Some((m, _, d, cut)) = probe_verdict(Kind::Apache) {
-        assert_eq!(m, Verdict::Honoured, "apache If-Match");
-        assert_eq!(d, Verdict::Honoured, "apache conditional delete");
+        assert!(
+            matches!(m, Verdict::Broken(_)),
+            "apache If-Match through Generic: {m:?}"
+        );
+        assert_eq!(d, Verdict::Untested, "apache conditional delete");
         assert!(cut, "apache: a cut PUT keeps the old file");
     }
     if let Some((m, a, _, cut)) = probe_verdict(Kind::Nginx) {

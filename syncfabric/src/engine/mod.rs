@@ -5,21 +5,23 @@
 //! three-way with the last committed base, applied locally in one transaction, and
 //! the result is committed with a conditional write of the database.
 
+mod commit;
 mod counting;
 mod device;
 mod error;
 pub mod limits;
 pub mod marker;
+mod plan;
 mod rekey;
+mod restore;
 pub mod state;
 mod sync;
+mod transfer;
 
 pub use counting::{Counters, CountingStorage};
 pub use device::LocalSyncLock;
 pub use error::SyncError;
 pub use rekey::{rekey_state, RekeyReport};
+pub use restore::{restore_from_remote, restore_from_remote_with_progress, restore_journal};
 pub use state::{StateDir, SyncState};
-pub use sync::{
-    remote_layout, restore_from_remote, restore_from_remote_with_progress, restore_journal,
-    sync_vault, SyncOptions, SyncOutcome, SyncReport,
-};
+pub use sync::{remote_layout, sync_vault, RemoteLayout, SyncOptions, SyncOutcome, SyncReport};

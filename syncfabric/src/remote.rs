@@ -21,7 +21,7 @@
 
 use std::sync::Arc;
 use syncfabric_core::probe::{ProbeReport, ProbedStorage};
-use syncfabric_core::registry::Registry;
+use syncfabric_core::registry::{OpenOptions, Registry};
 use syncfabric_core::{Error, RemotePath, Storage};
 
 /// A registry with every built-in provider.
@@ -167,6 +167,62 @@ pub struct Verdict {
     /// its own commit marker ([`crate::engine::marker`]), never by the storage's
     /// versions.
     pub strong_versions: bool,
+    /// Whether a write cut mid-body leaves the previous content whole, and how.
+    pub writes: Writes,
+}
+
+/// What the probe's cut write ([`ProbeReport::atomic_writes`]) proved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writes {
+    /// The storage, opened plainly, kept the previous content.
+    Atomic,
+    /// Only with [`OpenOptions::staged_writes`] (upload to a temporary name, then move
+    /// into place) did it keep the previous content: the remote is always opened so.
+    Staged,
+    /// A cut write damaged the file even when staged: a broken upload can leave a
+    /// truncated vault file until the next commit replaces it.
+    Unsafe,
+}
+
+impl Writes {
+    /// The config-file spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Writes::Atomic => "atomic",
+            Writes::Staged => "staged",
+            Writes::Unsafe => "unsafe",
+        }
+    }
+
+    /// Parses the config-file spelling.
+    pub fn parse(s: &str) -> Option<Writes> {
+        match s {
+            "atomic" => Some(Writes::Atomic),
+            "staged" => Some(Writes::Staged),
+            "unsafe" => Some(Writes::Unsafe),
+            _ => None,
+        }
+    }
+
+    /// The options a remote with this verdict is opened with.
+    pub fn open_options(self, opts: OpenOptions) -> OpenOptions {
+        match self {
+            Writes::Atomic => opts,
+            Writes::Staged | Writes::Unsafe => opts.with_staged_writes(),
+        }
+    }
+}
+
+/// A verdict as the config records it: the strings of a `[[remote]]`'s `cas`,
+/// `versions` and `writes` (any may be missing in an older config).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Recorded<'a> {
+    /// [`Trust::as_str`].
+    pub cas: Option<&'a str>,
+    /// [`Verdict::versions_str`].
+    pub versions: Option<&'a str>,
+    /// [`Writes::as_str`].
+    pub writes: Option<&'a str>,
 }
 
 impl Verdict {
@@ -183,6 +239,11 @@ impl Verdict {
         Verdict {
             trust,
             strong_versions: e.strong_versions,
+            writes: if report.atomic_writes {
+                Writes::Atomic
+            } else {
+                Writes::Unsafe
+            },
         }
     }
 
@@ -195,21 +256,17 @@ impl Verdict {
         }
     }
 
-    /// A verdict recorded as `cas` and `versions`; `None` when either is missing or
-    /// unknown (a config written before the probe measured versions), or when it is the
-    /// old `lock` spelling and `storage` now claims a server lock (every device of a
+    /// A verdict recorded in the config; `None` when any part is missing or unknown (a
+    /// config written before the probe measured versions or cut writes), or when it is
+    /// the old `lock` spelling and `storage` now claims a server lock (every device of a
     /// remote must commit under the same kind of lock: a lease and a server lock do not
     /// exclude each other). `None` means: probe again.
-    pub fn recorded(
-        storage: &dyn Storage,
-        cas: Option<&str>,
-        versions: Option<&str>,
-    ) -> Option<Verdict> {
-        let trust = Trust::parse(cas?)?;
-        if cas == Some("lock") && storage.capabilities().server_lock {
+    pub fn recorded(storage: &dyn Storage, rec: Recorded<'_>) -> Option<Verdict> {
+        let trust = Trust::parse(rec.cas?)?;
+        if rec.cas == Some("lock") && storage.capabilities().server_lock {
             return None;
         }
-        let strong_versions = match versions? {
+        let strong_versions = match rec.versions? {
             "strong" => true,
             // Compare-and-swap is never truthful on versions that repeat.
             "repeating" if trust != Trust::Truthful => false,
@@ -218,6 +275,7 @@ impl Verdict {
         Some(Verdict {
             trust,
             strong_versions,
+            writes: Writes::parse(rec.writes?)?,
         })
     }
 
@@ -260,15 +318,104 @@ fn random_u64() -> u64 {
     }
 }
 
-/// A remote ready for the engine: see [`connect`].
-#[derive(Debug)]
-pub struct Connected {
-    /// The storage as the engine must see it: claiming only what the verdict proves.
-    pub storage: Arc<dyn Storage>,
+/// A remote ready for the engine: a storage that claims only what the honesty probe
+/// proved of it, with that verdict. The only ways to one are [`connect`],
+/// [`connect_with`], [`Remote::open`] (which probe, or apply a recorded verdict) and
+/// [`wrap`] (which applies a verdict the caller recorded from an earlier probe): the
+/// engine never meets a storage whose claims nobody tested.
+#[derive(Clone, Debug)]
+pub struct Remote {
+    storage: Arc<dyn Storage>,
+    verdict: Verdict,
+    probe: Option<ProbeReport>,
+}
+
+impl Remote {
+    /// Opens `url` with `credentials` and readies it: the `recorded` verdict, or a fresh
+    /// probe when it has none (record [`Remote::verdict`] then, see [`Recorded`]).
+    pub async fn open(
+        url: &str,
+        credentials: &Credentials,
+        recorded: Recorded<'_>,
+    ) -> Result<Remote, Error> {
+        Remote::open_with(url, credentials, OpenOptions::default(), recorded).await
+    }
+
+    /// [`Remote::open`] with options for the provider (e.g.
+    /// [`OpenOptions::with_create_root`] for a remote being set up).
+    pub async fn open_with(
+        url: &str,
+        credentials: &Credentials,
+        opts: OpenOptions,
+        recorded: Recorded<'_>,
+    ) -> Result<Remote, Error> {
+        let open = |o| open_url(url, credentials, o);
+        connect_with(open, opts, recorded).await
+    }
+
+    /// The storage as the engine sees it.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
     /// The verdict it syncs with.
-    pub verdict: Verdict,
-    /// The probe that ran now, if one did: record `verdict` then.
-    pub probe: Option<ProbeReport>,
+    pub fn verdict(&self) -> Verdict {
+        self.verdict
+    }
+
+    /// The probe that ran when it was readied, if one did: record the verdict then.
+    pub fn probe(&self) -> Option<&ProbeReport> {
+        self.probe.as_ref()
+    }
+}
+
+/// A remote is read and looked at like its storage (as the engine sees it).
+impl std::ops::Deref for Remote {
+    type Target = dyn Storage;
+    fn deref(&self) -> &(dyn Storage + 'static) {
+        self.storage.as_ref()
+    }
+}
+
+/// What opening a remote takes besides its URL.
+#[derive(Clone)]
+pub enum Credentials {
+    /// Nothing (a local folder).
+    None,
+    /// A password for the URL's user (WebDAV, Nextcloud), handed to the provider
+    /// through an in-memory token store; never written anywhere.
+    Password(syncfabric_vault::Secret),
+    /// A logged-in account (OneDrive, SharePoint).
+    Bearer(Arc<dyn syncfabric_core::auth::BearerAuth>),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credentials::None => "Credentials::None",
+            Credentials::Password(_) => "Credentials::Password(<redacted>)",
+            Credentials::Bearer(_) => "Credentials::Bearer(..)",
+        })
+    }
+}
+
+/// Opens `url` as it is, unprobed: for looking at a remote (its locks, its folders),
+/// never for the engine (see [`Remote`]).
+pub async fn open_url(
+    url: &str,
+    credentials: &Credentials,
+    opts: OpenOptions,
+) -> Result<Arc<dyn Storage>, Error> {
+    match credentials {
+        Credentials::Bearer(b) => open_with_bearer(url, b.clone()).await,
+        Credentials::Password(pw) => open_with_password_and(url, Some(pw.expose()), opts).await,
+        Credentials::None if url.starts_with('/') => {
+            registry()
+                .open_with(&format!("folder://{url}"), &opts)
+                .await
+        }
+        Credentials::None => registry().open_with(url, &opts).await,
+    }
 }
 
 /// Readies an opened `storage` for the engine: the `recorded` verdict (see
@@ -278,7 +425,7 @@ pub struct Connected {
 pub async fn connect(
     storage: Arc<dyn Storage>,
     recorded: Option<Verdict>,
-) -> Result<Connected, Error> {
+) -> Result<Remote, Error> {
     let (verdict, probe) = match recorded {
         Some(v) => (v, None),
         None => {
@@ -286,33 +433,71 @@ pub async fn connect(
             (v, Some(report))
         }
     };
-    Ok(Connected {
-        storage: wrap(storage, verdict),
-        verdict,
-        probe,
-    })
+    let mut remote = wrap(storage, verdict);
+    remote.probe = probe;
+    Ok(remote)
 }
 
-/// The storage as the engine should see it, given the probe's verdict: claims the
-/// verdict does not prove are switched off.
-pub fn wrap(storage: Arc<dyn Storage>, verdict: Verdict) -> Arc<dyn Storage> {
+/// Opens and readies a remote: [`connect`], with the opening in the caller's hands
+/// (`open` opens the storage with the options it is given, adding the credentials).
+/// A remote whose recorded verdict says its writes must be staged is opened so; when
+/// a fresh probe finds that a cut write damaged a file, the remote is opened again
+/// with [`OpenOptions::staged_writes`] and probed again, and the verdict says
+/// [`Writes::Staged`] when that kept the old content.
+pub async fn connect_with<F, Fut>(
+    open: F,
+    base: OpenOptions,
+    recorded: Recorded<'_>,
+) -> Result<Remote, Error>
+where
+    F: Fn(OpenOptions) -> Fut,
+    Fut: std::future::Future<Output = Result<Arc<dyn Storage>, Error>>,
+{
+    let writes = recorded.writes.and_then(Writes::parse);
+    let opts = writes.map_or(base.clone(), |w| w.open_options(base.clone()));
+    let storage = open(opts.clone()).await?;
+    let verdict = Verdict::recorded(storage.as_ref(), recorded);
+    let connected = connect(storage, verdict).await?;
+    let damaged = connected.probe.as_ref().is_some_and(|r| !r.atomic_writes);
+    if !damaged || opts.staged_writes {
+        return Ok(connected);
+    }
+    let staged = open(base.with_staged_writes()).await?;
+    let (mut verdict, report) = probe(staged.as_ref()).await?;
+    if report.atomic_writes {
+        verdict.writes = Writes::Staged;
+    }
+    let mut remote = wrap(staged, verdict);
+    remote.probe = Some(report);
+    Ok(remote)
+}
+
+/// The remote as the engine should see it, given a verdict of the probe (recorded
+/// from an earlier run): claims the verdict does not prove are switched off.
+pub fn wrap(storage: Arc<dyn Storage>, verdict: Verdict) -> Remote {
     let mut caps = storage.capabilities();
     caps.strong_versions &= verdict.strong_versions;
-    if verdict.trust == Trust::Truthful && caps.strong_versions {
-        return storage;
+    let storage: Arc<dyn Storage> = if verdict.trust == Trust::Truthful && caps.strong_versions {
+        storage
+    } else {
+        // Compare-and-swap on versions that can repeat protects nothing: a lock it is.
+        caps.if_match = false;
+        caps.if_absent = false;
+        caps.conditional_delete = false;
+        caps.server_lock &= verdict.trust == Trust::ServerLock;
+        Arc::new(ProbedStorage::new(storage, caps))
+    };
+    Remote {
+        storage,
+        verdict,
+        probe: None,
     }
-    // Compare-and-swap on versions that can repeat protects nothing: a lock it is.
-    caps.if_match = false;
-    caps.if_absent = false;
-    caps.conditional_delete = false;
-    caps.server_lock &= verdict.trust == Trust::ServerLock;
-    Arc::new(ProbedStorage::new(storage, caps))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use syncfabric_conformance::doubles::WithCapabilities;
+    use syncfabric_conformance::doubles::{WithCapabilities, WritesInPlace};
     use syncfabric_conformance::MemoryStorage;
 
     /// The in-memory reference store as Apache looks after the probe: no truthful CAS,
@@ -333,30 +518,46 @@ mod tests {
         let measured = Verdict {
             trust: Trust::ServerLock,
             strong_versions: true,
+            writes: Writes::Atomic,
         };
         assert_eq!(connected.verdict, measured);
         assert!(connected.probe.is_some());
         // Written by a version without server locks, or before versions were measured:
         // probed again.
-        assert_eq!(Verdict::recorded(&s, Some("lock"), Some("strong")), None);
-        assert_eq!(Verdict::recorded(&s, Some("server-lock"), None), None);
-        assert_eq!(Verdict::recorded(&s, None, Some("strong")), None);
+        let rec = |cas, versions, writes| Recorded {
+            cas,
+            versions,
+            writes,
+        };
+        let atomic = Some("atomic");
+        let old = Verdict::recorded(&s, rec(Some("lock"), Some("strong"), atomic));
+        assert_eq!(old, None);
+        for (cas, versions, writes) in [
+            (Some("server-lock"), None, atomic),
+            (None, Some("strong"), atomic),
+            (Some("server-lock"), Some("strong"), None),
+            (Some("server-lock"), Some("strong"), Some("whole")),
+        ] {
+            assert_eq!(Verdict::recorded(&s, rec(cas, versions, writes)), None);
+        }
         // Compare-and-swap on repeating versions is not a verdict the probe gives.
-        assert_eq!(
-            Verdict::recorded(&s, Some("truthful"), Some("repeating")),
-            None
-        );
+        let cas_on_repeating = rec(Some("truthful"), Some("repeating"), atomic);
+        assert_eq!(Verdict::recorded(&s, cas_on_repeating), None);
         // Recorded verdicts are kept as they are.
         for trust in [Trust::Truthful, Trust::ServerLock, Trust::Lease] {
             for strong_versions in [true, false] {
                 let v = Verdict {
                     trust,
                     strong_versions,
+                    writes: Writes::Staged,
                 };
                 if trust == Trust::Truthful && !strong_versions {
                     continue;
                 }
-                let back = Verdict::recorded(&s, Some(trust.as_str()), Some(v.versions_str()));
+                let back = Verdict::recorded(
+                    &s,
+                    rec(Some(trust.as_str()), Some(v.versions_str()), Some("staged")),
+                );
                 assert_eq!(back, Some(v));
                 // A store that claims everything sees only what the verdict proves.
                 let c = connect(Arc::new(MemoryStorage::new()), back).await.unwrap();
@@ -377,8 +578,75 @@ mod tests {
             caps,
         };
         assert_eq!(
-            Verdict::recorded(&no_lock, Some("lock"), Some("strong")).map(|v| v.trust),
+            Verdict::recorded(&no_lock, rec(Some("lock"), Some("strong"), atomic)).map(|v| v.trust),
             Some(Trust::Lease)
         );
+    }
+
+    /// Opens a store that writes in place unless the options stage writes (as the
+    /// WebDAV provider does with a temporary upload); `staged_too`: in place anyway.
+    fn opener(
+        store: MemoryStorage,
+        staged_too: bool,
+        calls: Arc<std::sync::Mutex<Vec<bool>>>,
+    ) -> impl Fn(OpenOptions) -> std::future::Ready<Result<Arc<dyn Storage>, Error>> {
+        move |opts: OpenOptions| {
+            calls.lock().unwrap().push(opts.staged_writes);
+            let s: Arc<dyn Storage> = if opts.staged_writes && !staged_too {
+                Arc::new(store.clone())
+            } else {
+                Arc::new(WritesInPlace(store.clone()))
+            };
+            std::future::ready(Ok(s))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_remote_whose_cut_writes_damage_files_is_opened_with_staged_writes() {
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = MemoryStorage::new();
+        let open = opener(store.clone(), false, calls.clone());
+        let c = connect_with(&open, OpenOptions::default(), Recorded::default())
+            .await
+            .unwrap();
+        let report = c.probe.expect("probed");
+        assert!(report.atomic_writes, "{}", report.summary());
+        assert_eq!(c.verdict.writes, Writes::Staged);
+        assert_eq!(*calls.lock().unwrap(), [false, true]);
+        assert!(!c.storage.describe().contains("in place"));
+        // Recorded so, it is opened staged at once and not probed again.
+        let v = c.verdict;
+        let rec = Recorded {
+            cas: Some(v.trust.as_str()),
+            versions: Some(v.versions_str()),
+            writes: Some(v.writes.as_str()),
+        };
+        calls.lock().unwrap().clear();
+        let again = connect_with(&open, OpenOptions::default(), rec)
+            .await
+            .unwrap();
+        assert!(again.probe.is_none());
+        assert_eq!(again.verdict, v);
+        assert_eq!(*calls.lock().unwrap(), [true]);
+        // Nothing of the probes stays.
+        let root = RemotePath::root();
+        let left = store.list(&root).await.unwrap();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[tokio::test]
+    async fn a_remote_that_damages_files_even_staged_is_unsafe() {
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let open = opener(MemoryStorage::new(), true, calls.clone());
+        let c = connect_with(&open, OpenOptions::default(), Recorded::default())
+            .await
+            .unwrap();
+        let report = c.probe.expect("probed");
+        assert!(!report.atomic_writes);
+        assert!(report
+            .summary()
+            .contains("cut write keeps the old content: false"));
+        assert_eq!(c.verdict.writes, Writes::Unsafe);
+        assert_eq!(*calls.lock().unwrap(), [false, true]);
     }
 }

@@ -34,7 +34,7 @@ const LOCAL_LOCK: &str = "sync.lock";
 const SERVER_LOCK: &str = "server-lock";
 
 /// The exclusive local lock of a state folder, held for one sync (see the
-/// [module docs](self)); released on drop or when the process dies.
+/// module docs); released on drop or when the process dies.
 #[derive(Debug)]
 pub struct LocalSyncLock {
     _file: File,
