@@ -11,11 +11,12 @@
 //!   made with 1,000 PBKDF2 rounds, so that its key derivation costs well under a
 //!   millisecond (the content and the file layout are the same).
 //!
-//! Measured on the 2-core dev machine: floor 22.1 ms, in-process 21.5 ms (0.98x), CLI
-//! 34.7 ms (1.57x). `perf stat` puts the CLI's extra time in process start (an empty
-//! vault's `item list` costs 5.0 ms against 2.0 ms for a no-op `sqlcipher`) and page
-//! faults (2,152 against 992: a larger binary to relocate, the heap of 10,000 listed
-//! items, SQLCipher's page cache); the page decryption is the same work in both.
+//! Measured on the shared 2-core dev machine: floor 22.5 ms, in-process 20.7 ms
+//! (0.92x), CLI 30.1 ms (1.33x; 1.57x before the listing used a small page cache and
+//! stopped copying every title and uuid to sort and print them). An empty vault's
+//! `item list` costs 5.6 ms, a no-op `sqlcipher` 2.0 ms: most of that difference is the
+//! dynamic loader relocating the larger binary (perf: `_dl_relocate_object`); the page
+//! decryption is the same work in both.
 //! `SYNCFABRIC_BENCH_KEEP=DIR` keeps the two vaults there for profiling.
 
 use std::io::Write;

@@ -1049,6 +1049,15 @@ fn sync_summaries_and_readable_status() {
         "the phone's delete went out: {text}"
     );
 
+    // watch says the same after each sync.
+    a.run(&["item", "add", "--title", "Watched"]);
+    a.run(&["sync"]);
+    let text = String::from_utf8(b.run(&["watch", "--max-syncs", "1"]).stdout).unwrap();
+    assert!(
+        text.contains("shared: Pulled") && text.contains("in   1 item (1 new)"),
+        "{text}"
+    );
+
     // Status: dates, never a bare unix number.
     let text = String::from_utf8(b.run(&["status"]).stdout).unwrap();
     assert!(

@@ -29,6 +29,15 @@ pub fn for_terminal(s: &str) -> String {
     out
 }
 
+/// [`for_terminal`] without a copy when nothing needs escaping (long listings).
+pub fn for_terminal_cow(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(needs_escape) {
+        std::borrow::Cow::Owned(for_terminal(s))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 fn needs_escape(c: char) -> bool {
     c.is_control() || is_bidi_format(c)
 }
@@ -59,5 +68,13 @@ mod tests {
         // into a title cannot pose as an escaped ESC next to a real one.
         assert_eq!(for_terminal("\\u{1b}\u{1b}"), "\\\\u{1b}\\u{1b}");
         assert_eq!(for_terminal("\\plain"), "\\plain");
+        assert_eq!(
+            super::for_terminal_cow("a\u{202e}b"),
+            for_terminal("a\u{202e}b")
+        );
+        assert!(matches!(
+            super::for_terminal_cow("plain"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

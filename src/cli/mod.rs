@@ -505,7 +505,8 @@ fn rekey_sync_copies(
 }
 
 fn info(ctx: &Ctx, v: &Vault) -> CliResult {
-    let items = v.items()?;
+    // Listing columns only: counting needs no decrypted field.
+    let items = v.item_summaries()?;
     let live = items.iter().filter(|i| i.is_live()).count();
     let trashed = items.iter().filter(|i| i.trashed && !i.deleted).count();
     let m = v.meta();

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use syncfabric::core::registry::OpenOptions;
 use syncfabric::engine::{restore_from_remote_with_progress, sync_vault, StateDir, SyncOptions};
 use syncfabric::remote::{Credentials, Recorded, Remote, Verdict, Writes};
+use syncfabric::vault::Vault;
 
 #[derive(Subcommand, Debug)]
 pub enum RemoteCmd {
@@ -346,6 +347,101 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
     Ok(())
 }
 
+/// Item stamps before a sync, of the vault and of the last committed base.
+struct Before {
+    local: syncfabric::vault::ItemStamps,
+    base: syncfabric::vault::ItemStamps,
+}
+
+impl Before {
+    fn take(vault: &Vault, state: &StateDir) -> CliResult<Before> {
+        let base = state.base_db();
+        let base = if base.exists() {
+            // Unreadable (re-keyed elsewhere, damaged): the sync says so; the summary
+            // then counts every item as going out.
+            syncfabric::vault::item_stamps_in_file(&base, vault.key()).unwrap_or_default()
+        } else {
+            Default::default()
+        };
+        Ok(Before {
+            local: vault.item_stamps()?,
+            base,
+        })
+    }
+}
+
+/// What one sync did: items in (changed here by the sync), items out (local changes
+/// since the base, when a commit was made), and the engine's report.
+struct Done {
+    items_in: super::summary::Changes,
+    items_out: super::summary::Changes,
+    report: syncfabric::engine::SyncReport,
+}
+
+impl Done {
+    fn of(
+        vault: &Vault,
+        before: Before,
+        report: syncfabric::engine::SyncReport,
+    ) -> CliResult<Done> {
+        let after = vault.item_stamps()?;
+        let items_out = if report.uploaded_db {
+            super::summary::diff(&before.base, &before.local)
+        } else {
+            Default::default()
+        };
+        Ok(Done {
+            items_in: super::summary::diff(&before.local, &after),
+            items_out,
+            report,
+        })
+    }
+
+    fn json(&self, remote: &str) -> serde_json::Value {
+        let r = &self.report;
+        let (down, up, gone) = r.attachments;
+        serde_json::json!({
+            "remote": remote,
+            "outcome": format!("{:?}", r.outcome),
+            "downloaded_db": r.downloaded_db,
+            "uploaded_db": r.uploaded_db,
+            "items_in": self.items_in.json(),
+            "items_out": self.items_out.json(),
+            "conflicts": r.conflicts,
+            "attachments": { "downloaded": down, "uploaded": up, "deleted_remotely": gone },
+            "attempts": r.attempts,
+            "report": r.merge_report,
+        })
+    }
+
+    fn print(&self, remote: &str, dry_run: bool) {
+        let r = &self.report;
+        println!("{remote}: {:?}", r.outcome);
+        if !dry_run {
+            println!("    in   {}", self.items_in.describe());
+            println!("    out  {}", self.items_out.describe());
+        }
+        if r.conflicts > 0 {
+            println!(
+                "    {} conflict{} resolved; each losing value is kept in its field's history (`syncfabric item history TITLE`)",
+                r.conflicts,
+                if r.conflicts == 1 { "" } else { "s" }
+            );
+        }
+        let (down, up, gone) = r.attachments;
+        if down + up + gone > 0 {
+            println!(
+                "    attachments: {down} downloaded, {up} uploaded, {gone} removed from the remote"
+            );
+        }
+        if dry_run {
+            if let Some(m) = &r.merge_report {
+                println!("{}", t(m));
+            }
+        }
+    }
+}
+
 pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
     let mut vault = ctx.open_vault()?;
     let dir = canonical(vault.dir());
@@ -372,60 +468,13 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
     for r in remotes {
         let remote = connect_remote(ctx, &rt, &r, &dir)?;
         let state = state_dir(&dir, &r.name)?;
-        // Item stamps before and after, and of the last committed base: what came in
-        // (changed here by the sync) and what went out (local changes since the base).
-        let before = vault.item_stamps()?;
-        let base = state.base_db();
-        let base = if base.exists() {
-            syncfabric::vault::item_stamps_in_file(&base, vault.key()).unwrap_or_default()
-        } else {
-            Default::default()
-        };
+        let before = Before::take(&vault, &state)?;
         let report = rt.block_on(sync_vault(&mut vault, &remote, &state, &opts))?;
-        let after = vault.item_stamps()?;
-        let items_in = super::summary::diff(&before, &after);
-        let items_out = if report.uploaded_db {
-            super::summary::diff(&base, &before)
-        } else {
-            Default::default()
-        };
-        let (att_down, att_up, att_gone) = report.attachments;
+        let done = Done::of(&vault, before, report)?;
         if ctx.json {
-            out.push(serde_json::json!({
-                "remote": r.name,
-                "outcome": format!("{:?}", report.outcome),
-                "downloaded_db": report.downloaded_db,
-                "uploaded_db": report.uploaded_db,
-                "items_in": items_in.json(),
-                "items_out": items_out.json(),
-                "conflicts": report.conflicts,
-                "attachments": { "downloaded": att_down, "uploaded": att_up, "deleted_remotely": att_gone },
-                "attempts": report.attempts,
-                "report": report.merge_report,
-            }));
+            out.push(done.json(&r.name));
         } else {
-            println!("{}: {:?}", r.name, report.outcome);
-            if !args.dry_run {
-                println!("    in   {}", items_in.describe());
-                println!("    out  {}", items_out.describe());
-            }
-            if report.conflicts > 0 {
-                println!(
-                    "    {} conflict{} resolved; each losing value is kept in its field's history (`syncfabric item history TITLE`)",
-                    report.conflicts,
-                    if report.conflicts == 1 { "" } else { "s" }
-                );
-            }
-            if att_down + att_up + att_gone > 0 {
-                println!(
-                    "    attachments: {att_down} downloaded, {att_up} uploaded, {att_gone} removed from the remote"
-                );
-            }
-            if args.dry_run {
-                if let Some(m) = &report.merge_report {
-                    println!("{}", t(m));
-                }
-            }
+            done.print(&r.name, args.dry_run);
         }
     }
     if ctx.json {
@@ -689,13 +738,15 @@ pub fn watch_cmd(ctx: &mut Ctx, args: WatchArgs) -> CliResult {
         let mut syncs = 0u64;
         let mut failures = 0u32;
         loop {
+            let before = Before::take(&vault, &state)?;
             match sync_vault(&mut vault, &remote, &state, &opts).await {
                 Ok(report) => {
                     failures = 0;
+                    let done = Done::of(&vault, before, report)?;
                     if json {
-                        println!("{}", serde_json::json!({ "remote": r.name, "outcome": format!("{:?}", report.outcome) }));
+                        println!("{}", done.json(&r.name));
                     } else {
-                        println!("{}: {:?}", r.name, report.outcome);
+                        done.print(&r.name, false);
                     }
                 }
                 Err(e) => {

@@ -101,6 +101,12 @@ pub fn base32_decode(s: &str) -> Result<Vec<u8>, TotpError> {
     Ok(out)
 }
 
+/// Whether `s` starts with `otpauth://` (any case; never slices inside a character).
+fn has_scheme(s: &str) -> bool {
+    s.get(..10)
+        .is_some_and(|p| p.eq_ignore_ascii_case("otpauth://"))
+}
+
 /// Percent-decodes a URI component (`%2F` → `/`; `+` stays `+`).
 fn percent_decode(s: &str) -> Result<String, TotpError> {
     let b = s.as_bytes();
@@ -137,7 +143,7 @@ impl Totp {
     /// From an item's TOTP field: an `otpauth://` URI or a bare base32 secret.
     pub fn parse(field: &str) -> Result<Totp, TotpError> {
         let f = field.trim();
-        if f.len() >= 10 && f[..10].eq_ignore_ascii_case("otpauth://") {
+        if has_scheme(f) {
             Totp::from_uri(f)
         } else {
             Ok(Totp::new(base32_decode(f)?))
@@ -149,7 +155,7 @@ impl Totp {
     pub fn from_uri(uri: &str) -> Result<Totp, TotpError> {
         let rest = uri
             .get(10..)
-            .filter(|_| uri.len() >= 10 && uri[..10].eq_ignore_ascii_case("otpauth://"))
+            .filter(|_| has_scheme(uri))
             .ok_or_else(|| TotpError::BadUri("does not start with otpauth://".into()))?;
         let (kind, rest) = rest
             .split_once('/')
