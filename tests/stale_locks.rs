@@ -29,8 +29,12 @@ const WAIT: Duration = Duration::from_secs(10);
 
 async fn open(server: &Server, folder: &str) -> Remote {
     let base = server.scratch(folder);
-    let url = base.replacen("http://", &format!("webdav+http://{USER}@"), 1);
-    let raw = syncfabric::remote::open_with_password(&url, Some(PASS))
+    connect(&base.replacen("http://", &format!("webdav+http://{USER}@"), 1)).await
+}
+
+/// A new connection to `url`, as another process makes it.
+async fn connect(url: &str) -> Remote {
+    let raw = syncfabric::remote::open_with_password(url, Some(PASS))
         .await
         .unwrap();
     let (trust, _) = syncfabric::remote::probe(raw.as_ref()).await.unwrap();
@@ -243,4 +247,76 @@ fn remote_unlock_breaks_a_crashed_holders_lock_on_apache() {
 #[test]
 fn remote_unlock_on_sabredav_says_it_cannot_see_the_token() {
     unlock_by_hand(Kind::Sabre);
+}
+
+/// The answer to the laptop's `LOCK` is lost (here: the run dies mid-commit and the
+/// token it recorded in its state folder is gone, which leaves the server and the
+/// device in the same place). Where the server shows the token (Apache), the laptop's
+/// next sync releases the lock and commits. Where it does not (SabreDAV, 1800 s
+/// whatever is asked), nobody can release it: the sync fails at once, saying the lock
+/// is this device's own and until when, instead of waiting out its lock wait; the
+/// edit stays in the local vault.
+fn lost_lock_answer(kind: Kind) {
+    let Some(server) = Server::start(kind) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let base = server.scratch("lost");
+        let url = base.replacen("http://", &format!("webdav+http://{USER}@"), 1);
+        let storage = connect(&url).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let create = CreateOptions {
+            kdf_iter: 1000,
+            ..Default::default()
+        };
+        let mut a = Vault::create(tmp.path().join("a"), &Secret::new(PW), &create).unwrap();
+        let sa = tmp.path().join("sa");
+        sync_vault(
+            &mut a,
+            &storage,
+            &StateDir::open(&sa).unwrap(),
+            &opts("laptop"),
+        )
+        .await
+        .unwrap();
+        a.add_item(NewItem::login("Mail", "me", Secret::new("m1"), ""))
+            .unwrap();
+        crash_mid_commit(&mut a, &storage, &StateDir::open(&sa).unwrap()).await;
+        std::fs::remove_file(sa.join("server-lock")).unwrap();
+
+        // The laptop starts again: a new process, which knows no token.
+        let storage = connect(&url).await;
+        // A wait far longer than the test would sit through (a sync that does not
+        // fail at once hangs here), and shorter than the 1800 s SabreDAV keeps it.
+        let mut patient = opts("laptop");
+        patient.lease.acquire_timeout = Duration::from_secs(900);
+        let r = sync_vault(&mut a, &storage, &StateDir::open(&sa).unwrap(), &patient).await;
+        if kind == Kind::Sabre {
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains("this device itself"), "{e}");
+            assert!(e.contains("device \"laptop\""), "{e}");
+            assert!(e.contains("GMT at the latest"), "{e}");
+            assert!(titles(&a).contains(&"Mail".to_string()));
+        } else {
+            r.unwrap();
+            let uuid = a.meta().vault_uuid().unwrap().to_string();
+            let dir = RemotePath::parse(&uuid).unwrap();
+            assert!(storage.dir_locks(&dir).await.unwrap().is_empty());
+        }
+    });
+}
+
+#[test]
+fn a_lost_lock_answer_on_sabredav_fails_at_once_naming_this_device() {
+    lost_lock_answer(Kind::Sabre);
+}
+
+#[test]
+fn a_lost_lock_answer_on_apache_is_released_by_its_device() {
+    lost_lock_answer(Kind::Apache);
 }

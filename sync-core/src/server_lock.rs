@@ -61,7 +61,8 @@ impl ServerLockGuard {
     /// client holds the lock, the first refusal is warned at once, naming the holder and
     /// how long the server may keep its lock where the server tells; the wait stays
     /// bounded by `opts.acquire_timeout`, and the final [`Error::Locked`] names the
-    /// holder too.
+    /// holder too. A lock of the exclusive `owner`'s own device that nobody can release
+    /// (its token unknown) and that the server keeps beyond the wait fails at once.
     pub async fn acquire_as(
         storage: Arc<dyn Storage>,
         dir: &RemotePath,
@@ -80,6 +81,11 @@ impl ServerLockGuard {
                 Err(e @ Error::Locked { .. }) => {
                     if Instant::now() >= deadline {
                         return Err(e);
+                    }
+                    if !told {
+                        if let Some(e) = own_lock_outlasting(&storage, dir, owner, deadline).await {
+                            return Err(e);
+                        }
                     }
                     let base = opts.poll_interval.max(Duration::from_millis(10));
                     let jitter = base.mul_f64(fastrand::f64());
@@ -148,6 +154,35 @@ impl ServerLockGuard {
         }
         self.storage.unlock_dir(&self.lock).await
     }
+}
+
+/// A lock of `owner`'s own device that the wait cannot outlast, as the error to fail
+/// with at once. With an exclusive owner no other live process takes locks as this
+/// device, and the provider has already released every lock of the device it could
+/// (by a token the server shows, or the engine by the token it recorded). What is
+/// left is a lock whose `LOCK` answer was lost on the way back, on a server that shows
+/// no tokens (SabreDAV): nobody can release it, so it lasts until the server drops it,
+/// and waiting less than that only delays the same refusal.
+async fn own_lock_outlasting(
+    storage: &Arc<dyn Storage>,
+    dir: &RemotePath,
+    owner: Option<&LockOwner>,
+    deadline: Instant,
+) -> Option<Error> {
+    let owner = owner.filter(|o| o.is_exclusive())?;
+    let held = storage.dir_locks(dir).await.ok()?;
+    let wait_ends =
+        std::time::SystemTime::now() + deadline.saturating_duration_since(Instant::now());
+    let own = held
+        .iter()
+        .filter(|h| h.is_device_of(owner) && h.token.is_none())
+        .find(|h| h.expires_at().is_none_or(|at| at > wait_ends))?;
+    Some(Error::Locked {
+        path: dir.to_string(),
+        holder: Some(format!(
+            "this device itself (an earlier LOCK whose answer was lost; the server shows no token to release it with): {own}. Changes stay on this device; the first sync after that sends them"
+        )),
+    })
 }
 
 impl Drop for ServerLockGuard {

@@ -22,7 +22,10 @@
 //! * **A lost answer.** When the answer to a `LOCK` is lost, the server may hold a lock
 //!   whose token we never learnt, and the retry meets `423`. On `423` the provider
 //!   reads `lockdiscovery` and adopts a lock whose device and process are its own and
-//!   whose token it has not handed out already.
+//!   whose token it has not handed out already. Where the server shows no tokens
+//!   (SabreDAV) the lock cannot be adopted or released: it lasts until the server
+//!   drops it, and the engine's lock wait fails at once when it would not outlast it
+//!   (`syncfabric_core::server_lock`).
 //! * **A crashed run's lock.** With an [exclusive](LockOwner::exclusive) owner (the
 //!   engine holds a local lock on the sync state folder, so no other live process uses
 //!   that device id), a lock shown as held by the same device is stale: it is released

@@ -171,7 +171,16 @@ impl Server {
     /// Starts `kind`; `None` (after a loud message) if its binary is missing and
     /// servers are not required.
     pub fn start(kind: Kind) -> Option<Server> {
-        Server::start_with(kind, None)
+        Server::start_with(kind, None, false)
+    }
+
+    /// SabreDAV whose lock backend grants the timeout a `LOCK` asks (at most its own
+    /// 1800 s) instead of always 1800 s; the Locks plugin, its `If` evaluation and the
+    /// rest stay SabreDAV's. For runs that must see a lock whose `LOCK` answer was lost
+    /// expire within the run: nobody can release such a lock on SabreDAV (it shows no
+    /// tokens), so the stock backend keeps it half an hour.
+    pub fn start_sabre_granting_asked_timeouts() -> Option<Server> {
+        Server::start_with(Kind::Sabre, None, true)
     }
 
     /// Starts `kind` serving HTTPS with the PEM certificate `cert` and private key `key`
@@ -183,10 +192,14 @@ impl Server {
             Kind::Rclone,
             "start_tls: only rclone serves HTTPS here"
         );
-        Server::start_with(kind, Some((cert, key)))
+        Server::start_with(kind, Some((cert, key)), false)
     }
 
-    fn start_with(kind: Kind, tls: Option<(&Path, &Path)>) -> Option<Server> {
+    fn start_with(
+        kind: Kind,
+        tls: Option<(&Path, &Path)>,
+        asked_lock_timeouts: bool,
+    ) -> Option<Server> {
         let missing: Vec<String> = std::iter::once(kind.binary().to_string())
             .chain(kind.needs().iter().map(|p| p.display().to_string()))
             .filter(|b| !which(b))
@@ -353,16 +366,40 @@ auth.require = ( "" => ( "method" => "basic", "realm" => "dav", "require" => "va
             }
             Kind::Sabre => {
                 std::fs::create_dir(dir.path().join("locks")).unwrap();
+                let backend = if asked_lock_timeouts {
+                    "SfAskedTimeouts"
+                } else {
+                    "\\Sabre\\DAV\\Locks\\Backend\\File"
+                };
                 let php = format!(
                     r#"<?php
 require_once '/usr/share/php/Sabre/autoload.php';
 class SfAuth extends \Sabre\DAV\Auth\Backend\AbstractBasic {{
     protected function validateUserPass($u, $p) {{ return $u === '{USER}' && $p === '{PASS}'; }}
 }}
+// The stock file backend, except that a lock lasts what the LOCK asked (the plugin
+// puts the Timeout header into $lockInfo->timeout), at most the stock 1800 s.
+class SfAskedTimeouts extends \Sabre\DAV\Locks\Backend\File {{
+    public function lock($uri, \Sabre\DAV\Locks\LockInfo $lockInfo) {{
+        $asked = $lockInfo->timeout;
+        $lockInfo->timeout = ($asked > 0 && $asked < 1800) ? $asked : 1800;
+        $lockInfo->created = time();
+        $lockInfo->uri = $uri;
+        $locks = array();
+        foreach ($this->getData() as $lock) {{
+            if ($lock->token != $lockInfo->token && time() <= $lock->timeout + $lock->created) {{
+                $locks[] = $lock;
+            }}
+        }}
+        $locks[] = $lockInfo;
+        $this->putData($locks);
+        return true;
+    }}
+}}
 $server = new \Sabre\DAV\Server(new \Sabre\DAV\FSExt\Directory('{d}/data'));
 $server->setBaseUri('/');
 $server->addPlugin(new \Sabre\DAV\Auth\Plugin(new SfAuth(), 'dav'));
-$server->addPlugin(new \Sabre\DAV\Locks\Plugin(new \Sabre\DAV\Locks\Backend\File('{d}/locks/locks')));
+$server->addPlugin(new \Sabre\DAV\Locks\Plugin(new {backend}('{d}/locks/locks')));
 $server->exec();
 "#
                 );
