@@ -22,7 +22,7 @@ pub const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 /// first caller refreshes and the others then see its fresh token (single-flight).
 /// A refresh token the server no longer accepts (`invalid_grant`), or an account with
 /// no tokens, is [`Error::Unauthorized`](syncfabric_core::Error::Unauthorized) with a
-/// message naming the `syncfabric login …` command to run. Clones share state.
+/// message naming the login and account to log in again. Clones share state.
 #[derive(Clone)]
 pub struct OAuthBearer {
     inner: Arc<Inner>,
@@ -128,10 +128,9 @@ impl OAuthBearer {
 impl Inner {
     fn login_again(&self, why: &str) -> AuthError {
         AuthError::LoginRequired {
-            message: format!(
-                "{why}: run `syncfabric login {} --account {}` again",
-                self.config.provider, self.name
-            ),
+            provider: self.config.provider.clone(),
+            account: self.name.clone(),
+            why: why.to_string(),
         }
     }
 

@@ -1,22 +1,7 @@
 //! Where to log in: endpoints, client id and scopes of one provider.
 
 use crate::{AuthError, Result};
-
-/// The Microsoft identity platform's host.
-pub const MICROSOFT_LOGIN_HOST: &str = "https://login.microsoftonline.com";
-
-/// Default scopes for OneDrive (personal and business): read/write the person's files
-/// (which includes the app folder), and a refresh token (`offline_access`). Narrow to
-/// `offline_access Files.ReadWrite.AppFolder` in the config when the vault lives in
-/// the app folder.
-pub const ONEDRIVE_SCOPES: &[&str] = &["offline_access", "Files.ReadWrite"];
-
-/// Default scopes for SharePoint document libraries.
-pub const SHAREPOINT_SCOPES: &[&str] = &[
-    "offline_access",
-    "Files.ReadWrite.All",
-    "Sites.ReadWrite.All",
-];
+use syncfabric_core::registry::LoginSpec;
 
 /// How to log in to one provider with the OAuth 2 device authorisation grant
 /// (RFC 8628) and refresh its tokens (RFC 6749 §6). Every field can be overridden
@@ -37,37 +22,15 @@ pub struct OAuthConfig {
 }
 
 impl OAuthConfig {
-    /// The Microsoft identity platform v2.0 endpoints of `tenant` (`"common"`,
-    /// `"organizations"`, `"consumers"` or a tenant id) for `provider` with `scopes`.
-    pub fn microsoft(provider: &str, tenant: &str, client_id: &str, scopes: &[&str]) -> Self {
+    /// The settings `spec` declares (its default scopes), for the app `client_id`
+    /// and `tenant` (else the spec's default tenant).
+    pub fn from_login(spec: &LoginSpec, client_id: &str, tenant: Option<&str>) -> Self {
         OAuthConfig {
-            provider: provider.to_string(),
-            device_authorization_url: format!(
-                "{MICROSOFT_LOGIN_HOST}/{tenant}/oauth2/v2.0/devicecode"
-            ),
-            token_url: format!("{MICROSOFT_LOGIN_HOST}/{tenant}/oauth2/v2.0/token"),
+            provider: spec.name.to_string(),
+            device_authorization_url: spec.device_authorization_url(tenant),
+            token_url: spec.token_url(tenant),
             client_id: client_id.to_string(),
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
-    /// OneDrive through the `common` tenant with [`ONEDRIVE_SCOPES`].
-    pub fn onedrive(client_id: &str) -> Self {
-        Self::microsoft("onedrive", "common", client_id, ONEDRIVE_SCOPES)
-    }
-
-    /// SharePoint through the `organizations` tenant (SharePoint needs a work or school
-    /// account) with [`SHAREPOINT_SCOPES`].
-    pub fn sharepoint(client_id: &str) -> Self {
-        Self::microsoft("sharepoint", "organizations", client_id, SHAREPOINT_SCOPES)
-    }
-
-    /// The defaults of a provider by name (`onedrive`, `sharepoint`), or `None`.
-    pub fn for_provider(provider: &str, client_id: &str) -> Option<Self> {
-        match provider {
-            "onedrive" => Some(Self::onedrive(client_id)),
-            "sharepoint" => Some(Self::sharepoint(client_id)),
-            _ => None,
+            scopes: spec.scopes.iter().map(|s| s.to_string()).collect(),
         }
     }
 
@@ -110,30 +73,33 @@ impl OAuthConfig {
 mod tests {
     use super::*;
 
+    const SPEC: LoginSpec = LoginSpec {
+        name: "acme",
+        device_authorization_url: "https://login.acme.example/{tenant}/device",
+        token_url: "https://login.acme.example/{tenant}/token",
+        default_tenant: Some("common"),
+        scopes: &["offline_access", "files"],
+    };
+
     #[test]
-    fn microsoft_defaults_and_validation() {
-        let c = OAuthConfig::onedrive("abc");
+    fn settings_from_a_login_spec_and_validation() {
+        let c = OAuthConfig::from_login(&SPEC, "abc", None);
         assert_eq!(
             c.device_authorization_url,
-            "https://login.microsoftonline.com/common/oauth2/v2.0/devicecode"
+            "https://login.acme.example/common/device"
         );
-        assert_eq!(
-            c.token_url,
-            "https://login.microsoftonline.com/common/oauth2/v2.0/token"
-        );
-        assert!(c.scopes.contains(&"offline_access".to_string()));
-        assert_eq!(c.account_key("alice"), "onedrive:alice");
+        assert_eq!(c.token_url, "https://login.acme.example/common/token");
+        assert_eq!(c.scopes, ["offline_access", "files"]);
+        assert_eq!(c.account_key("alice"), "acme:alice");
         c.validate().unwrap();
-        let s = OAuthConfig::for_provider("sharepoint", "abc").unwrap();
-        assert!(s.scopes.contains(&"Sites.ReadWrite.All".to_string()));
-        assert!(s.token_url.contains("/organizations/"));
-        assert!(OAuthConfig::for_provider("gdrive", "x").is_none());
+        let t = OAuthConfig::from_login(&SPEC, "abc", Some("contoso"));
+        assert!(t.token_url.contains("/contoso/"));
 
         assert!(matches!(
-            OAuthConfig::onedrive(" ").validate(),
+            OAuthConfig::from_login(&SPEC, " ", None).validate(),
             Err(AuthError::Config { .. })
         ));
-        let mut bad = OAuthConfig::onedrive("abc");
+        let mut bad = c.clone();
         bad.token_url = "http://evil.example/token".into();
         assert!(bad.validate().is_err());
         bad.token_url = "http://127.0.0.1:9/token".into();

@@ -99,9 +99,10 @@ impl std::fmt::Debug for PendingLogin {
 /// ([`AuthError::Denied`]) or let the code expire ([`AuthError::Expired`]).
 ///
 /// ```no_run
-/// # async fn demo(store: std::sync::Arc<dyn syncfabric_core::auth::TokenStore>) -> syncfabric_auth::Result<()> {
+/// # async fn demo(store: std::sync::Arc<dyn syncfabric_core::auth::TokenStore>, spec: syncfabric_core::registry::LoginSpec) -> syncfabric_auth::Result<()> {
 /// use syncfabric_auth::{DeviceFlow, OAuthConfig};
-/// let flow = DeviceFlow::new(OAuthConfig::onedrive("my-client-id"))?;
+/// // `spec`: what the provider declares (`syncfabric_onedrive::ONEDRIVE_LOGIN`).
+/// let flow = DeviceFlow::new(OAuthConfig::from_login(&spec, "my-client-id", None))?;
 /// let pending = flow.start().await?;
 /// println!("{}", pending.prompt().instructions());
 /// let tokens = flow.finish(pending).await?;

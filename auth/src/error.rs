@@ -16,11 +16,15 @@ pub enum AuthError {
     Denied,
     /// The refresh token is no longer valid (RFC 6749 §5.2 `invalid_grant`: revoked,
     /// expired, or the password changed), or the account was never logged in: the
-    /// person must log in again. `message` says how.
-    #[error("{message}")]
+    /// person must log in again to `provider` as `account`.
+    #[error("{why}: log in to {provider} again (account {account})")]
     LoginRequired {
-        /// What to run, e.g. "run `syncfabric login onedrive --account alice` again".
-        message: String,
+        /// The login name (`"onedrive"`).
+        provider: String,
+        /// The account's name.
+        account: String,
+        /// What is wrong with the stored login.
+        why: String,
     },
     /// The authorisation server answered with an RFC 6749 §5.2 error we do not handle
     /// (e.g. `invalid_client`, `invalid_scope`, `unauthorized_client`).

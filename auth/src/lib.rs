@@ -4,7 +4,10 @@
 //! A person logs an account in once with [`DeviceFlow`] (it shows a URL and a code,
 //! then polls until they approved); the tokens go into a
 //! [`TokenStore`](syncfabric_core::auth::TokenStore) — [`EncryptedFileTokenStore`] in
-//! the CLI — as one secret per account key (`onedrive:<name>`). Later, in any process,
+//! the CLI — as one secret per account key (`<login name>:<account>`). The auth code
+//! knows no vendor: a provider declares its endpoints and scopes as a
+//! [`LoginSpec`](syncfabric_core::registry::LoginSpec) and [`OAuthConfig::from_login`]
+//! builds the settings from it. Later, in any process,
 //! [`OAuthBearer`] reads them back, refreshes the access token before it expires,
 //! and hands it to a provider as its [`BearerAuth`](syncfabric_core::auth::BearerAuth).
 //!
@@ -14,7 +17,15 @@
 //! use syncfabric_auth::{DeviceFlow, EncryptedFileTokenStore, OAuthBearer, OAuthConfig};
 //! use syncfabric_core::auth::{BearerAuth, SecretToken};
 //! let store = Arc::new(EncryptedFileTokenStore::open("tokens.enc", &SecretToken::new("passphrase"))?);
-//! let config = OAuthConfig::onedrive("my-app-client-id");
+//! // What a provider crate declares (the OneDrive crate's `ONEDRIVE_LOGIN`, say):
+//! let spec = syncfabric_core::registry::LoginSpec {
+//!     name: "acme",
+//!     device_authorization_url: "https://login.acme.example/device",
+//!     token_url: "https://login.acme.example/token",
+//!     default_tenant: None,
+//!     scopes: &["offline_access", "files"],
+//! };
+//! let config = OAuthConfig::from_login(&spec, "my-app-client-id", None);
 //! let flow = DeviceFlow::new(config.clone())?;
 //! let pending = flow.start().await?;
 //! println!("{}", pending.prompt().instructions()); // URL + code for the person
@@ -46,7 +57,7 @@ mod http;
 mod tokens;
 
 pub use bearer::{OAuthBearer, REFRESH_MARGIN};
-pub use config::{OAuthConfig, MICROSOFT_LOGIN_HOST, ONEDRIVE_SCOPES, SHAREPOINT_SCOPES};
+pub use config::OAuthConfig;
 pub use device::{DeviceFlow, DevicePrompt, PendingLogin};
 pub use error::{AuthError, Result};
 pub use file_store::{EncryptedFileTokenStore, KdfParams};

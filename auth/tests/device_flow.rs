@@ -11,10 +11,13 @@ use syncfabric_core::auth::{BearerAuth, MemoryTokenStore, TokenStore};
 const CLIENT: &str = "test-client-id";
 
 fn config(fake: &OAuthFake) -> OAuthConfig {
-    let mut c = OAuthConfig::onedrive(CLIENT);
-    c.device_authorization_url = fake.device_authorization_url();
-    c.token_url = fake.token_url();
-    c
+    OAuthConfig {
+        provider: "onedrive".into(),
+        device_authorization_url: fake.device_authorization_url(),
+        token_url: fake.token_url(),
+        client_id: CLIENT.into(),
+        scopes: vec!["offline_access".into(), "Files.ReadWrite".into()],
+    }
 }
 
 /// No timers of its own (no timeouts, no pool-idle reaper): with the clock paused,
@@ -275,7 +278,7 @@ async fn revoked_refresh_token_says_log_in_again() {
         Err(syncfabric_core::Error::Unauthorized { message }) => {
             assert!(
                 message.contains("revoked")
-                    && message.contains("syncfabric login onedrive --account alice"),
+                    && message.contains("log in to onedrive again (account alice)"),
                 "{message}"
             )
         }
@@ -289,8 +292,7 @@ async fn revoked_refresh_token_says_log_in_again() {
         Err(e @ syncfabric_core::Error::Unauthorized { .. }) => {
             let s = e.to_string();
             assert!(
-                s.contains("not logged in")
-                    && s.contains("syncfabric login onedrive --account bob"),
+                s.contains("not logged in") && s.contains("log in to onedrive again (account bob)"),
                 "{s}"
             )
         }

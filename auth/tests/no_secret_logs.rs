@@ -13,10 +13,13 @@ use syncfabric_core::auth::{BearerAuth, SecretToken, TokenStore};
 const CLIENT: &str = "test-client-id";
 
 fn config(fake: &OAuthFake) -> OAuthConfig {
-    let mut c = OAuthConfig::onedrive(CLIENT);
-    c.device_authorization_url = fake.device_authorization_url();
-    c.token_url = fake.token_url();
-    c
+    OAuthConfig {
+        provider: "onedrive".into(),
+        device_authorization_url: fake.device_authorization_url(),
+        token_url: fake.token_url(),
+        client_id: CLIENT.into(),
+        scopes: vec!["offline_access".into(), "Files.ReadWrite".into()],
+    }
 }
 
 fn http() -> HttpAdapter {

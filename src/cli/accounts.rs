@@ -3,8 +3,8 @@
 //! Tokens live in one encrypted file (`tokens.enc` beside the config file, or
 //! `token_file` in the config, or `$SYNCFABRIC_TOKEN_FILE`), unlocked with a passphrase
 //! read like the master password: `$SYNCFABRIC_TOKEN_PASSPHRASE`, the next line of
-//! standard input with `--password-stdin`, or a prompt. OAuth settings come from the
-//! built-in Microsoft defaults, overridden by `[oauth.<provider>]` in the config and
+//! standard input with `--password-stdin`, or a prompt. OAuth settings come from what
+//! the provider declares (its `LoginSpec` in the registry), overridden by `[oauth.<provider>]` in the config and
 //! then by `$SYNCFABRIC_<PROVIDER>_CLIENT_ID`, `_TENANT`, `_DEVICE_URL`, `_TOKEN_URL`
 //! and `_SCOPES` (space-separated).
 
@@ -20,10 +20,7 @@ fn login_providers() -> Vec<&'static str> {
     syncfabric::remote::registry()
         .providers()
         .into_iter()
-        .filter_map(|p| match p.credentials {
-            syncfabric::core::registry::Credentials::Login(name) => Some(name),
-            _ => None,
-        })
+        .filter_map(|p| p.credentials.login().map(|l| l.name))
         .collect()
 }
 
@@ -71,12 +68,10 @@ pub fn oauth_config(ctx: &Ctx, provider: &str) -> CliResult<OAuthConfig> {
         .filter(|v| !v.is_empty())
     };
     let client_id = env("CLIENT_ID").or(o.client_id).unwrap_or_default();
-    let mut c = OAuthConfig::for_provider(provider, &client_id)
+    let spec = syncfabric::remote::login_spec(provider)
         .ok_or_else(|| format!("no login for provider {provider:?}"))?;
-    if let Some(tenant) = env("TENANT").or(o.tenant) {
-        let scopes: Vec<&str> = c.scopes.iter().map(String::as_str).collect();
-        c = OAuthConfig::microsoft(provider, &tenant, &client_id, &scopes);
-    }
+    let tenant = env("TENANT").or(o.tenant);
+    let mut c = OAuthConfig::from_login(&spec, &client_id, tenant.as_deref());
     if let Some(u) = env("DEVICE_URL").or(o.device_authorization_url) {
         c.device_authorization_url = u;
     }
@@ -300,7 +295,12 @@ pub fn accounts_cmd(ctx: &mut Ctx, args: AccountsArgs) -> CliResult {
                 .map_err(|e| e.to_string())
                 .and_then(|c| {
                     let b = OAuthBearer::new(c, store.clone(), name).map_err(|e| e.to_string())?;
-                    rt.block_on(b.refresh_now()).map_err(|e| e.to_string())
+                    rt.block_on(b.refresh_now()).map_err(|e| match e {
+                        syncfabric_auth::AuthError::LoginRequired { .. } => {
+                            format!("{e}: `syncfabric login {provider} --account {name}`")
+                        }
+                        e => e.to_string(),
+                    })
                 });
             match result {
                 Ok(fresh) => {
@@ -368,7 +368,23 @@ pub fn bearer_for(
         .into());
     }
     let store: Arc<dyn TokenStore> = open_store(ctx)?;
-    Ok(Arc::new(OAuthBearer::new(config, store, name)?))
+    let bearer = OAuthBearer::new(config, store, name)?;
+    *LOGIN_IN_USE.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some((provider.to_string(), name.to_string()));
+    Ok(Arc::new(bearer))
+}
+
+/// The login this run handed to a remote (provider, account), for the hint after a
+/// refused login: the layers below say which login failed in words, and only the
+/// command line knows its own command.
+static LOGIN_IN_USE: std::sync::Mutex<Option<(String, String)>> = std::sync::Mutex::new(None);
+
+/// The command that logs in again the account this run used, if it used one.
+pub fn login_again_hint() -> Option<String> {
+    let used = LOGIN_IN_USE.lock().unwrap_or_else(|p| p.into_inner());
+    used.as_ref().map(|(provider, account)| {
+        format!("log in again with `syncfabric login {provider} --account {account}`")
+    })
 }
 
 #[cfg(test)]

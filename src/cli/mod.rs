@@ -200,14 +200,25 @@ pub fn init_logging(verbose: u8) {
 }
 
 /// The next step for an error whose message alone leaves a person stuck.
-pub fn hint_for(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+pub fn hint_for(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     use syncfabric::engine::SyncError;
+    let storage_err = e.downcast_ref::<syncfabric::core::Error>().or_else(|| {
+        match e.downcast_ref::<SyncError>() {
+            Some(SyncError::Storage(s)) => Some(s),
+            _ => None,
+        }
+    });
+    if let Some(syncfabric::core::Error::Unauthorized { .. }) = storage_err {
+        if let Some(hint) = accounts::login_again_hint() {
+            return Some(hint);
+        }
+    }
     if let Some(SyncError::Storage(syncfabric::core::Error::Locked {
         holder: Some(_), ..
     })) = e.downcast_ref::<SyncError>()
     {
         return Some(
-            "a sync holds the remote's lock while it commits. If the device named above is not syncing right now (it crashed or lost its connection mid-sync), `syncfabric remote unlock NAME` breaks the lock; otherwise sync again in a moment",
+            "a sync holds the remote's lock while it commits. If the device named above is not syncing right now (it crashed or lost its connection mid-sync), `syncfabric remote unlock NAME` breaks the lock; otherwise sync again in a moment".into(),
         );
     }
     let vault_err = e.downcast_ref::<syncfabric::vault::Error>().or_else(|| {
@@ -219,7 +230,7 @@ pub fn hint_for(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
     vault_err.filter(|v| v.is_damage()).map(|_| {
         "the local vault file is damaged. Your synced data is safe on the remote: make a fresh copy \
 with `syncfabric --vault NEW_FOLDER restore URL` (`syncfabric remote list` shows the URL) and use that \
-folder; keep the damaged one until you have checked the copy"
+folder; keep the damaged one until you have checked the copy".into()
     })
 }
 

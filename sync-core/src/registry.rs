@@ -239,7 +239,7 @@ pub struct OpenOptions {
     pub tokens: Option<Arc<dyn TokenStore>>,
     /// The logged-in account a cloud provider acts as (see
     /// [`BearerAuth`](crate::auth::BearerAuth)). Cloud factories fail with
-    /// `Unauthorized` ("log in first") when it is `None`.
+    /// `Unauthorized` ("no logged-in account") when it is `None`.
     pub bearer: Option<Arc<dyn crate::auth::BearerAuth>>,
     /// The retry policy providers should use (see [`crate::retry`]).
     pub retry: crate::retry::RetryPolicy,
@@ -317,9 +317,56 @@ pub enum Credentials {
     /// A password for the URL's user, handed to the provider through
     /// [`OpenOptions::tokens`] under [`password_key`] of the URL.
     Password,
-    /// A logged-in account ([`OpenOptions::bearer`]) of the OAuth provider with this
-    /// login name (`"onedrive"`); the name keys the account's tokens and settings.
-    Login(&'static str),
+    /// A logged-in account ([`OpenOptions::bearer`]) of the OAuth provider that logs
+    /// in as the spec says; its name keys the account's tokens and settings.
+    Login(LoginSpec),
+}
+
+impl Credentials {
+    /// The login the provider needs, if it is an OAuth provider.
+    pub fn login(&self) -> Option<&LoginSpec> {
+        match self {
+            Credentials::Login(spec) => Some(spec),
+            _ => None,
+        }
+    }
+}
+
+/// How to log in to an OAuth provider with the device authorisation grant (RFC 8628),
+/// as plain data the provider crate declares once: a front end builds its OAuth
+/// settings from it, so the login code knows no vendor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginSpec {
+    /// The login name (`"onedrive"`): the account keys and the settings' section.
+    pub name: &'static str,
+    /// The device authorisation endpoint (RFC 8628 §3.1); `{tenant}` stands for the
+    /// tenant where the vendor has them.
+    pub device_authorization_url: &'static str,
+    /// The token endpoint (RFC 6749 §3.2), with `{tenant}` as above.
+    pub token_url: &'static str,
+    /// The tenant used when none is configured (`None`: the URLs have no `{tenant}`).
+    pub default_tenant: Option<&'static str>,
+    /// The scopes asked for by default, in order.
+    pub scopes: &'static [&'static str],
+}
+
+impl LoginSpec {
+    /// The device authorisation endpoint for `tenant` (else the default tenant).
+    pub fn device_authorization_url(&self, tenant: Option<&str>) -> String {
+        self.with_tenant(self.device_authorization_url, tenant)
+    }
+
+    /// The token endpoint for `tenant` (else the default tenant).
+    pub fn token_url(&self, tenant: Option<&str>) -> String {
+        self.with_tenant(self.token_url, tenant)
+    }
+
+    fn with_tenant(&self, url: &str, tenant: Option<&str>) -> String {
+        match tenant.or(self.default_tenant) {
+            Some(t) => url.replace("{tenant}", t),
+            None => url.to_string(),
+        }
+    }
 }
 
 /// A provider's description of itself, given once with its factory

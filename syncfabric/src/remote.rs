@@ -38,10 +38,16 @@ pub fn registry() -> Registry {
 /// The OAuth provider whose login opening `url` needs (`"onedrive"`, `"sharepoint"`),
 /// as the provider describes itself; `None` for storages without accounts.
 pub fn account_provider(url: &str) -> Option<&'static str> {
-    match registry().provider_of(url)?.credentials {
-        RegistryCredentials::Login(name) => Some(name),
-        _ => None,
-    }
+    Some(registry().provider_of(url)?.credentials.login()?.name)
+}
+
+/// How to log in to the OAuth provider named `name` (`"onedrive"`), as the provider
+/// declares it; `None` for a name no registered provider logs in as.
+pub fn login_spec(name: &str) -> Option<syncfabric_core::registry::LoginSpec> {
+    registry()
+        .providers()
+        .into_iter()
+        .find_map(|p| p.credentials.login().filter(|l| l.name == name).copied())
 }
 
 /// Opens a cloud `url` acting as the account behind `bearer` (an

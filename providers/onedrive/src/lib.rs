@@ -22,7 +22,7 @@
 //! From a registry, [`register`] adds the schemes `onedrive` (`onedrive:/path`,
 //! `onedrive:approot/path`) and `sharepoint` (`sharepoint://host/sites/Team/Documents/path`);
 //! the account comes from [`OpenOptions::bearer`](syncfabric_core::registry::OpenOptions)
-//! (none: `Unauthorized`, "log in first"). `?graph_url=http://127.0.0.1:PORT/v1.0`
+//! (none: `Unauthorized`, "no logged-in account"). `?graph_url=http://127.0.0.1:PORT/v1.0`
 //! points a storage at a fake (https, or http on loopback only).
 //!
 //! ## Versions and compare-and-swap
@@ -1066,9 +1066,43 @@ impl Storage for OneDriveStorage {
 /// Opens `onedrive:` and `sharepoint:` URLs (see [`OneDriveConfig::from_url`]) as the
 /// account of [`OpenOptions::bearer`](syncfabric_core::registry::OpenOptions), wrapped
 /// in [`RetryingStorage`] with the options' retry policy and the Graph endpoint's
-/// shared pacer. No bearer: [`Error::Unauthorized`] ("log in first").
+/// shared pacer. No bearer: [`Error::Unauthorized`] ("no logged-in account").
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OneDriveFactory;
+
+/// The Microsoft identity platform v2.0 endpoints, per tenant (`common`,
+/// `organizations`, `consumers` or a tenant id).
+const MICROSOFT_DEVICE_URL: &str =
+    "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/devicecode";
+const MICROSOFT_TOKEN_URL: &str = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token";
+
+/// Logging in to OneDrive (personal and business, the `common` tenant): read/write the
+/// person's files (which includes the app folder) and a refresh token
+/// (`offline_access`). Narrow the scopes to `offline_access Files.ReadWrite.AppFolder`
+/// in the settings when the vault lives in the app folder.
+pub const ONEDRIVE_LOGIN: syncfabric_core::registry::LoginSpec =
+    syncfabric_core::registry::LoginSpec {
+        name: "onedrive",
+        device_authorization_url: MICROSOFT_DEVICE_URL,
+        token_url: MICROSOFT_TOKEN_URL,
+        default_tenant: Some("common"),
+        scopes: &["offline_access", "Files.ReadWrite"],
+    };
+
+/// Logging in to SharePoint document libraries: the `organizations` tenant
+/// (SharePoint needs a work or school account), with the sites scopes.
+pub const SHAREPOINT_LOGIN: syncfabric_core::registry::LoginSpec =
+    syncfabric_core::registry::LoginSpec {
+        name: "sharepoint",
+        device_authorization_url: MICROSOFT_DEVICE_URL,
+        token_url: MICROSOFT_TOKEN_URL,
+        default_tenant: Some("organizations"),
+        scopes: &[
+            "offline_access",
+            "Files.ReadWrite.All",
+            "Sites.ReadWrite.All",
+        ],
+    };
 
 /// Registers [`OneDriveFactory`] for the schemes `onedrive` and `sharepoint`.
 pub fn register(registry: &syncfabric_core::registry::Registry) {
@@ -1078,7 +1112,7 @@ pub fn register(registry: &syncfabric_core::registry::Registry) {
             schemes: &["onedrive"],
             summary: "OneDrive, personal or for Business, as a logged-in account",
             example: "onedrive:/Apps/Enpass",
-            credentials: Credentials::Login("onedrive"),
+            credentials: Credentials::Login(ONEDRIVE_LOGIN),
         },
         OneDriveFactory,
     );
@@ -1087,7 +1121,7 @@ pub fn register(registry: &syncfabric_core::registry::Registry) {
             schemes: &["sharepoint"],
             summary: "a SharePoint document library, as a logged-in work account",
             example: "sharepoint://contoso.sharepoint.com/sites/Team/Shared%20Documents/Enpass",
-            credentials: Credentials::Login("sharepoint"),
+            credentials: Credentials::Login(SHAREPOINT_LOGIN),
         },
         OneDriveFactory,
     );
@@ -1102,7 +1136,7 @@ impl syncfabric_core::registry::ProviderFactory for OneDriveFactory {
     ) -> Result<Arc<dyn Storage>> {
         let bearer = opts.bearer.clone().ok_or_else(|| Error::Unauthorized {
             message: format!(
-                "{}: log in first (syncfabric login {})",
+                "{}: no logged-in {} account was given to act as",
                 url.redacted(),
                 url.base_scheme()
             ),

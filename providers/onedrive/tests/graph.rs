@@ -670,7 +670,12 @@ async fn sharepoint_and_app_folder_and_registry() {
     syncfabric_onedrive::register(&reg);
     let url = format!("onedrive:/R?graph_url={}", fake.url());
     match reg.open(&url).await {
-        Err(Error::Unauthorized { message }) => assert!(message.contains("log in"), "{message}"),
+        Err(Error::Unauthorized { message }) => {
+            assert!(
+                message.contains("no logged-in onedrive account"),
+                "{message}"
+            )
+        }
         other => panic!("{other:?}"),
     }
     let opts = OpenOptions::default()
