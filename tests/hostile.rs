@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use syncfabric::core::memory::MemoryStorage;
 use syncfabric::core::{
     Body, Capabilities, Download, Entry, Precondition, RemotePath, Result as StorageResult, Storage,
 };
@@ -18,7 +19,6 @@ use syncfabric::engine::{
 };
 use syncfabric::folder::FolderStorage;
 use syncfabric::vault::{CreateOptions, NewItem, Secret, Vault};
-use syncfabric_conformance::MemoryStorage;
 
 mod common;
 use common::as_claimed;

@@ -19,12 +19,12 @@
 mod servers;
 
 use std::sync::Arc;
+use syncfabric::core::memory::MemoryStorage;
 use syncfabric::core::Storage;
 use syncfabric::engine::{restore_from_remote, sync_vault, StateDir, SyncOptions, SyncOutcome};
 use syncfabric::remote::{Remote, Trust, Verdict, Writes};
 use syncfabric::vault::{CreateOptions, NewItem, Secret, Vault};
 use syncfabric_conformance::doubles::RepeatingVersions;
-use syncfabric_conformance::MemoryStorage;
 
 const PW: &str = "repeating versions";
 const ROUNDS: usize = 25;

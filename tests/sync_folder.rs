@@ -484,8 +484,8 @@ async fn lease_lock_fallback_loses_nothing_without_truthful_cas() {
 /// another device holds one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_lock_commits_lose_nothing_without_truthful_cas() {
+    use syncfabric::core::memory::MemoryStorage;
     use syncfabric::core::probe::ProbedStorage;
-    use syncfabric_conformance::MemoryStorage;
     let tmp = tempfile::tempdir().unwrap();
     let memory = MemoryStorage::new();
     let mut caps = memory.capabilities();

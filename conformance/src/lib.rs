@@ -80,11 +80,11 @@ pub mod behaviours;
 pub mod doubles;
 pub mod flaky_proxy;
 pub mod graph_fake;
-mod memory;
 pub mod nextcloud_fake;
 pub mod oauth_fake;
 
-pub use memory::MemoryStorage;
+/// The reference storage the suite is checked against (it lives in core).
+pub use syncfabric_core::memory::MemoryStorage;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -26,6 +26,7 @@
 //! | [`watch`] | change feeds: [`Storage::watch`], or polling with [`watch::watch_or_poll`] |
 //! | [`registry`] | open a storage from a URL (`folder:///…`, `webdav+https://…`) by scheme |
 //! | [`auth`] | [`auth::TokenStore`] and the redacting [`auth::SecretToken`] |
+//! | [`memory`] | [`memory::MemoryStorage`], the reference storage that keeps every promise, for tests and for comparing a provider with |
 //! | [`progress`] | byte counts of uploads and downloads for a progress bar: [`progress::ProgressHook`], [`progress::Meter`] |
 //!
 //! A new provider implements [`Storage`] and runs the `syncfabric-conformance` suite.
@@ -44,6 +45,7 @@ mod body;
 mod error;
 pub mod lock;
 pub mod lock_owner;
+pub mod memory;
 mod path;
 pub mod probe;
 pub mod progress;

@@ -1,6 +1,6 @@
 #![allow(dead_code)]
 //! A small in-memory storage for this crate's own unit tests (the full reference
-//! provider is `syncfabric_conformance::MemoryStorage`).
+//! storage is `crate::memory::MemoryStorage`, public; this one can lie and set times).
 
 use crate::{
     Body, Capabilities, ChangeFeed, Download, Entry, EntryKind, Error, Precondition, RemotePath,

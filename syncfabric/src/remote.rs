@@ -492,7 +492,7 @@ pub fn wrap(storage: Arc<dyn Storage>, verdict: Verdict) -> Remote {
 mod tests {
     use super::*;
     use syncfabric_conformance::doubles::{WithCapabilities, WritesInPlace};
-    use syncfabric_conformance::MemoryStorage;
+    use syncfabric_core::memory::MemoryStorage;
 
     /// The in-memory reference store as Apache looks after the probe: no truthful CAS,
     /// an enforced folder lock.

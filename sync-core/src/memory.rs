@@ -1,14 +1,17 @@
-//! [`MemoryStorage`]: the truthful in-memory reference provider.
+//! [`MemoryStorage`]: the truthful in-memory reference storage. It keeps every promise
+//! of the [`Storage`] contract, so it is what a provider's behaviour is compared
+//! with, what an app's tests can sync through, and the storage of the engine's own
+//! tests; the conformance suite (`syncfabric-conformance`) runs against it too.
 
+use crate::{
+    Body, Capabilities, ChangeFeed, DirLock, Download, Entry, EntryKind, Error, Precondition,
+    RemotePath, Result, Storage, Version,
+};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
-use syncfabric_core::{
-    Body, Capabilities, ChangeFeed, DirLock, Download, Entry, EntryKind, Error, Precondition,
-    RemotePath, Result, Storage, Version,
-};
 use tokio::io::AsyncReadExt;
 
 #[derive(Debug, Default)]
