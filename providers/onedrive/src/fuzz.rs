@@ -3,7 +3,7 @@
 //! [`graph_json`] takes bytes as Microsoft Graph could answer and runs them through
 //! every deserialisation this crate does on an answer (a driveItem, a children or
 //! delta page, an upload session, an error body) and on into what the storage makes of
-//! it (an [`Entry`], a child path, a followed link). It panics only when an invariant
+//! it (an [`Entry`](syncfabric_core::Entry), a child path, a followed link). It panics only when an invariant
 //! breaks: that is what the fuzzer looks for. A malformed answer must come back as an
 //! error.
 

@@ -75,7 +75,7 @@
 //! `PreconditionFailed`, 429 and 503 → `RateLimited` (with `Retry-After` when given, else
 //! the shared backoff; never the ambiguous `Transient`, since Graph did not carry the
 //! request out), 401 → the token is reported to
-//! [`BearerAuth::rejected`](syncfabric_core::auth::BearerAuth::rejected) and the request
+//! [`BearerAuth::rejected`] and the request
 //! is sent once more; a second 401 is `Unauthorized`. Tokens are only ever placed in the
 //! `Authorization` header of Graph requests (never on upload or download URLs, which are
 //! pre-authenticated), never in `Debug`, errors or logs.

@@ -17,7 +17,7 @@ fn storage() -> Option<&'static WebDavStorage> {
         .as_ref()
 }
 
-/// A `207 Multi-Status` body through [`xml::parse_multistatus`], then every href
+/// A `207 Multi-Status` body through `xml::parse_multistatus`, then every href
 /// through the mapping to a path under the root, as a listing does.
 ///
 /// Panics when an accepted answer breaks an invariant: an empty href, more than
@@ -50,7 +50,7 @@ pub fn multistatus(body: &[u8]) {
     }
 }
 
-/// An `ETag` header value (or a `getetag` text) through [`xml::normalize_etag`]: its
+/// An `ETag` header value (or a `getetag` text) through `xml::normalize_etag`: its
 /// one form is quoted, and normalising it again changes nothing.
 pub fn etag(raw: &str) {
     if let Some(tag) = xml::normalize_etag(raw) {
@@ -61,7 +61,7 @@ pub fn etag(raw: &str) {
 }
 
 /// A `LOCK` answer (or a `lockdiscovery` multistatus) through
-/// [`xml::parse_activelocks`] and each lock's timeout.
+/// `xml::parse_activelocks` and each lock's timeout.
 pub fn activelocks(body: &[u8]) {
     let Ok(locks) = xml::parse_activelocks(body) else {
         return;
