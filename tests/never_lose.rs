@@ -7,7 +7,7 @@
 //! resets, 5% 429 with `Retry-After`, 5% truncated answers, added latency); and
 //! `rclone serve webdav`, whose conditional writes are not truthful, through the same
 //! proxy. Both WebDAV servers commit under their own WebDAV locks (the probe must say
-//! so); the lease-lock fallback is exercised by `tests/sync_folder.rs`.
+//! so); the lease-lock fallback is exercised by `tests/engine.rs`.
 //!
 //! What is checked after the final syncs (see [`check`]):
 //! * every device, and the remote database itself, hold identical content;
@@ -158,7 +158,7 @@ fn sha256(bytes: &[u8]) -> String {
 
 fn sync_options(verdict: Verdict) -> SyncOptions {
     // The guard is about one device's merge; this workload trashes and deletes on
-    // purpose, so it must not stop the run (its own tests are in sync_folder.rs).
+    // purpose, so it must not stop the run (its own tests are in engine.rs).
     let mut opts = SyncOptions {
         allow_mass_delete: true,
         race: syncfabric::core::retry::RetryPolicy {

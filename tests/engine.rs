@@ -1,4 +1,11 @@
-//! End-to-end: devices with their own local vaults sync through a real folder.
+//! The engine suite: devices with their own local vaults sync through one shared
+//! storage, chosen by `SYNCFABRIC_TEST_BACKEND` (a local folder by default; the memory
+//! store, any real WebDAV server of the suite, the OneDrive fake; see
+//! `tests/common/backend.rs`). Written once, run over every backend:
+//! `SYNCFABRIC_TEST_BACKEND=webdav:apache cargo nextest run -p syncfabric-cli --test engine`.
+//! A few tests are about the engine under claims chosen on purpose (a counting folder,
+//! a folder or memory store with its compare-and-swap switched off); they run with the
+//! default backend only.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +19,11 @@ use syncfabric::vault::{CreateOptions, NewItem, Secret, Vault};
 
 mod common;
 use common::as_claimed;
+#[path = "common/backend.rs"]
+mod backend;
+#[path = "../providers/webdav/tests/servers/mod.rs"]
+mod servers;
+use backend::TestRemote;
 
 const PW: &str = "correct horse battery staple";
 
@@ -83,9 +95,9 @@ fn folder(root: &Path) -> Arc<dyn Storage> {
     Arc::new(FolderStorage::new(root.join("remote")).unwrap())
 }
 
-/// The shared folder, as the engine gets it (its claims are the conformance suite's).
-fn remote(root: &Path) -> Remote {
-    as_claimed(folder(root))
+/// The shared storage of one test (`None`: its server is not installed, skip).
+async fn shared(root: &Path) -> Option<TestRemote> {
+    backend::open(root).await
 }
 
 fn uuid_of(d: &Device) -> String {
@@ -95,7 +107,10 @@ fn uuid_of(d: &Device) -> String {
 #[tokio::test]
 async fn two_devices_converge_and_keep_both_edits() {
     let tmp = tempfile::tempdir().unwrap();
-    let storage = remote(tmp.path());
+    let Some(t) = shared(tmp.path()).await else {
+        return;
+    };
+    let storage = t.remote.clone();
     let mut a = first_device(tmp.path()).await;
     a.vault
         .add_item(NewItem::login(
@@ -147,6 +162,9 @@ async fn two_devices_converge_and_keep_both_edits() {
 
 #[tokio::test]
 async fn no_change_sync_is_one_request_and_one_edit_moves_one_db_each_way() {
+    if !backend::is_folder() {
+        return; // about the engine under chosen claims, not the backend
+    }
     let tmp = tempfile::tempdir().unwrap();
     let inner = folder(tmp.path());
     let counting_inner = CountingStorage::new(inner.clone());
@@ -282,7 +300,10 @@ async fn race_rounds(
 #[tokio::test]
 async fn concurrent_syncs_lose_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let storage = remote(tmp.path());
+    let Some(t) = shared(tmp.path()).await else {
+        return;
+    };
+    let storage = t.remote.clone();
     let mut a = first_device(tmp.path()).await;
     a.sync(&storage).await.unwrap();
     race_rounds(
@@ -300,7 +321,10 @@ async fn concurrent_syncs_lose_nothing() {
 #[tokio::test]
 async fn tampered_remote_is_refused_and_local_untouched() {
     let tmp = tempfile::tempdir().unwrap();
-    let storage = remote(tmp.path());
+    let Some(t) = shared(tmp.path()).await else {
+        return;
+    };
+    let storage = t.remote.clone();
     let mut a = first_device(tmp.path()).await;
     a.vault
         .add_item(NewItem::login("Bank", "me", Secret::new("p"), ""))
@@ -312,15 +336,11 @@ async fn tampered_remote_is_refused_and_local_untouched() {
         .unwrap();
     a.sync(&storage).await.unwrap();
 
-    let db = tmp
-        .path()
-        .join("remote")
-        .join(uuid_of(&a))
-        .join("vault.enpassdb");
-    let mut bytes = std::fs::read(&db).unwrap();
+    let db = format!("{}/vault.enpassdb", uuid_of(&a));
+    let mut bytes = t.get(&db).await;
     let at = bytes.len() / 2;
     bytes[at] ^= 0x40;
-    std::fs::write(&db, &bytes).unwrap();
+    t.put(&db, &bytes).await;
     let before = std::fs::read(b.vault.db_path()).unwrap();
     let err = b.sync(&storage).await.unwrap_err();
     assert!(matches!(err, SyncError::RemoteCorrupt(_)), "{err:?}");
@@ -329,13 +349,16 @@ async fn tampered_remote_is_refused_and_local_untouched() {
         before,
         "local vault untouched"
     );
-    assert_eq!(std::fs::read(&db).unwrap(), bytes, "remote not overwritten");
+    assert_eq!(t.get(&db).await, bytes, "remote not overwritten");
 }
 
 #[tokio::test]
 async fn remote_vault_json_that_lies_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let storage = remote(tmp.path());
+    let Some(t) = shared(tmp.path()).await else {
+        return;
+    };
+    let storage = t.remote.clone();
     let mut a = first_device(tmp.path()).await;
     a.sync(&storage).await.unwrap();
     let mut b = clone_device(tmp.path(), "b", &storage, &uuid_of(&a)).await;
@@ -343,33 +366,36 @@ async fn remote_vault_json_that_lies_is_refused() {
         .add_item(NewItem::login("New", "me", Secret::new("p"), ""))
         .unwrap();
     a.sync(&storage).await.unwrap();
-    let json = tmp
-        .path()
-        .join("remote")
-        .join(uuid_of(&a))
-        .join("vault.json");
-    let text = std::fs::read_to_string(&json).unwrap();
-    std::fs::write(
+    let json = format!("{}/vault.json", uuid_of(&a));
+    let text = String::from_utf8(t.get(&json).await).unwrap();
+    t.put(
         &json,
-        text.replace(&uuid_of(&a), "00000000-0000-0000-0000-000000000000"),
+        text.replace(&uuid_of(&a), "00000000-0000-0000-0000-000000000000")
+            .as_bytes(),
     )
-    .unwrap();
+    .await;
     let before = std::fs::read(b.vault.db_path()).unwrap();
     let err = b.sync(&storage).await.unwrap_err();
     assert!(matches!(err, SyncError::OtherVault(_)), "{err:?}");
     assert_eq!(std::fs::read(b.vault.db_path()).unwrap(), before);
 
-    std::fs::write(
+    t.put(
         &json,
-        text.replace("\"kdf_iter\": 1000", "\"kdf_iter\": 2000"),
+        text.replace("\"kdf_iter\": 1000", "\"kdf_iter\": 2000")
+            .as_bytes(),
     )
-    .unwrap();
+    .await;
     let err = b.sync(&storage).await.unwrap_err();
     assert!(matches!(err, SyncError::KeyChanged), "{err:?}");
     assert_eq!(std::fs::read(b.vault.db_path()).unwrap(), before);
 
     // Rounds outside the bounds are a corrupt file, not another key (and cost no time).
-    std::fs::write(&json, text.replace("\"kdf_iter\": 1000", "\"kdf_iter\": 5")).unwrap();
+    t.put(
+        &json,
+        text.replace("\"kdf_iter\": 1000", "\"kdf_iter\": 5")
+            .as_bytes(),
+    )
+    .await;
     let err = b.sync(&storage).await.unwrap_err();
     assert!(matches!(err, SyncError::RemoteCorrupt(_)), "{err:?}");
     assert_eq!(std::fs::read(b.vault.db_path()).unwrap(), before);
@@ -378,7 +404,10 @@ async fn remote_vault_json_that_lies_is_refused() {
 #[tokio::test]
 async fn mass_delete_guard_stops_a_wiping_push() {
     let tmp = tempfile::tempdir().unwrap();
-    let storage = remote(tmp.path());
+    let Some(t) = shared(tmp.path()).await else {
+        return;
+    };
+    let storage = t.remote.clone();
     let mut a = first_device(tmp.path()).await;
     for i in 0..10 {
         a.vault
@@ -413,7 +442,10 @@ async fn mass_delete_guard_stops_a_wiping_push() {
 #[tokio::test]
 async fn dry_run_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let storage = remote(tmp.path());
+    let Some(t) = shared(tmp.path()).await else {
+        return;
+    };
+    let storage = t.remote.clone();
     let mut a = first_device(tmp.path()).await;
     a.sync(&storage).await.unwrap();
     let mut b = clone_device(tmp.path(), "b", &storage, &uuid_of(&a)).await;
@@ -439,6 +471,9 @@ async fn dry_run_changes_nothing() {
 /// the engine must fall back to the lease lock and still lose nothing.
 #[tokio::test]
 async fn lease_lock_fallback_loses_nothing_without_truthful_cas() {
+    if !backend::is_folder() {
+        return; // about the engine under chosen claims, not the backend
+    }
     use syncfabric::core::probe::ProbedStorage;
     let tmp = tempfile::tempdir().unwrap();
     let folder = folder(tmp.path());
@@ -484,6 +519,9 @@ async fn lease_lock_fallback_loses_nothing_without_truthful_cas() {
 /// another device holds one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_lock_commits_lose_nothing_without_truthful_cas() {
+    if !backend::is_folder() {
+        return; // about the engine under chosen claims, not the backend
+    }
     use syncfabric::core::memory::MemoryStorage;
     use syncfabric::core::probe::ProbedStorage;
     let tmp = tempfile::tempdir().unwrap();
@@ -551,7 +589,10 @@ async fn no_secret_in_logs_reports_or_errors() {
     let _g = tracing::subscriber::set_default(subscriber);
 
     let tmp = tempfile::tempdir().unwrap();
-    let storage = remote(tmp.path());
+    let Some(t) = shared(tmp.path()).await else {
+        return;
+    };
+    let storage = t.remote.clone();
     let mut a = first_device(tmp.path()).await;
     let item_pw = "item-secret-Zq81";
     a.vault
@@ -623,7 +664,10 @@ async fn no_secret_in_logs_reports_or_errors() {
 #[tokio::test]
 async fn truncated_remote_and_rekeyed_remote_are_refused_with_nothing_written() {
     let tmp = tempfile::tempdir().unwrap();
-    let storage = remote(tmp.path());
+    let Some(t) = shared(tmp.path()).await else {
+        return;
+    };
+    let storage = t.remote.clone();
     let mut a = first_device(tmp.path()).await;
     a.vault
         .add_item(NewItem::login("Bank", "me", Secret::new("p"), ""))
@@ -634,30 +678,26 @@ async fn truncated_remote_and_rekeyed_remote_are_refused_with_nothing_written() 
         .add_item(NewItem::login("Second", "me", Secret::new("p"), ""))
         .unwrap();
     a.sync(&storage).await.unwrap();
-    let db = tmp
-        .path()
-        .join("remote")
-        .join(uuid_of(&a))
-        .join("vault.enpassdb");
-    let good = std::fs::read(&db).unwrap();
+    let db = format!("{}/vault.enpassdb", uuid_of(&a));
+    let good = t.get(&db).await;
     let local_before = std::fs::read(b.vault.db_path()).unwrap();
 
     // Truncated at a page boundary and mid-page.
     for cut in [good.len() - 1024, good.len() / 2 + 7] {
-        std::fs::write(&db, &good[..cut]).unwrap();
+        t.put(&db, &good[..cut]).await;
         let err = b.sync(&storage).await.unwrap_err();
         assert!(
             matches!(err, SyncError::RemoteCorrupt(_)),
             "cut {cut}: {err:?}"
         );
         assert_eq!(std::fs::read(b.vault.db_path()).unwrap(), local_before);
-        assert_eq!(
-            std::fs::read(&db).unwrap(),
-            &good[..cut],
-            "remote not overwritten"
-        );
+        assert_eq!(t.get(&db).await, &good[..cut], "remote not overwritten");
     }
-    std::fs::write(&db, &good).unwrap();
+    t.put(&db, &good).await;
+    // Rewritten, the file has a new version on most storages (not on a folder, whose
+    // versions are content hashes): A takes it in before it re-keys, as it must push a
+    // re-key over the remote it last saw.
+    a.sync(&storage).await.unwrap();
 
     // The master password changed on A: B's key no longer opens the remote. (vault.json
     // records the change in whole seconds: let the second of the restore pass.)
@@ -688,7 +728,10 @@ async fn truncated_remote_and_rekeyed_remote_are_refused_with_nothing_written() 
 #[tokio::test]
 async fn a_device_offline_for_many_rounds_catches_up_and_keeps_its_edits() {
     let tmp = tempfile::tempdir().unwrap();
-    let storage = remote(tmp.path());
+    let Some(t) = shared(tmp.path()).await else {
+        return;
+    };
+    let storage = t.remote.clone();
     let mut a = first_device(tmp.path()).await;
     a.vault
         .add_item(NewItem::login("Shared", "me", Secret::new("s0"), ""))
@@ -771,18 +814,17 @@ async fn a_device_offline_for_many_rounds_catches_up_and_keeps_its_edits() {
 #[tokio::test]
 async fn a_remote_rolled_back_by_someone_else_does_not_lose_our_items() {
     let tmp = tempfile::tempdir().unwrap();
-    let storage = remote(tmp.path());
+    let Some(t) = shared(tmp.path()).await else {
+        return;
+    };
+    let storage = t.remote.clone();
     let mut a = first_device(tmp.path()).await;
     a.vault
         .add_item(NewItem::login("Old", "me", Secret::new("p"), ""))
         .unwrap();
     a.sync(&storage).await.unwrap();
-    let db = tmp
-        .path()
-        .join("remote")
-        .join(uuid_of(&a))
-        .join("vault.enpassdb");
-    let stale = std::fs::read(&db).unwrap();
+    let db = format!("{}/vault.enpassdb", uuid_of(&a));
+    let stale = t.get(&db).await;
     let mut b = clone_device(tmp.path(), "b", &storage, &uuid_of(&a)).await;
     a.vault
         .add_item(NewItem::login("New", "me", Secret::new("p"), ""))
@@ -791,7 +833,7 @@ async fn a_remote_rolled_back_by_someone_else_does_not_lose_our_items() {
     assert_eq!(b.sync(&storage).await.unwrap().outcome, SyncOutcome::Pulled);
     assert_eq!(b.titles().len(), 2);
     // Someone writes the stale copy back over the remote, ignoring every precondition.
-    std::fs::write(&db, &stale).unwrap();
+    t.put(&db, &stale).await;
     b.sync(&storage).await.unwrap();
     let titles: Vec<String> = b.titles().into_iter().map(|t| t.0).collect();
     assert_eq!(
@@ -810,7 +852,10 @@ async fn a_remote_rolled_back_by_someone_else_does_not_lose_our_items() {
 #[tokio::test]
 async fn attachments_sync_both_ways_and_removed_files_are_collected() {
     let tmp = tempfile::tempdir().unwrap();
-    let storage = remote(tmp.path());
+    let Some(t) = shared(tmp.path()).await else {
+        return;
+    };
+    let storage = t.remote.clone();
     let mut a = first_device(tmp.path()).await;
     let item = a
         .vault
@@ -832,12 +877,14 @@ async fn attachments_sync_both_ways_and_removed_files_are_collected() {
         .unwrap();
     assert!(!att.inline && small.inline);
     a.sync(&storage).await.unwrap();
-    let remote_dir = tmp.path().join("remote").join(uuid_of(&a));
-    let remote_file = remote_dir.join(format!("{}.enpassattach", att.uuid));
-    assert!(remote_file.exists(), "the attachment file is on the remote");
+    let remote_file = format!("{}/{}.enpassattach", uuid_of(&a), att.uuid);
     assert!(
-        !std::fs::read(&remote_file)
-            .unwrap()
+        t.exists(&remote_file).await,
+        "the attachment file is on the remote"
+    );
+    assert!(
+        !t.get(&remote_file)
+            .await
             .windows(64)
             .any(|w| w == &big[1000..1064]),
         "and encrypted"
@@ -872,7 +919,7 @@ async fn attachments_sync_both_ways_and_removed_files_are_collected() {
     assert_eq!(live(&a), 1);
     assert_eq!(live(&b), 1);
     assert!(
-        !remote_file.exists(),
+        !t.exists(&remote_file).await,
         "the removed attachment's file was collected after the commit"
     );
 }
@@ -882,7 +929,10 @@ async fn attachments_sync_both_ways_and_removed_files_are_collected() {
 async fn a_bad_push_is_undone_from_the_journal() {
     use syncfabric::engine::restore_journal;
     let tmp = tempfile::tempdir().unwrap();
-    let storage = remote(tmp.path());
+    let Some(t) = shared(tmp.path()).await else {
+        return;
+    };
+    let storage = t.remote.clone();
     let mut a = first_device(tmp.path()).await;
     a.vault
         .add_item(NewItem::login("Bank", "me", Secret::new("good"), ""))
