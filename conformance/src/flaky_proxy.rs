@@ -452,14 +452,22 @@ fn reset(stream: TcpStream) {
     drop(stream);
 }
 
+/// The client's side of a proxied connection, buffered for reading heads.
+type ClientReader = BufReader<tokio::net::tcp::OwnedReadHalf>;
+/// The client's side of a proxied connection, for writing answers.
+type ClientWriter = tokio::net::tcp::OwnedWriteHalf;
+/// The connection to the server: its buffered read half and its write half.
+type Upstream = (
+    BufReader<tokio::net::tcp::OwnedReadHalf>,
+    tokio::net::tcp::OwnedWriteHalf,
+);
+
+/// Proxies one client connection, request by request, injecting the faults `s` draws.
 async fn serve(client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
     let _ = client.set_nodelay(true);
     let (cr, mut cw) = client.into_split();
     let mut cr = BufReader::with_capacity(64 * 1024, cr);
-    let mut upstream: Option<(
-        BufReader<tokio::net::tcp::OwnedReadHalf>,
-        tokio::net::tcp::OwnedWriteHalf,
-    )> = None;
+    let mut upstream: Option<Upstream> = None;
     let c = &s.counters;
     loop {
         let Some(req) = read_head(&mut cr, true).await? else {
@@ -473,53 +481,15 @@ async fn serve(client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
         match fault {
             Fault::ResetBefore => {
                 c.resets_before.fetch_add(1, Ordering::SeqCst);
-                let client = cr
-                    .into_inner()
-                    .reunite(cw)
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                reset(client);
-                return Ok(());
+                return reset_client(cr, cw);
             }
             Fault::ServerError(_) | Fault::TooMany => {
-                // Swallow the request body, answer, close.
-                copy_body::<_, tokio::net::tcp::OwnedWriteHalf>(&mut cr, None, req.framing, None)
-                    .await?;
-                let (status, extra) = if fault == Fault::TooMany {
-                    c.too_many_requests.fetch_add(1, Ordering::SeqCst);
-                    (
-                        "429 Too Many Requests".to_string(),
-                        format!("Retry-After: {}\r\n", s.plan.retry_after_secs),
-                    )
-                } else {
-                    c.server_errors.fetch_add(1, Ordering::SeqCst);
-                    let code = if let Fault::ServerError(code) = fault {
-                        code
-                    } else {
-                        500
-                    };
-                    let text = match code {
-                        500 => "500 Internal Server Error",
-                        502 => "502 Bad Gateway",
-                        _ => "503 Service Unavailable",
-                    };
-                    (text.to_string(), String::new())
-                };
-                let body = "injected by flaky proxy\n";
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\n{extra}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                cw.write_all(resp.as_bytes()).await?;
-                cw.shutdown().await?;
-                return Ok(());
+                return answer_injected(&mut cr, &mut cw, req.framing, fault, &s).await;
             }
             _ => {}
         }
         if upstream.is_none() {
-            let up = TcpStream::connect(s.target).await?;
-            let _ = up.set_nodelay(true);
-            let (ur, uw) = up.into_split();
-            upstream = Some((BufReader::with_capacity(64 * 1024, ur), uw));
+            upstream = Some(connect_upstream(s.target).await?);
         }
         let Some((ur, uw)) = upstream.as_mut() else {
             return Ok(());
@@ -533,37 +503,14 @@ async fn serve(client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
             };
             if half > 0 {
                 c.cut_uploads.fetch_add(1, Ordering::SeqCst);
-                copy_body(&mut cr, Some(uw), req.framing, Some(half)).await?;
-                uw.flush().await?;
-                // The server gets the bytes sent so far and then the end of the stream
-                // (a FIN, so it reads them all before it sees the end).
-                uw.shutdown().await?;
-                let client = cr
-                    .into_inner()
-                    .reunite(cw)
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                reset(client);
-                // Hold the server's side until it has closed it: it is still handling
-                // the cut request meanwhile.
-                let mut sink = Vec::new();
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(10), ur.read_to_end(&mut sink)).await;
-                return Ok(());
+                return cut_upload(cr, cw, ur, uw, req.framing, half).await;
             }
         }
         copy_body(&mut cr, Some(uw), req.framing, None).await?;
         uw.flush().await?;
-        let Some(mut resp) = read_head(ur, false).await? else {
+        let Some(resp) = read_response(ur, &mut cw).await? else {
             return Ok(());
         };
-        // Skip interim 1xx answers (relay them).
-        while resp.first.starts_with('1') {
-            cw.write_all(&resp.raw).await?;
-            let Some(r) = read_head(ur, false).await? else {
-                return Ok(());
-            };
-            resp = r;
-        }
         let no_body =
             req.first.eq_ignore_ascii_case("HEAD") || resp.first == "204" || resp.first == "304";
         let framing = if no_body {
@@ -574,28 +521,11 @@ async fn serve(client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
         match fault {
             Fault::ResetAfter => {
                 c.resets_after.fetch_add(1, Ordering::SeqCst);
-                let client = cr
-                    .into_inner()
-                    .reunite(cw)
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                reset(client);
-                return Ok(());
+                return reset_client(cr, cw);
             }
             Fault::Truncate => {
                 c.truncated.fetch_add(1, Ordering::SeqCst);
-                cw.write_all(&resp.raw).await?;
-                let cut = match framing {
-                    Framing::Length(n) => n / 2,
-                    _ => 16,
-                };
-                copy_body(ur, Some(&mut cw), framing, Some(cut)).await?;
-                cw.flush().await?;
-                let client = cr
-                    .into_inner()
-                    .reunite(cw)
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                reset(client);
-                return Ok(());
+                return truncate_response(cr, cw, ur, &resp, framing).await;
             }
             _ => {}
         }
@@ -607,6 +537,128 @@ async fn serve(client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
             return Ok(());
         }
     }
+}
+
+/// Resets the client's connection (see [`reset`]), given back as its two halves.
+fn reset_client(cr: ClientReader, cw: ClientWriter) -> std::io::Result<()> {
+    let client = cr
+        .into_inner()
+        .reunite(cw)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    reset(client);
+    Ok(())
+}
+
+/// Opens the connection to the server.
+async fn connect_upstream(target: SocketAddr) -> std::io::Result<Upstream> {
+    let up = TcpStream::connect(target).await?;
+    let _ = up.set_nodelay(true);
+    let (ur, uw) = up.into_split();
+    Ok((BufReader::with_capacity(64 * 1024, ur), uw))
+}
+
+/// A `5xx` or `429` fault: swallows the request body, answers with the injected status,
+/// closes.
+async fn answer_injected(
+    cr: &mut ClientReader,
+    cw: &mut ClientWriter,
+    framing: Framing,
+    fault: Fault,
+    s: &Shared,
+) -> std::io::Result<()> {
+    let c = &s.counters;
+    // Swallow the request body, answer, close.
+    copy_body::<_, tokio::net::tcp::OwnedWriteHalf>(cr, None, framing, None).await?;
+    let (status, extra) = if fault == Fault::TooMany {
+        c.too_many_requests.fetch_add(1, Ordering::SeqCst);
+        (
+            "429 Too Many Requests".to_string(),
+            format!("Retry-After: {}\r\n", s.plan.retry_after_secs),
+        )
+    } else {
+        c.server_errors.fetch_add(1, Ordering::SeqCst);
+        let code = if let Fault::ServerError(code) = fault {
+            code
+        } else {
+            500
+        };
+        let text = match code {
+            500 => "500 Internal Server Error",
+            502 => "502 Bad Gateway",
+            _ => "503 Service Unavailable",
+        };
+        (text.to_string(), String::new())
+    };
+    let body = "injected by flaky proxy\n";
+    let resp = format!(
+        "HTTP/1.1 {status}\r\n{extra}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    cw.write_all(resp.as_bytes()).await?;
+    cw.shutdown().await?;
+    Ok(())
+}
+
+/// A cut upload: forwards the first `half` bytes of the request body, ends the stream
+/// to the server, resets the client and waits for the server to close its side.
+async fn cut_upload(
+    mut cr: ClientReader,
+    cw: ClientWriter,
+    ur: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    uw: &mut tokio::net::tcp::OwnedWriteHalf,
+    framing: Framing,
+    half: u64,
+) -> std::io::Result<()> {
+    copy_body(&mut cr, Some(uw), framing, Some(half)).await?;
+    uw.flush().await?;
+    // The server gets the bytes sent so far and then the end of the stream
+    // (a FIN, so it reads them all before it sees the end).
+    uw.shutdown().await?;
+    reset_client(cr, cw)?;
+    // Hold the server's side until it has closed it: it is still handling
+    // the cut request meanwhile.
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), ur.read_to_end(&mut sink)).await;
+    Ok(())
+}
+
+/// The server's answer head, the interim `1xx` answers before it relayed to the
+/// client; `Ok(None)` when the server closed first.
+async fn read_response(
+    ur: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    cw: &mut ClientWriter,
+) -> std::io::Result<Option<Head>> {
+    let Some(mut resp) = read_head(ur, false).await? else {
+        return Ok(None);
+    };
+    // Skip interim 1xx answers (relay them).
+    while resp.first.starts_with('1') {
+        cw.write_all(&resp.raw).await?;
+        let Some(r) = read_head(ur, false).await? else {
+            return Ok(None);
+        };
+        resp = r;
+    }
+    Ok(Some(resp))
+}
+
+/// A truncate fault: relays the answer head and half its body (16 bytes when its
+/// length is unknown), then resets the client.
+async fn truncate_response(
+    cr: ClientReader,
+    mut cw: ClientWriter,
+    ur: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    resp: &Head,
+    framing: Framing,
+) -> std::io::Result<()> {
+    cw.write_all(&resp.raw).await?;
+    let cut = match framing {
+        Framing::Length(n) => n / 2,
+        _ => 16,
+    };
+    copy_body(ur, Some(&mut cw), framing, Some(cut)).await?;
+    cw.flush().await?;
+    reset_client(cr, cw)
 }
 
 #[cfg(test)]

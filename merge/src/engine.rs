@@ -30,6 +30,18 @@ pub(crate) fn merge(
 ) -> Result<MergeOutcome, MergeError> {
     let empty = Snapshot::default();
     let sources: [&dyn RowSource; 3] = [base.unwrap_or(&empty), local, remote];
+    let schemas = read_schemas(&sources)?;
+    let mut st = Walk::new(opts);
+    for name in table_order(&schemas) {
+        merge_table(name, &sources, &schemas, &mut st)?;
+    }
+    Ok(st.finish())
+}
+
+/// Each side's table schemas (base, local, remote), by table name.
+fn read_schemas(
+    sources: &[&dyn RowSource; 3],
+) -> Result<[BTreeMap<String, TableSchema>; 3], MergeError> {
     let sides = [SourceSide::Base, SourceSide::Local, SourceSide::Remote];
     let mut schemas: [BTreeMap<String, TableSchema>; 3] = Default::default();
     for i in 0..3 {
@@ -44,6 +56,12 @@ pub(crate) fn merge(
             .map(|t| (t.name.clone(), t))
             .collect();
     }
+    Ok(schemas)
+}
+
+/// The names of the tables any side has, in the order they are merged (the
+/// [`TITLE_TABLES`] last).
+fn table_order(schemas: &[BTreeMap<String, TableSchema>; 3]) -> Vec<String> {
     let mut names: Vec<String> = schemas
         .iter()
         .flat_map(|s| s.keys().cloned())
@@ -51,100 +69,72 @@ pub(crate) fn merge(
         .into_iter()
         .collect();
     names.sort_by_key(|n| TITLE_TABLES.iter().position(|t| t == n));
+    names
+}
 
-    let mut st = Walk {
-        keep_merged: opts.keep_merged,
-        merged: opts.keep_merged.then(Snapshot::default),
-        to_local: Snapshot::default(),
-        to_remote: Snapshot::default(),
-        conflicts: Vec::new(),
-        details: Vec::new(),
-        detail_count: [0, 0],
-        conflict_descr: Vec::new(),
-        counts: BTreeMap::new(),
-        live: LiveItems::default(),
-        files: AttachmentFiles::default(),
-        needs: Needs::default(),
+/// Merges table `name` of the three sides and stores what came of it in `st`.
+fn merge_table(
+    name: String,
+    sources: &[&dyn RowSource; 3],
+    schemas: &[BTreeMap<String, TableSchema>; 3],
+    st: &mut Walk,
+) -> Result<(), MergeError> {
+    let plan = TablePlan::new(&name, [0, 1, 2].map(|i| schemas[i].get(&name)))?;
+    let widths = [0, 1, 2].map(|i| {
+        schemas[i]
+            .get(&name)
+            .map_or((0, 0), |t| (t.columns.len(), t.key_columns.len()))
+    });
+    let schema_differs: [bool; 3] = [0, 1, 2].map(|i| {
+        schemas[i]
+            .get(&name)
+            .is_none_or(|s| s.columns != plan.columns)
+    });
+    let out = scan_table(&name, &plan, sources, widths, st)?;
+    st.store_table(name, &plan, out, schema_differs);
+    Ok(())
+}
+
+/// Walks table `name` with the three sides' cursors open at once; the rows decided.
+/// The first error wins: the walk's own, else the innermost scan's.
+fn scan_table(
+    name: &str,
+    plan: &TablePlan,
+    sources: &[&dyn RowSource; 3],
+    widths: [(usize, usize); 3],
+    st: &mut Walk,
+) -> Result<TableOut, MergeError> {
+    let sides = [SourceSide::Base, SourceSide::Local, SourceSide::Remote];
+    let mut out = TableOut::default();
+    let mut err: Option<MergeError> = None;
+    let source_err = |i: usize, source| MergeError::Source {
+        side: sides[i],
+        table: Some(name.to_owned()),
+        source,
     };
-
-    for name in names {
-        let plan = TablePlan::new(&name, [0, 1, 2].map(|i| schemas[i].get(&name)))?;
-        let widths = [0, 1, 2].map(|i| {
-            schemas[i]
-                .get(&name)
-                .map_or((0, 0), |t| (t.columns.len(), t.key_columns.len()))
-        });
-        let schema_differs: [bool; 3] = [0, 1, 2].map(|i| {
-            schemas[i]
-                .get(&name)
-                .is_none_or(|s| s.columns != plan.columns)
-        });
-        let mut out = TableOut::default();
-        let mut err: Option<MergeError> = None;
-        let source_err = |i: usize, source| MergeError::Source {
-            side: sides[i],
-            table: Some(name.clone()),
-            source,
-        };
-        let scanned = sources[0].scan(&name, &mut |cb| {
-            let scanned = sources[1].scan(&name, &mut |cl| {
-                let scanned = sources[2].scan(&name, &mut |cr| {
-                    let cursors: [&mut dyn RowCursor; 3] = [&mut *cb, &mut *cl, &mut *cr];
-                    if let Err(e) = walk_table(&name, &plan, cursors, widths, &mut out, &mut st) {
-                        err = Some(e);
-                    }
-                });
-                if let Err(e) = scanned {
-                    err.get_or_insert(source_err(2, e));
+    let scanned = sources[0].scan(name, &mut |cb| {
+        let scanned = sources[1].scan(name, &mut |cl| {
+            let scanned = sources[2].scan(name, &mut |cr| {
+                let cursors: [&mut dyn RowCursor; 3] = [&mut *cb, &mut *cl, &mut *cr];
+                if let Err(e) = walk_table(name, plan, cursors, widths, &mut out, st) {
+                    err = Some(e);
                 }
             });
             if let Err(e) = scanned {
-                err.get_or_insert(source_err(1, e));
+                err.get_or_insert(source_err(2, e));
             }
         });
         if let Err(e) = scanned {
-            err.get_or_insert(source_err(0, e));
+            err.get_or_insert(source_err(1, e));
         }
-        if let Some(e) = err {
-            return Err(e);
-        }
-
-        let mk = |rows: Vec<(RowKey, Row)>| Table {
-            columns: plan.columns.clone(),
-            key_columns: plan.key_columns.clone(),
-            rows: rows.into_iter().collect(),
-        };
-        st.counts.insert(name.clone(), out.counts);
-        if !out.to_local.is_empty() || schema_differs[1] {
-            st.to_local.tables.insert(name.clone(), mk(out.to_local));
-        }
-        if !out.to_remote.is_empty() || schema_differs[2] {
-            st.to_remote.tables.insert(name.clone(), mk(out.to_remote));
-        }
-        if let Some(m) = &mut st.merged {
-            m.tables.insert(name, mk(out.merged));
-        }
+    });
+    if let Err(e) = scanned {
+        err.get_or_insert(source_err(0, e));
     }
-    let report = MergeReport::build(
-        st.counts,
-        st.details,
-        &st.conflicts,
-        st.conflict_descr,
-        &st.needs,
-    );
-    // Conflicts in table and key order (the walk took the title tables last; the sort
-    // is stable, so keys stay in order within a table).
-    let mut conflicts = st.conflicts;
-    conflicts.sort_by(|a, b| a.table.cmp(&b.table));
-    Ok(MergeOutcome {
-        merged: st.merged,
-        to_local: st.to_local,
-        to_remote: st.to_remote,
-        conflicts,
-        report,
-        live_items: st.live,
-        attachment_files: st.files,
-    })
+    match err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
 }
 
 /// What the walk accumulates over all tables.
@@ -164,6 +154,78 @@ struct Walk {
     files: AttachmentFiles,
     /// Folder and item uuids the report must name, and their titles once seen.
     needs: Needs,
+}
+
+impl Walk {
+    /// An empty walk; it keeps the merged snapshot when `opts` asks for it.
+    fn new(opts: &MergeOptions) -> Self {
+        Walk {
+            keep_merged: opts.keep_merged,
+            merged: opts.keep_merged.then(Snapshot::default),
+            to_local: Snapshot::default(),
+            to_remote: Snapshot::default(),
+            conflicts: Vec::new(),
+            details: Vec::new(),
+            detail_count: [0, 0],
+            conflict_descr: Vec::new(),
+            counts: BTreeMap::new(),
+            live: LiveItems::default(),
+            files: AttachmentFiles::default(),
+            needs: Needs::default(),
+        }
+    }
+
+    /// Stores table `name`'s outcome: its counts, the rows each side must write (the
+    /// whole table when that side's columns differ) and the merged rows when kept.
+    fn store_table(
+        &mut self,
+        name: String,
+        plan: &TablePlan,
+        out: TableOut,
+        schema_differs: [bool; 3],
+    ) {
+        let mk = |rows: Vec<(RowKey, Row)>| Table {
+            columns: plan.columns.clone(),
+            key_columns: plan.key_columns.clone(),
+            rows: rows.into_iter().collect(),
+        };
+        self.counts.insert(name.clone(), out.counts);
+        if !out.to_local.is_empty() || schema_differs[1] {
+            self.to_local.tables.insert(name.clone(), mk(out.to_local));
+        }
+        if !out.to_remote.is_empty() || schema_differs[2] {
+            self.to_remote
+                .tables
+                .insert(name.clone(), mk(out.to_remote));
+        }
+        if let Some(m) = &mut self.merged {
+            m.tables.insert(name, mk(out.merged));
+        }
+    }
+
+    /// The outcome of the whole walk, with its report.
+    fn finish(self) -> MergeOutcome {
+        let report = MergeReport::build(
+            self.counts,
+            self.details,
+            &self.conflicts,
+            self.conflict_descr,
+            &self.needs,
+        );
+        // Conflicts in table and key order (the walk took the title tables last; the sort
+        // is stable, so keys stay in order within a table).
+        let mut conflicts = self.conflicts;
+        conflicts.sort_by(|a, b| a.table.cmp(&b.table));
+        MergeOutcome {
+            merged: self.merged,
+            to_local: self.to_local,
+            to_remote: self.to_remote,
+            conflicts,
+            report,
+            live_items: self.live,
+            attachment_files: self.files,
+        }
+    }
 }
 
 #[derive(Default)]

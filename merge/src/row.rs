@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use syncfabric_vault::{Row, Value};
 
 use crate::history::{self, Entry};
-use crate::plan::{GroupKind, TablePlan};
+use crate::plan::{FieldCols, Group, GroupKind, TablePlan};
 use crate::{Deletion, Side, Winner};
 
 /// What was contested in a row, in merged-column positions.
@@ -74,6 +74,12 @@ pub(crate) fn merge_row(
         Ordering::Less => Winner::Remote,
         Ordering::Equal => Winner::Tie,
     };
+    let sides = Sides {
+        base,
+        l,
+        r,
+        clock_ord,
+    };
     let mut out = l.clone();
     let mut conflict_cols = Vec::new();
     let mut deletion = None;
@@ -85,70 +91,117 @@ pub(crate) fn merge_row(
             GroupKind::Clock => raise_clocks_cols(&mut out, r, &g.cols),
             GroupKind::History => history_group = Some(g),
             GroupKind::Deleted => {
-                for &c in &g.cols {
-                    let (v, d) = merge_deleted(base, l, r, c, clock_ord);
-                    if let Some(v) = v {
-                        out.0[c] = v;
-                    }
-                    if d.is_some() {
-                        deletion = d;
-                    }
+                if let Some(d) = sides.merge_deleted_group(&mut out, &g.cols) {
+                    deletion = Some(d);
                 }
             }
             GroupKind::Plain | GroupKind::FieldValue => {
-                if cols_eq(l, r, &g.cols) {
-                    continue;
-                }
-                let take_remote = match base {
-                    Some(b) if cols_eq(b, l, &g.cols) => true,
-                    Some(b) if cols_eq(b, r, &g.cols) => false,
-                    _ => {
-                        conflict_cols.extend(g.cols.iter().filter(|&&c| l.0[c] != r.0[c]));
-                        let remote_wins = match clock_ord {
-                            Ordering::Less => true,
-                            Ordering::Greater => false,
-                            Ordering::Equal => cols_cmp(r, l, &g.cols) == Ordering::Greater,
-                        };
-                        if g.kind == GroupKind::FieldValue {
-                            loser = Some(if remote_wins { l } else { r });
-                        }
-                        remote_wins
-                    }
-                };
-                if take_remote {
-                    for &c in &g.cols {
-                        out.0[c] = r.0[c].clone();
-                    }
+                if let Some(row) = sides.merge_plain_group(&mut out, &mut conflict_cols, g) {
+                    loser = Some(row);
                 }
             }
         }
     }
 
-    let mut loser_in_history = None;
-    if let (Some(g), Some(field)) = (history_group, plan.field) {
-        let hc = field.history;
-        let hb = base.map(|b| &b.0[hc]);
-        let (hl, hr) = (&l.0[hc], &r.0[hc]);
-        let loser_entry = loser.and_then(|row| match &row.0[field.value] {
-            Value::Text(t) if !t.is_empty() => {
-                let at = field
-                    .value_time
-                    .and_then(|i| row.0[i].as_i64())
-                    .unwrap_or(0);
-                Some(Entry::new(at, t))
+    let loser_in_history = match (history_group, plan.field) {
+        (Some(g), Some(field)) => {
+            sides.merge_history(&mut out, &mut conflict_cols, g, field, loser)
+        }
+        _ => None,
+    };
+
+    let conflict = if conflict_cols.is_empty() && deletion.is_none() {
+        None
+    } else {
+        conflict_cols.sort_unstable();
+        Some(RowConflict {
+            columns: conflict_cols,
+            winner,
+            deletion,
+            loser_in_history,
+        })
+    };
+    (out, conflict)
+}
+
+/// The two sides of a row being merged, its base, and how their clocks compare.
+struct Sides<'a> {
+    base: Option<&'a Row>,
+    l: &'a Row,
+    r: &'a Row,
+    clock_ord: Ordering,
+}
+
+impl<'a> Sides<'a> {
+    /// Merges the `deleted` columns `cols` into `out`; the last delete-versus-edit
+    /// decision among them, if any.
+    fn merge_deleted_group(&self, out: &mut Row, cols: &[usize]) -> Option<Deletion> {
+        let mut deletion = None;
+        for &c in cols {
+            let (v, d) = merge_deleted(self.base, self.l, self.r, c, self.clock_ord);
+            if let Some(v) = v {
+                out.0[c] = v;
             }
-            _ => None,
-        });
-        // Which history the three-way rule picks, or None when both sides changed it.
-        let picked: Option<&Value> = if hl == hr {
-            Some(hl)
-        } else if hb == Some(hl) {
-            Some(hr)
-        } else if hb == Some(hr) {
-            Some(hl)
-        } else {
-            None
+            if d.is_some() {
+                deletion = d;
+            }
+        }
+        deletion
+    }
+
+    /// Merges a plain or field-value group into `out`, adding contested columns to
+    /// `conflict_cols`; the losing row when a field value was contested.
+    fn merge_plain_group(
+        &self,
+        out: &mut Row,
+        conflict_cols: &mut Vec<usize>,
+        g: &Group,
+    ) -> Option<&'a Row> {
+        let (l, r) = (self.l, self.r);
+        if cols_eq(l, r, &g.cols) {
+            return None;
+        }
+        let mut loser = None;
+        let take_remote = match self.base {
+            Some(b) if cols_eq(b, l, &g.cols) => true,
+            Some(b) if cols_eq(b, r, &g.cols) => false,
+            _ => {
+                conflict_cols.extend(g.cols.iter().filter(|&&c| l.0[c] != r.0[c]));
+                let remote_wins = match self.clock_ord {
+                    Ordering::Less => true,
+                    Ordering::Greater => false,
+                    Ordering::Equal => cols_cmp(r, l, &g.cols) == Ordering::Greater,
+                };
+                if g.kind == GroupKind::FieldValue {
+                    loser = Some(if remote_wins { l } else { r });
+                }
+                remote_wins
+            }
         };
+        if take_remote {
+            for &c in &g.cols {
+                out.0[c] = r.0[c].clone();
+            }
+        }
+        loser
+    }
+
+    /// Merges the field's history column into `out`, keeping the losing value (from
+    /// `loser`) in it when it can; whether it was kept (None: nothing to keep).
+    fn merge_history(
+        &self,
+        out: &mut Row,
+        conflict_cols: &mut Vec<usize>,
+        g: &Group,
+        field: FieldCols,
+        loser: Option<&Row>,
+    ) -> Option<bool> {
+        let mut loser_in_history = None;
+        let hc = field.history;
+        let hb = self.base.map(|b| &b.0[hc]);
+        let (hl, hr) = (&self.l.0[hc], &self.r.0[hc]);
+        let loser_entry = loser.and_then(|row| losing_entry(field, row));
+        let picked = picked_history(hb, hl, hr);
         let entries = match picked {
             Some(p) if loser_entry.is_none() => {
                 out.0[hc] = p.clone();
@@ -180,7 +233,7 @@ pub(crate) fn merge_row(
                     Some(p) => out.0[hc] = p.clone(),
                     None => {
                         conflict_cols.extend_from_slice(&g.cols);
-                        let remote_wins = match clock_ord {
+                        let remote_wins = match self.clock_ord {
                             Ordering::Less => true,
                             Ordering::Greater => false,
                             Ordering::Equal => hr > hl,
@@ -191,20 +244,36 @@ pub(crate) fn merge_row(
             }
             None => {}
         }
+        loser_in_history
     }
+}
 
-    let conflict = if conflict_cols.is_empty() && deletion.is_none() {
-        None
+/// The history entry for the losing row's field value (None when the value is empty
+/// or not text).
+fn losing_entry(field: FieldCols, row: &Row) -> Option<Entry> {
+    match &row.0[field.value] {
+        Value::Text(t) if !t.is_empty() => {
+            let at = field
+                .value_time
+                .and_then(|i| row.0[i].as_i64())
+                .unwrap_or(0);
+            Some(Entry::new(at, t))
+        }
+        _ => None,
+    }
+}
+
+/// Which history the three-way rule picks, or None when both sides changed it.
+fn picked_history<'v>(hb: Option<&'v Value>, hl: &'v Value, hr: &'v Value) -> Option<&'v Value> {
+    if hl == hr {
+        Some(hl)
+    } else if hb == Some(hl) {
+        Some(hr)
+    } else if hb == Some(hr) {
+        Some(hl)
     } else {
-        conflict_cols.sort_unstable();
-        Some(RowConflict {
-            columns: conflict_cols,
-            winner,
-            deletion,
-            loser_in_history,
-        })
-    };
-    (out, conflict)
+        None
+    }
 }
 
 fn raise_clocks_cols(out: &mut Row, other: &Row, cols: &[usize]) {

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ToSql};
+use rusqlite::{Connection, ToSql, Transaction};
 
 use crate::db;
 use crate::error::{Error, Result};
@@ -574,175 +574,21 @@ impl Vault {
         let mut report = ApplyReport::default();
         let tx = self.conn.transaction()?;
         // 1. Schema: tables and columns the snapshot brings.
-        let existing: BTreeMap<String, TableInfo> = table_infos(&tx)?
-            .into_iter()
-            .map(|t| (t.name.clone(), t))
-            .collect();
-        for (name, t) in &snap.tables {
-            if name.starts_with("sqlite_") {
-                return Err(Error::InvalidInput(format!("table {name} is SQLite's own")));
-            }
-            if t.key_columns.is_empty() || !t.key_columns.iter().all(|k| t.columns.contains(k)) {
-                return Err(Error::InvalidInput(format!(
-                    "table {name}: key columns must be among its columns"
-                )));
-            }
-            if let Some((_, r)) = t.rows.iter().find(|(_, r)| r.0.len() != t.columns.len()) {
-                return Err(Error::InvalidInput(format!(
-                    "table {name}: a row has {} values for {} columns",
-                    r.0.len(),
-                    t.columns.len()
-                )));
-            }
-            match existing.get(name) {
-                None => {
-                    let cols = t.columns.iter().map(|c| q(c)).collect::<Vec<_>>().join(",");
-                    let keys = t
-                        .key_columns
-                        .iter()
-                        .map(|c| q(c))
-                        .collect::<Vec<_>>()
-                        .join(",");
-                    tx.execute_batch(&format!("CREATE TABLE {}({cols}, UNIQUE({keys}))", q(name)))?;
-                    report.created_tables.push(name.clone());
-                }
-                Some(info) => {
-                    let mut st = tx.prepare(&format!("PRAGMA table_info({})", q(name)))?;
-                    let have: BTreeSet<String> = st
-                        .query_map([], |r| r.get::<_, String>(1))?
-                        .collect::<rusqlite::Result<_>>()?;
-                    drop(st);
-                    for c in &t.columns {
-                        if !(have.contains(c) || name == "item" && c == "key") {
-                            tx.execute_batch(&format!(
-                                "ALTER TABLE {} ADD COLUMN {}",
-                                q(name),
-                                q(c)
-                            ))?;
-                            report.added_columns.push((name.clone(), c.clone()));
-                        }
-                    }
-                    let _ = info;
-                }
-            }
-        }
+        apply_schema(&tx, snap, &mut report)?;
         // 2-3. Diff: each snapshot row against the database row of the same identity,
         // looked up by key and decrypted (one indexed query per row; the database is
         // never read whole, so applying a few changed rows to a large vault is cheap).
-        let infos: BTreeMap<String, TableInfo> = table_infos(&tx)?
-            .into_iter()
-            .map(|t| (t.name.clone(), t))
-            .collect();
-        let mut changes: Vec<(&str, &Table, &RowKey, &Row, bool)> = Vec::new(); // (table, t, key, row, is_insert)
-        for (name, t) in &snap.tables {
-            if !infos.contains_key(name) {
-                changes.extend(t.rows.iter().map(|(k, r)| (name.as_str(), t, k, r, true)));
-            }
-        }
-        for (name, info) in &infos {
-            let Some(t) = snap.tables.get(name) else {
-                report.untouched_rows += count_rows(&tx, name)?;
-                continue;
-            };
-            let (found, diff) = diff_table(&tx, info, t)?;
-            report.untouched_rows += count_rows(&tx, name)?.saturating_sub(found);
-            changes.extend(
-                diff.into_iter()
-                    .map(|(k, r, ins)| (name.as_str(), t, k, r, ins)),
-            );
-        }
+        let changes = diff_snapshot(&tx, snap, &mut report)?;
         if changes.is_empty() && report.created_tables.is_empty() && report.added_columns.is_empty()
         {
             tx.finish()?;
             return Ok(report);
         }
         // 4. Items to re-key.
-        let mut rekey: BTreeSet<String> = BTreeSet::new();
-        for (name, t, _, row, _) in &changes {
-            let col = match *name {
-                "item" => "uuid",
-                "itemfield" => "item_uuid",
-                _ => continue,
-            };
-            if let Some(Value::Text(u)) = t.get(row, col) {
-                rekey.insert(u.clone());
-            }
-        }
-        let snap_items: BTreeSet<String> = snap
-            .tables
-            .get("item")
-            .map(|t| {
-                t.rows
-                    .values()
-                    .filter_map(|r| t.get(r, "uuid").and_then(Value::as_str).map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut new_keys: HashMap<String, ItemKey> = HashMap::new();
-        for uuid in &rekey {
-            let in_db: i64 = tx
-                .query_row("SELECT count(*) FROM item WHERE uuid=?1", [uuid], |r| {
-                    r.get(0)
-                })
-                .unwrap_or(0);
-            if in_db == 0 && !snap_items.contains(uuid) {
-                return Err(Error::InvalidInput(format!(
-                    "itemfield rows for item {uuid}, which exists nowhere"
-                )));
-            }
-            let old = crate::vault::load_item_key(&tx, uuid)?;
-            let k = rekey_item(&tx, uuid, old.as_ref())?;
-            new_keys.insert(uuid.clone(), k);
-        }
+        let new_keys = rekey_changed_items(&tx, snap, &changes)?;
         // 5. Write the changed rows.
-        for (name, t, k, row, is_insert) in &changes {
-            let mut vals: Vec<Value> = row.0.clone();
-            if *name == "itemfield" {
-                encrypt_field_row(t, &mut vals, &new_keys)?;
-            }
-            let cols: Vec<(usize, &String)> = t
-                .columns
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| !(*name == "item" && *c == "key"))
-                .collect();
-            let set = cols
-                .iter()
-                .map(|(_, c)| format!("{}=?", q(c)))
-                .collect::<Vec<_>>()
-                .join(",");
-            let where_ = t
-                .key_columns
-                .iter()
-                .map(|c| format!("{} IS ?", q(c)))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            let mut params: Vec<&dyn ToSql> =
-                cols.iter().map(|(i, _)| &vals[*i] as &dyn ToSql).collect();
-            for kv in &k.0 {
-                params.push(kv as &dyn ToSql);
-            }
-            let n = if *is_insert {
-                0
-            } else {
-                tx.execute(
-                    &format!("UPDATE {} SET {set} WHERE {where_}", q(name)),
-                    params.as_slice(),
-                )?
-            };
-            if n == 0 {
-                let names = cols.iter().map(|(_, c)| q(c)).collect::<Vec<_>>().join(",");
-                let marks = vec!["?"; cols.len()].join(",");
-                let p: Vec<&dyn ToSql> =
-                    cols.iter().map(|(i, _)| &vals[*i] as &dyn ToSql).collect();
-                tx.execute(
-                    &format!("INSERT INTO {}({names}) VALUES({marks})", q(name)),
-                    p.as_slice(),
-                )?;
-                *report.inserted.entry(name.to_string()).or_default() += 1;
-            } else {
-                *report.updated.entry(name.to_string()).or_default() += 1;
-            }
+        for change in &changes {
+            write_change(&tx, change, &new_keys, &mut report)?;
         }
         for (uuid, k) in &new_keys {
             tx.execute(
@@ -755,6 +601,224 @@ impl Vault {
         self.touch_meta()?;
         Ok(report)
     }
+}
+
+/// A snapshot row apply must write, with its table: (table name, table, key, row,
+/// `true` if absent from the database).
+type TableChange<'s> = (&'s str, &'s Table, &'s RowKey, &'s Row, bool);
+
+/// Step 1 of [`Vault::apply`]: checks each snapshot table and creates the tables and
+/// columns it has and the database lacks, noting them in `report`.
+fn apply_schema(conn: &Connection, snap: &Snapshot, report: &mut ApplyReport) -> Result<()> {
+    let existing: BTreeMap<String, TableInfo> = table_infos(conn)?
+        .into_iter()
+        .map(|t| (t.name.clone(), t))
+        .collect();
+    for (name, t) in &snap.tables {
+        check_snapshot_table(name, t)?;
+        if existing.contains_key(name) {
+            add_missing_columns(conn, name, t, report)?;
+        } else {
+            create_table(conn, name, t, report)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`Error::InvalidInput`] when snapshot table `name` is SQLite's own, its key columns
+/// are not among its columns, or a row's width differs from its columns'.
+fn check_snapshot_table(name: &str, t: &Table) -> Result<()> {
+    if name.starts_with("sqlite_") {
+        return Err(Error::InvalidInput(format!("table {name} is SQLite's own")));
+    }
+    if t.key_columns.is_empty() || !t.key_columns.iter().all(|k| t.columns.contains(k)) {
+        return Err(Error::InvalidInput(format!(
+            "table {name}: key columns must be among its columns"
+        )));
+    }
+    if let Some((_, r)) = t.rows.iter().find(|(_, r)| r.0.len() != t.columns.len()) {
+        return Err(Error::InvalidInput(format!(
+            "table {name}: a row has {} values for {} columns",
+            r.0.len(),
+            t.columns.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Creates table `name` with the snapshot table's columns, unique on its key columns.
+fn create_table(conn: &Connection, name: &str, t: &Table, report: &mut ApplyReport) -> Result<()> {
+    let cols = t.columns.iter().map(|c| q(c)).collect::<Vec<_>>().join(",");
+    let keys = t
+        .key_columns
+        .iter()
+        .map(|c| q(c))
+        .collect::<Vec<_>>()
+        .join(",");
+    conn.execute_batch(&format!("CREATE TABLE {}({cols}, UNIQUE({keys}))", q(name)))?;
+    report.created_tables.push(name.to_owned());
+    Ok(())
+}
+
+/// Adds to the database's table `name` the snapshot table's columns it lacks (never
+/// `item.key`).
+fn add_missing_columns(
+    conn: &Connection,
+    name: &str,
+    t: &Table,
+    report: &mut ApplyReport,
+) -> Result<()> {
+    let mut st = conn.prepare(&format!("PRAGMA table_info({})", q(name)))?;
+    let have: BTreeSet<String> = st
+        .query_map([], |r| r.get::<_, String>(1))?
+        .collect::<rusqlite::Result<_>>()?;
+    drop(st);
+    for c in &t.columns {
+        if !(have.contains(c) || name == "item" && c == "key") {
+            conn.execute_batch(&format!("ALTER TABLE {} ADD COLUMN {}", q(name), q(c)))?;
+            report.added_columns.push((name.to_owned(), c.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Steps 2-3 of [`Vault::apply`]: the snapshot rows to write (every row of a table the
+/// database lacked, then per database table the rows that differ), counting in
+/// `report` the database rows the snapshot leaves untouched.
+fn diff_snapshot<'s>(
+    conn: &Connection,
+    snap: &'s Snapshot,
+    report: &mut ApplyReport,
+) -> Result<Vec<TableChange<'s>>> {
+    let infos: BTreeMap<String, TableInfo> = table_infos(conn)?
+        .into_iter()
+        .map(|t| (t.name.clone(), t))
+        .collect();
+    let mut changes: Vec<TableChange<'s>> = Vec::new();
+    for (name, t) in &snap.tables {
+        if !infos.contains_key(name) {
+            changes.extend(t.rows.iter().map(|(k, r)| (name.as_str(), t, k, r, true)));
+        }
+    }
+    for (name, info) in &infos {
+        let Some((name, t)) = snap.tables.get_key_value(name) else {
+            report.untouched_rows += count_rows(conn, name)?;
+            continue;
+        };
+        let (found, diff) = diff_table(conn, info, t)?;
+        report.untouched_rows += count_rows(conn, name)?.saturating_sub(found);
+        changes.extend(
+            diff.into_iter()
+                .map(|(k, r, ins)| (name.as_str(), t, k, r, ins)),
+        );
+    }
+    Ok(changes)
+}
+
+/// Step 4 of [`Vault::apply`]: a fresh key for every item with a changed `item` or
+/// `itemfield` row, its values re-encrypted; [`Error::InvalidInput`] for `itemfield`
+/// rows of an item neither the snapshot nor the database has.
+fn rekey_changed_items(
+    tx: &Transaction<'_>,
+    snap: &Snapshot,
+    changes: &[TableChange<'_>],
+) -> Result<HashMap<String, ItemKey>> {
+    let mut rekey: BTreeSet<String> = BTreeSet::new();
+    for (name, t, _, row, _) in changes {
+        let col = match *name {
+            "item" => "uuid",
+            "itemfield" => "item_uuid",
+            _ => continue,
+        };
+        if let Some(Value::Text(u)) = t.get(row, col) {
+            rekey.insert(u.clone());
+        }
+    }
+    let snap_items: BTreeSet<String> = snap
+        .tables
+        .get("item")
+        .map(|t| {
+            t.rows
+                .values()
+                .filter_map(|r| t.get(r, "uuid").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut new_keys: HashMap<String, ItemKey> = HashMap::new();
+    for uuid in &rekey {
+        let in_db: i64 = tx
+            .query_row("SELECT count(*) FROM item WHERE uuid=?1", [uuid], |r| {
+                r.get(0)
+            })
+            .unwrap_or(0);
+        if in_db == 0 && !snap_items.contains(uuid) {
+            return Err(Error::InvalidInput(format!(
+                "itemfield rows for item {uuid}, which exists nowhere"
+            )));
+        }
+        let old = crate::vault::load_item_key(tx, uuid)?;
+        let k = rekey_item(tx, uuid, old.as_ref())?;
+        new_keys.insert(uuid.clone(), k);
+    }
+    Ok(new_keys)
+}
+
+/// Step 5 of [`Vault::apply`], one row: updates it by key (`itemfield` values encrypted
+/// with the new item keys), inserts it when it is new or the update found no row, and
+/// counts it in `report`.
+fn write_change(
+    conn: &Connection,
+    change: &TableChange<'_>,
+    new_keys: &HashMap<String, ItemKey>,
+    report: &mut ApplyReport,
+) -> Result<()> {
+    let &(name, t, k, row, is_insert) = change;
+    let mut vals: Vec<Value> = row.0.clone();
+    if name == "itemfield" {
+        encrypt_field_row(t, &mut vals, new_keys)?;
+    }
+    let cols: Vec<(usize, &String)> = t
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !(name == "item" && *c == "key"))
+        .collect();
+    let set = cols
+        .iter()
+        .map(|(_, c)| format!("{}=?", q(c)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let where_ = t
+        .key_columns
+        .iter()
+        .map(|c| format!("{} IS ?", q(c)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let mut params: Vec<&dyn ToSql> = cols.iter().map(|(i, _)| &vals[*i] as &dyn ToSql).collect();
+    for kv in &k.0 {
+        params.push(kv as &dyn ToSql);
+    }
+    let n = if is_insert {
+        0
+    } else {
+        conn.execute(
+            &format!("UPDATE {} SET {set} WHERE {where_}", q(name)),
+            params.as_slice(),
+        )?
+    };
+    if n == 0 {
+        let names = cols.iter().map(|(_, c)| q(c)).collect::<Vec<_>>().join(",");
+        let marks = vec!["?"; cols.len()].join(",");
+        let p: Vec<&dyn ToSql> = cols.iter().map(|(i, _)| &vals[*i] as &dyn ToSql).collect();
+        conn.execute(
+            &format!("INSERT INTO {}({names}) VALUES({marks})", q(name)),
+            p.as_slice(),
+        )?;
+        *report.inserted.entry(name.to_string()).or_default() += 1;
+    } else {
+        *report.updated.entry(name.to_string()).or_default() += 1;
+    }
+    Ok(())
 }
 
 /// A snapshot row apply must write: (key, row, `true` if absent from the database).

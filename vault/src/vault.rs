@@ -1051,52 +1051,89 @@ fn decrypt_value_fast(
     }
 }
 
+/// An item read without its fields, with its key and the AAD of its values (the
+/// uuid's 16 bytes).
+type LoadedItem = (Item, Option<ItemKey>, Option<[u8; 16]>);
+
+/// The items (all, or the one with uuid `only`) with their fields decrypted, each
+/// item's fields in their order.
 fn read_items_inner(conn: &Connection, only: Option<&str>) -> Result<Vec<Item>> {
-    // (item, its key, the AAD of its values = the uuid's 16 bytes)
-    let mut items: Vec<(Item, Option<ItemKey>, Option<[u8; 16]>)> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    {
-        let sql = match only {
-            Some(_) => format!("{ITEM_SELECT} WHERE uuid=?1"),
-            None => format!("{ITEM_SELECT} ORDER BY rowid"),
-        };
-        let mut st = conn.prepare(&sql)?;
-        let mut rows = match only {
-            Some(u) => st.query([u])?,
-            None => st.query([])?,
-        };
-        while let Some(r) = rows.next()? {
-            let key_blob = match r.get_ref(15)? {
-                ValueRef::Blob(b) => Some(b),
-                _ => None,
-            };
-            let key = fieldcrypt::item_key_from_blob(key_blob);
-            let item = Item {
-                uuid: text_at(r, 0)?,
-                title: text_at(r, 1)?,
-                subtitle: text_at(r, 2)?,
-                note: Secret::new(text_at(r, 3)?),
-                icon: text_at(r, 4)?,
-                category: text_at(r, 5)?,
-                template: text_at(r, 6)?,
-                favorite: int_at(r, 7, 0)? != 0,
-                trashed: int_at(r, 8, 0)? != 0,
-                archived: int_at(r, 9, 0)? != 0,
-                deleted: int_at(r, 10, 0)? != 0,
-                created_at: int_at(r, 11, 0)?,
-                updated_at: int_at(r, 12, 0)?,
-                meta_updated_at: int_at(r, 13, 0)?,
-                field_updated_at: int_at(r, 14, 0)?,
-                fields: Vec::new(),
-            };
-            let aad = crypto::uuid_bytes(&item.uuid);
-            index.insert(item.uuid.clone(), items.len());
-            items.push((item, key, aad));
-        }
-    }
+    let (mut items, index) = read_item_rows(conn, only)?;
     if items.is_empty() {
         return Ok(Vec::new());
     }
+    read_field_rows(conn, only, &mut items, &index)?;
+    Ok(items
+        .into_iter()
+        .map(|(mut i, _, _)| {
+            i.fields.sort_by_key(|f| (f.order, f.uid));
+            i
+        })
+        .collect())
+}
+
+/// The items (all in rowid order, or the one with uuid `only`) without their fields,
+/// and each one's position by uuid.
+fn read_item_rows(
+    conn: &Connection,
+    only: Option<&str>,
+) -> Result<(Vec<LoadedItem>, HashMap<String, usize>)> {
+    let mut items: Vec<LoadedItem> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let sql = match only {
+        Some(_) => format!("{ITEM_SELECT} WHERE uuid=?1"),
+        None => format!("{ITEM_SELECT} ORDER BY rowid"),
+    };
+    let mut st = conn.prepare(&sql)?;
+    let mut rows = match only {
+        Some(u) => st.query([u])?,
+        None => st.query([])?,
+    };
+    while let Some(r) = rows.next()? {
+        let loaded = item_from_row(r)?;
+        index.insert(loaded.0.uuid.clone(), items.len());
+        items.push(loaded);
+    }
+    Ok((items, index))
+}
+
+/// One row of `ITEM_SELECT`: the item without its fields, its key and its AAD.
+fn item_from_row(r: &SqlRow<'_>) -> Result<LoadedItem> {
+    let key_blob = match r.get_ref(15)? {
+        ValueRef::Blob(b) => Some(b),
+        _ => None,
+    };
+    let key = fieldcrypt::item_key_from_blob(key_blob);
+    let item = Item {
+        uuid: text_at(r, 0)?,
+        title: text_at(r, 1)?,
+        subtitle: text_at(r, 2)?,
+        note: Secret::new(text_at(r, 3)?),
+        icon: text_at(r, 4)?,
+        category: text_at(r, 5)?,
+        template: text_at(r, 6)?,
+        favorite: int_at(r, 7, 0)? != 0,
+        trashed: int_at(r, 8, 0)? != 0,
+        archived: int_at(r, 9, 0)? != 0,
+        deleted: int_at(r, 10, 0)? != 0,
+        created_at: int_at(r, 11, 0)?,
+        updated_at: int_at(r, 12, 0)?,
+        meta_updated_at: int_at(r, 13, 0)?,
+        field_updated_at: int_at(r, 14, 0)?,
+        fields: Vec::new(),
+    };
+    let aad = crypto::uuid_bytes(&item.uuid);
+    Ok((item, key, aad))
+}
+
+/// Reads the fields (all, or those of item `only`) into their items in `items`,
+/// decrypted; fields of items not in `index` are skipped.
+fn read_field_rows(
+    conn: &Connection,
+    only: Option<&str>,
+    items: &mut [LoadedItem],
+    index: &HashMap<String, usize>,
+) -> Result<()> {
     let sql = match only {
         Some(_) => format!("{FIELD_SELECT} WHERE item_uuid=?1"),
         None => FIELD_SELECT.to_owned(),
@@ -1110,68 +1147,81 @@ fn read_items_inner(conn: &Connection, only: Option<&str>) -> Result<Vec<Item>> 
     // An item's fields are usually stored one after the other: remember the last one.
     let mut last: Option<usize> = None;
     while let Some(r) = rows.next()? {
-        let ix = {
-            let owned;
-            let item_uuid = match str_at(r, 0)? {
-                Some(u) => u,
-                None => {
-                    owned = text_at(r, 0)?;
-                    owned.as_str()
-                }
-            };
-            match last {
-                Some(ix) if items[ix].0.uuid == item_uuid => ix,
-                _ => match index.get(item_uuid) {
-                    Some(&ix) => ix,
-                    None => continue,
-                },
-            }
+        let Some(ix) = field_owner(r, last, items, index)? else {
+            continue;
         };
         last = Some(ix);
         let (item, key, aad) = &mut items[ix];
-        let kind = text_at(r, 6)?;
-        let value = if field_type::is_encrypted(&kind) {
-            match str_at(r, 3)? {
-                Some(stored) => {
-                    decrypt_value_fast(&mut opener, key.as_ref(), aad.as_ref(), &item.uuid, stored)?
-                }
-                None => {
-                    return Err(Error::Corrupt(format!(
-                        "item {}: encrypted value is not hex",
-                        item.uuid
-                    )))
-                }
-            }
-        } else {
-            Secret::new(text_at(r, 3)?)
-        };
-        let history = match str_at(r, 10)? {
-            Some(h) if h.trim().is_empty() => Vec::new(),
-            _ => {
-                let stored = Zeroizing::new(text_at(r, 10)?);
-                let plain = fieldcrypt::decrypt_history(key.as_ref(), &item.uuid, &stored)?;
-                history_from_plain_json(&item.uuid, &plain)?
-            }
-        };
-        item.fields.push(Field {
-            uid: int_at(r, 1, 0)?,
-            label: text_at(r, 2)?,
-            kind,
-            value,
-            deleted: int_at(r, 4, 0)? != 0,
-            sensitive: int_at(r, 5, 0)? != 0,
-            updated_at: int_at(r, 7, 0)?,
-            value_updated_at: int_at(r, 8, 0)?,
-            order: int_at(r, 9, 0)?,
-            history,
-            hash: text_at(r, 11)?,
-        });
+        let field = field_from_row(r, &mut opener, item, key.as_ref(), aad.as_ref())?;
+        item.fields.push(field);
     }
-    Ok(items
-        .into_iter()
-        .map(|(mut i, _, _)| {
-            i.fields.sort_by_key(|f| (f.order, f.uid));
-            i
-        })
-        .collect())
+    Ok(())
+}
+
+/// The position in `items` of the item field row `r` belongs to, trying `last` first
+/// (None: an item that was not read).
+fn field_owner(
+    r: &SqlRow<'_>,
+    last: Option<usize>,
+    items: &[LoadedItem],
+    index: &HashMap<String, usize>,
+) -> Result<Option<usize>> {
+    let owned;
+    let item_uuid = match str_at(r, 0)? {
+        Some(u) => u,
+        None => {
+            owned = text_at(r, 0)?;
+            owned.as_str()
+        }
+    };
+    Ok(match last {
+        Some(ix) if items[ix].0.uuid == item_uuid => Some(ix),
+        _ => index.get(item_uuid).copied(),
+    })
+}
+
+/// One row of `FIELD_SELECT` of `item`: the field, its value and history decrypted
+/// with the item's `key` and `aad`.
+fn field_from_row(
+    r: &SqlRow<'_>,
+    opener: &mut crypto::GcmOpener,
+    item: &Item,
+    key: Option<&ItemKey>,
+    aad: Option<&[u8; 16]>,
+) -> Result<Field> {
+    let kind = text_at(r, 6)?;
+    let value = if field_type::is_encrypted(&kind) {
+        match str_at(r, 3)? {
+            Some(stored) => decrypt_value_fast(opener, key, aad, &item.uuid, stored)?,
+            None => {
+                return Err(Error::Corrupt(format!(
+                    "item {}: encrypted value is not hex",
+                    item.uuid
+                )))
+            }
+        }
+    } else {
+        Secret::new(text_at(r, 3)?)
+    };
+    let history = match str_at(r, 10)? {
+        Some(h) if h.trim().is_empty() => Vec::new(),
+        _ => {
+            let stored = Zeroizing::new(text_at(r, 10)?);
+            let plain = fieldcrypt::decrypt_history(key, &item.uuid, &stored)?;
+            history_from_plain_json(&item.uuid, &plain)?
+        }
+    };
+    Ok(Field {
+        uid: int_at(r, 1, 0)?,
+        label: text_at(r, 2)?,
+        kind,
+        value,
+        deleted: int_at(r, 4, 0)? != 0,
+        sensitive: int_at(r, 5, 0)? != 0,
+        updated_at: int_at(r, 7, 0)?,
+        value_updated_at: int_at(r, 8, 0)?,
+        order: int_at(r, 9, 0)?,
+        history,
+        hash: text_at(r, 11)?,
+    })
 }

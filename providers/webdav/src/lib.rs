@@ -870,18 +870,7 @@ impl WebDavStorage {
         what: &str,
     ) -> Result<(reqwest::Response, Option<String>)> {
         if let Body::Bytes(bytes) = body {
-            // In memory already: send as is, with an explicit Content-Length (nginx
-            // answers 500 to a PUT without one, even for zero bytes).
-            let digest = hex(&openssl::sha::sha256(bytes));
-            let resp = self
-                .request(Method::PUT, url)
-                .headers(headers)
-                .header("Content-Length", bytes.len())
-                .body(bytes.clone())
-                .send()
-                .await
-                .map_err(|e| transport_error(e, what))?;
-            return Ok((resp, Some(digest)));
+            return self.put_bytes(url, bytes, headers, what).await;
         }
         let (path, len) = match body {
             Body::File { path, len } => (path, *len),
@@ -892,6 +881,42 @@ impl WebDavStorage {
             }
             Body::Bytes(_) => unreachable_body(what)?,
         };
+        self.put_file(url, path, len, headers, hash, what).await
+    }
+
+    /// PUT bytes in memory, with their SHA-256.
+    async fn put_bytes(
+        &self,
+        url: Url,
+        bytes: &Bytes,
+        headers: HeaderMap,
+        what: &str,
+    ) -> Result<(reqwest::Response, Option<String>)> {
+        // In memory already: send as is, with an explicit Content-Length (nginx
+        // answers 500 to a PUT without one, even for zero bytes).
+        let digest = hex(&openssl::sha::sha256(bytes));
+        let resp = self
+            .request(Method::PUT, url)
+            .headers(headers)
+            .header("Content-Length", bytes.len())
+            .body(bytes.clone())
+            .send()
+            .await
+            .map_err(|e| transport_error(e, what))?;
+        Ok((resp, Some(digest)))
+    }
+
+    /// PUT a [`Body::File`] of `len` bytes at `path`; with `hash`, also the SHA-256 of
+    /// what was sent.
+    async fn put_file(
+        &self,
+        url: Url,
+        path: &std::path::Path,
+        len: u64,
+        headers: HeaderMap,
+        hash: bool,
+        what: &str,
+    ) -> Result<(reqwest::Response, Option<String>)> {
         // Progress: this provider reads the file itself, so it counts the blocks it
         // hands to the request (at most 4 MiB ahead of the socket).
         let meter = syncfabric_core::progress::Meter::current();
@@ -905,69 +930,8 @@ impl WebDavStorage {
         let digest_slot: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let slot = digest_slot.clone();
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || {
-            use std::io::Read;
-            let fail = |tx: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>, m: &str| {
-                let _ = tx.blocking_send(Err(std::io::Error::other(m.to_string())));
-            };
-            let mut f = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            };
-            let mut hasher = openssl::sha::Sha256::new();
-            let mut sent = 0u64;
-            loop {
-                let want = (len - sent).min(1024 * 1024) as usize;
-                if want == 0 {
-                    let mut one = [0u8; 1];
-                    if matches!(f.read(&mut one), Ok(n) if n > 0) {
-                        return fail(&tx, "body is longer than its declared length");
-                    }
-                    return;
-                }
-                // Read into uninitialised capacity (`read_to_end` on a `File` does not
-                // zero the buffer first: `vec![0; n]` did, 5% of the upload's CPU).
-                let mut buf = Vec::with_capacity(want);
-                match (&mut f).take(want as u64).read_to_end(&mut buf) {
-                    Ok(n) if n < want => {
-                        return fail(&tx, "body is shorter than its declared length")
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
-                        return;
-                    }
-                }
-                if hash {
-                    hasher.update(&buf);
-                }
-                sent += want as u64;
-                if sent == len {
-                    // Check for extra bytes before the last block goes out.
-                    let mut one = [0u8; 1];
-                    if matches!(f.read(&mut one), Ok(n) if n > 0) {
-                        return fail(&tx, "body is longer than its declared length");
-                    }
-                    if let (true, Ok(mut g)) = (hash, slot.lock()) {
-                        *g = Some(hex(&std::mem::replace(
-                            &mut hasher,
-                            openssl::sha::Sha256::new(),
-                        )
-                        .finish()));
-                    }
-                }
-                if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                    return; // the request was dropped
-                }
-                if let Some(m) = &meter {
-                    m.advance(want as u64);
-                }
-            }
-        });
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || send_file_blocks(&path, len, hash, meter, slot, tx));
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
@@ -1753,6 +1717,79 @@ fn random_hex(n: usize) -> String {
         }
     }
     hex(&b)
+}
+
+/// The reader thread of `WebDavStorage::put_file`: sends the file at `path` to `tx`
+/// in 1 MiB blocks, counting them on `meter`; with `hash`, puts the hex SHA-256 of the
+/// `len` bytes in `slot` before the last block goes out. A failure to read, or a file
+/// shorter or longer than `len`, is sent as an error; it stops when the request is
+/// dropped.
+fn send_file_blocks(
+    path: &std::path::Path,
+    len: u64,
+    hash: bool,
+    meter: Option<syncfabric_core::progress::Meter>,
+    slot: Arc<Mutex<Option<String>>>,
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+) {
+    use std::io::Read;
+    let fail = |tx: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>, m: &str| {
+        let _ = tx.blocking_send(Err(std::io::Error::other(m.to_string())));
+    };
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+    };
+    let mut hasher = openssl::sha::Sha256::new();
+    let mut sent = 0u64;
+    loop {
+        let want = (len - sent).min(1024 * 1024) as usize;
+        if want == 0 {
+            let mut one = [0u8; 1];
+            if matches!(f.read(&mut one), Ok(n) if n > 0) {
+                return fail(&tx, "body is longer than its declared length");
+            }
+            return;
+        }
+        // Read into uninitialised capacity (`read_to_end` on a `File` does not
+        // zero the buffer first: `vec![0; n]` did, 5% of the upload's CPU).
+        let mut buf = Vec::with_capacity(want);
+        match (&mut f).take(want as u64).read_to_end(&mut buf) {
+            Ok(n) if n < want => return fail(&tx, "body is shorter than its declared length"),
+            Ok(_) => {}
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        }
+        if hash {
+            hasher.update(&buf);
+        }
+        sent += want as u64;
+        if sent == len {
+            // Check for extra bytes before the last block goes out.
+            let mut one = [0u8; 1];
+            if matches!(f.read(&mut one), Ok(n) if n > 0) {
+                return fail(&tx, "body is longer than its declared length");
+            }
+            if let (true, Ok(mut g)) = (hash, slot.lock()) {
+                *g = Some(hex(&std::mem::replace(
+                    &mut hasher,
+                    openssl::sha::Sha256::new(),
+                )
+                .finish()));
+            }
+        }
+        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+            return; // the request was dropped
+        }
+        if let Some(m) = &meter {
+            m.advance(want as u64);
+        }
+    }
 }
 
 /// For a `match` arm the code before it has already handled.
