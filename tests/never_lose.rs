@@ -172,7 +172,10 @@ fn sync_options(verdict: Verdict) -> SyncOptions {
         // Loopback servers show a write at once; the default settle is for clouds.
         // A shorter lease (refreshed every 3 s) lets a lock whose holder lost every
         // refresh to the faults expire in 20 s instead of a minute.
-        opts.lease.settle = Duration::from_millis(300);
+        // The settle pause bounds every lock write's look-to-answer window (a longer
+        // one is refused): through the proxy's latency a staged lock write
+        // (webdav-server, wsgidav: PUT, PROPFIND, MOVE) takes 150-300 ms.
+        opts.lease.settle = Duration::from_millis(2000);
         opts.lease.poll_interval = Duration::from_millis(150);
         opts.lease.ttl = Duration::from_secs(20);
         opts.lease.refresh_every = Duration::from_secs(3);

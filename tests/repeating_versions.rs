@@ -110,7 +110,11 @@ fn same_size_commits_over_wsgidav_with_one_second_etags_are_never_lost() {
 /// round both devices hold both edits.
 async fn same_size_rounds(storage: Remote, rounds: usize) {
     let mut opts = SyncOptions::default();
-    opts.lease.settle = std::time::Duration::from_millis(300);
+    // A lock write answered later than `settle` after its look is refused and left to
+    // expire: a settle a loaded CI machine keeps within, and a short lease.
+    opts.lease.settle = std::time::Duration::from_millis(800);
+    opts.lease.ttl = std::time::Duration::from_secs(15);
+    opts.lease.refresh_every = std::time::Duration::from_secs(3);
     opts.lease.poll_interval = std::time::Duration::from_millis(100);
     let tmp = tempfile::tempdir().unwrap();
     let create = CreateOptions {

@@ -149,8 +149,9 @@ pub struct SuiteConfig {
     /// Increments per client in the race (default 10).
     pub race_increments: usize,
     /// The lease options used when the race runs through the lease lock (default: a
-    /// 10 s lease, 250 ms settle pause, 50 ms polling, 5 min acquire timeout). Raise
-    /// `settle` for slow servers.
+    /// 10 s lease, 500 ms settle pause, 50 ms polling, 5 min acquire timeout). A lock
+    /// write answered later than `settle` after its look is refused: raise `settle`
+    /// for slow servers.
     pub lease: LeaseOptions,
     /// A bound on each behaviour (default 10 minutes); exceeding it is a failure.
     pub timeout: Duration,
@@ -164,7 +165,7 @@ impl Default for SuiteConfig {
             lease: LeaseOptions {
                 ttl: Duration::from_secs(10),
                 refresh_every: Duration::from_secs(3),
-                settle: Duration::from_millis(250),
+                settle: Duration::from_millis(500),
                 acquire_timeout: Duration::from_secs(300),
                 poll_interval: Duration::from_millis(50),
                 label: "conformance".into(),

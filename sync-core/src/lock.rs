@@ -10,7 +10,12 @@
 //! * **Acquire.** Where `IfAbsent` is honest, the lock is created with `IfAbsent`:
 //!   exactly one client wins. Elsewhere the client checks that no live lock exists,
 //!   writes its own, pauses ([`LeaseOptions::settle`]), and reads the lock back: it
-//!   holds the lease only if the file still names it.
+//!   holds the lease only if the file still names it, and only if its write was
+//!   answered within `settle` of the look that found no live lock (Fischer's
+//!   timed mutual exclusion: a write that lands later may replace the lock of a
+//!   client that already read back and went on). An attempt that took longer, or
+//!   broke off so that when its write landed is unknown, does not hold: its lock is
+//!   left to expire, keeping everyone out until such another client is done.
 //! * **Expiry.** A lock whose holder stopped refreshing it is expired, judged without
 //!   trusting any device clock: by the storage's own clock where
 //!   [`Capabilities::server_clock`](crate::Capabilities::server_clock) says
@@ -37,9 +42,11 @@
 //! guarantee:
 //!
 //! * Without honest `IfAbsent`, two clients can both believe they hold the lock if one
-//!   writes its lock *after* the other has already read back (i.e. its check→write gap
-//!   is longer than the other's `settle` pause). `settle` must exceed the slowest
-//!   client's stat→write latency; the race test in the conformance suite measures it.
+//!   writes its lock *after* the other has already read back. Each client measures
+//!   its own look→write window and refuses the lease when it reaches `settle`
+//!   (a never-lose run on webdav-server lost two values before that rule: a lock write
+//!   retried after a fault landed late); what is left is a server that applies a write
+//!   long after answering it, or clients with different `settle` values.
 //! * Without honest conditional delete, taking over an expired lock (delete, then
 //!   create) can delete a lock another client has just created.
 //! * A holder that stalls for longer than a lease (suspended laptop) without noticing
@@ -331,16 +338,18 @@ impl LeaseLock {
                 {
                     Ok(got) => got,
                     // A step broke off (a reset, a 503 past the storage's retries). Our
-                    // write may have landed all the same: after a settle pause, a lock that
-                    // names us is ours by the same rule as a normal read-back; otherwise
-                    // try again like after a busy lock. Never fail leaving our file behind.
+                    // write may have landed all the same, at a time we cannot know: where
+                    // `IfAbsent` is honest a lock that names us is ours; elsewhere it is
+                    // not taken (see `try_once`) and is left to expire. Either way try
+                    // again like after a busy lock.
                     Err(e) if e.is_retryable() => {
                         tracing::debug!(lock = %path, error = %e, "lock attempt broke off");
                         tokio::time::sleep(opts.settle).await;
                         match read_all(storage.as_ref(), &path).await {
                             Ok(Some((bytes, version)))
-                                if LockInfo::decode(&bytes)
-                                    .is_some_and(|i| i.holder == info.holder) =>
+                                if caps.if_absent
+                                    && LockInfo::decode(&bytes)
+                                        .is_some_and(|i| i.holder == info.holder) =>
                             {
                                 Some(version.unwrap_or_else(|| Version::new("")))
                             }
@@ -404,7 +413,9 @@ impl LeaseLock {
                 Err(e) => return Err(e),
             }
         }
-        // Someone's lock may be there: is it live?
+        // Someone's lock may be there: is it live? (The look starts the window our
+        // write must land in, see below.)
+        let mut checked_at = Instant::now();
         let existing = storage.stat(path).await?;
         if let Some(entry) = &existing {
             if !Self::expired(storage, dir, entry, info, caps, opts, seen).await? {
@@ -441,12 +452,30 @@ impl LeaseLock {
                     Err(e) => Err(e),
                 };
             }
+            // Judging the expiry took a while (the server's clock is asked with a
+            // write): look again, so that the window below starts now.
+            checked_at = Instant::now();
+            if storage.stat(path).await?.is_some() {
+                return Ok(None);
+            }
         } else if caps.if_absent {
             // It vanished between our IfAbsent and the stat: try again at once.
             return Box::pin(Self::try_once(storage, dir, path, info, caps, opts, seen)).await;
         }
-        // No honest IfAbsent: write, pause, read back.
+        // No honest IfAbsent: write, pause, read back. This holds only if every
+        // client's write lands within `settle` of its look. Another client F that
+        // wrote after our look reads back `settle` after its write was answered; if our
+        // look-to-answer window W is under `settle`, our write landed before that
+        // read-back (ours <= look + W < F's write + settle), so F sees our lock and
+        // stays out. A longer window (a write retried after a 5xx, a slow network) may
+        // have replaced the lock of a client that already read back and went on: such
+        // an attempt never holds, and its lock is left to expire, which keeps everyone
+        // out until that client's commit is over.
         storage.write(path, body(), Precondition::None).await?;
+        if checked_at.elapsed() >= opts.settle {
+            tracing::debug!(lock = %path, window = ?checked_at.elapsed(), "lock written too long after the look: not taken");
+            return Ok(None);
+        }
         tokio::time::sleep(opts.settle).await;
         match read_all(storage, path).await? {
             Some((bytes, version))
@@ -707,6 +736,89 @@ mod tests {
 
     async fn contents(s: &dyn Storage, p: &RemotePath) -> Option<Vec<u8>> {
         read_all(s, p).await.unwrap().map(|(b, _)| b)
+    }
+
+    /// A shared store without honest `IfAbsent`, as one client sees it: its lock writes
+    /// are answered `write_delay` late (a write retried after a fault).
+    #[derive(Debug)]
+    struct NoIfAbsent {
+        inner: Arc<MemStore>,
+        write_delay: Duration,
+    }
+    #[async_trait::async_trait]
+    impl Storage for NoIfAbsent {
+        fn capabilities(&self) -> Capabilities {
+            Capabilities {
+                if_match: false,
+                if_absent: false,
+                conditional_delete: false,
+                ..self.inner.capabilities()
+            }
+        }
+        fn describe(&self) -> String {
+            "no IfAbsent".into()
+        }
+        async fn stat(&self, p: &RemotePath) -> Result<Option<Entry>> {
+            self.inner.stat(p).await
+        }
+        async fn list(&self, p: &RemotePath) -> Result<Vec<Entry>> {
+            self.inner.list(p).await
+        }
+        async fn read(&self, p: &RemotePath) -> Result<crate::Download> {
+            self.inner.read(p).await
+        }
+        async fn write(&self, p: &RemotePath, b: Body, pre: Precondition) -> Result<Entry> {
+            tokio::time::sleep(self.write_delay).await;
+            self.inner.write(p, b, pre).await
+        }
+        async fn delete(&self, p: &RemotePath, pre: Precondition) -> Result<()> {
+            self.inner.delete(p, pre).await
+        }
+        async fn create_dir(&self, p: &RemotePath) -> Result<()> {
+            self.inner.create_dir(p).await
+        }
+    }
+
+    /// Fischer's condition: A looks, B looks, B writes and reads back (B holds), then
+    /// A's slow write lands over B's lock and A reads its own lock back. Before the
+    /// window rule A held too; now A refuses the lease, its lock keeps everyone out
+    /// until it expires, and B learns at its next refresh that its lock was replaced.
+    #[tokio::test(start_paused = true)]
+    async fn a_lock_written_too_long_after_the_look_is_not_taken() {
+        let shared = Arc::new(MemStore::new());
+        let o = LeaseOptions {
+            settle: Duration::from_millis(400),
+            ttl: Duration::from_secs(20),
+            refresh_every: Duration::from_secs(3),
+            acquire_timeout: Duration::from_secs(10),
+            poll_interval: Duration::from_millis(200),
+            ..opts()
+        };
+        let slow: Arc<dyn Storage> = Arc::new(NoIfAbsent {
+            inner: shared.clone(),
+            write_delay: Duration::from_millis(1000),
+        });
+        let fast: Arc<dyn Storage> = Arc::new(NoIfAbsent {
+            inner: shared.clone(),
+            write_delay: Duration::ZERO,
+        });
+        let a = {
+            let o = o.clone();
+            tokio::spawn(async move { LeaseLock::acquire(slow, &dir(), o).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let b = LeaseLock::acquire(fast, &dir(), o.clone()).await.unwrap();
+        let a = a.await.unwrap();
+        assert!(
+            matches!(a, Err(Error::Locked { .. })),
+            "the late writer held the lease beside another holder: {:?}",
+            a.map(|g| g.holder().to_string())
+        );
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(
+            b.check().await.is_err(),
+            "the holder whose lock was replaced was told"
+        );
     }
 
     #[tokio::test]
