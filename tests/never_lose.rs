@@ -576,6 +576,11 @@ fn ops(backend: Backend) -> usize {
             // tens of seconds (409 s for 30 operations per device alone, 0 lost; over
             // 600 s with 15 beside the rest of the suite): a third of that in CI.
             Backend::Flaky(Kind::Nginx) => 10,
+            // The other lease servers: under these faults a lock write is often
+            // answered later than `settle` after its look, and such an attempt leaves
+            // its lock to expire (one lease, see sync-core's lock.rs): 30 operations took
+            // 303 s on lighttpd, 365 s on wsgidav, 226 s on webdav-server (0 lost).
+            Backend::Flaky(Kind::Lighttpd | Kind::Wsgidav | Kind::NodeWebdav) => 20,
             // The CI version; the long run sets SYNCFABRIC_NLD_OPS=200.
             Backend::Flaky(_) => 30,
         })
