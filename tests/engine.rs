@@ -482,7 +482,11 @@ async fn lease_lock_fallback_loses_nothing_without_truthful_cas() {
     caps.if_absent = false;
     let storage = as_claimed(Arc::new(ProbedStorage::new(folder.clone(), caps)));
     let mut opts = SyncOptions::default();
-    opts.lease.settle = std::time::Duration::from_millis(50);
+    // A lock write answered later than `settle` after its look is refused and left to
+    // expire: a settle a loaded machine keeps within, and a short lease.
+    opts.lease.settle = std::time::Duration::from_millis(250);
+    opts.lease.ttl = std::time::Duration::from_secs(10);
+    opts.lease.refresh_every = std::time::Duration::from_secs(2);
     opts.lease.poll_interval = std::time::Duration::from_millis(20);
 
     let mut a = first_device(tmp.path()).await;
