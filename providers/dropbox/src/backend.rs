@@ -40,7 +40,9 @@ impl std::fmt::Debug for DropboxStorage {
 /// A Dropbox rev: `[0-9a-f]+`, at least 9 long (files/upload, `WriteMode.update`).
 /// Anything else cannot be any file's rev, and Dropbox would refuse it with 400.
 pub(crate) fn is_rev(s: &str) -> bool {
-    s.len() >= 9 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() >= 9
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// What a write asks Dropbox for, from its precondition.
@@ -359,12 +361,12 @@ impl Storage for DropboxStorage {
             if page.get("has_more").and_then(Value::as_bool) != Some(true) {
                 return Ok(out);
             }
-            let cursor = page
-                .get("cursor")
-                .and_then(Value::as_str)
-                .ok_or_else(|| Error::Corrupt {
-                    message: format!("{what}: has_more without a cursor"),
-                })?;
+            let cursor =
+                page.get("cursor")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| Error::Corrupt {
+                        message: format!("{what}: has_more without a cursor"),
+                    })?;
             let arg = json!({ "cursor": cursor });
             page = match self
                 .inner
@@ -530,7 +532,9 @@ fn checked_stream(
                         return Some((Err(Error::transient(m)), st));
                     }
                     if h != expected {
-                        let message = format!("{what}: the downloaded bytes do not match Dropbox's content_hash");
+                        let message = format!(
+                            "{what}: the downloaded bytes do not match Dropbox's content_hash"
+                        );
                         return Some((Err(Error::Corrupt { message }), st));
                     }
                     None

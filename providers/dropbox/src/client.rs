@@ -55,6 +55,9 @@ pub(crate) struct ApiError {
     pub summary: String,
     /// The `error` object.
     pub error: serde_json::Value,
+    /// The answer's body broke off or was not Dropbox's error JSON: nothing in it
+    /// can be trusted, so the error is `Transient` whatever the status.
+    pub garbled: bool,
 }
 
 impl ApiError {
@@ -80,6 +83,9 @@ impl ApiError {
     /// `IfAbsent`).
     pub fn into_error(self, what: &str) -> Error {
         let text = format!("{what}: HTTP {} {}", self.status, self.summary);
+        if self.garbled && self.status != 429 && self.status != 401 {
+            return Error::transient(format!("{text}: the error answer was unreadable"));
+        }
         let wait = self.retry_after.or_else(|| {
             self.error
                 .pointer("/retry_after")
@@ -119,8 +125,11 @@ pub(crate) type Answer = std::result::Result<reqwest::Response, ApiError>;
 pub(crate) async fn api_error(resp: reqwest::Response, what: &str) -> ApiError {
     let status = resp.status().as_u16();
     let ra = retry_after(resp.headers());
-    let raw = read_capped(resp, 64 * 1024, what).await.unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+    let raw = read_capped(resp, 64 * 1024, what).await;
+    let v: Option<serde_json::Value> = raw.ok().and_then(|r| serde_json::from_slice(&r).ok());
+    // 409 answers are always JSON (Errors by status code); others may be plain text.
+    let garbled = v.is_none() && status == 409;
+    let v = v.unwrap_or_default();
     let summary = v
         .get("error_summary")
         .and_then(|s| s.as_str())
@@ -134,6 +143,7 @@ pub(crate) async fn api_error(resp: reqwest::Response, what: &str) -> ApiError {
         retry_after: ra,
         summary,
         error: v.get("error").cloned().unwrap_or_default(),
+        garbled,
     }
 }
 
@@ -253,7 +263,9 @@ impl Client {
         let url = format!("{}/files/download", self.content);
         let arg = header_json(&serde_json::json!({ "path": path }));
         let resp = match self
-            .send(what, |c| c.post(&url).header("Dropbox-API-Arg", arg.as_str()))
+            .send(what, |c| {
+                c.post(&url).header("Dropbox-API-Arg", arg.as_str())
+            })
             .await?
         {
             Ok(r) => r,
@@ -296,8 +308,14 @@ pub(crate) fn from_value<T: serde::de::DeserializeOwned>(
 pub(crate) fn parse_time(s: &str) -> Option<SystemTime> {
     let s = s.trim().strip_suffix('Z')?;
     let (date, time) = s.split_once('T')?;
-    let d: Vec<i64> = date.split('-').map(|x| x.parse().ok()).collect::<Option<_>>()?;
-    let t: Vec<i64> = time.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let t: Vec<i64> = time
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
     let ([y, m, day], [hh, mm, ss]) = (d.as_slice(), t.as_slice()) else {
         return None;
     };
@@ -332,6 +350,7 @@ mod tests {
             retry_after: None,
             summary: summary.into(),
             error,
+            garbled: false,
         }
     }
 
@@ -367,6 +386,9 @@ mod tests {
             json!({"lookup_failed": {".tag": "incorrect_offset", "correct_offset": 7}}),
         );
         assert_eq!(o.correct_offset(), Some(7));
+        let mut g = err(409, "", json!({}));
+        g.garbled = true;
+        assert!(matches!(g.into_error("a"), Error::Transient { .. }));
     }
 
     #[test]
@@ -383,7 +405,12 @@ mod tests {
         let t = parse_time("2026-12-05T12:00:01Z").unwrap();
         let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
         assert_eq!(secs, 1_796_472_001);
-        for bad in ["", "2026-12-05 12:00:00Z", "2026-13-01T00:00:00Z", "x-y-zTa:b:cZ"] {
+        for bad in [
+            "",
+            "2026-12-05 12:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "x-y-zTa:b:cZ",
+        ] {
             assert_eq!(parse_time(bad), None, "{bad}");
         }
     }

@@ -106,7 +106,10 @@ impl DropboxConfig {
         let bad = |m: &str| Error::InvalidInput {
             message: format!("Dropbox configuration: {m}"),
         };
-        for (name, url) in [("api_url", &self.api_url), ("content_url", &self.content_url)] {
+        for (name, url) in [
+            ("api_url", &self.api_url),
+            ("content_url", &self.content_url),
+        ] {
             let u = reqwest::Url::parse(url).map_err(|_| bad(&format!("{name} is not a URL")))?;
             let h = u.host_str().unwrap_or("");
             let h = h.trim_start_matches('[').trim_end_matches(']');

@@ -109,7 +109,11 @@ impl DropboxStorage {
                 ),
             });
         }
-        tracing::debug!(what, correct, "upload session: going on from the server's offset");
+        tracing::debug!(
+            what,
+            correct,
+            "upload session: going on from the server's offset"
+        );
         Ok(correct)
     }
 
@@ -131,7 +135,12 @@ impl DropboxStorage {
         let first = read_range(body, 0, first_len, &what).await?;
         hashing.feed(0, &first);
         let started = self
-            .session_call("files/upload_session/start", &json!({"close": false}), first, &what)
+            .session_call(
+                "files/upload_session/start",
+                &json!({"close": false}),
+                first,
+                &what,
+            )
             .await?
             .map_err(|e| e.into_error(&what))?;
         let id = started
@@ -156,7 +165,12 @@ impl DropboxStorage {
             "content_hash": hash,
         });
         match self
-            .session_call("files/upload_session/finish", &arg, bytes::Bytes::new(), &what)
+            .session_call(
+                "files/upload_session/finish",
+                &arg,
+                bytes::Bytes::new(),
+                &what,
+            )
             .await?
         {
             Ok(v) => self.written(path, &from_value(v, &what)?, total, &hash),
