@@ -60,7 +60,7 @@
 //!   for the root folder is unsupported").
 //!
 //! Faults: throttling at a seeded rate (429 with `Retry-After`), an append whose
-//! answer is lost after it was applied, and a switch that makes it ignore revs (a
+//! answer is lost after it was applied, downloads damaged in transit, and a switch that makes it ignore revs (a
 //! lying server: `update` and `parent_rev` are not checked).
 //!
 //! Not modelled: `list_folder/longpoll`, cursors that report later changes, file ids
@@ -167,6 +167,7 @@ struct State {
     rng: fastrand::Rng,
     ignore_rev: bool,
     drop_next_append_answer: bool,
+    corrupt_downloads: bool,
     stats: DropboxFakeStats,
 }
 
@@ -213,6 +214,7 @@ impl DropboxFake {
             rng: fastrand::Rng::with_seed(cfg.seed),
             ignore_rev: false,
             drop_next_append_answer: false,
+            corrupt_downloads: false,
             stats: DropboxFakeStats::default(),
         }));
         let st = state.clone();
@@ -268,6 +270,13 @@ impl DropboxFake {
     /// The next `append_v2` is applied, then its connection is closed before the answer.
     pub fn drop_next_append_answer(&self) {
         lock(&self.state).drop_next_append_answer = true;
+    }
+
+    /// Downloads flip their first byte from now on (the `Dropbox-API-Result` still
+    /// names the stored file's `content_hash`): damage in transit, for the client's
+    /// hash check.
+    pub fn set_corrupt_downloads(&self, on: bool) {
+        lock(&self.state).corrupt_downloads = on;
     }
 
     /// The content of the file at `path` (`/a/b`, any case), if any.
@@ -658,7 +667,13 @@ fn download(st: &mut State, arg: &Value) -> Response {
             let mut r = Response::new(200)
                 .header("Content-Type", "application/octet-stream")
                 .header("Dropbox-API-Result", meta);
-            r.body = RespBody::Bytes(data.as_ref().clone());
+            let mut bytes = data.as_ref().clone();
+            if st.corrupt_downloads {
+                if let Some(b) = bytes.first_mut() {
+                    *b ^= 0xff;
+                }
+            }
+            r.body = RespBody::Bytes(bytes);
             r
         }
     }

@@ -398,3 +398,26 @@ async fn the_registry_opens_dropbox_urls_only_with_an_account() {
         .collect();
     assert_eq!(names, [p("x/y").to_string()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_that_does_not_match_its_content_hash_fails() {
+    let fake = DropboxFake::start(DropboxFakeConfig::default())
+        .await
+        .unwrap();
+    let s = raw(&fake, "dropbox:/V");
+    let f = p("vault.enpassdb");
+    let data = pattern(5 << 20, 9); // two content-hash blocks
+    s.write(&f, Body::from(data.clone()), Precondition::IfAbsent)
+        .await
+        .unwrap();
+    assert_eq!(read_all(&s, &f).await, data);
+    fake.set_corrupt_downloads(true);
+    let mut d = s.read(&f).await.unwrap();
+    let mut last = None;
+    while let Some(c) = d.stream.next().await {
+        last = Some(c);
+    }
+    let r = last.unwrap();
+    assert!(matches!(r, Err(Error::Corrupt { .. })), "{r:?}");
+    assert_no_conflicted_copies(&fake);
+}
