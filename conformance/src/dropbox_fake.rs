@@ -63,8 +63,13 @@
 //! answer is lost after it was applied, downloads damaged in transit, and a switch that makes it ignore revs (a
 //! lying server: `update` and `parent_rev` are not checked).
 //!
-//! Not modelled: `list_folder/longpoll`, cursors that report later changes, file ids
-//! as paths, shared folders, the 150 MB request limit beyond a plain 400.
+//! * **`files/list_folder/get_latest_cursor`**, **`list_folder/longpoll`** (no
+//!   Authorization header; `{"changes": bool, "backoff"?: secs}`; the fake can put a
+//!   `backoff` in every answer and counts long polls that come before it passed) and
+//!   cursors that report later changes through `continue` (`deleted` entries for
+//!   removals).
+//!
+//! Not modelled: the longpoll's jitter, file ids as paths, shared folders, the 150 MB request limit beyond a plain 400.
 
 use crate::graph_fake::http::{self, BodyReader, RespBody, Response};
 use serde_json::{json, Value};
@@ -93,6 +98,8 @@ pub struct DropboxFakeConfig {
     pub retry_after_secs: u64,
     /// The seed of the throttling schedule.
     pub seed: u64,
+    /// A `backoff` (seconds) to put in every `list_folder/longpoll` answer.
+    pub longpoll_backoff: Option<u64>,
 }
 
 impl Default for DropboxFakeConfig {
@@ -103,6 +110,7 @@ impl Default for DropboxFakeConfig {
             throttle_rate: 0.0,
             retry_after_secs: 1,
             seed: 1,
+            longpoll_backoff: None,
         }
     }
 }
@@ -134,6 +142,10 @@ pub struct DropboxFakeStats {
     pub identical_noops: u64,
     /// Upload requests whose `Dropbox-API-Arg` had `autorename: true`.
     pub autorename_requested: u64,
+    /// `list_folder/longpoll` requests.
+    pub longpolls: u64,
+    /// Long polls that came before the `backoff` of the previous answer had passed.
+    pub longpolls_too_early: u64,
 }
 
 #[derive(Clone)]
@@ -153,12 +165,30 @@ struct Session {
     data: Vec<u8>,
 }
 
+/// A `list_folder` cursor: the folder, the entries of the listing still to page
+/// out, and the change number it has seen up to.
+#[derive(Clone)]
+struct Cursor {
+    folder: String,
+    rest: Vec<Value>,
+    seq: u64,
+}
+
 struct State {
     token: String,
     /// Keyed by the lower-cased path (`/a/b`); the top `""` is implicit.
     nodes: BTreeMap<String, Node>,
     sessions: HashMap<String, Session>,
-    cursors: HashMap<String, Vec<Value>>,
+    cursors: HashMap<String, Cursor>,
+    /// Bumped on every change; nodes and tombstones carry the value of their change.
+    seq: u64,
+    changed_at: HashMap<String, u64>,
+    tombstones: Vec<(u64, String)>,
+    longpoll_backoff: Option<u64>,
+    /// When `list_folder/longpoll` may be called again (after a `backoff`: "backoff
+    /// for at least this many seconds before calling list_folder/longpoll again",
+    /// whatever the cursor).
+    not_before: Option<std::time::Instant>,
     next: u64,
     salt: u64,
     page_size: usize,
@@ -206,6 +236,11 @@ impl DropboxFake {
             nodes: BTreeMap::new(),
             sessions: HashMap::new(),
             cursors: HashMap::new(),
+            seq: 0,
+            changed_at: HashMap::new(),
+            tombstones: Vec::new(),
+            longpoll_backoff: cfg.longpoll_backoff,
+            not_before: None,
             next: 0,
             salt: fastrand::u64(..) & 0xffff_ffff,
             page_size: cfg.page_size.max(1),
@@ -317,6 +352,11 @@ async fn serve_conn(state: Arc<Mutex<State>>, sock: TcpStream) -> std::io::Resul
                 continue;
             }
         };
+        if req.path == "/2/files/list_folder/longpoll" {
+            let r = longpoll(&state, &req, &data).await;
+            http::write_response(&mut conn, r, false).await?;
+            continue;
+        }
         match handle(&state, &req, data) {
             Some(resp) => http::write_response(&mut conn, resp, false).await?,
             None => return Ok(()), // an answer lost on purpose
@@ -427,6 +467,7 @@ fn handle(state: &Mutex<State>, req: &http::Request, body: Vec<u8>) -> Option<Re
         "files/get_metadata" => Some(get_metadata(st, &arg)),
         "files/list_folder" => Some(list_folder(st, &arg)),
         "files/list_folder/continue" => Some(list_continue(st, &arg)),
+        "files/list_folder/get_latest_cursor" => Some(latest_cursor(st, &arg)),
         "files/delete_v2" => Some(delete(st, &arg)),
         "files/create_folder_v2" => Some(create_folder(st, &arg)),
         "files/download" => Some(download(st, &arg)),
@@ -547,42 +588,169 @@ fn get_metadata(st: &mut State, arg: &Value) -> Response {
 }
 
 fn list_folder(st: &mut State, arg: &Value) -> Response {
-    let p = match path_arg(arg, true) {
-        Ok(p) => p,
+    let key = match folder_arg(st, arg) {
+        Ok(k) => k,
         Err(r) => return r,
     };
-    let key = p.to_lowercase();
-    match st.nodes.get(&key) {
-        Some(Node::File { .. }) => return e409(&["path", "not_folder"], json!({})),
-        None if !key.is_empty() => return e409(&["path", "not_found"], json!({})),
-        _ => {}
-    }
     let entries: Vec<Value> = st
         .nodes
         .iter()
         .filter(|(k, _)| parent_of(k) == key)
         .map(|(_, n)| metadata(n))
         .collect();
-    page(st, entries)
+    let seq = st.seq;
+    page(
+        st,
+        Cursor {
+            folder: key,
+            rest: entries,
+            seq,
+        },
+    )
 }
 
-fn page(st: &mut State, mut entries: Vec<Value>) -> Response {
-    let rest = entries.split_off(entries.len().min(st.page_size));
+/// The folder of a `path` argument (lower-cased), or the error to answer.
+fn folder_arg(st: &State, arg: &Value) -> Result<String, Response> {
+    let key = path_arg(arg, true)?.to_lowercase();
+    match st.nodes.get(&key) {
+        Some(Node::File { .. }) => Err(e409(&["path", "not_folder"], json!({}))),
+        None if !key.is_empty() => Err(e409(&["path", "not_found"], json!({}))),
+        _ => Ok(key),
+    }
+}
+
+/// `files/list_folder/get_latest_cursor`: a cursor that sees only later changes.
+fn latest_cursor(st: &mut State, arg: &Value) -> Response {
+    let key = match folder_arg(st, arg) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
+    let c = Cursor {
+        folder: key,
+        rest: Vec::new(),
+        seq: st.seq,
+    };
+    let id = store_cursor(st, c);
+    Response::json(200, &json!({ "cursor": id }))
+}
+
+fn store_cursor(st: &mut State, c: Cursor) -> String {
     st.next += 1;
-    let cursor = format!("cursor-{:x}-{}", st.salt, st.next);
-    let has_more = !rest.is_empty();
-    st.cursors.insert(cursor.clone(), rest);
+    let id = format!("cursor-{:x}-{}", st.salt, st.next);
+    st.cursors.insert(id.clone(), c);
+    id
+}
+
+fn page(st: &mut State, mut c: Cursor) -> Response {
+    let more = c.rest.split_off(c.rest.len().min(st.page_size));
+    let entries = std::mem::replace(&mut c.rest, more);
+    let has_more = !c.rest.is_empty();
+    let id = store_cursor(st, c);
     Response::json(
         200,
-        &json!({ "entries": entries, "cursor": cursor, "has_more": has_more }),
+        &json!({ "entries": entries, "cursor": id, "has_more": has_more }),
     )
+}
+
+/// The changes in a cursor's folder after its change number: changed children's
+/// metadata, and `deleted` entries for removed ones (files/list_folder/continue).
+fn changes_since(st: &State, c: &Cursor) -> Vec<Value> {
+    let mut out: Vec<Value> = st
+        .tombstones
+        .iter()
+        .filter(|(seq, key)| *seq > c.seq && parent_of(&key.to_lowercase()) == c.folder)
+        .filter(|(_, key)| !st.nodes.contains_key(&key.to_lowercase()))
+        .map(|(_, display)| {
+            json!({
+                ".tag": "deleted",
+                "name": name_of(display),
+                "path_lower": display.to_lowercase(),
+                "path_display": display,
+            })
+        })
+        .collect();
+    out.extend(
+        st.nodes
+            .iter()
+            .filter(|(k, _)| parent_of(k) == c.folder)
+            .filter(|(k, _)| st.changed_at.get(*k).is_some_and(|s| *s > c.seq))
+            .map(|(_, n)| metadata(n)),
+    );
+    out
 }
 
 fn list_continue(st: &mut State, arg: &Value) -> Response {
     let cursor = arg.get("cursor").and_then(Value::as_str).unwrap_or("");
-    match st.cursors.remove(cursor) {
-        Some(rest) => page(st, rest),
-        None => e409(&["reset"], json!({})),
+    let Some(mut c) = st.cursors.get(cursor).cloned() else {
+        return e409(&["reset"], json!({}));
+    };
+    if c.rest.is_empty() {
+        c.rest = changes_since(st, &c);
+        c.seq = st.seq;
+    }
+    page(st, c)
+}
+
+/// Records a change of `key` (display path `display`); `removed` for deletions.
+fn touch(st: &mut State, display: &str, removed: bool) {
+    st.seq += 1;
+    let key = display.to_lowercase();
+    if removed {
+        st.changed_at.remove(&key);
+        st.tombstones.push((st.seq, display.to_string()));
+    } else {
+        st.changed_at.insert(key, st.seq);
+    }
+}
+
+/// `files/list_folder/longpoll` (on notify.dropboxapi.com): whether the cursor's
+/// folder has changes, waiting up to `timeout` seconds (30 to 480, default 30; the
+/// reference adds up to 90 s of jitter, the fake none). "This endpoint does not
+/// require an Authorization header": the fake refuses one (stricter: a token sent
+/// there goes to a host that does not need it).
+async fn longpoll(state: &Mutex<State>, req: &http::Request, body: &[u8]) -> Response {
+    if req.header("authorization").is_some() {
+        return bad_input("list_folder/longpoll takes no Authorization header");
+    }
+    let Ok(arg) = serde_json::from_slice::<Value>(body) else {
+        return bad_input("the body is not JSON");
+    };
+    let cursor = arg
+        .get("cursor")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let timeout = arg.get("timeout").and_then(Value::as_u64).unwrap_or(30);
+    if !(30..=480).contains(&timeout) {
+        return bad_input("timeout must be 30 to 480");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    {
+        let mut st = lock(state);
+        st.stats.requests += 1;
+        st.stats.longpolls += 1;
+        if st.not_before.is_some_and(|t| std::time::Instant::now() < t) {
+            st.stats.longpolls_too_early += 1;
+        }
+    }
+    loop {
+        {
+            let mut st = lock(state);
+            let Some(c) = st.cursors.get(&cursor).cloned() else {
+                return e409(&["reset"], json!({}));
+            };
+            let changes = !c.rest.is_empty() || !changes_since(&st, &c).is_empty();
+            if changes || std::time::Instant::now() >= deadline {
+                let mut v = json!({ "changes": changes });
+                if let Some(b) = st.longpoll_backoff {
+                    v["backoff"] = json!(b);
+                    let t = std::time::Instant::now() + std::time::Duration::from_secs(b);
+                    st.not_before = Some(t);
+                }
+                return Response::json(200, &v);
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
@@ -606,7 +774,18 @@ fn delete(st: &mut State, arg: &Value) -> Response {
         }
     }
     let prefix = format!("{key}/");
+    let gone: Vec<String> = st
+        .nodes
+        .iter()
+        .filter(|(k, _)| *k == &key || k.starts_with(&prefix))
+        .map(|(_, n)| match n {
+            Node::Folder { display } | Node::File { display, .. } => display.clone(),
+        })
+        .collect();
     st.nodes.retain(|k, _| k != &key && !k.starts_with(&prefix));
+    for d in gone {
+        touch(st, &d, true);
+    }
     Response::json(200, &json!({ "metadata": metadata(&node) }))
 }
 
@@ -628,6 +807,7 @@ fn ensure_parents(st: &mut State, display: &str) -> Result<(), Response> {
                         display: d.to_string(),
                     },
                 );
+                touch(st, d, false);
             }
         }
         at = end;
@@ -651,6 +831,7 @@ fn create_folder(st: &mut State, arg: &Value) -> Response {
     let node = Node::Folder { display: p.clone() };
     let meta = metadata(&node);
     st.nodes.insert(p.to_lowercase(), node);
+    touch(st, &p, false);
     Response::json(200, &json!({ "metadata": meta }))
 }
 
@@ -832,6 +1013,7 @@ fn commit(st: &mut State, arg: &Value, data: Vec<u8>) -> Result<Value, Response>
     };
     let meta = strip_tag(metadata(&node));
     st.nodes.insert(target.to_lowercase(), node);
+    touch(st, &target, false);
     Ok(meta)
 }
 

@@ -148,7 +148,7 @@ impl DropboxStorage {
         s
     }
 
-    fn entry(&self, path: RemotePath, m: &Metadata) -> Result<Entry> {
+    pub(crate) fn entry(&self, path: RemotePath, m: &Metadata) -> Result<Entry> {
         if m.is_folder() {
             return Ok(Entry {
                 path,
@@ -277,7 +277,7 @@ impl Storage for DropboxStorage {
             conditional_delete: true,
             max_single_write: None,
             chunked_upload: true,
-            change_feed: ChangeFeed::Poll,
+            change_feed: ChangeFeed::Native,
             read_after_write: true,
             server_clock: true,
             server_lock: false,
@@ -468,6 +468,10 @@ impl Storage for DropboxStorage {
             }
             Err(e) => Err(e.into_error(&what)),
         }
+    }
+
+    async fn watch(&self, dir: &RemotePath) -> Result<syncfabric_core::watch::ChangeStream> {
+        self.watch_longpoll(dir).await
     }
 
     async fn create_dir(&self, path: &RemotePath) -> Result<()> {

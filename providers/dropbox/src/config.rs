@@ -10,6 +10,8 @@ use syncfabric_core::{Error, Result};
 pub const API_URL: &str = "https://api.dropboxapi.com/2";
 /// Dropbox's content endpoints (`content.dropboxapi.com`).
 pub const CONTENT_URL: &str = "https://content.dropboxapi.com/2";
+/// Dropbox's notification endpoint (`notify.dropboxapi.com`), for `list_folder/longpoll`.
+pub const NOTIFY_URL: &str = "https://notify.dropboxapi.com/2";
 /// The most one `files/upload` (or one session append) may carry: "Do not use this to
 /// upload a file larger than 150 MB" (files/upload).
 pub const MAX_REQUEST_BODY: u64 = 150 * 1024 * 1024;
@@ -24,6 +26,9 @@ pub struct DropboxConfig {
     pub api_url: String,
     /// The content base URL, default [`CONTENT_URL`]; same rule.
     pub content_url: String,
+    /// The notification base URL (`list_folder/longpoll`), default [`NOTIFY_URL`];
+    /// same rule.
+    pub notify_url: String,
     /// Bodies larger than this go up in an upload session (default 16 MiB; at most
     /// [`MAX_REQUEST_BODY`]).
     pub upload_threshold: u64,
@@ -43,6 +48,7 @@ impl DropboxConfig {
             root,
             api_url: API_URL.into(),
             content_url: CONTENT_URL.into(),
+            notify_url: NOTIFY_URL.into(),
             upload_threshold: 16 * 1024 * 1024,
             chunk_size: 16 * 1024 * 1024,
             retry: RetryPolicy::default(),
@@ -52,7 +58,7 @@ impl DropboxConfig {
 
     /// Parses `dropbox:/path/in/dropbox` (`dropbox:` alone is the top), optionally with
     /// `?api_url=…&content_url=…` (a fake), `&upload_threshold=<bytes>` and
-    /// `&chunk_size=<bytes>`. [`Error::InvalidInput`] otherwise.
+    /// `&chunk_size=<bytes>`, `&notify_url=…`. [`Error::InvalidInput`] otherwise.
     pub fn from_url(url: &str) -> Result<Self> {
         Self::from_storage_url(&StorageUrl::parse(url)?)
     }
@@ -80,6 +86,9 @@ impl DropboxConfig {
         }
         if let Some(u) = url.query_param("content_url") {
             cfg.content_url = u;
+        }
+        if let Some(u) = url.query_param("notify_url") {
+            cfg.notify_url = u;
         }
         let number = |key: &str| -> Result<Option<u64>> {
             match url.query_param(key) {

@@ -1,7 +1,7 @@
 //! # syncfabric-dropbox
 //!
 //! One folder of a Dropbox account as syncfabric [`Storage`](syncfabric_core::Storage),
-//! through a small client of our own for the ten endpoints it needs, over the
+//! through a small client of our own for the dozen endpoints it needs, over the
 //! project's one `reqwest` (native-tls, the system OpenSSL). Dropbox checks a file's
 //! `rev` on the server when it writes, so compare-and-swap is truthful here: the
 //! engine commits with `IfMatch` and needs no lock.
@@ -48,7 +48,7 @@
 //! | `strong_versions` | yes (a new rev per write) | probe; **but** an unconditional write of identical bytes keeps the rev (no new revision): harmless, the content is the same |
 //! | `read_after_write` | yes (Dropbox's files endpoints are strongly consistent) | fake only |
 //! | `server_clock` | yes (`server_modified`) | fake only |
-//! | `change_feed` | `Poll` for now: `list_folder/longpoll` is not implemented yet | — |
+//! | `change_feed` | `Native`: `list_folder/get_latest_cursor`, then `list_folder/longpoll` (no token sent) and `continue`, honouring `backoff`; an expired cursor (`reset`) is a `Rescan` | `tests/fake.rs` |
 //! | `remove_empty_dir` | `Unsupported`: Dropbox has no delete-if-empty, and `delete_v2` of a folder is recursive, so list-then-delete could remove a file written in between | — |
 //! | real Dropbox servers | **not verified** (no account or network here) | — |
 //!
@@ -79,9 +79,10 @@ mod client;
 mod config;
 pub mod hash;
 mod upload;
+mod watch;
 
 pub use backend::DropboxStorage;
-pub use config::{DropboxConfig, API_URL, CONTENT_URL, MAX_REQUEST_BODY};
+pub use config::{DropboxConfig, API_URL, CONTENT_URL, MAX_REQUEST_BODY, NOTIFY_URL};
 
 use std::sync::Arc;
 use syncfabric_core::registry::{

@@ -421,3 +421,89 @@ async fn a_download_that_does_not_match_its_content_hash_fails() {
     assert!(matches!(r, Err(Error::Corrupt { .. })), "{r:?}");
     assert_no_conflicted_copies(&fake);
 }
+
+/// The next change of the feed, within 20 s.
+async fn next_change(
+    w: &mut syncfabric_core::watch::ChangeStream,
+) -> syncfabric_core::watch::Change {
+    tokio::time::timeout(std::time::Duration::from_secs(20), w.next())
+        .await
+        .expect("a change within 20 s")
+        .expect("the feed goes on")
+        .expect("no error")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reports_changes_and_removals_through_longpoll() {
+    use syncfabric_core::watch::Change;
+    let fake = DropboxFake::start(DropboxFakeConfig::default())
+        .await
+        .unwrap();
+    let s = raw(&fake, "dropbox:/V");
+    s.create_dir(&p("w")).await.unwrap();
+    let mut w = s.watch(&p("w")).await.unwrap();
+    let e = s
+        .write(
+            &p("w/a.txt"),
+            Body::from(b"1".to_vec()),
+            Precondition::IfAbsent,
+        )
+        .await
+        .unwrap();
+    match next_change(&mut w).await {
+        Change::Changed { path, entry } => {
+            assert_eq!(path, p("w/a.txt"));
+            assert_eq!(entry.unwrap().version, e.version);
+        }
+        c => panic!("{c:?}"),
+    }
+    // Elsewhere: not reported.
+    s.write(
+        &p("other.txt"),
+        Body::from(b"x".to_vec()),
+        Precondition::None,
+    )
+    .await
+    .unwrap();
+    s.delete(&p("w/a.txt"), Precondition::None).await.unwrap();
+    match next_change(&mut w).await {
+        Change::Removed { path } => assert_eq!(path, p("w/a.txt")),
+        c => panic!("{c:?}"),
+    }
+    // The longpolls went without a token (the fake refuses one with 400).
+    assert!(fake.stats().longpolls >= 2);
+    assert_no_conflicted_copies(&fake);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_honours_the_longpoll_backoff() {
+    use syncfabric_core::watch::Change;
+    let fake = DropboxFake::start(DropboxFakeConfig {
+        longpoll_backoff: Some(1),
+        ..DropboxFakeConfig::default()
+    })
+    .await
+    .unwrap();
+    let s = raw(&fake, "dropbox:/V");
+    s.create_dir(&p("w")).await.unwrap();
+    let mut w = s.watch(&p("w")).await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..4 {
+        s.write(
+            &p(&format!("w/f{i}")),
+            Body::from(vec![i as u8]),
+            Precondition::None,
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    while seen.len() < 4 {
+        if let Change::Changed { path, .. } = next_change(&mut w).await {
+            seen.insert(path.to_string());
+        }
+    }
+    let st = fake.stats();
+    assert!(st.longpolls >= 2, "{st:?}");
+    assert_eq!(st.longpolls_too_early, 0, "{st:?}");
+}

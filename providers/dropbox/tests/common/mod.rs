@@ -25,8 +25,10 @@ pub fn test_retry() -> RetryPolicy {
 /// (the fake's URL, or a proxy's `http://…/2`), as the fake's account.
 pub fn raw_at(fake: &DropboxFake, base: &str, url: &str) -> DropboxStorage {
     let sep = if url.contains('?') { '&' } else { '?' };
-    let mut cfg =
-        DropboxConfig::from_url(&format!("{url}{sep}api_url={base}&content_url={base}")).unwrap();
+    let mut cfg = DropboxConfig::from_url(&format!(
+        "{url}{sep}api_url={base}&content_url={base}&notify_url={base}"
+    ))
+    .unwrap();
     cfg.retry = test_retry();
     let bearer = Arc::new(StaticBearer::new(SecretToken::new(fake.token())));
     DropboxStorage::new(cfg, bearer).unwrap()
