@@ -99,9 +99,12 @@ async fn the_suite_passes_behind_the_flaky_proxy_with_throttling() {
 /// resets) the race can lose one: after an ambiguous failure core's
 /// `RetryingStorage` retries, gets `PreconditionFailed`, and takes the write as landed
 /// when the file holds the same bytes, which another client writing the same counter
-/// value produces too (seen: 39 of 40 with `FaultPlan::chaos(11)`). The OneDrive
-/// provider documents the same limit; it is core's, not Dropbox's, and costs nothing
-/// in a vault (equal bytes are an equal vault).
+/// value produces too (seen: 39 of 40 with `FaultPlan::chaos(11)`; and with only 5xx
+/// answered by the proxy *without forwarding*, so that no write of ours ever landed
+/// unseen, one of six seeds still ended at 39: the loss is that acceptance). The
+/// OneDrive provider documents the same limit; it is core's, not Dropbox's. In a vault
+/// equal bytes are an equal vault, so no edit is lost there; a per-write marker
+/// (e.g. a unique `client_modified`) checked after an ambiguous failure would close it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_counter_race_loses_nothing_under_throttling() {
     let plan = FaultPlan {
