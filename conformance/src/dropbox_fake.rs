@@ -60,7 +60,7 @@
 //!   for the root folder is unsupported").
 //!
 //! Faults: throttling at a seeded rate (429 with `Retry-After`), an append whose
-//! answer is lost after it was applied, downloads damaged in transit, and a switch that makes it ignore revs (a
+//! answer is lost after it was applied, appends cut mid-body, downloads damaged in transit, and a switch that makes it ignore revs (a
 //! lying server: `update` and `parent_rev` are not checked).
 //!
 //! * **`files/list_folder/get_latest_cursor`**, **`list_folder/longpoll`** (no
@@ -144,6 +144,8 @@ pub struct DropboxFakeStats {
     pub autorename_requested: u64,
     /// `list_folder/longpoll` requests.
     pub longpolls: u64,
+    /// Appends cut mid-body on purpose.
+    pub cut_appends: u64,
     /// Long polls that came before the `backoff` of the previous answer had passed.
     pub longpolls_too_early: u64,
 }
@@ -197,6 +199,7 @@ struct State {
     rng: fastrand::Rng,
     ignore_rev: bool,
     drop_next_append_answer: bool,
+    cut_appends: u32,
     corrupt_downloads: bool,
     stats: DropboxFakeStats,
 }
@@ -249,6 +252,7 @@ impl DropboxFake {
             rng: fastrand::Rng::with_seed(cfg.seed),
             ignore_rev: false,
             drop_next_append_answer: false,
+            cut_appends: 0,
             corrupt_downloads: false,
             stats: DropboxFakeStats::default(),
         }));
@@ -307,6 +311,12 @@ impl DropboxFake {
         lock(&self.state).drop_next_append_answer = true;
     }
 
+    /// The next `n` appends are cut mid-body: the fake reads half of the body and
+    /// closes the connection; nothing of it is kept.
+    pub fn cut_next_appends(&self, n: u32) {
+        lock(&self.state).cut_appends = n;
+    }
+
     /// Downloads flip their first byte from now on (the `Dropbox-API-Result` still
     /// names the stored file's `content_hash`): damage in transit, for the client's
     /// hash check.
@@ -341,6 +351,11 @@ async fn serve_conn(state: Arc<Mutex<State>>, sock: TcpStream) -> std::io::Resul
         let Some(req) = http::read_head(&mut conn).await? else {
             return Ok(());
         };
+        if req.path == "/2/files/upload_session/append_v2" && take_cut(&state) {
+            let mut body = BodyReader::new(&mut conn, req.content_length / 2);
+            body.drain().await?;
+            return Ok(());
+        }
         let mut body = BodyReader::new(&mut conn, req.content_length);
         // The whole body first: one cut short ends the connection and changes nothing.
         let data = match body.read_all(MAX_BODY).await? {
@@ -362,6 +377,17 @@ async fn serve_conn(state: Arc<Mutex<State>>, sock: TcpStream) -> std::io::Resul
             None => return Ok(()), // an answer lost on purpose
         }
     }
+}
+
+/// Whether to cut this append (and count it off).
+fn take_cut(state: &Mutex<State>) -> bool {
+    let mut st = lock(state);
+    if st.cut_appends == 0 {
+        return false;
+    }
+    st.cut_appends -= 1;
+    st.stats.cut_appends += 1;
+    true
 }
 
 /// An error answer: `{"error_summary": summary, "error": error}`.
