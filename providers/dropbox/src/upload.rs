@@ -3,7 +3,9 @@
 //! (mode, `autorename: false`, `strict_conflict: true`) as a simple upload, so the
 //! rev check holds for large files too.
 //!
-//! Chunks are read from the body one at a time (memory: one chunk). Each request is
+//! Chunks are read from the body one at a time (memory: one chunk). Progress (the
+//! caller's [`Meter`], when it runs the write in one) counts the bytes the session
+//! has accepted, each once. Each request is
 //! retried on its own (429, 5xx, broken connections). When an append's answer is lost
 //! the server may or may not hold its bytes: the next attempt then meets
 //! `incorrect_offset` with `correct_offset` (upload_session/append_v2,
@@ -13,19 +15,31 @@ use crate::backend::{read_range, retry_worthy, write_error, DropboxStorage};
 use crate::client::{from_value, ApiError};
 use crate::hash::ContentHasher;
 use serde_json::{json, Value};
+use syncfabric_core::progress::Meter;
 use syncfabric_core::{Body, Entry, Error, Precondition, RemotePath, Result};
 
 /// How many `incorrect_offset` answers one upload accepts before it gives up.
 const MAX_OFFSET_FIXES: usize = 16;
 
 /// Hashes the body as it is sent: each byte once, in order, even when chunks are sent
-/// again after a lost answer.
+/// again after a lost answer; and reports progress by the bytes the session holds.
 struct Hashing {
     hasher: ContentHasher,
     upto: u64,
+    /// The caller's upload meter, if it runs the write in one.
+    meter: Option<Meter>,
+    reported: u64,
 }
 
 impl Hashing {
+    /// The session holds the first `offset` bytes (never counted twice).
+    fn confirmed(&mut self, offset: u64) {
+        if let Some(m) = self.meter.as_ref().filter(|_| offset > self.reported) {
+            m.advance(offset - self.reported);
+            self.reported = offset;
+        }
+    }
+
     fn feed(&mut self, offset: u64, chunk: &[u8]) {
         let end = offset + chunk.len() as u64;
         if end > self.upto && offset <= self.upto {
@@ -84,6 +98,7 @@ impl DropboxStorage {
                 Ok(_) => offset += len,
                 Err(e) => offset = self.fix_offset(e, hashing, &mut fixes, what)?,
             }
+            hashing.confirmed(offset);
         }
         Ok(())
     }
@@ -130,7 +145,12 @@ impl DropboxStorage {
         let mut hashing = Hashing {
             hasher: ContentHasher::new(),
             upto: 0,
+            meter: Meter::current(),
+            reported: 0,
         };
+        if let Some(m) = &hashing.meter {
+            m.begin_attempt(total);
+        }
         let first_len = self.inner.cfg.chunk_size.min(total);
         let first = read_range(body, 0, first_len, &what).await?;
         hashing.feed(0, &first);
@@ -150,6 +170,7 @@ impl DropboxStorage {
                 message: format!("{what}: upload_session/start without a session_id"),
             })?
             .to_string();
+        hashing.confirmed(first_len);
         self.append_all(&id, first_len, body, &mut hashing, &what)
             .await?;
         let hash = std::mem::take(&mut hashing.hasher).finish();

@@ -307,6 +307,31 @@ async fn sessions_carry_the_rev_check_and_resume_after_a_lost_answer() {
         }
     }
     assert_eq!(fake.file("/V/att/big.bin").unwrap(), two);
+
+    // Progress counts accepted bytes, each once, also across the lost answer.
+    use syncfabric_core::progress::{Direction, Phase, ProgressHook, Transfer, Update};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let hook = ProgressHook::new(move |u: &Update<'_>| log.lock().unwrap().push((u.phase, u.done)));
+    let meter = hook.meter(Transfer {
+        direction: Direction::Upload,
+        path: f.clone(),
+        label: "attachment".into(),
+    });
+    meter.start(Some(10_000));
+    fake.drop_next_append_answer();
+    let r = meter
+        .scope(s.write(&f, Body::from(pattern(10_000, 4)), Precondition::None))
+        .await;
+    assert!(r.is_ok(), "{r:?}");
+    meter.finish();
+    let seen = seen.lock().unwrap().clone();
+    let advanced: Vec<u64> = seen
+        .iter()
+        .filter(|(p, _)| *p == Phase::Advanced)
+        .map(|(_, d)| *d)
+        .collect();
+    assert_eq!(advanced, [3000, 6000, 9000, 10_000], "{seen:?}");
     assert_no_conflicted_copies(&fake);
 }
 
