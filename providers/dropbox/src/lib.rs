@@ -1,6 +1,6 @@
 //! # syncfabric-dropbox
 //!
-//! One folder of a Dropbox account as syncfabric [`Storage`](syncfabric_core::Storage),
+//! One folder of a Dropbox account as syncfabric [`Storage`],
 //! through a small client of our own for the dozen endpoints it needs, over the
 //! project's one `reqwest` (native-tls, the system OpenSSL). Dropbox checks a file's
 //! `rev` on the server when it writes, so compare-and-swap is truthful here: the
