@@ -78,6 +78,7 @@
 
 pub mod behaviours;
 pub mod doubles;
+pub mod dropbox_fake;
 pub mod flaky_proxy;
 pub mod graph_fake;
 pub mod nextcloud_fake;
