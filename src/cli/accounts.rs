@@ -20,7 +20,11 @@ fn login_providers() -> Vec<&'static str> {
     syncfabric::remote::registry()
         .providers()
         .into_iter()
-        .filter_map(|p| p.credentials.login().map(|l| l.name))
+        .filter_map(|p| p.credentials.login().copied())
+        // Only the device flow is built here; a provider that logs in otherwise is not
+        // offered (Dropbox's PKCE code paste is still to come).
+        .filter(|l| l.has_device_flow())
+        .map(|l| l.name)
         .collect()
 }
 
@@ -70,6 +74,12 @@ pub fn oauth_config(ctx: &Ctx, provider: &str) -> CliResult<OAuthConfig> {
     let client_id = env("CLIENT_ID").or(o.client_id).unwrap_or_default();
     let spec = syncfabric::remote::login_spec(provider)
         .ok_or_else(|| format!("no login for provider {provider:?}"))?;
+    if !spec.has_device_flow() {
+        return Err(format!(
+            "logging in to {provider} is not built yet (it has no device flow; its code-paste login is still to come)"
+        )
+        .into());
+    }
     let tenant = env("TENANT").or(o.tenant);
     let mut c = OAuthConfig::from_login(&spec, &client_id, tenant.as_deref());
     if let Some(u) = env("DEVICE_URL").or(o.device_authorization_url) {

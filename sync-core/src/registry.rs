@@ -351,6 +351,13 @@ pub struct LoginSpec {
 }
 
 impl LoginSpec {
+    /// Whether the provider logs in by the device flow (it declares a device
+    /// authorisation endpoint); a provider that needs another flow (Dropbox: PKCE with
+    /// a pasted code) declares none.
+    pub fn has_device_flow(&self) -> bool {
+        !self.device_authorization_url.is_empty()
+    }
+
     /// The device authorisation endpoint for `tenant` (else the default tenant).
     pub fn device_authorization_url(&self, tenant: Option<&str>) -> String {
         self.with_tenant(self.device_authorization_url, tenant)
