@@ -38,7 +38,8 @@
 //!
 //! A failing seed prints the command that replays it and keeps the run's folder
 //! (vaults, states, journals, oracle, device logs) under the temp dir;
-//! `SYNCFABRIC_NLD_LOG=debug` writes each device's log into it.
+//! `SYNCFABRIC_NLD_LOG=debug` writes each device's log into it, and the run's own
+//! (setup and final rounds) into `main.log`.
 //!
 //! The device processes are this test binary started again on the ignored test
 //! `device_process`, with its job in the `SYNCFABRIC_NLD_WORKER` environment variable.
@@ -629,6 +630,15 @@ fn run_one_then(
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
+    if let Ok(filter) = std::env::var("SYNCFABRIC_NLD_LOG") {
+        // The run's own syncs (setup, final rounds) log into main.log.
+        let log = std::fs::File::create(root.join("main.log")).unwrap();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::sync::Mutex::new(log))
+            .with_ansi(false)
+            .try_init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -381,6 +381,13 @@ impl WebDavStorage {
     }
 
     /// The server family, and whether it announces DAV class 2 (locks).
+    ///
+    /// Only a server's own answer says which server it is: a 5xx, a 429 or a 408 may
+    /// come from a proxy or load balancer in front of it (without the server's
+    /// headers), and an authentication failure says nothing either. Those are errors
+    /// (the retry layer tries again), never a guess at [`Profile::Generic`], which
+    /// would trust ETags a server like nginx builds from whole-second mtimes.
+    /// Other refusals (a 404 for a root still to be created, a 405) keep the headers.
     async fn probe_profile(&self) -> Result<(Profile, bool)> {
         let resp = self
             .send(
@@ -388,6 +395,18 @@ impl WebDavStorage {
                 "/",
             )
             .await?;
+        let status = resp.status();
+        if status.is_server_error()
+            || matches!(
+                status,
+                StatusCode::TOO_MANY_REQUESTS
+                    | StatusCode::REQUEST_TIMEOUT
+                    | StatusCode::UNAUTHORIZED
+                    | StatusCode::FORBIDDEN
+            )
+        {
+            return Err(self.status_error(resp, "/").await);
+        }
         let h = resp.headers();
         let get = |n: &str| {
             h.get(n)

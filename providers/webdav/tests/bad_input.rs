@@ -504,3 +504,44 @@ async fn nextcloud_chunked_upload_follows_the_protocol() {
     assert!(mv.contains("oc-total-length: 2500"), "{mv}");
     assert_eq!(lines.len(), 5);
 }
+
+/// The server's family is read from its own answer to `OPTIONS`. A 503 or a 429 from
+/// a proxy in front of it carries none of its headers: connecting must fail (the retry
+/// layer tries again), not settle on the generic profile, which trusts ETags that
+/// nginx builds from whole-second mtimes. Found by the never-lose run on nginx: a
+/// device whose first request met an injected fault trusted nginx's ETags.
+#[tokio::test]
+async fn a_failed_options_answer_never_picks_the_profile() {
+    let calls = Arc::new(Mutex::new(0u32));
+    let c = calls.clone();
+    let (addr, _) = responder(Arc::new(move |head: &str| {
+        if head.starts_with("OPTIONS") {
+            let mut n = c.lock().unwrap();
+            *n += 1;
+            if *n <= 2 {
+                let status = if *n == 1 {
+                    "503 Service Unavailable"
+                } else {
+                    "429 Too Many Requests"
+                };
+                return http(status, "Retry-After: 0\r\n", b"busy");
+            }
+            return http("200 OK", "Server: nginx/1.24.0\r\nDAV: 1\r\n", b"");
+        }
+        multistatus(&listing(&[]))
+    }))
+    .await;
+    let cfg = || {
+        WebDavConfig::new(format!("http://{addr}/dav/root/"))
+            .with_credentials("u", Secret::new("pw"))
+    };
+    for _ in 0..2 {
+        let e = WebDavStorage::connect(cfg())
+            .await
+            .err()
+            .expect("a proxy's error is not a server");
+        assert!(e.is_retryable(), "{e:?}");
+    }
+    let s = WebDavStorage::connect(cfg()).await.unwrap();
+    assert_eq!(s.profile(), Profile::Nginx);
+}

@@ -272,7 +272,9 @@ impl Run<'_> {
             .versioning
             .stat_db(self.storage.as_ref(), &self.layout.db)
             .await?;
-        if now.and_then(|e| e.version) != *seen {
+        let now = now.and_then(|e| e.version);
+        if now != *seen {
+            tracing::debug!(?seen, ?now, "the remote database changed since the look");
             return Err(StorageError::PreconditionFailed {
                 path: self.layout.db.to_string(),
             }
@@ -340,9 +342,12 @@ async fn sync_once(
 /// after the takeover; start over.
 pub(super) fn lost_lock_is_a_race(e: StorageError, path: &RemotePath) -> StorageError {
     match e {
-        StorageError::Locked { .. } => StorageError::PreconditionFailed {
-            path: path.to_string(),
-        },
+        StorageError::Locked { .. } => {
+            tracing::debug!("the lease was lost before the commit");
+            StorageError::PreconditionFailed {
+                path: path.to_string(),
+            }
+        }
         other => other,
     }
 }
