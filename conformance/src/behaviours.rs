@@ -517,12 +517,7 @@ pub async fn cas_race(
     }
     let reader = new_client().await?;
     let text = content(reader.as_ref(), &counter).await?;
-    let total: usize = String::from_utf8_lossy(&text).trim().parse().map_err(|_| {
-        Failure::new(format!(
-            "counter holds {:?}",
-            String::from_utf8_lossy(&text)
-        ))
-    })?;
+    let total = parse_count(&text)? as usize;
     let how = if via_lock {
         "through a lock"
     } else {
@@ -544,9 +539,20 @@ async fn think() {
 
 fn parse_count(b: &[u8]) -> Result<u64, Failure> {
     String::from_utf8_lossy(b)
-        .trim()
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
         .parse()
         .map_err(|_| Failure::new(format!("counter holds {:?}", String::from_utf8_lossy(b))))
+}
+
+/// The counter's new content: the count, then a random tag. Every write is unique, as
+/// every commit of the engine is (its database holds fresh ids and times): where an
+/// attempt's answer was lost, the retry layer counts a file holding exactly our bytes
+/// as our write landing ([`syncfabric_core::retry::RetryingStorage`]), which two
+/// clients writing the same count from the same base would both pass.
+fn counter_body(n: u64) -> Body {
+    Body::from(format!("{n} {:016x}\n", fastrand::u64(..)).into_bytes())
 }
 
 async fn increment_cas(s: &dyn Storage, counter: &RemotePath) -> Result<(), Failure> {
@@ -568,7 +574,7 @@ async fn increment_cas(s: &dyn Storage, counter: &RemotePath) -> Result<(), Fail
         };
         think().await;
         match s
-            .write(counter, Body::from((n + 1).to_string().into_bytes()), pre)
+            .write(counter, counter_body(n + 1), pre)
             .await
         {
             Ok(_) => return Ok(()),
@@ -609,7 +615,7 @@ async fn increment_locked(
         }
         s.write(
             counter,
-            Body::from((n + 1).to_string().into_bytes()),
+            counter_body(n + 1),
             Precondition::None,
         )
         .await?;
@@ -643,7 +649,7 @@ async fn increment_server_locked(
         let written = s
             .write(
                 counter,
-                Body::from((n + 1).to_string().into_bytes()),
+                counter_body(n + 1),
                 guard.precondition(),
             )
             .await;

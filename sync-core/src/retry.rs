@@ -359,8 +359,13 @@ where
 /// attempt. Then:
 ///
 /// * a write reads the file back and, if its bytes equal the body's, returns success
-///   with the stored entry (the bytes are what we meant to write; if another client
-///   wrote identical bytes in between, the outcome is the same content);
+///   with the stored entry (the bytes are what we meant to write). **Callers must make
+///   every conditional write's bytes unique** where two writers could race from one
+///   base: if another client wrote identical bytes in between, both are told they
+///   succeeded, which is a lost update wherever the bytes alone do not carry all of
+///   both writers' work (two counters incremented to the same value). The engine's
+///   commits are unique (fresh ids and times in every database, a random commit
+///   marker), and so are the conformance race's (a random tag in every write);
 /// * an `IfMatch` delete returns success if the file is now gone.
 ///
 /// Otherwise the precondition error is returned as is.
