@@ -573,10 +573,7 @@ async fn increment_cas(s: &dyn Storage, counter: &RemotePath) -> Result<(), Fail
             Err(e) => return Err(e.into()),
         };
         think().await;
-        match s
-            .write(counter, counter_body(n + 1), pre)
-            .await
-        {
+        match s.write(counter, counter_body(n + 1), pre).await {
             Ok(_) => return Ok(()),
             Err(Error::PreconditionFailed { .. } | Error::AlreadyExists { .. }) => continue,
             Err(e) if e.is_retryable() => {
@@ -613,12 +610,8 @@ async fn increment_locked(
             Err(Error::Locked { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
-        s.write(
-            counter,
-            counter_body(n + 1),
-            Precondition::None,
-        )
-        .await?;
+        s.write(counter, counter_body(n + 1), Precondition::None)
+            .await?;
         match guard.release().await {
             // Written; a lease lost after the write only means someone took over.
             Ok(()) | Err(Error::Locked { .. }) => return Ok(()),
@@ -647,11 +640,7 @@ async fn increment_server_locked(
         };
         think().await;
         let written = s
-            .write(
-                counter,
-                counter_body(n + 1),
-                guard.precondition(),
-            )
+            .write(counter, counter_body(n + 1), guard.precondition())
             .await;
         let _ = guard.release().await;
         match written {
