@@ -538,8 +538,7 @@ async fn a_failed_options_answer_never_picks_the_profile() {
     for _ in 0..2 {
         let e = WebDavStorage::connect(cfg())
             .await
-            .err()
-            .expect("a proxy's error is not a server");
+            .expect_err("a proxy's error is not a server");
         assert!(e.is_retryable(), "{e:?}");
     }
     let s = WebDavStorage::connect(cfg()).await.unwrap();
