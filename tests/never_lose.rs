@@ -53,12 +53,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use syncfabric::engine::{
     remote_layout, restore_from_remote, sync_vault, StateDir, SyncError, SyncOptions, SyncOutcome,
 };
 use syncfabric::remote::{Remote, Trust, Verdict, Writes};
 use syncfabric::vault::{field_type, CreateOptions, NewItem, Secret, Vault};
+use syncfabric_conformance::dropbox_fake::{DropboxFake, DropboxFakeConfig};
 use syncfabric_conformance::flaky_proxy::{FaultPlan, FlakyProxy};
 
 const PW: &str = "never lose data password";
@@ -136,7 +138,7 @@ struct WorkerSpec {
     state: PathBuf,
     oracle: PathBuf,
     url: String,
-    remote_password: Option<String>,
+    cred: Cred,
     trust: String,
     /// The probe's verdict on versions ("strong" or "repeating").
     versions: String,
@@ -144,6 +146,40 @@ struct WorkerSpec {
     writes: String,
     /// Unix milliseconds at which every device edits the "Hot" password, then syncs.
     hot_at_ms: Vec<u64>,
+}
+
+/// How the devices authenticate to the remote.
+#[derive(Clone, Serialize, Deserialize)]
+enum Cred {
+    None,
+    /// A WebDAV password.
+    Password(String),
+    /// A bearer token (the Dropbox fake's).
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Cred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Cred::None => "None",
+            Cred::Password(_) => "Password(<redacted>)",
+            Cred::Bearer(_) => "Bearer(<redacted>)",
+        })
+    }
+}
+
+impl Cred {
+    fn credentials(&self) -> syncfabric::remote::Credentials {
+        use syncfabric::core::auth::{SecretToken, StaticBearer};
+        use syncfabric::remote::Credentials;
+        match self {
+            Cred::None => Credentials::None,
+            Cred::Password(p) => Credentials::Password(Secret::new(p.as_str())),
+            Cred::Bearer(t) => {
+                Credentials::Bearer(Arc::new(StaticBearer::new(SecretToken::new(t.as_str()))))
+            }
+        }
+    }
 }
 
 fn unix_ms() -> u64 {
@@ -194,7 +230,7 @@ fn acceptable(e: &SyncError) -> bool {
 /// Opens the run's storage as the CLI would, except for a retry policy scaled to
 /// loopback (first retry after 50 ms instead of 500 ms; `Retry-After` is obeyed as
 /// always), so that a run with a fault in every fifth request ends in minutes.
-async fn open_storage(url: &str, password: Option<&str>, verdict: Verdict) -> Remote {
+async fn open_storage(url: &str, cred: &Cred, verdict: Verdict) -> Remote {
     let retry = syncfabric::core::retry::RetryPolicy {
         min_delay: Duration::from_millis(50),
         max_delay: Duration::from_secs(2),
@@ -204,7 +240,7 @@ async fn open_storage(url: &str, password: Option<&str>, verdict: Verdict) -> Re
     };
     let opts = syncfabric::core::registry::OpenOptions::default().with_retry(retry);
     let opts = verdict.writes.open_options(opts);
-    let raw = syncfabric::remote::open_with_password_and(url, password, opts)
+    let raw = syncfabric::remote::open_url(url, &cred.credentials(), opts)
         .await
         .expect("open remote");
     syncfabric::remote::wrap(raw, verdict)
@@ -462,7 +498,7 @@ async fn worker(spec: WorkerSpec) {
         strong_versions: spec.versions == "strong",
         writes: Writes::parse(&spec.writes).expect("writes"),
     };
-    let storage = open_storage(&spec.url, spec.remote_password.as_deref(), verdict).await;
+    let storage = open_storage(&spec.url, &spec.cred, verdict).await;
     let state = StateDir::open(&spec.state)
         .unwrap()
         .with_journal_len(100_000);
@@ -528,6 +564,9 @@ enum Backend {
     Folder,
     /// A real WebDAV server of the suite behind the flaky proxy.
     Flaky(Kind),
+    /// The Dropbox fake (the conformance crate's, written from Dropbox's HTTP
+    /// reference) behind the flaky proxy, throttling too.
+    DropboxFake,
 }
 
 /// What one seed's run found.
@@ -572,6 +611,8 @@ fn ops(backend: Backend) -> usize {
         .and_then(|x| x.parse().ok())
         .unwrap_or(match backend {
             Backend::Folder => 200,
+            // Compare-and-swap on Dropbox's rev: no lock to queue for.
+            Backend::DropboxFake => 30,
             // The lease servers: under these faults a lock write is often answered
             // later than `settle` after its look, and such an attempt leaves its lock
             // to expire (one lease, see sync-core's lock.rs). 30 operations per device
@@ -609,6 +650,16 @@ fn run_seeds(backend: Backend, server: Option<&Server>, test: &str) -> Vec<(u64,
     out
 }
 
+/// The mix: 10% 5xx, 5% resets (before and after the server did the work),
+/// 429 with Retry-After, latency; plus a few bodies cut short.
+fn fault_plan(seed: u64) -> FaultPlan {
+    let mut plan = FaultPlan::chaos(seed);
+    plan.too_many_requests = 0.02;
+    plan.truncate_body = 0.02;
+    plan.latency = Duration::from_millis(30);
+    plan
+}
+
 fn run_one(backend: Backend, server: Option<&Server>, seed: u64, ops: usize) -> RunResult {
     run_one_then(backend, server, seed, ops, &|_| {})
 }
@@ -641,14 +692,32 @@ fn run_one_then(
         .build()
         .unwrap();
     // The storage, reached directly for the setup and through the proxy for the run.
-    let (direct_url, proxy, run_url, password) = match server {
-        None => {
+    let (direct_url, proxy, run_url, cred, dropbox) = match (backend, server) {
+        (Backend::DropboxFake, _) => {
+            let fake = rt.block_on(DropboxFake::start(DropboxFakeConfig {
+                throttle_rate: 0.02,
+                seed,
+                ..DropboxFakeConfig::default()
+            }));
+            let fake = fake.unwrap();
+            let proxy = rt.block_on(FlakyProxy::start(fake.addr(), fault_plan(seed)));
+            let proxy = proxy.unwrap();
+            // The fake answers under `/2` (as api.dropboxapi.com does).
+            let at = |base: &str| {
+                format!("dropbox:/nld?api_url={base}&content_url={base}&notify_url={base}")
+            };
+            let via = format!("{}/2", proxy.url().trim_end_matches('/'));
+            let (direct, via) = (at(&fake.url()), at(&via));
+            let cred = Cred::Bearer(fake.token());
+            (direct, Some(proxy), via, cred, Some(fake))
+        }
+        (_, None) => {
             let shared = root.join("shared");
             std::fs::create_dir_all(&shared).unwrap();
             let url = format!("folder://{}", shared.display());
-            (url.clone(), None, url, None)
+            (url.clone(), None, url, Cred::None, None)
         }
-        Some(s) => {
+        (_, Some(s)) => {
             // One folder for every seed (each seed's vault has its own uuid, hence its
             // own sub-folder): rclone caches directory listings, so a folder made on
             // its disk after the first seed would not show for minutes.
@@ -660,26 +729,29 @@ fn run_one_then(
             };
             let direct = format!("webdav+http://{USER}@127.0.0.1:{}{path}{folder}", s.port);
             let addr = format!("127.0.0.1:{}", s.port).parse().unwrap();
-            // The mix: 10% 5xx, 5% resets (before and after the server did
-            // the work), 429 with Retry-After, latency; plus a few bodies cut short.
-            let mut plan = FaultPlan::chaos(seed);
-            plan.too_many_requests = 0.02;
-            plan.truncate_body = 0.02;
-            plan.latency = Duration::from_millis(30);
-            let proxy = rt.block_on(FlakyProxy::start(addr, plan)).unwrap();
+            let proxy = rt
+                .block_on(FlakyProxy::start(addr, fault_plan(seed)))
+                .unwrap();
             let via = format!(
                 "webdav+http://{USER}@127.0.0.1:{}{path}{folder}",
                 proxy.addr().port()
             );
-            (direct, Some(proxy), via, Some(PASS.to_string()))
+            (
+                direct,
+                Some(proxy),
+                via,
+                Cred::Password(PASS.to_string()),
+                None,
+            )
         }
     };
 
     // Setup: device 0 creates the vault and pushes it; the others restore from it.
     let (verdict, vault_uuid, key) = rt.block_on(async {
-        let raw = syncfabric::remote::open_with_password(&direct_url, password.as_deref())
-            .await
-            .unwrap();
+        let raw =
+            syncfabric::remote::open_url(&direct_url, &cred.credentials(), Default::default())
+                .await
+                .unwrap();
         let (verdict, report) = syncfabric::remote::probe(raw.as_ref()).await.unwrap();
         if matches!(
             backend,
@@ -689,10 +761,13 @@ fn run_one_then(
             // them.
             assert_eq!(verdict.trust, Trust::ServerLock, "{}", report.summary());
         }
+        if backend == Backend::DropboxFake {
+            assert_eq!(verdict.trust, Trust::Truthful, "{}", report.summary());
+        }
         // Every server of the suite, with its profile, keeps a file whole when a write
         // to it breaks off.
         assert_eq!(verdict.writes, Writes::Atomic, "{}", report.summary());
-        let storage = open_storage(&direct_url, password.as_deref(), verdict).await;
+        let storage = open_storage(&direct_url, &cred, verdict).await;
         let create = CreateOptions {
             kdf_iter: 1000,
             ..Default::default()
@@ -765,7 +840,7 @@ fn run_one_then(
             state: root.join(format!("state{d}")),
             oracle: root.join(format!("oracle-{d}.jsonl")),
             url: run_url.clone(),
-            remote_password: password.clone(),
+            cred: cred.clone(),
             trust: verdict.trust.as_str().to_string(),
             versions: verdict.versions_str().to_string(),
             writes: verdict.writes.as_str().to_string(),
@@ -797,7 +872,7 @@ fn run_one_then(
 
     // The end: every device syncs until a whole round changes nothing.
     let final_rounds = rt.block_on(async {
-        let storage = open_storage(&run_url, password.as_deref(), verdict).await;
+        let storage = open_storage(&run_url, &cred, verdict).await;
         let opts = sync_options(verdict);
         let mut vaults: Vec<(Vault, StateDir)> = (0..DEVICES)
             .map(|d| {
@@ -847,11 +922,24 @@ fn run_one_then(
             s.server_errors + s.resets_before + s.resets_after + s.too_many_requests + s.truncated;
     }
     drop(proxy);
+    // Dropbox never makes a conflict copy of ours (we never ask for `autorename`).
+    if let Some(fake) = &dropbox {
+        let copies: Vec<String> = fake
+            .paths()
+            .into_iter()
+            .filter(|p| p.to_ascii_lowercase().contains("conflicted copy"))
+            .collect();
+        if !copies.is_empty() {
+            result
+                .violations
+                .push(format!("conflict copies on Dropbox: {copies:?}"));
+        }
+    }
 
     // The remote database itself, as another reader sees it.
     let remote_dir = root.join("remote-copy");
     rt.block_on(async {
-        let storage = open_storage(&direct_url, password.as_deref(), verdict).await;
+        let storage = open_storage(&direct_url, &cred, verdict).await;
         let layout = remote_layout(&vault_uuid).unwrap();
         let (db, json) = (layout.db, layout.json);
         std::fs::create_dir_all(&remote_dir).unwrap();
@@ -1261,6 +1349,21 @@ fn never_lose_data_webdav_server_through_flaky_proxy() {
 #[test]
 fn never_lose_data_nginx_through_flaky_proxy() {
     through_flaky_proxy(Kind::Nginx, "never_lose_data_nginx_through_flaky_proxy");
+}
+
+/// Dropbox (the fake from its HTTP reference) behind the flaky proxy and its own
+/// throttling: commits are compare-and-swap on the file's `rev`.
+#[test]
+fn never_lose_data_dropbox_fake_through_flaky_proxy() {
+    let results = run_seeds(
+        Backend::DropboxFake,
+        None,
+        "never_lose_data_dropbox_fake_through_flaky_proxy",
+    );
+    for (_, r) in &results {
+        assert!(r.proxy_faults > 0, "the proxy injected no fault: {r:?}");
+    }
+    assert_clean(&results);
 }
 
 /// lighttpd's mod_webdav: the lease (its locks are not used), versions hashed.
