@@ -4,7 +4,8 @@
 //! `SYNCFABRIC_TEST_BACKEND` = `folder` (the default: a local folder) | `memory` (the
 //! reference in-memory storage) | `webdav:<server>` (a real server of the suite,
 //! started for the test: `apache`, `nginx`, `lighttpd`, `rclone`, `sabredav`,
-//! `wsgidav`, `webdav-server`) | `onedrive-fake` (the Microsoft Graph fake).
+//! `wsgidav`, `webdav-server`) | `onedrive-fake` (the Microsoft Graph fake) |
+//! `dropbox-fake` (the Dropbox fake).
 //!
 //! Every backend but the folder and memory ones is readied as an app would ready it
 //! (`Remote::open` or `remote::connect`: the honesty probe decides what it may claim).
@@ -16,6 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use syncfabric::core::{Body, Precondition, RemotePath, Storage};
 use syncfabric::remote::{Credentials, Recorded, Remote};
+use syncfabric_conformance::dropbox_fake::{DropboxFake, DropboxFakeConfig};
 use syncfabric_conformance::graph_fake::{FakeConfig, GraphFake};
 
 /// The variable that chooses the backend.
@@ -32,6 +34,7 @@ pub struct TestRemote {
     pub name: String,
     _server: Option<Server>,
     _graph: Option<GraphFake>,
+    _dropbox: Option<DropboxFake>,
 }
 
 /// The backend's name as chosen (`folder` when unset).
@@ -73,6 +76,7 @@ pub async fn open(root: &Path) -> Option<TestRemote> {
             plain(remote, raw)
         }
         "onedrive-fake" => onedrive_fake().await,
+        "dropbox-fake" => dropbox_fake().await,
         other => match other.strip_prefix("webdav:") {
             Some(server) => webdav(server).await?,
             None => panic!("{VAR}={other}: not a backend (see tests/common/backend.rs)"),
@@ -89,6 +93,7 @@ fn plain(remote: Remote, raw: Arc<dyn Storage>) -> TestRemote {
         name: String::new(),
         _server: None,
         _graph: None,
+        _dropbox: None,
     }
 }
 
@@ -126,6 +131,26 @@ async fn onedrive_fake() -> TestRemote {
         .unwrap();
     let mut t = plain(remote, raw);
     t._graph = Some(fake);
+    t
+}
+
+async fn dropbox_fake() -> TestRemote {
+    use syncfabric::core::auth::{SecretToken, StaticBearer};
+    let fake = DropboxFake::start(DropboxFakeConfig::default())
+        .await
+        .unwrap();
+    let base = fake.url();
+    let url = format!("dropbox:/Apps/Enpass?api_url={base}&content_url={base}&notify_url={base}");
+    let bearer = Arc::new(StaticBearer::new(SecretToken::new(fake.token())));
+    let creds = Credentials::Bearer(bearer);
+    let remote = Remote::open(&url, &creds, Recorded::default())
+        .await
+        .unwrap();
+    let raw = syncfabric::remote::open_url(&url, &creds, Default::default())
+        .await
+        .unwrap();
+    let mut t = plain(remote, raw);
+    t._dropbox = Some(fake);
     t
 }
 
