@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use syncfabric::core::Storage;
 use syncfabric::engine::{
-    restore_from_remote, sync_vault, CountingStorage, StateDir, SyncError, SyncOptions, SyncOutcome,
+    find_conflict_copies, merge_conflict_copy, remove_conflict_copy, restore_from_remote,
+    sync_vault, CountingStorage, StateDir, SyncError, SyncOptions, SyncOutcome,
 };
 use syncfabric::folder::FolderStorage;
 use syncfabric::remote::Remote;
@@ -158,6 +159,90 @@ async fn two_devices_converge_and_keep_both_edits() {
         b.sync(&storage).await.unwrap().outcome,
         SyncOutcome::UpToDate
     );
+}
+
+/// The database file of `d`, as a desktop client would have uploaded it.
+fn database_bytes(d: &mut Device, root: &Path, name: &str) -> Vec<u8> {
+    let file = root.join(name);
+    d.vault.copy_database_to(&file).unwrap();
+    std::fs::read(file).unwrap()
+}
+
+/// A desktop client (Dropbox's, say) syncing the same folder kept device B's vault as
+/// a conflict copy. Device A finds it, merges it two-way (the row only in the copy
+/// arrives, the newer edit wins, A's own new row stays), pushes, and only then removes
+/// the copy; a "copy" of another vault is refused and left where it is.
+#[tokio::test]
+async fn a_desktop_clients_conflict_copy_is_merged_pushed_then_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(t) = shared(tmp.path()).await else {
+        return;
+    };
+    let storage = t.remote.clone();
+    let mut a = first_device(tmp.path()).await;
+    a.vault
+        .add_item(NewItem::login("Bank", "me", Secret::new("b-1"), ""))
+        .unwrap();
+    a.sync(&storage).await.unwrap();
+    let uuid = uuid_of(&a);
+    let mut b = clone_device(tmp.path(), "b", &storage, &uuid).await;
+    // B's edits are a second newer than A's row (whole-second timestamps).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    b.vault
+        .add_item(NewItem::login("Mail", "me", Secret::new("m-1"), ""))
+        .unwrap();
+    let mut bank = b.vault.items().unwrap();
+    let bank = bank.iter_mut().find(|i| i.title == "Bank").unwrap();
+    bank.field_mut("password").unwrap().value = Secret::new("b-2");
+    b.vault.update_item(bank).unwrap();
+    let copy = format!("{uuid}/vault (Bob's conflicted copy 2026-12-01).enpassdb");
+    t.put(&copy, &database_bytes(&mut b, tmp.path(), "b.db"))
+        .await;
+    let mut other = Device {
+        vault: new_vault(&tmp.path().join("other")),
+        state: StateDir::open(tmp.path().join("other-state")).unwrap(),
+    };
+    let foreign = format!("{uuid}/vault (Eve's conflicted copy 2026-12-02).enpassdb");
+    t.put(&foreign, &database_bytes(&mut other, tmp.path(), "o.db"))
+        .await;
+    a.vault
+        .add_item(NewItem::login("Shop", "me", Secret::new("s-1"), ""))
+        .unwrap();
+
+    let found = find_conflict_copies(&a.vault, &storage).await.unwrap();
+    let names: Vec<&str> = found.iter().filter_map(|c| c.path.file_name()).collect();
+    assert_eq!(
+        names,
+        [
+            "vault (Bob's conflicted copy 2026-12-01).enpassdb",
+            "vault (Eve's conflicted copy 2026-12-02).enpassdb"
+        ]
+    );
+    let opts = SyncOptions::default();
+    let merged = merge_conflict_copy(&mut a.vault, &storage, &a.state, &opts, &found[0]).await;
+    assert!(merged.unwrap().applied);
+    let refused = merge_conflict_copy(&mut a.vault, &storage, &a.state, &opts, &found[1]).await;
+    assert!(
+        matches!(refused, Err(SyncError::RemoteCorrupt(_))),
+        "{refused:?}"
+    );
+    assert_eq!(a.sync(&storage).await.unwrap().outcome, SyncOutcome::Pushed);
+    remove_conflict_copy(&storage, &found[0]).await.unwrap();
+
+    let want = [("Bank", "b-2"), ("Mail", "m-1"), ("Shop", "s-1")];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(a.titles(), want);
+    assert!(!t.exists(&copy).await, "the merged copy is removed");
+    assert!(
+        t.exists(&foreign).await,
+        "another vault's file is never touched"
+    );
+    // Everything reached the remote: a new device restored from it has it all.
+    let c = clone_device(tmp.path(), "c", &storage, &uuid).await;
+    assert_eq!(c.titles(), want);
 }
 
 #[tokio::test]

@@ -284,3 +284,45 @@ fn the_probe_verdict_is_shown_recorded_and_refreshed_when_incomplete() {
     let config = std::fs::read_to_string(&a.config).unwrap();
     assert!(config.contains("versions = \"strong\""), "{config}");
 }
+
+/// `sync` names a desktop client's conflict copy and leaves it; `sync --merge-copies`
+/// merges it, pushes, removes it, and says so (in `--json` too).
+#[test]
+fn sync_names_conflict_copies_and_merges_them_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (devs, shared) = setup(tmp.path(), 2);
+    devs[1].run(&["item", "add", "--title", "Only in the copy"]);
+    let remote_db = remote_db(&shared);
+    let copy = remote_db.with_file_name("vault (Bob's conflicted copy 2026-12-01).enpassdb");
+    let mut v = Vault::open(&devs[1].vault, &Secret::new(PW), None).unwrap();
+    v.copy_database_to(&copy).unwrap();
+    drop(v);
+    devs[0].run(&["item", "add", "--title", "Only here"]);
+
+    let out = devs[0].run(&["sync"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("conflicted copy") && text.contains("--merge-copies"),
+        "{text}"
+    );
+    assert!(copy.exists());
+    assert!(!devs[0].titles().contains(&"Only in the copy".to_string()));
+
+    let out = devs[0].run(&["--json", "sync", "--merge-copies"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = &v[0]["conflict_copies"][0];
+    assert_eq!(
+        (&c["merged"], &c["removed"]),
+        (&true.into(), &true.into()),
+        "{v}"
+    );
+    assert!(!copy.exists(), "the merged copy is removed");
+    let want = ["Only here", "Only in the copy"];
+    assert!(want
+        .iter()
+        .all(|t| devs[0].titles().contains(&t.to_string())));
+    devs[1].run(&["sync"]);
+    assert!(want
+        .iter()
+        .all(|t| devs[1].titles().contains(&t.to_string())));
+}

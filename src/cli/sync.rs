@@ -6,7 +6,10 @@ use super::{when, CliResult, Ctx};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use syncfabric::core::registry::OpenOptions;
-use syncfabric::engine::{restore_from_remote_with_progress, sync_vault, StateDir, SyncOptions};
+use syncfabric::engine::{
+    find_conflict_copies, merge_conflict_copy, remove_conflict_copy,
+    restore_from_remote_with_progress, sync_vault, ConflictCopy, StateDir, SyncOptions,
+};
 use syncfabric::remote::{Credentials, Recorded, Remote, Verdict, Writes};
 use syncfabric::vault::Vault;
 
@@ -72,6 +75,11 @@ pub struct SyncArgs {
     /// corrupt (what was in a corrupt copy is lost; everything this device holds stays).
     #[arg(long)]
     recreate_remote: bool,
+    /// Merge the conflict copies a desktop sync client (Dropbox, OneDrive, iCloud,
+    /// Nextcloud) left beside the remote vault into this one, then remove them once the
+    /// sync has pushed the result. Without it, copies found are only named.
+    #[arg(long)]
+    merge_copies: bool,
 }
 
 #[derive(Args, Debug)]
@@ -442,6 +450,87 @@ impl Done {
     }
 }
 
+/// The conflict copies of one remote, and what became of each.
+struct Copies {
+    /// Each copy, with `Ok(merged)` or why it was left.
+    found: Vec<(ConflictCopy, Result<bool, String>)>,
+    /// Removed after the sync pushed their rows.
+    removed: Vec<bool>,
+}
+
+impl Copies {
+    /// Merges each copy when asked (a copy that fails is kept and reported).
+    fn merge(
+        rt: &tokio::runtime::Runtime,
+        vault: &mut Vault,
+        remote: &Remote,
+        state: &StateDir,
+        opts: &SyncOptions,
+        copies: Vec<ConflictCopy>,
+        args: &SyncArgs,
+    ) -> Copies {
+        let mut found = Vec::new();
+        for c in copies {
+            let r = if args.merge_copies {
+                rt.block_on(merge_conflict_copy(vault, remote, state, opts, &c))
+                    .map(|_| true)
+                    .map_err(|e| e.to_string())
+            } else {
+                Ok(false)
+            };
+            found.push((c, r));
+        }
+        let removed = vec![false; found.len()];
+        Copies { found, removed }
+    }
+
+    /// After a sync that pushed the merged rows: removes the merged copies.
+    fn remove_merged(&mut self, rt: &tokio::runtime::Runtime, remote: &Remote) {
+        for (i, (c, r)) in self.found.iter_mut().enumerate() {
+            if matches!(r, Ok(true)) {
+                match rt.block_on(remove_conflict_copy(remote, c)) {
+                    Ok(()) => self.removed[i] = true,
+                    Err(e) => *r = Err(format!("merged, but not removed: {e}")),
+                }
+            }
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let one = |(i, (c, r)): (usize, &(ConflictCopy, Result<bool, String>))| {
+            serde_json::json!({
+                "path": c.path.as_str(),
+                "merged": matches!(r, Ok(true)),
+                "removed": self.removed[i],
+                "error": r.as_ref().err(),
+            })
+        };
+        self.found.iter().enumerate().map(one).collect()
+    }
+
+    fn print(&self, remote: &str) {
+        let mut unmerged = 0;
+        for (i, (c, r)) in self.found.iter().enumerate() {
+            // A copy's name comes from the remote: shown escaped.
+            let path = t(c.path.as_str());
+            match r {
+                Ok(true) if self.removed[i] => {
+                    println!("{remote}: merged and removed the conflict copy {}", path)
+                }
+                Ok(true) => println!("{remote}: merged the conflict copy {}", path),
+                Ok(false) => {
+                    unmerged += 1;
+                    println!("{remote}: conflict copy {} (not merged)", path)
+                }
+                Err(e) => println!("{remote}: conflict copy {} left in place: {e}", path),
+            }
+        }
+        if unmerged > 0 {
+            println!("  merge them into the vault with: syncfabric sync --merge-copies");
+        }
+    }
+}
+
 pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
     let mut vault = ctx.open_vault()?;
     let dir = canonical(vault.dir());
@@ -469,11 +558,19 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
         let remote = connect_remote(ctx, &rt, &r, &dir)?;
         let state = state_dir(&dir, &r.name)?;
         let before = Before::take(&vault, &state)?;
+        let copies = rt.block_on(find_conflict_copies(&vault, &remote))?;
+        let mut copies = Copies::merge(&rt, &mut vault, &remote, &state, &opts, copies, &args);
         let report = rt.block_on(sync_vault(&mut vault, &remote, &state, &opts))?;
+        if !args.dry_run {
+            copies.remove_merged(&rt, &remote);
+        }
         let done = Done::of(&vault, before, report)?;
         if ctx.json {
-            out.push(done.json(&r.name));
+            let mut v = done.json(&r.name);
+            v["conflict_copies"] = copies.json();
+            out.push(v);
         } else {
+            copies.print(&r.name);
             done.print(&r.name, args.dry_run);
         }
     }

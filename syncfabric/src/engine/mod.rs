@@ -6,6 +6,7 @@
 //! the result is committed with a conditional write of the database.
 
 mod commit;
+pub mod copies;
 mod counting;
 mod device;
 mod error;
@@ -18,6 +19,9 @@ pub mod state;
 mod sync;
 mod transfer;
 
+pub use copies::{
+    find_conflict_copies, merge_conflict_copy, remove_conflict_copy, ConflictCopy, CopyMerge,
+};
 pub use counting::{Counters, CountingStorage};
 pub use device::LocalSyncLock;
 pub use error::SyncError;
