@@ -1,8 +1,8 @@
 //! 200 MB through an upload session (16 MiB appends) with two appends cut mid-body and
 //! one append answer lost: the file on the fake is whole (its content_hash is the
-//! source's), and a download brings back the same bytes. Memory is not measured here:
-//! the fake keeps bodies in memory in the same process (the provider reads one chunk
-//! of the body file at a time).
+//! source's), and a download brings back the same bytes. Memory is measured in
+//! `large_upload_memory.rs`, with the fake (which keeps bodies in memory) in a process
+//! of its own.
 
 mod common;
 

@@ -55,6 +55,14 @@ pub fn assert_no_conflicted_copies(fake: &DropboxFake) {
     assert_eq!((st.autorenamed, st.autorename_requested), (0, 0), "{st:?}");
 }
 
+/// Whether the fake holds an autorenamed copy or was asked to make one.
+pub fn has_conflicted_copies(fake: &DropboxFake) -> bool {
+    let st = fake.stats();
+    fake.paths().iter().any(|p| p.contains("conflicted copy"))
+        || st.autorenamed > 0
+        || st.autorename_requested > 0
+}
+
 /// A conformance harness over a fresh fake: every client an independent storage.
 pub async fn harness(cfg: DropboxFakeConfig, url: &'static str) -> Harness {
     let fake = Arc::new(DropboxFake::start(cfg).await.unwrap());
