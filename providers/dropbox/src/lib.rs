@@ -44,7 +44,7 @@
 //! | capability | claimed | shown where |
 //! |---|---|---|
 //! | `if_match`, `if_absent`, `conditional_delete` | yes | conformance suite and honesty probe over `syncfabric_conformance::dropbox_fake` (`tests/fake.rs`), plain and behind the flaky proxy; a fake that ignores the rev is caught |
-//! | `chunked_upload` | yes: sessions above `upload_threshold` (16 MiB; a query parameter for tests), progress by accepted bytes | `tests/fake.rs`: small threshold, a lost append answer resumed from `correct_offset`; `tests/large_upload.rs`: 200 MB with two appends cut mid-body, whole (memory not measured) |
+//! | `chunked_upload` | yes: sessions above `upload_threshold` (16 MiB; a query parameter for tests), progress by accepted bytes | `tests/fake.rs`: small threshold, a lost append answer resumed from `correct_offset`; `tests/large_upload.rs`: 200 MB with two appends cut mid-body, whole; `tests/large_upload_memory.rs`: the same with the client's peak RSS measured (+20 MiB up, +1 MiB down) |
 //! | `strong_versions` | yes (a new rev per write) | probe; **but** an unconditional write of identical bytes keeps the rev (no new revision): harmless, the content is the same |
 //! | `read_after_write` | yes (Dropbox's files endpoints are strongly consistent) | fake only |
 //! | `server_clock` | yes (`server_modified`) | fake only |
@@ -52,15 +52,21 @@
 //! | `remove_empty_dir` | `Unsupported`: Dropbox has no delete-if-empty, and `delete_v2` of a folder is recursive, so list-then-delete could remove a file written in between | — |
 //! | real Dropbox servers | **not verified** (no account or network here) | — |
 //!
-//! **Known limit (core's, shared with OneDrive).** After a failure that leaves a
-//! write's fate unknown (5xx, a reset), `RetryingStorage` retries and, on
-//! `PreconditionFailed`, takes the write as landed when the file holds the same
-//! bytes. Another client writing the same bytes meanwhile looks the same, so the
-//! conformance counter race behind the flaky proxy can end one short (`tests/fake.rs`
-//! says how it was reproduced). Equal bytes are an equal vault, so no edit is lost in
-//! a sync; a unique per-write `client_modified` checked after such a failure would
-//! close it.
+//! **Retried conditional writes.** After a failure that leaves a write's fate unknown
+//! (5xx, a reset), `RetryingStorage` retries and, on `PreconditionFailed`, takes the
+//! write as landed when the file holds exactly our bytes. Two clients writing the same
+//! bytes from one base would both pass: callers make every conditional write unique
+//! (the engine's commits are; the conformance race now tags each write, after its
+//! counter behind the flaky proxy ended one short once).
 //!
+//! ## Sync over Dropbox
+//!
+//! The engine suite (`tests/engine.rs` with `SYNCFABRIC_TEST_BACKEND=dropbox-fake`)
+//! and the never-lose run (`never_lose_data_dropbox_fake_through_flaky_proxy`: five
+//! device processes behind the flaky proxy and the fake's own 429s) run over the fake;
+//! the run checks that no "(conflicted copy)" file appeared. A conflict copy made by
+//! Dropbox's *desktop* client in a synced folder is merged by `sync --merge-copies`.
+
 //! ## Errors and secrets
 //!
 //! `409` answers are read by their `error_summary` tags: `not_found` → `NotFound`,
