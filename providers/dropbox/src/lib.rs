@@ -18,6 +18,13 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Logging in
+//!
+//! [`DROPBOX_LOGIN`] declares the PKCE code-paste flow (Dropbox has no device flow):
+//! the person opens the authorisation URL, approves, and pastes the code shown;
+//! `syncfabric_auth::CodePasteFlow` exchanges it, `OAuthBearer` refreshes it, and a
+//! logout revokes it at [`DROPBOX_REVOKE_URL`]. Status and usage: `docs.md`.
+//!
 //! ## How each precondition is sent
 //!
 //! Every write carries `autorename: false` (so Dropbox never makes a
