@@ -1,6 +1,6 @@
 //! [`OAuthBearer`]: fresh access tokens for one logged-in account.
 
-use crate::device::{build_client, map_basic_error, Client};
+use crate::device::{map_basic_error, token_client, TokenClient};
 use crate::http::HttpAdapter;
 use crate::tokens::{unix_now, TokenSet};
 use crate::{AuthError, OAuthConfig, Result};
@@ -30,7 +30,7 @@ pub struct OAuthBearer {
 
 struct Inner {
     config: OAuthConfig,
-    client: Client,
+    client: TokenClient,
     http: HttpAdapter,
     store: Arc<dyn TokenStore>,
     name: String,
@@ -62,7 +62,7 @@ impl OAuthBearer {
         name: &str,
         http: HttpAdapter,
     ) -> Result<Self> {
-        let client = build_client(&config)?;
+        let client = token_client(&config)?;
         let key = config.account_key(name);
         Ok(OAuthBearer {
             inner: Arc::new(Inner {

@@ -3,15 +3,23 @@
 use crate::{AuthError, Result};
 use syncfabric_core::registry::LoginSpec;
 
-/// How to log in to one provider with the OAuth 2 device authorisation grant
-/// (RFC 8628) and refresh its tokens (RFC 6749 §6). Every field can be overridden
-/// (the CLI reads its config file and environment), so tests point it at a fake.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How to log in to one provider — with the OAuth 2 device authorisation grant
+/// (RFC 8628, [`DeviceFlow`](crate::DeviceFlow)) or the PKCE code-paste grant
+/// (RFC 7636, [`CodePasteFlow`](crate::CodePasteFlow)) — refresh its tokens
+/// (RFC 6749 §6) and revoke them. Every field can be overridden (the CLI reads its
+/// config file and environment), so tests point it at a fake.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OAuthConfig {
     /// The provider name used in messages and account keys (`"onedrive"`).
     pub provider: String,
-    /// The device authorisation endpoint (RFC 8628 §3.1).
+    /// The device authorisation endpoint (RFC 8628 §3.1); empty when the provider
+    /// logs in by another flow.
     pub device_authorization_url: String,
+    /// The authorisation endpoint of a code-paste login (RFC 6749 §3.1); empty when
+    /// the provider logs in by another flow.
+    pub authorize_url: String,
+    /// Where [`revoke`](crate::revoke) sends a logout, if the provider has one.
+    pub revoke_url: Option<String>,
     /// The token endpoint (RFC 6749 §3.2).
     pub token_url: String,
     /// The public client id of the app registration (no secret: a device-flow client
@@ -27,7 +35,9 @@ impl OAuthConfig {
     pub fn from_login(spec: &LoginSpec, client_id: &str, tenant: Option<&str>) -> Self {
         OAuthConfig {
             provider: spec.name.to_string(),
-            device_authorization_url: spec.device_authorization_url(tenant),
+            device_authorization_url: spec.device_authorization_url(tenant).unwrap_or_default(),
+            authorize_url: spec.authorize_url(tenant).unwrap_or_default(),
+            revoke_url: spec.revoke_url(tenant),
             token_url: spec.token_url(tenant),
             client_id: client_id.to_string(),
             scopes: spec.scopes.iter().map(|s| s.to_string()).collect(),
@@ -39,8 +49,9 @@ impl OAuthConfig {
         format!("{}:{name}", self.provider)
     }
 
-    /// Checks the fields: non-empty client id, absolute `http(s)` URLs. Plain `http`
-    /// is allowed only for loopback hosts (tests).
+    /// Checks the fields: non-empty client id, a token URL, absolute `http(s)` URLs
+    /// (the empty ones are the flows the provider does not use). Plain `http` is
+    /// allowed only for loopback hosts (tests).
     pub fn validate(&self) -> Result<()> {
         if self.client_id.trim().is_empty() {
             return Err(AuthError::Config {
@@ -52,7 +63,16 @@ impl OAuthConfig {
                 ),
             });
         }
-        for url in [&self.device_authorization_url, &self.token_url] {
+        let urls = [
+            &self.device_authorization_url,
+            &self.authorize_url,
+            &self.token_url,
+        ];
+        let revoke = self.revoke_url.iter();
+        for url in urls.into_iter().chain(revoke) {
+            if url.is_empty() && *url != self.token_url {
+                continue;
+            }
             let ok = url.starts_with("https://")
                 || url.starts_with("http://127.0.0.1")
                 || url.starts_with("http://localhost")
@@ -75,8 +95,11 @@ mod tests {
 
     const SPEC: LoginSpec = LoginSpec {
         name: "acme",
-        device_authorization_url: "https://login.acme.example/{tenant}/device",
+        flow: syncfabric_core::registry::LoginFlow::Device {
+            device_authorization_url: "https://login.acme.example/{tenant}/device",
+        },
         token_url: "https://login.acme.example/{tenant}/token",
+        revoke_url: None,
         default_tenant: Some("common"),
         scopes: &["offline_access", "files"],
     };
@@ -104,5 +127,32 @@ mod tests {
         assert!(bad.validate().is_err());
         bad.token_url = "http://127.0.0.1:9/token".into();
         bad.validate().unwrap();
+        bad.revoke_url = Some("http://evil.example/revoke".into());
+        assert!(bad.validate().is_err(), "the revoke URL is checked too");
+        bad.revoke_url = None;
+        bad.token_url = String::new();
+        assert!(bad.validate().is_err(), "a token URL is needed");
+    }
+
+    #[test]
+    fn code_paste_settings() {
+        const PASTE: LoginSpec = LoginSpec {
+            name: "box",
+            flow: syncfabric_core::registry::LoginFlow::CodePaste {
+                authorize_url: "https://box.example/authorize",
+            },
+            token_url: "https://api.box.example/token",
+            revoke_url: Some("https://api.box.example/revoke"),
+            default_tenant: None,
+            scopes: &[],
+        };
+        let c = OAuthConfig::from_login(&PASTE, "abc", None);
+        assert_eq!(c.authorize_url, "https://box.example/authorize");
+        assert_eq!(c.device_authorization_url, "");
+        assert_eq!(
+            c.revoke_url.as_deref(),
+            Some("https://api.box.example/revoke")
+        );
+        c.validate().unwrap();
     }
 }

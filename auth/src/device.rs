@@ -13,23 +13,43 @@ use std::sync::Arc;
 use std::time::Duration;
 use syncfabric_core::auth::TokenStore;
 
+/// The oauth2 client with only the token endpoint set: refresh and code exchange.
+pub(crate) type TokenClient =
+    BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
 /// The oauth2 client with the device-authorisation and token endpoints set.
 pub(crate) type Client =
     BasicClient<EndpointNotSet, EndpointSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
-pub(crate) fn build_client(config: &OAuthConfig) -> Result<Client> {
-    config.validate()?;
-    let bad = |what: &str, e: oauth2::url::ParseError| AuthError::Config {
+fn bad_url(what: &str, e: oauth2::url::ParseError) -> AuthError {
+    AuthError::Config {
         message: format!("{what}: {e}"),
-    };
-    Ok(BasicClient::new(ClientId::new(config.client_id.clone()))
-        .set_device_authorization_url(
-            DeviceAuthorizationUrl::new(config.device_authorization_url.clone())
-                .map_err(|e| bad(&config.device_authorization_url, e))?,
-        )
-        .set_token_uri(
-            TokenUrl::new(config.token_url.clone()).map_err(|e| bad(&config.token_url, e))?,
-        ))
+    }
+}
+
+/// The client that talks to `config`'s token endpoint (after checking `config`).
+pub(crate) fn token_client(config: &OAuthConfig) -> Result<TokenClient> {
+    config.validate()?;
+    Ok(
+        BasicClient::new(ClientId::new(config.client_id.clone())).set_token_uri(
+            TokenUrl::new(config.token_url.clone()).map_err(|e| bad_url(&config.token_url, e))?,
+        ),
+    )
+}
+
+fn build_client(config: &OAuthConfig) -> Result<Client> {
+    if config.device_authorization_url.is_empty() {
+        return Err(AuthError::Config {
+            message: format!(
+                "{} has no device authorisation endpoint: it logs in by another flow",
+                config.provider
+            ),
+        });
+    }
+    Ok(token_client(config)?.set_device_authorization_url(
+        DeviceAuthorizationUrl::new(config.device_authorization_url.clone())
+            .map_err(|e| bad_url(&config.device_authorization_url, e))?,
+    ))
 }
 
 /// What the person must see to approve a device login (RFC 8628 §3.2/§3.3): open

@@ -46,7 +46,10 @@ impl HttpAdapter {
         HttpAdapter { client }
     }
 
-    async fn send(&self, request: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, HttpError> {
+    pub(crate) async fn send(
+        &self,
+        request: oauth2::HttpRequest,
+    ) -> Result<oauth2::HttpResponse, HttpError> {
         let (parts, body) = request.into_parts();
         let url = parts.uri.to_string();
         let mut req = self.client.request(parts.method, &url).body(body);

@@ -1,27 +1,38 @@
 //! Login for syncfabric's cloud providers: the OAuth 2 device authorisation grant
-//! (RFC 8628), token refresh (RFC 6749 §6), and an encrypted token file.
+//! (RFC 8628), the authorisation code grant with PKCE and a pasted code (RFC 7636),
+//! token refresh (RFC 6749 §6), revocation at logout, and an encrypted token file.
 //!
-//! A person logs an account in once with [`DeviceFlow`] (it shows a URL and a code,
-//! then polls until they approved); the tokens go into a
-//! [`TokenStore`](syncfabric_core::auth::TokenStore) — [`EncryptedFileTokenStore`] in
-//! the CLI — as one secret per account key (`<login name>:<account>`). The auth code
-//! knows no vendor: a provider declares its endpoints and scopes as a
-//! [`LoginSpec`](syncfabric_core::registry::LoginSpec) and [`OAuthConfig::from_login`]
-//! builds the settings from it. Later, in any process,
-//! [`OAuthBearer`] reads them back, refreshes the access token before it expires,
-//! and hands it to a provider as its [`BearerAuth`](syncfabric_core::auth::BearerAuth).
+//! A person logs an account in once, by the flow the provider declares:
+//! - [`DeviceFlow`] (OneDrive, SharePoint): it shows a URL and a code, then polls
+//!   until the person approved;
+//! - [`CodePasteFlow`] (Dropbox, which has no device flow): it shows an authorisation
+//!   URL carrying an S256 `code_challenge`; the person approves there and pastes back
+//!   the code the page shows, which is exchanged with the verifier. No redirect URI,
+//!   no client secret.
+//!
+//! The tokens go into a [`TokenStore`](syncfabric_core::auth::TokenStore) —
+//! [`EncryptedFileTokenStore`] in the CLI — as one secret per account key
+//! (`<login name>:<account>`). The auth code knows no vendor: a provider declares its
+//! flow, endpoints and scopes as a [`LoginSpec`](syncfabric_core::registry::LoginSpec)
+//! and [`OAuthConfig::from_login`] builds the settings from it. Later, in any process,
+//! [`OAuthBearer`] reads them back, refreshes the access token before it expires
+//! (keeping a rotated refresh token), and hands it to a provider as its
+//! [`BearerAuth`](syncfabric_core::auth::BearerAuth). At logout, [`revoke`] ends the
+//! tokens at the provider when it declares a revoke URL.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use syncfabric_auth::{DeviceFlow, EncryptedFileTokenStore, OAuthBearer, OAuthConfig};
+//! use syncfabric_auth::{CodePasteFlow, DeviceFlow, EncryptedFileTokenStore, OAuthBearer, OAuthConfig};
 //! use syncfabric_core::auth::{BearerAuth, SecretToken};
+//! use syncfabric_core::registry::{LoginFlow, LoginSpec};
 //! let store = Arc::new(EncryptedFileTokenStore::open("tokens.enc", &SecretToken::new("passphrase"))?);
 //! // What a provider crate declares (the OneDrive crate's `ONEDRIVE_LOGIN`, say):
-//! let spec = syncfabric_core::registry::LoginSpec {
+//! let spec = LoginSpec {
 //!     name: "acme",
-//!     device_authorization_url: "https://login.acme.example/device",
+//!     flow: LoginFlow::Device { device_authorization_url: "https://login.acme.example/device" },
 //!     token_url: "https://login.acme.example/token",
+//!     revoke_url: None,
 //!     default_tenant: None,
 //!     scopes: &["offline_access", "files"],
 //! };
@@ -31,6 +42,16 @@
 //! println!("{}", pending.prompt().instructions()); // URL + code for the person
 //! let tokens = flow.finish(pending).await?;
 //! flow.store(store.as_ref(), "alice", &tokens).await?;
+//!
+//! // A provider with `LoginFlow::CodePaste { authorize_url }` (Dropbox) instead:
+//! # let paste_config = config.clone();
+//! let flow = CodePasteFlow::new(paste_config)?;
+//! let pending = flow.start()?;
+//! println!("{}", pending.instructions()); // the URL to open
+//! let code = "the code the page showed, pasted by the person";
+//! let tokens = flow.finish(pending, code).await?;
+//! flow.store(store.as_ref(), "bob", &tokens).await?;
+//!
 //! let bearer = OAuthBearer::new(config, store, "alice")?; // later, any process
 //! let _access = bearer.bearer().await?;
 //! # Ok(()) }
@@ -45,10 +66,11 @@
 //! [`TokenStore`](syncfabric_core::auth::TokenStore) without touching the callers.
 //!
 //! Nothing here logs or formats a token, a passphrase or a key: the types that hold
-//! them ([`TokenSet`], [`PendingLogin`], the stores) print `<redacted>` in `Debug`.
+//! them ([`TokenSet`], [`PendingLogin`], [`PendingCodeLogin`], the stores) print `<redacted>` in `Debug`.
 #![deny(missing_docs)]
 
 mod bearer;
+mod code_paste;
 mod config;
 mod device;
 mod error;
@@ -57,6 +79,9 @@ mod http;
 mod tokens;
 
 pub use bearer::{OAuthBearer, REFRESH_MARGIN};
+pub use code_paste::{
+    pkce_challenge, revoke, revoke_with_http, CodePasteFlow, PendingCodeLogin, MAX_CODE_LEN,
+};
 pub use config::OAuthConfig;
 pub use device::{DeviceFlow, DevicePrompt, PendingLogin};
 pub use error::{AuthError, Result};

@@ -19,6 +19,7 @@ fn config(fake: &OAuthFake) -> OAuthConfig {
         token_url: fake.token_url(),
         client_id: CLIENT.into(),
         scopes: vec!["offline_access".into(), "Files.ReadWrite".into()],
+        ..Default::default()
     }
 }
 

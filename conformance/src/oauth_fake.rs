@@ -1,6 +1,7 @@
-//! A fake OAuth 2 authorisation server on 127.0.0.1 for the device-flow tests: the
-//! device authorisation endpoint of RFC 8628 and a token endpoint with the
-//! `device_code` (RFC 8628 §3.4) and `refresh_token` (RFC 6749 §6) grants, answering
+//! A fake OAuth 2 authorisation server on 127.0.0.1 for the login tests: the
+//! device authorisation endpoint of RFC 8628, a token endpoint with the
+//! `device_code` (RFC 8628 §3.4), `authorization_code` with PKCE (RFC 7636) and
+//! `refresh_token` (RFC 6749 §6) grants, and a token revocation endpoint, answering
 //! errors with RFC 6749 §5.2 bodies. A test scripts what the person does and reads
 //! back what the client did:
 //!
@@ -34,6 +35,23 @@
 //!   gets a new access token and — when rotation is on (the default), as Microsoft's
 //!   platform does — a new refresh token; the old one stops working. An unknown, used
 //!   or revoked one is `400 invalid_grant` (§5.2).
+//! - `POST /token` with `grant_type=authorization_code` (RFC 6749 §4.1.3 with PKCE,
+//!   RFC 7636 §4.5; as Dropbox's token endpoint documents it,
+//!   <https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token>:
+//!   form `code`, `grant_type`, `client_id`, `code_verifier`, no secret for a PKCE
+//!   client, no `redirect_uri` when the authorisation had none): the code must be one
+//!   a test approved with [`OAuthFake::approve_code`] and never presented before
+//!   (any presentation uses it up, right or wrong), the client the fake knows, no
+//!   `redirect_uri`, and a verifier of 43–128 unreserved characters whose
+//!   `BASE64URL(SHA256(verifier))` is the approved S256 challenge (RFC 7636 §4.6).
+//!   Anything else is `400 invalid_grant` with an `error_description`. The answer is
+//!   RFC 6749 §5.1's tokens, with a refresh token (`token_access_type=offline`).
+//! - `POST /2/auth/token/revoke` (Dropbox's revocation RPC,
+//!   <https://www.dropbox.com/developers/documentation/http/documentation#auth-token-revoke>):
+//!   authorised by `Authorization: Bearer <access token>`, no body; a live access
+//!   token is revoked together with the refresh token it came from and every access
+//!   token of that refresh token (`200`, body `null`); a missing, unknown, expired or
+//!   revoked one is `401` with Dropbox's `invalid_access_token` error body.
 //! - Any other grant is `400 unsupported_grant_type` (§5.2); all token answers carry
 //!   `Cache-Control: no-store` (§5.1).
 //!
@@ -105,8 +123,26 @@ struct Device {
     finished: Option<&'static str>,
 }
 
+/// The scope granted to a code-paste login (Dropbox sets scopes on the app, and
+/// reports them in the token answer).
+const CODE_SCOPE: &str = "files.content.read files.content.write";
+
+/// One authorisation code a test approved.
+struct Code {
+    challenge: String,
+    used: bool,
+}
+
 struct State {
     client_id: String,
+    /// Approved authorisation codes, by code.
+    codes: HashMap<String, Code>,
+    /// The answer to each authorization_code grant, in order.
+    code_exchanges: Vec<&'static str>,
+    /// Every token issued → the grant (one login and its refreshes) it belongs to.
+    grant_of: HashMap<String, u64>,
+    grants: u64,
+    revocations: Vec<&'static str>,
     interval: u64,
     expires_in: u64,
     complete_uri: bool,
@@ -138,9 +174,16 @@ impl State {
         s
     }
 
-    fn issue(&mut self, scope: &str) -> String {
+    fn new_grant(&mut self) -> u64 {
+        self.grants += 1;
+        self.grants
+    }
+
+    fn issue(&mut self, scope: &str, grant: u64) -> String {
         let at = self.token("at");
         let rt = self.token("rt");
+        self.grant_of.insert(at.clone(), grant);
+        self.grant_of.insert(rt.clone(), grant);
         self.access_live.insert(
             at.clone(),
             Instant::now() + Duration::from_secs(self.access_ttl),
@@ -188,6 +231,11 @@ impl OAuthFake {
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State {
             client_id: client_id.to_string(),
+            codes: HashMap::new(),
+            code_exchanges: Vec::new(),
+            grant_of: HashMap::new(),
+            grants: 0,
+            revocations: Vec::new(),
             interval: 5,
             expires_in: 900,
             complete_uri: true,
@@ -239,6 +287,55 @@ impl OAuthFake {
     /// The token endpoint.
     pub fn token_url(&self) -> String {
         format!("{}/token", self.base_url())
+    }
+
+    /// The authorisation page of the code-paste flow (a test does not open it: it
+    /// reads the `code_challenge` from the URL the client built and calls
+    /// [`approve_code`](Self::approve_code), as the person approving would).
+    pub fn authorize_url(&self) -> String {
+        format!("{}/oauth2/authorize", self.base_url())
+    }
+
+    /// The token revocation endpoint (Dropbox's `/2/auth/token/revoke`).
+    pub fn revoke_url(&self) -> String {
+        format!("{}/2/auth/token/revoke", self.base_url())
+    }
+
+    /// The person approves an authorisation request that carried the S256
+    /// `code_challenge`: returns the single-use code the page would show.
+    pub fn approve_code(&self, code_challenge: &str) -> String {
+        let mut st = self.lock();
+        let code = st.token("code");
+        st.codes.insert(
+            code.clone(),
+            Code {
+                challenge: code_challenge.to_string(),
+                used: false,
+            },
+        );
+        code
+    }
+
+    /// The answer to each `authorization_code` grant so far: `"tokens"`,
+    /// `"unknown_code"`, `"reused_code"`, `"redirect_uri"` or `"bad_verifier"`.
+    pub fn code_exchanges(&self) -> Vec<&'static str> {
+        self.lock().code_exchanges.clone()
+    }
+
+    /// The answer to each revocation so far: `"revoked"` or `"invalid_access_token"`.
+    pub fn revocations(&self) -> Vec<&'static str> {
+        self.lock().revocations.clone()
+    }
+
+    /// Whether refresh tokens rotate (a new one with each refresh, the old one dead):
+    /// on by default, as Microsoft's platform does; Dropbox keeps its refresh tokens.
+    pub fn set_rotate_refresh_tokens(&self, on: bool) {
+        self.lock().rotate = on;
+    }
+
+    /// Whether `token` is a refresh token the fake would accept now.
+    pub fn refresh_token_valid(&self, token: &str) -> bool {
+        self.lock().refresh_live.contains_key(token)
     }
 
     /// The verification URI the fake tells the person to open.
@@ -412,10 +509,14 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
     let method = parts.next().unwrap_or("").to_string();
     let target = parts.next().unwrap_or("").to_string();
     let mut length = 0usize;
+    let mut bearer = None;
     for l in lines {
         if let Some((k, v)) = l.split_once(':') {
             if k.trim().eq_ignore_ascii_case("content-length") {
                 length = v.trim().parse().unwrap_or(0);
+            }
+            if k.trim().eq_ignore_ascii_case("authorization") {
+                bearer = v.trim().strip_prefix("Bearer ").map(str::to_string);
             }
         }
     }
@@ -435,7 +536,13 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
     let path = target.split('?').next().unwrap_or("").to_string();
     let answer = {
         let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-        route(&mut st, &method, &path, &form, &local_base(&sock))
+        let req = Request {
+            method: &method,
+            path: &path,
+            form: &form,
+            bearer: bearer.as_deref(),
+        };
+        route(&mut st, &req, &local_base(&sock))
     };
     let reason = match answer.status {
         200 => "OK",
@@ -462,18 +569,23 @@ fn local_base(sock: &TcpStream) -> String {
         .unwrap_or_default()
 }
 
-fn route(
-    st: &mut State,
-    method: &str,
-    path: &str,
-    form: &HashMap<String, String>,
-    base: &str,
-) -> Answer {
-    if method != "POST" {
+/// What [`route`] needs of one request.
+struct Request<'a> {
+    method: &'a str,
+    path: &'a str,
+    form: &'a HashMap<String, String>,
+    /// The token of an `Authorization: Bearer` header.
+    bearer: Option<&'a str>,
+}
+
+fn route(st: &mut State, req: &Request<'_>, base: &str) -> Answer {
+    let form = req.form;
+    if req.method != "POST" {
         return oauth_error(404, "not_found", "only POST endpoints here");
     }
     let client_ok = form.get("client_id").is_some_and(|c| *c == st.client_id);
-    match path {
+    match req.path {
+        "/2/auth/token/revoke" => revoke(st, req.bearer),
         "/devicecode" => {
             if !client_ok {
                 // RFC 6749 §5.2: client authentication failed.
@@ -530,6 +642,7 @@ fn route(
             match form.get("grant_type").map(String::as_str) {
                 Some("urn:ietf:params:oauth:grant-type:device_code") => device_poll(st, form),
                 Some("refresh_token") => refresh(st, form),
+                Some("authorization_code") => code_exchange(st, form),
                 _ => oauth_error(400, "unsupported_grant_type", "grant type not supported"),
             }
         }
@@ -584,11 +697,12 @@ fn device_poll(st: &mut State, form: &HashMap<String, String>) -> Answer {
             Step::Approve => {
                 dev.finished = Some("used");
                 let scope = dev.scope.clone();
+                let grant = st.new_grant();
                 (
                     "tokens",
                     Answer {
                         status: 200,
-                        body: st.issue(&scope),
+                        body: st.issue(&scope, grant),
                     },
                 )
             }
@@ -617,11 +731,13 @@ fn refresh(st: &mut State, form: &HashMap<String, String>) -> Answer {
             "the refresh token is invalid, expired or revoked",
         );
     };
+    let grant = st.grant_of.get(&presented).copied().unwrap_or(0);
     let body = if st.rotate {
         st.refresh_live.remove(&presented);
-        st.issue(&scope)
+        st.issue(&scope, grant)
     } else {
         let at = st.token("at");
+        st.grant_of.insert(at.clone(), grant);
         st.access_live.insert(
             at.clone(),
             Instant::now() + Duration::from_secs(st.access_ttl),
@@ -641,6 +757,111 @@ fn refresh(st: &mut State, form: &HashMap<String, String>) -> Answer {
     Answer { status: 200, body }
 }
 
+/// `BASE64URL(SHA256(verifier))`, RFC 7636 §4.2, written apart from the client's
+/// encoder (a bit buffer over RFC 4648 §5's alphabet, no padding).
+fn s256(verifier: &str) -> String {
+    const ABC: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let digest = openssl::sha::sha256(verifier.as_bytes());
+    let (mut acc, mut bits, mut out) = (0u32, 0u32, String::new());
+    for byte in digest {
+        acc = (acc << 8) | u32::from(byte);
+        bits += 8;
+        while bits >= 6 {
+            bits -= 6;
+            out.push(ABC.as_bytes()[((acc >> bits) & 63) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ABC.as_bytes()[((acc << (6 - bits)) & 63) as usize] as char);
+    }
+    out
+}
+
+/// RFC 7636 §4.1: 43–128 characters of `[A-Z] / [a-z] / [0-9] / "-" / "." / "_" / "~"`.
+fn verifier_well_formed(v: &str) -> bool {
+    (43..=128).contains(&v.len())
+        && v.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-._~".contains(&c))
+}
+
+/// RFC 6749 §4.1.3 + RFC 7636 §4.5/§4.6, as Dropbox's `/oauth2/token` documents the
+/// `authorization_code` grant for a PKCE client
+/// (https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token).
+/// The caller checked `client_id` already.
+fn code_exchange(st: &mut State, form: &HashMap<String, String>) -> Answer {
+    let code = form.get("code").cloned().unwrap_or_default();
+    let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+    let refused = |st: &mut State, answer: &'static str, why: &str| {
+        st.code_exchanges.push(answer);
+        oauth_error(400, "invalid_grant", why)
+    };
+    let Some(c) = st.codes.get_mut(&code) else {
+        return refused(st, "unknown_code", "code doesn't exist or has expired");
+    };
+    if c.used {
+        return refused(st, "reused_code", "code has already been used");
+    }
+    // Any presentation uses the code up (RFC 6749 §4.1.2: at most once).
+    c.used = true;
+    let challenge = c.challenge.clone();
+    if form.contains_key("redirect_uri") {
+        return refused(
+            st,
+            "redirect_uri",
+            "redirect_uri mismatch: none was authorised",
+        );
+    }
+    if !verifier_well_formed(&verifier) || s256(&verifier) != challenge {
+        return refused(st, "bad_verifier", "invalid code verifier");
+    }
+    st.code_exchanges.push("tokens");
+    let grant = st.new_grant();
+    Answer {
+        status: 200,
+        body: st.issue(CODE_SCOPE, grant),
+    }
+}
+
+/// Dropbox's `/2/auth/token/revoke`
+/// (https://www.dropbox.com/developers/documentation/http/documentation#auth-token-revoke):
+/// the bearer access token, its refresh token and that refresh token's other access
+/// tokens stop working.
+fn revoke(st: &mut State, bearer: Option<&str>) -> Answer {
+    let live = bearer.filter(|t| {
+        st.access_live
+            .get(*t)
+            .is_some_and(|until| Instant::now() < *until)
+    });
+    let Some(token) = live else {
+        st.revocations.push("invalid_access_token");
+        return Answer {
+            status: 401,
+            body: "{\"error_summary\":\"invalid_access_token/\",\"error\":{\".tag\":\"invalid_access_token\"}}".into(),
+        };
+    };
+    let grant = st.grant_of.get(token).copied();
+    st.access_live.remove(token);
+    if let Some(g) = grant {
+        let of_grant = |t: &String| st.grant_of.get(t) == Some(&g);
+        let dead: Vec<String> = st
+            .access_live
+            .keys()
+            .chain(st.refresh_live.keys())
+            .filter(|t| of_grant(t))
+            .cloned()
+            .collect();
+        for t in dead {
+            st.access_live.remove(&t);
+            st.refresh_live.remove(&t);
+        }
+    }
+    st.revocations.push("revoked");
+    Answer {
+        status: 200,
+        body: "null".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -653,5 +874,18 @@ mod tests {
         assert_eq!(f["bad"], "%zz");
         assert_eq!(f["e"], "");
         assert_eq!(json_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    }
+
+    #[test]
+    fn s256_is_rfc7636_appendix_b() {
+        assert_eq!(
+            s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        assert!(verifier_well_formed(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+        ));
+        assert!(!verifier_well_formed("short"));
+        assert!(!verifier_well_formed(&"a b".repeat(20)));
     }
 }

@@ -5,15 +5,22 @@
 //! read like the master password: `$SYNCFABRIC_TOKEN_PASSPHRASE`, the next line of
 //! standard input with `--password-stdin`, or a prompt. OAuth settings come from what
 //! the provider declares (its `LoginSpec` in the registry), overridden by `[oauth.<provider>]` in the config and
-//! then by `$SYNCFABRIC_<PROVIDER>_CLIENT_ID`, `_TENANT`, `_DEVICE_URL`, `_TOKEN_URL`
-//! and `_SCOPES` (space-separated).
+//! then by `$SYNCFABRIC_<PROVIDER>_CLIENT_ID`, `_TENANT`, `_DEVICE_URL`,
+//! `_AUTHORIZE_URL`, `_TOKEN_URL`, `_REVOKE_URL` and `_SCOPES` (space-separated).
+//!
+//! A provider logs in by the flow it declares: the device flow (a URL and a code to
+//! enter there; we poll) or the PKCE code paste (a URL to open; the person pastes the
+//! code the page shows as the next line of standard input). A logout revokes the
+//! tokens at the provider when it declares a revoke URL, then deletes them here.
 
 use super::{CliResult, Ctx};
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
 use syncfabric::core::auth::{BearerAuth, SecretToken, TokenStore};
-use syncfabric_auth::{DeviceFlow, EncryptedFileTokenStore, OAuthBearer, OAuthConfig, TokenSet};
+use syncfabric_auth::{
+    CodePasteFlow, DeviceFlow, EncryptedFileTokenStore, OAuthBearer, OAuthConfig, TokenSet,
+};
 
 /// The providers one can log in to, as the registered providers describe themselves.
 fn login_providers() -> Vec<&'static str> {
@@ -21,9 +28,6 @@ fn login_providers() -> Vec<&'static str> {
         .providers()
         .into_iter()
         .filter_map(|p| p.credentials.login().copied())
-        // Only the device flow is built here; a provider that logs in otherwise is not
-        // offered (Dropbox's PKCE code paste is still to come).
-        .filter(|l| l.has_device_flow())
         .map(|l| l.name)
         .collect()
 }
@@ -74,19 +78,23 @@ pub fn oauth_config(ctx: &Ctx, provider: &str) -> CliResult<OAuthConfig> {
     let client_id = env("CLIENT_ID").or(o.client_id).unwrap_or_default();
     let spec = syncfabric::remote::login_spec(provider)
         .ok_or_else(|| format!("no login for provider {provider:?}"))?;
-    if !spec.has_device_flow() {
-        return Err(format!(
-            "logging in to {provider} is not built yet (it has no device flow; its code-paste login is still to come)"
-        )
-        .into());
-    }
     let tenant = env("TENANT").or(o.tenant);
     let mut c = OAuthConfig::from_login(&spec, &client_id, tenant.as_deref());
-    if let Some(u) = env("DEVICE_URL").or(o.device_authorization_url) {
-        c.device_authorization_url = u;
+    // Only the endpoints of the flow the provider declares can be overridden.
+    if spec.has_device_flow() {
+        if let Some(u) = env("DEVICE_URL").or(o.device_authorization_url) {
+            c.device_authorization_url = u;
+        }
+    } else if let Some(u) = env("AUTHORIZE_URL").or(o.authorize_url) {
+        c.authorize_url = u;
     }
     if let Some(u) = env("TOKEN_URL").or(o.token_url) {
         c.token_url = u;
+    }
+    if c.revoke_url.is_some() {
+        if let Some(u) = env("REVOKE_URL").or(o.revoke_url) {
+            c.revoke_url = Some(u);
+        }
     }
     if let Some(s) = env("SCOPES") {
         c.scopes = s.split_whitespace().map(str::to_string).collect();
@@ -152,29 +160,12 @@ pub fn login_cmd(ctx: &mut Ctx, args: LoginArgs) -> CliResult {
     // Unlock the store first: a wrong passphrase should fail before the person signs in.
     let store = open_store(ctx)?;
     let rt = runtime()?;
-    let flow = DeviceFlow::new(config.clone())?;
-    let pending = rt.block_on(flow.start())?;
-    let p = pending.prompt();
-    if ctx.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "event": "prompt",
-                "verification_uri": p.verification_uri,
-                "user_code": p.user_code,
-                "verification_uri_complete": p.verification_uri_complete,
-                "expires_in": p.expires_in.as_secs(),
-                "interval": p.interval.as_secs(),
-            })
-        );
+    let tokens = if config.authorize_url.is_empty() {
+        login_device(ctx, &rt, &config)?
     } else {
-        println!("{}", p.instructions());
-        println!("Waiting for the sign-in to be approved…");
-    }
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    let tokens = rt.block_on(flow.finish(pending))?;
-    rt.block_on(flow.store(store.as_ref(), &args.account, &tokens))?;
+        login_code_paste(ctx, &rt, &config)?
+    };
+    store_login(&rt, store.as_ref(), &config, &args.account, &tokens)?;
     let key = config.account_key(&args.account);
     if ctx.json {
         println!(
@@ -194,6 +185,78 @@ pub fn login_cmd(ctx: &mut Ctx, args: LoginArgs) -> CliResult {
         );
     }
     Ok(())
+}
+
+fn store_login(
+    rt: &tokio::runtime::Runtime,
+    store: &EncryptedFileTokenStore,
+    config: &OAuthConfig,
+    account: &str,
+    tokens: &TokenSet,
+) -> CliResult {
+    rt.block_on(store.put(&config.account_key(account), tokens.to_secret()))?;
+    Ok(())
+}
+
+fn flush_stdout() {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+/// The device flow: show the URL and code, poll until approved.
+fn login_device(
+    ctx: &Ctx,
+    rt: &tokio::runtime::Runtime,
+    config: &OAuthConfig,
+) -> CliResult<TokenSet> {
+    let flow = DeviceFlow::new(config.clone())?;
+    let pending = rt.block_on(flow.start())?;
+    let p = pending.prompt();
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": "prompt",
+                "verification_uri": p.verification_uri,
+                "user_code": p.user_code,
+                "verification_uri_complete": p.verification_uri_complete,
+                "expires_in": p.expires_in.as_secs(),
+                "interval": p.interval.as_secs(),
+            })
+        );
+    } else {
+        println!("{}", p.instructions());
+        println!("Waiting for the sign-in to be approved…");
+    }
+    flush_stdout();
+    Ok(rt.block_on(flow.finish(pending))?)
+}
+
+/// The PKCE code paste: show the URL, read the code the person pastes (the next line
+/// of standard input), exchange it.
+fn login_code_paste(
+    ctx: &mut Ctx,
+    rt: &tokio::runtime::Runtime,
+    config: &OAuthConfig,
+) -> CliResult<TokenSet> {
+    let flow = CodePasteFlow::new(config.clone())?;
+    let pending = flow.start()?;
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::json!({ "event": "prompt", "authorize_url": pending.authorize_url() })
+        );
+    } else {
+        println!("{}", pending.instructions());
+        print!("paste the code: ");
+    }
+    flush_stdout();
+    let Some(code) = ctx.next_stdin_line()? else {
+        return Err("standard input ended before the code was pasted: nothing was stored".into());
+    };
+    // Held as a secret (wiped on drop) though it is single-use and short-lived.
+    let code = syncfabric::vault::Secret::new(code);
+    Ok(rt.block_on(flow.finish(pending, code.expose()))?)
 }
 
 /// `provider:name` from what the person typed, given the stored accounts.
@@ -241,12 +304,28 @@ pub fn logout_cmd(ctx: &mut Ctx, args: LogoutArgs) -> CliResult {
     if !stored.contains(&key) {
         return Err(format!("{key} is not logged in (see `syncfabric accounts`)").into());
     }
+    let revoked = revoke_login(ctx, &rt, &store, &key);
     rt.block_on(store.delete(&key))?;
     let users: Vec<String> = remotes_using(ctx, &key);
     if ctx.json {
-        ctx.print_json(&serde_json::json!({ "logged_out": key, "remotes_using_it": users }));
+        ctx.print_json(&serde_json::json!({
+            "logged_out": key,
+            "revoked": revoked.as_ref().map(|r| r.is_ok()),
+            "revoke_error": revoked.as_ref().and_then(|r| r.as_ref().err()),
+            "remotes_using_it": users,
+        }));
     } else {
-        println!("logged out: {key} (its tokens were removed from this machine; revoke the app's access in your account settings to end it everywhere)");
+        match &revoked {
+            Some(Ok(())) => println!(
+                "logged out: {key} (its tokens were revoked at the provider and removed from this machine)"
+            ),
+            Some(Err(e)) => println!(
+                "logged out: {key} (its tokens were removed from this machine, but revoking them at the provider failed: {e}; revoke the app's access in your account settings to end it everywhere)"
+            ),
+            None => println!(
+                "logged out: {key} (its tokens were removed from this machine; revoke the app's access in your account settings to end it everywhere)"
+            ),
+        }
         if !users.is_empty() {
             println!(
                 "remotes that used it need a new login: {}",
@@ -255,6 +334,30 @@ pub fn logout_cmd(ctx: &mut Ctx, args: LogoutArgs) -> CliResult {
         }
     }
     Ok(())
+}
+
+/// Revokes the login `key` at its provider, when the provider declares a revoke URL
+/// (`None` otherwise): with its access token, refreshed first if it expired. A
+/// failure is returned as text; the caller deletes the local tokens anyway.
+fn revoke_login(
+    ctx: &Ctx,
+    rt: &tokio::runtime::Runtime,
+    store: &Arc<EncryptedFileTokenStore>,
+    key: &str,
+) -> Option<Result<(), String>> {
+    let (provider, name) = key.split_once(':')?;
+    syncfabric::remote::login_spec(provider)?.revoke_url?;
+    let result = oauth_config(ctx, provider)
+        .map_err(|e| e.to_string())
+        .and_then(|config| {
+            let store: Arc<dyn TokenStore> = store.clone();
+            let bearer =
+                OAuthBearer::new(config.clone(), store, name).map_err(|e| e.to_string())?;
+            let token = rt.block_on(bearer.bearer()).map_err(|e| e.to_string())?;
+            rt.block_on(syncfabric_auth::revoke(&config, &token))
+                .map_err(|e| e.to_string())
+        });
+    Some(result)
 }
 
 fn remotes_using(ctx: &Ctx, key: &str) -> Vec<String> {

@@ -78,7 +78,11 @@ pub struct OAuthOverride {
     pub client_id: Option<String>,
     pub tenant: Option<String>,
     pub device_authorization_url: Option<String>,
+    /// The authorisation page of a code-paste login.
+    pub authorize_url: Option<String>,
     pub token_url: Option<String>,
+    /// Where a logout revokes the tokens.
+    pub revoke_url: Option<String>,
     pub scopes: Option<Vec<String>>,
 }
 

@@ -101,13 +101,17 @@ enum Command {
     ///
     /// Example: syncfabric --vault ~/Enpass/primary restore folder:///mnt/nas/Enpass --uuid <vault-uuid>
     Restore(sync::RestoreArgs),
-    /// Log in to a cloud provider (OAuth device flow): prints a URL and a code to
-    /// enter there, waits for the approval, and keeps the tokens in the encrypted
-    /// token file (passphrase from $SYNCFABRIC_TOKEN_PASSPHRASE, stdin, or a prompt).
+    /// Log in to a cloud provider, and keep the tokens in the encrypted token file
+    /// (passphrase from $SYNCFABRIC_TOKEN_PASSPHRASE, stdin, or a prompt). OneDrive
+    /// and SharePoint (OAuth device flow): prints a URL and a code to enter there,
+    /// waits for the approval. Dropbox (PKCE code paste): prints a URL; approve
+    /// there, then paste the code it shows (the next line of standard input; with
+    /// --json the prompt is {"event":"prompt","authorize_url":…}).
     ///
     /// Example: syncfabric login onedrive --account personal
     Login(accounts::LoginArgs),
-    /// Forget a login's tokens on this machine.
+    /// Log out: revoke the login's tokens at the provider where it offers that
+    /// (Dropbox), then forget them on this machine (even if revoking failed).
     ///
     /// Example: syncfabric logout onedrive:personal
     Logout(accounts::LogoutArgs),

@@ -332,18 +332,40 @@ impl Credentials {
     }
 }
 
-/// How to log in to an OAuth provider with the device authorisation grant (RFC 8628),
-/// as plain data the provider crate declares once: a front end builds its OAuth
-/// settings from it, so the login code knows no vendor.
+/// Which OAuth 2 grant a person logs in with, and where it starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginFlow {
+    /// The device authorisation grant (RFC 8628): the front end shows a URL and a
+    /// code, then polls the token endpoint.
+    Device {
+        /// The device authorisation endpoint (RFC 8628 §3.1); `{tenant}` stands for
+        /// the tenant where the vendor has them.
+        device_authorization_url: &'static str,
+    },
+    /// The authorisation code grant with PKCE (RFC 6749 §4.1, RFC 7636) and no
+    /// redirect URI: the person opens the authorisation page, approves, and pastes
+    /// the code it shows back into the front end.
+    CodePaste {
+        /// The authorisation endpoint (RFC 6749 §3.1), with `{tenant}` as above.
+        authorize_url: &'static str,
+    },
+}
+
+/// How to log in to an OAuth provider, as plain data the provider crate declares
+/// once: a front end builds its OAuth settings from it, so the login code knows no
+/// vendor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoginSpec {
     /// The login name (`"onedrive"`): the account keys and the settings' section.
     pub name: &'static str,
-    /// The device authorisation endpoint (RFC 8628 §3.1); `{tenant}` stands for the
-    /// tenant where the vendor has them.
-    pub device_authorization_url: &'static str,
-    /// The token endpoint (RFC 6749 §3.2), with `{tenant}` as above.
+    /// The grant a person logs in with.
+    pub flow: LoginFlow,
+    /// The token endpoint (RFC 6749 §3.2); `{tenant}` stands for the tenant where
+    /// the vendor has them.
     pub token_url: &'static str,
+    /// Where a logout revokes the account's tokens (a `POST` with the access token
+    /// as bearer), if the provider has such an endpoint.
+    pub revoke_url: Option<&'static str>,
     /// The tenant used when none is configured (`None`: the URLs have no `{tenant}`).
     pub default_tenant: Option<&'static str>,
     /// The scopes asked for by default, in order.
@@ -351,21 +373,39 @@ pub struct LoginSpec {
 }
 
 impl LoginSpec {
-    /// Whether the provider logs in by the device flow (it declares a device
-    /// authorisation endpoint); a provider that needs another flow (Dropbox: PKCE with
-    /// a pasted code) declares none.
+    /// Whether the provider logs in by the device flow (RFC 8628).
     pub fn has_device_flow(&self) -> bool {
-        !self.device_authorization_url.is_empty()
+        matches!(self.flow, LoginFlow::Device { .. })
     }
 
-    /// The device authorisation endpoint for `tenant` (else the default tenant).
-    pub fn device_authorization_url(&self, tenant: Option<&str>) -> String {
-        self.with_tenant(self.device_authorization_url, tenant)
+    /// The device authorisation endpoint for `tenant` (else the default tenant);
+    /// `None` when the provider logs in otherwise.
+    pub fn device_authorization_url(&self, tenant: Option<&str>) -> Option<String> {
+        match self.flow {
+            LoginFlow::Device {
+                device_authorization_url,
+            } => Some(self.with_tenant(device_authorization_url, tenant)),
+            LoginFlow::CodePaste { .. } => None,
+        }
+    }
+
+    /// The authorisation endpoint of a code-paste login for `tenant`; `None` when
+    /// the provider logs in otherwise.
+    pub fn authorize_url(&self, tenant: Option<&str>) -> Option<String> {
+        match self.flow {
+            LoginFlow::CodePaste { authorize_url } => Some(self.with_tenant(authorize_url, tenant)),
+            LoginFlow::Device { .. } => None,
+        }
     }
 
     /// The token endpoint for `tenant` (else the default tenant).
     pub fn token_url(&self, tenant: Option<&str>) -> String {
         self.with_tenant(self.token_url, tenant)
+    }
+
+    /// The revocation endpoint for `tenant`, if the provider has one.
+    pub fn revoke_url(&self, tenant: Option<&str>) -> Option<String> {
+        self.revoke_url.map(|u| self.with_tenant(u, tenant))
     }
 
     fn with_tenant(&self, url: &str, tenant: Option<&str>) -> String {

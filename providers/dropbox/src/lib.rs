@@ -18,6 +18,13 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Logging in
+//!
+//! [`DROPBOX_LOGIN`] declares the PKCE code-paste flow (Dropbox has no device flow):
+//! the person opens the authorisation URL, approves, and pastes the code shown;
+//! `syncfabric_auth::CodePasteFlow` exchanges it, `OAuthBearer` refreshes it, and a
+//! logout revokes it at [`DROPBOX_REVOKE_URL`]. Status and usage: `docs.md`.
+//!
 //! ## How each precondition is sent
 //!
 //! Every write carries `autorename: false` (so Dropbox never makes a
@@ -101,7 +108,8 @@ pub use config::{DropboxConfig, API_URL, CONTENT_URL, MAX_REQUEST_BODY, NOTIFY_U
 
 use std::sync::Arc;
 use syncfabric_core::registry::{
-    Credentials, LoginSpec, OpenOptions, ProviderFactory, ProviderInfo, Registry, StorageUrl,
+    Credentials, LoginFlow, LoginSpec, OpenOptions, ProviderFactory, ProviderInfo, Registry,
+    StorageUrl,
 };
 use syncfabric_core::{Error, Result, Storage};
 
@@ -114,16 +122,21 @@ pub const DROPBOX_AUTHORIZE_URL: &str = "https://www.dropbox.com/oauth2/authoriz
 /// Dropbox's OAuth 2 token endpoint.
 pub const DROPBOX_TOKEN_URL: &str = "https://api.dropboxapi.com/oauth2/token";
 
-/// Logging in to Dropbox, as data. Dropbox has **no device flow** (RFC 8628), so
-/// `device_authorization_url` is left empty rather than filled with the authorize
-/// page, which speaks another protocol: a device-flow login aimed at it would fail in
-/// a confusing way. The PKCE code-paste login (issue #16) will use
-/// [`DROPBOX_AUTHORIZE_URL`] and [`DROPBOX_TOKEN_URL`]. Dropbox scopes are set on the
-/// app in its console; none are asked for here.
+/// Dropbox's token revocation endpoint (an RPC call authorised by the access token
+/// it revokes; it also disables the refresh token behind it).
+pub const DROPBOX_REVOKE_URL: &str = "https://api.dropboxapi.com/2/auth/token/revoke";
+
+/// Logging in to Dropbox, as data: the PKCE code-paste flow (Dropbox has no device
+/// flow, RFC 8628), with offline access for a refresh token. Dropbox scopes are set on
+/// the app in its console; none are asked for here. A logout revokes the tokens at
+/// [`DROPBOX_REVOKE_URL`].
 pub const DROPBOX_LOGIN: LoginSpec = LoginSpec {
     name: "dropbox",
-    device_authorization_url: "",
+    flow: LoginFlow::CodePaste {
+        authorize_url: DROPBOX_AUTHORIZE_URL,
+    },
     token_url: DROPBOX_TOKEN_URL,
+    revoke_url: Some(DROPBOX_REVOKE_URL),
     default_tenant: None,
     scopes: &[],
 };

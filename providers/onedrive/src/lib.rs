@@ -1083,8 +1083,12 @@ const MICROSOFT_TOKEN_URL: &str = "https://login.microsoftonline.com/{tenant}/oa
 pub const ONEDRIVE_LOGIN: syncfabric_core::registry::LoginSpec =
     syncfabric_core::registry::LoginSpec {
         name: "onedrive",
-        device_authorization_url: MICROSOFT_DEVICE_URL,
+        flow: syncfabric_core::registry::LoginFlow::Device {
+            device_authorization_url: MICROSOFT_DEVICE_URL,
+        },
         token_url: MICROSOFT_TOKEN_URL,
+        // Microsoft's identity platform has no token revocation endpoint for these.
+        revoke_url: None,
         default_tenant: Some("common"),
         scopes: &["offline_access", "Files.ReadWrite"],
     };
@@ -1094,8 +1098,12 @@ pub const ONEDRIVE_LOGIN: syncfabric_core::registry::LoginSpec =
 pub const SHAREPOINT_LOGIN: syncfabric_core::registry::LoginSpec =
     syncfabric_core::registry::LoginSpec {
         name: "sharepoint",
-        device_authorization_url: MICROSOFT_DEVICE_URL,
+        flow: syncfabric_core::registry::LoginFlow::Device {
+            device_authorization_url: MICROSOFT_DEVICE_URL,
+        },
         token_url: MICROSOFT_TOKEN_URL,
+        // Microsoft's identity platform has no token revocation endpoint for these.
+        revoke_url: None,
         default_tenant: Some("organizations"),
         scopes: &[
             "offline_access",
