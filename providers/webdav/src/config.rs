@@ -1,6 +1,7 @@
 //! Configuration: the root URL, credentials, vendor profile, TLS and limits.
 
 use std::time::Duration;
+use syncfabric_core::registry::StorageUrl;
 use syncfabric_core::Error;
 
 /// A secret string (a password or app token). Its `Debug` and `Display` print
@@ -192,53 +193,48 @@ impl WebDavConfig {
     /// `remote.php/`). A password in the URL is taken (but prefer `password`);
     /// `password` wins when both are given. The URL is never echoed in errors.
     pub fn from_url(url: &str, password: Option<Secret>) -> Result<WebDavConfig, Error> {
+        let parsed = StorageUrl::parse(url).map_err(|_| Error::InvalidInput {
+            message: "WebDAV URL: missing scheme".into(),
+        })?;
+        Self::from_storage_url(&parsed, password)
+    }
+
+    /// [`from_url`](Self::from_url) from the URL the registry parsed once. A query or
+    /// a fragment is refused (no WebDAV setting is given that way, and a path is never
+    /// guessed from them).
+    pub fn from_storage_url(
+        url: &StorageUrl,
+        password: Option<Secret>,
+    ) -> Result<WebDavConfig, Error> {
         let bad = |m: &str| Error::InvalidInput {
             message: format!("WebDAV URL: {m}"),
         };
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("missing scheme"))?;
-        let (profile, http_scheme) = match scheme {
-            "webdav+https" | "davs" => (None, "https"),
-            "webdav+http" | "dav" => (None, "http"),
+        let (profile, http_scheme) = match url.scheme() {
+            "webdav+https" | "davs" | "https" => (None, "https"),
+            "webdav+http" | "dav" | "http" => (None, "http"),
             "nextcloud+https" | "owncloud+https" => (Some(Profile::Nextcloud), "https"),
             "nextcloud+http" | "owncloud+http" => (Some(Profile::Nextcloud), "http"),
-            "https" => (None, "https"),
-            "http" => (None, "http"),
             _ => {
                 return Err(bad(
                     "scheme must be webdav+https, webdav+http or nextcloud+https",
                 ))
             }
         };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let (userinfo, host) = match authority.rfind('@') {
-            Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
-            None => (None, authority),
-        };
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(bad(
+                "a '?' or '#' has no meaning here (percent-encode it in a folder name)",
+            ));
+        }
+        let authority = url.authority().ok_or_else(|| bad("missing host"))?;
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
         if host.is_empty() {
             return Err(bad("missing host"));
         }
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
+        let credentials = Self::credentials_of(url, password)?;
+        let mut path = match url.path() {
+            "" => "/".to_string(),
+            p => p.to_string(),
         };
-        let mut credentials = None;
-        if let Some(ui) = userinfo {
-            let (u, p) = match ui.split_once(':') {
-                Some((u, p)) => (decode(u), Some(Secret::new(decode(p)))),
-                None => (decode(ui), None),
-            };
-            let password = password.clone().or(p).unwrap_or_else(|| Secret::new(""));
-            credentials = Some(Credentials { user: u, password });
-        } else if password.is_some() {
-            return Err(bad(
-                "a password was given but the URL names no user (user@host)",
-            ));
-        }
-        let mut path = path.to_string();
         if profile == Some(Profile::Nextcloud) && !path.contains("/remote.php/") {
             let user = credentials
                 .as_ref()
@@ -253,6 +249,27 @@ impl WebDavConfig {
         cfg.credentials = credentials;
         cfg.profile = profile;
         Ok(cfg)
+    }
+
+    /// The user the URL names with `password` (or the URL's own, or none).
+    fn credentials_of(
+        url: &StorageUrl,
+        password: Option<Secret>,
+    ) -> Result<Option<Credentials>, Error> {
+        let Some(user) = url.username() else {
+            if password.is_some() {
+                return Err(Error::InvalidInput {
+                    message:
+                        "WebDAV URL: a password was given but the URL names no user (user@host)"
+                            .into(),
+                });
+            }
+            return Ok(None);
+        };
+        let password = password
+            .or_else(|| url.password().map(|p| Secret::new(p.expose())))
+            .unwrap_or_else(|| Secret::new(""));
+        Ok(Some(Credentials { user, password }))
     }
 }
 
@@ -307,6 +324,9 @@ mod tests {
             "webdav+https:///x",
             "nextcloud+https://host/x",
             "nonsense",
+            "webdav+https://u@host/dav?folder=x",
+            "webdav+https://u@host/dav#x",
+            "webdav+https:relative",
         ] {
             let e = WebDavConfig::from_url(bad, None).unwrap_err();
             assert!(matches!(e, Error::InvalidInput { .. }), "{bad}: {e}");

@@ -2394,24 +2394,17 @@ impl syncfabric_core::registry::ProviderFactory for WebDavFactory {
         url: &syncfabric_core::registry::StorageUrl,
         opts: &syncfabric_core::registry::OpenOptions,
     ) -> Result<Arc<dyn Storage>> {
-        let scheme = url.scheme();
         let authority = url.authority().unwrap_or("");
         let hostport = authority.rsplit('@').next().unwrap_or("");
         let user = url.username();
-        let mut s = format!("{scheme}://");
-        if let Some(u) = &user {
-            s.push_str(&encode_segment(u));
-            s.push('@');
-        }
-        s.push_str(hostport);
-        s.push_str(url.path());
         // The registry refuses URLs that hold a password: it comes from the token store.
         let mut password = None;
         if let (Some(tokens), Some(_)) = (&opts.tokens, &user) {
             let key = syncfabric_core::registry::password_key(url);
             password = tokens.get(&key).await?.map(|t| Secret::new(t.expose()));
         }
-        let mut config = WebDavConfig::from_url(&s, password)?;
+        // The URL as the registry parsed it: never re-assembled as a string.
+        let mut config = WebDavConfig::from_storage_url(url, password)?;
         config.create_root = opts.create_root;
         if opts.staged_writes {
             config.temp_uploads = Some(true);
