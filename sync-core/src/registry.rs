@@ -545,7 +545,16 @@ impl Registry {
     /// URL is stored and shown; passwords come from [`OpenOptions::with_tokens`]), or a
     /// scheme nobody registered (the message lists the known ones).
     pub async fn open_with(&self, url: &str, opts: &OpenOptions) -> Result<Arc<dyn Storage>> {
-        let url = StorageUrl::parse(url)?;
+        self.open_parsed(&StorageUrl::parse(url)?, opts).await
+    }
+
+    /// [`open_with`](Registry::open_with) for a URL already parsed: the factory gets
+    /// this very `StorageUrl` (a URL is parsed once on its way to a provider).
+    pub async fn open_parsed(
+        &self,
+        url: &StorageUrl,
+        opts: &OpenOptions,
+    ) -> Result<Arc<dyn Storage>> {
         if url.password().is_some() {
             return Err(Error::InvalidInput {
                 message: format!(
@@ -554,14 +563,14 @@ impl Registry {
                 ),
             });
         }
-        let factory = self.factory_for(&url).ok_or_else(|| Error::InvalidInput {
+        let factory = self.factory_for(url).ok_or_else(|| Error::InvalidInput {
             message: format!(
                 "no provider for scheme {:?} (known: {})",
                 url.scheme(),
                 self.schemes().join(", ")
             ),
         })?;
-        factory.open(&url, opts).await
+        factory.open(url, opts).await
     }
 }
 

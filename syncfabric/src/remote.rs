@@ -104,7 +104,7 @@ pub async fn open_with_password_and(
     let key = syncfabric_core::registry::password_key(&parsed);
     tokens.put(&key, SecretToken::new(pw)).await?;
     let opts = opts.with_tokens(Arc::new(tokens));
-    registry().open_with(url, &opts).await
+    registry().open_parsed(&parsed, &opts).await
 }
 
 /// Opens the storage a remote URL names (a plain absolute path means a folder).
