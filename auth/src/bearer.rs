@@ -82,6 +82,21 @@ impl OAuthBearer {
         &self.inner.key
     }
 
+    /// The settings this bearer refreshes with.
+    pub fn config(&self) -> &OAuthConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn http(&self) -> &HttpAdapter {
+        &self.inner.http
+    }
+
+    /// The access token, refreshed first if it expires within [`REFRESH_MARGIN`]
+    /// (what [`BearerAuth::bearer`] hands out, with this crate's error type).
+    pub async fn fresh_access_token(&self) -> Result<SecretToken> {
+        self.bearer_inner().await
+    }
+
     /// The tokens as last read or refreshed (loads them from the store first).
     /// [`AuthError::LoginRequired`] when the account has none.
     pub async fn tokens(&self) -> Result<TokenSet> {

@@ -7,7 +7,7 @@ use crate::tokens::{unix_now, TokenSet};
 use crate::{AuthError, OAuthConfig, Result};
 use oauth2::{AuthorizationCode, PkceCodeVerifier};
 use std::sync::Arc;
-use syncfabric_core::auth::{SecretToken, TokenStore};
+use syncfabric_core::auth::TokenStore;
 use zeroize::Zeroizing;
 
 /// The longest code accepted from the person (real ones are well under 100 chars).
@@ -103,8 +103,8 @@ impl std::fmt::Debug for PendingCodeLogin {
 /// Logs an account in with the authorisation code grant and PKCE (RFC 7636), for a
 /// provider without a device flow: [`start`](Self::start) makes a verifier and the
 /// authorisation URL (`client_id`, `response_type=code`, the S256 `code_challenge`,
-/// `token_access_type=offline` for a refresh token where the server knows that
-/// parameter; no `redirect_uri`, so the page shows the code), and
+/// the provider's own [`authorize_params`](OAuthConfig::authorize_params), the
+/// scopes if any; no `redirect_uri`, so the page shows the code), and
 /// [`finish`](Self::finish) exchanges the pasted code with the verifier at the token
 /// endpoint. A public client: no secret is sent.
 ///
@@ -173,8 +173,10 @@ impl CodePasteFlow {
             q.append_pair("client_id", &self.config.client_id)
                 .append_pair("response_type", "code")
                 .append_pair("code_challenge", &pkce_challenge(&verifier))
-                .append_pair("code_challenge_method", "S256")
-                .append_pair("token_access_type", "offline");
+                .append_pair("code_challenge_method", "S256");
+            for (k, v) in &self.config.authorize_params {
+                q.append_pair(k, v);
+            }
             if !self.config.scopes.is_empty() {
                 q.append_pair("scope", &self.config.scopes.join(" "));
             }
@@ -213,50 +215,6 @@ impl CodePasteFlow {
             .await?;
         Ok(())
     }
-}
-
-/// Revokes `access_token` (and, where the server does so, the refresh token behind
-/// it) at `config`'s revoke URL: a `POST` with `Authorization: Bearer` and no body.
-/// [`AuthError::Config`] when the provider declares no revoke URL;
-/// [`AuthError::Server`] when the server refuses (an error status), with its status
-/// only (the answer is not echoed).
-pub async fn revoke(config: &OAuthConfig, access_token: &SecretToken) -> Result<()> {
-    revoke_with_http(config, access_token, &HttpAdapter::new()?).await
-}
-
-/// As [`revoke`], over `http`.
-pub async fn revoke_with_http(
-    config: &OAuthConfig,
-    access_token: &SecretToken,
-    http: &HttpAdapter,
-) -> Result<()> {
-    config.validate()?;
-    let Some(url) = config.revoke_url.as_deref().filter(|u| !u.is_empty()) else {
-        return Err(AuthError::Config {
-            message: format!("{} has no token revocation endpoint", config.provider),
-        });
-    };
-    let auth = Zeroizing::new(format!("Bearer {}", access_token.expose()));
-    let request = http::Request::builder()
-        .method(http::Method::POST)
-        .uri(url)
-        .header(http::header::AUTHORIZATION, auth.as_str())
-        .body(Vec::new())
-        .map_err(|e| AuthError::Config {
-            message: format!("{url}: {e}"),
-        })?;
-    let resp = http.send(request).await.map_err(|e| AuthError::Transport {
-        message: e.to_string(),
-    })?;
-    let status = resp.status();
-    if !status.is_success() {
-        return Err(AuthError::Server {
-            error: format!("revocation refused (HTTP {})", status.as_u16()),
-            description: None,
-        });
-    }
-    tracing::info!(provider = %config.provider, "tokens revoked");
-    Ok(())
 }
 
 #[cfg(test)]
@@ -332,6 +290,7 @@ mod tests {
             authorize_url: "https://box.example/oauth2/authorize".into(),
             token_url: "https://api.box.example/oauth2/token".into(),
             client_id: "app key".into(),
+            authorize_params: vec![("token_access_type".into(), "offline".into())],
             ..Default::default()
         };
         let flow = CodePasteFlow::new(config).unwrap();

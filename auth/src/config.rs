@@ -18,6 +18,9 @@ pub struct OAuthConfig {
     /// The authorisation endpoint of a code-paste login (RFC 6749 §3.1); empty when
     /// the provider logs in by another flow.
     pub authorize_url: String,
+    /// Vendor parameters the authorisation URL of a code-paste login carries besides
+    /// the standard ones (see `LoginFlow::CodePaste`).
+    pub authorize_params: Vec<(String, String)>,
     /// Where [`revoke`](crate::revoke) sends a logout, if the provider has one.
     pub revoke_url: Option<String>,
     /// The token endpoint (RFC 6749 §3.2).
@@ -37,6 +40,11 @@ impl OAuthConfig {
             provider: spec.name.to_string(),
             device_authorization_url: spec.device_authorization_url(tenant).unwrap_or_default(),
             authorize_url: spec.authorize_url(tenant).unwrap_or_default(),
+            authorize_params: spec
+                .authorize_params()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             revoke_url: spec.revoke_url(tenant),
             token_url: spec.token_url(tenant),
             client_id: client_id.to_string(),
@@ -140,6 +148,7 @@ mod tests {
             name: "box",
             flow: syncfabric_core::registry::LoginFlow::CodePaste {
                 authorize_url: "https://box.example/authorize",
+                authorize_params: &[("access", "offline")],
             },
             token_url: "https://api.box.example/token",
             revoke_url: Some("https://api.box.example/revoke"),
@@ -149,6 +158,7 @@ mod tests {
         let c = OAuthConfig::from_login(&PASTE, "abc", None);
         assert_eq!(c.authorize_url, "https://box.example/authorize");
         assert_eq!(c.device_authorization_url, "");
+        assert_eq!(c.authorize_params, [("access".into(), "offline".into())]);
         assert_eq!(
             c.revoke_url.as_deref(),
             Some("https://api.box.example/revoke")

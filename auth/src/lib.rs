@@ -17,8 +17,9 @@
 //! and [`OAuthConfig::from_login`] builds the settings from it. Later, in any process,
 //! [`OAuthBearer`] reads them back, refreshes the access token before it expires
 //! (keeping a rotated refresh token), and hands it to a provider as its
-//! [`BearerAuth`](syncfabric_core::auth::BearerAuth). At logout, [`revoke`] ends the
-//! tokens at the provider when it declares a revoke URL.
+//! [`BearerAuth`](syncfabric_core::auth::BearerAuth). At logout,
+//! [`OAuthBearer::revoke`] ends the tokens at the provider when it declares a revoke
+//! URL (refreshing first, and once more if the provider refuses the access token).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -43,7 +44,7 @@
 //! let tokens = flow.finish(pending).await?;
 //! flow.store(store.as_ref(), "alice", &tokens).await?;
 //!
-//! // A provider with `LoginFlow::CodePaste { authorize_url }` (Dropbox) instead:
+//! // A provider with `LoginFlow::CodePaste { .. }` (Dropbox) instead:
 //! # let paste_config = config.clone();
 //! let flow = CodePasteFlow::new(paste_config)?;
 //! let pending = flow.start()?;
@@ -76,15 +77,15 @@ mod device;
 mod error;
 pub mod file_store;
 mod http;
+mod revoke;
 mod tokens;
 
 pub use bearer::{OAuthBearer, REFRESH_MARGIN};
-pub use code_paste::{
-    pkce_challenge, revoke, revoke_with_http, CodePasteFlow, PendingCodeLogin, MAX_CODE_LEN,
-};
+pub use code_paste::{pkce_challenge, CodePasteFlow, PendingCodeLogin, MAX_CODE_LEN};
 pub use config::OAuthConfig;
 pub use device::{DeviceFlow, DevicePrompt, PendingLogin};
 pub use error::{AuthError, Result};
 pub use file_store::{EncryptedFileTokenStore, KdfParams};
 pub use http::{HttpAdapter, HttpError};
+pub use revoke::{revoke, revoke_with_http, Revocation};
 pub use tokens::{unix_now, TokenSet};

@@ -11,7 +11,9 @@
 //! A provider logs in by the flow it declares: the device flow (a URL and a code to
 //! enter there; we poll) or the PKCE code paste (a URL to open; the person pastes the
 //! code the page shows as the next line of standard input). A logout revokes the
-//! tokens at the provider when it declares a revoke URL, then deletes them here.
+//! tokens at the provider when it declares a revoke URL (refreshing an expired or
+//! refused access token first), then deletes them here — also when revoking failed,
+//! which it then says.
 
 use super::{CliResult, Ctx};
 use clap::Args;
@@ -19,7 +21,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use syncfabric::core::auth::{BearerAuth, SecretToken, TokenStore};
 use syncfabric_auth::{
-    CodePasteFlow, DeviceFlow, EncryptedFileTokenStore, OAuthBearer, OAuthConfig, TokenSet,
+    CodePasteFlow, DeviceFlow, EncryptedFileTokenStore, OAuthBearer, OAuthConfig, Revocation,
+    TokenSet,
 };
 
 /// The providers one can log in to, as the registered providers describe themselves.
@@ -310,14 +313,19 @@ pub fn logout_cmd(ctx: &mut Ctx, args: LogoutArgs) -> CliResult {
     if ctx.json {
         ctx.print_json(&serde_json::json!({
             "logged_out": key,
+            // true: nothing of this login works at the provider any more.
             "revoked": revoked.as_ref().map(|r| r.is_ok()),
+            "already_invalid": revoked.as_ref().map(|r| matches!(r, Ok(Revocation::AlreadyInvalid))),
             "revoke_error": revoked.as_ref().and_then(|r| r.as_ref().err()),
             "remotes_using_it": users,
         }));
     } else {
         match &revoked {
-            Some(Ok(())) => println!(
+            Some(Ok(Revocation::Revoked)) => println!(
                 "logged out: {key} (its tokens were revoked at the provider and removed from this machine)"
+            ),
+            Some(Ok(_)) => println!(
+                "logged out: {key} (the provider no longer accepted this login: it was revoked or had expired already; its tokens were removed from this machine)"
             ),
             Some(Err(e)) => println!(
                 "logged out: {key} (its tokens were removed from this machine, but revoking them at the provider failed: {e}; revoke the app's access in your account settings to end it everywhere)"
@@ -337,25 +345,23 @@ pub fn logout_cmd(ctx: &mut Ctx, args: LogoutArgs) -> CliResult {
 }
 
 /// Revokes the login `key` at its provider, when the provider declares a revoke URL
-/// (`None` otherwise): with its access token, refreshed first if it expired. A
-/// failure is returned as text; the caller deletes the local tokens anyway.
+/// (`None` otherwise): with its access token, refreshed first if it expired, and once
+/// more if the provider refuses it. A failure is returned as text; the caller deletes
+/// the local tokens anyway.
 fn revoke_login(
     ctx: &Ctx,
     rt: &tokio::runtime::Runtime,
     store: &Arc<EncryptedFileTokenStore>,
     key: &str,
-) -> Option<Result<(), String>> {
+) -> Option<Result<Revocation, String>> {
     let (provider, name) = key.split_once(':')?;
     syncfabric::remote::login_spec(provider)?.revoke_url?;
     let result = oauth_config(ctx, provider)
         .map_err(|e| e.to_string())
         .and_then(|config| {
             let store: Arc<dyn TokenStore> = store.clone();
-            let bearer =
-                OAuthBearer::new(config.clone(), store, name).map_err(|e| e.to_string())?;
-            let token = rt.block_on(bearer.bearer()).map_err(|e| e.to_string())?;
-            rt.block_on(syncfabric_auth::revoke(&config, &token))
-                .map_err(|e| e.to_string())
+            let bearer = OAuthBearer::new(config, store, name).map_err(|e| e.to_string())?;
+            rt.block_on(bearer.revoke()).map_err(|e| e.to_string())
         });
     Some(result)
 }

@@ -348,6 +348,10 @@ pub enum LoginFlow {
     CodePaste {
         /// The authorisation endpoint (RFC 6749 §3.1), with `{tenant}` as above.
         authorize_url: &'static str,
+        /// Vendor parameters the authorisation URL carries besides RFC 6749's and
+        /// RFC 7636's (e.g. one that asks for a refresh token where the vendor gives
+        /// none by default); usually empty.
+        authorize_params: &'static [(&'static str, &'static str)],
     },
 }
 
@@ -393,8 +397,21 @@ impl LoginSpec {
     /// the provider logs in otherwise.
     pub fn authorize_url(&self, tenant: Option<&str>) -> Option<String> {
         match self.flow {
-            LoginFlow::CodePaste { authorize_url } => Some(self.with_tenant(authorize_url, tenant)),
+            LoginFlow::CodePaste { authorize_url, .. } => {
+                Some(self.with_tenant(authorize_url, tenant))
+            }
             LoginFlow::Device { .. } => None,
+        }
+    }
+
+    /// The vendor parameters of a code-paste login's authorisation URL (empty for
+    /// the device flow).
+    pub fn authorize_params(&self) -> &'static [(&'static str, &'static str)] {
+        match self.flow {
+            LoginFlow::CodePaste {
+                authorize_params, ..
+            } => authorize_params,
+            LoginFlow::Device { .. } => &[],
         }
     }
 

@@ -134,6 +134,10 @@ pub const DROPBOX_LOGIN: LoginSpec = LoginSpec {
     name: "dropbox",
     flow: LoginFlow::CodePaste {
         authorize_url: DROPBOX_AUTHORIZE_URL,
+        // "offline": a short-lived access token and a refresh token; without it
+        // (the app's default) no refresh token is issued
+        // (https://developers.dropbox.com/oauth-guide).
+        authorize_params: &[("token_access_type", "offline")],
     },
     token_url: DROPBOX_TOKEN_URL,
     revoke_url: Some(DROPBOX_REVOKE_URL),
