@@ -35,17 +35,31 @@
 //!   gets a new access token and — when rotation is on (the default), as Microsoft's
 //!   platform does — a new refresh token; the old one stops working. An unknown, used
 //!   or revoked one is `400 invalid_grant` (§5.2).
+//! - `GET /oauth2/authorize` (Dropbox's authorisation page, as its OAuth guide
+//!   <https://developers.dropbox.com/oauth-guide> and
+//!   <https://www.dropbox.com/developers/documentation/http/documentation#oauth2-authorize>
+//!   describe it for a PKCE client without a redirect): the query must name the
+//!   client the fake knows, `response_type=code`, `code_challenge_method=S256` and a
+//!   `code_challenge` that is 43 base64url characters (a SHA-256), and carry no
+//!   `redirect_uri`; then the person "approves" at once and the page shows the code,
+//!   here as `{"code": …}`. `token_access_type=offline` makes the code's tokens come
+//!   with a refresh token; without it (`online`, or absent: Dropbox's short-lived
+//!   default) the token answer has none. Anything else is `400` with an RFC 6749
+//!   §4.1.2.1 error (`invalid_request`, `unsupported_response_type`,
+//!   `invalid_client`). [`OAuthFake::approve_code`] does the same without HTTP.
 //! - `POST /token` with `grant_type=authorization_code` (RFC 6749 §4.1.3 with PKCE,
 //!   RFC 7636 §4.5; as Dropbox's token endpoint documents it,
 //!   <https://www.dropbox.com/developers/documentation/http/documentation#oauth2-token>:
 //!   form `code`, `grant_type`, `client_id`, `code_verifier`, no secret for a PKCE
 //!   client, no `redirect_uri` when the authorisation had none): the code must be one
-//!   a test approved with [`OAuthFake::approve_code`] and never presented before
-//!   (any presentation uses it up, right or wrong), the client the fake knows, no
+//!   the fake approved, not older than its lifetime (600 s unless
+//!   [`OAuthFake::set_code_ttl`]; Dropbox documents none, the guide only calls the
+//!   code short-lived), never presented before (any presentation uses it up, right
+//!   or wrong), presented by the client it was issued to, no
 //!   `redirect_uri`, and a verifier of 43–128 unreserved characters whose
 //!   `BASE64URL(SHA256(verifier))` is the approved S256 challenge (RFC 7636 §4.6).
 //!   Anything else is `400 invalid_grant` with an `error_description`. The answer is
-//!   RFC 6749 §5.1's tokens, with a refresh token (`token_access_type=offline`).
+//!   RFC 6749 §5.1's tokens, with a refresh token only for an offline code.
 //! - `POST /2/auth/token/revoke` (Dropbox's revocation RPC,
 //!   <https://www.dropbox.com/developers/documentation/http/documentation#auth-token-revoke>):
 //!   authorised by `Authorization: Bearer <access token>`, no body; a live access
@@ -127,9 +141,13 @@ struct Device {
 /// reports them in the token answer).
 const CODE_SCOPE: &str = "files.content.read files.content.write";
 
-/// One authorisation code a test approved.
+/// One authorisation code the fake approved.
 struct Code {
     challenge: String,
+    client_id: String,
+    /// Asked with `token_access_type=offline`: its tokens include a refresh token.
+    offline: bool,
+    expires: Instant,
     used: bool,
 }
 
@@ -137,12 +155,14 @@ struct State {
     client_id: String,
     /// Approved authorisation codes, by code.
     codes: HashMap<String, Code>,
+    code_ttl: Duration,
     /// The answer to each authorization_code grant, in order.
     code_exchanges: Vec<&'static str>,
     /// Every token issued → the grant (one login and its refreshes) it belongs to.
     grant_of: HashMap<String, u64>,
     grants: u64,
     revocations: Vec<&'static str>,
+    authorizations: Vec<String>,
     interval: u64,
     expires_in: u64,
     complete_uri: bool,
@@ -177,6 +197,39 @@ impl State {
     fn new_grant(&mut self) -> u64 {
         self.grants += 1;
         self.grants
+    }
+
+    fn approve(&mut self, challenge: &str, client_id: &str, offline: bool) -> String {
+        let code = self.token("code");
+        let expires = Instant::now() + self.code_ttl;
+        self.codes.insert(
+            code.clone(),
+            Code {
+                challenge: challenge.to_string(),
+                client_id: client_id.to_string(),
+                offline,
+                expires,
+                used: false,
+            },
+        );
+        code
+    }
+
+    /// An access token alone (no refresh token): an online code-paste login.
+    fn issue_access_only(&mut self, scope: &str, grant: u64) -> String {
+        let at = self.token("at");
+        self.grant_of.insert(at.clone(), grant);
+        self.access_live.insert(
+            at.clone(),
+            Instant::now() + Duration::from_secs(self.access_ttl),
+        );
+        self.issued_access.push(at.clone());
+        format!(
+            "{{\"access_token\":{},\"token_type\":\"bearer\",\"expires_in\":{},\"scope\":{}}}",
+            json_str(&at),
+            self.access_ttl,
+            json_str(scope)
+        )
     }
 
     fn issue(&mut self, scope: &str, grant: u64) -> String {
@@ -232,10 +285,12 @@ impl OAuthFake {
         let state = Arc::new(Mutex::new(State {
             client_id: client_id.to_string(),
             codes: HashMap::new(),
+            code_ttl: Duration::from_secs(600),
             code_exchanges: Vec::new(),
             grant_of: HashMap::new(),
             grants: 0,
             revocations: Vec::new(),
+            authorizations: Vec::new(),
             interval: 5,
             expires_in: 900,
             complete_uri: true,
@@ -301,23 +356,29 @@ impl OAuthFake {
         format!("{}/2/auth/token/revoke", self.base_url())
     }
 
-    /// The person approves an authorisation request that carried the S256
-    /// `code_challenge`: returns the single-use code the page would show.
+    /// The person approves an offline authorisation request of the client the fake
+    /// knows that carried the S256 `code_challenge`: returns the single-use code the
+    /// page would show. (`GET` [`authorize_url`](Self::authorize_url) does the same
+    /// after checking the whole request.)
     pub fn approve_code(&self, code_challenge: &str) -> String {
         let mut st = self.lock();
-        let code = st.token("code");
-        st.codes.insert(
-            code.clone(),
-            Code {
-                challenge: code_challenge.to_string(),
-                used: false,
-            },
-        );
-        code
+        let client = st.client_id.clone();
+        st.approve(code_challenge, &client, true)
+    }
+
+    /// How long an approved code can be exchanged (default 600 s, tokio's clock).
+    pub fn set_code_ttl(&self, ttl: Duration) {
+        self.lock().code_ttl = ttl;
+    }
+
+    /// Every `GET /oauth2/authorize` so far: `"approved"` or the error answered.
+    pub fn authorizations(&self) -> Vec<String> {
+        self.lock().authorizations.clone()
     }
 
     /// The answer to each `authorization_code` grant so far: `"tokens"`,
-    /// `"unknown_code"`, `"reused_code"`, `"redirect_uri"` or `"bad_verifier"`.
+    /// `"unknown_code"`, `"expired_code"`, `"reused_code"`, `"other_client"`,
+    /// `"redirect_uri"` or `"bad_verifier"`.
     pub fn code_exchanges(&self) -> Vec<&'static str> {
         self.lock().code_exchanges.clone()
     }
@@ -533,13 +594,15 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
         body.extend_from_slice(&chunk[..n]);
     }
     let form = form_decode(&String::from_utf8_lossy(&body[..length.min(body.len())]));
-    let path = target.split('?').next().unwrap_or("").to_string();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let (path, query) = (path.to_string(), form_decode(query));
     let answer = {
         let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
         let req = Request {
             method: &method,
             path: &path,
             form: &form,
+            query: &query,
             bearer: bearer.as_deref(),
         };
         route(&mut st, &req, &local_base(&sock))
@@ -574,12 +637,17 @@ struct Request<'a> {
     method: &'a str,
     path: &'a str,
     form: &'a HashMap<String, String>,
+    /// The URL's query.
+    query: &'a HashMap<String, String>,
     /// The token of an `Authorization: Bearer` header.
     bearer: Option<&'a str>,
 }
 
 fn route(st: &mut State, req: &Request<'_>, base: &str) -> Answer {
     let form = req.form;
+    if req.method == "GET" && req.path == "/oauth2/authorize" {
+        return authorize(st, req.query);
+    }
     if req.method != "POST" {
         return oauth_error(404, "not_found", "only POST endpoints here");
     }
@@ -795,6 +863,7 @@ fn code_exchange(st: &mut State, form: &HashMap<String, String>) -> Answer {
         st.code_exchanges.push(answer);
         oauth_error(400, "invalid_grant", why)
     };
+    let client = form.get("client_id").cloned().unwrap_or_default();
     let Some(c) = st.codes.get_mut(&code) else {
         return refused(st, "unknown_code", "code doesn't exist or has expired");
     };
@@ -803,7 +872,14 @@ fn code_exchange(st: &mut State, form: &HashMap<String, String>) -> Answer {
     }
     // Any presentation uses the code up (RFC 6749 §4.1.2: at most once).
     c.used = true;
-    let challenge = c.challenge.clone();
+    let (challenge, offline) = (c.challenge.clone(), c.offline);
+    if Instant::now() >= c.expires {
+        return refused(st, "expired_code", "code doesn't exist or has expired");
+    }
+    if c.client_id != client {
+        // RFC 6749 §4.1.3: the code must have been issued to this client.
+        return refused(st, "other_client", "code was issued to another client");
+    }
     if form.contains_key("redirect_uri") {
         return refused(
             st,
@@ -816,9 +892,62 @@ fn code_exchange(st: &mut State, form: &HashMap<String, String>) -> Answer {
     }
     st.code_exchanges.push("tokens");
     let grant = st.new_grant();
+    let body = if offline {
+        st.issue(CODE_SCOPE, grant)
+    } else {
+        st.issue_access_only(CODE_SCOPE, grant)
+    };
+    Answer { status: 200, body }
+}
+
+/// Dropbox's authorisation page for a PKCE client without a redirect URI
+/// (https://developers.dropbox.com/oauth-guide, "PKCE"; parameters as
+/// https://www.dropbox.com/developers/documentation/http/documentation#oauth2-authorize
+/// lists them); errors as RFC 6749 §4.1.2.1 names them. The person approves at once.
+fn authorize(st: &mut State, q: &HashMap<String, String>) -> Answer {
+    let get = |k: &str| q.get(k).map(String::as_str);
+    let refusal = if get("client_id") != Some(st.client_id.as_str()) {
+        Some(("invalid_client", "unknown client_id"))
+    } else if get("response_type") != Some("code") {
+        Some(("unsupported_response_type", "response_type must be code"))
+    } else if get("code_challenge_method") != Some("S256") {
+        Some(("invalid_request", "code_challenge_method must be S256"))
+    } else if !get("code_challenge").is_some_and(|c| {
+        c.len() == 43
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }) {
+        Some((
+            "invalid_request",
+            "code_challenge is not a base64url SHA-256",
+        ))
+    } else if q.contains_key("redirect_uri") {
+        Some((
+            "invalid_request",
+            "redirect_uri is not registered for this app",
+        ))
+    } else if !matches!(get("token_access_type"), None | Some("online" | "offline")) {
+        Some((
+            "invalid_request",
+            "token_access_type must be online or offline",
+        ))
+    } else {
+        None
+    };
+    if let Some((error, why)) = refusal {
+        st.authorizations.push(error.to_string());
+        return oauth_error(400, error, why);
+    }
+    let offline = get("token_access_type") == Some("offline");
+    let (challenge, client) = (
+        get("code_challenge").unwrap_or_default().to_string(),
+        st.client_id.clone(),
+    );
+    let code = st.approve(&challenge, &client, offline);
+    st.authorizations.push("approved".to_string());
     Answer {
         status: 200,
-        body: st.issue(CODE_SCOPE, grant),
+        body: format!("{{\"code\":{}}}", json_str(&code)),
     }
 }
 
