@@ -56,7 +56,13 @@ impl Env {
 
     /// Runs a command to its end, off the runtime's threads (the fake keeps answering).
     async fn run(&self, args: &[&str], log: &mut String) -> Output {
+        self.run_env(args, &[], log).await
+    }
+
+    /// As [`run`](Self::run), with more environment variables.
+    async fn run_env(&self, args: &[&str], vars: &[(&str, &str)], log: &mut String) -> Output {
         let mut cmd = self.command(CLIENT, args);
+        cmd.envs(vars.iter().copied());
         let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
             .await
             .unwrap();
@@ -70,14 +76,13 @@ impl Env {
     async fn login(
         &self,
         name: &str,
-        paste: fn(&str) -> String,
+        paste: impl Fn(&str) -> String + Send + 'static,
         log: &mut String,
     ) -> (Output, String) {
         let mut cmd = self.command(CLIENT, &["--json", "login", "dropbox", "--account", name]);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let fake = self.fake.clone();
         let (out, code) = tokio::task::spawn_blocking(move || {
             let mut child = cmd.spawn().unwrap();
             // Trace logs are long: drain stderr aside so the child never blocks on it.
@@ -98,7 +103,15 @@ impl Env {
             assert_eq!(q["client_id"], CLIENT);
             assert_eq!(q["code_challenge_method"], "S256");
             assert!(!q.contains_key("redirect_uri"));
-            let code = fake.approve_code(&q["code_challenge"]);
+            // The person opens the URL exactly as printed: the fake's page checks it
+            // (client, S256, no redirect, offline) and shows the code.
+            let page = tokio::runtime::Handle::current().block_on(async {
+                let resp = reqwest::get(url.as_str()).await.unwrap();
+                (resp.status().as_u16(), resp.text().await.unwrap())
+            });
+            assert_eq!(page.0, 200, "the authorisation page refused: {}", page.1);
+            let page: serde_json::Value = serde_json::from_str(&page.1).unwrap();
+            let code = page["code"].as_str().unwrap().to_string();
             let mut stdin = child.stdin.take().unwrap();
             writeln!(stdin, "{}", paste(&code)).unwrap();
             drop(stdin);
@@ -145,6 +158,7 @@ async fn dropbox_code_paste_login_refresh_and_revoking_logout() {
     assert_eq!(done["event"], "logged_in");
     assert_eq!(done["account"], "dropbox:bob");
     assert_eq!(fake.code_exchanges(), ["tokens"]);
+    assert_eq!(fake.authorizations(), ["approved"]);
     let at = fake.issued_access_tokens()[0].clone();
     let rt = fake.issued_refresh_tokens()[0].clone();
     let file = std::fs::read(env.token_file()).unwrap();
@@ -180,21 +194,69 @@ async fn dropbox_code_paste_login_refresh_and_revoking_logout() {
         serde_json::json!([])
     );
 
-    // 4. A revoke the provider refuses still deletes the local tokens, and says so.
+    // 4. An access token the provider stopped accepting before its expiry: logout
+    //    refreshes once and revokes with the new one.
     let (out, _) = env.login("carol", |c| c.to_string(), &mut log).await;
     assert!(out.status.success(), "{}", text(&out));
     fake.invalidate_access_tokens();
+    let out = env.run(&["--json", "logout", "carol"], &mut log).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&v["revoked"], &v["already_invalid"]),
+        (&true.into(), &false.into())
+    );
+    assert_eq!(
+        fake.revocations(),
+        ["revoked", "invalid_access_token", "revoked"]
+    );
+
+    // 5. A login already revoked elsewhere: nothing to revoke, said so, deleted.
+    let (out, _) = env.login("dan", |c| c.to_string(), &mut log).await;
+    assert!(out.status.success(), "{}", text(&out));
+    fake.invalidate_access_tokens();
     fake.revoke_all();
-    let out = env.run(&["logout", "carol"], &mut log).await;
+    let out = env.run(&["logout", "dan"], &mut log).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("no longer accepted this login")
+            && said.contains("removed from this machine"),
+        "{}",
+        text(&out)
+    );
+
+    // 6. The provider cannot be reached: the local tokens are deleted anyway, and the
+    //    person is told the revocation failed and where to end it.
+    let (out, _) = env.login("eve", |c| c.to_string(), &mut log).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let eve_rt = fake.issued_refresh_tokens().last().unwrap().clone();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!(
+        "http://{}/2/auth/token/revoke",
+        closed.local_addr().unwrap()
+    );
+    drop(closed);
+    let out = env
+        .run_env(
+            &["logout", "dropbox:eve"],
+            &[("SYNCFABRIC_DROPBOX_REVOKE_URL", &nowhere)],
+            &mut log,
+        )
+        .await;
     assert!(out.status.success(), "{}", text(&out));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.contains("removed from this machine")
-            && said.contains("revoking them at the provider failed"),
+            && said.contains("revoking them at the provider failed")
+            && said.contains("account settings"),
         "{}",
         text(&out)
     );
-    assert_eq!(fake.revocations(), ["revoked", "invalid_access_token"]);
+    assert!(
+        fake.refresh_token_valid(&eve_rt),
+        "not revoked: the fake was not reached"
+    );
     let out = env.run(&["--json", "accounts"], &mut log).await;
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
@@ -232,6 +294,20 @@ async fn a_wrong_code_or_no_client_id_stores_nothing() {
         .await;
     assert!(!out.status.success(), "{}", text(&out));
     assert_eq!(env.fake.code_exchanges(), ["unknown_code"]);
+    // A code pasted twice: the first login works, the second is refused.
+    let (out, first) = env.login("dave", |c| c.to_string(), &mut log).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let (out, _) = env.login("dave2", move |_| first.clone(), &mut log).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("invalid_grant"), "{}", text(&out));
+    assert_eq!(
+        env.fake.code_exchanges(),
+        ["unknown_code", "tokens", "reused_code"]
+    );
+    let out = env
+        .run(&["--json", "logout", "dropbox:dave"], &mut log)
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
     let out = env.run(&["--json", "accounts"], &mut log).await;
     assert!(
         !env.token_file().exists()

@@ -4,9 +4,10 @@
 //! fake, which checks the verifier as RFC 7636 §4.6 says.
 
 use std::sync::Arc;
+use std::time::Duration;
 use syncfabric_auth::{
     pkce_challenge, revoke_with_http, AuthError, CodePasteFlow, HttpAdapter, OAuthBearer,
-    OAuthConfig, PendingCodeLogin,
+    OAuthConfig, PendingCodeLogin, Revocation, TokenSet,
 };
 use syncfabric_conformance::oauth_fake::OAuthFake;
 use syncfabric_core::auth::{BearerAuth, MemoryTokenStore, TokenStore};
@@ -20,12 +21,37 @@ fn config(fake: &OAuthFake) -> OAuthConfig {
         token_url: fake.token_url(),
         revoke_url: Some(fake.revoke_url()),
         client_id: CLIENT.into(),
+        // What `syncfabric_dropbox::DROPBOX_LOGIN` declares.
+        authorize_params: vec![("token_access_type".into(), "offline".into())],
         ..Default::default()
     }
 }
 
 fn http() -> HttpAdapter {
     HttpAdapter::new().unwrap()
+}
+
+/// No timers of its own: with tokio's clock paused, time moves only when a test
+/// advances it (and the fake's code and token lifetimes run on that clock).
+fn untimed() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(None)
+        .build()
+        .unwrap()
+}
+
+/// The person opens the URL the flow built: the fake's page checks the request,
+/// approves, and shows the code (or refuses: the status and its `error`).
+async fn open_page(url: &str) -> Result<String, (u16, String)> {
+    let resp = untimed().get(url).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    if status == 200 {
+        Ok(body["code"].as_str().unwrap().to_string())
+    } else {
+        Err((status, body["error"].as_str().unwrap_or("").to_string()))
+    }
 }
 
 /// What the person approves: the `code_challenge` of the URL the flow built.
@@ -170,4 +196,196 @@ fn challenge_of_any(pending: &PendingCodeLogin) -> String {
         .find(|(k, _)| k == "code_challenge")
         .map(|(_, v)| v.into_owned())
         .unwrap()
+}
+
+#[tokio::test]
+async fn the_page_checks_the_request_and_online_codes_bring_no_refresh_token() {
+    let fake = OAuthFake::start(CLIENT).await.unwrap();
+    let flow = CodePasteFlow::with_http(config(&fake), http()).unwrap();
+
+    // The URL exactly as the flow built it: approved, and the code works.
+    let p = flow.start().unwrap();
+    let code = open_page(p.authorize_url()).await.unwrap();
+    let tokens = flow.finish(p, &code).await.unwrap();
+    assert!(tokens.refresh_token.is_some(), "offline: a refresh token");
+
+    // Without the provider's offline parameter, the server's default: no refresh
+    // token (the client stores what it got; a later refresh asks to log in again).
+    let mut online = config(&fake);
+    online.authorize_params.clear();
+    let flow_online = CodePasteFlow::with_http(online, http()).unwrap();
+    let p = flow_online.start().unwrap();
+    let code = open_page(p.authorize_url()).await.unwrap();
+    let tokens = flow_online.finish(p, &code).await.unwrap();
+    assert!(tokens.refresh_token.is_none());
+
+    // The page refuses requests that are not a PKCE S256 code request of this client.
+    let p = flow.start().unwrap();
+    let url = p.authorize_url().to_string();
+    let with = |from: &str, to: &str| url.replace(from, to);
+    let challenge = challenge_of(&p);
+    let cases = [
+        (with("S256", "plain"), "invalid_request"),
+        (
+            with("response_type=code", "response_type=token"),
+            "unsupported_response_type",
+        ),
+        (with(CLIENT, "someone-else"), "invalid_client"),
+        (
+            format!("{url}&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb"),
+            "invalid_request",
+        ),
+        (with(&challenge, &challenge[..42]), "invalid_request"),
+        (
+            with("token_access_type=offline", "token_access_type=forever"),
+            "invalid_request",
+        ),
+    ];
+    for (bad, error) in cases {
+        assert_eq!(
+            open_page(&bad).await,
+            Err((400, error.to_string())),
+            "{bad}"
+        );
+    }
+    assert_eq!(fake.authorizations().len(), 2 + 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_code_is_refused() {
+    let fake = OAuthFake::start(CLIENT).await.unwrap();
+    fake.set_code_ttl(Duration::from_secs(300));
+    let http = HttpAdapter::from_client(untimed());
+    let flow = CodePasteFlow::with_http(config(&fake), http.clone()).unwrap();
+    let p = flow.start().unwrap();
+    let code = open_page(p.authorize_url()).await.unwrap();
+    tokio::time::advance(Duration::from_secs(301)).await;
+    let err = flow.finish(p, &code).await.unwrap_err();
+    assert!(
+        matches!(&err, AuthError::Server { error, .. } if error == "invalid_grant"),
+        "{err:?}"
+    );
+    // Just in time works.
+    let p = flow.start().unwrap();
+    let code = open_page(p.authorize_url()).await.unwrap();
+    tokio::time::advance(Duration::from_secs(299)).await;
+    flow.finish(p, &code).await.unwrap();
+    assert_eq!(fake.code_exchanges(), ["expired_code", "tokens"]);
+}
+
+async fn logged_in(fake: &OAuthFake, store: &Arc<dyn TokenStore>, name: &str) -> TokenSet {
+    let flow = CodePasteFlow::with_http(config(fake), http()).unwrap();
+    let p = flow.start().unwrap();
+    let code = open_page(p.authorize_url()).await.unwrap();
+    let tokens = flow.finish(p, &code).await.unwrap();
+    flow.store(store.as_ref(), name, &tokens).await.unwrap();
+    tokens
+}
+
+async fn stored(store: &Arc<dyn TokenStore>, key: &str) -> TokenSet {
+    TokenSet::from_secret(&store.get(key).await.unwrap().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn an_expiring_token_is_refreshed_and_a_rotated_refresh_token_kept() {
+    let fake = OAuthFake::start(CLIENT).await.unwrap();
+    fake.set_rotate_refresh_tokens(true); // Dropbox does not, but may: keep what comes
+    fake.set_access_ttl(30); // within REFRESH_MARGIN: every use refreshes first
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::new());
+    let first = logged_in(&fake, &store, "erin").await;
+    let rt1 = first.refresh_token.clone().unwrap();
+
+    let bearer = OAuthBearer::with_http(config(&fake), store.clone(), "erin", http()).unwrap();
+    let at2 = bearer.bearer().await.unwrap();
+    assert_ne!(at2.expose(), first.access_token.expose());
+    assert!(fake.access_token_valid(at2.expose()));
+    let kept = stored(&store, "dropbox:erin").await;
+    let rt2 = kept.refresh_token.clone().unwrap();
+    assert_eq!(rt2.expose(), fake.issued_refresh_tokens()[1]);
+    assert!(
+        !fake.refresh_token_valid(rt1.expose()),
+        "rotated: the old one is dead"
+    );
+
+    // A new bearer (another process) refreshes with the rotated token.
+    let later = OAuthBearer::with_http(config(&fake), store.clone(), "erin", http()).unwrap();
+    later.bearer().await.unwrap();
+    let presented: Vec<String> = fake.refreshes().into_iter().map(|r| r.presented).collect();
+    assert_eq!(presented, [rt1.expose(), rt2.expose()]);
+    assert!(fake.refreshes().iter().all(|r| r.answer == "tokens"));
+}
+
+#[tokio::test]
+async fn revoke_refreshes_a_refused_token_and_tells_a_dead_login_apart() {
+    let fake = OAuthFake::start(CLIENT).await.unwrap();
+    fake.set_rotate_refresh_tokens(false);
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::new());
+
+    // The access token was invalidated before its expiry: refreshed once, revoked.
+    let t = logged_in(&fake, &store, "fay").await;
+    fake.invalidate_access_tokens();
+    let bearer = OAuthBearer::with_http(config(&fake), store.clone(), "fay", http()).unwrap();
+    assert_eq!(bearer.revoke().await.unwrap(), Revocation::Revoked);
+    assert_eq!(fake.revocations(), ["invalid_access_token", "revoked"]);
+    assert!(!fake.refresh_token_valid(t.refresh_token.unwrap().expose()));
+
+    // Already revoked elsewhere: the refresh is refused, nothing left to revoke.
+    logged_in(&fake, &store, "gus").await;
+    fake.invalidate_access_tokens();
+    fake.revoke_all();
+    let bearer = OAuthBearer::with_http(config(&fake), store.clone(), "gus", http()).unwrap();
+    assert_eq!(bearer.revoke().await.unwrap(), Revocation::AlreadyInvalid);
+
+    // The provider cannot be reached: a transport error (the caller says so).
+    logged_in(&fake, &store, "hal").await;
+    let mut c = config(&fake);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    c.revoke_url = Some(format!(
+        "http://{}/2/auth/token/revoke",
+        closed.local_addr().unwrap()
+    ));
+    drop(closed);
+    let bearer = OAuthBearer::with_http(c.clone(), store.clone(), "hal", http()).unwrap();
+    let err = bearer.revoke().await.unwrap_err();
+    assert!(matches!(err, AuthError::Transport { .. }), "{err:?}");
+
+    // No revoke URL (a device-flow provider without one), no login: said plainly.
+    c.revoke_url = None;
+    let bearer = OAuthBearer::with_http(c, store.clone(), "hal", http()).unwrap();
+    assert!(matches!(
+        bearer.revoke().await,
+        Err(AuthError::Config { .. })
+    ));
+    let nobody = OAuthBearer::with_http(config(&fake), store.clone(), "ivy", http()).unwrap();
+    assert!(matches!(
+        nobody.revoke().await,
+        Err(AuthError::LoginRequired { .. })
+    ));
+}
+
+#[tokio::test]
+async fn no_code_verifier_or_token_in_debug_or_errors() {
+    let fake = OAuthFake::start(CLIENT).await.unwrap();
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::new());
+    let flow = CodePasteFlow::with_http(config(&fake), http()).unwrap();
+    let p = flow.start().unwrap();
+    let code = open_page(p.authorize_url()).await.unwrap();
+    let shown = format!("{p:?} {flow:?}");
+    let tokens = flow.finish(p, &code).await.unwrap();
+    flow.store(store.as_ref(), "jo", &tokens).await.unwrap();
+    // The same code again: the error names the refusal, not the code.
+    let again = flow.finish(flow.start().unwrap(), &code).await.unwrap_err();
+    let bearer = OAuthBearer::with_http(config(&fake), store.clone(), "jo", http()).unwrap();
+    let text = format!(
+        "{shown} {tokens:?} {again:?} {again} {bearer:?} {:?}",
+        stored(&store, "dropbox:jo").await
+    );
+    let secrets = [code]
+        .into_iter()
+        .chain(fake.issued_access_tokens())
+        .chain(fake.issued_refresh_tokens());
+    for s in secrets {
+        assert!(!text.contains(&s), "{s} shown in: {text}");
+    }
+    assert!(text.contains("<redacted>"));
 }
