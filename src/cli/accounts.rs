@@ -556,6 +556,47 @@ mod tests {
     }
 
     #[test]
+    fn a_code_paste_login_takes_its_own_overrides() {
+        let mut config = Config::default();
+        config.oauth.insert(
+            "dropbox".into(),
+            OAuthOverride {
+                client_id: Some("app-key".into()),
+                authorize_url: Some("http://127.0.0.1:9/oauth2/authorize".into()),
+                revoke_url: Some("http://127.0.0.1:9/2/auth/token/revoke".into()),
+                // Not its flow: ignored rather than turning it into a device login.
+                device_authorization_url: Some("http://127.0.0.1:9/devicecode".into()),
+                ..Default::default()
+            },
+        );
+        let c = oauth_config(&ctx(config.clone()), "dropbox").unwrap();
+        assert_eq!(c.authorize_url, "http://127.0.0.1:9/oauth2/authorize");
+        assert_eq!(c.device_authorization_url, "");
+        assert_eq!(
+            c.revoke_url.as_deref(),
+            Some("http://127.0.0.1:9/2/auth/token/revoke")
+        );
+        // The provider's own authorize parameters come from its spec.
+        assert!(!c.authorize_params.is_empty());
+        config.oauth.get_mut("dropbox").unwrap().client_id = None;
+        let err = oauth_config(&ctx(config), "dropbox")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SYNCFABRIC_DROPBOX_CLIENT_ID"), "{err}");
+        // OneDrive declares no revoke URL: an override cannot invent one.
+        let mut od = Config::default();
+        od.oauth.insert(
+            "onedrive".into(),
+            OAuthOverride {
+                client_id: Some("cid".into()),
+                revoke_url: Some("https://example.invalid/revoke".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(oauth_config(&ctx(od), "onedrive").unwrap().revoke_url, None);
+    }
+
+    #[test]
     fn account_names_resolve() {
         let stored = vec![
             "onedrive:a".to_string(),
