@@ -20,7 +20,8 @@ mod sync;
 mod transfer;
 
 pub use copies::{
-    find_conflict_copies, merge_conflict_copy, remove_conflict_copy, ConflictCopy, CopyMerge,
+    find_conflict_copies, merge_conflict_copy, remove_conflict_copy, ConflictCopy, CopyBase,
+    CopyMerge,
 };
 pub use counting::{Counters, CountingStorage};
 pub use device::LocalSyncLock;
