@@ -78,7 +78,9 @@ pub struct SyncArgs {
     recreate_remote: bool,
     /// Merge the conflict copies a desktop sync client (Dropbox, OneDrive, iCloud,
     /// Nextcloud) left beside the remote vault into this one, then remove them once the
-    /// sync has pushed the result. Without it, copies found are only named.
+    /// sync has pushed the result. Without it, copies found are named, and on a
+    /// terminal `sync` asks whether to merge them (never with --json or --dry-run).
+    /// A copy that does not open with the vault's key is reported and left.
     #[arg(long)]
     merge_copies: bool,
 }
