@@ -12,7 +12,7 @@ use std::sync::Arc;
 use syncfabric::core::Storage;
 use syncfabric::engine::{
     find_conflict_copies, merge_conflict_copy, remove_conflict_copy, restore_from_remote,
-    sync_vault, CountingStorage, StateDir, SyncError, SyncOptions, SyncOutcome,
+    sync_vault, CopyBase, CountingStorage, StateDir, SyncError, SyncOptions, SyncOutcome,
 };
 use syncfabric::folder::FolderStorage;
 use syncfabric::remote::Remote;
@@ -169,9 +169,10 @@ fn database_bytes(d: &mut Device, root: &Path, name: &str) -> Vec<u8> {
 }
 
 /// A desktop client (Dropbox's, say) syncing the same folder kept device B's vault as
-/// a conflict copy. Device A finds it, merges it two-way (the row only in the copy
-/// arrives, the newer edit wins, A's own new row stays), pushes, and only then removes
-/// the copy; a "copy" of another vault is refused and left where it is.
+/// a conflict copy. Device A finds it, merges it against their last common sync (the
+/// row only in the copy arrives, the edit made only in the copy wins, A's own new row
+/// stays), pushes, and only then removes the copy; a "copy" of another vault is
+/// refused and left where it is.
 #[tokio::test]
 async fn a_desktop_clients_conflict_copy_is_merged_pushed_then_removed() {
     let tmp = tempfile::tempdir().unwrap();
@@ -219,15 +220,20 @@ async fn a_desktop_clients_conflict_copy_is_merged_pushed_then_removed() {
         ]
     );
     let opts = SyncOptions::default();
-    let merged = merge_conflict_copy(&mut a.vault, &storage, &a.state, &opts, &found[0]).await;
-    assert!(merged.unwrap().applied);
+    let merged = merge_conflict_copy(&mut a.vault, &storage, &a.state, &opts, &found[0])
+        .await
+        .unwrap();
+    assert!(merged.applied);
+    assert_eq!(merged.base, CopyBase::LastSync);
     let refused = merge_conflict_copy(&mut a.vault, &storage, &a.state, &opts, &found[1]).await;
     assert!(
-        matches!(refused, Err(SyncError::RemoteCorrupt(_))),
+        matches!(refused, Err(SyncError::CopyUnreadable { .. })),
         "{refused:?}"
     );
     assert_eq!(a.sync(&storage).await.unwrap().outcome, SyncOutcome::Pushed);
-    remove_conflict_copy(&storage, &found[0]).await.unwrap();
+    remove_conflict_copy(&storage, &found[0], &merged)
+        .await
+        .unwrap();
 
     let want = [("Bank", "b-2"), ("Mail", "m-1"), ("Shop", "s-1")];
     let want: Vec<(String, String)> = want
@@ -242,6 +248,212 @@ async fn a_desktop_clients_conflict_copy_is_merged_pushed_then_removed() {
     );
     // Everything reached the remote: a new device restored from it has it all.
     let c = clone_device(tmp.path(), "c", &storage, &uuid).await;
+    assert_eq!(c.titles(), want);
+}
+
+/// Two devices that synced once; the remote's vault uuid.
+async fn synced_pair(root: &Path, storage: &Remote) -> (Device, Device, String) {
+    let mut a = first_device(root).await;
+    a.vault
+        .add_item(NewItem::login("Bank", "me", Secret::new("b-1"), ""))
+        .unwrap();
+    a.sync(storage).await.unwrap();
+    let uuid = uuid_of(&a);
+    let b = clone_device(root, "b", storage, &uuid).await;
+    (a, b, uuid)
+}
+
+fn set_password(d: &mut Device, title: &str, pw: &str) {
+    let mut items = d.vault.items().unwrap();
+    let item = items.iter_mut().find(|i| i.title == title).unwrap();
+    item.field_mut("password").unwrap().value = Secret::new(pw);
+    d.vault.update_item(item).unwrap();
+}
+
+fn uuid_of_item(d: &Device, title: &str) -> String {
+    let items = d.vault.items().unwrap();
+    items.into_iter().find(|i| i.title == title).unwrap().uuid
+}
+
+/// Puts `b`'s database beside the remote vault as a Dropbox conflict copy; its path.
+async fn put_copy(t: &TestRemote, root: &Path, b: &mut Device, uuid: &str) -> String {
+    let copy = format!("{uuid}/vault (Bob's conflicted copy 2026-12-01).enpassdb");
+    t.put(&copy, &database_bytes(b, root, "b.db")).await;
+    copy
+}
+
+/// Finds the one copy, merges it, syncs (a push), removes it: what `sync
+/// --merge-copies` does.
+async fn merge_push_remove(a: &mut Device, storage: &Remote) -> syncfabric::engine::CopyMerge {
+    let found = find_conflict_copies(&a.vault, storage).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    let opts = SyncOptions::default();
+    let merged = merge_conflict_copy(&mut a.vault, storage, &a.state, &opts, &found[0])
+        .await
+        .unwrap();
+    assert_eq!(a.sync(storage).await.unwrap().outcome, SyncOutcome::Pushed);
+    remove_conflict_copy(storage, &found[0], &merged)
+        .await
+        .unwrap();
+    merged
+}
+
+/// The same item's password changed here and, a second later, in the copy: the copy's
+/// newer value is current, this device's stays in the field's history, as every
+/// merge keeps a losing value.
+#[tokio::test]
+async fn a_conflict_copy_edited_on_both_sides_keeps_both_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(t) = shared(tmp.path()).await else {
+        return;
+    };
+    let storage = t.remote.clone();
+    let (mut a, mut b, uuid) = synced_pair(tmp.path(), &storage).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    set_password(&mut a, "Bank", "a-2");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    set_password(&mut b, "Bank", "b-2");
+    let copy = put_copy(&t, tmp.path(), &mut b, &uuid).await;
+
+    let merged = merge_push_remove(&mut a, &storage).await;
+    assert_eq!(merged.base, CopyBase::LastSync);
+    assert!(merged.conflicts >= 1, "{merged:?}");
+    let bank = a
+        .vault
+        .get_item(&uuid_of_item(&a, "Bank"))
+        .unwrap()
+        .unwrap();
+    let pw = bank.field("password").unwrap();
+    assert_eq!(pw.value.expose(), "b-2");
+    assert!(
+        pw.history.iter().any(|h| h.value.expose() == "a-2"),
+        "the losing value is kept in history"
+    );
+    assert!(!t.exists(&copy).await);
+    let c = clone_device(tmp.path(), "c", &storage, &uuid).await;
+    assert_eq!(c.titles(), a.titles());
+}
+
+/// An item deleted in the copy only (against the last common sync) is deleted here
+/// and on the remote.
+#[tokio::test]
+async fn a_delete_in_a_conflict_copy_is_a_delete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(t) = shared(tmp.path()).await else {
+        return;
+    };
+    let storage = t.remote.clone();
+    let (mut a, mut b, uuid) = synced_pair(tmp.path(), &storage).await;
+    let bank = uuid_of_item(&b, "Bank");
+    b.vault.delete_item(&bank).unwrap();
+    put_copy(&t, tmp.path(), &mut b, &uuid).await;
+    a.vault
+        .add_item(NewItem::login("Shop", "me", Secret::new("s-1"), ""))
+        .unwrap();
+
+    merge_push_remove(&mut a, &storage).await;
+    let want = vec![("Shop".to_string(), "s-1".to_string())];
+    assert_eq!(a.titles(), want);
+    let c = clone_device(tmp.path(), "c", &storage, &uuid).await;
+    assert_eq!(c.titles(), want);
+}
+
+/// A copy written before this device's last sync (another device's commit that lost
+/// the race against one synced since) is merged against the journal's commit it
+/// descends from, not the newer base: against that base its older row would look like
+/// an edit and undo the newer one.
+#[tokio::test]
+async fn an_older_conflict_copy_does_not_undo_an_edit_synced_since() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(t) = shared(tmp.path()).await else {
+        return;
+    };
+    let storage = t.remote.clone();
+    let (mut a, mut b, uuid) = synced_pair(tmp.path(), &storage).await;
+    let first_commit = a.state.load().unwrap().journal.last().unwrap().seq;
+    b.vault
+        .add_item(NewItem::login("Mail", "me", Secret::new("m-1"), ""))
+        .unwrap();
+    put_copy(&t, tmp.path(), &mut b, &uuid).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    set_password(&mut a, "Bank", "a-2");
+    a.sync(&storage).await.unwrap();
+
+    let merged = merge_push_remove(&mut a, &storage).await;
+    assert_eq!(merged.base, CopyBase::Journal(first_commit));
+    let want: Vec<(String, String)> = [("Bank", "a-2"), ("Mail", "m-1")]
+        .iter()
+        .map(|(x, y)| (x.to_string(), y.to_string()))
+        .collect();
+    assert_eq!(a.titles(), want);
+}
+
+/// A damaged copy (not a database; a plain SQLite file) is reported, never merged and
+/// never removed; the sync itself goes on.
+#[tokio::test]
+async fn a_corrupt_conflict_copy_is_left_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(t) = shared(tmp.path()).await else {
+        return;
+    };
+    let storage = t.remote.clone();
+    let (mut a, _b, uuid) = synced_pair(tmp.path(), &storage).await;
+    let garbage = format!("{uuid}/vault 2.enpassdb");
+    t.put(&garbage, &[0x5a; 4096]).await;
+    let mut plain = b"SQLite format 3\0".to_vec();
+    plain.resize(4096, 0);
+    let sqlite = format!("{uuid}/vault (1).enpassdb");
+    t.put(&sqlite, &plain).await;
+    let before = a.titles();
+
+    let found = find_conflict_copies(&a.vault, &storage).await.unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    for c in &found {
+        let r =
+            merge_conflict_copy(&mut a.vault, &storage, &a.state, &SyncOptions::default(), c).await;
+        match r {
+            Err(e @ SyncError::CopyUnreadable { .. }) => {
+                assert!(e.to_string().contains("left in place"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    a.sync(&storage).await.unwrap();
+    assert_eq!(a.titles(), before);
+    assert!(t.exists(&garbage).await && t.exists(&sqlite).await);
+}
+
+/// Nothing of the above is the folder's: over the in-memory reference storage a copy
+/// is found by its name in a listing, merged, pushed and removed the same way.
+#[tokio::test]
+async fn conflict_copies_merge_over_the_in_memory_storage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw: Arc<dyn Storage> = Arc::new(syncfabric::core::memory::MemoryStorage::new());
+    let storage = syncfabric::remote::connect(raw.clone(), None)
+        .await
+        .unwrap();
+    let (mut a, mut b, uuid) = synced_pair(tmp.path(), &storage).await;
+    b.vault
+        .add_item(NewItem::login("Mail", "me", Secret::new("m-1"), ""))
+        .unwrap();
+    let copy =
+        syncfabric::core::RemotePath::parse(&format!("{uuid}/vault-DESKTOP-BOB.enpassdb")).unwrap();
+    let bytes = database_bytes(&mut b, tmp.path(), "b.db");
+    raw.write(
+        &copy,
+        syncfabric::core::Body::from(bytes),
+        syncfabric::core::Precondition::IfAbsent,
+    )
+    .await
+    .unwrap();
+
+    merge_push_remove(&mut a, &storage).await;
+    assert!(raw.stat(&copy).await.unwrap().is_none(), "removed");
+    let c = clone_device(tmp.path(), "c", &storage, &uuid).await;
+    let want: Vec<(String, String)> = [("Bank", "b-1"), ("Mail", "m-1")]
+        .iter()
+        .map(|(x, y)| (x.to_string(), y.to_string()))
+        .collect();
     assert_eq!(c.titles(), want);
 }
 

@@ -285,6 +285,44 @@ fn the_probe_verdict_is_shown_recorded_and_refreshed_when_incomplete() {
     assert!(config.contains("versions = \"strong\""), "{config}");
 }
 
+/// A "copy" that does not open with the vault's key (another vault's database) and a
+/// damaged one are named with the reason and left where they are by `sync
+/// --merge-copies`; the sync itself succeeds.
+#[test]
+fn sync_merge_copies_leaves_an_unreadable_copy_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (devs, shared) = setup(tmp.path(), 1);
+    let remote_db = remote_db(&shared);
+    let foreign = remote_db.with_file_name("vault (Eve's conflicted copy 2026-12-02).enpassdb");
+    let other = tmp.path().join("other-vault");
+    let opts = syncfabric::vault::CreateOptions {
+        kdf_iter: 1000,
+        ..Default::default()
+    };
+    let mut v = Vault::create(&other, &Secret::new(PW), &opts).unwrap();
+    v.copy_database_to(&foreign).unwrap();
+    drop(v);
+    let damaged = remote_db.with_file_name("vault 2.enpassdb");
+    std::fs::write(&damaged, [0x5a; 4096]).unwrap();
+    let before = devs[0].titles();
+
+    let out = devs[0].run(&["sync", "--merge-copies"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Eve's conflicted copy"), "{text}");
+    assert!(text.contains("vault 2.enpassdb"), "{text}");
+    assert_eq!(text.matches("left in place").count(), 2, "{text}");
+    assert!(foreign.exists() && damaged.exists());
+    assert_eq!(devs[0].titles(), before);
+
+    let out = devs[0].run(&["--json", "sync", "--merge-copies"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let copies = v[0]["conflict_copies"].as_array().unwrap();
+    assert_eq!(copies.len(), 2, "{v}");
+    assert!(copies
+        .iter()
+        .all(|c| c["merged"] == false && c["error"].is_string()));
+}
+
 /// `sync` names a desktop client's conflict copy and leaves it; `sync --merge-copies`
 /// merges it, pushes, removes it, and says so (in `--json` too).
 #[test]

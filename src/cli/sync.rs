@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use syncfabric::core::registry::OpenOptions;
 use syncfabric::engine::{
     find_conflict_copies, merge_conflict_copy, remove_conflict_copy,
-    restore_from_remote_with_progress, sync_vault, ConflictCopy, StateDir, SyncOptions,
+    restore_from_remote_with_progress, sync_vault, ConflictCopy, CopyBase, CopyMerge, StateDir,
+    SyncError, SyncOptions,
 };
 use syncfabric::remote::{Credentials, Recorded, Remote, Verdict, Writes};
 use syncfabric::vault::Vault;
@@ -77,7 +78,9 @@ pub struct SyncArgs {
     recreate_remote: bool,
     /// Merge the conflict copies a desktop sync client (Dropbox, OneDrive, iCloud,
     /// Nextcloud) left beside the remote vault into this one, then remove them once the
-    /// sync has pushed the result. Without it, copies found are only named.
+    /// sync has pushed the result. Without it, copies found are named, and on a
+    /// terminal `sync` asks whether to merge them (never with --json or --dry-run).
+    /// A copy that does not open with the vault's key is reported and left.
     #[arg(long)]
     merge_copies: bool,
 }
@@ -450,16 +453,23 @@ impl Done {
     }
 }
 
+/// What became of one conflict copy.
+enum CopyFate {
+    /// Found, not merged (no --merge-copies, no "y", or a dry run).
+    Named,
+    /// Merged into the vault; removed once the sync pushed it.
+    Merged { merge: CopyMerge, removed: bool },
+    /// Left in place: a sentence that names it and says why.
+    Left(String),
+}
+
 /// The conflict copies of one remote, and what became of each.
 struct Copies {
-    /// Each copy, with `Ok(merged)` or why it was left.
-    found: Vec<(ConflictCopy, Result<bool, String>)>,
-    /// Removed after the sync pushed their rows.
-    removed: Vec<bool>,
+    found: Vec<(ConflictCopy, CopyFate)>,
 }
 
 impl Copies {
-    /// Merges each copy when asked (a copy that fails is kept and reported).
+    /// Merges each copy when `merge` (a copy that fails is kept and reported).
     fn merge(
         rt: &tokio::runtime::Runtime,
         vault: &mut Vault,
@@ -467,68 +477,116 @@ impl Copies {
         state: &StateDir,
         opts: &SyncOptions,
         copies: Vec<ConflictCopy>,
-        args: &SyncArgs,
+        merge: bool,
     ) -> Copies {
         let mut found = Vec::new();
         for c in copies {
-            let r = if args.merge_copies {
-                rt.block_on(merge_conflict_copy(vault, remote, state, opts, &c))
-                    .map(|_| true)
-                    .map_err(|e| e.to_string())
+            let fate = if !merge || opts.dry_run {
+                CopyFate::Named
             } else {
-                Ok(false)
+                match rt.block_on(merge_conflict_copy(vault, remote, state, opts, &c)) {
+                    Ok(merge) => CopyFate::Merged {
+                        merge,
+                        removed: false,
+                    },
+                    Err(e @ SyncError::CopyUnreadable { .. }) => CopyFate::Left(e.to_string()),
+                    Err(e) => CopyFate::Left(format!("{} was left in place: {e}", c.path)),
+                }
             };
-            found.push((c, r));
+            found.push((c, fate));
         }
-        let removed = vec![false; found.len()];
-        Copies { found, removed }
+        Copies { found }
     }
 
     /// After a sync that pushed the merged rows: removes the merged copies.
     fn remove_merged(&mut self, rt: &tokio::runtime::Runtime, remote: &Remote) {
-        for (i, (c, r)) in self.found.iter_mut().enumerate() {
-            if matches!(r, Ok(true)) {
-                match rt.block_on(remove_conflict_copy(remote, c)) {
-                    Ok(()) => self.removed[i] = true,
-                    Err(e) => *r = Err(format!("merged, but not removed: {e}")),
+        for (c, fate) in self.found.iter_mut() {
+            if let CopyFate::Merged { merge, removed } = fate {
+                match rt.block_on(remove_conflict_copy(remote, c, merge)) {
+                    Ok(()) => *removed = true,
+                    Err(e) => {
+                        *fate =
+                            CopyFate::Left(format!("{} was merged, but not removed: {e}", c.path))
+                    }
                 }
             }
         }
     }
 
     fn json(&self) -> serde_json::Value {
-        let one = |(i, (c, r)): (usize, &(ConflictCopy, Result<bool, String>))| {
+        let one = |(c, fate): &(ConflictCopy, CopyFate)| {
+            let (merged, removed, base, error) = match fate {
+                CopyFate::Named => (false, false, None, None),
+                CopyFate::Merged { merge, removed } => {
+                    (true, *removed, Some(base_name(merge.base)), None)
+                }
+                CopyFate::Left(e) => (false, false, None, Some(e.as_str())),
+            };
             serde_json::json!({
                 "path": c.path.as_str(),
-                "merged": matches!(r, Ok(true)),
-                "removed": self.removed[i],
-                "error": r.as_ref().err(),
+                "merged": merged,
+                "removed": removed,
+                "base": base,
+                "error": error,
             })
         };
-        self.found.iter().enumerate().map(one).collect()
+        self.found.iter().map(one).collect()
     }
 
     fn print(&self, remote: &str) {
         let mut unmerged = 0;
-        for (i, (c, r)) in self.found.iter().enumerate() {
+        for (c, fate) in &self.found {
             // A copy's name comes from the remote: shown escaped.
             let path = t(c.path.as_str());
-            match r {
-                Ok(true) if self.removed[i] => {
-                    println!("{remote}: merged and removed the conflict copy {}", path)
+            match fate {
+                CopyFate::Merged { merge, removed } => {
+                    let done = if *removed {
+                        "merged and removed"
+                    } else {
+                        "merged"
+                    };
+                    println!(
+                        "{remote}: {done} the conflict copy {path} (against {}; {} conflict(s))",
+                        base_name(merge.base),
+                        merge.conflicts
+                    )
                 }
-                Ok(true) => println!("{remote}: merged the conflict copy {}", path),
-                Ok(false) => {
+                CopyFate::Named => {
                     unmerged += 1;
-                    println!("{remote}: conflict copy {} (not merged)", path)
+                    println!("{remote}: conflict copy {path} (not merged)")
                 }
-                Err(e) => println!("{remote}: conflict copy {} left in place: {e}", path),
+                // Names the copy; text from the remote: escaped.
+                CopyFate::Left(e) => println!("{remote}: conflict copy {}", t(e)),
             }
         }
         if unmerged > 0 {
             println!("  merge them into the vault with: syncfabric sync --merge-copies");
         }
     }
+}
+
+/// The common ancestor a copy was merged against, in words.
+fn base_name(base: CopyBase) -> String {
+    match base {
+        CopyBase::LastSync => "the last sync".into(),
+        CopyBase::Journal(seq) => format!("journal commit {seq}"),
+        CopyBase::None => "no common base: two-way".into(),
+    }
+}
+
+/// Whether to merge the `n` copies found: `--merge-copies`, else a "y" at the
+/// question when standard input is a terminal (never with --json or --dry-run).
+fn merge_copies_wanted(ctx: &mut Ctx, args: &SyncArgs, n: usize) -> CliResult<bool> {
+    use std::io::IsTerminal;
+    if args.merge_copies || n == 0 {
+        return Ok(args.merge_copies);
+    }
+    if ctx.json || args.dry_run || !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!("merge {n} conflict copies? [y/N] ");
+    let line = ctx.next_stdin_line()?.unwrap_or_default();
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
 
 pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
@@ -559,7 +617,8 @@ pub fn sync_cmd(ctx: &mut Ctx, args: SyncArgs) -> CliResult {
         let state = state_dir(&dir, &r.name)?;
         let before = Before::take(&vault, &state)?;
         let copies = rt.block_on(find_conflict_copies(&vault, &remote))?;
-        let mut copies = Copies::merge(&rt, &mut vault, &remote, &state, &opts, copies, &args);
+        let merge = merge_copies_wanted(ctx, &args, copies.len())?;
+        let mut copies = Copies::merge(&rt, &mut vault, &remote, &state, &opts, copies, merge);
         let report = rt.block_on(sync_vault(&mut vault, &remote, &state, &opts))?;
         if !args.dry_run {
             copies.remove_merged(&rt, &remote);

@@ -42,6 +42,7 @@
 
 pub mod auth;
 mod body;
+pub mod conflict;
 mod error;
 pub mod lock;
 pub mod lock_owner;

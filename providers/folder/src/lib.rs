@@ -49,7 +49,9 @@
 //!     (`nobrl` mounts ignore it), and a desktop client merges writes from other
 //!     devices whenever it likes: no lock spans devices there. The preconditions are
 //!     truthful for writers on this machine; across devices a race becomes a conflict
-//!     copy, which [`conflict::conflict_copies`] finds.
+//!     copy, which [`conflict::conflict_copies`] finds (re-exported from
+//!     `syncfabric_core::conflict`: the names are recognised in core, since copies turn
+//!     up on any storage a desktop client syncs; the sync engine merges them).
 //! * **Change feed.** [`Storage::watch`] uses `notify` (inotify, FSEvents, ...), or its
 //!   polling watcher when [`FolderOptions::poll_interval`] is set (network shares:
 //!   inotify does not see changes made by other machines). Events are debounced.

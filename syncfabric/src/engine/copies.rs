@@ -3,32 +3,46 @@
 //! When a vault folder is also synced by a desktop client (Dropbox, OneDrive, iCloud
 //! Drive, Nextcloud) and two machines wrote the database at once, the client keeps
 //! both: the loser becomes `vault (Alice's conflicted copy 2026-12-01).enpassdb` or
-//! the like (the names are recognised by [`syncfabric_folder::conflict_style`]). The
-//! edits in such a copy are in no vault until someone merges it. Here:
+//! the like (the names are recognised by [`syncfabric_core::conflict`]: the copies turn
+//! up on any storage such a client also syncs, so the engine knows no provider's
+//! strings). The edits in such a copy are in no vault until someone merges it. Here:
 //!
-//! 1. [`find_conflict_copies`] lists them (any storage: it is a listing of the vault's
-//!    remote folder);
-//! 2. [`merge_conflict_copy`] downloads one, opens it with the vault's key (a copy of
-//!    another vault or a damaged one is an error and is never touched again), and
-//!    merges it into the local vault **two-way** (no base): which common ancestor the
-//!    copy and the vault share is unknown, and a base newer than the copy would turn
-//!    the copy's older rows into edits that undo newer ones. Two-way, nothing is lost:
-//!    rows only in the copy are added, rows on both sides follow the merge's rules
-//!    (the newer value wins, the other goes into history); a delete made only in the
-//!    copy is not repeated here;
+//! 1. [`find_conflict_copies`] lists them (any storage: it is one listing of the
+//!    vault's remote folder);
+//! 2. [`merge_conflict_copy`] downloads one to a temp file and opens it read-only with
+//!    the vault's key. The key is derived from the password *and the database's salt*
+//!    (its first 16 bytes); every device writes the vault under the salt it was created
+//!    with, which changes only with the master password. So a copy of this vault opens
+//!    with the vault's own key, and one under another salt (another vault, or a
+//!    password changed since) is [`SyncError::CopyUnreadable`], as is a damaged one:
+//!    never merged, never deleted. A readable copy is merged into the local vault
+//!    **three-way with the last synced base** as the common ancestor: an item changed
+//!    only in the copy wins, one changed on both sides follows the merge's rules (the
+//!    newer value current, the other in history), a delete in the copy is a delete.
+//!    That is right only if the copy descends from that base: a copy written before it
+//!    (another device's commit that lost the race against one we then synced) would,
+//!    against it, turn its older rows into edits that undo newer ones. So the base is
+//!    the newest of the last base and the journal's commits that the copy descends
+//!    from (every item of it present in the copy, none of its item stamps newer than
+//!    the copy's), and when none is, the merge runs without a base (two-way: rows only
+//!    in the copy arrive, differing rows are conflicts won by the newer `updated_at`,
+//!    the loser kept in history; nothing is lost, but an old delete may not repeat);
 //! 3. the caller syncs (the merged rows are local edits: they are pushed), and only
-//!    then calls [`remove_conflict_copy`], conditional on the version that was merged
-//!    where the storage's conditional deletes are honest.
+//!    after that push landed calls [`remove_conflict_copy`]: conditional on the
+//!    version that was read where the storage's conditional deletes and versions are
+//!    honest, else a plain delete after a `stat` shows the copy unchanged.
 
 use super::limits::DownloadBound;
 use super::plan::guard_counts;
+use super::state::SyncState;
 use super::transfer::{download, fetch_missing_attachments, meter};
 use super::{remote_layout, StateDir, SyncError, SyncOptions};
 use crate::remote::Remote;
+use std::path::{Path, PathBuf};
 use syncfabric_core::progress::Direction;
 use syncfabric_core::{Error as StorageError, Precondition, RemotePath, Version};
 use syncfabric_merge::{merge_sources, MergeOptions};
-use syncfabric_vault::Vault;
+use syncfabric_vault::{ItemStamps, RowSource, SnapshotReader, Vault, VaultKey};
 
 /// A conflict copy of the remote database, as listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,8 +51,20 @@ pub struct ConflictCopy {
     pub path: RemotePath,
     /// Its size, as listed.
     pub size: u64,
-    /// Its version, as listed (the delete is conditional on it where it can be).
+    /// Its version, as listed.
     pub version: Option<Version>,
+}
+
+/// Which common ancestor a copy was merged against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CopyBase {
+    /// The base of this device's last sync.
+    #[default]
+    LastSync,
+    /// An older commit of the sync journal (its sequence number).
+    Journal(u64),
+    /// None the copy descends from: merged two-way.
+    None,
 }
 
 /// What merging one conflict copy did.
@@ -50,46 +76,43 @@ pub struct CopyMerge {
     pub conflicts: usize,
     /// Attachment files fetched for rows the copy brought.
     pub attachments: usize,
-    /// The merge's own summary.
+    /// The common ancestor the merge used.
+    pub base: CopyBase,
+    /// The copy's version when it was read (the download's, else the listed one):
+    /// what [`remove_conflict_copy`] checks before deleting it.
+    pub read_version: Option<Version>,
+    /// The merge's own summary (titles and column names, no secret values).
     pub summary: String,
 }
 
-/// The conflict copies of `vault`'s remote database on `remote` (none when its
-/// folder does not exist yet).
+/// The conflict copies of `vault`'s remote database on `remote`, sorted by path (none
+/// when its folder does not exist yet).
 pub async fn find_conflict_copies(
     vault: &Vault,
     remote: &Remote,
 ) -> Result<Vec<ConflictCopy>, SyncError> {
     let layout = remote_layout(vault_uuid(vault)?)?;
-    let Some(db_name) = layout.db.file_name() else {
-        return Ok(Vec::new());
-    };
     let listing = match remote.storage().list(&layout.dir).await {
         Ok(l) => l,
         Err(StorageError::NotFound { .. }) => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
     };
-    let mut copies: Vec<ConflictCopy> = listing
-        .into_iter()
-        .filter(|e| e.kind == syncfabric_core::EntryKind::File)
-        .filter(|e| {
-            e.path
-                .file_name()
-                .is_some_and(|n| syncfabric_folder::conflict_style(db_name, n).is_some())
-        })
-        .map(|e| ConflictCopy {
-            path: e.path,
-            size: e.size,
-            version: e.version,
-        })
-        .collect();
-    copies.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
-    Ok(copies)
+    Ok(
+        syncfabric_core::conflict::conflict_copies(&listing, &layout.db)
+            .into_iter()
+            .map(|c| ConflictCopy {
+                path: c.entry.path,
+                size: c.entry.size,
+                version: c.entry.version,
+            })
+            .collect(),
+    )
 }
 
 /// Merges `copy` into the local vault (see the module docs); the remote is not
-/// written. A copy that does not open with the vault's key is
-/// [`SyncError::RemoteCorrupt`] naming it; the mass-delete guard of `opts` applies.
+/// written. A copy that does not open with the vault's key, or is damaged, is
+/// [`SyncError::CopyUnreadable`]; the mass-delete guard of `opts` applies; with
+/// `opts.dry_run` the merge is computed and reported, and nothing is written.
 pub async fn merge_conflict_copy(
     vault: &mut Vault,
     remote: &Remote,
@@ -102,28 +125,37 @@ pub async fn merge_conflict_copy(
     let tmp = state.temp_file("conflict-copy")?;
     let progress = opts.progress.as_ref();
     let m = meter(progress, Direction::Download, &copy.path, "conflict copy");
-    download(
-        storage,
-        &copy.path,
-        &tmp,
-        &DownloadBound::announced(copy.size),
-        &m,
-    )
-    .await?;
-    let snap = syncfabric_vault::open_snapshot_file(tmp.path(), vault.key()).map_err(|e| {
-        SyncError::RemoteCorrupt(format!("{}: not a copy of this vault ({e})", copy.path))
-    })?;
+    let bound = DownloadBound::announced(copy.size);
+    let read = download(storage, &copy.path, &tmp, &bound, &m).await?;
+    let unreadable = |e: syncfabric_vault::Error| {
+        SyncError::CopyUnreadable {
+        path: copy.path.to_string(),
+        reason: match e {
+            syncfabric_vault::Error::KeyChanged | syncfabric_vault::Error::WrongKey => {
+                "it does not open with this vault's key: another vault, or written under another master password".into()
+            }
+            other => other.to_string(),
+        },
+    }
+    };
+    let snap = syncfabric_vault::open_snapshot_file(tmp.path(), vault.key()).map_err(unreadable)?;
+    let copy_stamps =
+        syncfabric_vault::item_stamps_in_file(tmp.path(), vault.key()).map_err(unreadable)?;
+    let (base, base_used) = ancestor(vault.key(), state, &state.load()?, &copy_stamps);
     let outcome = {
         let local = vault.rows()?;
-        merge_sources(None, &local, &snap, &MergeOptions::default())?
+        let base_src = base.as_ref().map(|b| b as &dyn RowSource);
+        merge_sources(base_src, &local, &snap, &MergeOptions::default())?
     };
-    drop(snap);
+    drop((snap, base));
     let live = outcome.live_items;
     guard_counts(opts, live.local_lost, live.local)?;
     let mut report = CopyMerge {
         applied: outcome.local_needs_apply(),
         conflicts: outcome.conflicts.len(),
         attachments: 0,
+        base: base_used,
+        read_version: read.or_else(|| copy.version.clone()),
         summary: outcome.report.to_string(),
     };
     if opts.dry_run {
@@ -138,17 +170,95 @@ pub async fn merge_conflict_copy(
     Ok(report)
 }
 
-/// Deletes a merged `copy`: conditional on the version that was listed where the
-/// storage's conditional deletes are honest (a copy changed since is kept:
-/// [`StorageError::PreconditionFailed`]); one already gone is fine.
-pub async fn remove_conflict_copy(remote: &Remote, copy: &ConflictCopy) -> Result<(), SyncError> {
+/// The newest committed database of this device's sync (the last base, then the
+/// journal from newest to oldest) that the copy descends from, opened; `(None,
+/// CopyBase::None)` when there is none. A candidate that does not open is passed over.
+fn ancestor(
+    key: &VaultKey,
+    state: &StateDir,
+    st: &SyncState,
+    copy: &ItemStamps,
+) -> (Option<SnapshotReader>, CopyBase) {
+    let mut candidates: Vec<(PathBuf, CopyBase)> = Vec::new();
+    if st.remote_version.is_some() {
+        candidates.push((state.base_db(), CopyBase::LastSync));
+    }
+    for e in st.journal.iter().rev() {
+        candidates.push((state.journal_file(e), CopyBase::Journal(e.seq)));
+    }
+    for (file, which) in candidates {
+        if !descends(key, &file, copy) {
+            continue;
+        }
+        match syncfabric_vault::open_snapshot_file(&file, key) {
+            Ok(reader) => return (Some(reader), which),
+            Err(e) => tracing::debug!(?which, "candidate base unreadable: {e}"),
+        }
+    }
+    (None, CopyBase::None)
+}
+
+/// Whether a database with item stamps `copy` descends from the database `file`:
+/// every item of `file` is in `copy`, and none has a newer stamp or more history
+/// there. Item clocks are whole seconds, so a copy changed in the same second as the
+/// candidate passes; a file that cannot be read does not.
+fn descends(key: &VaultKey, file: &Path, copy: &ItemStamps) -> bool {
+    if !file.exists() {
+        return false;
+    }
+    let Ok(base) = syncfabric_vault::item_stamps_in_file(file, key) else {
+        return false;
+    };
+    base.iter().all(|(uuid, b)| {
+        copy.get(uuid).is_some_and(|c| {
+            c.updated_at >= b.updated_at
+                && c.meta_updated_at >= b.meta_updated_at
+                && c.field_updated_at >= b.field_updated_at
+                && c.fields_updated_at >= b.fields_updated_at
+                && c.field_rows >= b.field_rows
+                && c.history_bytes >= b.history_bytes
+        })
+    })
+}
+
+/// Deletes a merged `copy`, to be called only after a sync pushed what it brought.
+/// Where the storage honours conditional deletes and its versions are strong, the
+/// delete is conditional on `merged.read_version`; elsewhere a `stat` must show the
+/// copy still at that version and size first. A copy changed since it was read is
+/// kept: [`StorageError::PreconditionFailed`]. One already gone is fine.
+pub async fn remove_conflict_copy(
+    remote: &Remote,
+    copy: &ConflictCopy,
+    merged: &CopyMerge,
+) -> Result<(), SyncError> {
     let storage = remote.storage();
-    let pre = match (&copy.version, storage.capabilities().conditional_delete) {
-        (Some(v), true) => Precondition::IfMatch(v.clone()),
-        _ => Precondition::None,
+    let caps = storage.capabilities();
+    let changed = || {
+        SyncError::Storage(StorageError::PreconditionFailed {
+            path: copy.path.to_string(),
+        })
+    };
+    let pre = match &merged.read_version {
+        Some(v) if caps.conditional_delete && caps.strong_versions => {
+            Precondition::IfMatch(v.clone())
+        }
+        _ => {
+            let Some(now) = storage.stat(&copy.path).await? else {
+                return Ok(());
+            };
+            if now.version != merged.read_version || now.size != copy.size {
+                return Err(changed());
+            }
+            Precondition::None
+        }
     };
     match storage.delete(&copy.path, pre).await {
         Ok(()) | Err(StorageError::NotFound { .. }) => Ok(()),
+        // `IfMatch` on a file that is gone fails too: gone is fine.
+        Err(StorageError::PreconditionFailed { .. }) => match storage.stat(&copy.path).await? {
+            None => Ok(()),
+            Some(_) => Err(changed()),
+        },
         Err(e) => Err(e.into()),
     }
 }

@@ -16,6 +16,16 @@ pub enum SyncError {
     /// The remote database failed verification: it was not merged and not overwritten.
     #[error("the remote vault is corrupt or was tampered with ({0}); nothing was merged or overwritten. To replace it with this device's copy (whatever only the corrupt copy held is lost): `syncfabric sync --recreate-remote`")]
     RemoteCorrupt(String),
+    /// A desktop client's conflict copy beside the remote database does not open as a
+    /// copy of this vault (another vault, another master password, or damaged): it was
+    /// not merged, and it is left where it is.
+    #[error("{path} was left in place: it is not a readable copy of this vault ({reason}); check or remove it by hand")]
+    CopyUnreadable {
+        /// The copy's path on the remote.
+        path: String,
+        /// Why it does not open.
+        reason: String,
+    },
     /// The remote copy belongs to another vault.
     #[error("the remote folder holds another vault ({0}); check the remote's URL")]
     OtherVault(String),

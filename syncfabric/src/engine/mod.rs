@@ -3,7 +3,9 @@
 //! See `ARCHITECTURE.md` for the protocol. In short: a no-change sync is one `stat`;
 //! otherwise the remote database is downloaded to a temp file, verified, merged
 //! three-way with the last committed base, applied locally in one transaction, and
-//! the result is committed with a conditional write of the database.
+//! the result is committed with a conditional write of the database. Conflict copies a
+//! desktop client left beside the remote database are found, merged and removed by
+//! [`copies`] (the CLI's `sync --merge-copies`).
 
 mod commit;
 pub mod copies;
@@ -20,7 +22,8 @@ mod sync;
 mod transfer;
 
 pub use copies::{
-    find_conflict_copies, merge_conflict_copy, remove_conflict_copy, ConflictCopy, CopyMerge,
+    find_conflict_copies, merge_conflict_copy, remove_conflict_copy, ConflictCopy, CopyBase,
+    CopyMerge,
 };
 pub use counting::{Counters, CountingStorage};
 pub use device::LocalSyncLock;
