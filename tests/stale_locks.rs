@@ -288,6 +288,10 @@ fn lost_lock_answer(kind: Kind) {
             .unwrap();
         crash_mid_commit(&mut a, &storage, &StateDir::open(&sa).unwrap()).await;
         std::fs::remove_file(sa.join("server-lock")).unwrap();
+        // The dropped upload may still have landed (it had started): another edit,
+        // so that the next sync must commit, under the lock, whatever the timing.
+        a.add_item(NewItem::login("Later", "me", Secret::new("l1"), ""))
+            .unwrap();
 
         // The laptop starts again: a new process, which knows no token.
         let storage = connect(&url).await;
@@ -302,6 +306,7 @@ fn lost_lock_answer(kind: Kind) {
             assert!(e.contains("device \"laptop\""), "{e}");
             assert!(e.contains("GMT at the latest"), "{e}");
             assert!(titles(&a).contains(&"Mail".to_string()));
+            assert!(titles(&a).contains(&"Later".to_string()));
         } else {
             r.unwrap();
             let uuid = a.meta().vault_uuid().unwrap().to_string();
