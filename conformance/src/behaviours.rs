@@ -523,10 +523,25 @@ pub async fn cas_race(
     } else {
         "with compare-and-swap"
     };
+    let want = clients * increments;
     ensure!(
-        total == clients * increments,
+        total >= want,
         "{clients} clients × {increments} increments {how} ended at {total}: {} updates lost",
-        (clients * increments).saturating_sub(total)
+        want - total
+    );
+    ensure!(
+        total == want,
+        "{clients} clients × {increments} increments {how} ended at {total}: an increment counted twice"
+    );
+    let tags: std::collections::HashSet<_> = String::from_utf8_lossy(&text)
+        .split_whitespace()
+        .skip(1)
+        .map(str::to_owned)
+        .collect();
+    ensure!(
+        tags.len() == want,
+        "the counter says {total} but carries {} distinct increments",
+        tags.len()
     );
     Ok(Outcome::Passed)
 }
@@ -546,34 +561,61 @@ fn parse_count(b: &[u8]) -> Result<u64, Failure> {
         .map_err(|_| Failure::new(format!("counter holds {:?}", String::from_utf8_lossy(b))))
 }
 
-/// The counter's new content: the count, then a random tag. Every write is unique, as
-/// every commit of the engine is (its database holds fresh ids and times): where an
-/// attempt's answer was lost, the retry layer counts a file holding exactly our bytes
-/// as our write landing ([`syncfabric_core::retry::RetryingStorage`]), which two
-/// clients writing the same count from the same base would both pass.
-fn counter_body(n: u64) -> Body {
-    Body::from(format!("{n} {:016x}\n", fastrand::u64(..)).into_bytes())
+/// The counter's next content: the count plus one, then every increment's tag so far
+/// and this one's. Every write is unique, as every commit of the engine is (its
+/// database holds fresh ids and times): where an attempt's answer was lost, the retry
+/// layer counts a file holding exactly our bytes as our write landing
+/// ([`syncfabric_core::retry::RetryingStorage`]), which two clients writing the same
+/// count from the same base would both pass. And a client whose write failed
+/// ambiguously finds out whether it landed by looking for its tag, instead of
+/// incrementing twice.
+fn next_counter(prev: &[u8], tag: &str) -> Result<Body, Failure> {
+    let n = if prev.is_empty() {
+        0
+    } else {
+        parse_count(prev)?
+    };
+    let text = String::from_utf8_lossy(prev);
+    let tags: Vec<&str> = text.split_whitespace().skip(1).collect();
+    Ok(Body::from(
+        format!("{} {} {tag}\n", n + 1, tags.join(" ")).into_bytes(),
+    ))
+}
+
+/// Whether the counter's content already carries this increment's tag.
+fn holds_tag(content: &[u8], tag: &str) -> bool {
+    String::from_utf8_lossy(content)
+        .split_whitespace()
+        .skip(1)
+        .any(|t| t == tag)
+}
+
+fn new_tag() -> String {
+    format!("{:016x}", fastrand::u64(..))
 }
 
 async fn increment_cas(s: &dyn Storage, counter: &RemotePath) -> Result<(), Failure> {
+    let tag = new_tag();
     for _ in 0..1000 {
-        let (n, pre) = match read_all(s, counter).await {
-            Ok((b, Some(v))) => (parse_count(&b)?, Precondition::IfMatch(v)),
+        let (prev, pre) = match read_all(s, counter).await {
+            // An earlier attempt whose answer was lost did land.
+            Ok((b, _)) if holds_tag(&b, &tag) => return Ok(()),
+            Ok((b, Some(v))) => (b, Precondition::IfMatch(v)),
             Ok((b, None)) => {
                 // The read did not say its version: take stat's, and make sure the
                 // bytes we read are that version's.
                 let v = s.stat(counter).await?.and_then(|e| e.version);
                 let (b2, _) = read_all(s, counter).await?;
                 match v {
-                    Some(v) if b2 == b => (parse_count(&b)?, Precondition::IfMatch(v)),
+                    Some(v) if b2 == b => (b, Precondition::IfMatch(v)),
                     _ => continue,
                 }
             }
-            Err(Error::NotFound { .. }) => (0, Precondition::IfAbsent),
+            Err(Error::NotFound { .. }) => (Vec::new(), Precondition::IfAbsent),
             Err(e) => return Err(e.into()),
         };
         think().await;
-        match s.write(counter, counter_body(n + 1), pre).await {
+        match s.write(counter, next_counter(&prev, &tag)?, pre).await {
             Ok(_) => return Ok(()),
             Err(Error::PreconditionFailed { .. } | Error::AlreadyExists { .. }) => continue,
             Err(e) if e.is_retryable() => {
@@ -594,11 +636,12 @@ async fn increment_locked(
     counter: &RemotePath,
     lease: &LeaseOptions,
 ) -> Result<(), Failure> {
+    let tag = new_tag();
     for _ in 0..100 {
         let guard = LeaseLock::acquire(s.clone(), dir, lease.clone()).await?;
-        let n = match read_all(s.as_ref(), counter).await {
-            Ok((b, _)) => parse_count(&b)?,
-            Err(Error::NotFound { .. }) => 0,
+        let prev = match read_all(s.as_ref(), counter).await {
+            Ok((b, _)) => b,
+            Err(Error::NotFound { .. }) => Vec::new(),
             Err(e) => return Err(e.into()),
         };
         think().await;
@@ -610,7 +653,7 @@ async fn increment_locked(
             Err(Error::Locked { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
-        s.write(counter, counter_body(n + 1), Precondition::None)
+        s.write(counter, next_counter(&prev, &tag)?, Precondition::None)
             .await?;
         match guard.release().await {
             // Written; a lease lost after the write only means someone took over.
@@ -631,16 +674,17 @@ async fn increment_server_locked(
 ) -> Result<(), Failure> {
     // A server locks folders that exist.
     s.create_dir(dir).await?;
+    let tag = new_tag();
     for _ in 0..100 {
         let guard = ServerLockGuard::acquire(s.clone(), dir, lease).await?;
-        let n = match read_all(s.as_ref(), counter).await {
-            Ok((b, _)) => parse_count(&b)?,
-            Err(Error::NotFound { .. }) => 0,
+        let prev = match read_all(s.as_ref(), counter).await {
+            Ok((b, _)) => b,
+            Err(Error::NotFound { .. }) => Vec::new(),
             Err(e) => return Err(e.into()),
         };
         think().await;
         let written = s
-            .write(counter, counter_body(n + 1), guard.precondition())
+            .write(counter, next_counter(&prev, &tag)?, guard.precondition())
             .await;
         let _ = guard.release().await;
         match written {
