@@ -1084,3 +1084,78 @@ fn sync_summaries_and_readable_status() {
         "{v}"
     );
 }
+
+/// `item share` carries the item's attachments (inline and file-stored ones); `item
+/// receive` stores them in the other vault byte for byte; `--no-attachments` leaves
+/// them out, and attachments too large for a blob are a clear refusal.
+#[test]
+fn shared_items_carry_their_attachments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = device(tmp.path(), "alice");
+    let b = device(tmp.path(), "bob");
+    let small = tmp.path().join("note.txt");
+    std::fs::write(&small, b"inline note").unwrap();
+    let big_content = bytes(3, 2 * 1024 * 1024 + 5);
+    let big = tmp.path().join("scan.pdf");
+    std::fs::write(&big, &big_content).unwrap();
+    a.run(&["item", "attach", "Bank", small.to_str().unwrap()]);
+    a.run(&["item", "attach", "Bank", big.to_str().unwrap()]);
+    a.run(&["item", "detach", "Bank", "note.txt"]);
+    a.run(&["item", "attach", "Bank", small.to_str().unwrap()]);
+    let share = |extra: &[&str], name: &str| {
+        let file = tmp.path().join(name);
+        let mut args = vec!["item", "share", "Bank", "-o", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = a
+            .cmd(&args)
+            .env("SYNCFABRIC_PSK", "k1 k2 k3")
+            .output()
+            .unwrap();
+        (out, file)
+    };
+    let (out, with) = share(&[], "with.share");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (out, without) = share(&["--no-attachments"], "without.share");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let receive = |file: &Path| {
+        let out = b
+            .cmd(&["--json", "item", "receive", file.to_str().unwrap()])
+            .env("SYNCFABRIC_PSK", "k1 k2 k3")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        json(&out)["uuid"].as_str().unwrap().to_string()
+    };
+    let uuid = receive(&with);
+    let list = json(&b.run(&["--json", "item", "attachments", &uuid]));
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["scan.pdf", "note.txt"], "live ones only, in order");
+    assert_eq!(list[0]["stored"], "file");
+    assert_eq!(list[0]["mime"], "application/pdf");
+    let out = b.run(&["item", "extract", &uuid, "scan.pdf"]);
+    assert!(out.stdout == big_content, "the file arrives byte for byte");
+    let out = b.run(&["item", "extract", &uuid, "note.txt"]);
+    assert_eq!(out.stdout, b"inline note");
+
+    let uuid = receive(&without);
+    let list = json(&b.run(&["--json", "item", "attachments", &uuid]));
+    assert_eq!(list.as_array().unwrap().len(), 0, "{list}");
+
+    // Over a blob's limit: refused, with what to do, and nothing written.
+    let huge = tmp.path().join("huge.bin");
+    std::fs::write(&huge, bytes(5, 10 * 1024 * 1024)).unwrap();
+    a.run(&["item", "attach", "Bank", huge.to_str().unwrap()]);
+    let (out, file) = share(&[], "huge.share");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--no-attachments"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!file.exists());
+}

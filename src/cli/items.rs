@@ -5,6 +5,7 @@ use super::escape::for_terminal as t;
 use super::when;
 use super::{CliResult, Ctx};
 use clap::{Args, Subcommand};
+use syncfabric::vault::share::SharedFile;
 use syncfabric::vault::{field_type, Item, NewItem, Secret, Vault};
 
 #[derive(Subcommand, Debug)]
@@ -116,13 +117,17 @@ pub enum ItemCmd {
     /// Encrypt an item for someone who knows a pre-shared key (see `syncfabric psk
     /// new`): a text blob to send them, the PSK through another channel. The PSK comes
     /// from $SYNCFABRIC_PSK, --psk-file, the next line of stdin with --password-stdin,
-    /// or a prompt (never an argument: it would stay in shell history). Attachments and
-    /// field history are not shared.
+    /// or a prompt (never an argument: it would stay in shell history). The item's
+    /// attachments go with it (about 9 MiB in all at most) unless --no-attachments;
+    /// field history is not shared.
     ///
     /// Example: SYNCFABRIC_PSK=... syncfabric item share Bank -o bank.share
     Share {
         /// Uuid or title.
         item: String,
+        /// Share the item without its attachments.
+        #[arg(long)]
+        no_attachments: bool,
         /// Read the PSK from this file (its first line).
         #[arg(long, value_name = "FILE")]
         psk_file: Option<std::path::PathBuf>,
@@ -361,9 +366,18 @@ pub fn run(ctx: &mut Ctx, cmd: ItemCmd) -> CliResult {
         }
         ItemCmd::Share {
             item,
+            no_attachments,
             psk_file,
             output,
-        } => share(ctx, &vault, &item, psk_file.as_deref(), output)?,
+        } => {
+            let i = find(&vault.items()?, &item)?;
+            let files = if no_attachments {
+                Vec::new()
+            } else {
+                shared_files(&vault, &i)?
+            };
+            share(ctx, &i, &files, psk_file.as_deref(), output)?
+        }
         ItemCmd::Receive { file, psk_file } => {
             receive(ctx, &mut vault, &file, psk_file.as_deref())?
         }
@@ -564,14 +578,16 @@ fn edit(ctx: &mut Ctx, vault: &mut Vault, item: &str, v: &ItemValues) -> CliResu
 /// or to standard output.
 fn share(
     ctx: &mut Ctx,
-    vault: &Vault,
-    item: &str,
+    i: &Item,
+    files: &[SharedFile],
     psk_file: Option<&std::path::Path>,
     output: Option<std::path::PathBuf>,
 ) -> CliResult {
-    let i = find(&vault.items()?, item)?;
     let psk = psk(ctx, psk_file)?;
-    let blob = syncfabric::vault::share::share_item(&i, &psk)?;
+    let blob = syncfabric::vault::share::share_item(i, files, &psk).map_err(|e| match e {
+        syncfabric::vault::share::ShareError::TooLarge { .. } => format!("{e}: --no-attachments"),
+        e => e.to_string(),
+    })?;
     match output {
         Some(path) => {
             let mut o = std::fs::OpenOptions::new();
@@ -587,6 +603,31 @@ fn share(
         None => print!("{blob}"),
     }
     Ok(())
+}
+
+/// The live attachments of `i`, read whole (a share carries at most about 9 MiB).
+fn shared_files(vault: &Vault, i: &Item) -> CliResult<Vec<SharedFile>> {
+    let mut files = Vec::new();
+    for a in vault.attachments(Some(&i.uuid))? {
+        if a.deleted {
+            continue;
+        }
+        if a.size > syncfabric::vault::share::MAX_BLOB as u64 {
+            return Err(format!(
+                "attachment {:?} ({} bytes) is too large to share; use --no-attachments",
+                a.name, a.size
+            )
+            .into());
+        }
+        let mut data = zeroize::Zeroizing::new(Vec::with_capacity(a.size as usize));
+        vault.read_attachment_to(&a.uuid, &mut *data)?;
+        files.push(SharedFile {
+            name: a.name,
+            mime: a.mime,
+            data,
+        });
+    }
+    Ok(files)
 }
 
 /// `item receive`: imports a shared item from `file` (`-`: standard input) as a new
@@ -616,8 +657,20 @@ fn receive(
         }
         std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?
     };
-    let new = syncfabric::vault::share::receive_item(&text, &psk)?;
-    let item = vault.add_item(new)?;
+    let got = syncfabric::vault::share::receive_item(&text, &psk)?;
+    let item = vault.add_item(got.item)?;
+    for f in &got.files {
+        vault
+            .add_attachment(&item.uuid, &f.name, &f.mime, &mut &f.data[..])
+            .map_err(|e| {
+                format!(
+                    "received {} {} but could not store its attachment {:?}: {e}",
+                    item.uuid,
+                    t(&item.title),
+                    f.name
+                )
+            })?;
+    }
     if ctx.json {
         ctx.print_json(&summary(&item));
     } else {

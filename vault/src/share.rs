@@ -26,9 +26,16 @@
 //! no header byte (version, KDF, iterations, salt, nonce) can be changed unnoticed.
 //! The payload is UTF-8 JSON:
 //! `{"v":1,"item":{"title","subtitle","note","category","template","icon","favorite",
-//! "fields":[{"uid","type","label","value","sensitive","order"}]}}`. Field history and
-//! attachments are not shared. A wrong PSK and a changed blob are the same error (the
-//! GCM tag does not verify): nothing is decrypted and nothing is imported.
+//! "fields":[{"uid","type","label","value","sensitive","order"}]}}`. An item shared
+//! with its attachments has payload version 2, which adds
+//! `"attachments":[{"name","mime","data"}]` (`data`: the file's bytes in base64), so
+//! a receiver that knows only version 1 refuses it instead of dropping the files
+//! unnoticed; without attachments the payload stays version 1. Attachments are bounded
+//! by the blob's own limit ([`MAX_BLOB`]: their bytes, base64 twice, must fit; about
+//! 9 MiB in all, [`ShareError::TooLarge`] otherwise). Field history is not shared (it
+//! holds values the sender replaced, which the receiver has no use for and which
+//! should not travel). A wrong PSK and a changed blob are the same error (the GCM tag
+//! does not verify): nothing is decrypted and nothing is imported.
 
 use openssl::hash::MessageDigest;
 use openssl::symm::{decrypt_aead, encrypt_aead, Cipher};
@@ -74,12 +81,58 @@ pub enum ShareError {
     /// OpenSSL failed.
     #[error("encryption failed: {0}")]
     Crypto(String),
+    /// The blob would exceed [`MAX_BLOB`] (its attachments are too large to share).
+    #[error("the shared item would be {size} bytes, over the {MAX_BLOB}-byte limit of a shared item; share it without its attachments")]
+    TooLarge {
+        /// The blob's size in bytes.
+        size: usize,
+    },
+}
+
+/// An attachment carried in a shared item: its name, MIME type and bytes (wiped on
+/// drop; its Debug output shows only the name and size).
+pub struct SharedFile {
+    /// The file name shown.
+    pub name: String,
+    /// The MIME type.
+    pub mime: String,
+    /// The content.
+    pub data: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SharedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedFile")
+            .field("name", &self.name)
+            .field("mime", &self.mime)
+            .field("size", &self.data.len())
+            .finish()
+    }
+}
+
+/// What a blob holds: the item to add ([`crate::Vault::add_item`]) and its attachments
+/// (to add with [`crate::Vault::add_attachment`]).
+#[derive(Debug)]
+pub struct Received {
+    /// The item.
+    pub item: NewItem,
+    /// Its attachments, in the order they were shared.
+    pub files: Vec<SharedFile>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct Payload {
     v: u32,
     item: SharedItem,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<SharedAttachment>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SharedAttachment {
+    name: String,
+    mime: String,
+    data: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -149,14 +202,28 @@ pub fn new_psk() -> Result<Secret, ShareError> {
     Ok(Secret::new(out.as_str()))
 }
 
-/// Encrypts `item` (its live fields) under `psk` into a text blob.
-pub fn share_item(item: &Item, psk: &Secret) -> Result<String, ShareError> {
-    share_item_with(item, psk, ITERATIONS)
+/// Encrypts `item` (its live fields) and `files` (its attachments to send; may be
+/// empty) under `psk` into a text blob.
+///
+/// Errors: [`ShareError::TooLarge`] when the blob would exceed [`MAX_BLOB`],
+/// [`ShareError::EmptyKey`], [`ShareError::Crypto`].
+pub fn share_item(item: &Item, files: &[SharedFile], psk: &Secret) -> Result<String, ShareError> {
+    share_item_with(item, files, psk, ITERATIONS)
 }
 
-fn share_item_with(item: &Item, psk: &Secret, iter: u32) -> Result<String, ShareError> {
+fn share_item_with(
+    item: &Item,
+    files: &[SharedFile],
+    psk: &Secret,
+    iter: u32,
+) -> Result<String, ShareError> {
+    // Base64 twice (in the JSON, then the armour): refuse before encoding anything.
+    let estimate = files.iter().map(|f| f.data.len()).sum::<usize>() / 3 * 4 / 3 * 4;
+    if estimate > MAX_BLOB {
+        return Err(ShareError::TooLarge { size: estimate });
+    }
     let payload = Payload {
-        v: 1,
+        v: if files.is_empty() { 1 } else { 2 },
         item: SharedItem {
             title: item.title.clone(),
             subtitle: item.subtitle.clone(),
@@ -179,11 +246,19 @@ fn share_item_with(item: &Item, psk: &Secret, iter: u32) -> Result<String, Share
                 })
                 .collect(),
         },
+        attachments: files
+            .iter()
+            .map(|f| SharedAttachment {
+                name: f.name.clone(),
+                mime: f.mime.clone(),
+                data: openssl::base64::encode_block(&f.data),
+            })
+            .collect(),
     };
     let plain = Zeroizing::new(
         serde_json::to_vec(&payload).map_err(|e| ShareError::Format(e.to_string()))?,
     );
-    drop(payload); // (its strings are copies; the Zeroizing buffer is what matters)
+    wipe_payload(payload);
     let mut header = Vec::with_capacity(HEADER);
     header.extend_from_slice(MAGIC);
     header.push(VERSION);
@@ -216,7 +291,21 @@ fn share_item_with(item: &Item, psk: &Secret, iter: u32) -> Result<String, Share
     }
     out.push_str(END);
     out.push('\n');
+    if out.len() > MAX_BLOB {
+        return Err(ShareError::TooLarge { size: out.len() });
+    }
     Ok(out)
+}
+
+/// Drops the payload's copies of secret values and file contents after wiping them.
+fn wipe_payload(p: Payload) {
+    let _note = Zeroizing::new(p.item.note);
+    for f in p.item.fields {
+        let _v = Zeroizing::new(f.value);
+    }
+    for a in p.attachments {
+        let _d = Zeroizing::new(a.data);
+    }
 }
 
 /// The binary form inside the armour (text around the armour is ignored, so a blob
@@ -236,9 +325,12 @@ fn unarmour(text: &str) -> Result<Vec<u8>, ShareError> {
     openssl::base64::decode_block(&b64).map_err(|_| ShareError::Format("bad base64".into()))
 }
 
-/// Decrypts a blob with `psk` into an item to add ([`crate::Vault::add_item`]); nothing
-/// is returned unless the whole blob verifies.
-pub fn receive_item(blob: &str, psk: &Secret) -> Result<NewItem, ShareError> {
+/// Decrypts a blob with `psk` into the item and attachments it carries; nothing is
+/// returned unless the whole blob verifies.
+///
+/// Errors: [`ShareError::Rejected`] (wrong PSK or changed blob), [`ShareError::Format`],
+/// [`ShareError::Unsupported`], [`ShareError::EmptyKey`].
+pub fn receive_item(blob: &str, psk: &Secret) -> Result<Received, ShareError> {
     let bin = unarmour(blob)?;
     if bin.len() < HEADER + TAG {
         return Err(ShareError::Format("too short".into()));
@@ -276,9 +368,23 @@ pub fn receive_item(blob: &str, psk: &Secret) -> Result<NewItem, ShareError> {
     );
     let p: Payload =
         serde_json::from_slice(&plain).map_err(|e| ShareError::Format(format!("payload: {e}")))?;
-    if p.v != 1 {
+    if !(1..=2).contains(&p.v) {
         return Err(ShareError::Unsupported(format!("payload version {}", p.v)));
     }
+    let files = p
+        .attachments
+        .into_iter()
+        .map(|a| {
+            let data = Zeroizing::new(a.data);
+            Ok(SharedFile {
+                data: Zeroizing::new(openssl::base64::decode_block(&data).map_err(|_| {
+                    ShareError::Format(format!("attachment {:?}: bad base64", a.name))
+                })?),
+                name: a.name,
+                mime: a.mime,
+            })
+        })
+        .collect::<Result<Vec<_>, ShareError>>()?;
     let i = p.item;
     let fields = i
         .fields
@@ -289,7 +395,7 @@ pub fn receive_item(blob: &str, psk: &Secret) -> Result<NewItem, ShareError> {
             ..Field::new(f.uid, &f.kind, &f.label, Secret::new(f.value))
         })
         .collect();
-    Ok(NewItem {
+    let item = NewItem {
         title: i.title,
         subtitle: i.subtitle,
         note: Secret::new(i.note),
@@ -298,7 +404,8 @@ pub fn receive_item(blob: &str, psk: &Secret) -> Result<NewItem, ShareError> {
         icon: i.icon,
         favorite: i.favorite,
         fields,
-    })
+    };
+    Ok(Received { item, files })
 }
 
 #[cfg(test)]
@@ -337,11 +444,13 @@ mod tests {
     fn round_trip_and_fresh_salt() {
         let psk = new_psk().unwrap();
         assert_eq!(psk.expose().len(), 52 + 12);
-        let a = share_item_with(&item(), &psk, MIN_ITER).unwrap();
-        let b = share_item_with(&item(), &psk, MIN_ITER).unwrap();
+        let a = share_item_with(&item(), &[], &psk, MIN_ITER).unwrap();
+        let b = share_item_with(&item(), &[], &psk, MIN_ITER).unwrap();
         assert_ne!(a, b, "a fresh salt and nonce each time");
         assert!(!a.contains("hunter2") && !a.contains("Bank"));
         let got = receive_item(&format!("hi,\n\n{a}\nbye"), &psk).unwrap();
+        assert!(got.files.is_empty());
+        let got = got.item;
         assert_eq!(got.title, "Bank");
         assert_eq!(got.note.expose(), "the note");
         assert!(got.favorite);
@@ -357,7 +466,7 @@ mod tests {
     #[test]
     fn wrong_key_and_every_changed_byte_are_rejected() {
         let psk = Secret::new("one two three");
-        let blob = share_item_with(&item(), &psk, MIN_ITER).unwrap();
+        let blob = share_item_with(&item(), &[], &psk, MIN_ITER).unwrap();
         assert_eq!(
             receive_item(&blob, &Secret::new("one two four")).unwrap_err(),
             ShareError::Rejected
@@ -388,6 +497,68 @@ mod tests {
                 matches!(receive_item(bad, &psk), Err(ShareError::Format(_))),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn attachments_travel_whole_in_a_version_2_payload() {
+        let psk = Secret::new("one two three");
+        let bytes: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let files = [
+            SharedFile {
+                name: "scan.pdf".into(),
+                mime: "application/pdf".into(),
+                data: Zeroizing::new(bytes.clone()),
+            },
+            SharedFile {
+                name: "empty.txt".into(),
+                mime: "text/plain".into(),
+                data: Zeroizing::new(Vec::new()),
+            },
+        ];
+        let blob = share_item_with(&item(), &files, &psk, MIN_ITER).unwrap();
+        let got = receive_item(&blob, &psk).unwrap();
+        assert_eq!(got.item.title, "Bank");
+        assert_eq!(got.files.len(), 2);
+        assert_eq!(
+            (got.files[0].name.as_str(), got.files[0].mime.as_str()),
+            ("scan.pdf", "application/pdf")
+        );
+        assert_eq!(&got.files[0].data[..], &bytes[..]);
+        assert!(got.files[1].data.is_empty());
+        assert!(!format!("{:?}", got.files[0]).contains("[1, "));
+        // The payload says version 2, so a version-1 reader refuses it.
+        let bin = unarmour(&blob).unwrap();
+        let (header, rest) = bin.split_at(HEADER);
+        let key = derive(&psk, &header[10..26], MIN_ITER).unwrap();
+        let (ct, tag) = rest.split_at(rest.len() - TAG);
+        let plain = decrypt_aead(
+            Cipher::aes_256_gcm(),
+            &key[..],
+            Some(&header[26..38]),
+            header,
+            ct,
+            tag,
+        )
+        .unwrap();
+        assert!(
+            plain.starts_with(b"{\"v\":2,"),
+            "{}",
+            String::from_utf8_lossy(&plain[..10])
+        );
+    }
+
+    #[test]
+    fn attachments_too_large_for_a_blob_are_refused_before_encrypting() {
+        let psk = Secret::new("one two three");
+        let files = [SharedFile {
+            name: "big.bin".into(),
+            mime: "application/octet-stream".into(),
+            data: Zeroizing::new(vec![0u8; MAX_BLOB / 5 * 3]),
+        }];
+        match share_item_with(&item(), &files, &psk, MIN_ITER) {
+            Err(ShareError::TooLarge { size }) => assert!(size > MAX_BLOB),
+            other => panic!("{other:?}"),
         }
     }
 

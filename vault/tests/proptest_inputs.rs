@@ -31,7 +31,7 @@ fn blob() -> String {
         field_updated_at: 0,
         fields: n.fields,
     };
-    share_item(&item, &Secret::new("k")).unwrap()
+    share_item(&item, &[], &Secret::new("k")).unwrap()
 }
 
 proptest! {
