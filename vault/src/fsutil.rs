@@ -58,10 +58,18 @@ pub(crate) fn make_private(path: &Path) -> Result<()> {
 /// Writes `bytes` to a new 0600 temp file beside `path`, fsyncs it, renames it over
 /// `path`, fsyncs the directory.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// [`write_atomic`] with the content written by `fill` (streamed, never held whole).
+pub(crate) fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     let tmp = temp_sibling(path, "tmp")?;
     let res = (|| {
         let mut f = private_new(&tmp)?;
-        f.write_all(bytes)?;
+        fill(&mut f)?;
         f.sync_all()
     })();
     if let Err(e) = res {

@@ -87,6 +87,7 @@
 #![deny(missing_docs)]
 
 pub mod attach;
+pub mod container;
 mod crypto;
 mod db;
 pub mod error;
