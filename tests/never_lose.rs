@@ -941,7 +941,10 @@ fn run_one_then(
     rt.block_on(async {
         let storage = open_storage(&direct_url, &cred, verdict).await;
         let layout = remote_layout(&vault_uuid).unwrap();
-        let (db, json) = (layout.db, layout.json);
+        let (db, json) = (
+            layout.db,
+            layout.json.expect("the syncfabric layout has a vault.json"),
+        );
         std::fs::create_dir_all(&remote_dir).unwrap();
         for (p, name) in [(db, "vault.enpassdb"), (json, "vault.json")] {
             let mut d = storage.read(&p).await.unwrap();

@@ -876,7 +876,7 @@ pub fn watch_cmd(ctx: &mut Ctx, args: WatchArgs) -> CliResult {
     let remote = connect_remote(ctx, &rt, &r, &dir)?;
     let state = state_dir(&dir, &r.name)?;
     let uuid = vault.meta().vault_uuid().unwrap_or_default().to_string();
-    let remote_dir = syncfabric::engine::remote_layout(&uuid)?.dir;
+    let remote_dir = remote.layout().locate(&uuid)?.dir;
     // The local vault folder, watched through the folder provider's own change feed.
     let local: std::sync::Arc<dyn syncfabric::core::Storage> =
         std::sync::Arc::new(syncfabric::folder::FolderStorage::new(&dir)?);

@@ -321,6 +321,7 @@ pub struct Remote {
     storage: Arc<dyn Storage>,
     verdict: Verdict,
     probe: Option<ProbeReport>,
+    layout: crate::engine::Layout,
 }
 
 impl Remote {
@@ -359,6 +360,18 @@ impl Remote {
     /// The probe that ran when it was readied, if one did: record the verdict then.
     pub fn probe(&self) -> Option<&ProbeReport> {
         self.probe.as_ref()
+    }
+
+    /// Where it keeps vaults (syncfabric's layout unless [`Remote::with_layout`] said
+    /// otherwise).
+    pub fn layout(&self) -> &crate::engine::Layout {
+        &self.layout
+    }
+
+    /// The same remote with vaults kept in `layout` (e.g. the Enpass apps' sync file).
+    pub fn with_layout(mut self, layout: crate::engine::Layout) -> Remote {
+        self.layout = layout;
+        self
     }
 }
 
@@ -488,6 +501,7 @@ pub fn wrap(storage: Arc<dyn Storage>, verdict: Verdict) -> Remote {
         storage,
         verdict,
         probe: None,
+        layout: crate::engine::Layout::Syncfabric,
     }
 }
 

@@ -129,9 +129,11 @@ fn read_exact_or_corrupt(src: &mut dyn Read, buf: &mut [u8]) -> Result<()> {
     let mut got = 0;
     while got < buf.len() {
         match src.read(&mut buf[got..]) {
-            Ok(0) => return Err(Error::Corrupt(format!(
+            Ok(0) => {
+                return Err(Error::Corrupt(format!(
                 "not an Enpass sync file: {got} bytes, shorter than its {HEADER_LEN}-byte header"
-            ))),
+            )))
+            }
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(Error::io("(the Enpass sync file)", e)),

@@ -177,6 +177,11 @@ pub(super) async fn push(
     plan: &Plan,
 ) -> Result<Version, SyncError> {
     let storage = run.storage.as_ref();
+    if run.layout.is_container() && !plan.live.is_empty() {
+        return Err(SyncError::AttachmentsInContainer {
+            files: plan.live.len(),
+        });
+    }
     if plan.remote_missing {
         storage.create_dir(&run.layout.dir).await?;
     }
@@ -188,6 +193,15 @@ pub(super) async fn push(
     vault.copy_database_to(commit_file.path())?;
     commit_file.reopen()?; // the copy replaced the empty file: lock the new one
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "copy database");
+    // In the Enpass layout the upload is the container: vault.json, then the copy.
+    let container = match run.layout.json {
+        Some(_) => None,
+        None => {
+            let c = run.state.temp_file("container")?;
+            syncfabric_vault::container::pack(vault.meta(), commit_file.path(), c.path())?;
+            Some(c)
+        }
+    };
     let pre = lock.for_database(run, &plan.remote_version).await?;
     let db = &run.layout.db;
     let m = meter(
@@ -196,8 +210,10 @@ pub(super) async fn push(
         db,
         "database",
     );
-    let body = Body::from_file(commit_file.path()).await?;
+    let upload_file = container.as_ref().unwrap_or(&commit_file);
+    let body = Body::from_file(upload_file.path()).await?;
     let entry = lock.bounded(run, upload(storage, db, body, pre, m)).await?;
+    drop(container);
     // The commit point has passed.
     let version = entry.version.ok_or_else(|| {
         SyncError::Storage(StorageError::Corrupt {
@@ -205,18 +221,19 @@ pub(super) async fn push(
         })
     })?;
     report.uploaded_db = true;
-    let meta_bytes = tokio::fs::read(vault.dir().join("vault.json")).await?;
-    let json = &run.layout.json;
-    let m = meter(
-        run.opts.progress.as_ref(),
-        Direction::Upload,
-        json,
-        "vault.json",
-    );
-    upload(storage, json, Body::from(meta_bytes), lock.plain(), m).await?;
+    if let Some(json) = &run.layout.json {
+        let meta_bytes = tokio::fs::read(vault.dir().join("vault.json")).await?;
+        let m = meter(
+            run.opts.progress.as_ref(),
+            Direction::Upload,
+            json,
+            "vault.json",
+        );
+        upload(storage, json, Body::from(meta_bytes), lock.plain(), m).await?;
+    }
     // Where versions can repeat, the commit marker seals the commit (under the same
     // lock); its version is the commit's.
-    let seal = run.versioning.seal(storage, lock.plain(), version);
+    let seal = run.versioning.seal(storage, lock.plain(), db, version);
     let version = lock.bounded(run, seal).await?;
     run.state
         .record_commit(st, &commit_file, version.as_str(), super::sync::now_unix())?;

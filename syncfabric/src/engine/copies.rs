@@ -36,7 +36,7 @@ use super::limits::DownloadBound;
 use super::plan::guard_counts;
 use super::state::SyncState;
 use super::transfer::{download, fetch_missing_attachments, meter};
-use super::{remote_layout, StateDir, SyncError, SyncOptions};
+use super::{StateDir, SyncError, SyncOptions};
 use crate::remote::Remote;
 use std::path::{Path, PathBuf};
 use syncfabric_core::progress::Direction;
@@ -91,7 +91,7 @@ pub async fn find_conflict_copies(
     vault: &Vault,
     remote: &Remote,
 ) -> Result<Vec<ConflictCopy>, SyncError> {
-    let layout = remote_layout(vault_uuid(vault)?)?;
+    let layout = remote.layout().locate(vault_uuid(vault)?)?;
     let listing = match remote.storage().list(&layout.dir).await {
         Ok(l) => l,
         Err(StorageError::NotFound { .. }) => return Ok(Vec::new()),
@@ -121,12 +121,24 @@ pub async fn merge_conflict_copy(
     copy: &ConflictCopy,
 ) -> Result<CopyMerge, SyncError> {
     let storage = remote.storage().as_ref();
-    let layout = remote_layout(vault_uuid(vault)?)?;
-    let tmp = state.temp_file("conflict-copy")?;
+    let layout = remote.layout().locate(vault_uuid(vault)?)?;
+    let mut tmp = state.temp_file("conflict-copy")?;
     let progress = opts.progress.as_ref();
     let m = meter(progress, Direction::Download, &copy.path, "conflict copy");
     let bound = DownloadBound::announced(copy.size);
     let read = download(storage, &copy.path, &tmp, &bound, &m).await?;
+    if layout.is_container() {
+        // A copy of the Enpass sync file: its database part is what merges.
+        let db = state.temp_file("conflict-copy-db")?;
+        let mut src = std::fs::File::open(tmp.path())?;
+        syncfabric_vault::container::unpack(&mut src, db.path()).map_err(|e| {
+            SyncError::CopyUnreadable {
+                path: copy.path.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        tmp = db;
+    }
     let unreadable = |e: syncfabric_vault::Error| {
         SyncError::CopyUnreadable {
         path: copy.path.to_string(),

@@ -70,6 +70,14 @@ pub enum SyncError {
         /// The sync state folder.
         path: String,
     },
+    /// The vault has attachments stored in their own files, which the Enpass apps'
+    /// sync file cannot carry (whether and how the apps move them is not public):
+    /// nothing was pushed.
+    #[error("this vault has {files} attachment file(s), which an Enpass sync file cannot carry; nothing was pushed. Remove those attachments (small ones stay inside the database), or sync this vault through a remote in syncfabric's own layout")]
+    AttachmentsInContainer {
+        /// How many attachment files the vault references.
+        files: usize,
+    },
     /// The local sync state could not be read or written.
     #[error("local sync state: {0}")]
     State(#[from] std::io::Error),

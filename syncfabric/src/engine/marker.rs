@@ -25,6 +25,12 @@
 //!   after, so a recorded version is never newer than the content recorded with it; an
 //!   older one only costs the next sync a download and a merge.
 //! * The marker's content is never parsed, only hashed, and its read is bounded.
+//! * **Writers that write no marker.** In the Enpass layout the Enpass apps write the
+//!   sync file with plain PUTs and know nothing of the marker, so there the version is
+//!   the marker's hash *and* what the server says of the file (its tag, size and
+//!   modification time): a foreign write changes the latter. A foreign write of the
+//!   same size within the server's one-second clock still looks unchanged: the
+//!   residual risk of such servers, said in ARCHITECTURE.md.
 
 use super::SyncError;
 use bytes::Bytes;
@@ -46,18 +52,28 @@ const MAX_MARKER_BYTES: u64 = 4096;
 #[derive(Clone, Debug)]
 pub(crate) struct Versioning {
     marker: Option<RemotePath>,
+    /// Others write the database without the marker (see the module docs).
+    foreign_writers: bool,
 }
 
 impl Versioning {
     /// The versioning `storage`'s (probed) capabilities call for, for the vault folder
     /// `dir`.
-    pub(crate) fn of(storage: &dyn Storage, dir: &RemotePath) -> Result<Versioning, SyncError> {
+    /// `foreign_writers`: clients that write no marker write the database too.
+    pub(crate) fn of(
+        storage: &dyn Storage,
+        dir: &RemotePath,
+        foreign_writers: bool,
+    ) -> Result<Versioning, SyncError> {
         let marker = if storage.capabilities().strong_versions {
             None
         } else {
             Some(dir.join(MARKER)?)
         };
-        Ok(Versioning { marker })
+        Ok(Versioning {
+            marker,
+            foreign_writers,
+        })
     }
 
     /// The database's entry at `db`, with its version replaced by the commit marker's
@@ -71,8 +87,13 @@ impl Versioning {
             return Ok(storage.stat(db).await?);
         };
         let version = read_marker(storage, marker).await?;
+        let foreign = self.foreign_writers;
         Ok(storage.stat(db).await?.map(|mut e| {
-            e.version = Some(version);
+            e.version = Some(if foreign {
+                with_file_state(&version, &e)
+            } else {
+                version
+            });
             e
         }))
     }
@@ -98,6 +119,7 @@ impl Versioning {
         &self,
         storage: &dyn Storage,
         pre: Precondition,
+        db: &RemotePath,
         db_version: Version,
     ) -> Result<Version, StorageError> {
         let Some(marker) = &self.marker else {
@@ -111,8 +133,32 @@ impl Versioning {
         let bytes = Bytes::from(format!("{}\n", hex::encode(id)));
         let version = marker_version(&bytes);
         storage.write(marker, Body::Bytes(bytes), pre).await?;
-        Ok(version)
+        if !self.foreign_writers {
+            return Ok(version);
+        }
+        // The file as the server now describes it (a foreign write landing between
+        // our write and this stat is taken for ours: see the module docs).
+        match storage.stat(db).await? {
+            Some(e) => Ok(with_file_state(&version, &e)),
+            None => Err(StorageError::NotFound {
+                path: db.to_string(),
+            }),
+        }
     }
+}
+
+/// The marker's version combined with what the server says of the database file.
+fn with_file_state(marker: &Version, e: &Entry) -> Version {
+    let modified = e
+        .modified
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let tag = e.version.as_ref().map_or("", |v| v.as_str());
+    let state = format!("{}\n{tag}\n{}\n{modified}", marker.as_str(), e.size);
+    Version::new(format!(
+        "commit+file:{}",
+        hex::encode(openssl::sha::sha256(state.as_bytes()))
+    ))
 }
 
 /// `commit:<SHA-256 of the marker's bytes>`, or `commit:none` where there is none.

@@ -12,6 +12,7 @@ pub mod copies;
 mod counting;
 mod device;
 mod error;
+pub mod layout;
 pub mod limits;
 pub mod marker;
 mod plan;
@@ -28,7 +29,8 @@ pub use copies::{
 pub use counting::{Counters, CountingStorage};
 pub use device::LocalSyncLock;
 pub use error::SyncError;
+pub use layout::{remote_layout, Layout, RemoteLayout};
 pub use rekey::{rekey_state, RekeyReport};
 pub use restore::{restore_from_remote, restore_from_remote_with_progress, restore_journal};
 pub use state::{StateDir, SyncState};
-pub use sync::{remote_layout, sync_vault, RemoteLayout, SyncOptions, SyncOutcome, SyncReport};
+pub use sync::{sync_vault, SyncOptions, SyncOutcome, SyncReport};

@@ -1,16 +1,13 @@
 //! What a sync will do, found before anything is committed: the push-only and
 //! pull-only fast paths, and the guards on what a merge may take away.
 
-use super::limits::DownloadBound;
 use super::state::{SyncState, TempFile};
 use super::sync::{now_unix, Run, Seen};
 use super::transfer::{
-    check_remote_meta, download, fetch_missing_attachments, fetch_remote, meter, remote_read_error,
-    RemotePaths,
+    download_database, fetch_missing_attachments, fetch_remote, remote_read_error, RemotePaths,
 };
 use super::{SyncError, SyncOptions, SyncReport};
 use std::collections::BTreeSet;
-use syncfabric_core::progress::Direction;
 use syncfabric_core::{Error as StorageError, Version};
 use syncfabric_merge::{merge_sources, AttachmentFiles, MergeOptions, MergeOutcome};
 use syncfabric_vault::{RowSource, Snapshot, SnapshotReader, Vault};
@@ -86,7 +83,7 @@ async fn fast_pull(
     download_tmp: &TempFile,
 ) -> Result<Option<Plan>, SyncError> {
     let (storage, state, opts) = (run.storage.as_ref(), run.state, run.opts);
-    let (dir, db_path, json_path) = (&run.layout.dir, &run.layout.db, &run.layout.json);
+    let (dir, db_path) = (&run.layout.dir, &run.layout.db);
     let base_file = state.base_db();
     if seen.unchanged
         || seen.local_changed
@@ -101,17 +98,12 @@ async fn fast_pull(
     };
     let t = std::time::Instant::now();
     let progress = opts.progress.as_ref();
-    let meta = check_remote_meta(
-        vault,
-        storage,
-        json_path,
-        &state.temp_path("json"),
-        progress,
-    )
-    .await?;
-    let db_meter = meter(progress, Direction::Download, db_path, "database");
-    let bound = DownloadBound::announced(seen.entry.as_ref().map_or(0, |e| e.size));
-    let version = download(storage, db_path, download_tmp, &bound, &db_meter).await?;
+    let paths = RemotePaths {
+        layout: &run.layout,
+        download_tmp,
+        size: seen.entry.as_ref().map_or(0, |e| e.size),
+    };
+    let (meta, version) = download_database(vault, storage, state, progress, &paths).await?;
     report.downloaded_db = true;
     syncfabric_vault::verify_database_file(download_tmp, vault.key())
         .map_err(|e| remote_read_error(e, download_tmp.path(), meta))?;
@@ -130,6 +122,9 @@ async fn fast_pull(
         tracing::warn!(
             "the remote lacks items of the last synced state; merging instead of adopting it"
         );
+        return Ok(None);
+    }
+    if run.layout.is_container() && regressed(&base_file, download_tmp.path(), vault)? > 0 {
         return Ok(None);
     }
     guard_sets(opts, &before, &after)?;
@@ -160,6 +155,19 @@ async fn fast_pull(
         downloaded: true,
         remote_version: Some(version),
     }))
+}
+
+/// How many rows of the base `base` the downloaded remote `remote` lacks or holds with
+/// an older clock (see [`syncfabric_vault::regressed_rows`]).
+fn regressed(
+    base: &std::path::Path,
+    remote: &std::path::Path,
+    vault: &Vault,
+) -> Result<usize, SyncError> {
+    let before = syncfabric_vault::row_clocks_in_file(base, vault.key())?;
+    let after = syncfabric_vault::row_clocks_in_file(remote, vault.key())
+        .map_err(|e| SyncError::RemoteCorrupt(format!("remote database: {e}")))?;
+    Ok(syncfabric_vault::regressed_rows(&before, &after))
 }
 
 /// Refuses a change that takes more than the allowed share of `was` out of the live set.
@@ -288,8 +296,7 @@ async fn remote_side(
         (Some(entry), _, _) => entry,
     };
     let paths = RemotePaths {
-        json: &run.layout.json,
-        db: &run.layout.db,
+        layout: &run.layout,
         download_tmp,
         size: entry.size,
     };
@@ -329,8 +336,23 @@ async fn full_merge(
     seen: &Seen,
     download_tmp: &TempFile,
 ) -> Result<Option<Plan>, SyncError> {
-    let base = open_base(vault, run, st);
+    let mut base = open_base(vault, run, st);
     let mut remote = remote_side(vault, run, report, seen, &base, download_tmp).await?;
+    // A writer that does not commit conditionally (an Enpass app) may have written over
+    // our last commit a copy merged before it: that remote does not descend from the
+    // base, and a three-way merge would take its older values as its changes. Merged
+    // without the base instead: every difference is decided by the rows' clocks, and
+    // each losing value goes to the field's history.
+    if run.layout.is_container() && remote.downloaded && base.reader.is_some() {
+        let n = regressed(&run.state.base_db(), download_tmp.path(), vault)?;
+        if n > 0 {
+            tracing::warn!(
+                rows = n,
+                "the remote was written over our last commit from an older copy; merging it without the base"
+            );
+            base.reader = None;
+        }
+    }
     let have_remote = remote.reader.is_some() || remote.is_base;
     if seen.entry.is_some() && remote.version.is_none() {
         return Err(SyncError::Storage(StorageError::Unsupported {

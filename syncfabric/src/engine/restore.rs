@@ -46,15 +46,16 @@ pub async fn restore_from_remote_with_progress(
     progress: Option<&ProgressHook>,
 ) -> Result<Vault, SyncError> {
     let storage = remote.storage().as_ref();
+    let layout = remote.layout().locate(vault_uuid)?;
     let RemoteLayout {
         dir,
         db: db_path,
         json: json_path,
-    } = remote_layout(vault_uuid)?;
+    } = layout.clone();
     let mut undo = RestoreUndo::start(dest)?;
     let staging = undo.staging.clone();
     // Stat before the download: see fast_pull on why never after.
-    let versioning = Versioning::of(storage, &dir)?;
+    let versioning = Versioning::of(storage, &dir, layout.is_container())?;
     let stated = versioning
         .stat_db(storage, &db_path)
         .await?
@@ -73,22 +74,27 @@ pub async fn restore_from_remote_with_progress(
             Ok::<_, SyncError>(v)
         }
     };
-    let json_bound = DownloadBound::vault_json();
-    fetch(
-        json_path,
-        "vault.json".into(),
-        json_bound,
-        "vault.json".into(),
-    )
-    .await?;
     let db_bound = DownloadBound::announced(stated.size);
-    let with_download = fetch(
-        db_path.clone(),
-        "vault.enpassdb".into(),
-        db_bound,
-        "database".into(),
-    )
-    .await?;
+    let with_download = match json_path {
+        Some(json_path) => {
+            let json_bound = DownloadBound::vault_json();
+            fetch(
+                json_path,
+                "vault.json".into(),
+                json_bound,
+                "vault.json".into(),
+            )
+            .await?;
+            let name = "vault.enpassdb".to_string();
+            fetch(db_path.clone(), name, db_bound, "database".into()).await?
+        }
+        None => {
+            let name = syncfabric_vault::container::FILE_NAME.to_string();
+            let v = fetch(db_path.clone(), name.clone(), db_bound, "database".into()).await?;
+            unpack_staged(&staging, &name, vault_uuid)?;
+            v
+        }
+    };
     let version = versioning
         .downloaded(with_download, stated.version)
         .ok_or_else(|| {
@@ -117,7 +123,7 @@ pub async fn restore_from_remote_with_progress(
     undo.move_into_place()?;
     let vault = Vault::open(dest, password, keyfile)?;
     let mut st = SyncState {
-        vault_uuid: vault_uuid.to_string(),
+        vault_uuid: vault.meta().vault_uuid().unwrap_or(vault_uuid).to_string(),
         ..Default::default()
     };
     undo.state_files(state);
@@ -128,6 +134,25 @@ pub async fn restore_from_remote_with_progress(
     state.save(&st)?;
     undo.done();
     Ok(vault)
+}
+
+/// Splits the Enpass container `name` in `staging` into `vault.enpassdb` and
+/// `vault.json` there, and removes it. Its vault must be `vault_uuid` (any when empty).
+fn unpack_staged(staging: &Path, name: &str, vault_uuid: &str) -> Result<(), SyncError> {
+    let container = staging.join(name);
+    let mut src = std::fs::File::open(&container)?;
+    let meta = syncfabric_vault::container::unpack(&mut src, &staging.join("vault.enpassdb"))
+        .map_err(|e| SyncError::RemoteCorrupt(format!("remote {name}: {e}")))?;
+    let found = meta.vault_uuid().unwrap_or("");
+    if !vault_uuid.is_empty() && found != vault_uuid {
+        return Err(SyncError::OtherVault(format!(
+            "the Enpass sync file holds vault {found:?}, not {vault_uuid:?}"
+        )));
+    }
+    meta.write_atomic(&staging.join("vault.json"))?;
+    drop(src);
+    std::fs::remove_file(&container)?;
+    Ok(())
 }
 
 /// What a restore made, removed again on drop unless [`RestoreUndo::done`] was called:

@@ -1,6 +1,7 @@
 //! One sync of one vault: the protocol of `ARCHITECTURE.md`, step by step.
 
 use super::commit::CommitLock;
+use super::layout::RemoteLayout;
 use super::marker::Versioning;
 use super::state::{StateDir, SyncState};
 use super::SyncError;
@@ -101,31 +102,6 @@ pub struct SyncReport {
     pub remote_version: Option<String>,
 }
 
-/// Where a vault lives on the remote.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteLayout {
-    /// `<uuid>/`
-    pub dir: RemotePath,
-    /// `<uuid>/vault.enpassdb`
-    pub db: RemotePath,
-    /// `<uuid>/vault.json`
-    pub json: RemotePath,
-}
-
-/// Where the vault `vault_uuid` lives on the remote (one path segment, else
-/// `InvalidInput`).
-pub fn remote_layout(vault_uuid: &str) -> Result<RemoteLayout, SyncError> {
-    let dir = RemotePath::parse(vault_uuid)?;
-    if dir.is_root() || dir.segments().count() != 1 {
-        return Err(SyncError::Storage(StorageError::InvalidInput {
-            message: "a vault uuid must be one path segment".into(),
-        }));
-    }
-    let db = dir.join("vault.enpassdb")?;
-    let json = dir.join("vault.json")?;
-    Ok(RemoteLayout { dir, db, json })
-}
-
 pub(super) fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -184,13 +160,14 @@ pub async fn sync_vault(
     let _local = super::device::hold_local(state, opts.lease.acquire_timeout).await?;
     let owner = LockOwner::new(&state.device_id()?, &opts.lease.label)?.exclusive();
     super::device::release_recorded_lock(state, storage.as_ref()).await;
+    let layout = remote.layout().locate(&uuid)?;
     let run = Run {
         storage,
         state,
         opts,
         owner: &owner,
-        versioning: Versioning::of(storage.as_ref(), &remote_layout(&uuid)?.dir)?,
-        layout: remote_layout(&uuid)?,
+        versioning: Versioning::of(storage.as_ref(), &layout.dir, layout.is_container())?,
+        layout,
         uuid: &uuid,
     };
     let mut waits = opts.race.delays();

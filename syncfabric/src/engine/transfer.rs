@@ -1,6 +1,7 @@
 //! Moving bytes: uploads and bounded, verified downloads of the database, vault.json
 //! and attachment files, each with its progress meter.
 
+use super::layout::RemoteLayout;
 use super::limits::DownloadBound;
 use super::state::{StateDir, TempFile};
 use super::SyncError;
@@ -253,14 +254,42 @@ pub(super) async fn announced_size(
 
 /// Where the remote's files are and where the database is downloaded to.
 pub(super) struct RemotePaths<'a> {
-    pub(super) json: &'a RemotePath,
-    pub(super) db: &'a RemotePath,
+    pub(super) layout: &'a RemoteLayout,
     pub(super) download_tmp: &'a TempFile,
     /// The database's size as its `stat` announced it: the download's bound.
     pub(super) size: u64,
 }
 
-/// The remote as the full merge reads it: `vault.json` checked, the database
+/// Downloads the remote database into `paths.download_tmp` and checks the remote's
+/// vault.json against the local vault ([`check_remote_meta`]): in syncfabric's layout
+/// two files; in the Enpass layout one container, downloaded whole to a temp file, its
+/// header read defensively and the database part copied out. Returns what the meta
+/// said and the version the storage reported with the download, if any.
+pub(super) async fn download_database(
+    vault: &Vault,
+    storage: &dyn Storage,
+    state: &StateDir,
+    progress: Option<&ProgressHook>,
+    paths: &RemotePaths<'_>,
+) -> Result<(RemoteMeta, Option<syncfabric_core::Version>), SyncError> {
+    let db = &paths.layout.db;
+    let m = meter(progress, Direction::Download, db, "database");
+    let bound = DownloadBound::announced(paths.size);
+    let Some(json) = &paths.layout.json else {
+        let container = state.temp_file("container")?;
+        let v = download(storage, db, &container, &bound, &m).await?;
+        let mut src = std::fs::File::open(container.path())?;
+        let meta = syncfabric_vault::container::unpack(&mut src, paths.download_tmp.path())
+            .map_err(|e| SyncError::RemoteCorrupt(format!("remote {db}: {e}")))?;
+        return Ok((judge_remote_meta(vault, meta)?, v));
+    };
+    let scratch = state.temp_path("json");
+    let meta = check_remote_meta(vault, storage, json, &scratch, progress).await?;
+    let v = download(storage, db, paths.download_tmp, &bound, &m).await?;
+    Ok((meta, v))
+}
+
+/// The remote as the full merge reads it: vault.json checked, the database
 /// downloaded, verified and opened as a row source. Returns the version the storage
 /// reported with the download, if any.
 pub(super) async fn fetch_remote(
@@ -271,11 +300,7 @@ pub(super) async fn fetch_remote(
     paths: &RemotePaths<'_>,
 ) -> Result<(SnapshotReader, Option<syncfabric_core::Version>), SyncError> {
     let progress = opts.progress.as_ref();
-    let scratch = state.temp_path("json");
-    let meta = check_remote_meta(vault, storage, paths.json, &scratch, progress).await?;
-    let m = meter(progress, Direction::Download, paths.db, "database");
-    let bound = DownloadBound::announced(paths.size);
-    let v = download(storage, paths.db, paths.download_tmp, &bound, &m).await?;
+    let (meta, v) = download_database(vault, storage, state, progress, paths).await?;
     let t = std::time::Instant::now();
     let file = paths.download_tmp.path();
     let snap = syncfabric_vault::open_snapshot_file(file, vault.key())
@@ -354,7 +379,17 @@ pub(super) async fn check_remote_meta(
     let bytes = tokio::fs::read(tmp.path()).await?;
     drop(tmp);
     let remote = syncfabric_vault::meta::VaultMeta::parse(&bytes)
-        .and_then(|m| m.check_supported().map(|()| m))
+        .map_err(|e| SyncError::RemoteCorrupt(format!("remote vault.json: {e}")))?;
+    judge_remote_meta(vault, remote)
+}
+
+/// Checks a remote vault.json against the local vault's (see [`check_remote_meta`]).
+pub(super) fn judge_remote_meta(
+    vault: &Vault,
+    remote: syncfabric_vault::meta::VaultMeta,
+) -> Result<RemoteMeta, SyncError> {
+    remote
+        .check_supported()
         .map_err(|e| SyncError::RemoteCorrupt(format!("remote vault.json: {e}")))?;
     let local = vault.meta();
     if remote.vault_uuid() != local.vault_uuid() {
