@@ -51,6 +51,14 @@ pub struct RemoteConfig {
     /// For cloud remotes (`onedrive:`, `sharepoint:`): the logged-in account it uses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// Where the vault is kept there: "syncfabric" (the default: a folder per vault)
+    /// or "enpass" (the Enpass apps' sync file, `vault.enpassdbsync`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
+    /// With layout "enpass": the folder of the file under the URL ("Enpass" when
+    /// missing; "" for the URL itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout_dir: Option<String>,
 }
 
 impl RemoteConfig {
@@ -61,6 +69,23 @@ impl RemoteConfig {
             versions: self.versions.as_deref(),
             writes: self.writes.as_deref(),
         }
+    }
+
+    /// Where the vault is kept on this remote.
+    pub fn layout(&self) -> Result<syncfabric::engine::Layout, String> {
+        let name = self.layout.as_deref().unwrap_or("syncfabric");
+        syncfabric::engine::Layout::parse(name, self.layout_dir.as_deref()).ok_or_else(|| {
+            format!(
+                "remote {:?}: layout {name:?} is neither \"syncfabric\" nor \"enpass\" (with a plain folder in layout_dir)",
+                self.name
+            )
+        })
+    }
+
+    /// Records `layout`.
+    pub fn set_layout(&mut self, layout: &syncfabric::engine::Layout) {
+        self.layout = Some(layout.name().to_string());
+        self.layout_dir = layout.enpass_dir().map(|d| d.as_str().to_string());
     }
 
     /// Records `verdict`.

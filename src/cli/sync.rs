@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use syncfabric::core::registry::OpenOptions;
 use syncfabric::engine::{
     find_conflict_copies, merge_conflict_copy, remove_conflict_copy,
-    restore_from_remote_with_progress, sync_vault, ConflictCopy, CopyBase, CopyMerge, StateDir,
-    SyncError, SyncOptions,
+    restore_from_remote_with_progress, sync_vault, ConflictCopy, CopyBase, CopyMerge, Layout,
+    StateDir, SyncError, SyncOptions,
 };
 use syncfabric::remote::{Credentials, Recorded, Remote, Verdict, Writes};
 use syncfabric::vault::Vault;
@@ -28,6 +28,11 @@ pub enum RemoteCmd {
         /// For onedrive:/sharepoint: URLs, the login to use (see `syncfabric login`).
         #[arg(long)]
         account: Option<String>,
+        /// Where the vault is kept there: `enpass` to share the Enpass apps' sync file
+        /// (`Enpass/vault.enpassdbsync`); default: `enpass` when the remote holds such a
+        /// file, else `syncfabric`.
+        #[arg(long, value_enum)]
+        layout: Option<LayoutArg>,
     },
     /// List the vault's remotes.
     List,
@@ -121,6 +126,10 @@ pub struct RestoreArgs {
     /// For onedrive:/sharepoint: URLs, the login to use (see `syncfabric login`).
     #[arg(long)]
     account: Option<String>,
+    /// Where the vault is kept there; default: the Enpass apps' sync file when the
+    /// remote holds one, else syncfabric's own layout.
+    #[arg(long, value_enum)]
+    layout: Option<LayoutArg>,
 }
 
 /// The URL forms of every registered provider, as they describe themselves.
@@ -249,7 +258,42 @@ fn connect_remote(
     if remote.probe().is_some() {
         record_verdict(ctx, &r.name, vault, &remote.verdict())?;
     }
-    Ok(remote)
+    Ok(remote.with_layout(r.layout()?))
+}
+
+/// The layout a person chose with `--layout`, else the one an Enpass file found on the
+/// remote calls for (`Enpass/vault.enpassdbsync`, or at the URL itself), else
+/// syncfabric's.
+fn choose_layout(
+    rt: &tokio::runtime::Runtime,
+    storage: &dyn syncfabric::core::Storage,
+    asked: Option<LayoutArg>,
+) -> CliResult<Layout> {
+    let found = rt.block_on(syncfabric::engine::find_enpass_file(storage))?;
+    Ok(match (asked, found) {
+        (Some(LayoutArg::Syncfabric), _) => Layout::Syncfabric,
+        (Some(LayoutArg::Enpass), Some(found)) | (None, Some(found)) => found,
+        (Some(LayoutArg::Enpass), None) => Layout::enpass(),
+        (None, None) => Layout::Syncfabric,
+    })
+}
+
+/// `--layout`: where a remote keeps the vault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayoutArg {
+    /// A folder per vault (`<uuid>/vault.enpassdb`, `vault.json`, attachment files).
+    Syncfabric,
+    /// The Enpass apps' own sync file, `Enpass/vault.enpassdbsync`, to share one folder
+    /// with them (attachments stored in files are not carried).
+    Enpass,
+}
+
+fn describe_layout(l: &Layout) -> String {
+    match l.enpass_dir() {
+        None => "syncfabric (a folder per vault)".into(),
+        Some(d) if d.is_root() => "enpass (vault.enpassdbsync at the URL)".into(),
+        Some(d) => format!("enpass ({}/vault.enpassdbsync)", d.as_str()),
+    }
 }
 
 /// The sync state folder of `remote` (a checked name: it becomes a path component).
@@ -261,7 +305,12 @@ pub fn state_dir(vault: &Path, remote: &str) -> CliResult<StateDir> {
 pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
     let vault = canonical(&ctx.vault_dir()?);
     match cmd {
-        RemoteCmd::Add { name, url, account } => {
+        RemoteCmd::Add {
+            name,
+            url,
+            account,
+            layout,
+        } => {
             check_remote_name(&name)?;
             check_remote_url(&url)?;
             if ctx.config.remotes_of(&vault).iter().any(|r| r.name == name) {
@@ -275,6 +324,7 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
             let connected = opener.connect(&rt, create, Recorded::default())?;
             let verdict = connected.verdict();
             let report = connected.probe().ok_or("the probe did not run")?.clone();
+            let layout = choose_layout(&rt, connected.storage().as_ref(), layout)?;
             let mut remote = RemoteConfig {
                 name: name.clone(),
                 vault: vault.clone(),
@@ -283,16 +333,20 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
                 versions: None,
                 writes: None,
                 account,
+                layout: None,
+                layout_dir: None,
             };
             remote.record(&verdict);
+            remote.set_layout(&layout);
             ctx.config.remotes.push(remote);
             ctx.config.save(&ctx.config_path)?;
             if ctx.json {
                 ctx.print_json(&serde_json::json!({ "added": name, "cas": verdict.trust.as_str(), "versions": verdict.versions_str(), "writes": verdict.writes.as_str(), "probe": report.summary() }));
             } else {
                 println!(
-                    "added remote {name} (commits: {}); run `syncfabric sync` to sync",
-                    verdict.trust.as_str()
+                    "added remote {name} (commits: {}; layout: {}); run `syncfabric sync` to sync",
+                    verdict.trust.as_str(),
+                    describe_layout(&layout)
                 );
                 print_probe(&report, &verdict);
             }
@@ -302,7 +356,7 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
             if ctx.json {
                 ctx.print_json(&serde_json::json!(rs
                     .iter()
-                    .map(|r| serde_json::json!({"name": r.name, "url": r.url}))
+                    .map(|r| serde_json::json!({"name": r.name, "url": r.url, "layout": r.layout.as_deref().unwrap_or("syncfabric")}))
                     .collect::<Vec<_>>()));
             } else {
                 for r in rs {
@@ -740,8 +794,12 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
     let opener = Opener::new(ctx, &url, account.as_deref())?;
     let remote = opener.connect(&rt, OpenOptions::default(), Recorded::default())?;
     let (storage, verdict) = (remote.storage().clone(), remote.verdict());
+    let layout = choose_layout(&rt, storage.as_ref(), args.layout)?;
+    let remote = remote.with_layout(layout.clone());
     let uuid = match args.uuid {
         Some(u) => u,
+        // The Enpass file holds one vault, whichever it is.
+        None if layout != Layout::Syncfabric => String::new(),
         None => {
             let entries = rt.block_on(storage.list(&syncfabric::core::RemotePath::root()))?;
             let mut vaults = Vec::new();
@@ -783,6 +841,7 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
         ctx.progress().as_ref(),
     ))?;
     cleanup.done();
+    let uuid = vault.meta().vault_uuid().unwrap_or(&uuid).to_string();
     let vdir = canonical(vault.dir());
     if !ctx
         .config
@@ -798,8 +857,11 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
             versions: None,
             writes: None,
             account,
+            layout: None,
+            layout_dir: None,
         };
         remote.record(&verdict);
+        remote.set_layout(&layout);
         ctx.config.remotes.push(remote);
         ctx.config.save(&ctx.config_path)?;
     }

@@ -11,7 +11,7 @@ use super::config::canonical;
 use super::escape::for_terminal as t;
 use super::{CliResult, Ctx};
 use std::path::Path;
-use syncfabric::core::{DirLock, LockHolder, RemotePath};
+use syncfabric::core::{DirLock, LockHolder};
 
 const WARNING: &str = "\
 This breaks the lock a sync holds on the remote's vault folder while it commits. Break it
@@ -29,16 +29,17 @@ fn vault_uuid(vault: &Path) -> CliResult<String> {
 }
 
 pub fn unlock_cmd(ctx: &mut Ctx, vault: &Path, name: &str, yes: bool) -> CliResult {
-    let Some((url, account)) = ctx
+    let Some((url, account, layout)) = ctx
         .config
         .remotes_of(vault)
         .iter()
         .find(|r| r.name == name && canonical(&r.vault) == vault)
-        .map(|r| (r.url.clone(), r.account.clone()))
+        .map(|r| (r.url.clone(), r.account.clone(), r.layout()))
     else {
         return Err(format!("no remote {name:?} for this vault").into());
     };
-    let dir = RemotePath::parse(&vault_uuid(vault)?)?;
+    // The vault's folder on the remote, as its layout places it.
+    let dir = layout?.locate(&vault_uuid(vault)?)?.dir;
     let rt = super::sync::runtime()?;
     let storage = super::sync::open_remote(ctx, &rt, &url, account.as_deref())?;
     let held = match rt.block_on(storage.dir_locks(&dir)) {

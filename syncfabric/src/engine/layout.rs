@@ -89,3 +89,43 @@ pub fn remote_layout(vault_uuid: &str) -> Result<RemoteLayout, SyncError> {
     let json = Some(dir.join("vault.json")?);
     Ok(RemoteLayout { dir, db, json })
 }
+
+/// Looks for an Enpass app's sync file where the apps put it: `Enpass/` under the
+/// remote's URL (WebDAV), then the URL itself (Dropbox's `/Apps/Enpass`). The layout
+/// that holds it, or `None` when there is none.
+pub async fn find_enpass_file(
+    storage: &dyn syncfabric_core::Storage,
+) -> Result<Option<Layout>, SyncError> {
+    for dir in [ENPASS_DIR, ""] {
+        let dir = RemotePath::parse(dir)?;
+        let file = dir.join(syncfabric_vault::container::FILE_NAME)?;
+        match storage.stat(&file).await {
+            Ok(Some(_)) => return Ok(Some(Layout::Enpass { dir })),
+            Ok(None) | Err(StorageError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
+}
+
+impl Layout {
+    /// Parses a layout as a configuration writes it: `syncfabric`, or `enpass` with the
+    /// folder of its file (`Enpass`, or empty for the URL itself).
+    pub fn parse(name: &str, dir: Option<&str>) -> Option<Layout> {
+        match name {
+            "syncfabric" => Some(Layout::Syncfabric),
+            "enpass" => Some(Layout::Enpass {
+                dir: RemotePath::parse(dir.unwrap_or(ENPASS_DIR)).ok()?,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The folder of the Enpass file (`None` for syncfabric's layout).
+    pub fn enpass_dir(&self) -> Option<&RemotePath> {
+        match self {
+            Layout::Syncfabric => None,
+            Layout::Enpass { dir } => Some(dir),
+        }
+    }
+}

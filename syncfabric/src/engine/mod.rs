@@ -29,7 +29,7 @@ pub use copies::{
 pub use counting::{Counters, CountingStorage};
 pub use device::LocalSyncLock;
 pub use error::SyncError;
-pub use layout::{remote_layout, Layout, RemoteLayout};
+pub use layout::{find_enpass_file, remote_layout, Layout, RemoteLayout};
 pub use rekey::{rekey_state, RekeyReport};
 pub use restore::{restore_from_remote, restore_from_remote_with_progress, restore_journal};
 pub use state::{StateDir, SyncState};
