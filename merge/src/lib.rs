@@ -107,12 +107,14 @@
 //!
 #![deny(missing_docs)]
 
+mod descent;
 mod engine;
 mod history;
 mod plan;
 mod report;
 mod row;
 
+pub use descent::descends_from;
 pub use history::history_values;
 pub use report::{MergeReport, TableSummary};
 pub use syncfabric_vault::{

@@ -111,9 +111,8 @@ pub use meta::{check_kdf_iter, VaultMeta, DEFAULT_KDF_ITER, MAX_KDF_ITER, MIN_KD
 pub use secret::{Keyfile, Password, Secret, VaultKey};
 pub use snapio::{
     all_item_uuids_in_file, attachment_files_in_file, item_stamps_in_file, live_item_uuids_in_file,
-    open_snapshot_file, read_snapshot_file, regressed_rows, rekey_database_file,
-    row_clocks_in_file, verify_database_file, ApplyReport, ItemStamp, ItemStamps, RowClocks,
-    SnapshotReader,
+    open_snapshot_file, read_snapshot_file, rekey_database_file, verify_database_file, ApplyReport,
+    ItemStamp, ItemStamps, SnapshotReader,
 };
 pub use snapshot::{
     EmptyCursor, Row, RowCursor, RowKey, RowSource, Snapshot, Table, TableSchema, Value,

@@ -1054,55 +1054,6 @@ pub fn all_item_uuids_in_file(
     })
 }
 
-/// The `updated_at` of every row of `item`, `itemfield` and `attachment` in a database,
-/// by row: what [`regressed_rows`] compares. Nothing is decrypted.
-pub type RowClocks = std::collections::BTreeMap<(u8, String, i64), i64>;
-
-/// The [`RowClocks`] of a database file (three queries, read-only).
-pub fn row_clocks_in_file(db_path: impl AsRef<Path>, key: &VaultKey) -> Result<RowClocks> {
-    let path = db_path.as_ref();
-    let conn = db::open_keyed(path, key, true)?;
-    row_clocks_of(&conn).map_err(|e| match e {
-        Error::Database(e) => db::corrupt_or_db(path, e),
-        other => other,
-    })
-}
-
-fn row_clocks_of(conn: &Connection) -> Result<RowClocks> {
-    let mut out = RowClocks::new();
-    let queries = [
-        "SELECT uuid, 0, ifnull(updated_at,0) FROM item",
-        "SELECT item_uuid, ifnull(item_field_uid,0), ifnull(updated_at,0) FROM itemfield",
-        "SELECT uuid, 0, ifnull(updated_at,0) FROM attachment",
-    ];
-    for (table, sql) in queries.iter().enumerate() {
-        let mut stmt = conn.prepare(sql)?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        for r in rows {
-            let (k, uid, at) = r?;
-            out.insert((table as u8, k, uid), at);
-        }
-    }
-    Ok(out)
-}
-
-/// How many rows of `base` the `newer` copy lacks or holds with an older `updated_at`:
-/// zero when `newer` can descend from `base` (rows are never removed and clocks only
-/// move forward in every write and merge); more when `newer` was written over `base`
-/// from an older copy (a plain overwrite by a writer that merged before `base` was
-/// committed). Only as sound as the writers' clocks.
-pub fn regressed_rows(base: &RowClocks, newer: &RowClocks) -> usize {
-    base.iter()
-        .filter(|(k, at)| newer.get(*k).is_none_or(|n| n < *at))
-        .count()
-}
-
 /// What tells one version of an item from another, without decrypting anything: the
 /// item row's `updated_at`, `meta_updated_at`, `field_updated_at`, `deleted`, `trashed`,
 /// and of its `itemfield` rows the count, the latest `updated_at` and the total length

@@ -14,8 +14,9 @@ pub enum Layout {
     Syncfabric,
     /// The Enpass apps' own: `<dir>/vault.enpassdbsync`, vault.json and the database
     /// in one file; one vault per folder. The apps write it with plain PUTs, so a
-    /// remote that does not descend from our last commit is merged without that base
-    /// (see `plan.rs`), and file attachments are not carried.
+    /// remote that does not descend from our last commit
+    /// ([`syncfabric_merge::descends_from`]) is merged without that base (see
+    /// `plan.rs`), and file attachments are not carried.
     Enpass {
         /// The folder holding the file: `Enpass` under the remote's URL as the apps
         /// make it on WebDAV, or the URL itself (Dropbox's `/Apps/Enpass`).

@@ -124,9 +124,12 @@ async fn fast_pull(
         );
         return Ok(None);
     }
-    if run.layout.is_container() && regressed(&base_file, download_tmp.path(), vault)? > 0 {
+    // In the Enpass layout a remote is adopted only where it descends from our last
+    // commit (see `full_merge`).
+    if run.layout.is_container() && !descends(&base_file, download_tmp.path(), vault)? {
         return Ok(None);
     }
+
     guard_sets(opts, &before, &after)?;
     let (live, dead) = syncfabric_vault::attachment_files_in_file(download_tmp, vault.key())
         .map_err(|e| remote_read_error(e, download_tmp.path(), meta))?;
@@ -157,17 +160,17 @@ async fn fast_pull(
     }))
 }
 
-/// How many rows of the base `base` the downloaded remote `remote` lacks or holds with
-/// an older clock (see [`syncfabric_vault::regressed_rows`]).
-fn regressed(
+/// Whether the database file `remote` descends from the base file `base` (see
+/// [`syncfabric_merge::descends_from`]).
+fn descends(
     base: &std::path::Path,
     remote: &std::path::Path,
     vault: &Vault,
-) -> Result<usize, SyncError> {
-    let before = syncfabric_vault::row_clocks_in_file(base, vault.key())?;
-    let after = syncfabric_vault::row_clocks_in_file(remote, vault.key())
+) -> Result<bool, SyncError> {
+    let b = syncfabric_vault::open_snapshot_file(base, vault.key())?;
+    let r = syncfabric_vault::open_snapshot_file(remote, vault.key())
         .map_err(|e| SyncError::RemoteCorrupt(format!("remote database: {e}")))?;
-    Ok(syncfabric_vault::regressed_rows(&before, &after))
+    Ok(syncfabric_merge::descends_from(&b, &r)?)
 }
 
 /// Refuses a change that takes more than the allowed share of `was` out of the live set.
@@ -338,17 +341,17 @@ async fn full_merge(
 ) -> Result<Option<Plan>, SyncError> {
     let mut base = open_base(vault, run, st);
     let mut remote = remote_side(vault, run, report, seen, &base, download_tmp).await?;
-    // A writer that does not commit conditionally (an Enpass app) may have written over
-    // our last commit a copy merged before it: that remote does not descend from the
-    // base, and a three-way merge would take its older values as its changes. Merged
-    // without the base instead: every difference is decided by the rows' clocks, and
-    // each losing value goes to the field's history.
-    if run.layout.is_container() && remote.downloaded && base.reader.is_some() {
-        let n = regressed(&run.state.base_db(), download_tmp.path(), vault)?;
-        if n > 0 {
+    // In the Enpass layout the apps write with plain PUTs: a remote that changed may
+    // be a copy merged before our last commit and written over it, and then a
+    // three-way merge would take its older values for changes and drop ours. Unless the
+    // remote holds every row of the base unchanged or later (a row of the same second
+    // must be the same row: clocks have one-second resolution), it is merged without
+    // the base: every difference decided by the rows' clocks, each losing value kept
+    // in the field's history.
+    if let (Some(b), Some(r)) = (&base.reader, &remote.reader) {
+        if run.layout.is_container() && !syncfabric_merge::descends_from(b, r)? {
             tracing::warn!(
-                rows = n,
-                "the remote was written over our last commit from an older copy; merging it without the base"
+                "the remote does not hold our last commit (an Enpass app wrote over it); merging it without the base"
             );
             base.reader = None;
         }
