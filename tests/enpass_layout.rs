@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use syncfabric::core::{Body, Precondition, RemotePath, Storage};
+use syncfabric::core::{RemotePath, Storage};
 use syncfabric::engine::{
     restore_from_remote, sync_vault, Layout, StateDir, SyncError, SyncOptions, SyncOutcome,
 };
@@ -17,11 +17,13 @@ use syncfabric::vault::{CreateOptions, NewItem, Secret, Vault};
 #[path = "common/backend.rs"]
 mod backend;
 mod common;
+#[path = "common/enpass_app.rs"]
+mod enpass_app;
+use enpass_app::{EnpassApp, FILE};
 #[path = "../providers/webdav/tests/servers/mod.rs"]
 mod servers;
 
 const PW: &str = "enpass layout password";
-const FILE: &str = "Enpass/vault.enpassdbsync";
 
 struct Device {
     vault: Vault,
@@ -107,38 +109,6 @@ fn next_second() {
     let start = now();
     while now() == start {
         std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
-/// An Enpass-like writer: the file as it was read at some moment, unpacked into a
-/// vault of its own.
-struct EnpassApp {
-    _dir: tempfile::TempDir,
-    vault: Vault,
-}
-
-impl EnpassApp {
-    /// Downloads the sync file and opens its copy.
-    async fn download(raw: &Arc<dyn Storage>) -> EnpassApp {
-        let bytes = read(raw, FILE).await;
-        let dir = tempfile::tempdir().unwrap();
-        let meta = container::unpack(
-            &mut std::io::Cursor::new(bytes),
-            &dir.path().join("vault.enpassdb"),
-        )
-        .unwrap();
-        meta.write_atomic(&dir.path().join("vault.json")).unwrap();
-        let vault = Vault::open(dir.path(), &Secret::new(PW), None).unwrap();
-        EnpassApp { _dir: dir, vault }
-    }
-
-    /// Writes its copy back whole, as the apps do: a plain write.
-    async fn upload(&self, raw: &Arc<dyn Storage>) {
-        let out = self._dir.path().join("out");
-        container::pack(self.vault.meta(), &self.vault.db_path(), &out).unwrap();
-        let body = Body::from(std::fs::read(&out).unwrap());
-        let p = RemotePath::parse(FILE).unwrap();
-        raw.write(&p, body, Precondition::None).await.unwrap();
     }
 }
 
@@ -251,7 +221,7 @@ async fn a_plain_overwrite_from_an_older_copy_loses_no_value_of_ours() {
     a.sync(&remote).await.unwrap();
     let mut b = restored(tmp.path(), "b", &remote, PW).await;
 
-    let mut app = EnpassApp::download(&t.raw).await;
+    let mut app = EnpassApp::download(&t.raw, PW).await.unwrap();
     next_second();
     a.set_password("Bank", "v2 from a");
     a.sync(&remote).await.unwrap();
@@ -267,7 +237,7 @@ async fn a_plain_overwrite_from_an_older_copy_loses_no_value_of_ours() {
     mail.field_mut("password").unwrap().value = Secret::new("m2 from the app");
     app.vault.update_item(&mail).unwrap();
     add(&mut app.vault, "Added in the app", "x");
-    app.upload(&t.raw).await;
+    app.upload(&t.raw).await.unwrap();
 
     // a still holds v2; its sync must not take the app's older Bank as a change.
     a.sync(&remote).await.unwrap();
@@ -278,7 +248,7 @@ async fn a_plain_overwrite_from_an_older_copy_loses_no_value_of_ours() {
     assert_eq!(b.password("Bank").as_deref(), Some("v2 from a"));
     assert_eq!(b.password("Mail").as_deref(), Some("m2 from the app"));
     // And the remote holds it all again.
-    let app2 = EnpassApp::download(&t.raw).await;
+    let app2 = EnpassApp::download(&t.raw, PW).await.unwrap();
     let live = |v: &Vault, title: &str| {
         v.items()
             .unwrap()
@@ -301,16 +271,16 @@ async fn a_stale_overwrite_is_merged_not_adopted_by_an_idle_device() {
     let mut a = new_device(tmp.path(), "a");
     add(&mut a.vault, "Bank", "v1");
     a.sync(&remote).await.unwrap();
-    let app = EnpassApp::download(&t.raw).await;
+    let app = EnpassApp::download(&t.raw, PW).await.unwrap();
     next_second();
     a.set_password("Bank", "v2 from a");
     a.sync(&remote).await.unwrap();
     // The app writes its untouched older copy back (it merged before a's commit).
-    app.upload(&t.raw).await;
+    app.upload(&t.raw).await.unwrap();
     // a is idle: nothing changed locally since its sync.
     a.sync(&remote).await.unwrap();
     assert_eq!(a.password("Bank").as_deref(), Some("v2 from a"));
-    let back = EnpassApp::download(&t.raw).await;
+    let back = EnpassApp::download(&t.raw, PW).await.unwrap();
     let pw = back
         .vault
         .items()
@@ -365,13 +335,13 @@ async fn an_enpass_write_is_seen_where_versions_repeat() {
     let mut a = new_device(tmp.path(), "a");
     add(&mut a.vault, "Bank", "v1");
     a.sync(&remote).await.unwrap();
-    let mut app = EnpassApp::download(&raw).await;
+    let mut app = EnpassApp::download(&raw, PW).await.unwrap();
     next_second();
     let mut bank = app.vault.items().unwrap().remove(0);
     // Same length: the database keeps its size, so its size-built version repeats.
     bank.field_mut("password").unwrap().value = Secret::new("v2");
     app.vault.update_item(&bank).unwrap();
-    app.upload(&raw).await;
+    app.upload(&raw).await.unwrap();
     assert_eq!(a.sync(&remote).await.unwrap(), SyncOutcome::Pulled);
     assert_eq!(a.password("Bank").as_deref(), Some("v2"));
 }

@@ -45,11 +45,13 @@
 //! `device_process`, with its job in the `SYNCFABRIC_NLD_WORKER` environment variable.
 //!
 //! The Enpass layout (`never_lose_data_enpass_layout_*`, issue #20): the vault in the
-//! Enpass apps' sync file, and the last device an Enpass-like writer ([`app_sync`])
+//! Enpass apps' sync file, and the last device an Enpass-like writer ([`enpass_app::app_sync`])
 //! instead of a syncfabric one. Every value the syncfabric devices set must survive as
 //! above; what the writer's own item-level merge loses of its own values is counted and
 //! printed, not a failure; the writer's vault is not compared.
 
+#[path = "common/enpass_app.rs"]
+mod enpass_app;
 #[path = "../providers/webdav/tests/servers/mod.rs"]
 mod servers;
 
@@ -156,7 +158,7 @@ struct WorkerSpec {
     /// The vault lives in the Enpass apps' sync file (`Enpass/vault.enpassdbsync`).
     #[serde(default)]
     enpass_layout: bool,
-    /// This device is the Enpass-like writer (see [`app_sync`]), not a syncfabric one.
+    /// This device is the Enpass-like writer (see [`enpass_app::app_sync`]), not a syncfabric one.
     #[serde(default)]
     enpass_app: bool,
 }
@@ -563,7 +565,8 @@ async fn worker(spec: WorkerSpec) {
 async fn sync_once(dev: &mut Dev, storage: &Remote, state: &StateDir, opts: &SyncOptions) {
     if opts.dry_run {
         let t = Instant::now();
-        let r = app_sync(&mut dev.vault, storage, &mut dev.rng).await;
+        let pause = Duration::from_millis(dev.rng.u64(0..300));
+        let r = enpass_app::app_sync(&mut dev.vault, storage.storage(), PW, pause).await;
         let ms = t.elapsed().as_millis() as u64;
         let outcome = match &r {
             Ok(()) => "EnpassApp",
@@ -599,105 +602,6 @@ async fn sync_once(dev: &mut Dev, storage: &Remote, state: &StateDir, opts: &Syn
         },
     };
     dev.rec(rec);
-}
-
-// ------------------------------------------------------ the Enpass-like writer
-
-/// One sync as an Enpass app does it (as far as public sources tell, see
-/// `../shared/brief/enpass-format.md`): download the whole sync file, merge it into
-/// the local vault by timestamps, a whole item at a time (the newer `updated_at` wins
-/// the item with all its fields; other rows by their own `updated_at`), then, after a
-/// pause in which others may commit, upload the whole file back with a plain write: no
-/// condition, no lock. Its losses are its own (counted apart by the oracle); what the
-/// run checks is that no value a syncfabric device set is lost.
-async fn app_sync(
-    vault: &mut Vault,
-    remote: &Remote,
-    rng: &mut fastrand::Rng,
-) -> Result<(), String> {
-    use futures_util::StreamExt;
-    use syncfabric::vault::container;
-    let path = syncfabric::core::RemotePath::parse("Enpass/vault.enpassdbsync").unwrap();
-    let storage = remote.storage();
-    let mut bytes = Vec::new();
-    match storage.read(&path).await {
-        Ok(mut d) => {
-            while let Some(c) = d.stream.next().await {
-                bytes.extend_from_slice(&c.map_err(|e| e.to_string())?);
-            }
-        }
-        Err(e) => return Err(e.to_string()),
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let meta = container::unpack(&mut &bytes[..], &dir.path().join("vault.enpassdb"))
-        .map_err(|e| format!("BUG: the sync file does not unpack: {e}"))?;
-    meta.write_atomic(&dir.path().join("vault.json")).unwrap();
-    let theirs = Vault::open(dir.path(), &Secret::new(PW), None)
-        .map_err(|e| format!("BUG: the sync file does not open: {e}"))?;
-    let winners = newer_rows(&vault.snapshot().unwrap(), &theirs.snapshot().unwrap());
-    drop(theirs);
-    vault.apply(&winners).unwrap();
-    tokio::time::sleep(Duration::from_millis(rng.u64(0..300))).await;
-    let out = dir.path().join("upload");
-    container::pack(vault.meta(), &vault.db_path(), &out).unwrap();
-    let body = syncfabric::core::Body::from(std::fs::read(&out).unwrap());
-    storage
-        .write(&path, body, syncfabric::core::Precondition::None)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
-/// The rows of `theirs` that win over `ours` as the Enpass-like writer merges: items
-/// (with all their `itemfield` rows) whose `updated_at` is later than ours or that we
-/// lack; rows of other tables whose `updated_at` is later or that we lack.
-fn newer_rows(
-    ours: &syncfabric::vault::Snapshot,
-    theirs: &syncfabric::vault::Snapshot,
-) -> syncfabric::vault::Snapshot {
-    use syncfabric::vault::snapshot::{Table, Value};
-    let clock = |t: &Table, r: &syncfabric::vault::snapshot::Row| match t.get(r, "updated_at") {
-        Some(Value::Integer(i)) => *i,
-        _ => 0,
-    };
-    let mut out = syncfabric::vault::Snapshot::default();
-    let mut won_items = BTreeSet::new();
-    if let Some(t) = theirs.table("item") {
-        let mine = ours.table("item");
-        let mut w = Table::new(t.columns.clone(), t.key_columns.clone());
-        for (k, r) in &t.rows {
-            let older = mine
-                .and_then(|m| m.rows.get(k).map(|o| clock(m, o)))
-                .is_some_and(|o| o >= clock(t, r));
-            if !older {
-                w.rows.insert(k.clone(), r.clone());
-                if let Some(Value::Text(u)) = t.get(r, "uuid") {
-                    won_items.insert(u.clone());
-                }
-            }
-        }
-        out.tables.insert("item".into(), w);
-    }
-    for (name, t) in &theirs.tables {
-        if name == "item" {
-            continue;
-        }
-        let mine = ours.table(name);
-        let mut w = Table::new(t.columns.clone(), t.key_columns.clone());
-        for (k, r) in &t.rows {
-            let take = if name == "itemfield" {
-                matches!(t.get(r, "item_uuid"), Some(Value::Text(u)) if won_items.contains(u))
-            } else {
-                mine.and_then(|m| m.rows.get(k).map(|o| clock(m, o)))
-                    .is_none_or(|o| o < clock(t, r))
-            };
-            if take {
-                w.rows.insert(k.clone(), r.clone());
-            }
-        }
-        out.tables.insert(name.clone(), w);
-    }
-    out
 }
 
 // ------------------------------------------------------------------ the run
@@ -841,7 +745,7 @@ fn run_one_then(
 /// [`run_one`], with `tamper` applied to the run's folder (devices `dev<N>`, their
 /// states, the oracle) right before the checks: how the oracle's own test breaks a
 /// finished run on purpose. `enpass`: the vault lives in the Enpass layout and the last
-/// device is the Enpass-like writer ([`app_sync`]).
+/// device is the Enpass-like writer ([`enpass_app::app_sync`]).
 fn run_one_in(
     backend: Backend,
     server: Option<&Server>,
@@ -1069,9 +973,12 @@ fn run_one_in(
         if let Some(a) = app {
             // The writer's last edits go up first (retried through the faults).
             let mut v = Vault::open(root.join(format!("dev{a}")), &Secret::new(PW), None).unwrap();
-            let mut rng = fastrand::Rng::with_seed(seed);
             for _ in 0..20 {
-                if app_sync(&mut v, &storage, &mut rng).await.is_ok() {
+                let pause = Duration::ZERO;
+                if enpass_app::app_sync(&mut v, storage.storage(), PW, pause)
+                    .await
+                    .is_ok()
+                {
                     result.app_syncs += 1;
                     break;
                 }
@@ -1544,7 +1451,7 @@ fn assert_clean(results: &[(u64, RunResult)]) {
 }
 
 /// The Enpass layout (issue #20): the vault in `Enpass/vault.enpassdbsync`, four
-/// syncfabric devices and one Enpass-like writer ([`app_sync`]) that downloads, merges
+/// syncfabric devices and one Enpass-like writer ([`enpass_app::app_sync`]) that downloads, merges
 /// a whole item at a time by timestamps and writes the file back with plain writes.
 /// No value a syncfabric device set may be lost; the writer's own losses are counted.
 #[test]
