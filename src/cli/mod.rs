@@ -206,6 +206,9 @@ pub fn init_logging(verbose: u8) {
 /// The next step for an error whose message alone leaves a person stuck.
 pub fn hint_for(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     use syncfabric::engine::SyncError;
+    if let Some(hint) = e.downcast_ref::<SyncError>().and_then(sync_hint) {
+        return Some(hint.into());
+    }
     let storage_err = e.downcast_ref::<syncfabric::core::Error>().or_else(|| {
         match e.downcast_ref::<SyncError>() {
             Some(SyncError::Storage(s)) => Some(s),
@@ -235,6 +238,19 @@ pub fn hint_for(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         "the local vault file is damaged. Your synced data is safe on the remote: make a fresh copy \
 with `syncfabric --vault NEW_FOLDER restore URL` (`syncfabric remote list` shows the URL) and use that \
 folder; keep the damaged one until you have checked the copy".into()
+    })
+}
+
+/// The commands that do what a sync error says to do (the engine words it without them).
+fn sync_hint(e: &syncfabric::engine::SyncError) -> Option<&'static str> {
+    use syncfabric::engine::SyncError;
+    Some(match e {
+        SyncError::RemoteCorrupt(_) => "to replace the remote copy with this device's: `syncfabric sync --recreate-remote`",
+        SyncError::KeyChanged => "a fresh copy: `syncfabric --vault NEW_FOLDER restore URL` (`syncfabric remote list` shows the URL)",
+        SyncError::RemoteGone { .. } => "to upload this device's copy again: `syncfabric sync --recreate-remote`; to stop syncing with this remote: `syncfabric remote rm NAME`",
+        SyncError::MassDelete { .. } => "check with `syncfabric sync --dry-run`, then `syncfabric sync --allow-mass-delete` if that is really intended",
+        SyncError::AttachmentsInContainer { .. } => "`syncfabric item attachments TITLE` lists them and `syncfabric item detach TITLE NAME` removes one; or `syncfabric remote add NAME URL --layout syncfabric`",
+        _ => return None,
     })
 }
 
@@ -554,6 +570,31 @@ fn info(ctx: &Ctx, v: &Vault) -> CliResult {
 
 #[cfg(test)]
 mod tests {
+    /// The engine says what to do in words; the CLI adds the commands.
+    #[test]
+    fn sync_errors_carry_no_command_and_the_cli_names_one() {
+        use syncfabric::engine::SyncError;
+        let errors = [
+            SyncError::RemoteCorrupt("x".into()),
+            SyncError::KeyChanged,
+            SyncError::RemoteGone { path: "p".into() },
+            SyncError::MassDelete {
+                deleted: 9,
+                live: 10,
+            },
+            SyncError::AttachmentsInContainer { files: 1 },
+        ];
+        for e in &errors {
+            let words = e.to_string();
+            assert!(
+                !words.contains("syncfabric ") && !words.contains('`'),
+                "{words}"
+            );
+            let hint = super::hint_for(e).unwrap_or_default();
+            assert!(hint.contains("`syncfabric "), "{e:?}: {hint}");
+        }
+    }
+
     use super::Cli;
     use clap::error::ErrorKind;
     use clap::Parser;

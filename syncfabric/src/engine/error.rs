@@ -1,4 +1,5 @@
-//! Errors of a sync, each with what the person should do next.
+//! Errors of a sync, each with what the person should do next, in words: the
+//! commands that do it are the CLI's to name (`hint_for` in the CLI crate).
 
 /// Why a sync did not complete. Nothing secret is ever put in a message.
 #[derive(Debug, thiserror::Error)]
@@ -14,7 +15,7 @@ pub enum SyncError {
     #[error("merge: {0}")]
     Merge(#[from] syncfabric_merge::MergeError),
     /// The remote database failed verification: it was not merged and not overwritten.
-    #[error("the remote vault is corrupt or was tampered with ({0}); nothing was merged or overwritten. To replace it with this device's copy (whatever only the corrupt copy held is lost): `syncfabric sync --recreate-remote`")]
+    #[error("the remote vault is corrupt or was tampered with ({0}); nothing was merged or overwritten. It can be replaced with this device's copy (whatever only the corrupt copy held is then lost) by a sync that recreates the remote copy")]
     RemoteCorrupt(String),
     /// A desktop client's conflict copy beside the remote database does not open as a
     /// copy of this vault (another vault, another master password, or damaged): it was
@@ -31,16 +32,16 @@ pub enum SyncError {
     OtherVault(String),
     /// The remote copy was re-keyed (master password or keyfile changed elsewhere, or
     /// here after another device's last commit).
-    #[error("the remote copy is encrypted with another master password or keyfile than this device's vault (its vault.json records a password change); nothing was merged or overwritten. Make a fresh copy with the current password into a new folder, `syncfabric --vault NEW_FOLDER restore URL`, and copy over any edit this device has not synced")]
+    #[error("the remote copy is encrypted with another master password or keyfile than this device's vault (its vault.json records a password change); nothing was merged or overwritten. Restore a fresh copy with the current password into a new folder and copy over any edit this device has not synced")]
     KeyChanged,
     /// The remote database this device synced with before is gone.
-    #[error("the remote copy of this vault is gone ({path} was there at the last sync); nothing was changed. If it was removed by mistake, upload this device's copy again with `syncfabric sync --recreate-remote`; to stop syncing with this remote, `syncfabric remote rm NAME`")]
+    #[error("the remote copy of this vault is gone ({path} was there at the last sync); nothing was changed. If it was removed by mistake, a sync that recreates the remote copy uploads this device's copy again; otherwise stop syncing with this remote")]
     RemoteGone {
         /// The database's path on the remote.
         path: String,
     },
     /// The merge would delete more of the vault than the guard allows.
-    #[error("refusing to sync: the merge would delete {deleted} of {live} live items (more than the guard allows); check with `syncfabric sync --dry-run`, then rerun with `--allow-mass-delete` if that is really intended")]
+    #[error("refusing to sync: the merge would delete {deleted} of {live} live items (more than the guard allows); check what it would do with a dry run, then allow the mass delete if that is really intended")]
     MassDelete {
         /// Items the merge would delete or trash.
         deleted: usize,

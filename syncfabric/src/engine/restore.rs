@@ -271,14 +271,12 @@ pub async fn restore_journal(
         .cloned()
         .ok_or_else(|| {
             SyncError::Storage(StorageError::InvalidInput {
-                message: format!("no journal entry {seq} (see `syncfabric status`)"),
+                message: format!("no journal entry {seq}"),
             })
         })?;
     if st.local_db_sha256.as_deref() != Some(sha256_file(&vault.db_path())?.as_str()) {
         return Err(SyncError::Storage(StorageError::InvalidInput {
-            message:
-                "the vault has local changes that are not synced yet: run `syncfabric sync` first"
-                    .into(),
+            message: "the vault has local changes that are not synced yet: sync first".into(),
         }));
     }
     let restored = syncfabric_vault::read_snapshot_file(state.journal_file(&entry), vault.key())?;
