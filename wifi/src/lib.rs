@@ -6,7 +6,8 @@
 //! certificate, kept across restarts ([`cert`]); the time-based verification code both
 //! sides show so a person can spot a man in the middle ([`code`]); each vault's random
 //! access password ([`password`]); and the pairing payload a QR code carries
-//! ([`pairing`]). The server and the client build on these; neither is in this crate.
+//! ([`pairing`]), drawn as a QR code ([`qr`]). The server and the client build on
+//! these; neither is in this crate.
 //!
 //! ```
 //! use syncfabric_wifi::{code, pairing::Pairing, password::AccessPassword};
@@ -24,6 +25,7 @@ pub mod cert;
 pub mod code;
 pub mod pairing;
 pub mod password;
+pub mod qr;
 
 /// Why a pairing step failed. No variant carries a password.
 #[derive(Debug, thiserror::Error)]
