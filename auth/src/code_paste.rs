@@ -39,7 +39,7 @@ pub fn pkce_challenge(verifier: &str) -> String {
 
 /// A fresh code verifier (RFC 7636 §4.1): 48 bytes from OpenSSL's CSPRNG as
 /// base64url, 64 characters of the unreserved set.
-fn new_verifier() -> Result<Zeroizing<String>> {
+pub(crate) fn new_verifier() -> Result<Zeroizing<String>> {
     let mut bytes = Zeroizing::new([0u8; 48]);
     openssl::rand::rand_bytes(bytes.as_mut()).map_err(|e| AuthError::Config {
         message: format!("no randomness for the PKCE verifier: {e}"),

@@ -28,6 +28,11 @@ pub struct OAuthConfig {
     /// The public client id of the app registration (no secret: a device-flow client
     /// cannot keep one).
     pub client_id: String,
+    /// The "client secret" of an installed-app registration whose token endpoint asks
+    /// for one although it cannot be kept secret (Google's desktop clients); sent with
+    /// every token request when set. Not a credential of the person: it ships with the
+    /// app's configuration.
+    pub client_secret: Option<String>,
     /// The scopes asked for, in order.
     pub scopes: Vec<String>,
 }
@@ -48,6 +53,7 @@ impl OAuthConfig {
             revoke_url: spec.revoke_url(tenant),
             token_url: spec.token_url(tenant),
             client_id: client_id.to_string(),
+            client_secret: None,
             scopes: spec.scopes.iter().map(|s| s.to_string()).collect(),
         }
     }

@@ -30,11 +30,16 @@ fn bad_url(what: &str, e: oauth2::url::ParseError) -> AuthError {
 /// The client that talks to `config`'s token endpoint (after checking `config`).
 pub(crate) fn token_client(config: &OAuthConfig) -> Result<TokenClient> {
     config.validate()?;
-    Ok(
-        BasicClient::new(ClientId::new(config.client_id.clone())).set_token_uri(
-            TokenUrl::new(config.token_url.clone()).map_err(|e| bad_url(&config.token_url, e))?,
-        ),
-    )
+    let client = BasicClient::new(ClientId::new(config.client_id.clone())).set_token_uri(
+        TokenUrl::new(config.token_url.clone()).map_err(|e| bad_url(&config.token_url, e))?,
+    );
+    Ok(match &config.client_secret {
+        // In the form, as Google's token endpoint documents it (not HTTP Basic).
+        Some(s) => client
+            .set_client_secret(oauth2::ClientSecret::new(s.clone()))
+            .set_auth_type(oauth2::AuthType::RequestBody),
+        None => client,
+    })
 }
 
 fn build_client(config: &OAuthConfig) -> Result<Client> {

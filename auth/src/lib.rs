@@ -8,7 +8,15 @@
 //! - [`CodePasteFlow`] (Dropbox, which has no device flow): it shows an authorisation
 //!   URL carrying an S256 `code_challenge`; the person approves there and pastes back
 //!   the code the page shows, which is exchanged with the verifier. No redirect URI,
-//!   no client secret.
+//!   no client secret;
+//! - [`LoopbackFlow`] (RFC 8252 §7.3, for a provider whose wider access needs a
+//!   browser: Google Drive beyond its app folder): it listens on `127.0.0.1` at a port
+//!   the system picks, sends the browser to the authorisation page with that address
+//!   as the `redirect_uri` and a random `state`, takes the one redirect carrying that
+//!   state (others are answered 404 and ignored), and exchanges the code with the
+//!   verifier and the same `redirect_uri`. A provider whose installed-app clients have
+//!   a non-confidential "client secret" (Google's) gets it through
+//!   [`OAuthConfig::client_secret`].
 //!
 //! The tokens go into a [`TokenStore`](syncfabric_core::auth::TokenStore) —
 //! [`EncryptedFileTokenStore`] in the CLI — as one secret per account key
@@ -77,6 +85,7 @@ mod device;
 mod error;
 pub mod file_store;
 mod http;
+mod loopback;
 mod revoke;
 mod tokens;
 
@@ -87,5 +96,6 @@ pub use device::{DeviceFlow, DevicePrompt, PendingLogin};
 pub use error::{AuthError, Result};
 pub use file_store::{EncryptedFileTokenStore, KdfParams};
 pub use http::{HttpAdapter, HttpError};
+pub use loopback::{LoopbackFlow, PendingLoopbackLogin};
 pub use revoke::{revoke, revoke_with_http, Revocation};
 pub use tokens::{unix_now, TokenSet};

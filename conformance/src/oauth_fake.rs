@@ -60,6 +60,21 @@
 //!   `BASE64URL(SHA256(verifier))` is the approved S256 challenge (RFC 7636 §4.6).
 //!   Anything else is `400 invalid_grant` with an `error_description`. The answer is
 //!   RFC 6749 §5.1's tokens, with a refresh token only for an offline code.
+//! - `GET /o/oauth2/v2/auth` (Google's authorisation endpoint for a desktop app with a
+//!   loopback redirect, as <https://developers.google.com/identity/protocols/oauth2/native-app>
+//!   ("Step 2: Send a request to Google's OAuth 2.0 server", "Step 4: Handle the OAuth
+//!   2.0 server response") describes it, RFC 8252 §7.3): the query must name the client,
+//!   `response_type=code`, a non-empty `scope`, an S256 `code_challenge` and a
+//!   `redirect_uri` that is `http://127.0.0.1:<port>/…` or `http://[::1]:<port>/…`;
+//!   then the person approves at once and the answer is `302` to the `redirect_uri`
+//!   with `code`, `scope` and the `state` it was given (with
+//!   [`OAuthFake::set_deny_consent`], `error=access_denied` and the `state`). A bad
+//!   request is `400` (no redirect to an unchecked URI). The code's exchange must then
+//!   carry the same `redirect_uri` (RFC 6749 §4.1.3). Codes from here come with a
+//!   refresh token (Google gives installed apps one).
+//! - With [`OAuthFake::set_client_secret`], every `POST /token` must also carry that
+//!   `client_secret` (Google's desktop clients have one, "not treated as a secret",
+//!   and its token endpoint requires it), else `401 invalid_client`.
 //! - `POST /2/auth/token/revoke` (Dropbox's revocation RPC,
 //!   <https://www.dropbox.com/developers/documentation/http/documentation#auth-token-revoke>):
 //!   authorised by `Authorization: Bearer <access token>`, no body; a live access
@@ -145,6 +160,8 @@ const CODE_SCOPE: &str = "files.content.read files.content.write";
 struct Code {
     challenge: String,
     client_id: String,
+    /// The `redirect_uri` it was authorised with (a loopback login), if any.
+    redirect_uri: Option<String>,
     /// Asked with `token_access_type=offline`: its tokens include a refresh token.
     offline: bool,
     expires: Instant,
@@ -153,6 +170,10 @@ struct Code {
 
 struct State {
     client_id: String,
+    /// The secret every token request must carry, if set (Google's desktop clients).
+    client_secret: Option<String>,
+    /// The next loopback authorisations are refused by the person.
+    deny_consent: bool,
     /// Approved authorisation codes, by code.
     codes: HashMap<String, Code>,
     code_ttl: Duration,
@@ -199,7 +220,13 @@ impl State {
         self.grants
     }
 
-    fn approve(&mut self, challenge: &str, client_id: &str, offline: bool) -> String {
+    fn approve(
+        &mut self,
+        challenge: &str,
+        client_id: &str,
+        offline: bool,
+        redirect_uri: Option<&str>,
+    ) -> String {
         let code = self.token("code");
         let expires = Instant::now() + self.code_ttl;
         self.codes.insert(
@@ -207,6 +234,7 @@ impl State {
             Code {
                 challenge: challenge.to_string(),
                 client_id: client_id.to_string(),
+                redirect_uri: redirect_uri.map(str::to_string),
                 offline,
                 expires,
                 used: false,
@@ -284,6 +312,8 @@ impl OAuthFake {
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State {
             client_id: client_id.to_string(),
+            client_secret: None,
+            deny_consent: false,
             codes: HashMap::new(),
             code_ttl: Duration::from_secs(600),
             code_exchanges: Vec::new(),
@@ -363,7 +393,24 @@ impl OAuthFake {
     pub fn approve_code(&self, code_challenge: &str) -> String {
         let mut st = self.lock();
         let client = st.client_id.clone();
-        st.approve(code_challenge, &client, true)
+        st.approve(code_challenge, &client, true, None)
+    }
+
+    /// Google's loopback authorisation endpoint (see the module docs).
+    pub fn loopback_authorize_url(&self) -> String {
+        format!("{}/o/oauth2/v2/auth", self.base_url())
+    }
+
+    /// Makes every token request carry `secret` as `client_secret` (`None`: no secret,
+    /// the default), as Google's token endpoint does for desktop clients.
+    pub fn set_client_secret(&self, secret: Option<&str>) {
+        self.lock().client_secret = secret.map(str::to_string);
+    }
+
+    /// Makes the person refuse (`true`) or approve (the default) loopback
+    /// authorisations.
+    pub fn set_deny_consent(&self, deny: bool) {
+        self.lock().deny_consent = deny;
     }
 
     /// How long an approved code can be exchanged (default 600 s, tokio's clock).
@@ -609,11 +656,22 @@ async fn serve(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result
     };
     let reason = match answer.status {
         200 => "OK",
+        302 => "Found",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
         _ => "Error",
     };
+    if answer.status == 302 {
+        // A redirect's target travels in the body of an `Answer` (see `redirect`).
+        let resp = format!(
+            "HTTP/1.1 302 Found\r\nLocation: {}\r\nCache-Control: no-store\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n",
+            answer.body
+        );
+        sock.write_all(resp.as_bytes()).await?;
+        return sock.shutdown().await;
+    }
     let resp = format!(
         "HTTP/1.1 {} {reason}\r\nContent-Type: application/json;charset=UTF-8\r\n\
          Cache-Control: no-store\r\nPragma: no-cache\r\nContent-Length: {}\r\n\
@@ -647,6 +705,9 @@ fn route(st: &mut State, req: &Request<'_>, base: &str) -> Answer {
     let form = req.form;
     if req.method == "GET" && req.path == "/oauth2/authorize" {
         return authorize(st, req.query);
+    }
+    if req.method == "GET" && req.path == "/o/oauth2/v2/auth" {
+        return loopback_authorize(st, req.query);
     }
     if req.method != "POST" {
         return oauth_error(404, "not_found", "only POST endpoints here");
@@ -706,6 +767,14 @@ fn route(st: &mut State, req: &Request<'_>, base: &str) -> Answer {
         "/token" => {
             if !client_ok {
                 return oauth_error(400, "invalid_client", "unknown client_id");
+            }
+            if st.client_secret.is_some() && form.get("client_secret") != st.client_secret.as_ref()
+            {
+                return oauth_error(
+                    401,
+                    "invalid_client",
+                    "the client secret is missing or wrong",
+                );
             }
             match form.get("grant_type").map(String::as_str) {
                 Some("urn:ietf:params:oauth:grant-type:device_code") => device_poll(st, form),
@@ -872,7 +941,7 @@ fn code_exchange(st: &mut State, form: &HashMap<String, String>) -> Answer {
     }
     // Any presentation uses the code up (RFC 6749 §4.1.2: at most once).
     c.used = true;
-    let (challenge, offline) = (c.challenge.clone(), c.offline);
+    let (challenge, offline, redirect) = (c.challenge.clone(), c.offline, c.redirect_uri.clone());
     if Instant::now() >= c.expires {
         return refused(st, "expired_code", "code doesn't exist or has expired");
     }
@@ -880,11 +949,11 @@ fn code_exchange(st: &mut State, form: &HashMap<String, String>) -> Answer {
         // RFC 6749 §4.1.3: the code must have been issued to this client.
         return refused(st, "other_client", "code was issued to another client");
     }
-    if form.contains_key("redirect_uri") {
+    if form.get("redirect_uri") != redirect.as_ref() {
         return refused(
             st,
             "redirect_uri",
-            "redirect_uri mismatch: none was authorised",
+            "redirect_uri mismatch: not the one authorised",
         );
     }
     if !verifier_well_formed(&verifier) || s256(&verifier) != challenge {
@@ -943,12 +1012,93 @@ fn authorize(st: &mut State, q: &HashMap<String, String>) -> Answer {
         get("code_challenge").unwrap_or_default().to_string(),
         st.client_id.clone(),
     );
-    let code = st.approve(&challenge, &client, offline);
+    let code = st.approve(&challenge, &client, offline, None);
     st.authorizations.push("approved".to_string());
     Answer {
         status: 200,
         body: format!("{{\"code\":{}}}", json_str(&code)),
     }
+}
+
+/// A `302` to `location` (written as the `Location` header by the server loop).
+fn redirect(location: String) -> Answer {
+    Answer {
+        status: 302,
+        body: location,
+    }
+}
+
+/// Whether `uri` is a loopback redirect Google accepts for a desktop app
+/// (`http://127.0.0.1:<port>/…` or `http://[::1]:<port>/…`, "Loopback IP address" in
+/// https://developers.google.com/identity/protocols/oauth2/native-app).
+fn loopback_redirect(uri: &str) -> bool {
+    let rest = uri
+        .strip_prefix("http://127.0.0.1:")
+        .or_else(|| uri.strip_prefix("http://[::1]:"));
+    rest.is_some_and(|r| {
+        let port: String = r.chars().take_while(char::is_ascii_digit).collect();
+        !port.is_empty()
+            && port.parse::<u16>().is_ok()
+            && r[port.len()..].chars().next().is_none_or(|c| c == '/')
+            && !r.contains(['#', ' '])
+    })
+}
+
+/// Google's authorisation endpoint for a desktop app with a loopback redirect (see the
+/// module docs); the person approves at once, or refuses with `set_deny_consent`.
+fn loopback_authorize(st: &mut State, q: &HashMap<String, String>) -> Answer {
+    let get = |k: &str| q.get(k).map(String::as_str);
+    let redirect_uri = get("redirect_uri").unwrap_or_default().to_string();
+    let refusal = if get("client_id") != Some(st.client_id.as_str()) {
+        Some(("invalid_client", "unknown client_id"))
+    } else if !loopback_redirect(&redirect_uri) {
+        Some(("invalid_request", "redirect_uri is not a loopback address"))
+    } else if get("response_type") != Some("code") {
+        Some(("unsupported_response_type", "response_type must be code"))
+    } else if get("scope").is_none_or(str::is_empty) {
+        Some(("invalid_scope", "a scope is required"))
+    } else if get("code_challenge_method") != Some("S256")
+        || get("code_challenge").is_none_or(|c| c.len() != 43)
+    {
+        Some(("invalid_request", "an S256 code_challenge is required"))
+    } else {
+        None
+    };
+    if let Some((error, why)) = refusal {
+        st.authorizations.push(error.to_string());
+        return oauth_error(400, error, why);
+    }
+    let state = get("state").unwrap_or_default();
+    let sep = if redirect_uri.contains('?') { '&' } else { '?' };
+    let state_q = format!("state={}", form_encode(state));
+    if st.deny_consent {
+        st.authorizations.push("access_denied".to_string());
+        return redirect(format!("{redirect_uri}{sep}error=access_denied&{state_q}"));
+    }
+    let (challenge, client) = (
+        get("code_challenge").unwrap_or_default().to_string(),
+        st.client_id.clone(),
+    );
+    let code = st.approve(&challenge, &client, true, Some(&redirect_uri));
+    st.authorizations.push("approved".to_string());
+    let scope = form_encode(get("scope").unwrap_or_default());
+    redirect(format!(
+        "{redirect_uri}{sep}{state_q}&code={}&scope={scope}",
+        form_encode(&code)
+    ))
+}
+
+/// Percent-encodes everything but the unreserved characters (RFC 3986 §2.3).
+fn form_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// Dropbox's `/2/auth/token/revoke`

@@ -353,6 +353,16 @@ pub enum LoginFlow {
         /// none by default); usually empty.
         authorize_params: &'static [(&'static str, &'static str)],
     },
+    /// The authorisation code grant with PKCE for a native app with a loopback
+    /// redirect (RFC 8252 §7.3): the front end listens on `127.0.0.1` at a port of its
+    /// choosing, the person approves in a browser on the same machine, and the browser
+    /// brings the code back to that listener.
+    Loopback {
+        /// The authorisation endpoint (RFC 6749 §3.1), with `{tenant}` as above.
+        authorize_url: &'static str,
+        /// Vendor parameters the authorisation URL carries (as for `CodePaste`).
+        authorize_params: &'static [(&'static str, &'static str)],
+    },
 }
 
 /// How to log in to an OAuth provider, as plain data the provider crate declares
@@ -389,26 +399,30 @@ impl LoginSpec {
             LoginFlow::Device {
                 device_authorization_url,
             } => Some(self.with_tenant(device_authorization_url, tenant)),
-            LoginFlow::CodePaste { .. } => None,
+            LoginFlow::CodePaste { .. } | LoginFlow::Loopback { .. } => None,
         }
     }
 
-    /// The authorisation endpoint of a code-paste login for `tenant`; `None` when
-    /// the provider logs in otherwise.
+    /// The authorisation endpoint of a code-paste or loopback login for `tenant`;
+    /// `None` for the device flow.
     pub fn authorize_url(&self, tenant: Option<&str>) -> Option<String> {
         match self.flow {
-            LoginFlow::CodePaste { authorize_url, .. } => {
+            LoginFlow::CodePaste { authorize_url, .. }
+            | LoginFlow::Loopback { authorize_url, .. } => {
                 Some(self.with_tenant(authorize_url, tenant))
             }
             LoginFlow::Device { .. } => None,
         }
     }
 
-    /// The vendor parameters of a code-paste login's authorisation URL (empty for
-    /// the device flow).
+    /// The vendor parameters of a code-paste or loopback login's authorisation URL
+    /// (empty for the device flow).
     pub fn authorize_params(&self) -> &'static [(&'static str, &'static str)] {
         match self.flow {
             LoginFlow::CodePaste {
+                authorize_params, ..
+            }
+            | LoginFlow::Loopback {
                 authorize_params, ..
             } => authorize_params,
             LoginFlow::Device { .. } => &[],
