@@ -360,7 +360,11 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
                     .collect::<Vec<_>>()));
             } else {
                 for r in rs {
-                    println!("{:<12} {}", r.name, t(&r.url));
+                    let layout = match r.layout.as_deref() {
+                        Some("enpass") => "  (the Enpass apps' sync file)",
+                        _ => "",
+                    };
+                    println!("{:<12} {}{layout}", r.name, t(&r.url));
                 }
             }
         }
