@@ -170,6 +170,8 @@ struct State {
     rng: fastrand::Rng,
     ignore_if_match: bool,
     cut_chunks: u32,
+    /// Sessions expire after this many more accepted chunks (`None`: never).
+    expire_after: Option<u32>,
     stats: GdriveFakeStats,
 }
 
@@ -219,6 +221,7 @@ impl GdriveFake {
             rng: fastrand::Rng::with_seed(cfg.seed),
             ignore_if_match: false,
             cut_chunks: 0,
+            expire_after: None,
             stats: GdriveFakeStats::default(),
         }));
         let st = state.clone();
@@ -276,6 +279,12 @@ impl GdriveFake {
     /// Every open upload session expires now: later requests to it are 404.
     pub fn expire_sessions(&self) {
         lock(&self.state).sessions.clear();
+    }
+
+    /// Every open session expires right after the `n`-th chunk accepted from now
+    /// on (its answer is still sent): the next request to it is 404.
+    pub fn expire_sessions_after_chunks(&self, n: u32) {
+        lock(&self.state).expire_after = Some(n);
     }
 
     /// How many upload sessions are open.
@@ -1057,6 +1066,14 @@ fn chunk(st: &mut State, req: &http::Request, body: Vec<u8>) -> Response {
             s.data.extend_from_slice(&body[(have - a) as usize..]);
             st.stats.chunks += 1;
             if !last_chunk {
+                if let Some(n) = st.expire_after {
+                    if n <= 1 {
+                        st.expire_after = None;
+                        st.sessions.clear();
+                    } else {
+                        st.expire_after = Some(n - 1);
+                    }
+                }
                 return incomplete(end);
             }
         }

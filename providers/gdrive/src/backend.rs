@@ -455,7 +455,22 @@ impl GdriveStorage {
             .await?
             .map_err(|e| e.into_error(&what))?;
         let entry = self.written(path, &mine, body.len())?;
-        let first = self.named(parent, name, &what).await?.into_iter().next();
+        // Our file exists now: from here on, a failure must not look like a lost
+        // race. The check is retried on its own, and if it still fails the error is
+        // Transient (the write's fate unknown), so that a retrying caller checks
+        // whether its bytes landed instead of taking its own file for another's.
+        let first = self
+            .inner
+            .retrier
+            .run(|| self.named(parent, name, &what))
+            .await
+            .map_err(|e| {
+                Error::transient(format!(
+                    "{what}: created, but could not check for a duplicate: {e}"
+                ))
+            })?
+            .into_iter()
+            .next();
         match first {
             Some(w) if w.id != mine.id => {
                 tracing::info!(
