@@ -979,7 +979,7 @@ fn start_insert(st: &mut State, req: &http::Request, body: &[u8], addr: SocketAd
 
 fn start_update(st: &mut State, req: &http::Request, id: &str, addr: SocketAddr) -> Response {
     let id = st.real_id(id);
-    if !st.files.get(&id).is_some_and(|f| f.mime != FOLDER_MIME) {
+    if st.files.get(&id).is_none_or(|f| f.mime == FOLDER_MIME) {
         return not_found(&id);
     }
     if let Some(r) = if_match(st, req, &id) {
@@ -1001,7 +1001,7 @@ fn media_update(
     v2: bool,
 ) -> Response {
     let id = st.real_id(id);
-    if !st.files.get(&id).is_some_and(|f| f.mime != FOLDER_MIME) {
+    if st.files.get(&id).is_none_or(|f| f.mime == FOLDER_MIME) {
         return not_found(&id);
     }
     if v2 {
@@ -1055,7 +1055,7 @@ fn chunk(st: &mut State, req: &http::Request, body: Vec<u8>) -> Response {
             }
             let end = b + 1;
             let last_chunk = total == Some(end);
-            if !last_chunk && body.len() as u64 % CHUNK_UNIT != 0 {
+            if !last_chunk && !(body.len() as u64).is_multiple_of(CHUNK_UNIT) {
                 // manage-uploads: chunks must be multiples of 256 KiB but the last.
                 return bad("chunk size must be a multiple of 256 KiB");
             }
@@ -1090,7 +1090,7 @@ fn finish(st: &mut State, sid: &str) -> Response {
     let id = match &s.kind {
         SessionKind::Insert { title, parent } => {
             let (title, parent) = (title.clone(), parent.clone());
-            if parent != st.root && !st.files.get(&parent).is_some_and(|f| !f.trashed) {
+            if parent != st.root && st.files.get(&parent).is_none_or(|f| f.trashed) {
                 st.sessions.remove(sid);
                 return not_found(&parent);
             }

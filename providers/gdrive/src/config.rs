@@ -121,7 +121,7 @@ impl GdriveConfig {
                 return Err(bad(&format!("{name} must not hold credentials")));
             }
         }
-        if self.chunk_size == 0 || self.chunk_size % CHUNK_UNIT != 0 {
+        if self.chunk_size == 0 || !self.chunk_size.is_multiple_of(CHUNK_UNIT) {
             return Err(bad("chunk_size must be a multiple of 256 KiB"));
         }
         if self.chunk_size > 1024 * CHUNK_UNIT {
