@@ -613,21 +613,21 @@ impl Storage for GdriveStorage {
 
     async fn list(&self, dir: &RemotePath) -> Result<Vec<Entry>> {
         let what = dir.to_string();
-        let Some(id) = self.dir_id(dir, false).await? else {
-            return Err(Error::NotFound { path: what });
-        };
-        let q = format!(
-            "{} in parents and trashed = false",
-            crate::client::q_string(&id)
-        );
-        let all = match self.query(&q, &what).await {
-            Ok(v) => v,
-            Err(Error::NotFound { .. }) => {
-                self.forget_dir(dir);
+        let mut all = Vec::new();
+        for attempt in 0..2 {
+            let Some(id) = self.dir_id(dir, false).await? else {
                 return Err(Error::NotFound { path: what });
+            };
+            let q = format!(
+                "{} in parents and trashed = false",
+                crate::client::q_string(&id)
+            );
+            all = self.query(&q, &what).await?;
+            // An empty listing may come from a cached folder id that went stale.
+            if !all.is_empty() || attempt == 1 || self.dir_alive(dir, &id, &what).await? {
+                break;
             }
-            Err(e) => return Err(e),
-        };
+        }
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         // Oldest first: the first of each title is the one every device uses.
@@ -708,11 +708,13 @@ impl Storage for GdriveStorage {
                 return Err(Error::PreconditionFailed { path: what });
             }
         }
+        // The lookup first: it notices a cached folder id that went stale (another
+        // app deleted or recreated the folder) and forgets it before we use it.
+        let existing = self.writable(path).await?;
         let parent = self
             .dir_id(&parent_path, true)
             .await?
             .ok_or_else(|| Error::transient(format!("{what}: the folder vanished")))?;
-        let existing = self.writable(path).await?;
         match (pre, existing) {
             (Precondition::IfMatch(_), None) => Err(Error::PreconditionFailed { path: what }),
             (Precondition::IfMatch(v), Some(m)) => {

@@ -519,3 +519,42 @@ async fn the_registry_opens_gdrive_urls_as_a_logged_in_account() {
     assert_eq!(info.credentials.login().unwrap().name, "gdrive");
     assert!(!format!("{s:?}").contains(&fake.token()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_recreated_by_another_app_is_found_again() {
+    let fake = fake(GdriveFakeConfig::default()).await;
+    let s = storage(&fake, URL);
+    s.write(&p("d/a"), Body::from(b"a".to_vec()), Precondition::None)
+        .await
+        .unwrap();
+    assert_eq!(s.list(&p("d")).await.unwrap().len(), 1);
+    // Another app deletes the folder (and what it holds) and makes a new one.
+    let http = reqwest::Client::new();
+    let old = fake.id_of("Apps/Enpass/d").unwrap();
+    let r = http
+        .delete(format!("{}/drive/v2/files/{old}", fake.url()))
+        .bearer_auth(fake.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let other = storage(&fake, URL);
+    other
+        .write(&p("d/b"), Body::from(b"b".to_vec()), Precondition::IfAbsent)
+        .await
+        .unwrap();
+    assert_ne!(fake.id_of("Apps/Enpass/d").unwrap(), old);
+    // The first client's cached folder id is stale: found again, for list and write.
+    let names: Vec<String> = s
+        .list(&p("d"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.path.to_string())
+        .collect();
+    assert_eq!(names, ["/d/b"], "{names:?}");
+    s.write(&p("d/c"), Body::from(b"c".to_vec()), Precondition::IfAbsent)
+        .await
+        .unwrap();
+    assert_eq!(fake.file("Apps/Enpass/d/c").unwrap(), b"c");
+}
