@@ -366,10 +366,7 @@ mod tests {
             err(403, "insufficientFilePermissions").into_error("a"),
             Error::Forbidden { .. }
         ));
-        assert!(matches!(
-            err(503, "").into_error("a"),
-            Error::Transient { .. }
-        ));
+        assert!(err(503, "").into_error("a").is_retryable());
         assert!(!err(403, "insufficientFilePermissions").is_retryable());
     }
 
