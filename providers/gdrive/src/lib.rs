@@ -31,8 +31,8 @@
 //!
 //! | precondition | request | refusal |
 //! |---|---|---|
-//! | `None` on an existing file | resumable update session (`PUT /upload/drive/v2/files/{id}?uploadType=resumable`) | — |
-//! | `IfMatch(etag)` | the same with `If-Match: etag` on the session start and on every chunk | `412` or `404` → `PreconditionFailed` |
+//! | `None` on an existing file | up to one chunk: `PUT /upload/drive/v2/files/{id}?uploadType=media`; larger: a resumable update session (`…?uploadType=resumable`) | — |
+//! | `IfMatch(etag)` | the same with `If-Match: etag` (on the session start and on every chunk) | `412` or `404` → `PreconditionFailed` |
 //! | `IfAbsent` | **emulated**: a resumable insert, then `files.list` of the title in the folder ordered by `createdDate`; the oldest (then lowest id) wins | a loser trashes its own file → `AlreadyExists` |
 //! | `None` on a new file | as `IfAbsent`; a loser writes its bytes onto the winner and trashes its own | — |
 //! | delete `IfMatch(etag)` | `DELETE /drive/v2/files/{id}` with `If-Match` (permanent, not the trash) | `412`/`404` → `PreconditionFailed` |
@@ -66,7 +66,7 @@
 //! |---|---|---|
 //! | `if_match`, `conditional_delete` | yes (v2 `If-Match`, 412) | conformance suite and honesty probe over `syncfabric_conformance::gdrive_fake` (`tests/conformance.rs`, `tests/fake.rs`), plain and behind the flaky proxy; a fake that ignores `If-Match` is caught |
 //! | `if_absent` | yes, **emulated** (above) | suite and probe over the fake; `tests/fake.rs`: two clients racing the first create end with one file |
-//! | `chunked_upload` | yes: every write is a resumable session, chunks of `chunk_size` (a multiple of 256 KiB), progress by the bytes Drive holds | `tests/fake.rs`: chunks cut twice, a lost session restarted |
+//! | `chunked_upload` | yes: every create and every update larger than one chunk is a resumable session, chunks of `chunk_size` (a multiple of 256 KiB), progress by the bytes Drive holds | `tests/fake.rs`: chunks cut twice, a lost session restarted |
 //! | `strong_versions` | yes (a new etag per write) | probe over the fake |
 //! | `read_after_write` | yes | fake only |
 //! | `server_clock` | yes (`modifiedDate`) | fake only |
