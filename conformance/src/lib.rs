@@ -80,6 +80,7 @@ pub mod behaviours;
 pub mod doubles;
 pub mod dropbox_fake;
 pub mod flaky_proxy;
+pub mod gdrive_fake;
 pub mod graph_fake;
 pub mod nextcloud_fake;
 pub mod oauth_fake;

@@ -7,6 +7,7 @@
 //! | `webdav+https://user@host/path`, `webdav+http://…`, `nextcloud+https://user@host/folder` | [`syncfabric_webdav::WebDavStorage`] (feature `webdav`) |
 //! | `onedrive:/Apps/Enpass`, `sharepoint://host/sites/Team/Documents/path` | OneDrive / SharePoint through Microsoft Graph (feature `onedrive`), as a logged-in account: [`open_with_bearer`] |
 //! | `dropbox:/Apps/Enpass` | Dropbox (feature `dropbox`), as a logged-in account: [`open_with_bearer`] |
+//! | `gdrive:/Apps/Enpass` | Google Drive (feature `gdrive`), as a logged-in account: [`open_with_bearer`] |
 //!
 //! WebDAV passwords are never put in a URL: [`open_with_password`] takes one (the CLI
 //! reads it from `$SYNCFABRIC_REMOTE_PASSWORD` or a prompt).
@@ -35,6 +36,8 @@ pub fn registry() -> Registry {
     syncfabric_onedrive::register(&r);
     #[cfg(feature = "dropbox")]
     syncfabric_dropbox::register(&r);
+    #[cfg(feature = "gdrive")]
+    syncfabric_gdrive::register(&r);
     r
 }
 

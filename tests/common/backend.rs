@@ -5,7 +5,7 @@
 //! reference in-memory storage) | `webdav:<server>` (a real server of the suite,
 //! started for the test: `apache`, `nginx`, `lighttpd`, `rclone`, `sabredav`,
 //! `wsgidav`, `webdav-server`) | `onedrive-fake` (the Microsoft Graph fake) |
-//! `dropbox-fake` (the Dropbox fake).
+//! `dropbox-fake` (the Dropbox fake) | `gdrive-fake` (the Google Drive fake).
 //!
 //! Every backend but the folder and memory ones is readied as an app would ready it
 //! (`Remote::open` or `remote::connect`: the honesty probe decides what it may claim).
@@ -18,6 +18,7 @@ use std::sync::Arc;
 use syncfabric::core::{Body, Precondition, RemotePath, Storage};
 use syncfabric::remote::{Credentials, Recorded, Remote};
 use syncfabric_conformance::dropbox_fake::{DropboxFake, DropboxFakeConfig};
+use syncfabric_conformance::gdrive_fake::{GdriveFake, GdriveFakeConfig};
 use syncfabric_conformance::graph_fake::{FakeConfig, GraphFake};
 
 /// The variable that chooses the backend.
@@ -35,6 +36,7 @@ pub struct TestRemote {
     _server: Option<Server>,
     _graph: Option<GraphFake>,
     _dropbox: Option<DropboxFake>,
+    _gdrive: Option<GdriveFake>,
 }
 
 /// The backend's name as chosen (`folder` when unset).
@@ -77,6 +79,7 @@ pub async fn open(root: &Path) -> Option<TestRemote> {
         }
         "onedrive-fake" => onedrive_fake().await,
         "dropbox-fake" => dropbox_fake().await,
+        "gdrive-fake" => gdrive_fake().await,
         other => match other.strip_prefix("webdav:") {
             Some(server) => webdav(server).await?,
             None => panic!("{VAR}={other}: not a backend (see tests/common/backend.rs)"),
@@ -94,6 +97,7 @@ fn plain(remote: Remote, raw: Arc<dyn Storage>) -> TestRemote {
         _server: None,
         _graph: None,
         _dropbox: None,
+        _gdrive: None,
     }
 }
 
@@ -151,6 +155,23 @@ async fn dropbox_fake() -> TestRemote {
         .unwrap();
     let mut t = plain(remote, raw);
     t._dropbox = Some(fake);
+    t
+}
+
+async fn gdrive_fake() -> TestRemote {
+    use syncfabric::core::auth::{SecretToken, StaticBearer};
+    let fake = GdriveFake::start(GdriveFakeConfig::default()).await.unwrap();
+    let url = format!("gdrive:/Apps/Enpass?api_url={}&poll_ms=200", fake.url());
+    let bearer = Arc::new(StaticBearer::new(SecretToken::new(fake.token())));
+    let creds = Credentials::Bearer(bearer);
+    let remote = Remote::open(&url, &creds, Recorded::default())
+        .await
+        .unwrap();
+    let raw = syncfabric::remote::open_url(&url, &creds, Default::default())
+        .await
+        .unwrap();
+    let mut t = plain(remote, raw);
+    t._gdrive = Some(fake);
     t
 }
 
