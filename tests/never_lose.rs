@@ -71,6 +71,7 @@ use syncfabric::remote::{Remote, Trust, Verdict, Writes};
 use syncfabric::vault::{field_type, CreateOptions, NewItem, Secret, Vault};
 use syncfabric_conformance::dropbox_fake::{DropboxFake, DropboxFakeConfig};
 use syncfabric_conformance::flaky_proxy::{FaultPlan, FlakyProxy};
+use syncfabric_conformance::gdrive_fake::{GdriveFake, GdriveFakeConfig};
 
 const PW: &str = "never lose data password";
 const DEVICES: usize = 5;
@@ -615,6 +616,9 @@ enum Backend {
     /// The Dropbox fake (the conformance crate's, written from Dropbox's HTTP
     /// reference) behind the flaky proxy, throttling too.
     DropboxFake,
+    /// The Google Drive fake (written from the Drive v2/v3 references) behind the
+    /// flaky proxy, throttling too.
+    GdriveFake,
 }
 
 /// What one seed's run found.
@@ -664,8 +668,8 @@ fn ops(backend: Backend) -> usize {
         .and_then(|x| x.parse().ok())
         .unwrap_or(match backend {
             Backend::Folder => 200,
-            // Compare-and-swap on Dropbox's rev: no lock to queue for.
-            Backend::DropboxFake => 30,
+            // Compare-and-swap on Dropbox's rev and Drive's v2 etag: no lock to queue for.
+            Backend::DropboxFake | Backend::GdriveFake => 30,
             // The lease servers: under these faults a lock write is often answered
             // later than `settle` after its look, and such an attempt leaves its lock
             // to expire (one lease, see sync-core's lock.rs). 30 operations per device
@@ -780,7 +784,23 @@ fn run_one_in(
         .build()
         .unwrap();
     // The storage, reached directly for the setup and through the proxy for the run.
+    let mut _gdrive = None;
     let (direct_url, proxy, run_url, cred, dropbox) = match (backend, server) {
+        (Backend::GdriveFake, _) => {
+            let fake = rt.block_on(GdriveFake::start(GdriveFakeConfig {
+                throttle_rate: 0.02,
+                seed,
+                ..GdriveFakeConfig::default()
+            }));
+            let fake = fake.unwrap();
+            let proxy = rt.block_on(FlakyProxy::start(fake.addr(), fault_plan(seed)));
+            let proxy = proxy.unwrap();
+            let at = |base: &str| format!("gdrive:/nld-{seed}?api_url={base}&poll_ms=200");
+            let (direct, via) = (at(&fake.url()), at(proxy.url().trim_end_matches('/')));
+            let cred = Cred::Bearer(fake.token());
+            _gdrive = Some(fake);
+            (direct, Some(proxy), via, cred, None)
+        }
         (Backend::DropboxFake, _) => {
             let fake = rt.block_on(DropboxFake::start(DropboxFakeConfig {
                 throttle_rate: 0.02,
@@ -855,7 +875,7 @@ fn run_one_in(
             // them.
             assert_eq!(verdict.trust, Trust::ServerLock, "{}", report.summary());
         }
-        if backend == Backend::DropboxFake {
+        if matches!(backend, Backend::DropboxFake | Backend::GdriveFake) {
             assert_eq!(verdict.trust, Trust::Truthful, "{}", report.summary());
         }
         // Every server of the suite, with its profile, keeps a file whole when a write
@@ -1562,6 +1582,21 @@ fn never_lose_data_dropbox_fake_through_flaky_proxy() {
 }
 
 /// lighttpd's mod_webdav: the lease (its locks are not used), versions hashed.
+/// The Google Drive fake behind the flaky proxy (and its own 403/429 rate limits):
+/// compare-and-swap on the v2 etag, every commit an `If-Match` upload.
+#[test]
+fn never_lose_data_gdrive_fake_through_flaky_proxy() {
+    let results = run_seeds(
+        Backend::GdriveFake,
+        None,
+        "never_lose_data_gdrive_fake_through_flaky_proxy",
+    );
+    for (_, r) in &results {
+        assert!(r.proxy_faults > 0, "the proxy injected no fault: {r:?}");
+    }
+    assert_clean(&results);
+}
+
 #[test]
 fn never_lose_data_lighttpd_through_flaky_proxy() {
     through_flaky_proxy(

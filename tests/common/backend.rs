@@ -160,7 +160,9 @@ async fn dropbox_fake() -> TestRemote {
 
 async fn gdrive_fake() -> TestRemote {
     use syncfabric::core::auth::{SecretToken, StaticBearer};
-    let fake = GdriveFake::start(GdriveFakeConfig::default()).await.unwrap();
+    let fake = GdriveFake::start(GdriveFakeConfig::default())
+        .await
+        .unwrap();
     let url = format!("gdrive:/Apps/Enpass?api_url={}&poll_ms=200", fake.url());
     let bearer = Arc::new(StaticBearer::new(SecretToken::new(fake.token())));
     let creds = Credentials::Bearer(bearer);
