@@ -418,6 +418,15 @@ impl GdriveStorage {
         }
     }
 
+    /// [`writable`](Self::writable), its failures worth retrying retried here. The
+    /// lookup changes nothing, so its failures must not reach a retrying caller as
+    /// the failure of a write or delete whose fate is unknown: `RetryingStorage`
+    /// would then take a later refusal for the echo of its own first attempt (an
+    /// `IfMatch` delete of a missing file reported done; seen behind the flaky proxy).
+    async fn looked_up(&self, path: &RemotePath) -> Result<Option<Meta>> {
+        self.inner.retrier.run(|| self.writable(path)).await
+    }
+
     /// Checks an upload's answer (the title we asked for, the size we sent) and
     /// makes it an entry.
     fn written(&self, path: &RemotePath, m: &Meta, size: u64) -> Result<Entry> {
@@ -710,7 +719,7 @@ impl Storage for GdriveStorage {
         }
         // The lookup first: it notices a cached folder id that went stale (another
         // app deleted or recreated the folder) and forgets it before we use it.
-        let existing = self.writable(path).await?;
+        let existing = self.looked_up(path).await?;
         let parent = self
             .dir_id(&parent_path, true)
             .await?
@@ -770,7 +779,7 @@ impl Storage for GdriveStorage {
                 })
             }
         };
-        let Some(m) = self.writable(path).await? else {
+        let Some(m) = self.looked_up(path).await? else {
             return match pre {
                 Precondition::None => Ok(()),
                 _ => Err(Error::PreconditionFailed { path: what }),
