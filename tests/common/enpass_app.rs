@@ -1,6 +1,8 @@
 //! An Enpass-like writer for the tests of the Enpass layout (issue #20): it behaves as
-//! the Enpass apps do as far as public sources tell (`../shared/brief/enpass-format.md`):
-//! it downloads the whole sync file, merges it into its own copy by timestamps, a whole
+//! the Enpass apps do as far as their public help pages tell
+//! (<https://help.enpass.io/personal/latest/ios/sync-timing-cloud-sync-security>: "Enpass
+//! downloads the entire encrypted vault and decrypts it locally … After completing the
+//! sync, Enpass uploads the encrypted vault back to the cloud"): it downloads the whole sync file, merges it into its own copy by timestamps, a whole
 //! item at a time, and uploads the whole file back with a plain write: no condition,
 //! no lock. Included by `tests/enpass_layout.rs` and `tests/never_lose.rs`.
 #![allow(dead_code)] // each test binary uses its own part

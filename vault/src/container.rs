@@ -9,9 +9,9 @@
 //!   1024  rest   a whole SQLCipher database, byte for byte a vault.enpassdb
 //!                (its 16-byte salt at offset 1024)
 //! ```
-//! This is what a working third-party reader reads; no public sample exists, and
-//! nothing public says whether attachment files travel beside it (see
-//! `../shared/brief/enpass-format.md`, last section, and ARCHITECTURE.md).
+//! This is the layout a working third-party reader reads; no public sample exists,
+//! and nothing public says whether attachment files travel beside it (see
+//! ARCHITECTURE.md, "Two layouts").
 //!
 //! ## Reading defensively
 //! A container from a sync target is input from anyone. [`read_header`] takes exactly

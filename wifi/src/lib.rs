@@ -2,7 +2,7 @@
 //!
 //! What the Wi-Fi Sync Server (`syncfabric serve`) and the device pairing with it
 //! (`syncfabric pair`) must agree on, as the Enpass security whitepaper describes the
-//! system (`../shared/seeds/`, "Wi-Fi Sync Server"): the server's self-signed
+//! system (its section "Wi-Fi Sync Server"): the server's self-signed
 //! certificate, kept across restarts ([`cert`]); the time-based verification code both
 //! sides show so a person can spot a man in the middle ([`code`]); each vault's random
 //! access password ([`password`]); and the pairing payload a QR code carries
