@@ -67,6 +67,54 @@ fn clean_code(pasted: &str) -> Result<&str> {
     Ok(code)
 }
 
+/// The token client of a flow that starts at an authorisation page (code paste,
+/// loopback): [`AuthError::Config`] when `config` has no valid authorisation URL.
+pub(crate) fn authorize_client(config: &OAuthConfig) -> Result<TokenClient> {
+    if config.authorize_url.is_empty() {
+        return Err(AuthError::Config {
+            message: format!(
+                "{} has no authorisation URL: it logs in by another flow",
+                config.provider
+            ),
+        });
+    }
+    oauth2::url::Url::parse(&config.authorize_url).map_err(|e| AuthError::Config {
+        message: format!("{}: {e}", config.authorize_url),
+    })?;
+    token_client(config)
+}
+
+/// The authorisation URL of a PKCE login (RFC 6749 §4.1.1, RFC 7636 §4.3): the client,
+/// `response_type=code`, `extra` (a loopback login's `redirect_uri` and `state`), the
+/// S256 challenge of `verifier`, the provider's own parameters, the scopes if any.
+pub(crate) fn authorize_url(
+    config: &OAuthConfig,
+    verifier: &str,
+    extra: &[(&str, &str)],
+) -> Result<String> {
+    let mut url =
+        oauth2::url::Url::parse(&config.authorize_url).map_err(|e| AuthError::Config {
+            message: format!("{}: {e}", config.authorize_url),
+        })?;
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("client_id", &config.client_id)
+            .append_pair("response_type", "code");
+        for (k, v) in extra {
+            q.append_pair(k, v);
+        }
+        q.append_pair("code_challenge", &pkce_challenge(verifier))
+            .append_pair("code_challenge_method", "S256");
+        for (k, v) in &config.authorize_params {
+            q.append_pair(k, v);
+        }
+        if !config.scopes.is_empty() {
+            q.append_pair("scope", &config.scopes.join(" "));
+        }
+    }
+    Ok(url.to_string())
+}
+
 /// A started code-paste login: show the person its
 /// [`authorize_url`](Self::authorize_url), then [`CodePasteFlow::finish`] it with the
 /// code they paste. Holds the PKCE verifier (a secret; not shown by `Debug`).
@@ -137,18 +185,7 @@ impl CodePasteFlow {
 
     /// A flow for `config` over `http`.
     pub fn with_http(config: OAuthConfig, http: HttpAdapter) -> Result<CodePasteFlow> {
-        if config.authorize_url.is_empty() {
-            return Err(AuthError::Config {
-                message: format!(
-                    "{} has no authorisation URL: it logs in by another flow",
-                    config.provider
-                ),
-            });
-        }
-        oauth2::url::Url::parse(&config.authorize_url).map_err(|e| AuthError::Config {
-            message: format!("{}: {e}", config.authorize_url),
-        })?;
-        let client = Arc::new(token_client(&config)?);
+        let client = Arc::new(authorize_client(&config)?);
         Ok(CodePasteFlow {
             config,
             client,
@@ -164,27 +201,11 @@ impl CodePasteFlow {
     /// Makes a fresh verifier and the URL the person opens (no network).
     pub fn start(&self) -> Result<PendingCodeLogin> {
         let verifier = new_verifier()?;
-        let mut url =
-            oauth2::url::Url::parse(&self.config.authorize_url).map_err(|e| AuthError::Config {
-                message: format!("{}: {e}", self.config.authorize_url),
-            })?;
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("client_id", &self.config.client_id)
-                .append_pair("response_type", "code")
-                .append_pair("code_challenge", &pkce_challenge(&verifier))
-                .append_pair("code_challenge_method", "S256");
-            for (k, v) in &self.config.authorize_params {
-                q.append_pair(k, v);
-            }
-            if !self.config.scopes.is_empty() {
-                q.append_pair("scope", &self.config.scopes.join(" "));
-            }
-        }
+        let url = authorize_url(&self.config, &verifier, &[])?;
         tracing::info!(provider = %self.config.provider, "code-paste login started");
         Ok(PendingCodeLogin {
             verifier,
-            authorize_url: url.to_string(),
+            authorize_url: url,
         })
     }
 

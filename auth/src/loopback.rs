@@ -4,8 +4,8 @@
 //! `redirect_uri` and a random `state`, take the one redirect that carries the state
 //! back, and exchange its code with the verifier and the same `redirect_uri`.
 
-use crate::code_paste::{new_verifier, pkce_challenge};
-use crate::device::{map_basic_error, token_client, TokenClient};
+use crate::code_paste::{authorize_client, authorize_url, new_verifier};
+use crate::device::{map_basic_error, TokenClient};
 use crate::http::HttpAdapter;
 use crate::tokens::{unix_now, TokenSet};
 use crate::{AuthError, OAuthConfig, Result};
@@ -91,18 +91,7 @@ impl LoopbackFlow {
 
     /// A flow for `config` over `http`.
     pub fn with_http(config: OAuthConfig, http: HttpAdapter) -> Result<LoopbackFlow> {
-        if config.authorize_url.is_empty() {
-            return Err(AuthError::Config {
-                message: format!(
-                    "{} has no authorisation URL: it logs in by another flow",
-                    config.provider
-                ),
-            });
-        }
-        oauth2::url::Url::parse(&config.authorize_url).map_err(|e| AuthError::Config {
-            message: format!("{}: {e}", config.authorize_url),
-        })?;
-        let client = Arc::new(token_client(&config)?);
+        let client = Arc::new(authorize_client(&config)?);
         Ok(LoopbackFlow {
             config,
             client,
@@ -127,32 +116,15 @@ impl LoopbackFlow {
             .port();
         let redirect_uri = format!("http://127.0.0.1:{port}/");
         let (verifier, state) = (new_verifier()?, new_verifier()?);
-        let mut url =
-            oauth2::url::Url::parse(&self.config.authorize_url).map_err(|e| AuthError::Config {
-                message: format!("{}: {e}", self.config.authorize_url),
-            })?;
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("client_id", &self.config.client_id)
-                .append_pair("response_type", "code")
-                .append_pair("redirect_uri", &redirect_uri)
-                .append_pair("state", &state)
-                .append_pair("code_challenge", &pkce_challenge(&verifier))
-                .append_pair("code_challenge_method", "S256");
-            for (k, v) in &self.config.authorize_params {
-                q.append_pair(k, v);
-            }
-            if !self.config.scopes.is_empty() {
-                q.append_pair("scope", &self.config.scopes.join(" "));
-            }
-        }
+        let extra = [("redirect_uri", redirect_uri.as_str()), ("state", &state)];
+        let authorize_url = authorize_url(&self.config, &verifier, &extra)?;
         tracing::info!(provider = %self.config.provider, port, "loopback login started");
         Ok(PendingLoopbackLogin {
             listener,
             verifier,
             state,
             redirect_uri,
-            authorize_url: url.to_string(),
+            authorize_url,
         })
     }
 
