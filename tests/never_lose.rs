@@ -295,6 +295,8 @@ struct Dev {
     n: usize,
     /// Only attachments stored inline (the Enpass layout carries no attachment files).
     inline_only: bool,
+    /// It syncs as the Enpass-like writer does, not with the engine.
+    enpass_app: bool,
 }
 
 impl Dev {
@@ -512,6 +514,7 @@ async fn worker(spec: WorkerSpec) {
         device: spec.device,
         n: 0,
         inline_only: spec.enpass_layout,
+        enpass_app: spec.enpass_app,
     };
     dev.vault.set_device_name(format!("device {}", spec.device));
     let verdict = Verdict {
@@ -528,11 +531,7 @@ async fn worker(spec: WorkerSpec) {
     let state = StateDir::open(&spec.state)
         .unwrap()
         .with_journal_len(100_000);
-    let mut opts = sync_options(verdict);
-    if spec.enpass_app {
-        // Not a sync option: marks the device as the Enpass-like writer for `sync_once`.
-        opts.dry_run = true;
-    }
+    let opts = sync_options(verdict);
     let hot = dev
         .vault
         .items()
@@ -564,7 +563,7 @@ async fn worker(spec: WorkerSpec) {
 }
 
 async fn sync_once(dev: &mut Dev, storage: &Remote, state: &StateDir, opts: &SyncOptions) {
-    if opts.dry_run {
+    if dev.enpass_app {
         let t = Instant::now();
         let pause = Duration::from_millis(dev.rng.u64(0..300));
         let r = enpass_app::app_sync(&mut dev.vault, storage.storage(), PW, pause).await;
