@@ -55,14 +55,18 @@ enum Step {
 
 /// The bytes a `308` says Drive holds (`Range: bytes=0-n`; none: 0).
 fn held(resp: &reqwest::Response) -> Result<u64> {
-    let Some(r) = resp.headers().get("range") else {
-        return Ok(0);
-    };
-    r.to_str()
-        .ok()
+    match resp.headers().get("range") {
+        None => Ok(0),
+        Some(r) => held_of(r.to_str().ok()),
+    }
+}
+
+/// The byte count of a `Range: bytes=0-n` value (`None`: not text).
+fn held_of(range: Option<&str>) -> Result<u64> {
+    range
         .and_then(|s| s.trim().strip_prefix("bytes=0-"))
         .and_then(|n| n.parse::<u64>().ok())
-        .map(|n| n + 1)
+        .and_then(|n| n.checked_add(1))
         .ok_or_else(|| Error::Corrupt {
             message: "Drive answered 308 with an unreadable Range".into(),
         })
@@ -314,5 +318,22 @@ impl GdriveStorage {
             "{what}: the upload session expired {} times in a row",
             MAX_RESTARTS + 1
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_hostile_range_is_an_error_not_an_overflow() {
+        assert_eq!(super::held_of(Some("bytes=0-99")).unwrap(), 100);
+        for bad in [
+            "bytes=0-18446744073709551615",
+            "bytes=5-9",
+            "items=0-1",
+            "bytes=0-x",
+        ] {
+            assert!(super::held_of(Some(bad)).is_err(), "{bad}");
+        }
+        assert!(super::held_of(None).is_err());
     }
 }
