@@ -116,43 +116,43 @@ fn walk(
     Ok(true)
 }
 
-/// A base row is held by the newer copy when the newer row's clock is later, or equal
-/// with the same content. Within one second of clock a field value may also have been
-/// replaced by a later edit: the newer row then holds the base's value in its history,
-/// with every earlier value the base's history held (a copy from before the base does
-/// not: it is the older one).
+/// A base row is held by the newer copy when its clock is not older and:
+/// - for a field value (a table with `value` and `history`): the newer row holds the
+///   base's value, live or in its history, and every value of the base's history. A
+///   later clock alone proves nothing here: an edit made on a copy that never had our
+///   value carries a later clock and drops our value (seen: the never-lose run over
+///   Apache in the Enpass layout lost a value that way). Every edit of a copy that had
+///   our value keeps it in the history.
+/// - for any other row: its clock is later, or equal with the same content.
 fn row_descends(base: &Row, newer: &Row, p: &Pairs) -> bool {
     let at = |r: &Row, i: usize| match r.0.get(i) {
         Some(Value::Integer(t)) => *t,
         _ => 0,
     };
-    if let Some((i, j)) = p.clock {
-        let (tb, tn) = (at(base, i), at(newer, j));
-        if tn != tb {
-            return tn > tb;
-        }
+    let clock = p.clock.map(|(i, j)| (at(base, i), at(newer, j)));
+    if clock.is_some_and(|(tb, tn)| tn < tb) {
+        return false;
     }
-    if p.shared
-        .iter()
-        .all(|&(i, j)| base.0.get(i) == newer.0.get(j))
-    {
+    if let (Some((vi, vj)), Some((hi, hj))) = (p.value, p.history) {
+        let cell = |r: &Row, i: usize| r.0.get(i).cloned().unwrap_or(Value::Null);
+        let (bv, nv) = (cell(base, vi), cell(newer, vj));
+        let newer_history = history_values(&cell(newer, hj));
+        let holds = |v: &Value| match v {
+            Value::Text(t) => t.is_empty() || newer_history.iter().any(|h| h == t),
+            Value::Null => true,
+            _ => false,
+        };
+        return (bv == nv || holds(&bv))
+            && history_values(&cell(base, hi))
+                .iter()
+                .all(|h| newer_history.contains(h));
+    }
+    if clock.is_some_and(|(tb, tn)| tn > tb) {
         return true;
     }
-    let (Some((vi, vj)), Some((hi, hj))) = (p.value, p.history) else {
-        return false;
-    };
-    let cell = |r: &Row, i: usize| r.0.get(i).cloned().unwrap_or(Value::Null);
-    let (bv, nv) = (cell(base, vi), cell(newer, vj));
-    let newer_history = history_values(&cell(newer, hj));
-    let holds = |v: &Value| match v {
-        Value::Text(t) => t.is_empty() || newer_history.iter().any(|h| h == t),
-        Value::Null => true,
-        _ => false,
-    };
-    (bv == nv || holds(&bv))
-        && history_values(&cell(base, hi))
-            .iter()
-            .all(|h| newer_history.contains(h))
+    p.shared
+        .iter()
+        .all(|&(i, j)| base.0.get(i) == newer.0.get(j))
 }
 
 #[cfg(test)]
@@ -242,5 +242,21 @@ mod tests {
             !descends_from(&base, &field("v2", &["v1"])).unwrap(),
             "v0 dropped"
         );
+    }
+
+    /// An edit made later on a copy that never had our value: a later clock, but our
+    /// value is neither live nor in its history.
+    #[test]
+    fn a_later_edit_of_a_copy_without_our_value_does_not_descend() {
+        let later = |value: &str, history: &[&str]| {
+            let mut s = field(value, history);
+            for r in s.tables.get_mut("itemfield").unwrap().rows.values_mut() {
+                r.0[1] = Value::Integer(99);
+            }
+            s
+        };
+        let base = field("ours", &["old"]);
+        assert!(!descends_from(&base, &later("theirs", &["old"])).unwrap());
+        assert!(descends_from(&base, &later("theirs", &["old", "ours"])).unwrap());
     }
 }
