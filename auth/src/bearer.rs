@@ -158,6 +158,19 @@ impl Inner {
                     self.login_again(&format!("the stored sign-in of {} is unreadable", self.key))
                 })?,
             };
+            if set
+                .client_id
+                .as_ref()
+                .is_some_and(|id| *id != self.config.client_id)
+            {
+                // A refresh with another client would be refused (invalid_grant) or,
+                // worse, be taken as another app's; say so instead.
+                return Err(self.login_again(&format!(
+                    "the sign-in of {} was made with another app registration (client id) \
+                     than the one configured now",
+                    self.key
+                )));
+            }
             *state = Some(set);
         }
         state.as_ref().ok_or_else(|| self.login_again("no tokens"))
@@ -203,7 +216,7 @@ impl Inner {
                 ),
                 e => e,
             })?;
-        let mut fresh = TokenSet::from_response(&resp, unix_now());
+        let mut fresh = TokenSet::from_response(&resp, unix_now(), &self.config.client_id);
         let rotated = fresh.refresh_token.is_some();
         if !rotated {
             fresh.refresh_token = current.refresh_token.clone();
@@ -211,6 +224,7 @@ impl Inner {
         if fresh.scope.is_none() {
             fresh.scope = current.scope.clone();
         }
+        fresh.browser = current.browser;
         self.store.put(&self.key, fresh.to_secret()).await?;
         tracing::info!(account = %self.key, rotated, expires_at = ?fresh.expires_at, "access token refreshed");
         Ok(fresh)

@@ -116,6 +116,7 @@ mod tests {
         revoke_url: None,
         default_tenant: Some("common"),
         scopes: &["offline_access", "files"],
+        browser: None,
     };
 
     #[test]
@@ -160,6 +161,7 @@ mod tests {
             revoke_url: Some("https://api.box.example/revoke"),
             default_tenant: None,
             scopes: &[],
+            browser: None,
         };
         let c = OAuthConfig::from_login(&PASTE, "abc", None);
         assert_eq!(c.authorize_url, "https://box.example/authorize");

@@ -209,7 +209,7 @@ impl DeviceFlow {
             .request_async(&self.http, sleep, None)
             .await
             .map_err(map_device_error)?;
-        let tokens = TokenSet::from_response(&resp, unix_now());
+        let tokens = TokenSet::from_response(&resp, unix_now(), &self.config.client_id);
         tracing::info!(provider = %self.config.provider, expires_at = ?tokens.expires_at,
             refresh = tokens.refresh_token.is_some(), "device login approved");
         Ok(tokens)

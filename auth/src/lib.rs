@@ -44,6 +44,7 @@
 //!     revoke_url: None,
 //!     default_tenant: None,
 //!     scopes: &["offline_access", "files"],
+//!     browser: None,
 //! };
 //! let config = OAuthConfig::from_login(&spec, "my-app-client-id", None);
 //! let flow = DeviceFlow::new(config.clone())?;

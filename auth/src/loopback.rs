@@ -149,7 +149,7 @@ impl LoopbackFlow {
             .request_async(&self.http)
             .await
             .map_err(map_basic_error)?;
-        let tokens = TokenSet::from_response(&resp, unix_now());
+        let tokens = TokenSet::from_response(&resp, unix_now(), &self.config.client_id);
         tracing::info!(provider = %self.config.provider, expires_at = ?tokens.expires_at,
             refresh = tokens.refresh_token.is_some(), "loopback login approved");
         Ok(tokens)

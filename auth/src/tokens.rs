@@ -6,8 +6,9 @@ use syncfabric_core::auth::SecretToken;
 use zeroize::Zeroizing;
 
 /// The tokens of one logged-in account: what a [`TokenStore`] keeps, as one secret
-/// (JSON: `access_token`, `refresh_token`, `expires_at` in Unix seconds, `scope`).
-/// `Debug` shows only the expiry and scope.
+/// (JSON: `access_token`, `refresh_token`, `expires_at` in Unix seconds, `scope`,
+/// and which app registration and flow issued them: `client_id`, `browser`).
+/// `Debug` shows only the expiry, scope and issuer.
 ///
 /// [`TokenStore`]: syncfabric_core::auth::TokenStore
 #[derive(Clone)]
@@ -20,6 +21,13 @@ pub struct TokenSet {
     pub expires_at: Option<u64>,
     /// The scopes granted, space-separated, if the server said.
     pub scope: Option<String>,
+    /// The client id the tokens were issued to (a refresh must use the same one);
+    /// `None` for tokens stored before it was recorded.
+    pub client_id: Option<String>,
+    /// Whether they came from the provider's browser login (its broader-scoped
+    /// loopback flow) rather than its default one: refreshed with that login's
+    /// settings.
+    pub browser: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -31,6 +39,10 @@ struct Wire {
     expires_at: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    browser: bool,
 }
 
 impl Drop for Wire {
@@ -53,6 +65,8 @@ impl std::fmt::Debug for TokenSet {
             )
             .field("expires_at", &self.expires_at)
             .field("scope", &self.scope)
+            .field("client_id", &self.client_id)
+            .field("browser", &self.browser)
             .finish()
     }
 }
@@ -73,6 +87,8 @@ impl TokenSet {
             refresh_token: self.refresh_token.as_ref().map(|r| r.expose().to_string()),
             expires_at: self.expires_at,
             scope: self.scope.clone(),
+            client_id: self.client_id.clone(),
+            browser: self.browser,
         };
         // Serialising a struct of strings and integers cannot fail.
         let json = Zeroizing::new(serde_json::to_string(&wire).unwrap_or_default());
@@ -88,6 +104,8 @@ impl TokenSet {
             refresh_token: wire.refresh_token.as_deref().map(SecretToken::new),
             expires_at: wire.expires_at,
             scope: wire.scope.clone(),
+            client_id: wire.client_id.clone(),
+            browser: wire.browser,
         })
     }
 
@@ -100,8 +118,9 @@ impl TokenSet {
         }
     }
 
-    /// Builds a set from an oauth2 token response received at `now` (Unix seconds).
-    pub(crate) fn from_response<R>(resp: &R, now: u64) -> TokenSet
+    /// Builds a set from an oauth2 token response received at `now` (Unix seconds)
+    /// by the app registration `client_id`.
+    pub(crate) fn from_response<R>(resp: &R, now: u64, client_id: &str) -> TokenSet
     where
         R: oauth2::TokenResponse,
     {
@@ -114,6 +133,8 @@ impl TokenSet {
             scope: resp
                 .scopes()
                 .map(|s| s.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(" ")),
+            client_id: Some(client_id.to_string()),
+            browser: false,
         }
     }
 }
@@ -129,9 +150,15 @@ mod tests {
             refresh_token: Some(SecretToken::new("RT-secret-2")),
             expires_at: Some(1000),
             scope: Some("a b".into()),
+            client_id: Some("app-1".into()),
+            browser: true,
         };
         let s = t.to_secret();
         let back = TokenSet::from_secret(&s).unwrap();
+        assert_eq!(back.client_id.as_deref(), Some("app-1"));
+        assert!(back.browser);
+        let old = TokenSet::from_secret(&SecretToken::new(r#"{"access_token":"a"}"#)).unwrap();
+        assert!(old.client_id.is_none() && !old.browser);
         assert_eq!(back.access_token.expose(), "AT-secret-1");
         assert_eq!(back.refresh_token.unwrap().expose(), "RT-secret-2");
         assert_eq!(back.expires_at, Some(1000));

@@ -6,7 +6,15 @@
 //! standard input with `--password-stdin`, or a prompt. OAuth settings come from what
 //! the provider declares (its `LoginSpec` in the registry), overridden by `[oauth.<provider>]` in the config and
 //! then by `$SYNCFABRIC_<PROVIDER>_CLIENT_ID`, `_TENANT`, `_DEVICE_URL`,
-//! `_AUTHORIZE_URL`, `_TOKEN_URL`, `_REVOKE_URL` and `_SCOPES` (space-separated).
+//! `_AUTHORIZE_URL`, `_TOKEN_URL`, `_REVOKE_URL` and `_SCOPES` (space-separated), and
+//! `_CLIENT_SECRET` for an installed-app registration that has one (Google's).
+//!
+//! `login --browser` uses the provider's browser login where it declares one (Google
+//! Drive: the loopback flow with all of Drive): its app registration may be another
+//! (`browser_client_id`, `browser_client_secret`, `$..._BROWSER_CLIENT_ID`,
+//! `_BROWSER_CLIENT_SECRET`, `_BROWSER_SCOPES`; else the default login's). The stored
+//! tokens record the client and the flow that issued them, and are refreshed and
+//! revoked with those settings.
 //!
 //! A provider logs in by the flow it declares: the device flow (a URL and a code to
 //! enter there; we poll) or the PKCE code paste (a URL to open; the person pastes the
@@ -21,8 +29,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use syncfabric::core::auth::{BearerAuth, SecretToken, TokenStore};
 use syncfabric_auth::{
-    CodePasteFlow, DeviceFlow, EncryptedFileTokenStore, OAuthBearer, OAuthConfig, Revocation,
-    TokenSet,
+    CodePasteFlow, DeviceFlow, EncryptedFileTokenStore, LoopbackFlow, OAuthBearer, OAuthConfig,
+    Revocation, TokenSet,
 };
 
 /// The providers one can log in to, as the registered providers describe themselves.
@@ -43,6 +51,14 @@ pub struct LoginArgs {
     /// A name for this login (several accounts of one provider can be logged in).
     #[arg(long, default_value = "default")]
     account: String,
+    /// Log in in a browser on this computer (the loopback login) with the provider's
+    /// broader access, where it offers one: Google Drive's `drive` scope, to open a
+    /// vault another app uploaded.
+    #[arg(long)]
+    browser: bool,
+    /// How long to wait for the browser login, in seconds.
+    #[arg(long, default_value_t = 300, requires = "browser")]
+    browser_wait: u64,
 }
 
 #[derive(Args, Debug)]
@@ -67,8 +83,18 @@ fn valid_account_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
 }
 
-/// The OAuth settings of `provider`: defaults, then the config, then the environment.
+/// The OAuth settings of `provider`'s default login: defaults, then the config, then
+/// the environment.
+#[cfg(test)]
 pub fn oauth_config(ctx: &Ctx, provider: &str) -> CliResult<OAuthConfig> {
+    oauth_config_for(ctx, provider, false)
+}
+
+/// The OAuth settings of `provider`'s default login, or of its browser login
+/// (`browser`: `[oauth.<provider>] browser_client_id`/`browser_client_secret`, else
+/// the default login's, and `$SYNCFABRIC_<PROVIDER>_BROWSER_CLIENT_ID`,
+/// `_BROWSER_CLIENT_SECRET`, `_BROWSER_SCOPES`).
+pub fn oauth_config_for(ctx: &Ctx, provider: &str, browser: bool) -> CliResult<OAuthConfig> {
     let o = ctx.config.oauth.get(provider).cloned().unwrap_or_default();
     let env = |key: &str| {
         std::env::var(format!(
@@ -78,34 +104,81 @@ pub fn oauth_config(ctx: &Ctx, provider: &str) -> CliResult<OAuthConfig> {
         .ok()
         .filter(|v| !v.is_empty())
     };
-    let client_id = env("CLIENT_ID").or(o.client_id).unwrap_or_default();
-    let spec = syncfabric::remote::login_spec(provider)
+    let default_spec = syncfabric::remote::login_spec(provider)
         .ok_or_else(|| format!("no login for provider {provider:?}"))?;
-    let tenant = env("TENANT").or(o.tenant);
-    let mut c = OAuthConfig::from_login(&spec, &client_id, tenant.as_deref());
-    // Only the endpoints of the flow the provider declares can be overridden.
-    if spec.has_device_flow() {
-        if let Some(u) = env("DEVICE_URL").or(o.device_authorization_url) {
-            c.device_authorization_url = u;
-        }
-    } else if let Some(u) = env("AUTHORIZE_URL").or(o.authorize_url) {
-        c.authorize_url = u;
-    }
-    if let Some(u) = env("TOKEN_URL").or(o.token_url) {
-        c.token_url = u;
-    }
-    if c.revoke_url.is_some() {
-        if let Some(u) = env("REVOKE_URL").or(o.revoke_url) {
-            c.revoke_url = Some(u);
-        }
-    }
-    if let Some(s) = env("SCOPES") {
+    let spec = match browser {
+        false => default_spec,
+        true => default_spec
+            .browser_login()
+            .ok_or_else(|| format!("{provider} has no browser login; log in without --browser"))?,
+    };
+    let client_id = env("CLIENT_ID").or(o.client_id.clone());
+    let secret = env("CLIENT_SECRET").or(o.client_secret.clone());
+    let (client_id, secret) = match browser {
+        false => (client_id, secret),
+        true => (
+            env("BROWSER_CLIENT_ID")
+                .or(o.browser_client_id.clone())
+                .or(client_id),
+            env("BROWSER_CLIENT_SECRET")
+                .or(o.browser_client_secret.clone())
+                .or(secret),
+        ),
+    };
+    let tenant = env("TENANT").or(o.tenant.clone());
+    let mut c = OAuthConfig::from_login(&spec, &client_id.unwrap_or_default(), tenant.as_deref());
+    c.client_secret = secret;
+    override_endpoints(&mut c, &spec, &o, &env);
+    let scopes_env = if browser { "BROWSER_SCOPES" } else { "SCOPES" };
+    if let Some(s) = env(scopes_env) {
         c.scopes = s.split_whitespace().map(str::to_string).collect();
-    } else if let Some(s) = o.scopes {
+    } else if let (Some(s), false) = (o.scopes, browser) {
         c.scopes = s;
     }
     c.validate()?;
     Ok(c)
+}
+
+/// The endpoint overrides of the config and the environment; only those of the flow
+/// the login uses.
+fn override_endpoints(
+    c: &mut OAuthConfig,
+    spec: &syncfabric::core::registry::LoginSpec,
+    o: &crate::cli::config::OAuthOverride,
+    env: &dyn Fn(&str) -> Option<String>,
+) {
+    if spec.has_device_flow() {
+        if let Some(u) = env("DEVICE_URL").or(o.device_authorization_url.clone()) {
+            c.device_authorization_url = u;
+        }
+    } else if let Some(u) = env("AUTHORIZE_URL").or(o.authorize_url.clone()) {
+        c.authorize_url = u;
+    }
+    if let Some(u) = env("TOKEN_URL").or(o.token_url.clone()) {
+        c.token_url = u;
+    }
+    if c.revoke_url.is_some() {
+        if let Some(u) = env("REVOKE_URL").or(o.revoke_url.clone()) {
+            c.revoke_url = Some(u);
+        }
+    }
+}
+
+/// The OAuth settings the stored login `key` (`provider:name`) refreshes and revokes
+/// with: its browser login's when it came from `login --browser` (then `true`).
+fn stored_login_config(
+    ctx: &Ctx,
+    rt: &tokio::runtime::Runtime,
+    store: &dyn TokenStore,
+    provider: &str,
+    name: &str,
+) -> CliResult<(OAuthConfig, bool)> {
+    let key = format!("{provider}:{name}");
+    let browser = rt
+        .block_on(store.get(&key))?
+        .and_then(|s| TokenSet::from_secret(&s))
+        .is_some_and(|t| t.browser);
+    Ok((oauth_config_for(ctx, provider, browser)?, browser))
 }
 
 /// The token file's path.
@@ -159,15 +232,19 @@ pub fn login_cmd(ctx: &mut Ctx, args: LoginArgs) -> CliResult {
     if !valid_account_name(&args.account) {
         return Err("an account name uses letters, digits, '-', '_', '.' and '@'".into());
     }
-    let config = oauth_config(ctx, provider)?;
+    let config = oauth_config_for(ctx, provider, args.browser)?;
     // Unlock the store first: a wrong passphrase should fail before the person signs in.
     let store = open_store(ctx)?;
     let rt = runtime()?;
-    let tokens = if config.authorize_url.is_empty() {
+    let mut tokens = if args.browser {
+        let wait = std::time::Duration::from_secs(args.browser_wait);
+        login_loopback(ctx, &rt, &config, wait)?
+    } else if config.authorize_url.is_empty() {
         login_device(ctx, &rt, &config)?
     } else {
         login_code_paste(ctx, &rt, &config)?
     };
+    tokens.browser = args.browser;
     store_login(&rt, store.as_ref(), &config, &args.account, &tokens)?;
     let key = config.account_key(&args.account);
     if ctx.json {
@@ -233,6 +310,33 @@ fn login_device(
     }
     flush_stdout();
     Ok(rt.block_on(flow.finish(pending))?)
+}
+
+/// The loopback login: show the URL (the person opens it in a browser here), wait
+/// for the browser to come back with the code, exchange it.
+fn login_loopback(
+    ctx: &Ctx,
+    rt: &tokio::runtime::Runtime,
+    config: &OAuthConfig,
+    wait: std::time::Duration,
+) -> CliResult<TokenSet> {
+    let flow = LoopbackFlow::new(config.clone())?;
+    let pending = rt.block_on(flow.start())?;
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": "prompt",
+                "authorize_url": pending.authorize_url(),
+                "redirect_uri": pending.redirect_uri(),
+            })
+        );
+    } else {
+        println!("{}", pending.instructions());
+        println!("Waiting for the browser…");
+    }
+    flush_stdout();
+    Ok(rt.block_on(flow.finish(pending, wait))?)
 }
 
 /// The PKCE code paste: show the URL, read the code the person pastes (the next line
@@ -356,9 +460,9 @@ fn revoke_login(
 ) -> Option<Result<Revocation, String>> {
     let (provider, name) = key.split_once(':')?;
     syncfabric::remote::login_spec(provider)?.revoke_url?;
-    let result = oauth_config(ctx, provider)
+    let result = stored_login_config(ctx, rt, store.as_ref(), provider, name)
         .map_err(|e| e.to_string())
-        .and_then(|config| {
+        .and_then(|(config, _)| {
             let store: Arc<dyn TokenStore> = store.clone();
             let bearer = OAuthBearer::new(config, store, name).map_err(|e| e.to_string())?;
             rt.block_on(bearer.revoke()).map_err(|e| e.to_string())
@@ -407,16 +511,19 @@ pub fn accounts_cmd(ctx: &mut Ctx, args: AccountsArgs) -> CliResult {
             "expires_at": set.as_ref().and_then(|s| s.expires_at),
             "refresh_token": set.as_ref().is_some_and(|s| s.refresh_token.is_some()),
             "scope": set.as_ref().and_then(|s| s.scope.clone()),
+            "browser": set.as_ref().is_some_and(|s| s.browser),
             "remotes": remotes_using(ctx, key),
         });
         if args.check {
-            let result = oauth_config(ctx, provider)
+            let browser = set.as_ref().is_some_and(|s| s.browser);
+            let result = stored_login_config(ctx, &rt, store.as_ref(), provider, name)
                 .map_err(|e| e.to_string())
-                .and_then(|c| {
+                .and_then(|(c, _)| {
                     let b = OAuthBearer::new(c, store.clone(), name).map_err(|e| e.to_string())?;
                     rt.block_on(b.refresh_now()).map_err(|e| match e {
                         syncfabric_auth::AuthError::LoginRequired { .. } => {
-                            format!("{e}: `syncfabric login {provider} --account {name}`")
+                            let browser = if browser { " --browser" } else { "" };
+                            format!("{e}: `syncfabric login {provider}{browser} --account {name}`")
                         }
                         e => e.to_string(),
                     })
@@ -479,7 +586,6 @@ pub fn bearer_for(
     account: Option<&str>,
 ) -> CliResult<Arc<dyn BearerAuth>> {
     let name = account.unwrap_or("default");
-    let config = oauth_config(ctx, provider)?;
     if !token_file(ctx).exists() {
         return Err(format!(
             "no login for {provider}: run `syncfabric login {provider} --account {name}` first"
@@ -487,22 +593,24 @@ pub fn bearer_for(
         .into());
     }
     let store: Arc<dyn TokenStore> = open_store(ctx)?;
+    let (config, browser) = stored_login_config(ctx, &runtime()?, store.as_ref(), provider, name)?;
     let bearer = OAuthBearer::new(config, store, name)?;
     *LOGIN_IN_USE.lock().unwrap_or_else(|p| p.into_inner()) =
-        Some((provider.to_string(), name.to_string()));
+        Some((provider.to_string(), name.to_string(), browser));
     Ok(Arc::new(bearer))
 }
 
 /// The login this run handed to a remote (provider, account), for the hint after a
 /// refused login: the layers below say which login failed in words, and only the
 /// command line knows its own command.
-static LOGIN_IN_USE: std::sync::Mutex<Option<(String, String)>> = std::sync::Mutex::new(None);
+static LOGIN_IN_USE: std::sync::Mutex<Option<(String, String, bool)>> = std::sync::Mutex::new(None);
 
 /// The command that logs in again the account this run used, if it used one.
 pub fn login_again_hint() -> Option<String> {
     let used = LOGIN_IN_USE.lock().unwrap_or_else(|p| p.into_inner());
-    used.as_ref().map(|(provider, account)| {
-        format!("log in again with `syncfabric login {provider} --account {account}`")
+    used.as_ref().map(|(provider, account, browser)| {
+        let browser = if *browser { " --browser" } else { "" };
+        format!("log in again with `syncfabric login {provider}{browser} --account {account}`")
     })
 }
 

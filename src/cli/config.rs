@@ -101,6 +101,15 @@ impl RemoteConfig {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct OAuthOverride {
     pub client_id: Option<String>,
+    /// The "client secret" of an installed-app registration whose token endpoint asks
+    /// for one (Google's); not a secret of the person.
+    pub client_secret: Option<String>,
+    /// The app registration of the browser login (`login --browser`), when it is
+    /// another than `client_id`'s (Google: a "Desktop app" client; the device flow
+    /// needs a "TVs and Limited Input" one).
+    pub browser_client_id: Option<String>,
+    /// Its client secret.
+    pub browser_client_secret: Option<String>,
     pub tenant: Option<String>,
     pub device_authorization_url: Option<String>,
     /// The authorisation page of a code-paste login.

@@ -384,9 +384,40 @@ pub struct LoginSpec {
     pub default_tenant: Option<&'static str>,
     /// The scopes asked for by default, in order.
     pub scopes: &'static [&'static str],
+    /// A second way in, for a person who asks for it (`login --browser`): the
+    /// loopback login in a browser, with broader scopes than the default flow allows
+    /// (Google's device flow cannot ask for all of Drive). `None`: no such login.
+    pub browser: Option<BrowserLogin>,
+}
+
+/// The browser login a provider may offer beside its default one: the loopback flow
+/// (RFC 8252 §7.3) at `authorize_url`, asking for `scopes`; the token and revoke
+/// endpoints are the provider's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BrowserLogin {
+    /// The authorisation endpoint (RFC 6749 §3.1), with `{tenant}` as in [`LoginSpec`].
+    pub authorize_url: &'static str,
+    /// Vendor parameters of the authorisation URL (as for [`LoginFlow::Loopback`]).
+    pub authorize_params: &'static [(&'static str, &'static str)],
+    /// The scopes asked for, in order.
+    pub scopes: &'static [&'static str],
 }
 
 impl LoginSpec {
+    /// The provider's browser login as a login of its own (its loopback flow and
+    /// scopes, the same name and endpoints), if it offers one.
+    pub fn browser_login(&self) -> Option<LoginSpec> {
+        self.browser.map(|b| LoginSpec {
+            flow: LoginFlow::Loopback {
+                authorize_url: b.authorize_url,
+                authorize_params: b.authorize_params,
+            },
+            scopes: b.scopes,
+            browser: None,
+            ..*self
+        })
+    }
+
     /// Whether the provider logs in by the device flow (RFC 8628).
     pub fn has_device_flow(&self) -> bool {
         matches!(self.flow, LoginFlow::Device { .. })

@@ -143,6 +143,7 @@ pub const DROPBOX_LOGIN: LoginSpec = LoginSpec {
     revoke_url: Some(DROPBOX_REVOKE_URL),
     default_tenant: None,
     scopes: &[],
+    browser: None,
 };
 
 /// Opens `dropbox:` URLs (see [`DropboxConfig::from_url`]) as the account of

@@ -87,8 +87,9 @@
 //! ## Logging in
 //!
 //! [`GDRIVE_LOGIN`] declares the device flow (RFC 8628) at Google's endpoints with
-//! the `drive.file` scope. Not tested against Google; the loopback PKCE flow Google
-//! prefers for desktop apps is **not built**. Status: `docs.md`.
+//! the `drive.file` scope, and a browser login (the loopback flow with PKCE, RFC 8252)
+//! with the `drive` scope for a vault another app uploaded. Tested against the OAuth
+//! fake across processes, not against Google. Status: `docs.md`.
 #![deny(missing_docs)]
 
 mod backend;
@@ -102,8 +103,8 @@ pub use config::{GdriveConfig, API_URL, CHUNK_UNIT};
 
 use std::sync::Arc;
 use syncfabric_core::registry::{
-    Credentials, LoginFlow, LoginSpec, OpenOptions, ProviderFactory, ProviderInfo, Registry,
-    StorageUrl,
+    BrowserLogin, Credentials, LoginFlow, LoginSpec, OpenOptions, ProviderFactory, ProviderInfo,
+    Registry, StorageUrl,
 };
 use syncfabric_core::{Error, Result, Storage};
 
@@ -117,8 +118,14 @@ pub const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
 /// Google's token revocation endpoint.
 pub const GOOGLE_REVOKE_URL: &str = "https://oauth2.googleapis.com/revoke";
 
+/// Google's authorisation endpoint for installed apps (the loopback login).
+pub const GOOGLE_AUTHORIZE_URL: &str = "https://accounts.google.com/o/oauth2/v2/auth";
+
 /// Logging in to Google Drive, as data: the device flow, with `drive.file` (only
-/// files this app created or opened).
+/// files this app created or opened); and, with `--browser`, the loopback flow with
+/// `drive`, to open a vault another app uploaded (Google's device flow refuses that
+/// scope). `access_type=offline` asks for a refresh token, as Google's installed-app
+/// guide says.
 pub const GDRIVE_LOGIN: LoginSpec = LoginSpec {
     name: "gdrive",
     flow: LoginFlow::Device {
@@ -128,6 +135,11 @@ pub const GDRIVE_LOGIN: LoginSpec = LoginSpec {
     revoke_url: Some(GOOGLE_REVOKE_URL),
     default_tenant: None,
     scopes: &["https://www.googleapis.com/auth/drive.file"],
+    browser: Some(BrowserLogin {
+        authorize_url: GOOGLE_AUTHORIZE_URL,
+        authorize_params: &[("access_type", "offline")],
+        scopes: &["https://www.googleapis.com/auth/drive"],
+    }),
 };
 
 /// Opens `gdrive:` URLs (see [`GdriveConfig::from_url`]) as the account of

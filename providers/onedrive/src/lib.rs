@@ -1091,6 +1091,7 @@ pub const ONEDRIVE_LOGIN: syncfabric_core::registry::LoginSpec =
         revoke_url: None,
         default_tenant: Some("common"),
         scopes: &["offline_access", "Files.ReadWrite"],
+        browser: None,
     };
 
 /// Logging in to SharePoint document libraries: the `organizations` tenant
@@ -1110,6 +1111,7 @@ pub const SHAREPOINT_LOGIN: syncfabric_core::registry::LoginSpec =
             "Files.ReadWrite.All",
             "Sites.ReadWrite.All",
         ],
+        browser: None,
     };
 
 /// Registers [`OneDriveFactory`] for the schemes `onedrive` and `sharepoint`.
