@@ -114,6 +114,11 @@ pub struct WebDavConfig {
     /// One extra certificate (PEM) to trust, e.g. a self-signed server's. TLS is
     /// always verified; system roots stay trusted too.
     pub trust_certificate_pem: Option<Vec<u8>>,
+    /// The server is pinned by its certificate's SHA-256 (`?pin-sha256=` in the URL):
+    /// [`WebDavStorage::connect`](crate::WebDavStorage::connect) fetches the
+    /// certificate, refuses another one before any request, and trusts only it (see
+    /// the `pin` module).
+    pub pinned_sha256: Option<[u8; 32]>,
     /// Timeout for connecting.
     pub connect_timeout: Duration,
     /// Timeout without any progress while reading a response (not a total timeout,
@@ -155,6 +160,7 @@ impl WebDavConfig {
             credentials: None,
             profile: None,
             trust_certificate_pem: None,
+            pinned_sha256: None,
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(60),
             max_response_bytes: 16 * 1024 * 1024,
@@ -199,9 +205,9 @@ impl WebDavConfig {
         Self::from_storage_url(&parsed, password)
     }
 
-    /// [`from_url`](Self::from_url) from the URL the registry parsed once. A query or
-    /// a fragment is refused (no WebDAV setting is given that way, and a path is never
-    /// guessed from them).
+    /// [`from_url`](Self::from_url) from the URL the registry parsed once. A fragment,
+    /// or a query other than `pin-sha256=<64 hex>` on an https URL, is refused (no other
+    /// setting is given that way, and a path is never guessed from them).
     pub fn from_storage_url(
         url: &StorageUrl,
         password: Option<Secret>,
@@ -220,9 +226,10 @@ impl WebDavConfig {
                 ))
             }
         };
-        if url.query().is_some() || url.fragment().is_some() {
+        let pinned_sha256 = Self::pin_of(url, http_scheme)?;
+        if url.fragment().is_some() {
             return Err(bad(
-                "a '?' or '#' has no meaning here (percent-encode it in a folder name)",
+                "a '#' has no meaning here (percent-encode it in a folder name)",
             ));
         }
         let authority = url.authority().ok_or_else(|| bad("missing host"))?;
@@ -248,7 +255,29 @@ impl WebDavConfig {
         let mut cfg = WebDavConfig::new(format!("{http_scheme}://{host}{path}"));
         cfg.credentials = credentials;
         cfg.profile = profile;
+        cfg.pinned_sha256 = pinned_sha256;
         Ok(cfg)
+    }
+
+    /// The URL's `pin-sha256`, the only query a WebDAV URL may have (https only).
+    fn pin_of(url: &StorageUrl, http_scheme: &str) -> Result<Option<[u8; 32]>, Error> {
+        let Some(q) = url.query() else {
+            return Ok(None);
+        };
+        let bad = |m: &str| Error::InvalidInput {
+            message: format!("WebDAV URL: {m}"),
+        };
+        let only_pin = q.split('&').all(|kv| kv.starts_with("pin-sha256="));
+        let pin = url.query_param("pin-sha256");
+        match (only_pin, pin) {
+            (true, Some(p)) if http_scheme == "https" => crate::pin::parse_pin(&p)
+                .map(Some)
+                .ok_or_else(|| bad("pin-sha256 is the certificate's SHA-256 in 64 hex digits")),
+            (true, Some(_)) => Err(bad("pin-sha256 needs an https URL")),
+            _ => Err(bad(
+                "a '?' has no meaning here but pin-sha256=<hex> (percent-encode it in a folder name)",
+            )),
+        }
     }
 
     /// The user the URL names with `password` (or the URL's own, or none).

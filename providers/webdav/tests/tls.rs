@@ -484,3 +484,134 @@ async fn same_origin_redirect_loop_ends_in_an_error() {
     let n = seen.lock().unwrap().len();
     assert!((2..=10).contains(&n), "{n} requests for a redirect loop");
 }
+
+// ---------------------------------------------------------------------------------
+// 3. A server pinned by its certificate's fingerprint (`?pin-sha256=`)
+// ---------------------------------------------------------------------------------
+
+fn sha256_of(cert_pem: &Path) -> String {
+    let x = openssl::x509::X509::from_pem(&std::fs::read(cert_pem).unwrap()).unwrap();
+    let d = x.digest(openssl::hash::MessageDigest::sha256()).unwrap();
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A TLS listener with `cert`/`key` that completes handshakes and records every
+/// byte a client sends after one: a man in the middle, on loopback.
+fn tls_listener(cert: &Path, key: &Path) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
+    use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
+    let mut a = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+    a.set_certificate_chain_file(cert).unwrap();
+    a.set_private_key_file(key, SslFiletype::PEM).unwrap();
+    let acceptor = Arc::new(a.build());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let got = seen.clone();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let (acceptor, got) = (acceptor.clone(), got.clone());
+            std::thread::spawn(move || {
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+                if let Ok(mut tls) = acceptor.accept(tcp) {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n @ 1..) = std::io::Read::read(&mut tls, &mut buf) {
+                        got.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_pinned_server_is_reached_only_with_its_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    let Some((cert, key)) = self_signed(certs.path(), "server") else {
+        return;
+    };
+    let Some((other_cert, other_key)) = self_signed(certs.path(), "other") else {
+        return;
+    };
+    let Some(server) = Server::start_tls(Kind::Rclone, &cert, &key) else {
+        return;
+    };
+    let port = server.url.trim_start_matches("https://127.0.0.1:");
+    let port: u16 = port
+        .trim_end_matches('/')
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pinned = |host: &str, fp: &str| {
+        let url = format!("webdav+https://{USER}@{host}:{port}/?pin-sha256={fp}");
+        let mut cfg = WebDavConfig::from_url(&url, Some(Secret::new(PASS))).unwrap();
+        cfg.connect_timeout = Duration::from_secs(10);
+        cfg
+    };
+    // (a) The right pin, by a name the certificate does not carry (it names only
+    // 127.0.0.1): the pin is the identity, and the round trip works.
+    let s = WebDavStorage::connect(pinned("localhost", &sha256_of(&cert)))
+        .await
+        .unwrap_or_else(|e| panic!("pinned connect: {e:?}\n{}", server.logs()));
+    let path = RemotePath::parse("pinned.bin").unwrap();
+    s.write(&path, Body::from(b"x".to_vec()), Precondition::IfAbsent)
+        .await
+        .unwrap();
+    assert_eq!(read_all(&s, &path).await.unwrap(), b"x");
+
+    // (b) Another pin: refused before any request, saying why.
+    let e = WebDavStorage::connect(pinned("127.0.0.1", &sha256_of(&other_cert)))
+        .await
+        .err()
+        .expect("a wrong pin must not connect");
+    assert!(
+        matches!(&e, Error::Forbidden { message } if message.contains("another certificate")),
+        "{e:?}"
+    );
+    assert!(!format!("{e} {e:?}").contains(PASS));
+
+    // (c) A man in the middle with another certificate, pinned to the real one: the
+    //     handshake completes but not one byte of a request (no Authorization header)
+    //     reaches it.
+    let (mitm, seen) = tls_listener(&other_cert, &other_key);
+    let url = format!(
+        "webdav+https://{USER}@127.0.0.1:{}/?pin-sha256={}",
+        mitm.port(),
+        sha256_of(&cert)
+    );
+    let cfg = WebDavConfig::from_url(&url, Some(Secret::new(PASS))).unwrap();
+    let e = WebDavStorage::connect(cfg)
+        .await
+        .err()
+        .expect("the MITM must be refused");
+    assert!(matches!(e, Error::Forbidden { .. }), "{e:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "bytes reached the man in the middle"
+    );
+
+    // (d) The certificate fetched for the pin is the only anchor: a pinned config
+    //     holding another certificate fails the real handshake.
+    let mut cfg = pinned("127.0.0.1", &sha256_of(&cert));
+    cfg.trust_certificate_pem = Some(std::fs::read(&other_cert).unwrap());
+    let e = WebDavStorage::connect(cfg)
+        .await
+        .err()
+        .expect("only the anchor");
+    assert_cert_error(&e, "pinned with another anchor");
+
+    // A pin on a plain-http URL, or any other query, is refused.
+    for bad in [
+        format!(
+            "webdav+http://{USER}@127.0.0.1:{port}/?pin-sha256={}",
+            "ab".repeat(32)
+        ),
+        format!("webdav+https://{USER}@127.0.0.1:{port}/?pin-sha256=abc"),
+        format!("webdav+https://{USER}@127.0.0.1:{port}/?x=1"),
+    ] {
+        assert!(WebDavConfig::from_url(&bad, None).is_err(), "{bad}");
+    }
+}
