@@ -562,10 +562,9 @@ async fn a_pinned_server_is_reached_only_with_its_certificate() {
     assert_eq!(read_all(&s, &path).await.unwrap(), b"x");
 
     // (b) Another pin: refused before any request, saying why.
-    let e = WebDavStorage::connect(pinned("127.0.0.1", &sha256_of(&other_cert)))
-        .await
-        .err()
-        .expect("a wrong pin must not connect");
+    let Err(e) = WebDavStorage::connect(pinned("127.0.0.1", &sha256_of(&other_cert))).await else {
+        panic!("a wrong pin must not connect");
+    };
     assert!(
         matches!(&e, Error::Forbidden { message } if message.contains("another certificate")),
         "{e:?}"
@@ -582,10 +581,9 @@ async fn a_pinned_server_is_reached_only_with_its_certificate() {
         sha256_of(&cert)
     );
     let cfg = WebDavConfig::from_url(&url, Some(Secret::new(PASS))).unwrap();
-    let e = WebDavStorage::connect(cfg)
-        .await
-        .err()
-        .expect("the MITM must be refused");
+    let Err(e) = WebDavStorage::connect(cfg).await else {
+        panic!("the MITM must be refused");
+    };
     assert!(matches!(e, Error::Forbidden { .. }), "{e:?}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
@@ -597,10 +595,9 @@ async fn a_pinned_server_is_reached_only_with_its_certificate() {
     //     holding another certificate fails the real handshake.
     let mut cfg = pinned("127.0.0.1", &sha256_of(&cert));
     cfg.trust_certificate_pem = Some(std::fs::read(&other_cert).unwrap());
-    let e = WebDavStorage::connect(cfg)
-        .await
-        .err()
-        .expect("only the anchor");
+    let Err(e) = WebDavStorage::connect(cfg).await else {
+        panic!("only the anchor");
+    };
     assert_cert_error(&e, "pinned with another anchor");
 
     // A pin on a plain-http URL, or any other query, is refused.
