@@ -299,6 +299,21 @@ struct Dev {
     enpass_app: bool,
 }
 
+impl Rec {
+    /// The item an item-level record is about, what happened, and its clock.
+    fn item_event(&self) -> Option<(&str, &'static str, i64)> {
+        match self {
+            Rec::Add { item, ts, .. } => Some((item, "add", *ts)),
+            Rec::Field { item, ts, .. } => Some((item, "edit", *ts)),
+            Rec::Title { item, ts, .. } => Some((item, "title", *ts)),
+            Rec::Trash { item, ts } => Some((item, "trash", *ts)),
+            Rec::Untrash { item, ts } => Some((item, "untrash", *ts)),
+            Rec::Delete { item, ts } => Some((item, "delete", *ts)),
+            _ => None,
+        }
+    }
+}
+
 impl Dev {
     fn rec(&mut self, r: Rec) {
         let mut line = serde_json::to_vec(&r).unwrap();
@@ -1307,7 +1322,17 @@ fn check(
     let mut changed_at: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     let mut deleted_at: BTreeMap<&str, i64> = BTreeMap::new();
     let mut removed: BTreeSet<&str> = BTreeSet::new();
+    // Who trashed, restored, deleted or edited each item, and when: printed with a
+    // revived item, so a rare interleaving can be read from the CI log alone.
+    let mut story: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (source, r) in &recs {
+        if let Some((item, what, ts)) = r.item_event() {
+            let dev = source.map_or("setup".to_string(), |d| format!("d{d}"));
+            story
+                .entry(item)
+                .or_default()
+                .push(format!("{dev} {what} {ts}"));
+        }
         // What the Enpass-like writer itself set may be lost by its own merge.
         let v: &mut Vec<String> = if app.is_some() && *source == app {
             &mut app_losses
@@ -1371,8 +1396,13 @@ fn check(
                 .get(item.as_str())
                 .is_some_and(|ts| ts.iter().any(|&t| t > del));
             if !it.deleted && !later {
+                let told = story
+                    .get(item.as_str())
+                    .map_or(String::new(), |s| s.join(", "));
                 v.push(format!(
-                    "item {item} was deleted at {del} and is back without a later edit"
+                    "item {item} was deleted at {del} and is back without a later edit \
+                     (now trashed={}; records: {told})",
+                    it.trashed
                 ));
             }
         }
