@@ -59,6 +59,10 @@ pub struct RemoteConfig {
     /// missing; "" for the URL itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layout_dir: Option<String>,
+    /// The remote's password is kept in the token store (a paired Wi-Fi Sync Server's
+    /// access password), not asked for.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stored_password: bool,
 }
 
 impl RemoteConfig {

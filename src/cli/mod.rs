@@ -9,6 +9,7 @@ mod config;
 pub mod escape;
 mod generate;
 mod items;
+mod pair;
 mod progress;
 mod strength;
 mod summary;
@@ -131,6 +132,13 @@ enum Command {
     /// Pre-shared keys for `item share` / `item receive`.
     #[command(subcommand)]
     Psk(PskCmd),
+    /// Pair this vault with a vault on a Wi-Fi Sync Server (`syncfabric serve` on
+    /// another device): paste the pairing text it shows, check that both show the
+    /// same verification code, and the server is added as a remote that trusts only
+    /// its certificate, its access password kept in the token store.
+    ///
+    /// Example: syncfabric pair --name laptop
+    Pair(pair::PairArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -402,6 +410,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Accounts(a) => accounts::accounts_cmd(&mut ctx, a),
         Command::Generate(a) => generate::generate_cmd(&ctx, a),
         Command::Audit(a) => audit::audit_cmd(&mut ctx, a),
+        Command::Pair(a) => pair::pair_cmd(&mut ctx, a),
         Command::Psk(PskCmd::New) => Ok(()), // handled above
     }
 }

@@ -161,7 +161,7 @@ impl Opener {
         let creds = if let Some(provider) = syncfabric::remote::account_provider(url) {
             Credentials::Bearer(super::accounts::bearer_for(ctx, provider, account)?)
         } else if syncfabric::remote::needs_password(url) {
-            Credentials::Password(ctx.secret("SYNCFABRIC_REMOTE_PASSWORD", "Remote password")?)
+            Credentials::Password(remote_password(ctx, url)?)
         } else {
             Credentials::None
         };
@@ -169,6 +169,14 @@ impl Opener {
             url: url.to_string(),
             creds,
         })
+    }
+
+    /// `url` opened with `creds` as they are.
+    pub(super) fn with(url: &str, creds: Credentials) -> Opener {
+        Opener {
+            url: url.to_string(),
+            creds,
+        }
     }
 
     /// Opens the remote as it is, unprobed: for looking at it, never for the engine.
@@ -190,6 +198,37 @@ impl Opener {
         let open = Remote::open_with(&self.url, &self.creds, opts, recorded);
         Ok(rt.block_on(open)?)
     }
+}
+
+/// A password remote's password: `$SYNCFABRIC_REMOTE_PASSWORD`, else the token store
+/// when a remote with this URL keeps it there (`pair`), else the next stdin line with
+/// --password-stdin, or a prompt.
+fn remote_password(ctx: &mut Ctx, url: &str) -> CliResult<syncfabric::vault::Secret> {
+    const ENV: &str = "SYNCFABRIC_REMOTE_PASSWORD";
+    let stored = ctx
+        .config
+        .remotes
+        .iter()
+        .any(|r| r.url == url && r.stored_password);
+    if !stored || std::env::var_os(ENV).is_some() {
+        return ctx.secret(ENV, "Remote password");
+    }
+    let store = super::accounts::open_store(ctx)?;
+    let key = syncfabric::core::registry::password_key(
+        &syncfabric::core::registry::StorageUrl::parse(url)?,
+    );
+    let secret = runtime()?
+        .block_on(syncfabric::core::auth::TokenStore::get(
+            store.as_ref(),
+            &key,
+        ))?
+        .ok_or_else(|| {
+            format!(
+                "the token store holds no password for {}: pair again",
+                t(url)
+            )
+        })?;
+    Ok(syncfabric::vault::Secret::new(secret.expose()))
 }
 
 /// Opens a remote as it is, unprobed (for looking at its locks).
@@ -302,6 +341,63 @@ pub fn state_dir(vault: &Path, remote: &str) -> CliResult<StateDir> {
     Ok(StateDir::open(vault.join(".syncfabric").join(remote))?)
 }
 
+/// A remote about to be added.
+pub(super) struct NewRemote {
+    pub name: String,
+    pub url: String,
+    pub account: Option<String>,
+    pub layout: Option<LayoutArg>,
+    /// Its password is in the token store (see [`remote_password`]).
+    pub stored_password: bool,
+}
+
+/// Adds remote `r` to `vault` through `opener`: creates its folder, probes it, finds
+/// its layout, records the verdict, and says so.
+pub(super) fn add_remote(ctx: &mut Ctx, vault: &Path, r: NewRemote, opener: &Opener) -> CliResult {
+    if ctx
+        .config
+        .remotes_of(vault)
+        .iter()
+        .any(|x| x.name == r.name)
+    {
+        return Err(format!("remote {:?} exists already (remove it first)", r.name).into());
+    }
+    let rt = runtime()?;
+    let create = OpenOptions::default().with_create_root();
+    let connected = opener.connect(&rt, create, Recorded::default())?;
+    let verdict = connected.verdict();
+    let report = connected.probe().ok_or("the probe did not run")?.clone();
+    let layout = choose_layout(&rt, connected.storage().as_ref(), r.layout)?;
+    let name = r.name.clone();
+    let mut remote = RemoteConfig {
+        name: r.name,
+        vault: vault.to_path_buf(),
+        url: r.url,
+        cas: None,
+        versions: None,
+        writes: None,
+        account: r.account,
+        layout: None,
+        layout_dir: None,
+        stored_password: r.stored_password,
+    };
+    remote.record(&verdict);
+    remote.set_layout(&layout);
+    ctx.config.remotes.push(remote);
+    ctx.config.save(&ctx.config_path)?;
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({ "added": name, "cas": verdict.trust.as_str(), "versions": verdict.versions_str(), "writes": verdict.writes.as_str(), "probe": report.summary() }));
+    } else {
+        println!(
+            "added remote {name} (commits: {}; layout: {}); run `syncfabric sync` to sync",
+            verdict.trust.as_str(),
+            describe_layout(&layout)
+        );
+        print_probe(&report, &verdict);
+    }
+    Ok(())
+}
+
 pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
     let vault = canonical(&ctx.vault_dir()?);
     match cmd {
@@ -313,43 +409,17 @@ pub fn remote_cmd(ctx: &mut Ctx, cmd: RemoteCmd) -> CliResult {
         } => {
             check_remote_name(&name)?;
             check_remote_url(&url)?;
-            if ctx.config.remotes_of(&vault).iter().any(|r| r.name == name) {
-                return Err(format!("remote {name:?} exists already (remove it first)").into());
-            }
-            let rt = runtime()?;
             let account = syncfabric::remote::account_provider(&url)
                 .map(|_| account.unwrap_or_else(|| "default".to_string()));
             let opener = Opener::new(ctx, &url, account.as_deref())?;
-            let create = OpenOptions::default().with_create_root();
-            let connected = opener.connect(&rt, create, Recorded::default())?;
-            let verdict = connected.verdict();
-            let report = connected.probe().ok_or("the probe did not run")?.clone();
-            let layout = choose_layout(&rt, connected.storage().as_ref(), layout)?;
-            let mut remote = RemoteConfig {
-                name: name.clone(),
-                vault: vault.clone(),
+            let added = NewRemote {
+                name,
                 url,
-                cas: None,
-                versions: None,
-                writes: None,
                 account,
-                layout: None,
-                layout_dir: None,
+                layout,
+                stored_password: false,
             };
-            remote.record(&verdict);
-            remote.set_layout(&layout);
-            ctx.config.remotes.push(remote);
-            ctx.config.save(&ctx.config_path)?;
-            if ctx.json {
-                ctx.print_json(&serde_json::json!({ "added": name, "cas": verdict.trust.as_str(), "versions": verdict.versions_str(), "writes": verdict.writes.as_str(), "probe": report.summary() }));
-            } else {
-                println!(
-                    "added remote {name} (commits: {}; layout: {}); run `syncfabric sync` to sync",
-                    verdict.trust.as_str(),
-                    describe_layout(&layout)
-                );
-                print_probe(&report, &verdict);
-            }
+            add_remote(ctx, &vault, added, &opener)?;
         }
         RemoteCmd::List => {
             let rs = ctx.config.remotes_of(&vault);
@@ -863,6 +933,7 @@ pub fn restore_cmd(ctx: &mut Ctx, args: RestoreArgs) -> CliResult {
             account,
             layout: None,
             layout_dir: None,
+            stored_password: false,
         };
         remote.record(&verdict);
         remote.set_layout(&layout);

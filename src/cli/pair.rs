@@ -1,0 +1,98 @@
+//! `syncfabric pair`: adds a Wi-Fi Sync Server's vault as a remote of this vault.
+//!
+//! The pairing text (`syncfabric-pair:1:…`, what `serve` shows as a QR code and as
+//! text) carries the vault's URL on the server, the server certificate's SHA-256 and the
+//! vault's access password. It is read like a password: `$SYNCFABRIC_PAIRING`, the
+//! next line of standard input with `--password-stdin`, or a hidden prompt; never
+//! taken as an argument (other users could read it in the process list).
+//!
+//! The verification code derived from the certificate is shown and must match the
+//! one `serve` shows (asked as `[y/N]`, or `--yes`). The remote is then added with the
+//! certificate pinned (`?pin-sha256=`: the only certificate trusted, checked before any
+//! request, so a server with another certificate gets no password) and the access
+//! password kept in the token store, then probed like any remote.
+
+use super::sync::{add_remote, runtime, NewRemote, Opener};
+use super::{CliResult, Ctx};
+use clap::Args;
+use syncfabric::core::auth::{SecretToken, TokenStore};
+use syncfabric::core::registry::{password_key, StorageUrl};
+use syncfabric::remote::Credentials;
+use syncfabric_wifi::{code, pairing::Pairing};
+
+/// The user name sent to the server (it checks only the password).
+const USER: &str = "syncfabric";
+
+#[derive(Args, Debug)]
+pub struct PairArgs {
+    /// The name of the remote to add.
+    #[arg(long, default_value = "wifi")]
+    name: String,
+    /// Do not ask whether the verification codes match (checked some other way).
+    #[arg(long)]
+    yes: bool,
+}
+
+pub fn pair_cmd(ctx: &mut Ctx, args: PairArgs) -> CliResult {
+    let vault = super::config::canonical(&ctx.vault_dir()?);
+    let text = ctx.secret("SYNCFABRIC_PAIRING", "Pairing text shown by the server")?;
+    let pairing = Pairing::parse(text.expose())?;
+    let url = remote_url(&pairing)?;
+    let now = syncfabric_auth::unix_now();
+    let shown = code::code_at(pairing.fingerprint(), now)?;
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({ "event": "verify", "code": shown, "url": url }));
+    } else {
+        eprintln!(
+            "Verification code: {} {} (valid {} s). The server shows one too.",
+            &shown[..3],
+            &shown[3..],
+            code::seconds_left(now)
+        );
+    }
+    if !args.yes && !confirmed(ctx)? {
+        return Err("the codes were not confirmed: nothing was paired".into());
+    }
+    let pw = SecretToken::new(pairing.password().expose());
+    let store = super::accounts::open_store(ctx)?;
+    let key = password_key(&StorageUrl::parse(&url)?);
+    runtime()?.block_on(store.put(&key, pw.clone()))?;
+    let opener = Opener::with(
+        &url,
+        Credentials::Password(syncfabric::vault::Secret::new(pw.expose())),
+    );
+    let added = NewRemote {
+        name: args.name,
+        url,
+        account: None,
+        layout: None,
+        stored_password: true,
+    };
+    if let Err(e) = add_remote(ctx, &vault, added, &opener) {
+        // Nothing was paired: the password does not stay behind.
+        let _ = runtime()?.block_on(store.delete(&key));
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The remote URL of a pairing: WebDAV over https as the user [`USER`], with the
+/// certificate pinned.
+fn remote_url(p: &Pairing) -> CliResult<String> {
+    let rest = p
+        .url()
+        .strip_prefix("https://")
+        .ok_or("a pairing URL is https")?;
+    if rest.contains('@') || rest.contains('?') || rest.contains('#') {
+        return Err("a pairing URL has no user, query or fragment".into());
+    }
+    let fp: String = p.fingerprint().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("webdav+https://{USER}@{rest}?pin-sha256={fp}"))
+}
+
+/// Asks `[y/N]` on standard error; the answer is the next line of standard input.
+fn confirmed(ctx: &mut Ctx) -> CliResult<bool> {
+    eprint!("Does the server show the same code? [y/N] ");
+    let answer = ctx.next_stdin_line()?.unwrap_or_default();
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
+}
