@@ -14,7 +14,7 @@ use syncfabric_core::{RemotePath, Storage};
 use syncfabric_webdav::{Profile, Secret, WebDavConfig, WebDavStorage};
 
 fn config(s: &TestServer) -> WebDavConfig {
-    let mut c = WebDavConfig::new(&s.url()).with_credentials("anyone", Secret::new(s.pass()));
+    let mut c = WebDavConfig::new(s.url()).with_credentials("anyone", Secret::new(s.pass()));
     c.trust_certificate_pem = Some(s.cert.clone());
     c
 }
