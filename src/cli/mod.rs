@@ -10,6 +10,7 @@ pub mod escape;
 mod generate;
 mod items;
 mod progress;
+mod serve;
 mod strength;
 mod summary;
 mod sync;
@@ -131,6 +132,12 @@ enum Command {
     /// Pre-shared keys for `item share` / `item receive`.
     #[command(subcommand)]
     Psk(PskCmd),
+    /// Run the Wi-Fi Sync Server: serve vault folders over HTTPS WebDAV on the local
+    /// network, each with its own access password, and show the pairing QR codes and
+    /// the verification code. Runs until Ctrl-C.
+    ///
+    /// Example: syncfabric serve ~/Enpass/primary --listen 0.0.0.0:8443
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -402,6 +409,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Accounts(a) => accounts::accounts_cmd(&mut ctx, a),
         Command::Generate(a) => generate::generate_cmd(&ctx, a),
         Command::Audit(a) => audit::audit_cmd(&mut ctx, a),
+        Command::Serve(a) => serve::serve_cmd(&mut ctx, a),
         Command::Psk(PskCmd::New) => Ok(()), // handled above
     }
 }
