@@ -30,6 +30,12 @@ impl DeadProps {
     /// The store, loaded from `dir` when given.
     pub(crate) fn open(dir: Option<&std::path::Path>) -> crate::Result<DeadProps> {
         let mut map = BTreeMap::new();
+        if let Some(d) = dir {
+            std::fs::create_dir_all(d).map_err(|source| Error::Io {
+                context: format!("creating {}", d.display()),
+                source,
+            })?;
+        }
         let file = dir.map(|d| d.join(FILE));
         if let Some(f) = &file {
             if let Ok(text) = std::fs::read(f) {
