@@ -163,20 +163,35 @@ pub fn serve_cmd(ctx: &mut Ctx, a: ServeArgs) -> CliResult {
             println!("  QR code written to {}", path.display());
         }
     }
+    // Handlers installed before "listening" is said: a signal from then on stops cleanly.
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _rt = rt.enter();
+        (
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        )
+    };
     println!("listening on {} (Ctrl-C stops)", server.local_addr());
-    rt.block_on(run_until_stopped(server, fingerprint))
+    std::io::stdout().flush()?;
+    rt.block_on(run_until_stopped(server, fingerprint, signals))
 }
+
+type Signals = (tokio::signal::unix::Signal, tokio::signal::unix::Signal);
 
 /// One status line a second (rewritten in place on a terminal; a new line when the
 /// clients or last sync change otherwise), until Ctrl-C or SIGTERM.
-async fn run_until_stopped(server: ServerHandle, fingerprint: [u8; 32]) -> CliResult {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+async fn run_until_stopped(
+    server: ServerHandle,
+    fingerprint: [u8; 32],
+    (mut int, mut term): Signals,
+) -> CliResult {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let tty = std::io::stderr().is_terminal();
     let mut last_logged = String::new();
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = int.recv() => break,
             _ = term.recv() => break,
             _ = tick.tick() => {}
         }
