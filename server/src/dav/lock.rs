@@ -349,15 +349,27 @@ pub(crate) async fn lock(ctx: &Ctx<'_>, body: Incoming) -> Reply {
         timeout,
         expires: Instant::now() + timeout,
     };
-    let full = ctx.st.locks.with(|m| {
+    // The conflict check and the insertion under one lock of the table: two LOCKs on a
+    // folder and a member of it cannot both pass.
+    let refused = ctx.st.locks.with(|m| {
+        let conflict = m.values().any(|o| {
+            let overlaps = o.covers(&l.root) || (l.infinite && o.root.starts_with(&l.root));
+            overlaps && (o.exclusive || l.exclusive)
+        });
+        if conflict {
+            return Some(StatusCode::LOCKED);
+        }
         if m.len() >= MAX_LOCKS {
-            return true;
+            return Some(StatusCode::SERVICE_UNAVAILABLE);
         }
         m.insert(l.token.clone(), l.clone());
-        false
+        None
     });
-    if full {
-        return status(StatusCode::SERVICE_UNAVAILABLE);
+    if let Some(code) = refused {
+        if created {
+            let _ = std::fs::remove_file(&ctx.path);
+        }
+        return status(code);
     }
     discovery(
         if created {
