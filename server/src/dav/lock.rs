@@ -4,7 +4,7 @@
 //! memory: a restart releases them all (clients then get 412 on refresh and lock
 //! again), which is the safe side for a lock that only fences writers.
 
-use super::{href_of, meta, status, xml, Ctx, Reply};
+use super::{href_of_key, meta, status, xml, Ctx, Reply};
 use crate::xml::esc;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
@@ -63,7 +63,7 @@ impl ActiveLock {
                 .map(|o| format!("<D:owner>{o}</D:owner>"))
                 .unwrap_or_default(),
             esc(&self.token),
-            esc(&href_of(&self.root[0], &self.root[1..], self.root_is_dir)),
+            esc(&href_of_key(&self.root, self.root_is_dir)),
         )
     }
 }

@@ -83,6 +83,14 @@ pub(crate) fn key_of(id: &str, segs: &[String]) -> Vec<String> {
     k
 }
 
+/// The href of a resource key (vault id, then segments).
+pub(crate) fn href_of_key(key: &[String], dir: bool) -> String {
+    match key.split_first() {
+        Some((id, segs)) => href_of(id, segs, dir),
+        None => "/dav/".into(),
+    }
+}
+
 pub(crate) fn href_of(id: &str, segs: &[String], dir: bool) -> String {
     let mut h = format!("/dav/{id}/");
     for (i, s) in segs.iter().enumerate() {

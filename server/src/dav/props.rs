@@ -3,7 +3,7 @@
 //! `dead-properties.json` there (outside every vault folder, written atomically), so
 //! nothing of ours is ever written into a vault folder.
 
-use super::{href_of, meta, status, xml, Ctx, Reply};
+use super::{href_of_key, meta, status, xml, Ctx, Reply};
 use crate::xml::{esc, Patch, PropFind, PropName};
 use crate::{fs, Error};
 use hyper::body::Incoming;
@@ -197,7 +197,7 @@ fn propstat(props: &str, code: StatusCode) -> String {
 
 /// One `<response>` for a resource.
 fn response(ctx: &Ctx<'_>, key: &[String], m: &std::fs::Metadata, q: &PropFind) -> String {
-    let href = href_of(&key[0], &key[1..], m.is_dir());
+    let href = href_of_key(key, m.is_dir());
     let dead = ctx.st.props.get(key);
     let (mut found, mut missing) = (String::new(), String::new());
     match q {
