@@ -302,3 +302,52 @@ async fn rclone_copies_lists_and_reads() {
         cat
     );
 }
+
+/// A PUT past the size limit is refused with 413, with or without a declared length,
+/// and leaves neither the file nor a temporary file behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_puts_are_refused_and_leave_nothing() {
+    let limits = Limits {
+        max_put_bytes: 1024,
+        ..Limits::default()
+    };
+    let s = TestServer::start_with(limits).await;
+    let c = s.client();
+    let url = format!("{}big.bin", s.url());
+    let r = c
+        .put(&url)
+        .basic_auth("a", Some(s.pass()))
+        .body(vec![7u8; 2048])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // No Content-Length: the server counts while streaming.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..4).map(|_| Ok(vec![7u8; 512])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let r = c
+        .put(&url)
+        .basic_auth("a", Some(s.pass()))
+        .body(body)
+        .send()
+        .await;
+    if let Ok(r) = r {
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let r = c
+        .put(&url)
+        .basic_auth("a", Some(s.pass()))
+        .body(vec![7u8; 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "at the limit is fine");
+    let names: Vec<String> = std::fs::read_dir(&s.vault)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with(".syncfabric-tmp-")),
+        "{names:?}"
+    );
+}
