@@ -11,6 +11,7 @@ mod generate;
 mod items;
 mod pair;
 mod progress;
+mod serve;
 mod strength;
 mod summary;
 mod sync;
@@ -139,6 +140,12 @@ enum Command {
     ///
     /// Example: syncfabric pair --name laptop
     Pair(pair::PairArgs),
+    /// Run the Wi-Fi Sync Server: serve vault folders over HTTPS WebDAV on the local
+    /// network, each with its own access password, and show the pairing QR codes and
+    /// the verification code. Runs until Ctrl-C.
+    ///
+    /// Example: syncfabric serve ~/Enpass/primary --listen 0.0.0.0:8443
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -411,6 +418,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Generate(a) => generate::generate_cmd(&ctx, a),
         Command::Audit(a) => audit::audit_cmd(&mut ctx, a),
         Command::Pair(a) => pair::pair_cmd(&mut ctx, a),
+        Command::Serve(a) => serve::serve_cmd(&mut ctx, a),
         Command::Psk(PskCmd::New) => Ok(()), // handled above
     }
 }

@@ -81,6 +81,11 @@ pub enum Profile {
     /// built from the mtime alone, so versions are content hashes and conditions are
     /// checked by the provider.
     NodeWebdav,
+    /// syncfabric's own Wi-Fi Sync Server (`syncfabric serve`, `Server: syncfabric/`):
+    /// every PUT is atomic (temporary file renamed into place), `If-Match` and
+    /// `If-None-Match: *` are checked under a per-path lock, ETags change on every
+    /// write, and a MOVE's `Destination` is read as an escaped path. Nothing staged.
+    Syncfabric,
 }
 
 impl Profile {
@@ -96,6 +101,7 @@ impl Profile {
             Profile::SabreDav => "sabredav",
             Profile::WsgiDav => "wsgidav",
             Profile::NodeWebdav => "webdav-server",
+            Profile::Syncfabric => "syncfabric",
         }
     }
 }

@@ -116,6 +116,9 @@ impl Traits {
             literal_destination: true,
         };
         match p {
+            // Our own server: everything the base claims is what it does (litmus and
+            // the honesty probe in server/tests), and a PUT never writes in place.
+            Profile::Syncfabric => base,
             // Unknown server: claim, and let the honesty probe decide. A PUT may be
             // written in place (wsgidav does), so a cut upload would leave a truncated
             // file: upload to a temporary name and move it into place.
@@ -452,6 +455,8 @@ impl WebDavStorage {
             Profile::WsgiDav
         } else if server.starts_with("webdav-server/") {
             Profile::NodeWebdav
+        } else if server.starts_with("syncfabric/") {
+            Profile::Syncfabric
         } else if server.is_empty()
             && get("ms-author-via") == "dav"
             && get("dav").replace(' ', "") == "1,2"
