@@ -2,7 +2,7 @@
 //!
 //! A small HTTPS-only WebDAV server for the vault folders given to it, so that devices
 //! on the local network sync with no cloud at all. Each vault is served under
-//! `/dav/<vault id>/` (the `uuid` of its `vault.json`, or an id you give) and guarded
+//! `/dav/<vault id>/` (the `vault_uuid` of its `vault.json`, or an id you give) and guarded
 //! by its own random access password ([`AccessPassword`]): HTTP Basic, **any user
 //! name**, the password compared in constant time; failed attempts slow that client
 //! address down exponentially ([`auth`]).
@@ -197,7 +197,7 @@ impl std::fmt::Debug for ServerBuilder {
 }
 
 impl ServerBuilder {
-    /// Serves the vault folder `dir` under `/dav/<uuid>/`, the `uuid` of its
+    /// Serves the vault folder `dir` under `/dav/<uuid>/`, the `vault_uuid` of its
     /// `vault.json`, guarded by `password`.
     pub fn vault(self, dir: impl AsRef<Path>, password: AccessPassword) -> Result<Self> {
         let id = vault_id(dir.as_ref())?;
@@ -292,7 +292,7 @@ impl ServerBuilder {
     }
 }
 
-/// The `uuid` of `dir/vault.json`.
+/// The `vault_uuid` of `dir/vault.json` (Enpass 6 keeps the vault's id there).
 pub fn vault_id(dir: &Path) -> Result<String> {
     let bad = |why: String| Error::Vault {
         path: dir.to_path_buf(),
@@ -301,10 +301,10 @@ pub fn vault_id(dir: &Path) -> Result<String> {
     let text = std::fs::read(dir.join("vault.json")).map_err(|e| bad(e.to_string()))?;
     let v: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| bad(format!("vault.json: {e}")))?;
-    v.get("uuid")
+    v.get("vault_uuid")
         .and_then(|u| u.as_str())
         .map(str::to_string)
-        .ok_or_else(|| bad("vault.json has no uuid".into()))
+        .ok_or_else(|| bad("vault.json has no vault_uuid".into()))
 }
 
 /// A running server. Dropping it stops accepting connections; [`ServerHandle::shutdown`]

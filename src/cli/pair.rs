@@ -10,9 +10,11 @@
 //! one `serve` shows (asked as `[y/N]`, or `--yes`). The remote is then added with the
 //! certificate pinned (`?pin-sha256=`: the only certificate trusted, checked before any
 //! request, so a server with another certificate gets no password) and the access
-//! password kept in the token store, then probed like any remote.
+//! password kept in the token store, then probed like any remote. Where the vault
+//! folder holds no vault yet (a new device), the server's vault is then restored into
+//! it.
 
-use super::sync::{add_remote, runtime, NewRemote, Opener};
+use super::sync::{add_remote, runtime, NewRemote, Opener, RestoreArgs};
 use super::{CliResult, Ctx};
 use clap::Args;
 use syncfabric::core::auth::{SecretToken, TokenStore};
@@ -34,7 +36,12 @@ pub struct PairArgs {
 }
 
 pub fn pair_cmd(ctx: &mut Ctx, args: PairArgs) -> CliResult {
-    let vault = super::config::canonical(&ctx.vault_dir()?);
+    let dest = ctx.vault_dir()?;
+    let fresh = !dest.join("vault.json").exists();
+    if fresh {
+        syncfabric::vault::create_private_dir_all(&dest)?;
+    }
+    let vault = super::config::canonical(&dest);
     let text = ctx.secret("SYNCFABRIC_PAIRING", "Pairing text shown by the server")?;
     let pairing = Pairing::parse(text.expose())?;
     let url = remote_url(&pairing)?;
@@ -62,8 +69,8 @@ pub fn pair_cmd(ctx: &mut Ctx, args: PairArgs) -> CliResult {
         Credentials::Password(syncfabric::vault::Secret::new(pw.expose())),
     );
     let added = NewRemote {
-        name: args.name,
-        url,
+        name: args.name.clone(),
+        url: url.clone(),
         account: None,
         layout: None,
         stored_password: true,
@@ -72,6 +79,10 @@ pub fn pair_cmd(ctx: &mut Ctx, args: PairArgs) -> CliResult {
         // Nothing was paired: the password does not stay behind.
         let _ = runtime()?.block_on(store.delete(&key));
         return Err(e);
+    }
+    if fresh {
+        // The remote is recorded with its password in the store: restore finds both.
+        return super::sync::restore_cmd(ctx, RestoreArgs::from_remote(url, args.name));
     }
     Ok(())
 }

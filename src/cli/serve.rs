@@ -8,6 +8,13 @@
 //! run by a service manager has nobody to type it; the files are readable by their
 //! owner only, like the certificate's key beside them.
 //!
+//! What is served is not the vault folder itself but a sync folder for it,
+//! `<config dir>/server/store/<vault id>/`, under `/dav/<vault id>/`: the other
+//! devices sync with it as with any WebDAV remote, and this device's vault syncs with it
+//! through a folder remote (`wifi-server`, added on the first start), so edits on this
+//! device reach the others through the same engine and merge, and nothing writes into
+//! a vault folder an app may have open.
+//!
 //! Prints, per vault, its URL, access password, pairing QR code (and with --qr-png a
 //! PNG of it) and the verification code; then a status line until Ctrl-C or SIGTERM.
 
@@ -93,6 +100,41 @@ fn access_password(dir: &Path, id: &str) -> CliResult<AccessPassword> {
     Ok(pw)
 }
 
+/// The remote through which this device's vault `dir` syncs with the folder the server
+/// serves for it (`wifi-server`), added when missing.
+fn local_remote(ctx: &mut Ctx, dir: &Path, store: &Path) -> CliResult {
+    const NAME: &str = "wifi-server";
+    let vault = super::config::canonical(dir);
+    let store = super::config::canonical(store);
+    let url = format!("folder://{}", store.display());
+    let remotes = ctx.config.remotes_of(&vault);
+    if remotes.iter().any(|r| r.url == url) {
+        return Ok(());
+    }
+    if remotes.iter().any(|r| r.name == NAME) {
+        return Err(format!(
+            "the vault already has a remote named {NAME} for another folder: remove it, or serve \
+             from the config it was made with"
+        )
+        .into());
+    }
+    let opener = super::sync::Opener::with(&url, syncfabric::remote::Credentials::None);
+    let added = super::sync::NewRemote {
+        name: NAME.into(),
+        url,
+        account: None,
+        layout: None,
+        stored_password: false,
+    };
+    super::sync::add_remote(ctx, &vault, added, &opener)?;
+    println!(
+        "this device syncs with the others through its remote {NAME}: `syncfabric --vault {} \
+         watch` (or `sync`)",
+        dir.display()
+    );
+    Ok(())
+}
+
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -118,7 +160,10 @@ pub fn serve_cmd(ctx: &mut Ctx, a: ServeArgs) -> CliResult {
     for d in &dirs {
         let id = syncfabric_server::vault_id(d)?;
         let pw = access_password(&state.join("passwords"), &id)?;
-        b = b.vault(d, pw.clone())?;
+        let store = state.join("store").join(&id);
+        std::fs::create_dir_all(&store)?;
+        b = b.vault_with_id(id.clone(), &store, pw.clone())?;
+        local_remote(ctx, d, &store)?;
         shown.push((id, d.clone(), pw));
     }
     std::fs::create_dir_all(state.join("properties"))?;
@@ -147,6 +192,8 @@ pub fn serve_cmd(ctx: &mut Ctx, a: ServeArgs) -> CliResult {
         println!("  url:             {url}");
         println!("  access password: {}", pw.grouped().as_str());
         println!("  certificate:     sha256 {}", hex::encode(fingerprint));
+        // The pairing text, for a device without a camera: paste it into `pair`.
+        println!("  pairing text:    {}", pairing.to_payload().as_str());
         if !ctx.quiet {
             println!("  scan to pair:\n{}", qr.to_terminal());
         }

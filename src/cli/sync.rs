@@ -132,6 +132,21 @@ pub struct RestoreArgs {
     layout: Option<LayoutArg>,
 }
 
+impl RestoreArgs {
+    /// A restore from `url` into the vault folder, its remote named `name`.
+    pub(super) fn from_remote(url: String, name: String) -> RestoreArgs {
+        RestoreArgs {
+            url: Some(url),
+            journal: None,
+            remote: None,
+            uuid: None,
+            name,
+            account: None,
+            layout: None,
+        }
+    }
+}
+
 /// The URL forms of every registered provider, as they describe themselves.
 fn remote_url_help() -> String {
     let mut help = String::from("Where the vault is kept, one of:");

@@ -30,7 +30,7 @@ impl TestServer {
         std::fs::create_dir(&vault).unwrap();
         std::fs::write(
             vault.join("vault.json"),
-            format!("{{\"uuid\": \"{VAULT_ID}\", \"version\": 1}}"),
+            format!("{{\"vault_uuid\": \"{VAULT_ID}\", \"version\": 1}}"),
         )
         .unwrap();
         let names = Names {
