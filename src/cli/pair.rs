@@ -20,7 +20,7 @@ use clap::Args;
 use syncfabric::core::auth::{SecretToken, TokenStore};
 use syncfabric::core::registry::{password_key, StorageUrl};
 use syncfabric::remote::Credentials;
-use syncfabric_wifi::{code, pairing::Pairing};
+use syncfabric_wifi::{code, pairing::Pairing, password::AccessPassword};
 
 /// The user name sent to the server (it checks only the password).
 const USER: &str = "syncfabric";
@@ -31,19 +31,96 @@ pub struct PairArgs {
     #[arg(long, default_value = "wifi")]
     name: String,
     /// Do not ask whether the verification codes match (checked some other way).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "url")]
     yes: bool,
+    /// List the servers announced on the local network (mDNS) and stop.
+    #[arg(long, conflicts_with = "url")]
+    browse: bool,
+    /// How long --browse listens, in seconds.
+    #[arg(long, default_value_t = 3, requires = "browse")]
+    wait: u64,
+    /// Pair by the server's URL (from --browse or its screen) instead of the pairing
+    /// text: the certificate is taken from the server, so comparing the verification
+    /// codes is the only check against a man in the middle; the access password is
+    /// asked ($SYNCFABRIC_REMOTE_PASSWORD, --password-stdin, or a prompt).
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
 }
 
 pub fn pair_cmd(ctx: &mut Ctx, args: PairArgs) -> CliResult {
+    if args.browse {
+        return browse(ctx, args.wait);
+    }
+    let pairing = match &args.url {
+        Some(url) => from_server(ctx, url)?,
+        None => {
+            let text = ctx.secret("SYNCFABRIC_PAIRING", "Pairing text shown by the server")?;
+            Pairing::parse(text.expose())?
+        }
+    };
+    pair_with(ctx, args, pairing)
+}
+
+/// A pairing from the server's URL: its certificate as the handshake shows it (shown
+/// in full, and checked by the person through the codes), the password as typed.
+fn from_server(ctx: &mut Ctx, url: &str) -> CliResult<Pairing> {
+    let timeout = std::time::Duration::from_secs(15);
+    let (_, fingerprint) =
+        runtime()?.block_on(syncfabric::remote::server_certificate(url, timeout))?;
+    if !ctx.json {
+        eprintln!(
+            "the server's certificate: SHA-256 {}",
+            hex::encode(fingerprint)
+        );
+    }
+    let typed = ctx.secret(
+        "SYNCFABRIC_REMOTE_PASSWORD",
+        "Access password shown by the server",
+    )?;
+    let password = AccessPassword::parse(typed.expose())?;
+    Ok(Pairing::new(url, fingerprint, password)?)
+}
+
+/// `pair --browse`: the servers announced nearby, a URL per vault.
+fn browse(ctx: &mut Ctx, wait: u64) -> CliResult {
+    let found = syncfabric_wifi::discovery::browse(std::time::Duration::from_secs(wait))?;
+    if ctx.json {
+        let list: Vec<_> = found
+            .iter()
+            .map(|f| {
+                let urls: Vec<_> = f.vaults.iter().filter_map(|v| f.url(v)).collect();
+                serde_json::json!({ "server": f.instance, "host": f.host, "urls": urls, "fingerprint_prefix": f.fingerprint_prefix })
+            })
+            .collect();
+        ctx.print_json(&serde_json::Value::Array(list));
+        return Ok(());
+    }
+    if found.is_empty() {
+        println!("no server announced itself within {wait} s (is `syncfabric serve` running on this network?)");
+    }
+    for f in &found {
+        let name = super::escape::for_terminal(&f.instance);
+        println!("{name} (certificate {}…)", f.fingerprint_prefix);
+        for v in &f.vaults {
+            if let Some(u) = f.url(v) {
+                println!(
+                    "  syncfabric pair --url {}",
+                    super::escape::for_terminal(&u)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Shows the code, asks, stores the password and adds (or restores) the remote.
+fn pair_with(ctx: &mut Ctx, args: PairArgs, pairing: Pairing) -> CliResult {
     let dest = ctx.vault_dir()?;
     let fresh = !dest.join("vault.json").exists();
     if fresh {
         syncfabric::vault::create_private_dir_all(&dest)?;
     }
     let vault = super::config::canonical(&dest);
-    let text = ctx.secret("SYNCFABRIC_PAIRING", "Pairing text shown by the server")?;
-    let pairing = Pairing::parse(text.expose())?;
     let url = remote_url(&pairing)?;
     let now = syncfabric_auth::unix_now();
     let shown = code::code_at(pairing.fingerprint(), now)?;

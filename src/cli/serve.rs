@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// address on its default route.
     #[arg(long)]
     pub host: Option<String>,
+    /// Do not announce the server on the local network by mDNS (`_syncfabric._tcp`;
+    /// on the --listen address's interface only when it names one).
+    #[arg(long)]
+    pub no_mdns: bool,
 }
 
 /// This machine's address on its default route: a UDP socket "connected" to a
@@ -219,9 +223,44 @@ pub fn serve_cmd(ctx: &mut Ctx, a: ServeArgs) -> CliResult {
             signal(SignalKind::terminate())?,
         )
     };
+    let ids: Vec<String> = shown.iter().map(|(id, _, _)| id.clone()).collect();
+    // Kept until the server stops; dropping it withdraws the announcement.
+    let _announced = (!a.no_mdns)
+        .then(|| announce(&a, port, &ids, &fingerprint))
+        .flatten();
     println!("listening on {} (Ctrl-C stops)", server.local_addr());
     std::io::stdout().flush()?;
     rt.block_on(run_until_stopped(server, fingerprint, signals))
+}
+
+/// Announces the server by mDNS; a failure is said, not fatal (pairing by the text
+/// or the QR code still works).
+fn announce(
+    a: &ServeArgs,
+    port: u16,
+    ids: &[String],
+    fingerprint: &[u8; 32],
+) -> Option<syncfabric_wifi::discovery::Advertisement> {
+    use syncfabric_wifi::discovery::{advertise, Announce};
+    let only_on = Some(a.listen.ip()).filter(|ip| !ip.is_unspecified());
+    let addresses: Vec<IpAddr> = only_on.or_else(primary_ip).into_iter().collect();
+    let name = hostname().unwrap_or_else(|| "syncfabric".into());
+    let announce = Announce {
+        instance: &name,
+        host: &name,
+        addresses: &addresses,
+        port,
+        vaults: ids,
+        fingerprint,
+        only_on,
+    };
+    match advertise(&announce) {
+        Ok(ad) => Some(ad),
+        Err(e) => {
+            eprintln!("not announced on the network ({e}); pair with the pairing text");
+            None
+        }
+    }
 }
 
 type Signals = (tokio::signal::unix::Signal, tokio::signal::unix::Signal);

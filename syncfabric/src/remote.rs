@@ -66,6 +66,11 @@ pub async fn open_with_bearer(
     registry().open_with(url, &opts).await
 }
 
+/// The certificate an https server presents, unverified (see
+/// [`syncfabric_webdav::server_certificate`]): `(PEM, SHA-256)`.
+#[cfg(feature = "webdav")]
+pub use syncfabric_webdav::server_certificate;
+
 /// Whether opening `url` needs a password, as its provider describes itself.
 pub fn needs_password(url: &str) -> bool {
     registry()

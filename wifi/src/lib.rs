@@ -6,8 +6,9 @@
 //! certificate, kept across restarts ([`cert`]); the time-based verification code both
 //! sides show so a person can spot a man in the middle ([`code`]); each vault's random
 //! access password ([`password`]); and the pairing payload a QR code carries
-//! ([`pairing`]), drawn as a QR code ([`qr`]). The server and the client build on
-//! these; neither is in this crate.
+//! ([`pairing`]), drawn as a QR code ([`qr`]); and finding the server on the local
+//! network by mDNS ([`discovery`]). The server (`syncfabric-server`) and the client
+//! (the CLI's `pair`) build on these.
 //!
 //! ```
 //! use syncfabric_wifi::{code, pairing::Pairing, password::AccessPassword};
@@ -23,6 +24,7 @@
 
 pub mod cert;
 pub mod code;
+pub mod discovery;
 pub mod pairing;
 pub mod password;
 pub mod qr;
@@ -48,6 +50,9 @@ pub enum Error {
     /// A pairing payload, code or password that does not read.
     #[error("{0}")]
     Invalid(String),
+    /// Multicast DNS failed (no usable interface, a socket refused).
+    #[error("mDNS: {0}")]
+    Discovery(String),
 }
 
 /// This crate's result.

@@ -6,6 +6,7 @@ mod config;
 pub mod fuzz;
 mod lock;
 mod pin;
+pub use pin::server_certificate;
 mod root;
 mod xml;
 

@@ -24,7 +24,40 @@ pub(crate) async fn fetch_pinned(
     want: [u8; 32],
     timeout: Duration,
 ) -> Result<Vec<u8>> {
-    tokio::task::spawn_blocking(move || fetch_blocking(&host, port, &want, timeout))
+    let (pem, got) = certificate_at(host.clone(), port, timeout).await?;
+    if got != want {
+        return Err(Error::Forbidden {
+            message: format!(
+                "{host}:{port} presented another certificate (SHA-256 {}) than the paired one \
+                 ({}); nothing was sent. It may be a man in the middle, or the server's \
+                 certificate was rotated: pair again",
+                hex(&got),
+                hex(&want)
+            ),
+        });
+    }
+    Ok(pem)
+}
+
+/// The certificate the server of `url` (`https://host[:port]/…`) presents in a TLS
+/// handshake that sends nothing else, unverified (PEM and SHA-256): for a person to
+/// check by its fingerprint or the verification code derived from it, never to trust
+/// by itself. [`Error::InvalidInput`] for another URL, [`Error::Transient`] when the
+/// server cannot be reached.
+pub async fn server_certificate(url: &str, timeout: Duration) -> Result<(Vec<u8>, [u8; 32])> {
+    let bad = || Error::InvalidInput {
+        message: "a server certificate is fetched from an https://host[:port]/ URL".into(),
+    };
+    let u = reqwest::Url::parse(url).map_err(|_| bad())?;
+    let host = u
+        .host_str()
+        .filter(|_| u.scheme() == "https")
+        .ok_or_else(bad)?;
+    certificate_at(host.to_string(), u.port().unwrap_or(443), timeout).await
+}
+
+async fn certificate_at(host: String, port: u16, timeout: Duration) -> Result<(Vec<u8>, [u8; 32])> {
+    tokio::task::spawn_blocking(move || fetch_blocking(&host, port, timeout))
         .await
         .map_err(|e| transient(format!("certificate fetch: {e}")))?
 }
@@ -36,7 +69,7 @@ fn transient(message: String) -> Error {
     }
 }
 
-fn fetch_blocking(host: &str, port: u16, want: &[u8; 32], timeout: Duration) -> Result<Vec<u8>> {
+fn fetch_blocking(host: &str, port: u16, timeout: Duration) -> Result<(Vec<u8>, [u8; 32])> {
     use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
     let unreachable = |e: &dyn std::fmt::Display| transient(format!("{host}:{port}: {e}"));
     let addr = (host.trim_matches(['[', ']']), port)
@@ -65,18 +98,9 @@ fn fetch_blocking(host: &str, port: u16, want: &[u8; 32], timeout: Duration) -> 
     let got = cert
         .digest(openssl::hash::MessageDigest::sha256())
         .map_err(|e| unreachable(&e))?;
-    if got.as_ref() != want.as_slice() {
-        return Err(Error::Forbidden {
-            message: format!(
-                "{host}:{port} presented another certificate (SHA-256 {}) than the paired one \
-                 ({}); nothing was sent. It may be a man in the middle, or the server's \
-                 certificate was rotated: pair again",
-                hex(got.as_ref()),
-                hex(want)
-            ),
-        });
-    }
-    cert.to_pem().map_err(|e| unreachable(&e))
+    let mut fp = [0u8; 32];
+    fp.copy_from_slice(&got);
+    Ok((cert.to_pem().map_err(|e| unreachable(&e))?, fp))
 }
 
 /// Lowercase hex.
