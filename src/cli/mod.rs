@@ -9,8 +9,10 @@ mod config;
 pub mod escape;
 mod generate;
 mod items;
+#[cfg(feature = "wifi")]
 mod pair;
 mod progress;
+#[cfg(feature = "wifi")]
 mod serve;
 mod strength;
 mod summary;
@@ -139,12 +141,14 @@ enum Command {
     /// its certificate, its access password kept in the token store.
     ///
     /// Example: syncfabric pair --name laptop
+    #[cfg(feature = "wifi")]
     Pair(pair::PairArgs),
     /// Run the Wi-Fi Sync Server: serve vault folders over HTTPS WebDAV on the local
     /// network, each with its own access password, and show the pairing QR codes and
     /// the verification code. Runs until Ctrl-C.
     ///
     /// Example: syncfabric serve ~/Enpass/primary --listen 0.0.0.0:8443
+    #[cfg(feature = "wifi")]
     Serve(serve::ServeArgs),
 }
 
@@ -417,7 +421,9 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Accounts(a) => accounts::accounts_cmd(&mut ctx, a),
         Command::Generate(a) => generate::generate_cmd(&ctx, a),
         Command::Audit(a) => audit::audit_cmd(&mut ctx, a),
+        #[cfg(feature = "wifi")]
         Command::Pair(a) => pair::pair_cmd(&mut ctx, a),
+        #[cfg(feature = "wifi")]
         Command::Serve(a) => serve::serve_cmd(&mut ctx, a),
         Command::Psk(PskCmd::New) => Ok(()), // handled above
     }

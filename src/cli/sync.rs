@@ -134,6 +134,7 @@ pub struct RestoreArgs {
 
 impl RestoreArgs {
     /// A restore from `url` into the vault folder, its remote named `name`.
+    #[cfg_attr(not(feature = "wifi"), allow(dead_code))]
     pub(super) fn from_remote(url: String, name: String) -> RestoreArgs {
         RestoreArgs {
             url: Some(url),
@@ -187,6 +188,7 @@ impl Opener {
     }
 
     /// `url` opened with `creds` as they are.
+    #[cfg_attr(not(feature = "wifi"), allow(dead_code))]
     pub(super) fn with(url: &str, creds: Credentials) -> Opener {
         Opener {
             url: url.to_string(),
