@@ -19,8 +19,28 @@
 //! the connection); keep-alive; one upstream connection per client connection. The
 //! schedule is drawn from one seeded generator in the order requests arrive, so a
 //! single-client test replays exactly.
+//!
+//! The upstream may be HTTPS ([`FlakyProxy::start_tls`]): the provider still talks
+//! plain HTTP to the proxy, and the proxy opens TLS to the server, trusting only the
+//! certificates it was given (a self-signed server's, such as the Wi-Fi Sync Server's)
+//! and checking that they name the target's address. Every fault is then injected on
+//! the plain side, exactly as for a plain upstream; a cut upload ends the TLS stream
+//! cleanly (`close_notify`, then FIN), which the server reads as the end of the body.
+//!
+//! ```no_run
+//! # async fn demo(server: std::net::SocketAddr, pem: &[u8]) -> std::io::Result<()> {
+//! use syncfabric_conformance::flaky_proxy::{FaultPlan, FlakyProxy};
+//! let proxy = FlakyProxy::start_tls(server, FaultPlan::chaos(42), pem).await?;
+//! let url = proxy.url(); // http://127.0.0.1:<port>/, forwarded over https
+//! # let _ = url;
+//! # Ok(()) }
+//! ```
 
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::X509;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -146,6 +166,8 @@ enum Fault {
 
 struct Shared {
     target: SocketAddr,
+    /// TLS to the server, when it speaks HTTPS: trusts only the given certificates.
+    tls: Option<SslConnector>,
     plan: FaultPlan,
     rng: Mutex<fastrand::Rng>,
     counters: Counters,
@@ -200,6 +222,7 @@ impl std::fmt::Debug for FlakyProxy {
         f.debug_struct("FlakyProxy")
             .field("addr", &self.addr)
             .field("target", &self.shared.target)
+            .field("tls", &self.shared.tls.is_some())
             .finish()
     }
 }
@@ -207,10 +230,33 @@ impl std::fmt::Debug for FlakyProxy {
 impl FlakyProxy {
     /// Listens on `127.0.0.1:0` and forwards to `target` with faults from `plan`.
     pub async fn start(target: SocketAddr, plan: FaultPlan) -> std::io::Result<FlakyProxy> {
+        Self::start_with(target, plan, None).await
+    }
+
+    /// Listens on `127.0.0.1:0` (plain HTTP) and forwards to the HTTPS server at
+    /// `target` with faults from `plan`. The server's certificate must be one of
+    /// `trusted_cert_pem` (one or more PEM certificates; nothing else is trusted, not
+    /// even the system's roots) and name `target`'s IP address. A server that presents
+    /// another certificate gets no request: the client's connection is closed.
+    pub async fn start_tls(
+        target: SocketAddr,
+        plan: FaultPlan,
+        trusted_cert_pem: &[u8],
+    ) -> std::io::Result<FlakyProxy> {
+        let tls = tls_connector(trusted_cert_pem)?;
+        Self::start_with(target, plan, Some(tls)).await
+    }
+
+    async fn start_with(
+        target: SocketAddr,
+        plan: FaultPlan,
+        tls: Option<SslConnector>,
+    ) -> std::io::Result<FlakyProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             target,
+            tls,
             rng: Mutex::new(fastrand::Rng::with_seed(plan.seed)),
             plan,
             counters: Counters::default(),
@@ -456,11 +502,40 @@ fn reset(stream: TcpStream) {
 type ClientReader = BufReader<tokio::net::tcp::OwnedReadHalf>;
 /// The client's side of a proxied connection, for writing answers.
 type ClientWriter = tokio::net::tcp::OwnedWriteHalf;
+/// A byte stream to the server: plain TCP, or TLS over it.
+trait UpstreamIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> UpstreamIo for T {}
+/// The server's side of a proxied connection, buffered for reading heads.
+type UpReader = BufReader<tokio::io::ReadHalf<Box<dyn UpstreamIo>>>;
+/// The server's side of a proxied connection, for writing requests.
+type UpWriter = tokio::io::WriteHalf<Box<dyn UpstreamIo>>;
 /// The connection to the server: its buffered read half and its write half.
-type Upstream = (
-    BufReader<tokio::net::tcp::OwnedReadHalf>,
-    tokio::net::tcp::OwnedWriteHalf,
-);
+type Upstream = (UpReader, UpWriter);
+
+/// A TLS client trusting exactly the certificates in `pem` (at least one), HTTP/1.1
+/// by ALPN, peer verification on.
+fn tls_connector(pem: &[u8]) -> std::io::Result<SslConnector> {
+    let certs = X509::stack_from_pem(pem).map_err(std::io::Error::other)?;
+    if certs.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "no PEM certificate to trust",
+        ));
+    }
+    let build = || -> Result<SslConnector, openssl::error::ErrorStack> {
+        let mut store = X509StoreBuilder::new()?;
+        for cert in certs {
+            store.add_cert(cert)?;
+        }
+        let mut b = SslConnector::builder(SslMethod::tls_client())?;
+        // Replaces the default store (the system's roots): only `pem` is trusted.
+        b.set_cert_store(store.build());
+        b.set_verify(SslVerifyMode::PEER);
+        b.set_alpn_protos(b"\x08http/1.1")?;
+        Ok(b.build())
+    };
+    build().map_err(std::io::Error::other)
+}
 
 /// Proxies one client connection, request by request, injecting the faults `s` draws.
 async fn serve(client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
@@ -489,7 +564,7 @@ async fn serve(client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
             _ => {}
         }
         if upstream.is_none() {
-            upstream = Some(connect_upstream(s.target).await?);
+            upstream = Some(connect_upstream(&s).await?);
         }
         let Some((ur, uw)) = upstream.as_mut() else {
             return Ok(());
@@ -549,11 +624,27 @@ fn reset_client(cr: ClientReader, cw: ClientWriter) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Opens the connection to the server.
-async fn connect_upstream(target: SocketAddr) -> std::io::Result<Upstream> {
-    let up = TcpStream::connect(target).await?;
+/// Opens the connection to the server, with the TLS handshake when it speaks HTTPS
+/// (the certificate checked against the trusted ones and the target's IP address).
+async fn connect_upstream(s: &Shared) -> std::io::Result<Upstream> {
+    let up = TcpStream::connect(s.target).await?;
     let _ = up.set_nodelay(true);
-    let (ur, uw) = up.into_split();
+    let io: Box<dyn UpstreamIo> = match &s.tls {
+        None => Box::new(up),
+        Some(connector) => {
+            let ssl = connector
+                .configure()
+                .and_then(|c| c.into_ssl(&s.target.ip().to_string()))
+                .map_err(std::io::Error::other)?;
+            let mut tls = tokio_openssl::SslStream::new(ssl, up).map_err(std::io::Error::other)?;
+            Pin::new(&mut tls)
+                .connect()
+                .await
+                .map_err(std::io::Error::other)?;
+            Box::new(tls)
+        }
+    };
+    let (ur, uw) = tokio::io::split(io);
     Ok((BufReader::with_capacity(64 * 1024, ur), uw))
 }
 
@@ -604,8 +695,8 @@ async fn answer_injected(
 async fn cut_upload(
     mut cr: ClientReader,
     cw: ClientWriter,
-    ur: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    uw: &mut tokio::net::tcp::OwnedWriteHalf,
+    ur: &mut UpReader,
+    uw: &mut UpWriter,
     framing: Framing,
     half: u64,
 ) -> std::io::Result<()> {
@@ -624,10 +715,7 @@ async fn cut_upload(
 
 /// The server's answer head, the interim `1xx` answers before it relayed to the
 /// client; `Ok(None)` when the server closed first.
-async fn read_response(
-    ur: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    cw: &mut ClientWriter,
-) -> std::io::Result<Option<Head>> {
+async fn read_response(ur: &mut UpReader, cw: &mut ClientWriter) -> std::io::Result<Option<Head>> {
     let Some(mut resp) = read_head(ur, false).await? else {
         return Ok(None);
     };
@@ -647,7 +735,7 @@ async fn read_response(
 async fn truncate_response(
     cr: ClientReader,
     mut cw: ClientWriter,
-    ur: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    ur: &mut UpReader,
     resp: &Head,
     framing: Framing,
 ) -> std::io::Result<()> {
@@ -674,30 +762,98 @@ mod tests {
                 let Ok((sock, _)) = l.accept().await else {
                     continue;
                 };
+                tokio::spawn(answer_lengths(sock));
+            }
+        });
+        a
+    }
+
+    /// Answers every request on `sock` with its body length and a fixed body.
+    async fn answer_lengths<S: AsyncRead + AsyncWrite + Unpin>(sock: S) {
+        let (r, mut w) = tokio::io::split(sock);
+        let mut r = BufReader::new(r);
+        while let Ok(Some(h)) = read_head(&mut r, true).await {
+            let mut body = Vec::new();
+            if copy_body(&mut r, Some(&mut body), h.framing, None)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let text = format!("got {} bytes {}", body.len(), "x".repeat(1000));
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                text.len()
+            );
+            if w.write_all(resp.as_bytes()).await.is_err() || w.flush().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// A self-signed certificate naming 127.0.0.1, and its key.
+    fn self_signed() -> (X509, openssl::pkey::PKey<openssl::pkey::Private>) {
+        use openssl::asn1::Asn1Time;
+        use openssl::bn::BigNum;
+        use openssl::ec::{EcGroup, EcKey};
+        use openssl::hash::MessageDigest;
+        use openssl::nid::Nid;
+        use openssl::pkey::PKey;
+        use openssl::x509::extension::SubjectAlternativeName;
+        use openssl::x509::X509NameBuilder;
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_nid(Nid::COMMONNAME, "flaky proxy test")
+            .unwrap();
+        let name = name.build();
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        let serial = BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap();
+        b.set_serial_number(&serial).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        let san = SubjectAlternativeName::new()
+            .ip("127.0.0.1")
+            .build(&b.x509v3_context(None, None))
+            .unwrap();
+        b.append_extension(san).unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        (b.build(), key)
+    }
+
+    /// [`origin`] over HTTPS with a fresh self-signed certificate; its PEM, and how
+    /// many connections finished their handshake.
+    async fn tls_origin() -> (SocketAddr, Vec<u8>, Arc<AtomicU64>) {
+        use openssl::ssl::{Ssl, SslAcceptor};
+        let (cert, key) = self_signed();
+        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
+        b.set_private_key(&key).unwrap();
+        b.set_certificate(&cert).unwrap();
+        let acceptor = b.build();
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = l.local_addr().unwrap();
+        let handshakes = Arc::new(AtomicU64::new(0));
+        let h2 = handshakes.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = l.accept().await {
+                let ssl = Ssl::new(acceptor.context()).unwrap();
+                let h = h2.clone();
                 tokio::spawn(async move {
-                    let (r, mut w) = sock.into_split();
-                    let mut r = BufReader::new(r);
-                    while let Ok(Some(h)) = read_head(&mut r, true).await {
-                        let mut body = Vec::new();
-                        if copy_body(&mut r, Some(&mut body), h.framing, None)
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                        let text = format!("got {} bytes {}", body.len(), "x".repeat(1000));
-                        let resp = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
-                            text.len()
-                        );
-                        if w.write_all(resp.as_bytes()).await.is_err() {
-                            return;
-                        }
+                    let mut tls = tokio_openssl::SslStream::new(ssl, sock).unwrap();
+                    if Pin::new(&mut tls).accept().await.is_ok() {
+                        h.fetch_add(1, Ordering::SeqCst);
+                        answer_lengths(tls).await;
                     }
                 });
             }
         });
-        a
+        (a, cert.to_pem().unwrap(), handshakes)
     }
 
     async fn roundtrip(proxy: SocketAddr, body: &[u8]) -> std::io::Result<(String, Vec<u8>)> {
@@ -725,6 +881,55 @@ mod tests {
         assert_eq!(status, "200");
         assert!(String::from_utf8_lossy(&body).starts_with("got 100000 bytes"));
         assert_eq!(p.stats().forwarded, 1);
+    }
+
+    #[tokio::test]
+    async fn forwards_to_a_tls_upstream_trusting_only_the_given_certificate() {
+        let (o, pem, handshakes) = tls_origin().await;
+        let p = FlakyProxy::start_tls(o, FaultPlan::none(), &pem)
+            .await
+            .unwrap();
+        for n in [100_000usize, 0, 7] {
+            let (status, body) = roundtrip(p.addr(), &vec![7u8; n]).await.unwrap();
+            assert_eq!(status, "200");
+            let text = String::from_utf8_lossy(&body);
+            assert!(text.starts_with(&format!("got {n} bytes")), "{text:.40}");
+        }
+        assert_eq!(p.stats().forwarded, 3);
+        assert_eq!(handshakes.load(Ordering::SeqCst), 3);
+        // Another certificate than the server's: nothing is forwarded, the client's
+        // connection is closed.
+        let (other, _) = self_signed();
+        let q = FlakyProxy::start_tls(o, FaultPlan::none(), &other.to_pem().unwrap())
+            .await
+            .unwrap();
+        assert!(roundtrip(q.addr(), b"hello").await.is_err());
+        assert_eq!(q.stats().forwarded, 0);
+        assert_eq!(handshakes.load(Ordering::SeqCst), 3);
+        // Not a certificate at all: refused at the start.
+        let e = FlakyProxy::start_tls(o, FaultPlan::none(), b"not a pem")
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+    }
+
+    #[tokio::test]
+    async fn faults_are_injected_in_front_of_a_tls_upstream() {
+        let (o, pem, _) = tls_origin().await;
+        let p = FlakyProxy::start_tls(o, FaultPlan::chaos(7), &pem)
+            .await
+            .unwrap();
+        let mut ok = 0;
+        for _ in 0..100 {
+            if let Ok((s, b)) = roundtrip(p.addr(), b"hello").await {
+                ok += usize::from(s == "200" && b.len() > 1000);
+            }
+        }
+        let st = p.stats();
+        assert!(
+            ok > 50 && st.server_errors > 0 && st.forwarded > 50,
+            "{ok} {st:?}"
+        );
     }
 
     #[tokio::test]
