@@ -7,7 +7,9 @@
 //! resets, 5% 429 with `Retry-After`, 5% truncated answers, added latency); and
 //! `rclone serve webdav`, whose conditional writes are not truthful, through the same
 //! proxy. Both WebDAV servers commit under their own WebDAV locks (the probe must say
-//! so); the lease-lock fallback is exercised by `tests/engine.rs`.
+//! so); the lease-lock fallback is exercised by `tests/engine.rs`. Our own Wi-Fi Sync
+//! Server (`syncfabric-server`, HTTPS only) runs behind the same proxy, which forwards
+//! over TLS to it; its commits are compare-and-swap.
 //!
 //! What is checked after the final syncs (see [`check`]):
 //! * every device, and the remote database itself, hold identical content;
@@ -56,7 +58,7 @@ mod enpass_app;
 mod servers;
 
 use serde::{Deserialize, Serialize};
-use servers::{Kind, Server, PASS, USER};
+use servers::{Kind, Server, USER};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -682,8 +684,9 @@ fn ops(backend: Backend) -> usize {
         .and_then(|x| x.parse().ok())
         .unwrap_or(match backend {
             Backend::Folder => 200,
-            // Compare-and-swap on Dropbox's rev and Drive's v2 etag: no lock to queue for.
-            Backend::DropboxFake | Backend::GdriveFake => 30,
+            // Compare-and-swap on Dropbox's rev, Drive's v2 etag and our server's
+            // If-Match: no lock to queue for.
+            Backend::DropboxFake | Backend::GdriveFake | Backend::Flaky(Kind::Syncfabric) => 30,
             // The lease servers: under these faults a lock write is often answered
             // later than `settle` after its look, and such an attempt leaves its lock
             // to expire (one lease, see sync-core's lock.rs). 30 operations per device
@@ -855,11 +858,16 @@ fn run_one_in(
                 Some((_, p)) => p.to_string(),
                 None => "/".into(),
             };
-            let direct = format!("webdav+http://{USER}@127.0.0.1:{}{path}{folder}", s.port);
+            // Our server speaks HTTPS only: reached directly with its certificate
+            // pinned, and through the proxy as plain HTTP that the proxy forwards over
+            // TLS, trusting that certificate alone.
+            let direct = s.remote_url(&format!("{}{folder}", s.url));
             let addr = format!("127.0.0.1:{}", s.port).parse().unwrap();
-            let proxy = rt
-                .block_on(FlakyProxy::start(addr, fault_plan(seed)))
-                .unwrap();
+            let proxy = match &s.cert_pem {
+                Some(pem) => rt.block_on(FlakyProxy::start_tls(addr, fault_plan(seed), pem)),
+                None => rt.block_on(FlakyProxy::start(addr, fault_plan(seed))),
+            };
+            let proxy = proxy.unwrap();
             let via = format!(
                 "webdav+http://{USER}@127.0.0.1:{}{path}{folder}",
                 proxy.addr().port()
@@ -868,7 +876,7 @@ fn run_one_in(
                 direct,
                 Some(proxy),
                 via,
-                Cred::Password(PASS.to_string()),
+                Cred::Password(s.pass.clone()),
                 None,
             )
         }
@@ -889,7 +897,11 @@ fn run_one_in(
             // them.
             assert_eq!(verdict.trust, Trust::ServerLock, "{}", report.summary());
         }
-        if matches!(backend, Backend::DropboxFake | Backend::GdriveFake) {
+        if matches!(
+            backend,
+            Backend::DropboxFake | Backend::GdriveFake | Backend::Flaky(Kind::Syncfabric)
+        ) {
+            // Compare-and-swap: Dropbox's rev, Drive's etag, our server's If-Match.
             assert_eq!(verdict.trust, Trust::Truthful, "{}", report.summary());
         }
         // Every server of the suite, with its profile, keeps a file whole when a write
@@ -1631,6 +1643,18 @@ fn never_lose_data_lighttpd_through_flaky_proxy() {
     through_flaky_proxy(
         Kind::Lighttpd,
         "never_lose_data_lighttpd_through_flaky_proxy",
+    );
+}
+
+/// Our own Wi-Fi Sync Server (`syncfabric-server`, in process) behind the flaky proxy:
+/// the provider talks plain HTTP to the proxy, the proxy HTTPS to the server (trusting
+/// its certificate alone). Commits are compare-and-swap on the server's strong ETags
+/// (`If-Match` checked under a per-path lock right before the atomic rename).
+#[test]
+fn never_lose_data_syncfabric_server_through_flaky_proxy() {
+    through_flaky_proxy(
+        Kind::Syncfabric,
+        "never_lose_data_syncfabric_server_through_flaky_proxy",
     );
 }
 

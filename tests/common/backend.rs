@@ -4,7 +4,8 @@
 //! `SYNCFABRIC_TEST_BACKEND` = `folder` (the default: a local folder) | `memory` (the
 //! reference in-memory storage) | `webdav:<server>` (a real server of the suite,
 //! started for the test: `apache`, `nginx`, `lighttpd`, `rclone`, `sabredav`,
-//! `wsgidav`, `webdav-server`) | `onedrive-fake` (the Microsoft Graph fake) |
+//! `wsgidav`, `webdav-server`, or `syncfabric`: our own Wi-Fi Sync Server, in process,
+//! over HTTPS with its certificate pinned) | `onedrive-fake` (the Microsoft Graph fake) |
 //! `dropbox-fake` (the Dropbox fake) | `gdrive-fake` (the Google Drive fake).
 //!
 //! Every backend but the folder and memory ones is readied as an app would ready it
@@ -12,7 +13,7 @@
 //! The test binary declares `mod servers` (the WebDAV launchers) beside this module.
 #![allow(dead_code)] // each test binary uses its own part
 
-use crate::servers::{Kind, Server, PASS, USER};
+use crate::servers::{Kind, Server};
 use std::path::Path;
 use std::sync::Arc;
 use syncfabric::core::{Body, Precondition, RemotePath, Storage};
@@ -102,14 +103,13 @@ fn plain(remote: Remote, raw: Arc<dyn Storage>) -> TestRemote {
 }
 
 async fn webdav(server: &str) -> Option<TestRemote> {
-    let kind = Kind::ALL
-        .into_iter()
-        .find(|k| k.name() == server)
+    let kind = Kind::by_name(server)
         .unwrap_or_else(|| panic!("{VAR}=webdav:{server}: no such server in the suite"));
     let s = Server::start(kind)?;
-    let base = s.scratch("engine");
-    let url = base.replacen("http://", &format!("webdav+http://{USER}@"), 1);
-    let creds = Credentials::Password(syncfabric::vault::Secret::new(PASS));
+    // Over https (our server) the URL pins the certificate: the provider fetches it
+    // and trusts only it.
+    let url = s.remote_url(&s.scratch("engine"));
+    let creds = Credentials::Password(syncfabric::vault::Secret::new(s.pass.as_str()));
     let remote = Remote::open(&url, &creds, Recorded::default())
         .await
         .unwrap();

@@ -8,6 +8,14 @@
 //! in `requirements.txt` and `package-lock.json` beside this file; `scripts/test`
 //! installs them into [`installed_servers_dir`] (inside the workspace's `target/`, so
 //! nothing global is assumed), where the launcher finds them.
+//!
+//! Our own Wi-Fi Sync Server ([`Kind::Syncfabric`], the `syncfabric-server` library) is
+//! started in this process instead, on a thread with its own tokio runtime (so it
+//! outlives no test and serves whatever runtime the test uses): HTTPS only, with a fresh
+//! self-signed certificate ([`Server::cert_pem`], [`Server::pin_sha256`]) and its own
+//! random access password ([`Server::pass`]; any user name). It is not in [`Kind::ALL`],
+//! the loops over the external servers that speak plain HTTP with [`USER`] and [`PASS`];
+//! [`Server::remote_url`] gives the registry URL that reaches any kind.
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -31,6 +39,9 @@ pub enum Kind {
     Wsgidav,
     /// `webdav-server` 2 (npm, Node.js): its `PhysicalFileSystem` and lock manager.
     NodeWebdav,
+    /// Our Wi-Fi Sync Server (`syncfabric-server`), in this process; not in
+    /// [`Kind::ALL`] (see the module doc).
+    Syncfabric,
 }
 
 impl Kind {
@@ -43,6 +54,13 @@ impl Kind {
         Kind::Wsgidav,
         Kind::NodeWebdav,
     ];
+    /// The kind called `name` ([`Kind::name`]), [`Kind::Syncfabric`] included.
+    pub fn by_name(name: &str) -> Option<Kind> {
+        Kind::ALL
+            .into_iter()
+            .chain([Kind::Syncfabric])
+            .find(|k| k.name() == name)
+    }
     pub fn name(self) -> &'static str {
         match self {
             Kind::Apache => "apache",
@@ -52,6 +70,7 @@ impl Kind {
             Kind::Sabre => "sabredav",
             Kind::Wsgidav => "wsgidav",
             Kind::NodeWebdav => "webdav-server",
+            Kind::Syncfabric => "syncfabric",
         }
     }
     fn binary(self) -> &'static str {
@@ -63,6 +82,8 @@ impl Kind {
             Kind::Sabre => "php",
             Kind::Wsgidav => "python3",
             Kind::NodeWebdav => "node",
+            // In this process: nothing to find.
+            Kind::Syncfabric => "/",
         }
     }
     /// Extra files that must exist (modules, packages).
@@ -72,7 +93,7 @@ impl Kind {
             Kind::Apache => vec!["/usr/lib/apache2/modules/mod_dav_fs.so".into()],
             Kind::Nginx => vec!["/usr/lib/nginx/modules/ngx_http_dav_ext_module.so".into()],
             Kind::Lighttpd => vec!["/usr/lib/lighttpd/mod_webdav.so".into()],
-            Kind::Rclone => vec![],
+            Kind::Rclone | Kind::Syncfabric => vec![],
             Kind::Sabre => vec!["/usr/share/php/Sabre/autoload.php".into()],
             Kind::Wsgidav => vec![
                 installed.join("python/wsgidav/__init__.py"),
@@ -113,14 +134,33 @@ pub fn installed_servers_dir() -> PathBuf {
 
 pub struct Server {
     pub kind: Kind,
-    child: Child,
+    /// The server's process; `None` for [`Kind::Syncfabric`] (in this process).
+    child: Option<Child>,
+    /// [`Kind::Syncfabric`]'s thread.
+    in_process: Option<InProcess>,
     dir: tempfile::TempDir,
     pub port: u16,
     /// Root URL of the served scratch folder, ending in '/'.
     pub url: String,
     /// The folder the server serves.
     pub data: PathBuf,
+    /// The password to give with any user name: [`PASS`], or [`Kind::Syncfabric`]'s
+    /// generated access password.
+    pub pass: String,
+    /// [`Kind::Syncfabric`]'s certificate (PEM), the only one to trust.
+    pub cert_pem: Option<Vec<u8>>,
+    /// [`Kind::Syncfabric`]'s certificate's SHA-256, 64 hex digits (`?pin-sha256=`).
+    pub pin_sha256: Option<String>,
 }
+
+/// A [`Kind::Syncfabric`] server's thread and the way to stop it.
+struct InProcess {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The id [`Kind::Syncfabric`] serves its scratch folder under: `/dav/<id>/`.
+pub const SYNCFABRIC_VAULT_ID: &str = "syncfabric-test-vault";
 
 fn which(bin: &str) -> bool {
     if bin.starts_with('/') {
@@ -200,6 +240,9 @@ impl Server {
         tls: Option<(&Path, &Path)>,
         asked_lock_timeouts: bool,
     ) -> Option<Server> {
+        if kind == Kind::Syncfabric {
+            return Some(Server::start_syncfabric());
+        }
         let missing: Vec<String> = std::iter::once(kind.binary().to_string())
             .chain(kind.needs().iter().map(|p| p.display().to_string()))
             .filter(|b| !which(b))
@@ -418,6 +461,7 @@ $server->exec();
             }
             Kind::Wsgidav => cmd = wsgidav_command(dir.path(), port),
             Kind::NodeWebdav => cmd = node_webdav_command(dir.path(), port),
+            Kind::Syncfabric => unreachable!("started in process above"),
         }
         let log = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
         let log2 = log.try_clone().unwrap();
@@ -430,7 +474,11 @@ $server->exec();
             .unwrap_or_else(|e| panic!("starting {}: {e}", kind.name()));
         let mut server = Server {
             kind,
-            child,
+            child: Some(child),
+            in_process: None,
+            pass: PASS.to_string(),
+            cert_pem: None,
+            pin_sha256: None,
             url: format!(
                 "{}://127.0.0.1:{port}/",
                 if tls.is_some() { "https" } else { "http" }
@@ -443,14 +491,113 @@ $server->exec();
         Some(server)
     }
 
+    /// Our Wi-Fi Sync Server on 127.0.0.1 at a free port (bound to port 0), serving
+    /// `<scratch>/data` as the vault [`SYNCFABRIC_VAULT_ID`], dead properties kept in
+    /// `<scratch>/state`, with a fresh certificate for 127.0.0.1 and a fresh access
+    /// password; on its own thread and runtime, stopped on drop.
+    fn start_syncfabric() -> Server {
+        use syncfabric_wifi::cert::{Names, ServerCert};
+        let dir = tempfile::Builder::new()
+            .prefix("syncfabric-syncfabric-")
+            .tempdir()
+            .expect("tempdir");
+        let data = dir.path().join("data");
+        let state = dir.path().join("state");
+        std::fs::create_dir(&data).expect("data dir");
+        let names = Names {
+            dns: vec!["localhost".into()],
+            ips: vec!["127.0.0.1".parse().unwrap()],
+        };
+        let cert = ServerCert::generate(&names).expect("certificate");
+        let pem = cert.certificate().to_pem().expect("certificate PEM");
+        let pin: String = cert
+            .fingerprint()
+            .expect("fingerprint")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let password = syncfabric_server::AccessPassword::generate().expect("password");
+        let pass = password.expose().to_string();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let served = data.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let bound = async {
+                    syncfabric_server::Server::builder()
+                        .vault_with_id(SYNCFABRIC_VAULT_ID, &served, password)?
+                        .cert(cert)
+                        .state_dir(state)
+                        .bind("127.0.0.1:0".parse().unwrap())
+                        .await
+                };
+                let handle = match bound.await {
+                    Ok(h) => h,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(handle.local_addr().port()));
+                let _ = stop_rx.await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), handle.shutdown()).await;
+            });
+        });
+        let port = match ready_rx.recv() {
+            Ok(Ok(port)) => port,
+            Ok(Err(e)) => panic!("starting the syncfabric server: {e}"),
+            Err(_) => panic!("the syncfabric server's thread ended at start"),
+        };
+        Server {
+            kind: Kind::Syncfabric,
+            child: None,
+            in_process: Some(InProcess {
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            }),
+            url: format!("https://127.0.0.1:{port}/dav/{SYNCFABRIC_VAULT_ID}/"),
+            port,
+            data,
+            dir,
+            pass,
+            cert_pem: Some(pem),
+            pin_sha256: Some(pin),
+        }
+    }
+
+    /// The registry URL (`webdav+http://` or `webdav+https://`, as [`USER`]) of `url`,
+    /// one of this server's URLs (such as [`Server::scratch`] gives); pinned to the
+    /// certificate (`?pin-sha256=`) for [`Kind::Syncfabric`]. Its password: [`Server::pass`].
+    pub fn remote_url(&self, url: &str) -> String {
+        let url = url
+            .replacen("http://", &format!("webdav+http://{USER}@"), 1)
+            .replacen("https://", &format!("webdav+https://{USER}@"), 1);
+        match &self.pin_sha256 {
+            Some(pin) => format!("{url}?pin-sha256={pin}"),
+            None => url,
+        }
+    }
+
     fn wait_ready(&mut self) {
+        if self.child.is_none() {
+            return;
+        }
         let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 return;
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
                 panic!(
                     "{} exited at start ({status}): {}",
                     self.kind.name(),
@@ -569,10 +716,20 @@ server.start(() => console.log('webdav-server listening on 127.0.0.1:{port}'));
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let pid = self.child.id() as i32;
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
+        if let Some(child) = self.child.as_mut() {
+            let pid = child.id() as i32;
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+            let _ = child.wait();
         }
-        let _ = self.child.wait();
+        if let Some(p) = self.in_process.as_mut() {
+            if let Some(stop) = p.stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(t) = p.thread.take() {
+                let _ = t.join();
+            }
+        }
     }
 }
