@@ -30,6 +30,7 @@ fn expected_profile(kind: Kind) -> Profile {
         Kind::Sabre => Profile::SabreDav,
         Kind::Wsgidav => Profile::WsgiDav,
         Kind::NodeWebdav => Profile::NodeWebdav,
+        Kind::Syncfabric => Profile::Syncfabric,
     }
 }
 
@@ -525,6 +526,38 @@ fn opens_through_the_registry() {
         assert!(
             matches!(e, Error::InvalidInput { ref message } if !message.contains("nope")),
             "{e:?}"
+        );
+    });
+}
+
+/// The launcher's own Wi-Fi Sync Server ([`Kind::Syncfabric`], in process) is reached
+/// through the registry by [`Server::remote_url`]: https, its certificate pinned, its
+/// access password; the provider recognises it.
+#[test]
+fn the_syncfabric_kind_opens_pinned_through_the_registry() {
+    let server = Server::start(Kind::Syncfabric).expect("in process: always there");
+    rt().block_on(async {
+        use syncfabric_core::auth::TokenStore;
+        let url = server.remote_url(&server.scratch("reg"));
+        assert!(url.starts_with("webdav+https://") && url.contains("?pin-sha256="));
+        let registry = syncfabric_core::registry::Registry::new();
+        syncfabric_webdav::register(&registry);
+        let tokens = syncfabric_core::auth::MemoryTokenStore::default();
+        let key = syncfabric_core::registry::password_key(
+            &syncfabric_core::registry::StorageUrl::parse(&url).unwrap(),
+        );
+        let pass = syncfabric_core::auth::SecretToken::new(server.pass.as_str());
+        tokens.put(&key, pass).await.unwrap();
+        let opts = syncfabric_core::registry::OpenOptions::default().with_tokens(Arc::new(tokens));
+        let s = registry.open_with(&url, &opts).await.unwrap();
+        assert!(s.describe().contains("syncfabric"), "{}", s.describe());
+        let p = RemotePath::parse("hello.txt").unwrap();
+        s.write(&p, Body::from(b"hi".to_vec()), Precondition::IfAbsent)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(server.data.join("reg/hello.txt")).unwrap(),
+            b"hi"
         );
     });
 }
