@@ -1352,3 +1352,149 @@ async fn first_uploads_at_the_same_moment_end_with_one_vault() {
         "{names:?}"
     );
 }
+
+/// A storage whose writes and deletes fail while `refuse` is set (a commit that never
+/// lands: a race lost, a connection dropped); reads go through.
+#[derive(Debug)]
+struct RefusesWrites {
+    inner: Arc<dyn Storage>,
+    refuse: std::sync::atomic::AtomicBool,
+}
+
+impl RefusesWrites {
+    fn check(&self) -> syncfabric::core::Result<()> {
+        if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(syncfabric::core::Error::transient("write refused (test)"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Storage for RefusesWrites {
+    fn capabilities(&self) -> syncfabric::core::Capabilities {
+        self.inner.capabilities()
+    }
+    fn describe(&self) -> String {
+        format!("refuses-writes {}", self.inner.describe())
+    }
+    async fn stat(
+        &self,
+        path: &syncfabric::core::RemotePath,
+    ) -> syncfabric::core::Result<Option<syncfabric::core::Entry>> {
+        self.inner.stat(path).await
+    }
+    async fn list(
+        &self,
+        dir: &syncfabric::core::RemotePath,
+    ) -> syncfabric::core::Result<Vec<syncfabric::core::Entry>> {
+        self.inner.list(dir).await
+    }
+    async fn read(
+        &self,
+        path: &syncfabric::core::RemotePath,
+    ) -> syncfabric::core::Result<syncfabric::core::Download> {
+        self.inner.read(path).await
+    }
+    async fn write(
+        &self,
+        path: &syncfabric::core::RemotePath,
+        body: syncfabric::core::Body,
+        pre: syncfabric::core::Precondition,
+    ) -> syncfabric::core::Result<syncfabric::core::Entry> {
+        self.check()?;
+        self.inner.write(path, body, pre).await
+    }
+    async fn delete(
+        &self,
+        path: &syncfabric::core::RemotePath,
+        pre: syncfabric::core::Precondition,
+    ) -> syncfabric::core::Result<()> {
+        self.check()?;
+        self.inner.delete(path, pre).await
+    }
+    async fn create_dir(
+        &self,
+        path: &syncfabric::core::RemotePath,
+    ) -> syncfabric::core::Result<()> {
+        self.check()?;
+        self.inner.create_dir(path).await
+    }
+}
+
+/// Sets an item's `updated_at` (the merge's clock) to `ts`, as if its last change had
+/// been made then.
+fn set_clock(d: &Device, uuid: &str, ts: i64) {
+    d.vault
+        .connection()
+        .execute(
+            &format!("UPDATE item SET updated_at={ts} WHERE uuid=?1"),
+            [uuid],
+        )
+        .unwrap();
+}
+
+/// Found by the never-lose run over the Wi-Fi Sync Server (seed 1, about one run in
+/// seven): a later delete is undone by an older edit. A deletes X at t=100 and pushes;
+/// B edits X at t=200 (not having seen the delete); C deletes X at t=300. C's sync
+/// downloads A's tombstone, merges (both deleted) and records that download as its base
+/// before committing (`record_downloaded`), but the commit does not land (here: refused;
+/// in the run: a race lost to B, or a fault). B then syncs: its edit is later than A's
+/// delete, so X is revived (rule 6, right). C syncs again: its base now holds X deleted,
+/// its local row is deleted too, the remote's is live, so the merge reads an "undelete on
+/// one side only" and revives X, although C's delete (t=300) is later than B's edit
+/// (t=200) and rule 6 says the tombstone wins. Ignored until the merge (or the engine)
+/// is fixed; un-ignore it then.
+#[tokio::test]
+#[ignore = "known bug: a delete absorbed into the base is undone by an older edit (merge rule 6 after record_downloaded)"]
+async fn a_later_delete_absorbed_into_the_base_is_not_undone_by_an_older_edit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = folder(tmp.path());
+    let refusing = Arc::new(RefusesWrites {
+        inner: raw.clone(),
+        refuse: std::sync::atomic::AtomicBool::new(false),
+    });
+    let storage = syncfabric::remote::connect(raw.clone(), None)
+        .await
+        .unwrap();
+    let storage_c = syncfabric::remote::connect(refusing.clone(), None)
+        .await
+        .unwrap();
+    let (mut a, mut b, uuid) = synced_pair(tmp.path(), &storage).await;
+    let mut c = clone_device(tmp.path(), "c", &storage, &uuid).await;
+    let x = uuid_of_item(&a, "Bank");
+
+    a.vault.delete_item(&x).unwrap();
+    set_clock(&a, &x, 100);
+    a.sync(&storage).await.unwrap();
+
+    let mut item = b.vault.get_item(&x).unwrap().unwrap();
+    item.title = "Bank (edited)".into();
+    b.vault.update_item(&item).unwrap();
+    set_clock(&b, &x, 200);
+
+    c.vault.delete_item(&x).unwrap();
+    set_clock(&c, &x, 300);
+    refusing
+        .refuse
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(c.sync(&storage_c).await.is_err(), "the commit was refused");
+    refusing
+        .refuse
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+
+    b.sync(&storage).await.unwrap();
+    assert!(
+        b.vault.get_item(&x).unwrap().unwrap().is_live(),
+        "B's edit (200) is later than A's delete (100): revived"
+    );
+    c.sync(&storage).await.unwrap();
+    b.sync(&storage).await.unwrap();
+    for (name, d) in [("b", &b), ("c", &c)] {
+        let it = d.vault.get_item(&x).unwrap().unwrap();
+        assert!(
+            it.deleted,
+            "{name}: C's delete (300) is later than B's edit (200): X stays deleted"
+        );
+    }
+}
