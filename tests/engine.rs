@@ -1443,10 +1443,9 @@ fn set_clock(d: &Device, uuid: &str, ts: i64) {
 /// delete, so X is revived (rule 6, right). C syncs again: its base now holds X deleted,
 /// its local row is deleted too, the remote's is live, so the merge reads an "undelete on
 /// one side only" and revives X, although C's delete (t=300) is later than B's edit
-/// (t=200) and rule 6 says the tombstone wins. Ignored until the merge (or the engine)
-/// is fixed; un-ignore it then.
+/// (t=200) and rule 6 says the tombstone wins. Fixed in the merge: an undelete against
+/// a tombstone the other side changed is decided by the clocks.
 #[tokio::test]
-#[ignore = "known bug: a delete absorbed into the base is undone by an older edit (merge rule 6 after record_downloaded)"]
 async fn a_later_delete_absorbed_into_the_base_is_not_undone_by_an_older_edit() {
     let tmp = tempfile::tempdir().unwrap();
     let raw = folder(tmp.path());

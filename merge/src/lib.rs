@@ -69,7 +69,9 @@
 //!    strictly later than the delete's; otherwise the tombstone wins (the edit's other
 //!    columns are still merged into the tombstone, so nothing is lost). A stale device
 //!    (whose row equals base) therefore never undoes a delete, by rule 2. An undelete
-//!    on one side only wins by rule 3.
+//!    on one side only wins by rule 3, unless the other side changed its tombstone too
+//!    (a later delete of its own, folded into a base that held an older one): that is
+//!    delete against edit again, by the clocks.
 //! 7. **No base** (first sync of two copies): the same rules with every differing
 //!    group a conflict, decided by `updated_at`.
 //!

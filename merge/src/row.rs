@@ -312,6 +312,21 @@ fn merge_deleted(
         Side::Remote => Some(vr.clone()),
     };
     match changed_only {
+        // An undelete on one side while the other side changed its tombstone too (this
+        // runs only for rows both sides changed): delete against edit, by the clocks
+        // (rule 6). The other side's change may be a later delete of its own that a
+        // merge folded into a base already holding an older one (a commit that did not
+        // land after its download was recorded as base): the undelete must not win by
+        // being "the only change of the flag".
+        Some(side)
+            if dl != dr
+                && !(match side {
+                    Side::Local => dl,
+                    Side::Remote => dr,
+                }) =>
+        {
+            resolve_delete_vs_edit(side.other(), clock_ord, vl, vr)
+        }
         // An undelete (or another non-delete change) on one side only: that side wins.
         Some(side)
             if !(match side {

@@ -634,3 +634,33 @@ fn the_report_names_items_and_fields_but_never_values() {
     assert!(text.contains("item \"other\""), "{text}");
     assert!(text.contains("remote's edit is later"), "{text}");
 }
+
+/// Rule 6 when the base already holds an older delete: C deleted at +300 and folded
+/// A's delete (+100) into its copy; its commit did not land, but the download was
+/// recorded as its base. B's edit at +200 revived the item against A's delete. C's next
+/// merge sees an undelete on the remote and its own (later) tombstone changed locally:
+/// delete against edit by the clocks, so its later delete stands; an undelete later
+/// than C's delete still revives. (Found by the never-lose run over the Wi-Fi Sync
+/// Server: the undelete used to win as "the only change of the flag".)
+#[test]
+fn a_later_delete_on_a_deleted_base_is_not_undone_by_an_older_undelete() {
+    let mut b = base();
+    delete_item(&mut b, A, T0 + 100);
+    let mut c = b.clone();
+    delete_item(&mut c, A, T0 + 300);
+    for (revived_at, stays_deleted) in [(T0 + 200, true), (T0 + 300, true), (T0 + 400, false)] {
+        let mut revived = b.clone();
+        edit_item(
+            &mut revived,
+            A,
+            &[("deleted", i(0)), ("title", t("edited by B"))],
+            revived_at,
+        );
+        let out = both_ways(Some(&b), &c, &revived);
+        let k = item_key(A);
+        let want = if stays_deleted { 1 } else { 0 };
+        assert_eq!(get(out.m(), "item", &k, "deleted"), i(want), "{revived_at}");
+        // Either way B's edit is kept in the row.
+        assert_eq!(get(out.m(), "item", &k, "title"), t("edited by B"));
+    }
+}
