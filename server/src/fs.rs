@@ -1,19 +1,23 @@
 //! The disk side: request paths mapped into a vault folder (never outside it, never
-//! through a symlink), strong ETags, atomic writes and the per-path write locks.
+//! through a symlink), strong ETags, atomic writes and the write locks.
+//!
+//! The served folder is also written by the serving device through a folder remote
+//! (`syncfabric-folder`), in another process. So every write here follows the folder
+//! provider's protocol: its locked temp files (its sweep never takes a live upload for
+//! a dead one), its internal names hidden and refused, and each check-and-commit under
+//! its per-folder lock as well as ours, so a condition checked by one writer cannot
+//! be overtaken by the other's rename.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Prefix of the temporary files PUT and COPY write before renaming; such names are
-/// hidden from listings and refused in requests.
-pub(crate) const TMP_PREFIX: &str = ".syncfabric-tmp-";
+use syncfabric_folder::{DirLock, TempFile};
 
 /// Why a path is refused.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum PathError {
-    /// A segment is `.`, `..`, holds `/`, `\` or NUL, or is one of our temporary names.
+    /// A segment is `.`, `..`, holds `/`, `\` or NUL, or is a temporary or lock file.
     Invalid,
     /// A component on disk is a symlink (or otherwise leaves the folder).
     Outside,
@@ -25,7 +29,7 @@ pub(crate) fn check_segment(seg: &str) -> Result<(), PathError> {
         || seg == "."
         || seg == ".."
         || seg.contains(['/', '\\', '\0'])
-        || seg.starts_with(TMP_PREFIX)
+        || syncfabric_folder::is_internal_name(seg)
         || seg.len() > 255;
     if bad {
         Err(PathError::Invalid)
@@ -90,35 +94,23 @@ pub(crate) fn bump_mtime(
     file.set_modified(t)
 }
 
-/// A new temporary file beside `target`: its path and the open file (mode 0600).
-pub(crate) fn temp_beside(target: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
-    let dir = target.parent().unwrap_or(Path::new("/"));
-    let mut rnd = [0u8; 8];
-    let _ = openssl::rand::rand_bytes(&mut rnd);
-    let name = format!("{TMP_PREFIX}{:016x}", u64::from_le_bytes(rnd));
-    let path = dir.join(name);
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    let f = o.open(&path)?;
-    Ok((path, f))
+/// A new temporary file beside `target`, locked while it lives and deleted on drop
+/// unless disarmed (the folder provider's), and a handle to write it through.
+pub(crate) fn temp_beside(target: &Path) -> std::io::Result<(TempFile, std::fs::File)> {
+    TempFile::create(target.parent().unwrap_or(Path::new("/")))
 }
 
 /// Copies the file `from` to `to` atomically (a temporary file renamed into place).
 pub(crate) fn copy_file(from: &Path, to: &Path) -> std::io::Result<()> {
     let previous = std::fs::metadata(to).ok().and_then(|m| m.modified().ok());
-    let (tmp, mut out) = temp_beside(to)?;
-    let r = (|| {
-        let mut src = std::fs::File::open(from)?;
-        std::io::copy(&mut src, &mut out)?;
-        out.sync_all()?;
-        bump_mtime(&out, previous)?;
-        std::fs::rename(&tmp, to)
-    })();
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r
+    let (mut tmp, mut out) = temp_beside(to)?;
+    let mut src = std::fs::File::open(from)?;
+    std::io::copy(&mut src, &mut out)?;
+    out.sync_all()?;
+    bump_mtime(&out, previous)?;
+    std::fs::rename(&tmp.path, to)?;
+    tmp.disarm();
+    Ok(())
 }
 
 /// Copies the tree `from` to `to` (which must not exist); symlinks are skipped.
@@ -131,7 +123,7 @@ pub(crate) fn copy_tree(from: &Path, to: &Path, depth0: bool) -> std::io::Result
     for e in std::fs::read_dir(from)? {
         let e = e?;
         let name = e.file_name();
-        if name.to_string_lossy().starts_with(TMP_PREFIX) {
+        if syncfabric_folder::is_internal_name(&name.to_string_lossy()) {
             continue;
         }
         let ft = e.file_type()?;
@@ -153,6 +145,16 @@ pub(crate) fn remove_any(p: &Path) -> std::io::Result<()> {
     }
 }
 
+/// How long a write waits for a folder's lock (held by the folder remote only for its
+/// short check-and-rename) before answering 503.
+const DIR_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// What [`PathLocks::lock`] holds: our per-path mutexes and the folders' locks.
+pub(crate) struct PathGuard {
+    _paths: Vec<tokio::sync::OwnedMutexGuard<()>>,
+    _dirs: Vec<DirLock>,
+}
+
 /// One async mutex per path, held while a write checks its conditions and commits.
 #[derive(Default)]
 pub(crate) struct PathLocks {
@@ -160,8 +162,10 @@ pub(crate) struct PathLocks {
 }
 
 impl PathLocks {
-    /// Locks every path of `paths` (deduplicated, in a fixed order: no deadlock).
-    pub(crate) async fn lock(&self, paths: &[&Path]) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+    /// Locks every path of `paths` (deduplicated, in a fixed order: no deadlock), then
+    /// the folder provider's lock of each existing folder holding one of them (also in
+    /// order). An error when a folder's lock is not had within [`DIR_LOCK_WAIT`].
+    pub(crate) async fn lock(&self, paths: &[&Path]) -> std::io::Result<PathGuard> {
         let mut sorted: Vec<&Path> = paths.to_vec();
         sorted.sort();
         sorted.dedup();
@@ -184,7 +188,24 @@ impl PathLocks {
         for m in mutexes {
             guards.push(m.lock_owned().await);
         }
-        guards
+        let mut dirs: Vec<PathBuf> = sorted
+            .iter()
+            .filter_map(|p| p.parent())
+            .filter(|d| d.is_dir())
+            .map(Path::to_path_buf)
+            .collect();
+        dirs.dedup();
+        let dirs = tokio::task::spawn_blocking(move || {
+            dirs.iter()
+                .map(|d| DirLock::acquire(d, DIR_LOCK_WAIT))
+                .collect::<std::io::Result<Vec<_>>>()
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        Ok(PathGuard {
+            _paths: guards,
+            _dirs: dirs,
+        })
     }
 }
 

@@ -146,3 +146,62 @@ async fn a_get_during_a_put_never_sees_part_of_a_file() {
         .iter()
         .all(|&x| x == b'A' + puts % 26));
 }
+
+/// The served folder is also written by the serving device's folder remote (another
+/// process in real life; the folder provider here): a WebDAV client's `PUT If-Match`
+/// and the folder provider's `IfMatch` write racing on one file have exactly one
+/// winner per round, because the server commits under the folder provider's lock too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_remote_and_a_webdav_client_racing_one_file_have_one_winner() {
+    use syncfabric_core::{Body, Error, Precondition, RemotePath, Storage};
+    let s = TestServer::start().await;
+    let folder = syncfabric_folder::FolderStorage::new(&s.vault).unwrap();
+    let c = s.client();
+    let url = format!("{}shared.bin", s.url());
+    let path = RemotePath::parse("shared.bin").unwrap();
+    // Large enough that the folder provider's hash of the current file, under its
+    // lock, takes a while: the window in which a server ignoring that lock overtakes it.
+    // Distinct per round and writer: the folder's versions are content hashes, and equal
+    // bytes would rightly pass its condition.
+    let body = |round: usize, who: u8| {
+        let mut v = vec![who; 4 << 20];
+        v[..8].copy_from_slice(&(round as u64).to_le_bytes());
+        v
+    };
+    folder
+        .write(&path, Body::from(body(0, 0)), Precondition::IfAbsent)
+        .await
+        .unwrap();
+    const ROUNDS: usize = 30;
+    for round in 1..=ROUNDS {
+        let tag = etag_of(&c, &s, &url).await;
+        let version = folder.stat(&path).await.unwrap().unwrap().version.unwrap();
+        let put = c
+            .put(&url)
+            .basic_auth("a", Some(s.pass()))
+            .header("if-match", &tag)
+            .body(body(round, 1))
+            .send();
+        let write = folder.write(
+            &path,
+            Body::from(body(round, 2)),
+            Precondition::IfMatch(version),
+        );
+        let (rp, rw) = tokio::join!(put, write);
+        let dav_won = rp.unwrap().status().is_success();
+        let folder_won = match rw {
+            Ok(_) => true,
+            Err(Error::PreconditionFailed { .. }) => false,
+            Err(e) => panic!("round {round}: {e}"),
+        };
+        assert!(
+            dav_won != folder_won,
+            "round {round}: dav {dav_won}, folder {folder_won}"
+        );
+        let want = body(round, if dav_won { 1 } else { 2 });
+        assert!(
+            std::fs::read(s.vault.join("shared.bin")).unwrap() == want,
+            "round {round}"
+        );
+    }
+}

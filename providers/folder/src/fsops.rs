@@ -144,6 +144,7 @@ fn temp_name() -> String {
 /// Dropping it without [`TempFile::disarm`] deletes the file.
 #[derive(Debug)]
 pub struct TempFile {
+    /// Where the temp file is.
     pub path: PathBuf,
     /// Holds the lock on the temp file.
     guard: File,

@@ -99,7 +99,7 @@ pub mod version;
 mod watch;
 
 pub use conflict::{conflict_copies, conflict_style, ConflictCopy, ConflictStyle};
-pub use fsops::{is_internal_name, LOCK_NAME, TEMP_PREFIX};
+pub use fsops::{is_internal_name, DirLock, TempFile, LOCK_NAME, TEMP_PREFIX};
 pub use icloud::{not_downloaded, NotDownloaded};
 
 use bytes::{Bytes, BytesMut};

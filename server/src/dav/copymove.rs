@@ -57,7 +57,10 @@ pub(crate) async fn copy_or_move(ctx: &Ctx<'_>, is_move: bool) -> Reply {
         Some("0") if !is_move => true,
         Some(_) => return status(StatusCode::BAD_REQUEST),
     };
-    let _g = ctx.st.path_locks.lock(&[&ctx.path, &dpath]).await;
+    let _g = match ctx.st.path_locks.lock(&[&ctx.path, &dpath]).await {
+        Ok(g) => g,
+        Err(e) => return io_error(&e),
+    };
     let Some(sm) = meta(&ctx.path) else {
         return status(StatusCode::NOT_FOUND);
     };

@@ -313,7 +313,10 @@ pub(crate) async fn lock(ctx: &Ctx<'_>, body: Incoming) -> Reply {
         Some("0") => false,
         Some(_) => return status(StatusCode::BAD_REQUEST),
     };
-    let _g = ctx.st.path_locks.lock(&[&ctx.path]).await;
+    let _g = match ctx.st.path_locks.lock(&[&ctx.path]).await {
+        Ok(g) => g,
+        Err(e) => return super::methods::io_error(&e),
+    };
     let existing = meta(&ctx.path);
     let mut conflicts = ctx.st.locks.covering(&key);
     if infinite {

@@ -91,21 +91,22 @@ pub(crate) async fn put(ctx: &Ctx<'_>, body: Incoming) -> Reply {
     if let Err(r) = preconditions(ctx) {
         return r;
     }
-    let (tmp, file) = match fs::temp_beside(&ctx.path) {
+    // Deleted on drop (a failed or refused upload) unless disarmed by the commit.
+    let (mut tmp, file) = match fs::temp_beside(&ctx.path) {
         Ok(x) => x,
         Err(e) => return io_error(&e),
     };
     let written = receive(file, body, max).await;
     let r = match written {
-        Ok(file) => commit(ctx, &tmp, file).await,
+        Ok(file) => commit(ctx, &tmp.path, file).await,
         Err(r) => Err(r),
     };
     match r {
-        Ok(r) => r,
-        Err(r) => {
-            let _ = std::fs::remove_file(&tmp);
+        Ok(r) => {
+            tmp.disarm();
             r
         }
+        Err(r) => r,
     }
 }
 
@@ -147,7 +148,12 @@ async fn receive(file: std::fs::File, body: Incoming, max: u64) -> Result<std::f
 }
 
 async fn commit(ctx: &Ctx<'_>, tmp: &std::path::Path, file: std::fs::File) -> Result<Reply, Reply> {
-    let _g = ctx.st.path_locks.lock(&[&ctx.path]).await;
+    let _g = ctx
+        .st
+        .path_locks
+        .lock(&[&ctx.path])
+        .await
+        .map_err(|e| io_error(&e))?;
     preconditions(ctx)?;
     let before = meta(&ctx.path);
     if before.as_ref().is_some_and(|m| m.is_dir()) {
@@ -174,6 +180,8 @@ pub(crate) fn io_error(e: &std::io::Error) -> Reply {
     match e.kind() {
         K::NotFound => status(StatusCode::CONFLICT),
         K::StorageFull | K::QuotaExceeded => status(StatusCode::INSUFFICIENT_STORAGE),
+        // A folder's lock held past its wait (the other writer is stuck): try again.
+        K::TimedOut => status(StatusCode::SERVICE_UNAVAILABLE),
         _ => {
             tracing::warn!(error = %e, "disk error");
             status(StatusCode::INTERNAL_SERVER_ERROR)
@@ -185,7 +193,10 @@ pub(crate) async fn delete(ctx: &Ctx<'_>) -> Reply {
     if ctx.segs.is_empty() {
         return status(StatusCode::FORBIDDEN);
     }
-    let _g = ctx.st.path_locks.lock(&[&ctx.path]).await;
+    let _g = match ctx.st.path_locks.lock(&[&ctx.path]).await {
+        Ok(g) => g,
+        Err(e) => return io_error(&e),
+    };
     let Some(m) = meta(&ctx.path) else {
         return status(StatusCode::NOT_FOUND);
     };
