@@ -211,23 +211,7 @@ impl PathLocks {
 
 /// An HTTP date (RFC 9110 IMF-fixdate), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub(crate) fn http_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil(days as i64);
-    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MO: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        WD[(days % 7) as usize],
-        d,
-        MO[(m - 1) as usize],
-        y,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    httpdate::fmt_http_date(t.max(UNIX_EPOCH))
 }
 
 /// An ISO 8601 date (creationdate), e.g. `1994-11-06T08:49:37Z`.

@@ -112,26 +112,6 @@ pub fn advertise(a: &Announce<'_>) -> Result<Advertisement> {
         fingerprint,
         only_on,
     } = *a;
-    advertise_on(
-        instance,
-        host,
-        addresses,
-        port,
-        vaults,
-        fingerprint,
-        only_on,
-    )
-}
-
-fn advertise_on(
-    instance: &str,
-    host: &str,
-    addresses: &[IpAddr],
-    port: u16,
-    vaults: &[String],
-    fingerprint: &[u8; 32],
-    only_on: Option<IpAddr>,
-) -> Result<Advertisement> {
     if vaults.len() > MAX_VAULTS || vaults.iter().any(|v| v.contains(',')) {
         return Err(Error::Invalid(format!(
             "at most {MAX_VAULTS} vaults (ids without commas) can be advertised"
