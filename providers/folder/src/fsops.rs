@@ -139,8 +139,9 @@ fn temp_name() -> String {
 }
 
 /// A temp file being written in folder `dir`, locked (exclusively, on Unix) for as long
-/// as this value lives so that [`sweep_stale_temps`] can tell a live writer from a dead
-/// one.
+/// as this value lives, so that the sweep of stale temp files
+/// ([`FolderStorage::sweep_temp_files`](crate::FolderStorage::sweep_temp_files)) can
+/// tell a live writer from a dead one.
 /// Dropping it without [`TempFile::disarm`] deletes the file.
 #[derive(Debug)]
 pub struct TempFile {
