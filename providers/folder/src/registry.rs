@@ -138,12 +138,18 @@ impl ProviderFactory for ICloudFactory {
     }
 }
 
+/// The schemes of a folder (`file` too, so that `file:///x` works).
+pub const SCHEMES: &[&str] = &["folder", "file"];
+
+/// The scheme of the iCloud Drive folder.
+pub const ICLOUD_SCHEMES: &[&str] = &["icloud"];
+
 /// Registers [`FolderFactory`] as `folder` (and `file`, so `file:///x` works too) and
 /// [`ICloudFactory`] as `icloud`.
 pub fn register(registry: &Registry) {
     registry.register_provider(
         ProviderInfo {
-            schemes: &["folder", "file"],
+            schemes: SCHEMES,
             summary: "a local or network folder (a NAS share, a synced drive's folder)",
             example: "folder:///mnt/nas/Enpass",
             credentials: Credentials::None,
@@ -152,7 +158,7 @@ pub fn register(registry: &Registry) {
     );
     registry.register_provider(
         ProviderInfo {
-            schemes: &["icloud"],
+            schemes: ICLOUD_SCHEMES,
             summary: "the iCloud Drive folder (macOS)",
             example: "icloud:/Enpass",
             credentials: Credentials::None,
