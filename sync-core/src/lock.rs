@@ -967,14 +967,12 @@ mod tests {
             label: String::new(),
             ttl: Duration::from_secs(60),
         };
-        m.files.lock().unwrap().insert(
-            lock.clone(),
-            (
-                old.encode().into(),
-                Version::new("old"),
-                SystemTime::now() - Duration::from_secs(3600),
-            ),
-        );
+        m.write(&lock, Body::from(old.encode()), Precondition::None)
+            .await
+            .unwrap();
+        assert!(m
+            .inner
+            .set_modified(&lock, SystemTime::now() - Duration::from_secs(3600)));
         let s: Arc<dyn Storage> = Arc::new(m);
         let start = Instant::now();
         let b = LeaseLock::acquire(s.clone(), &dir(), opts()).await.unwrap();
@@ -1003,14 +1001,12 @@ mod tests {
             label: String::new(),
             ttl: Duration::from_secs(60),
         };
-        m.files.lock().unwrap().insert(
-            lock.clone(),
-            (
-                old.encode().into(),
-                Version::new("old"),
-                SystemTime::now() - Duration::from_secs(50),
-            ),
-        );
+        m.write(&lock, Body::from(old.encode()), Precondition::None)
+            .await
+            .unwrap();
+        assert!(m
+            .inner
+            .set_modified(&lock, SystemTime::now() - Duration::from_secs(50)));
         let s: Arc<dyn Storage> = Arc::new(m);
         let start = Instant::now();
         let b = LeaseLock::acquire(s.clone(), &dir(), opts()).await.unwrap();

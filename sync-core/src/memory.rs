@@ -78,6 +78,19 @@ impl MemoryStorage {
         self.clone()
     }
 
+    /// Sets the modification time the store reports for the file at `path`, as if it
+    /// had been written at `when` (for tests of logic that reads the server's clock,
+    /// such as a lease's expiry). `false` when no file is there.
+    pub fn set_modified(&self, path: &RemotePath, when: SystemTime) -> bool {
+        match self.state().files.get_mut(path) {
+            Some((_, _, t)) => {
+                *t = when;
+                true
+            }
+            None => false,
+        }
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -778,7 +778,7 @@ mod tests {
         );
         assert_eq!(r.effective, s.capabilities());
         // Cleaned up.
-        assert!(s.files.lock().unwrap().is_empty());
+        assert!(s.has_no_files().await);
     }
 
     #[tokio::test]
@@ -791,7 +791,7 @@ mod tests {
         assert_eq!(r.conditional_delete, Verdict::Ignored);
         assert!(!r.effective.if_match && !r.effective.if_absent && !r.effective.conditional_delete);
         assert!(!r.effective.has_truthful_cas());
-        assert!(s.files.lock().unwrap().is_empty());
+        assert!(s.has_no_files().await);
 
         let (wrapped, _) = ProbedStorage::connect(MemStore::lying(), &dir())
             .await
@@ -926,7 +926,7 @@ mod tests {
         assert_eq!(r.if_absent, Verdict::Honoured);
         assert!(r.effective.if_absent);
         assert!(!r.is_truthful());
-        assert!(s.0.files.lock().unwrap().is_empty());
+        assert!(s.0.has_no_files().await);
     }
 
     #[tokio::test]
