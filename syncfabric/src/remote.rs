@@ -38,6 +38,8 @@ pub fn registry() -> Registry {
     syncfabric_dropbox::register(&r);
     #[cfg(feature = "gdrive")]
     syncfabric_gdrive::register(&r);
+    #[cfg(feature = "memory")]
+    syncfabric_memory::register(&r);
     r
 }
 
