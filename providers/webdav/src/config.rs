@@ -255,7 +255,7 @@ impl WebDavConfig {
                 .ok_or_else(|| {
                     bad("nextcloud URLs need a user (nextcloud+https://user@host/folder)")
                 })?;
-            let enc_user = crate::encode_segment(&user);
+            let enc_user = crate::client::encode_segment(&user);
             path = format!("/remote.php/dav/files/{enc_user}{path}");
         }
         let mut cfg = WebDavConfig::new(format!("{http_scheme}://{host}{path}"));

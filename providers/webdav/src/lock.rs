@@ -42,13 +42,15 @@
 //!   by its token ([`Storage::dir_locks`](syncfabric_core::Storage::dir_locks), then
 //!   `UNLOCK`).
 
-use crate::{read_capped, trunc, xml, Profile, WebDavStorage};
+use crate::client::trunc;
+use crate::{xml, Profile, WebDavStorage};
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use std::time::SystemTime;
 use syncfabric_core::{DirLock, Error, LockHolder, LockOwner, Precondition, RemotePath, Result};
+use syncfabric_http::{read_capped, transport_error};
 
 /// `If: <folder URL> (<token>)`: a tagged list naming the locked folder by its absolute
 /// URL (the host and port we send as `Host`). Measured on the five servers: the
@@ -291,7 +293,7 @@ impl WebDavStorage {
             .body(body)
             .send()
             .await
-            .map_err(|e| crate::transport_error(e, &what))?;
+            .map_err(|e| transport_error(e, &what))?;
         let status = resp.status();
         match status.as_u16() {
             200 | 201 => {
@@ -344,7 +346,7 @@ impl WebDavStorage {
             .body(BODY)
             .send()
             .await
-            .map_err(|e| crate::transport_error(e, &what))?;
+            .map_err(|e| transport_error(e, &what))?;
         if resp.status() != StatusCode::MULTI_STATUS {
             return Err(self.status_error(resp, &what).await);
         }
@@ -424,7 +426,7 @@ impl WebDavStorage {
             .header("Timeout", timeout_header(ttl))
             .send()
             .await
-            .map_err(|e| crate::transport_error(e, &what))?;
+            .map_err(|e| transport_error(e, &what))?;
         match resp.status().as_u16() {
             200 | 201 => {
                 let granted = read_capped(resp, 64 * 1024, &what)
@@ -458,7 +460,7 @@ impl WebDavStorage {
             .header("Lock-Token", format!("<{}>", lock.token()))
             .send()
             .await
-            .map_err(|e| crate::transport_error(e, &what))?;
+            .map_err(|e| transport_error(e, &what))?;
         let status = resp.status();
         let _ = read_capped(resp, 64 * 1024, &what).await;
         match status.as_u16() {

@@ -3,9 +3,10 @@
 //! ([`WebDavConfig::create_root`](crate::WebDavConfig::create_root)); and removing an
 //! empty folder ([`Storage::remove_empty_dir`](syncfabric_core::Storage::remove_empty_dir)).
 
-use crate::{read_capped, WebDavStorage};
+use crate::WebDavStorage;
 use reqwest::{Method, StatusCode, Url};
 use syncfabric_core::{Error, RemotePath, Result};
+use syncfabric_http::read_capped;
 
 impl WebDavStorage {
     /// The root folder's URL and its ancestors', deepest first, each ending in `/`.
