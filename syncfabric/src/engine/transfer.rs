@@ -93,16 +93,30 @@ pub(super) async fn download_tries(
     bound: &DownloadBound,
     meter: &Meter,
 ) -> Result<Option<syncfabric_core::Version>, SyncError> {
+    let mut waits = download_retry().delays();
     let mut attempt = 1;
     loop {
         match download_once(storage, path, dest, bound, meter).await {
-            Err(SyncError::Storage(e)) if e.is_retryable() && attempt < DOWNLOAD_TRIES => {
+            Err(SyncError::Storage(e)) if e.is_retryable() => {
+                let Some(wait) = waits.next() else {
+                    return Err(SyncError::Storage(e));
+                };
                 tracing::debug!(%path, error = %e, attempt, "download broke off; starting again");
-                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                tokio::time::sleep(wait).await;
                 attempt += 1;
             }
             r => return r,
         }
+    }
+}
+
+/// How a broken-off download starts again: [`DOWNLOAD_TRIES`] attempts in all, the
+/// waits growing from 0.4 s (core's backoff, so it is written once).
+fn download_retry() -> syncfabric_core::retry::RetryPolicy {
+    syncfabric_core::retry::RetryPolicy {
+        min_delay: std::time::Duration::from_millis(400),
+        max_attempts: DOWNLOAD_TRIES as usize,
+        ..Default::default()
     }
 }
 
