@@ -31,8 +31,8 @@ pub(crate) async fn fetch_pinned(
                 "{host}:{port} presented another certificate (SHA-256 {}) than the paired one \
                  ({}); nothing was sent. It may be a man in the middle, or the server's \
                  certificate was rotated: pair again",
-                hex(&got),
-                hex(&want)
+                crate::client::hex(&got),
+                crate::client::hex(&want)
             ),
         });
     }
@@ -101,11 +101,6 @@ fn fetch_blocking(host: &str, port: u16, timeout: Duration) -> Result<(Vec<u8>, 
     let mut fp = [0u8; 32];
     fp.copy_from_slice(&got);
     Ok((cert.to_pem().map_err(|e| unreachable(&e))?, fp))
-}
-
-/// Lowercase hex.
-pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Reads a `pin-sha256` value: 64 hex digits (colons allowed between bytes).

@@ -26,7 +26,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// How many committed remote databases the journal keeps by default (see
 /// [`StateDir::with_journal_len`]).
@@ -264,7 +264,9 @@ impl StateDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SyncState::default()),
             Err(e) => e,
         };
-        let aside = self.dir.join(format!("state.json.corrupt-{}", unix_now()));
+        let aside = self
+            .dir
+            .join(format!("state.json.corrupt-{}", super::sync::now_unix()));
         std::fs::rename(&path, &aside).map_err(|e| {
             invalid(format!(
                 "{} is unusable ({bad}) and could not be moved aside: {e}",
@@ -338,13 +340,6 @@ impl StateDir {
         tmp.file().sync_all()?;
         Ok(tmp)
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
