@@ -50,6 +50,7 @@ impl DropboxStorage {
             .inner
             .client
             .http
+            .http()
             .post(url)
             .header("Content-Type", "application/json")
             .body(body)
