@@ -1,7 +1,8 @@
 //! [`DropboxStorage`]: the [`Storage`] contract on Dropbox's files endpoints.
 
-use crate::client::{from_value, ApiError, Client, Metadata, SERVER};
+use crate::client::{from_value, Client, Metadata};
 use crate::config::{DropboxConfig, API_URL};
+use crate::error::{ApiError, SERVER};
 use crate::hash::{content_hash, ContentHasher};
 use futures_util::StreamExt;
 use serde_json::{json, Value};

@@ -12,7 +12,8 @@
 //! `UploadSessionLookupError.incorrect_offset`), and the upload goes on from there.
 
 use crate::backend::{retry_worthy, write_error, DropboxStorage};
-use crate::client::{from_value, ApiError};
+use crate::client::from_value;
+use crate::error::ApiError;
 use crate::hash::ContentHasher;
 use serde_json::{json, Value};
 use syncfabric_core::progress::Meter;

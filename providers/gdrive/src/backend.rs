@@ -1,7 +1,8 @@
 //! [`GdriveStorage`]: the [`Storage`] contract on Drive v2's files endpoints.
 
-use crate::client::{with_query, ApiError, Client, Meta, FIELDS, FOLDER_MIME, SERVER};
+use crate::client::{with_query, Client, Meta, FIELDS, FOLDER_MIME};
 use crate::config::{GdriveConfig, API_URL};
+use crate::error::{ApiError, SERVER};
 use crate::upload::Target;
 use serde_json::json;
 use std::collections::HashMap;

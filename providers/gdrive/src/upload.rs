@@ -24,7 +24,8 @@
 //! meter, when the write runs in one) counts the bytes Drive says it holds.
 
 use crate::backend::GdriveStorage;
-use crate::client::{read_json, with_query, ApiError, Meta, FIELDS};
+use crate::client::{read_json, with_query, Meta, FIELDS};
+use crate::error::ApiError;
 use serde_json::json;
 use std::time::Duration;
 use syncfabric_core::progress::Meter;
