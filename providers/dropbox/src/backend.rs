@@ -1,20 +1,19 @@
 //! [`DropboxStorage`]: the [`Storage`] contract on Dropbox's files endpoints.
 
-use crate::client::{from_value, ApiError, Client, Metadata};
+use crate::client::{from_value, Client, Metadata};
 use crate::config::{DropboxConfig, API_URL};
+use crate::error::{ApiError, SERVER};
 use crate::hash::{content_hash, ContentHasher};
-use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::Duration;
 use syncfabric_core::auth::BearerAuth;
 use syncfabric_core::retry::{Pacer, Retrier, RetryingStorage};
 use syncfabric_core::{
     Body, Capabilities, ChangeFeed, Download, Entry, EntryKind, Error, Precondition, RemotePath,
     Result, Storage, Version,
 };
-use syncfabric_http::transport_error;
+use syncfabric_http::{read_range, sized_stream, BearerClient, ClientOptions};
 
 pub(crate) struct Inner {
     pub cfg: DropboxConfig,
@@ -88,7 +87,7 @@ pub(crate) fn write_error(e: ApiError, pre: &Precondition, what: &str) -> Error 
 /// 429, 5xx and `too_many_write_operations` are worth sending again: as errors, so
 /// that a [`Retrier`] retries them; every other answer is kept for the caller.
 pub(crate) fn retry_worthy(e: ApiError, what: &str) -> Result<ApiError> {
-    if e.status == 429 || e.status >= 500 || e.has("too_many_write_operations") {
+    if syncfabric_http::worth_retrying(e.status) || e.has("too_many_write_operations") {
         Err(e.into_error(what))
     } else {
         Ok(e)
@@ -100,20 +99,12 @@ impl DropboxStorage {
     /// yet. [`Error::InvalidInput`] for a bad configuration.
     pub fn new(config: DropboxConfig, bearer: Arc<dyn BearerAuth>) -> Result<Self> {
         config.validate()?;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| Error::InvalidInput {
-                message: format!("cannot build the HTTP client: {e}"),
-            })?;
+        let http = ClientOptions::with_connect_timeout(config.connect_timeout).build()?;
         // Dropbox limits per account and app: storages of one endpoint share a pacer.
         let pacer = Pacer::for_account(&format!("dropbox:{}", config.api_url));
         let retrier = Retrier::new(config.retry.clone(), pacer);
         let client = Client {
-            http,
-            bearer,
+            http: BearerClient::new(http, bearer, SERVER),
             api: config.api_url.trim_end_matches('/').to_string(),
             content: config.content_url.trim_end_matches('/').to_string(),
         };
@@ -226,46 +217,6 @@ impl DropboxStorage {
             Err(e) => Err(write_error(e, pre, &what)),
         }
     }
-}
-
-/// Bytes `offset..offset + len` of `body`; a body that fails or ends early fails
-/// here, before any request carries it.
-pub(crate) async fn read_range(body: &Body, offset: u64, len: u64, what: &str) -> Result<Bytes> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let io = |e| Error::from_io(e, what);
-    let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
-    match body {
-        Body::Bytes(b) => {
-            let end = offset.saturating_add(len).min(b.len() as u64);
-            return Ok(b.slice(offset.min(end) as usize..end as usize));
-        }
-        Body::File { path, .. } => {
-            let mut f = tokio::fs::File::open(path).await.map_err(io)?;
-            f.seek(std::io::SeekFrom::Start(offset)).await.map_err(io)?;
-            f.take(len).read_to_end(&mut out).await.map_err(io)?;
-        }
-        Body::Stream { .. } => {
-            let mut r = body.open().await?;
-            tokio::io::copy(&mut (&mut r).take(offset), &mut tokio::io::sink())
-                .await
-                .map_err(io)?;
-            (&mut r).take(len).read_to_end(&mut out).await.map_err(io)?;
-        }
-    }
-    if out.len() as u64 != len {
-        return Err(Error::Io {
-            path: what.to_string(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "the body holds {} bytes, {} were declared (it changed during the write)",
-                    offset + out.len() as u64,
-                    body.len()
-                ),
-            ),
-        });
-    }
-    Ok(Bytes::from(out))
 }
 
 #[async_trait::async_trait]
@@ -496,54 +447,38 @@ impl Storage for DropboxStorage {
 }
 
 /// The download's bytes, checked as they stream: a body that breaks off or ends
-/// short fails (`Transient`), and at its end the `content_hash` of what came must be
-/// the one Dropbox announced (else `Corrupt`), so a caller never takes a damaged
-/// file for a whole one.
+/// short fails (`Transient`, [`sized_stream`]), and at its end the `content_hash` of
+/// what came must be the one Dropbox announced (else `Corrupt`), so a caller never
+/// takes a damaged file for a whole one.
 fn checked_stream(
     resp: reqwest::Response,
     expected: String,
     size: Option<u64>,
     what: String,
 ) -> syncfabric_core::ByteStream {
-    struct St {
-        inner: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
-        hasher: Option<ContentHasher>,
-        seen: u64,
-    }
-    let st = St {
-        inner: resp.bytes_stream().boxed(),
-        hasher: Some(ContentHasher::new()),
-        seen: 0,
-    };
-    Box::pin(futures_util::stream::unfold(st, move |mut st| {
-        let (expected, what) = (expected.clone(), what.clone());
-        async move {
-            let hasher = st.hasher.as_mut()?;
-            match st.inner.next().await {
-                Some(Ok(chunk)) => {
-                    hasher.update(&chunk);
-                    st.seen += chunk.len() as u64;
-                    Some((Ok(chunk), st))
-                }
-                Some(Err(e)) => {
-                    st.hasher = None;
-                    Some((Err(transport_error(e, &what)), st))
-                }
-                None => {
-                    let h = st.hasher.take()?.finish();
-                    if size.is_some_and(|n| n != st.seen) {
-                        let m = format!("{what}: the download ended early ({} bytes)", st.seen);
-                        return Some((Err(Error::transient(m)), st));
+    let inner = sized_stream(resp, size, what.clone());
+    let hasher = Some(ContentHasher::new());
+    Box::pin(futures_util::stream::unfold(
+        (inner, hasher),
+        move |(mut inner, mut hasher)| {
+            let (expected, what) = (expected.clone(), what.clone());
+            async move {
+                let h = hasher.as_mut()?;
+                match inner.next().await {
+                    Some(Ok(chunk)) => {
+                        h.update(&chunk);
+                        Some((Ok(chunk), (inner, hasher)))
                     }
-                    if h != expected {
+                    Some(Err(e)) => Some((Err(e), (inner, None))),
+                    None if hasher.take()?.finish() != expected => {
                         let message = format!(
                             "{what}: the downloaded bytes do not match Dropbox's content_hash"
                         );
-                        return Some((Err(Error::Corrupt { message }), st));
+                        Some((Err(Error::Corrupt { message }), (inner, None)))
                     }
-                    None
+                    None => None,
                 }
             }
-        }
-    }))
+        },
+    ))
 }

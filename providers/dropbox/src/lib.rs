@@ -18,87 +18,31 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Every write carries `autorename: false` and `strict_conflict: true`; `IfMatch(rev)`
+//! is Dropbox's `update` mode, `IfAbsent` its `add` mode, a conditional delete
+//! `parent_rev`. Every upload and download is checked against Dropbox's
+//! `content_hash`. Errors are read from `error_summary` (module `error`), then the
+//! shared status table of `syncfabric-http`, which also gives the client, the bearer
+//! send loop (a 401 refreshes the token once) and `read_range`. The token goes only
+//! into the `Authorization` header.
+//!
+//! The modules: `config`, `backend` (the `Storage` impl), `client` (the typed
+//! requests), `error`, `upload` (sessions), `watch` (longpoll), `hash`
+//! (`content_hash`). How each precondition is sent, the capability checklist with
+//! where each claim is shown, sync over Dropbox, and why not `dropbox-sdk`: `docs.md`.
+//!
 //! ## Logging in
 //!
 //! [`DROPBOX_LOGIN`] declares the PKCE code-paste flow (Dropbox has no device flow):
 //! the person opens the authorisation URL, approves, and pastes the code shown;
 //! `syncfabric_auth::CodePasteFlow` exchanges it, `OAuthBearer` refreshes it, and a
 //! logout revokes it at [`DROPBOX_REVOKE_URL`]. Status and usage: `docs.md`.
-//!
-//! ## How each precondition is sent
-//!
-//! Every write carries `autorename: false` (so Dropbox never makes a
-//! "(conflicted copy)" file) and `strict_conflict: true` ("forces a conflict even when
-//! the target path refers to a file with identical contents", files/upload: without
-//! it a stale `update` with the same bytes is a silent no-op success).
-//!
-//! | precondition | request | refusal |
-//! |---|---|---|
-//! | `None` | `files/upload` (or session `finish`) `mode: overwrite` | — |
-//! | `IfAbsent` | `mode: add` | `409 path/conflict/…` → `AlreadyExists` |
-//! | `IfMatch(rev)` | `mode: {".tag": "update", "update": rev}` | `409 path/conflict/…` → `PreconditionFailed`; a version that is no rev (`[0-9a-f]{9,}`) is refused without a request |
-//! | delete `IfMatch(rev)` | `files/delete_v2` with `parent_rev` | `409 …/not_found` or `…/conflict/…` → `PreconditionFailed` |
-//! | `UnderLock` | — | `Unsupported` (Dropbox has no folder lock; the engine never asks, CAS is truthful) |
-//!
-//! A file's [`Version`](syncfabric_core::Version) is its `rev`. Every upload sends
-//! the body's `content_hash` (SHA-256 per 4 MiB block, via OpenSSL) and checks the
-//! answer's hash, size and name; every download is hashed as it streams and fails
-//! with `Corrupt` at its end when the hash differs from the one in
-//! `Dropbox-API-Result`.
-//!
-//! ## Capability checklist
-//!
-//! | capability | claimed | shown where |
-//! |---|---|---|
-//! | `if_match`, `if_absent`, `conditional_delete` | yes | conformance suite and honesty probe over `syncfabric_conformance::dropbox_fake` (`tests/fake.rs`), plain and behind the flaky proxy; a fake that ignores the rev is caught |
-//! | `chunked_upload` | yes: sessions above `upload_threshold` (16 MiB; a query parameter for tests), progress by accepted bytes | `tests/fake.rs`: small threshold, a lost append answer resumed from `correct_offset`; `tests/large_upload.rs`: 200 MB with two appends cut mid-body, whole; `tests/large_upload_memory.rs`: the same with the client's peak RSS measured (+20 MiB up, +1 MiB down) |
-//! | `strong_versions` | yes (a new rev per write) | probe; **but** an unconditional write of identical bytes keeps the rev (no new revision): harmless, the content is the same |
-//! | `read_after_write` | yes (Dropbox's files endpoints are strongly consistent) | fake only |
-//! | `server_clock` | yes (`server_modified`) | fake only |
-//! | `change_feed` | `Native`: `list_folder/get_latest_cursor`, then `list_folder/longpoll` (no token sent) and `continue`, honouring `backoff`; an expired cursor (`reset`) is a `Rescan` | `tests/fake.rs` |
-//! | `remove_empty_dir` | `Unsupported`: Dropbox has no delete-if-empty, and `delete_v2` of a folder is recursive, so list-then-delete could remove a file written in between | — |
-//! | real Dropbox servers | **not verified** (no account or network here) | — |
-//!
-//! **Retried conditional writes.** After a failure that leaves a write's fate unknown
-//! (5xx, a reset), `RetryingStorage` retries and, on `PreconditionFailed`, takes the
-//! write as landed when the file holds exactly our bytes. Two clients writing the same
-//! bytes from one base would both pass: callers make every conditional write unique
-//! (the engine's commits are; the conformance race now tags each write, after its
-//! counter behind the flaky proxy ended one short once).
-//!
-//! ## Sync over Dropbox
-//!
-//! The engine suite (`tests/engine.rs` with `SYNCFABRIC_TEST_BACKEND=dropbox-fake`)
-//! and the never-lose run (`never_lose_data_dropbox_fake_through_flaky_proxy`: five
-//! device processes behind the flaky proxy and the fake's own 429s) run over the fake;
-//! the run checks that no "(conflicted copy)" file appeared. A conflict copy made by
-//! Dropbox's *desktop* client in a synced folder is merged by `sync --merge-copies`.
-
-//! ## Errors and secrets
-//!
-//! `409` answers are read by their `error_summary` tags: `not_found` → `NotFound`,
-//! `conflict` → by mode (above), `insufficient_space` → `QuotaExceeded`,
-//! `too_many_write_operations` and `429` → `RateLimited` with `Retry-After` (or the
-//! body's `retry_after`), `5xx` → `Transient`. A `401` reports the token to
-//! [`BearerAuth::rejected`](syncfabric_core::auth::BearerAuth::rejected) and sends the
-//! request once more; a second `401` is `Unauthorized`. The token goes only into the
-//! `Authorization` header: never into `Debug`, errors or logs.
-//!
-//! ## Why our own client and not `dropbox-sdk`
-//!
-//! `dropbox-sdk` 0.19.1 (its Cargo.toml): `ring = "0.17"` is a plain, non-optional
-//! dependency, and both of its default clients use rustls (`reqwest` 0.12 with
-//! `rustls-tls`, `ureq` 3 with `rustls`). With `default-features = false` and
-//! `dbx_files` + `async_routes` it takes a caller's HTTP client, but `ring` stays,
-//! along with 9 other mandatory crates (async-lock, base64, bytes, futures, log,
-//! serde, serde_json, thiserror, url) and a large generated API surface. Our rule is
-//! one crypto and TLS library, the system OpenSSL; the endpoints used here are ten
-//! and their JSON is small. Build time was not measured (no network to fetch it here).
 #![deny(missing_docs)]
 
 mod backend;
 mod client;
 mod config;
+mod error;
 pub mod hash;
 mod upload;
 mod watch;

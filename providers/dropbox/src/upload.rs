@@ -11,12 +11,14 @@
 //! `incorrect_offset` with `correct_offset` (upload_session/append_v2,
 //! `UploadSessionLookupError.incorrect_offset`), and the upload goes on from there.
 
-use crate::backend::{read_range, retry_worthy, write_error, DropboxStorage};
-use crate::client::{from_value, ApiError};
+use crate::backend::{retry_worthy, write_error, DropboxStorage};
+use crate::client::from_value;
+use crate::error::ApiError;
 use crate::hash::ContentHasher;
 use serde_json::{json, Value};
 use syncfabric_core::progress::Meter;
 use syncfabric_core::{Body, Entry, Error, Precondition, RemotePath, Result};
+use syncfabric_http::read_range;
 
 /// How many `incorrect_offset` answers one upload accepts before it gives up.
 const MAX_OFFSET_FIXES: usize = 16;

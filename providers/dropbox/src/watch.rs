@@ -50,6 +50,7 @@ impl DropboxStorage {
             .inner
             .client
             .http
+            .http()
             .post(url)
             .header("Content-Type", "application/json")
             .body(body)
@@ -58,7 +59,7 @@ impl DropboxStorage {
             .await
             .map_err(|e| transport_error(e, what))?;
         if !resp.status().is_success() {
-            let e = crate::client::api_error(resp, what).await;
+            let e = crate::error::api_error(resp, what).await;
             if e.has("reset") {
                 return Ok(Err(()));
             }

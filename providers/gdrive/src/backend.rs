@@ -1,21 +1,19 @@
 //! [`GdriveStorage`]: the [`Storage`] contract on Drive v2's files endpoints.
 
-use crate::client::{with_query, ApiError, Client, Meta, FIELDS, FOLDER_MIME};
+use crate::client::{with_query, Client, Meta, FIELDS, FOLDER_MIME};
 use crate::config::{GdriveConfig, API_URL};
+use crate::error::{ApiError, SERVER};
 use crate::upload::Target;
-use bytes::Bytes;
-use futures_util::StreamExt;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use syncfabric_core::auth::BearerAuth;
 use syncfabric_core::retry::{Pacer, Retrier, RetryingStorage};
 use syncfabric_core::{
     Body, Capabilities, ChangeFeed, Download, Entry, EntryKind, Error, Precondition, RemotePath,
     Result, Storage, Version,
 };
-use syncfabric_http::transport_error;
+use syncfabric_http::{sized_stream, BearerClient, ClientOptions};
 
 pub(crate) struct Inner {
     pub cfg: GdriveConfig,
@@ -57,21 +55,13 @@ impl GdriveStorage {
     /// yet. [`Error::InvalidInput`] for a bad configuration.
     pub fn new(config: GdriveConfig, bearer: Arc<dyn BearerAuth>) -> Result<Self> {
         config.validate()?;
-        let http = reqwest::Client::builder()
-            // A 308 is "Resume Incomplete" here, never a redirect to follow.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| Error::InvalidInput {
-                message: format!("cannot build the HTTP client: {e}"),
-            })?;
+        // Redirects are not followed: a 308 is "Resume Incomplete" here.
+        let http = ClientOptions::with_connect_timeout(config.connect_timeout).build()?;
         // Drive limits per user and project: storages of one endpoint share a pacer.
         let pacer = Pacer::for_account(&format!("gdrive:{}", config.api_url));
         let retrier = Retrier::new(config.retry.clone(), pacer);
         let client = Client {
-            http,
-            bearer,
+            http: BearerClient::new(http, bearer, SERVER),
             api: format!("{}/drive/v2", config.api_url.trim_end_matches('/')),
             upload: format!(
                 "{}/upload/drive/v2",
@@ -540,43 +530,6 @@ fn refused(e: ApiError, what: &str) -> Error {
     }
 }
 
-/// Bytes `offset..offset + len` of `body`; a body that fails or ends early fails
-/// here, before any request carries it.
-// The same helper as the Dropbox crate's read_range (a copy to fold into core later).
-pub(crate) async fn read_range(body: &Body, offset: u64, len: u64, what: &str) -> Result<Bytes> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let io = |e| Error::from_io(e, what);
-    let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
-    match body {
-        Body::Bytes(b) => {
-            let end = offset.saturating_add(len).min(b.len() as u64);
-            return Ok(b.slice(offset.min(end) as usize..end as usize));
-        }
-        Body::File { path, .. } => {
-            let mut f = tokio::fs::File::open(path).await.map_err(io)?;
-            f.seek(std::io::SeekFrom::Start(offset)).await.map_err(io)?;
-            f.take(len).read_to_end(&mut out).await.map_err(io)?;
-        }
-        Body::Stream { .. } => {
-            let mut r = body.open().await?;
-            tokio::io::copy(&mut (&mut r).take(offset), &mut tokio::io::sink())
-                .await
-                .map_err(io)?;
-            (&mut r).take(len).read_to_end(&mut out).await.map_err(io)?;
-        }
-    }
-    if out.len() as u64 != len {
-        return Err(Error::Io {
-            path: what.to_string(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "the body changed during the write (it holds fewer bytes than declared)",
-            ),
-        });
-    }
-    Ok(Bytes::from(out))
-}
-
 #[async_trait::async_trait]
 impl Storage for GdriveStorage {
     fn capabilities(&self) -> Capabilities {
@@ -812,37 +765,4 @@ impl Storage for GdriveStorage {
     async fn watch(&self, dir: &RemotePath) -> Result<syncfabric_core::watch::ChangeStream> {
         self.watch_changes(dir).await
     }
-}
-
-/// The download's bytes: a body that breaks off or ends short of the size Drive
-/// announced fails (`Transient`), so a caller never takes a cut file for a whole one.
-fn sized_stream(
-    resp: reqwest::Response,
-    size: Option<u64>,
-    what: String,
-) -> syncfabric_core::ByteStream {
-    let inner = resp.bytes_stream().boxed();
-    Box::pin(futures_util::stream::unfold(
-        (inner, 0u64, false),
-        move |(mut inner, seen, done)| {
-            let what = what.clone();
-            async move {
-                if done {
-                    return None;
-                }
-                match inner.next().await {
-                    Some(Ok(chunk)) => {
-                        let seen = seen + chunk.len() as u64;
-                        Some((Ok(chunk), (inner, seen, false)))
-                    }
-                    Some(Err(e)) => Some((Err(transport_error(e, &what)), (inner, seen, true))),
-                    None if size.is_some_and(|n| n != seen) => {
-                        let m = format!("{what}: the download ended early ({seen} bytes)");
-                        Some((Err(Error::transient(m)), (inner, seen, true)))
-                    }
-                    None => None,
-                }
-            }
-        },
-    ))
 }

@@ -16,73 +16,19 @@
 //! # Ok(()) }
 //! ```
 //!
-//! ## Why v2
+//! Drive **v2**, because v2 resources carry an `etag` and v2 enforces `If-Match`
+//! (`412`) on update and delete; a file's [`Version`](syncfabric_core::Version) is its
+//! etag. Create-if-absent is emulated (create, then the oldest of the title wins), and
+//! since names are not unique on Drive, the oldest file of a title is the file
+//! everywhere. Errors are read from Google's `reason` (module `error`), then the shared
+//! status table of `syncfabric-http`, which also gives the client, the bearer send
+//! loop (a 401 refreshes the token once) and `read_range`. The token goes only into
+//! the `Authorization` header.
 //!
-//! v3 file resources have no `etag` (asking for `fields=etag` is a 400), and a v3
-//! `PATCH` with a stale `If-Match` answers 200 and overwrites. v2 resources carry an
-//! `etag` and v2 enforces `If-Match` on update and delete with `412`. Every
-//! request here is v2; a file's [`Version`](syncfabric_core::Version) is its v2 etag.
-//! (These two facts come from issue #15; Google's v2 reference pages were not
-//! reachable from here to re-read, so the honesty probe checks the 412 at run time
-//! on every connection and the engine falls back to a lock if Drive stops enforcing
-//! it: `tests/fake.rs` shows the probe catching a Drive that ignores `If-Match`.)
-//!
-//! ## How each precondition is sent
-//!
-//! | precondition | request | refusal |
-//! |---|---|---|
-//! | `None` on an existing file | up to one chunk: `PUT /upload/drive/v2/files/{id}?uploadType=media`; larger: a resumable update session (`…?uploadType=resumable`) | — |
-//! | `IfMatch(etag)` | the same with `If-Match: etag` (on the session start and on every chunk) | `412` or `404` → `PreconditionFailed` |
-//! | `IfAbsent` | **emulated**: a resumable insert, then `files.list` of the title in the folder ordered by `createdDate`; the oldest (then lowest id) wins | a loser trashes its own file → `AlreadyExists` |
-//! | `None` on a new file | as `IfAbsent`; a loser writes its bytes onto the winner and trashes its own | — |
-//! | delete `IfMatch(etag)` | `DELETE /drive/v2/files/{id}` with `If-Match` (permanent, not the trash) | `412`/`404` → `PreconditionFailed` |
-//! | `UnderLock` | — | `Unsupported` (Drive has no folder lock) |
-//!
-//! `If-None-Match: *` cannot give create-if-absent (v3 ignores it and creates a
-//! duplicate; v2 answers 412 always), hence the emulation. It is correct when a
-//! `files.list` made after a create sees every file created before it (true of the
-//! fake; **not verified on real Drive**). The capability `if_absent` is claimed
-//! because of it; the honesty probe's `IfAbsent` check passes over it.
-//!
-//! ## Names are not unique
-//!
-//! A Drive folder may hold several files of one title. Every device takes the
-//! **oldest** (`createdDate`, then id) as the file at a path, in `stat`, `read`,
-//! `list`, writes and the folder walk, so two devices never use two different vault
-//! databases. A duplicate a loser could not trash stays in the folder, unused.
-//! Paths are resolved to ids once and cached; a cached file id is checked on every
-//! use and a folder id whenever a name is not found in it, so a file another app
-//! deleted and created again (a new id) is found again by its path.
-//!
-//! **Shortcuts** (`application/vnd.google-apps.shortcut`, which read as 0 bytes
-//! when taken for files) are followed to their target for `stat`, `read`, `list`
-//! and folder walks; writes and deletes through a shortcut are refused with
-//! `Unsupported` naming it; a shortcut whose target is gone is `InvalidInput`
-//! (and left out of listings).
-//!
-//! ## Capability checklist
-//!
-//! | capability | claimed | shown where |
-//! |---|---|---|
-//! | `if_match`, `conditional_delete` | yes (v2 `If-Match`, 412) | conformance suite and honesty probe over `syncfabric_conformance::gdrive_fake` (`tests/conformance.rs`, `tests/fake.rs`), plain and behind the flaky proxy; a fake that ignores `If-Match` is caught |
-//! | `if_absent` | yes, **emulated** (above) | suite and probe over the fake; `tests/fake.rs`: two clients racing the first create end with one file |
-//! | `chunked_upload` | yes: every create and every update larger than one chunk is a resumable session, chunks of `chunk_size` (a multiple of 256 KiB), progress by the bytes Drive holds | `tests/fake.rs`: chunks cut twice, a lost session restarted |
-//! | `strong_versions` | yes (a new etag per write) | probe over the fake |
-//! | `read_after_write` | yes | fake only |
-//! | `server_clock` | yes (`modifiedDate`) | fake only |
-//! | `change_feed` | `Native`: `changes.getStartPageToken`, then `changes.list` every `poll_interval` (10 s) | `tests/fake.rs` |
-//! | `remove_empty_dir` | `Unsupported` (not built) | — |
-//! | real Google Drive | **not verified** (no account or network here) | — |
-//!
-//! ## Errors and secrets
-//!
-//! `403 userRateLimitExceeded`/`rateLimitExceeded` and `429` → `RateLimited` with
-//! `Retry-After` (<https://developers.google.com/drive/api/guides/limits>); `404` →
-//! `NotFound`; `412` → `PreconditionFailed`; `403 storageQuotaExceeded` →
-//! `QuotaExceeded`; other `403` → `Forbidden`; `5xx` → `Transient`. A `401`
-//! reports the token to [`BearerAuth::rejected`](syncfabric_core::auth::BearerAuth::rejected)
-//! and sends the request once more. The token goes only into the `Authorization`
-//! header: never into `Debug`, errors or logs.
+//! The modules: `config`, `backend` (the `Storage` impl), `client` (the requests),
+//! `error`, `upload` (resumable sessions), `watch` (the changes feed). Why v2, how
+//! each precondition is sent, names and shortcuts, and the capability checklist:
+//! `docs.md`.
 //!
 //! ## Logging in
 //!
@@ -95,6 +41,7 @@
 mod backend;
 mod client;
 mod config;
+mod error;
 mod upload;
 mod watch;
 

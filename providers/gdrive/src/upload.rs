@@ -23,12 +23,14 @@
 //! `PreconditionFailed`). One chunk is in memory at a time. Progress (the caller's
 //! meter, when the write runs in one) counts the bytes Drive says it holds.
 
-use crate::backend::{read_range, GdriveStorage};
-use crate::client::{read_json, with_query, ApiError, Meta, FIELDS};
+use crate::backend::GdriveStorage;
+use crate::client::{read_json, with_query, Meta, FIELDS};
+use crate::error::ApiError;
 use serde_json::json;
 use std::time::Duration;
 use syncfabric_core::progress::Meter;
 use syncfabric_core::{Body, Error, Result};
+use syncfabric_http::read_range;
 
 /// How many times one write starts a new session after the last one expired.
 const MAX_RESTARTS: usize = 3;

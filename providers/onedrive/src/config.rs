@@ -190,3 +190,56 @@ impl OneDriveConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse() {
+        let c = OneDriveConfig::from_url("onedrive:/Apps/My%20Enpass").unwrap();
+        assert_eq!(c.location, Location::Me);
+        assert_eq!(c.root, vec!["Apps", "My Enpass"]);
+        let c = OneDriveConfig::from_url("onedrive:approot/vaults").unwrap();
+        assert_eq!(
+            (c.location, c.root),
+            (Location::AppRoot, vec!["vaults".to_string()])
+        );
+        let c = OneDriveConfig::from_url("onedrive:approot").unwrap();
+        assert_eq!((c.location, c.root.len()), (Location::AppRoot, 0));
+        let c = OneDriveConfig::from_url("onedrive:").unwrap();
+        assert_eq!((c.location, c.root.len()), (Location::Me, 0));
+        let c = OneDriveConfig::from_url(
+            "sharepoint://contoso.sharepoint.com/sites/Team/Documents/Enpass/v?graph_url=http://127.0.0.1:9/v1.0",
+        )
+        .unwrap();
+        assert_eq!(
+            c.location,
+            Location::SharePoint {
+                host: "contoso.sharepoint.com".into(),
+                site_path: "sites/Team".into(),
+                library: "Documents".into()
+            }
+        );
+        assert_eq!(c.root, vec!["Enpass", "v"]);
+        assert_eq!(c.graph_url, "http://127.0.0.1:9/v1.0");
+        let c = OneDriveConfig::from_url("sharepoint://h.example/Docs").unwrap();
+        assert!(
+            matches!(c.location, Location::SharePoint { ref site_path, .. } if site_path.is_empty())
+        );
+        for bad in [
+            "onedrive:/x?graph_url=http://evil.example/v1.0",
+            "onedrive:/x?graph_url=ftp://127.0.0.1/",
+            "onedrive:/x?fragment_kib=100",
+            "onedrive://host/x",
+            "sharepoint://h.example/sites/Team",
+            "dropbox:/x",
+        ] {
+            assert!(OneDriveConfig::from_url(bad).is_err(), "{bad}");
+        }
+        assert!(
+            OneDriveConfig::from_url("onedrive:/x?graph_url=https://graph.example/v1.0").is_ok()
+        );
+        assert!(OneDriveConfig::from_url("onedrive:/x?graph_url=http://[::1]:80/v1.0").is_ok());
+    }
+}

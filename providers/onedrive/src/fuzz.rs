@@ -7,7 +7,9 @@
 //! breaks: that is what the fuzzer looks for. A malformed answer must come back as an
 //! error.
 
-use crate::{names, parse_error_body, upload, DriveItem, OneDriveStorage, Page};
+use crate::client::{DriveItem, Page};
+use crate::error::{map_error, parse_error_body};
+use crate::{names, upload, OneDriveStorage};
 use crate::{Location, OneDriveConfig};
 use std::sync::{Arc, OnceLock};
 use syncfabric_core::auth::{SecretToken, StaticBearer};
@@ -57,7 +59,7 @@ pub fn graph_json(raw: &[u8]) {
         assert!(!s.chars().any(char::is_control), "control character kept");
     }
     for status in [400, 401, 403, 404, 409, 412, 416, 423, 429, 500, 503, 507] {
-        let e = crate::map_error(status, None, &code, &message, "fuzz");
+        let e = map_error(status, None, &code, &message, "fuzz");
         let shown = e.to_string();
         assert!(!shown.chars().any(char::is_control), "{shown:?}");
     }

@@ -8,11 +8,14 @@
 //! `416` or a status query tells where to resume); a session that vanished (expired)
 //! is restarted from the first byte, at most three times.
 
-use crate::{graph_error, read_json, transport_error, DriveBase, DriveItem, OneDriveStorage};
+use crate::backend::OneDriveStorage;
+use crate::client::{read_json, DriveBase, DriveItem};
+use crate::error::{graph_error, no_server_lock};
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use std::sync::{Arc, Mutex};
-use syncfabric_core::{Body, Entry, Error, Precondition, RemotePath, Result, Version};
+use syncfabric_core::{Body, Entry, EntryKind, Error, Precondition, RemotePath, Result, Version};
+use syncfabric_http::{body_length_error, read_range, transport_error};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// Blocks a fragment is streamed in.
@@ -71,13 +74,13 @@ impl OneDriveStorage {
                 source: e,
             })?;
             if meta.len() != *len {
-                return Err(crate::body_length_error(&shown, *len, meta.len()));
+                return Err(body_length_error(&shown, *len, meta.len()));
             }
         }
         let segs = self.full_segs(path);
         let pf = || Error::PreconditionFailed { path: what.clone() };
         let (create_url, if_match, item_id) = match pre {
-            Precondition::UnderLock(_) => return Err(crate::no_server_lock(&what)),
+            Precondition::UnderLock(_) => return Err(no_server_lock(&what)),
             Precondition::IfMatch(v) => {
                 let item = self.item_at(base, path).await?.ok_or_else(pf)?;
                 if item.is_folder() || !item.tag_is(v) {
@@ -204,7 +207,7 @@ impl OneDriveStorage {
 
     /// `DELETE uploadUrl`, best effort.
     async fn cancel_session(&self, url: &str) {
-        if let Err(e) = self.inner.http.delete(url).send().await {
+        if let Err(e) = self.inner.client.http().delete(url).send().await {
             tracing::debug!(error = %e, "could not cancel an upload session (it will expire)");
         }
     }
@@ -216,7 +219,8 @@ impl OneDriveStorage {
             .run(|| async {
                 let resp = self
                     .inner
-                    .http
+                    .client
+                    .http()
                     .get(url)
                     .send()
                     .await
@@ -358,9 +362,7 @@ impl OneDriveStorage {
             }
             // Only the honesty probe streams bodies: its range is read into memory
             // first, so a stream that fails fails before anything is sent.
-            Body::Stream { .. } => {
-                reqwest::Body::from(crate::stream_range(body, offset, len, what).await?)
-            }
+            Body::Stream { .. } => reqwest::Body::from(read_range(body, offset, len, what).await?),
             Body::File {
                 path,
                 len: declared,
@@ -377,7 +379,8 @@ impl OneDriveStorage {
         };
         let sent = self
             .inner
-            .http
+            .client
+            .http()
             .put(url)
             .header("Content-Length", len)
             .header(
@@ -487,7 +490,7 @@ fn file_range_stream(
             match f.read(&mut buf[filled..]).await {
                 Ok(0) => {
                     let declared = st.check_end.unwrap_or(st.offset + st.left);
-                    let e = crate::body_length_error(&shown, declared, st.offset + filled as u64);
+                    let e = body_length_error(&shown, declared, st.offset + filled as u64);
                     let r = fail(&mut st, e);
                     return Some((r, st));
                 }
@@ -513,10 +516,7 @@ fn file_range_stream(
                 let mut one = [0u8; 1];
                 if let Some(f) = st.file.as_mut() {
                     if matches!(f.read(&mut one).await, Ok(n) if n > 0) {
-                        let r = fail(
-                            &mut st,
-                            crate::body_length_error(&shown, declared, declared + 1),
-                        );
+                        let r = fail(&mut st, body_length_error(&shown, declared, declared + 1));
                         return Some((r, st));
                     }
                 }
@@ -524,6 +524,128 @@ fn file_range_stream(
         }
         Some((Ok(buf.freeze()), st))
     })
+}
+
+impl OneDriveStorage {
+    /// A simple upload (≤ 4 MiB): see `docs.md` for the requests per precondition.
+    pub(crate) async fn simple_upload(
+        &self,
+        base: &DriveBase,
+        path: &RemotePath,
+        body: &Body,
+        pre: &Precondition,
+    ) -> Result<Entry> {
+        let what = path.to_string();
+        let data = body_bytes(body, self.cfg().simple_upload_max).await?;
+        let segs = self.full_segs(path);
+        let (url, if_match) = match pre {
+            Precondition::UnderLock(_) => return Err(no_server_lock(&what)),
+            Precondition::IfMatch(v) => {
+                let pf = || Error::PreconditionFailed { path: what.clone() };
+                let item = self.item_at(base, path).await?.ok_or_else(pf)?;
+                if item.is_folder() || !item.tag_is(v) {
+                    return Err(pf());
+                }
+                (
+                    self.id_url(base, &item.id, Some("content")),
+                    Some(v.as_str().to_string()),
+                )
+            }
+            Precondition::IfAbsent => (
+                format!(
+                    "{}?@microsoft.graph.conflictBehavior=fail",
+                    self.url_for(base, &segs, Some("content"))
+                ),
+                None,
+            ),
+            Precondition::None => (
+                format!(
+                    "{}?@microsoft.graph.conflictBehavior=replace",
+                    self.url_for(base, &segs, Some("content"))
+                ),
+                None,
+            ),
+        };
+        for attempt in 0..2 {
+            let resp = self
+                .send(&what, |c| {
+                    let b = c
+                        .put(&url)
+                        .header("Content-Type", "application/octet-stream")
+                        .body(data.clone());
+                    match &if_match {
+                        Some(t) => b.header("If-Match", t.as_str()),
+                        None => b,
+                    }
+                })
+                .await?;
+            match (resp.status().as_u16(), pre) {
+                (200 | 201, _) => {
+                    let it: DriveItem = read_json(resp, &what).await?;
+                    return self.written(path, &it, data.len() as u64);
+                }
+                (412 | 404, Precondition::IfMatch(_)) => {
+                    return Err(Error::PreconditionFailed { path: what })
+                }
+                (409, Precondition::IfAbsent) => return Err(Error::AlreadyExists { path: what }),
+                (404, _) if attempt == 0 => {
+                    // The parent folder is missing: create it, then once more.
+                    self.ensure_dirs(base, &segs[..segs.len() - 1], &what)
+                        .await?;
+                }
+                _ => return Err(graph_error(resp, &what).await),
+            }
+        }
+        Err(Error::transient(format!(
+            "{what}: the parent folder disappeared while writing"
+        )))
+    }
+
+    /// The entry of a file just written; warns when the server reports another size
+    /// than what was sent (SharePoint may rewrite files).
+    pub(crate) fn written(&self, path: &RemotePath, it: &DriveItem, sent: u64) -> Result<Entry> {
+        let e = self.entry(path.clone(), it)?;
+        if e.kind != EntryKind::File {
+            return Err(Error::Corrupt {
+                message: format!("{path}: a file write returned a folder"),
+            });
+        }
+        if e.size != sent {
+            tracing::warn!(path = %path, sent, stored = e.size, "the server stored another size than was sent (rewritten by SharePoint?)");
+        }
+        Ok(e)
+    }
+}
+
+/// The whole body of a small write, checked against its declared length.
+async fn body_bytes(body: &Body, max: u64) -> Result<Bytes> {
+    match body {
+        Body::Bytes(b) => Ok(b.clone()),
+        Body::Stream { len, .. } => {
+            if *len > max {
+                return Err(Error::InvalidInput {
+                    message: "body too large for a simple upload".into(),
+                });
+            }
+            read_range(body, 0, *len, "write body").await
+        }
+        Body::File { path, len } => {
+            if *len > max {
+                return Err(Error::InvalidInput {
+                    message: "body too large for a simple upload".into(),
+                });
+            }
+            let shown = path.display().to_string();
+            let data = tokio::fs::read(path).await.map_err(|e| Error::Io {
+                path: shown.clone(),
+                source: e,
+            })?;
+            if data.len() as u64 != *len {
+                return Err(body_length_error(&shown, *len, data.len() as u64));
+            }
+            Ok(Bytes::from(data))
+        }
+    }
 }
 
 /// For the fuzzer (`crate::fuzz`): an upload-session answer read as `create_session`,

@@ -10,7 +10,9 @@
 //! called on the drive root (OneDrive for Business and SharePoint support it only
 //! there), or on the app folder.
 
-use crate::{graph_error, read_json, DriveBase, DriveItem, OneDriveStorage, Page};
+use crate::backend::OneDriveStorage;
+use crate::client::{read_json, DriveBase, DriveItem, Page};
+use crate::error::graph_error;
 use std::collections::HashMap;
 use syncfabric_core::watch::{Change, ChangeStream};
 use syncfabric_core::{Error, RemotePath, Result};
