@@ -12,6 +12,7 @@ use syncfabric_core::{
     Storage,
 };
 use syncfabric_http::read_capped;
+use syncfabric_http::{ClientOptions, Redirects, TrustedCertificate};
 
 /// A WebDAV folder as a [`Storage`]. Cheap to clone (shares the connection pool).
 #[derive(Clone)]
@@ -51,13 +52,6 @@ impl std::fmt::Debug for WebDavStorage {
     }
 }
 
-fn same_origin_or_upgrade(from: &Url, to: &Url) -> bool {
-    from.host_str() == to.host_str()
-        && (from.scheme() == to.scheme()
-            && from.port_or_known_default() == to.port_or_known_default()
-            || from.scheme() == "http" && to.scheme() == "https")
-}
-
 impl WebDavStorage {
     /// Builds the storage without touching the network. The profile is
     /// `config.profile`, or `Generic` when unset.
@@ -84,46 +78,31 @@ impl WebDavStorage {
         let root_path = percent_encoding::percent_decode_str(root.path())
             .decode_utf8_lossy()
             .into_owned();
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .read_timeout(config.read_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .user_agent(concat!("syncfabric-webdav/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                let ok = attempt.previous().len() < 5
-                    && attempt
-                        .previous()
-                        .first()
-                        .is_some_and(|first| same_origin_or_upgrade(first, attempt.url()));
-                if ok {
-                    attempt.follow()
-                } else {
-                    attempt.stop()
-                }
-            }));
-        if let Some(pem) = &config.trust_certificate_pem {
-            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| Error::InvalidInput {
-                message: format!("trusted certificate: {e}"),
-            })?;
-            b = match config.pinned_sha256 {
-                // Pinned: that certificate is the only anchor, and the identity (see
-                // the `pin` module; the fingerprint was checked when it was fetched).
-                Some(_) => b
-                    .tls_certs_only([cert])
-                    .tls_danger_accept_invalid_hostnames(true),
-                None => b.tls_certs_merge([cert]),
-            };
-        } else if config.pinned_sha256.is_some() {
-            return Err(Error::InvalidInput {
-                message: "a pinned server's certificate is fetched by connect(), not new()".into(),
-            });
-        }
+        let trusted_certificate = match (&config.trust_certificate_pem, config.pinned_sha256) {
+            // Pinned: that certificate is the only anchor, and the identity (see the
+            // `pin` module; the fingerprint was checked when it was fetched).
+            (Some(pem), Some(_)) => Some(TrustedCertificate::Pinned(pem.clone())),
+            (Some(pem), None) => Some(TrustedCertificate::Added(pem.clone())),
+            (None, Some(_)) => {
+                return Err(Error::InvalidInput {
+                    message: "a pinned server's certificate is fetched by connect(), not new()"
+                        .into(),
+                })
+            }
+            (None, None) => None,
+        };
         // Building the client loads the system CA bundle (twice, inside native-tls):
         // about 90 ms measured, as much as 13% of a 500 MB upload over loopback. So it is
         // built once per storage, also across the profile probe of `connect`.
-        let client = b.build().map_err(|e| Error::InvalidInput {
-            message: format!("HTTP client: {e}"),
-        })?;
+        let client = ClientOptions {
+            connect_timeout: config.connect_timeout,
+            read_timeout: Some(config.read_timeout),
+            user_agent: Some(concat!("syncfabric-webdav/", env!("CARGO_PKG_VERSION")).into()),
+            redirects: Redirects::SameOrigin { max: 4 },
+            trusted_certificate,
+            ..ClientOptions::default()
+        }
+        .build()?;
         let profile = config.profile.unwrap_or(Profile::Generic);
         Ok(WebDavStorage {
             inner: Arc::new(Inner {

@@ -11,16 +11,7 @@ use std::time::{Duration, SystemTime};
 use syncfabric_core::{Entry, EntryKind, Error, RemotePath, Result, Storage, Version};
 use syncfabric_http::{body_error, read_capped, retry_after, transport_error};
 
-/// Characters left as they are in a path segment; everything else is percent-encoded.
-pub(crate) const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-
-pub(crate) fn encode_segment(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
-}
+pub(crate) use syncfabric_http::encode_segment;
 
 pub(crate) const HASH_PREFIX: &str = "sha256:";
 
