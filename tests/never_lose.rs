@@ -71,9 +71,9 @@ use syncfabric::engine::{
 };
 use syncfabric::remote::{Remote, Trust, Verdict, Writes};
 use syncfabric::vault::{field_type, CreateOptions, NewItem, Secret, Vault};
-use syncfabric_conformance::dropbox_fake::{DropboxFake, DropboxFakeConfig};
-use syncfabric_conformance::flaky_proxy::{FaultPlan, FlakyProxy};
-use syncfabric_conformance::gdrive_fake::{GdriveFake, GdriveFakeConfig};
+use syncfabric_testkit::dropbox_fake::{DropboxFake, DropboxFakeConfig};
+use syncfabric_testkit::flaky_proxy::{FaultPlan, FlakyProxy};
+use syncfabric_testkit::gdrive_fake::{GdriveFake, GdriveFakeConfig};
 
 const PW: &str = "never lose data password";
 const DEVICES: usize = 5;

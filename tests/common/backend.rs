@@ -18,9 +18,9 @@ use std::path::Path;
 use std::sync::Arc;
 use syncfabric::core::{Body, Precondition, RemotePath, Storage};
 use syncfabric::remote::{Credentials, Recorded, Remote};
-use syncfabric_conformance::dropbox_fake::{DropboxFake, DropboxFakeConfig};
-use syncfabric_conformance::gdrive_fake::{GdriveFake, GdriveFakeConfig};
-use syncfabric_conformance::graph_fake::{FakeConfig, GraphFake};
+use syncfabric_testkit::dropbox_fake::{DropboxFake, DropboxFakeConfig};
+use syncfabric_testkit::gdrive_fake::{GdriveFake, GdriveFakeConfig};
+use syncfabric_testkit::graph_fake::{FakeConfig, GraphFake};
 
 /// The variable that chooses the backend.
 pub const VAR: &str = "SYNCFABRIC_TEST_BACKEND";

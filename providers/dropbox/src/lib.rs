@@ -50,7 +50,7 @@
 //!
 //! | capability | claimed | shown where |
 //! |---|---|---|
-//! | `if_match`, `if_absent`, `conditional_delete` | yes | conformance suite and honesty probe over `syncfabric_conformance::dropbox_fake` (`tests/fake.rs`), plain and behind the flaky proxy; a fake that ignores the rev is caught |
+//! | `if_match`, `if_absent`, `conditional_delete` | yes | conformance suite and honesty probe over `syncfabric_testkit::dropbox_fake` (`tests/fake.rs`), plain and behind the flaky proxy; a fake that ignores the rev is caught |
 //! | `chunked_upload` | yes: sessions above `upload_threshold` (16 MiB; a query parameter for tests), progress by accepted bytes | `tests/fake.rs`: small threshold, a lost append answer resumed from `correct_offset`; `tests/large_upload.rs`: 200 MB with two appends cut mid-body, whole; `tests/large_upload_memory.rs`: the same with the client's peak RSS measured (+20 MiB up, +1 MiB down) |
 //! | `strong_versions` | yes (a new rev per write) | probe; **but** an unconditional write of identical bytes keeps the rev (no new revision): harmless, the content is the same |
 //! | `read_after_write` | yes (Dropbox's files endpoints are strongly consistent) | fake only |

@@ -64,7 +64,7 @@
 //!
 //! | capability | claimed | shown where |
 //! |---|---|---|
-//! | `if_match`, `conditional_delete` | yes (v2 `If-Match`, 412) | conformance suite and honesty probe over `syncfabric_conformance::gdrive_fake` (`tests/conformance.rs`, `tests/fake.rs`), plain and behind the flaky proxy; a fake that ignores `If-Match` is caught |
+//! | `if_match`, `conditional_delete` | yes (v2 `If-Match`, 412) | conformance suite and honesty probe over `syncfabric_testkit::gdrive_fake` (`tests/conformance.rs`, `tests/fake.rs`), plain and behind the flaky proxy; a fake that ignores `If-Match` is caught |
 //! | `if_absent` | yes, **emulated** (above) | suite and probe over the fake; `tests/fake.rs`: two clients racing the first create end with one file |
 //! | `chunked_upload` | yes: every create and every update larger than one chunk is a resumable session, chunks of `chunk_size` (a multiple of 256 KiB), progress by the bytes Drive holds | `tests/fake.rs`: chunks cut twice, a lost session restarted |
 //! | `strong_versions` | yes (a new etag per write) | probe over the fake |

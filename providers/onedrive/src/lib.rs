@@ -59,7 +59,7 @@
 //!
 //! The honesty probe agrees with these claims on the fake (`tests/conformance.rs`,
 //! behaviour `honesty_probe`). Everything here was tested against
-//! `syncfabric_conformance::graph_fake`, written from the Graph reference; none of it
+//! `syncfabric_testkit::graph_fake`, written from the Graph reference; none of it
 //! has met a real Microsoft server (this machine reaches no cloud). Not verified in
 //! particular: SharePoint's real rewrite behaviour, OneDrive for Business quirks
 //! (`delta` only at the drive root — which is what this crate uses), real throttling

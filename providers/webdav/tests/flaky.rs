@@ -9,9 +9,9 @@ mod servers;
 use servers::{Kind, Server, PASS, USER};
 use std::net::SocketAddr;
 use std::time::Duration;
-use syncfabric_conformance::flaky_proxy::{FaultPlan, FlakyProxy};
 use syncfabric_core::retry::{Pacer, Retrier, RetryPolicy, RetryingStorage};
 use syncfabric_core::{Body, Error, Precondition, RemotePath, Storage};
+use syncfabric_testkit::flaky_proxy::{FaultPlan, FlakyProxy};
 use syncfabric_webdav::{Profile, Secret, WebDavConfig, WebDavStorage};
 
 fn data(round: u64, len: usize) -> Vec<u8> {
