@@ -22,8 +22,6 @@ mod common;
 use common::as_claimed;
 #[path = "common/backend.rs"]
 mod backend;
-#[path = "../providers/webdav/tests/servers/mod.rs"]
-mod servers;
 use backend::TestRemote;
 
 const PW: &str = "correct horse battery staple";

@@ -20,8 +20,6 @@ mod common;
 #[path = "common/enpass_app.rs"]
 mod enpass_app;
 use enpass_app::{EnpassApp, FILE};
-#[path = "../providers/webdav/tests/servers/mod.rs"]
-mod servers;
 
 const PW: &str = "enpass layout password";
 

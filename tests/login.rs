@@ -1,13 +1,13 @@
 //! `syncfabric login|accounts|logout` as a person runs them: the real binary, one
 //! process per command, against the fake authorisation server
-//! (`syncfabric_conformance::oauth_fake`) on 127.0.0.1. A login in one process must
+//! (`syncfabric_testkit::oauth_fake`) on 127.0.0.1. A login in one process must
 //! be usable by the next; the token file must hold no token in plaintext and refuse a
 //! wrong passphrase or a flipped byte; a revoked login must say "log in again"; and
 //! no secret may reach any output, at trace level.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use syncfabric_conformance::oauth_fake::{OAuthFake, Step};
+use syncfabric_testkit::oauth_fake::{OAuthFake, Step};
 
 const CLIENT: &str = "cli-test-client";
 const PASSPHRASE: &str = "token-pass-sentinel-91c2";
@@ -299,7 +299,7 @@ mod cloud {
     #[cfg(feature = "onedrive")]
     mod remote {
         use super::super::*;
-        use syncfabric_conformance::graph_fake::{FakeConfig, GraphFake};
+        use syncfabric_testkit::graph_fake::{FakeConfig, GraphFake};
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn remote_add_uses_the_login_of_an_earlier_process() {

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use syncfabric_conformance::oauth_fake::OAuthFake;
+use syncfabric_testkit::oauth_fake::OAuthFake;
 
 const CLIENT: &str = "dropbox-app-key";
 const PASSPHRASE: &str = "token-pass-sentinel-77ab";

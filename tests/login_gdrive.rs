@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use syncfabric_conformance::oauth_fake::{OAuthFake, Step};
+use syncfabric_testkit::oauth_fake::{OAuthFake, Step};
 
 const CLIENT: &str = "desktop-client.apps.example";
 const SECRET: &str = "installed-app-secret-5c1e";

@@ -54,11 +54,8 @@
 
 #[path = "common/enpass_app.rs"]
 mod enpass_app;
-#[path = "../providers/webdav/tests/servers/mod.rs"]
-mod servers;
 
 use serde::{Deserialize, Serialize};
-use servers::{Kind, Server, USER};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -71,9 +68,10 @@ use syncfabric::engine::{
 };
 use syncfabric::remote::{Remote, Trust, Verdict, Writes};
 use syncfabric::vault::{field_type, CreateOptions, NewItem, Secret, Vault};
-use syncfabric_conformance::dropbox_fake::{DropboxFake, DropboxFakeConfig};
-use syncfabric_conformance::flaky_proxy::{FaultPlan, FlakyProxy};
-use syncfabric_conformance::gdrive_fake::{GdriveFake, GdriveFakeConfig};
+use syncfabric_testkit::dropbox_fake::{DropboxFake, DropboxFakeConfig};
+use syncfabric_testkit::flaky_proxy::{FaultPlan, FlakyProxy};
+use syncfabric_testkit::gdrive_fake::{GdriveFake, GdriveFakeConfig};
+use syncfabric_testkit::servers::{Kind, Server, USER};
 
 const PW: &str = "never lose data password";
 const DEVICES: usize = 5;
@@ -629,7 +627,7 @@ enum Backend {
     Folder,
     /// A real WebDAV server of the suite behind the flaky proxy.
     Flaky(Kind),
-    /// The Dropbox fake (the conformance crate's, written from Dropbox's HTTP
+    /// The Dropbox fake (the test-kit's, written from Dropbox's HTTP
     /// reference) behind the flaky proxy, throttling too.
     DropboxFake,
     /// The Google Drive fake (written from the Drive v2/v3 references) behind the

@@ -15,8 +15,7 @@
 //! temporary upload gets a new inode), so the in-memory double is the test that fails
 //! without the marker (round 1), this one the check on a real server.
 
-#[path = "../providers/webdav/tests/servers/mod.rs"]
-mod servers;
+use syncfabric_testkit::servers;
 
 use std::sync::Arc;
 use syncfabric::core::memory::MemoryStorage;

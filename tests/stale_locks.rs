@@ -12,10 +12,7 @@
 //! server a failure.
 
 mod common;
-#[path = "../providers/webdav/tests/servers/mod.rs"]
-mod servers;
 
-use servers::{Kind, Server, PASS, USER};
 use std::sync::Arc;
 use std::time::Duration;
 use syncfabric::core::progress::{Direction, Phase, ProgressHook, Update};
@@ -23,6 +20,7 @@ use syncfabric::core::RemotePath;
 use syncfabric::engine::{restore_from_remote, sync_vault, StateDir, SyncOptions};
 use syncfabric::remote::Remote;
 use syncfabric::vault::{CreateOptions, NewItem, Secret, Vault};
+use syncfabric_testkit::servers::{Kind, Server, PASS, USER};
 
 use common::{Dev, PW};
 const WAIT: Duration = Duration::from_secs(10);

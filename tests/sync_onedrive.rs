@@ -9,8 +9,8 @@ use syncfabric::core::retry::RetryPolicy;
 use syncfabric::core::Storage;
 use syncfabric::engine::{restore_from_remote, sync_vault, StateDir, SyncOptions, SyncOutcome};
 use syncfabric::vault::{CreateOptions, NewItem, Secret, Vault};
-use syncfabric_conformance::graph_fake::{FakeConfig, GraphFake, ThrottlePlan};
 use syncfabric_onedrive::{OneDriveConfig, OneDriveStorage};
+use syncfabric_testkit::graph_fake::{FakeConfig, GraphFake, ThrottlePlan};
 
 const PW: &str = "onedrive e2e password";
 

@@ -2,16 +2,14 @@
 //! written from the crate doc commits as the CLI would, and `remote check` qualifies a
 //! server. (The engine's own suite runs over these servers too: `tests/engine.rs`
 //! with `SYNCFABRIC_TEST_BACKEND=webdav:<server>`.) The servers are started by the
-//! WebDAV provider's test harness.
+//! test-kit's launchers (`syncfabric_testkit::servers`).
 
 mod common;
-#[path = "../providers/webdav/tests/servers/mod.rs"]
-mod servers;
 
-use servers::{Kind, Server, PASS, USER};
 use syncfabric::engine::{sync_vault, StateDir, SyncOptions, SyncOutcome};
 use syncfabric::remote::{Credentials, Recorded, Remote, Trust};
 use syncfabric::vault::{CreateOptions, NewItem, Secret, Vault};
+use syncfabric_testkit::servers::{Kind, Server, PASS, USER};
 
 const PW: &str = "webdav e2e password";
 

@@ -1,5 +1,5 @@
 //! The PKCE code-paste login, refresh and revocation against the fake authorisation
-//! server (syncfabric_conformance::oauth_fake) on 127.0.0.1: the test plays the
+//! server (syncfabric_testkit::oauth_fake) on 127.0.0.1: the test plays the
 //! person, reading the challenge from the URL the flow built and approving it at the
 //! fake, which checks the verifier as RFC 7636 §4.6 says.
 
@@ -9,8 +9,8 @@ use syncfabric_auth::{
     pkce_challenge, revoke_with_http, AuthError, CodePasteFlow, HttpAdapter, OAuthBearer,
     OAuthConfig, PendingCodeLogin, Revocation, TokenSet,
 };
-use syncfabric_conformance::oauth_fake::OAuthFake;
 use syncfabric_core::auth::{BearerAuth, MemoryTokenStore, TokenStore};
+use syncfabric_testkit::oauth_fake::OAuthFake;
 
 const CLIENT: &str = "paste-client-id";
 

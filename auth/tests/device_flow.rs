@@ -1,12 +1,12 @@
 //! The device flow, refresh and revocation against the fake authorisation server
-//! (syncfabric_conformance::oauth_fake) on 127.0.0.1, with tokio's clock paused so the
+//! (syncfabric_testkit::oauth_fake) on 127.0.0.1, with tokio's clock paused so the
 //! poll gaps the fake records are exactly the waits the client chose.
 
 use std::sync::Arc;
 use std::time::Duration;
 use syncfabric_auth::{AuthError, DeviceFlow, HttpAdapter, OAuthBearer, OAuthConfig, TokenSet};
-use syncfabric_conformance::oauth_fake::{OAuthFake, Step};
 use syncfabric_core::auth::{BearerAuth, MemoryTokenStore, TokenStore};
+use syncfabric_testkit::oauth_fake::{OAuthFake, Step};
 
 const CLIENT: &str = "test-client-id";
 

@@ -1,12 +1,12 @@
 //! The loopback login (RFC 8252 §7.3 with PKCE) against the fake authorisation server's
-//! Google-style endpoint (syncfabric_conformance::oauth_fake) on 127.0.0.1: the test
+//! Google-style endpoint (syncfabric_testkit::oauth_fake) on 127.0.0.1: the test
 //! plays the browser, which opens the URL the flow built, follows the fake's redirect
 //! to the flow's listener, and shows the page the flow answers.
 
 use std::time::Duration;
 use syncfabric_auth::{AuthError, HttpAdapter, LoopbackFlow, OAuthBearer, OAuthConfig};
-use syncfabric_conformance::oauth_fake::OAuthFake;
 use syncfabric_core::auth::{BearerAuth, MemoryTokenStore, TokenStore};
+use syncfabric_testkit::oauth_fake::OAuthFake;
 
 const CLIENT: &str = "desktop-client-id";
 const SECRET: &str = "desktop-client-secret";

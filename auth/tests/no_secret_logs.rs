@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use syncfabric_auth::{
     DeviceFlow, EncryptedFileTokenStore, HttpAdapter, KdfParams, OAuthBearer, OAuthConfig, TokenSet,
 };
-use syncfabric_conformance::oauth_fake::{OAuthFake, Step};
 use syncfabric_core::auth::{BearerAuth, SecretToken, TokenStore};
+use syncfabric_testkit::oauth_fake::{OAuthFake, Step};
 
 const CLIENT: &str = "test-client-id";
 

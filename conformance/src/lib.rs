@@ -74,16 +74,14 @@
 //! **4. Prove the suite can fail for you.** [`doubles::IgnorePreconditions`] wraps any
 //! storage and drops every precondition while keeping its claims; this crate's own
 //! tests show the suite failing on it.
+//!
+//! This crate holds the behaviours and the doubles only (the CLI's `remote check`
+//! links it). The vendor fakes, the fault proxy and the real-server launchers a
+//! provider's tests run the suite *against* live in the dev-only `syncfabric-testkit`.
 #![deny(missing_docs)]
 
 pub mod behaviours;
 pub mod doubles;
-pub mod dropbox_fake;
-pub mod flaky_proxy;
-pub mod gdrive_fake;
-pub mod graph_fake;
-pub mod nextcloud_fake;
-pub mod oauth_fake;
 
 /// The reference storage the suite is checked against (it lives in core).
 pub use syncfabric_core::memory::MemoryStorage;

@@ -10,17 +10,17 @@
 //!
 //! Every backend but the folder and memory ones is readied as an app would ready it
 //! (`Remote::open` or `remote::connect`: the honesty probe decides what it may claim).
-//! The test binary declares `mod servers` (the WebDAV launchers) beside this module.
+//! The WebDAV launchers are `syncfabric_testkit::servers`.
 #![allow(dead_code)] // each test binary uses its own part
 
-use crate::servers::{Kind, Server};
 use std::path::Path;
 use std::sync::Arc;
 use syncfabric::core::{Body, Precondition, RemotePath, Storage};
 use syncfabric::remote::{Credentials, Recorded, Remote};
-use syncfabric_conformance::dropbox_fake::{DropboxFake, DropboxFakeConfig};
-use syncfabric_conformance::gdrive_fake::{GdriveFake, GdriveFakeConfig};
-use syncfabric_conformance::graph_fake::{FakeConfig, GraphFake};
+use syncfabric_testkit::dropbox_fake::{DropboxFake, DropboxFakeConfig};
+use syncfabric_testkit::gdrive_fake::{GdriveFake, GdriveFakeConfig};
+use syncfabric_testkit::graph_fake::{FakeConfig, GraphFake};
+use syncfabric_testkit::servers::{Kind, Server};
 
 /// The variable that chooses the backend.
 pub const VAR: &str = "SYNCFABRIC_TEST_BACKEND";

@@ -5,7 +5,7 @@
 mod common;
 
 use syncfabric_conformance::conformance_tests;
-use syncfabric_conformance::dropbox_fake::DropboxFakeConfig;
+use syncfabric_testkit::dropbox_fake::DropboxFakeConfig;
 
 fn small_pages() -> DropboxFakeConfig {
     DropboxFakeConfig {

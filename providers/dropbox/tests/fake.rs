@@ -9,13 +9,13 @@ mod common;
 use common::{assert_no_conflicted_copies, raw, raw_at, storage, test_retry};
 use futures_util::StreamExt;
 use std::sync::{Arc, Mutex};
-use syncfabric_conformance::dropbox_fake::{DropboxFake, DropboxFakeConfig};
-use syncfabric_conformance::flaky_proxy::{FaultPlan, FlakyProxy};
 use syncfabric_conformance::{run_all, run_behaviour, Harness, SuiteConfig};
 use syncfabric_core::auth::{BearerAuth, SecretToken};
 use syncfabric_core::probe::{probe, Verdict};
 use syncfabric_core::registry::{OpenOptions, Registry};
 use syncfabric_core::{Body, Error, Precondition, RemotePath, Storage};
+use syncfabric_testkit::dropbox_fake::{DropboxFake, DropboxFakeConfig};
+use syncfabric_testkit::flaky_proxy::{FaultPlan, FlakyProxy};
 
 fn p(s: &str) -> RemotePath {
     RemotePath::parse(s).unwrap()

@@ -8,8 +8,8 @@ mod common;
 
 use futures_util::StreamExt;
 use std::io::Write;
-use syncfabric_conformance::dropbox_fake::{content_hash, DropboxFake, DropboxFakeConfig};
 use syncfabric_core::{Body, Precondition, RemotePath, Storage};
+use syncfabric_testkit::dropbox_fake::{content_hash, DropboxFake, DropboxFakeConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_megabytes_survive_two_cuts_and_a_lost_answer() {

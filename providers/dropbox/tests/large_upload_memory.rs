@@ -11,11 +11,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
-use syncfabric_conformance::dropbox_fake::{DropboxFake, DropboxFakeConfig};
 use syncfabric_core::auth::{SecretToken, StaticBearer};
 use syncfabric_core::{Body, Precondition, RemotePath, Storage};
 use syncfabric_dropbox::hash::ContentHasher;
 use syncfabric_dropbox::{DropboxConfig, DropboxStorage};
+use syncfabric_testkit::dropbox_fake::{DropboxFake, DropboxFakeConfig};
 
 const DONE_ENV: &str = "SYNCFABRIC_DROPBOX_FAKE_DONE";
 

@@ -8,10 +8,10 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
-use syncfabric_conformance::gdrive_fake::{GdriveFake, GdriveFakeConfig};
 use syncfabric_core::auth::{SecretToken, StaticBearer};
 use syncfabric_core::{Body, Precondition, RemotePath, Storage};
 use syncfabric_gdrive::{GdriveConfig, GdriveStorage};
+use syncfabric_testkit::gdrive_fake::{GdriveFake, GdriveFakeConfig};
 
 mod common;
 

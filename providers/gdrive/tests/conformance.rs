@@ -5,7 +5,7 @@
 mod common;
 
 use syncfabric_conformance::conformance_tests;
-use syncfabric_conformance::gdrive_fake::GdriveFakeConfig;
+use syncfabric_testkit::gdrive_fake::GdriveFakeConfig;
 
 fn small_pages() -> GdriveFakeConfig {
     GdriveFakeConfig {

@@ -11,14 +11,14 @@ use common::{raw, raw_at, storage};
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
-use syncfabric_conformance::flaky_proxy::{FaultPlan, FlakyProxy};
-use syncfabric_conformance::gdrive_fake::{GdriveFake, GdriveFakeConfig};
 use syncfabric_conformance::{run_all, Harness, SuiteConfig};
 use syncfabric_core::auth::{SecretToken, StaticBearer};
 use syncfabric_core::probe::{probe, Verdict};
 use syncfabric_core::registry::{OpenOptions, Registry};
 use syncfabric_core::watch::Change;
 use syncfabric_core::{Body, Error, Precondition, RemotePath, Storage};
+use syncfabric_testkit::flaky_proxy::{FaultPlan, FlakyProxy};
+use syncfabric_testkit::gdrive_fake::{GdriveFake, GdriveFakeConfig};
 
 const URL: &str = "gdrive:/Apps/Enpass?chunk_size=262144&poll_ms=50";
 

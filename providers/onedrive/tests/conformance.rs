@@ -4,7 +4,7 @@
 mod common;
 
 use syncfabric_conformance::conformance_tests;
-use syncfabric_conformance::graph_fake::FakeConfig;
+use syncfabric_testkit::graph_fake::FakeConfig;
 
 conformance_tests!(common::harness(
     FakeConfig::default(),

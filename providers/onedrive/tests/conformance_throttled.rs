@@ -5,7 +5,7 @@
 mod common;
 
 use syncfabric_conformance::conformance_tests;
-use syncfabric_conformance::graph_fake::{FakeConfig, ThrottlePlan};
+use syncfabric_testkit::graph_fake::{FakeConfig, ThrottlePlan};
 
 fn throttled() -> FakeConfig {
     FakeConfig {

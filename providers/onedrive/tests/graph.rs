@@ -9,13 +9,13 @@ use common::{raw, storage};
 use futures_util::StreamExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use syncfabric_conformance::graph_fake::{
-    FakeConfig, GraphFake, ThrottlePlan, FRAGMENT_UNIT, ME_DRIVE, SP_DRIVE,
-};
 use syncfabric_core::auth::{BearerAuth, SecretToken, StaticBearer};
 use syncfabric_core::registry::{OpenOptions, Registry};
 use syncfabric_core::watch::Change;
 use syncfabric_core::{Body, Error, Precondition, RemotePath, Storage};
+use syncfabric_testkit::graph_fake::{
+    FakeConfig, GraphFake, ThrottlePlan, FRAGMENT_UNIT, ME_DRIVE, SP_DRIVE,
+};
 
 fn p(s: &str) -> RemotePath {
     RemotePath::parse(s).unwrap()

@@ -8,8 +8,8 @@ mod common;
 
 use futures_util::StreamExt;
 use std::io::Write;
-use syncfabric_conformance::graph_fake::{FakeConfig, GraphFake, FRAGMENT_UNIT};
 use syncfabric_core::{Body, Precondition, RemotePath, Storage};
+use syncfabric_testkit::graph_fake::{FakeConfig, GraphFake, FRAGMENT_UNIT};
 
 fn status_kib(field: &str) -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();

@@ -4,14 +4,12 @@
 //! the server's disk is always a whole version (the previous one or the new one), never
 //! a partial upload.
 
-mod servers;
-
-use servers::{Kind, Server, PASS, USER};
 use std::net::SocketAddr;
 use std::time::Duration;
-use syncfabric_conformance::flaky_proxy::{FaultPlan, FlakyProxy};
 use syncfabric_core::retry::{Pacer, Retrier, RetryPolicy, RetryingStorage};
 use syncfabric_core::{Body, Error, Precondition, RemotePath, Storage};
+use syncfabric_testkit::flaky_proxy::{FaultPlan, FlakyProxy};
+use syncfabric_testkit::servers::{Kind, Server, PASS, USER};
 use syncfabric_webdav::{Profile, Secret, WebDavConfig, WebDavStorage};
 
 fn data(round: u64, len: usize) -> Vec<u8> {

@@ -1,12 +1,12 @@
-//! The Nextcloud profile against the Nextcloud fake (`syncfabric_conformance::nextcloud_fake`,
+//! The Nextcloud profile against the Nextcloud fake (`syncfabric_testkit::nextcloud_fake`,
 //! written from Nextcloud's developer manual and the behaviour measured on Nextcloud
 //! 34.0.1 in issue #14): a vault-sized file goes through chunked upload v2 and its
 //! commit carries the destination's condition in the form Nextcloud evaluates.
 
 use std::sync::Arc;
-use syncfabric_conformance::nextcloud_fake::NextcloudFake;
 use syncfabric_conformance::{run_all, Harness};
 use syncfabric_core::{Body, Error, Precondition, RemotePath, Storage};
+use syncfabric_testkit::nextcloud_fake::NextcloudFake;
 use syncfabric_webdav::{Profile, Secret, WebDavConfig, WebDavStorage};
 
 const USER: &str = "alice";

@@ -4,13 +4,11 @@
 //! `cargo test -p syncfabric-webdav --test real_servers`; set
 //! `SYNCFABRIC_REQUIRE_SERVERS=1` to make a missing server a failure.
 
-mod servers;
-
-use servers::{Kind, Server, PASS, USER};
 use std::sync::Arc;
 use syncfabric_conformance::{run_all, Harness};
 use syncfabric_core::probe::{probe, Verdict};
 use syncfabric_core::{Body, Error, Precondition, RemotePath, Storage};
+use syncfabric_testkit::servers::{Kind, Server, PASS, USER};
 use syncfabric_webdav::{Profile, Secret, WebDavConfig, WebDavStorage};
 
 fn rt() -> tokio::runtime::Runtime {

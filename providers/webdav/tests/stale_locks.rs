@@ -10,11 +10,9 @@
 //! `cargo test -p syncfabric-webdav --test stale_locks`; set
 //! `SYNCFABRIC_REQUIRE_SERVERS=1` to make a missing server a failure.
 
-mod servers;
-
-use servers::{Kind, Server, PASS, USER};
 use std::time::Duration;
 use syncfabric_core::{Body, Error, LockOwner, Precondition, RemotePath, Storage};
+use syncfabric_testkit::servers::{Kind, Server, PASS, USER};
 use syncfabric_webdav::{Secret, WebDavConfig, WebDavStorage};
 
 const TTL: Duration = Duration::from_secs(600);

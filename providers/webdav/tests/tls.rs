@@ -9,15 +9,13 @@
 //!    redirect to another origin is never followed (the other listener sees no request,
 //!    so no `Authorization` header) and is a clear `Corrupt` error.
 
-mod servers;
-
-use servers::{Kind, Server, PASS, USER};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use syncfabric_core::{Body, Error, Precondition, RemotePath, Storage};
+use syncfabric_testkit::servers::{self, Kind, Server, PASS, USER};
 use syncfabric_webdav::{Profile, Secret, WebDavConfig, WebDavStorage};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use syncfabric_conformance::gdrive_fake::{GdriveFake, GdriveFakeConfig};
 use syncfabric_conformance::Harness;
 use syncfabric_core::auth::{SecretToken, StaticBearer};
 use syncfabric_core::retry::RetryPolicy;
 use syncfabric_core::{RemotePath, Storage};
 use syncfabric_gdrive::{GdriveConfig, GdriveStorage};
+use syncfabric_testkit::gdrive_fake::{GdriveFake, GdriveFakeConfig};
 
 /// A retry policy for tests: quick backoff, generous bounds.
 pub fn test_retry() -> RetryPolicy {

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use syncfabric_conformance::graph_fake::{FakeConfig, GraphFake};
 use syncfabric_conformance::Harness;
 use syncfabric_core::auth::{SecretToken, StaticBearer};
 use syncfabric_core::retry::RetryPolicy;
 use syncfabric_core::{RemotePath, Storage};
 use syncfabric_onedrive::{OneDriveConfig, OneDriveStorage};
+use syncfabric_testkit::graph_fake::{FakeConfig, GraphFake};
 
 /// A retry policy for tests: quick backoff, generous bounds.
 pub fn test_retry() -> RetryPolicy {

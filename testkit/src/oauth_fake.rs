@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use syncfabric_conformance::oauth_fake::{OAuthFake, Step};
+//! use syncfabric_testkit::oauth_fake::{OAuthFake, Step};
 //! let fake = OAuthFake::start("test-client").await?;
 //! fake.set_interval(5);
 //! fake.script([Step::Pending, Step::SlowDown, Step::Pending, Step::Approve]);

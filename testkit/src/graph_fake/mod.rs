@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use syncfabric_conformance::graph_fake::{GraphFake, FakeConfig, ThrottlePlan};
+//! use syncfabric_testkit::graph_fake::{GraphFake, FakeConfig, ThrottlePlan};
 //! let fake = GraphFake::start(FakeConfig::default()).await?;
 //! let graph_url = fake.url();        // "http://127.0.0.1:<port>/v1.0"
 //! let token = fake.token();          // the bearer token it accepts

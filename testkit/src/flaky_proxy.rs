@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! # async fn demo(server: std::net::SocketAddr) -> std::io::Result<()> {
-//! use syncfabric_conformance::flaky_proxy::{FaultPlan, FlakyProxy};
+//! use syncfabric_testkit::flaky_proxy::{FaultPlan, FlakyProxy};
 //! let proxy = FlakyProxy::start(server, FaultPlan::chaos(42)).await?;
 //! let url = proxy.url(); // point the provider here instead of at the server
 //! # let _ = url;
@@ -29,7 +29,7 @@
 //!
 //! ```no_run
 //! # async fn demo(server: std::net::SocketAddr, pem: &[u8]) -> std::io::Result<()> {
-//! use syncfabric_conformance::flaky_proxy::{FaultPlan, FlakyProxy};
+//! use syncfabric_testkit::flaky_proxy::{FaultPlan, FlakyProxy};
 //! let proxy = FlakyProxy::start_tls(server, FaultPlan::chaos(42), pem).await?;
 //! let url = proxy.url(); // http://127.0.0.1:<port>/, forwarded over https
 //! # let _ = url;

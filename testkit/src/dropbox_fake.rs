@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use syncfabric_conformance::dropbox_fake::{DropboxFake, DropboxFakeConfig};
+//! use syncfabric_testkit::dropbox_fake::{DropboxFake, DropboxFakeConfig};
 //! let fake = DropboxFake::start(DropboxFakeConfig::default()).await?;
 //! let url = format!("dropbox:/Apps/Enpass?api_url={0}&content_url={0}", fake.url());
 //! fake.set_ignore_rev(true); // a lying server, for the probe to catch

@@ -16,7 +16,6 @@
 //! random access password ([`Server::pass`]; any user name). It is not in [`Kind::ALL`],
 //! the loops over the external servers that speak plain HTTP with [`USER`] and [`PASS`];
 //! [`Server::remote_url`] gives the registry URL that reaches any kind.
-#![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -25,15 +24,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The basic-auth user name every external server ([`Kind::ALL`]) accepts.
 pub const USER: &str = "syncuser";
+/// [`USER`]'s password on every external server ([`Kind::ALL`]).
 pub const PASS: &str = "s3cret-Pass";
 
+/// Which WebDAV server to start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// Apache httpd with `mod_dav_fs` (Debian `apache2`).
     Apache,
+    /// nginx with its DAV module and `dav_ext` (Debian `nginx`, `libnginx-mod-http-dav-ext`).
     Nginx,
+    /// lighttpd with `mod_webdav` (Debian `lighttpd`, `lighttpd-mod-webdav`).
     Lighttpd,
+    /// `rclone serve webdav` on a local folder (Debian `rclone`).
     Rclone,
+    /// SabreDAV on PHP's built-in server (Debian `php-cli`, `php-sabre-dav`).
     Sabre,
     /// WsgiDAV 4 (PyPI) on cheroot, its filesystem provider and its lock manager.
     Wsgidav,
@@ -45,6 +52,7 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The external servers (every kind but [`Kind::Syncfabric`]), for loops over them.
     pub const ALL: [Kind; 7] = [
         Kind::Apache,
         Kind::Nginx,
@@ -61,6 +69,7 @@ impl Kind {
             .chain([Kind::Syncfabric])
             .find(|k| k.name() == name)
     }
+    /// The kind's short name, as in test names and messages (`"apache"`, `"sabredav"`, …).
     pub fn name(self) -> &'static str {
         match self {
             Kind::Apache => "apache",
@@ -132,13 +141,16 @@ pub fn installed_servers_dir() -> PathBuf {
     dir.join("target/test-servers")
 }
 
+/// A started server; stopped (its process group killed, or its thread joined) on drop.
 pub struct Server {
+    /// Which server this is.
     pub kind: Kind,
     /// The server's process; `None` for [`Kind::Syncfabric`] (in this process).
     child: Option<Child>,
     /// [`Kind::Syncfabric`]'s thread.
     in_process: Option<InProcess>,
     dir: tempfile::TempDir,
+    /// The port it listens on, on 127.0.0.1.
     pub port: u16,
     /// Root URL of the served scratch folder, ending in '/'.
     pub url: String,
@@ -171,6 +183,8 @@ fn which(bin: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether a missing server is a failure (`SYNCFABRIC_REQUIRE_SERVERS=1`, as in CI)
+/// rather than a skipped test.
 pub fn require_servers() -> bool {
     std::env::var("SYNCFABRIC_REQUIRE_SERVERS").is_ok_and(|v| v == "1")
 }

@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use syncfabric_conformance::nextcloud_fake::NextcloudFake;
+//! use syncfabric_testkit::nextcloud_fake::NextcloudFake;
 //! let nc = NextcloudFake::start("alice", "app-password").await?;
 //! let root = nc.files_url(); // http://127.0.0.1:<port>/remote.php/dav/files/alice/
 //! # let _ = root;
